@@ -1,0 +1,41 @@
+// The gatehouse command. Each verb is a file in ./commands exporting
+// `register(program)`; a verb loads its component lazily, inside its action,
+// so `gatehouse --help` stays fast.
+import { Command } from 'commander';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../topology/config-error.ts';
+
+export interface CommandModule {
+  register(program: Command): void;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('gatehouse')
+    .description('Zero-trust security layer for microservices: one topology file, every enforcement point.')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .configureOutput({ outputError: (s, write) => write(s) });
+  const dir = path.join(here, 'commands');
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
+    .sort();
+  for (const f of files) {
+    const mod = (await import(path.join(dir, f))) as CommandModule;
+    mod.register(program);
+  }
+  await program.parseAsync(argv);
+}
+
+main(process.argv).catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\ngatehouse: invalid configuration (${error.issues.length} problem${error.issues.length === 1 ? '' : 's'})\n`);
+    process.exitCode = 2;
+    return;
+  }
+  process.stderr.write(`gatehouse: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,64 @@
+// One pino setup for every component: JSON lines, secrets redacted by path.
+// Anything that can carry a credential is censored before it is serialised.
+import { pino, type Logger, type DestinationStream } from 'pino';
+
+export type { Logger };
+
+/** Header names whose values are credentials; they never reach a log. */
+export const SECRET_HEADERS = [
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'x-api-key',
+  'apikey',
+  'api-key',
+  'x-auth-token',
+  'x-gatehouse-identity',
+] as const;
+
+const redactPaths = [
+  ...SECRET_HEADERS.flatMap((h) => [`req.headers["${h}"]`, `res.headers["${h}"]`, `headers["${h}"]`]),
+  'password',
+  'secret',
+  'client_secret',
+  'token',
+  '*.password',
+  '*.secret',
+  '*.client_secret',
+  '*.token',
+];
+
+export function createLogger(options: { name: string; level?: string; destination?: DestinationStream }): Logger {
+  return pino(
+    {
+      name: options.name,
+      level: options.level ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info',
+      redact: { paths: redactPaths, censor: '[REDACTED]' },
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    options.destination ?? pino.destination({ dest: 1, sync: false }),
+  );
+}
+
+const SECRET_QUERY = /^(?:access_?token|id_?token|refresh_?token|token|api_?key|apikey|key|secret|client_?secret|password|passwd|pwd|code|signature|sig|auth|authorization|session|jwt|otp)$/i;
+
+/** The query string with the values of parameters that look like secrets replaced. */
+export function redactQuery(query: string): string {
+  if (query === '') return '';
+  let out = '';
+  for (const part of query.split('&')) {
+    const eq = part.indexOf('=');
+    const name = eq === -1 ? part : part.slice(0, eq);
+    let decoded = name;
+    try {
+      decoded = decodeURIComponent(name);
+    } catch {
+      // keep the raw name: an undecodable name is still redacted by its raw form
+    }
+    out += (out === '' ? '' : '&') + (eq !== -1 && SECRET_QUERY.test(decoded) ? `${name}=[REDACTED]` : part);
+  }
+  return out;
+}

@@ -1,0 +1,166 @@
+// Reads gatehouse.yaml: YAML → document with positions → zod → cross-references.
+// Every problem found is reported at once, each with file:line:column and path.
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { LineCounter, parseDocument, isMap, isPair, isScalar, isNode, type Document, type Node } from 'yaml';
+import { Topology } from './schema.ts';
+import { ConfigError, formatPath, type ConfigIssue } from './config-error.ts';
+import { keysAt, nearest } from './suggest.ts';
+import { resolveReferences } from './resolve.ts';
+
+/** Topology files larger than this are refused before parsing. */
+export const MAX_TOPOLOGY_BYTES = 1024 * 1024;
+
+export interface LoadedTopology {
+  /** Absolute path of the file it came from. */
+  file: string;
+  /** Directory that relative paths in the file are resolved against. */
+  dir: string;
+  topology: Topology;
+}
+
+export function loadTopology(file: string): LoadedTopology {
+  const abs = path.resolve(file);
+  let text: string;
+  try {
+    const st = statSync(abs);
+    if (!st.isFile()) throw new ConfigError([{ file, line: 1, column: 1, path: '', message: 'not a regular file' }]);
+    if (st.size > MAX_TOPOLOGY_BYTES)
+      throw new ConfigError([
+        { file, line: 1, column: 1, path: '', message: `file is ${st.size} bytes; the limit is ${MAX_TOPOLOGY_BYTES}` },
+      ]);
+    text = readFileSync(abs, 'utf8');
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `cannot read the file (${code})` }]);
+  }
+  return { file: abs, dir: path.dirname(abs), topology: parseTopology(text, file) };
+}
+
+export function parseTopology(text: string, file = 'gatehouse.yaml'): Topology {
+  if (Buffer.byteLength(text) > MAX_TOPOLOGY_BYTES)
+    throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `the limit is ${MAX_TOPOLOGY_BYTES} bytes` }]);
+  const lineCounter = new LineCounter();
+  // YAML 1.2 core schema: no custom tags, no merge keys, duplicate keys are errors.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: false });
+  const at = (offset: number) => {
+    const p = lineCounter.linePos(offset);
+    return { line: p.line, column: p.col };
+  };
+  const syntax = [...doc.errors];
+  if (syntax.length > 0)
+    throw new ConfigError(
+      syntax.map((e) => ({ file, ...at(e.pos[0]), path: '', message: `YAML: ${firstLine(e.message)}` })),
+    );
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 50 });
+  } catch (error) {
+    throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `YAML: ${firstLine(String((error as Error).message))}` }]);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data))
+    throw new ConfigError([{ file, line: 1, column: 1, path: '', message: 'the file must be a mapping with version, trustDomain and zones' }]);
+
+  const parsed = Topology.safeParse(data);
+  if (!parsed.success) {
+    const issues: ConfigIssue[] = [];
+    for (const issue of flattenUnions(parsed.error.issues as unknown as ZodIssueLike[])) {
+      if (issue.code === 'unrecognized_keys') {
+        const valid = keysAt(Topology, issue.path);
+        for (const key of issue.keys) {
+          const hint = nearest(key, valid);
+          issues.push({
+            file,
+            ...at(keyOffset(doc, issue.path, key)),
+            path: formatPath([...issue.path, key]),
+            message: `unknown key ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}`,
+          });
+        }
+      } else {
+        issues.push({ file, ...at(valueOffset(doc, issue.path)), path: formatPath(issue.path), message: describe(issue) });
+      }
+    }
+    throw new ConfigError(sortIssues(issues));
+  }
+  const problems = resolveReferences(parsed.data);
+  if (problems.length > 0)
+    throw new ConfigError(
+      sortIssues(problems.map((p) => ({ file, ...at(valueOffset(doc, p.path)), path: formatPath(p.path), message: p.message }))),
+    );
+  return parsed.data;
+}
+
+interface ZodIssueLike {
+  code: string;
+  message: string;
+  path: PropertyKey[];
+  input?: unknown;
+  keys?: string[];
+  errors?: ZodIssueLike[][];
+}
+
+/**
+ * A union reports "Invalid input" with one issue list per branch. Report the
+ * branch that got furthest instead (the deepest path), so `methods: [GET, FOO]`
+ * says which element is wrong rather than that the union failed.
+ */
+function flattenUnions(issues: ZodIssueLike[]): (ZodIssueLike & { keys: string[] })[] {
+  const out: (ZodIssueLike & { keys: string[] })[] = [];
+  for (const issue of issues) {
+    if (issue.code === 'invalid_union' && issue.errors && issue.errors.length > 0) {
+      const depth = (branch: ZodIssueLike[]) => Math.max(...branch.map((i) => i.path.length));
+      const best = [...issue.errors].filter((b) => b.length > 0).sort((a, b) => depth(b) - depth(a))[0];
+      if (best && depth(best) > 0) {
+        out.push(...flattenUnions(best.map((i) => ({ ...i, path: [...issue.path, ...i.path] }))));
+        continue;
+      }
+    }
+    out.push({ ...issue, keys: issue.keys ?? [] });
+  }
+  return out;
+}
+
+function describe(issue: { code: string; message: string; path: PropertyKey[]; input?: unknown }): string {
+  if (issue.code === 'invalid_type' && issue.input === undefined) return 'is required';
+  return issue.message.replace(/^Invalid input: /, '');
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0];
+}
+
+function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
+  return issues.sort((a, b) => a.line - b.line || a.column - b.column);
+}
+
+function nodeAt(doc: Document, p: readonly PropertyKey[]): { node: Node | undefined; depth: number } {
+  // Walk as deep as the document goes; a missing field points at its parent.
+  let node: unknown = doc.contents;
+  let depth = 0;
+  for (const part of p) {
+    const child = isNode(node) ? (node as unknown as { get?: (k: unknown, keep: boolean) => unknown }).get?.(part, true) : undefined;
+    if (!isNode(child)) break;
+    node = child;
+    depth++;
+  }
+  return { node: isNode(node) ? (node as Node) : undefined, depth };
+}
+
+function valueOffset(doc: Document, p: readonly PropertyKey[]): number {
+  const { node, depth } = nodeAt(doc, p);
+  if (depth < p.length && isMap(node)) {
+    // the field is missing: point at the mapping's first key (the object it belongs in)
+    const first = node.items[0];
+    if (isPair(first) && isNode(first.key)) return (first.key as Node).range?.[0] ?? 0;
+  }
+  return node?.range?.[0] ?? 0;
+}
+
+function keyOffset(doc: Document, p: readonly PropertyKey[], key: string): number {
+  const { node } = nodeAt(doc, p);
+  if (isMap(node))
+    for (const pair of node.items)
+      if (isScalar(pair.key) && String(pair.key.value) === key) return pair.key.range?.[0] ?? 0;
+  return node?.range?.[0] ?? 0;
+}

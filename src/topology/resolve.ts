@@ -1,0 +1,84 @@
+// Checks that need the whole file: references between sections, duplicates,
+// and combinations that zod cannot see field by field.
+import type { Topology } from './schema.ts';
+import { parseListen } from './schema.ts';
+
+export interface ReferenceProblem {
+  path: (string | number)[];
+  message: string;
+}
+
+export function resolveReferences(t: Topology): ReferenceProblem[] {
+  const problems: ReferenceProblem[] = [];
+  const zoneNames = Object.keys(t.zones);
+  if (zoneNames.length === 0) problems.push({ path: ['zones'], message: 'at least one zone is required' });
+
+  for (const [serviceName, service] of Object.entries(t.services)) {
+    if (!t.zones[service.zone])
+      problems.push({
+        path: ['services', serviceName, 'zone'],
+        message: `unknown zone ${JSON.stringify(service.zone)} (zones: ${zoneNames.join(', ') || 'none'})`,
+      });
+    if (service.upstream === undefined && service.run === undefined)
+      problems.push({ path: ['services', serviceName], message: 'needs an upstream URL or a run module' });
+  }
+
+  const ports = new Map<string, string>();
+  const claimPort = (listen: string | undefined, where: (string | number)[]) => {
+    if (listen === undefined) return;
+    const parsed = parseListen(listen);
+    if (typeof parsed === 'string' || parsed.port === 0) return;
+    const key = String(parsed.port);
+    const owner = ports.get(key);
+    if (owner) problems.push({ path: where, message: `port ${parsed.port} is already used by ${owner}` });
+    else ports.set(key, where.join('.'));
+  };
+
+  for (const [zoneName, zone] of Object.entries(t.zones)) {
+    if (zone.gateway) {
+      claimPort(zone.gateway.listen, ['zones', zoneName, 'gateway', 'listen']);
+      claimPort(zone.gateway.redirectListen, ['zones', zoneName, 'gateway', 'redirectListen']);
+      claimPort(zone.gateway.admin.listen, ['zones', zoneName, 'gateway', 'admin', 'listen']);
+      if (zone.gateway.plaintext && zone.gateway.redirectListen)
+        problems.push({
+          path: ['zones', zoneName, 'gateway', 'redirectListen'],
+          message: 'a redirect listener needs an HTTPS gateway (plaintext is true)',
+        });
+    }
+    if (zone.authority) claimPort(zone.authority.listen, ['zones', zoneName, 'authority', 'listen']);
+    if (zone.routes.length > 0 && !zone.gateway)
+      problems.push({ path: ['zones', zoneName, 'routes'], message: 'routes need a gateway in this zone' });
+
+    const seen = new Map<string, number>();
+    const names = new Map<string, number>();
+    zone.routes.forEach((route, i) => {
+      const at = ['zones', zoneName, 'routes', i];
+      const service = t.services[route.service];
+      if (!service) problems.push({ path: [...at, 'service'], message: `unknown service ${JSON.stringify(route.service)}` });
+      else if (service.zone !== zoneName)
+        problems.push({
+          path: [...at, 'service'],
+          message: `service ${JSON.stringify(route.service)} is in zone ${JSON.stringify(service.zone)}; a gateway routes only to its own zone`,
+        });
+      if (route.rewrite && route.match !== 'prefix')
+        problems.push({ path: [...at, 'rewrite'], message: "rewrite needs match: 'prefix'" });
+      if (/\/\.{1,2}(\/|$)|\/\/|%/.test(route.path))
+        problems.push({ path: [...at, 'path'], message: 'path must be canonical: no dot segments, empty segments or percent-encoding' });
+      const hosts = route.hosts ? [...route.hosts].map((h) => h.toLowerCase().replace(/\.$/, '')).sort().join(',') : '*';
+      const key = `${hosts} ${route.match} ${route.path}`;
+      if (seen.has(key))
+        problems.push({ path: [...at, 'path'], message: `duplicates routes[${seen.get(key)}] (same hosts, match and path)` });
+      else seen.set(key, i);
+      const routeName = route.name ?? routeNameOf(route.path);
+      if (names.has(routeName) && route.name !== undefined)
+        problems.push({ path: [...at, 'name'], message: `route name ${JSON.stringify(routeName)} is used twice` });
+      names.set(routeName, i);
+    });
+  }
+  return problems;
+}
+
+export function routeNameOf(p: string): string {
+  const trimmed = p.replace(/^\/+|\/+$/g, '').replace(/[^a-z0-9]+/gi, '-').toLowerCase();
+  return trimmed === '' ? 'root' : trimmed;
+}
