@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
 import { AuthorityConfig } from './schema-authority.ts';
+import { ServiceMeshFields } from './schema-mesh.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 const name = (what: string) =>
@@ -227,6 +228,7 @@ export const Service = z
       })
       .strict()
       .default({ failures: 5, openMs: 10_000 }),
+    ...ServiceMeshFields,
   })
   .strict();
 
