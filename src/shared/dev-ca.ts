@@ -8,8 +8,8 @@ import path from 'node:path';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 
-const crypto = webcrypto as unknown as Crypto;
-x509.cryptoProvider.set(crypto);
+const crypto = webcrypto;
+x509.cryptoProvider.set(crypto as never);
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY = 24 * 60 * 60 * 1000;
@@ -43,7 +43,7 @@ export async function openDevCa(stateDir: string, trustDomain = 'gatehouse.local
   const caFile = path.join(dir, 'dev-ca.pem');
   const keyFile = path.join(dir, 'dev-ca.key');
   if (!existsSync(caFile) || !existsSync(keyFile)) {
-    const keys = (await crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const keys = (await crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
     const now = Date.now();
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: randomSerial(),
@@ -75,7 +75,7 @@ export async function openDevCa(stateDir: string, trustDomain = 'gatehouse.local
     caFile,
     caPem,
     async issueServer(names, days = 30) {
-      const keys = (await crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+      const keys = (await crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
       const now = Date.now();
       const sans = names.map((n) =>
         /^[\d.]+$/.test(n) || n.includes(':') ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n },

@@ -1,10 +1,202 @@
 // The `authority` block of a zone. Owned by the authority component.
+// Every field has a description and the secure default; absent vs empty is
+// spelled out where the two differ.
 import { z } from 'zod';
+import { isIP } from 'node:net';
+
+// schema.ts imports this file, so the listen check is repeated here (small)
+// rather than imported (a cycle).
+const LISTEN = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/;
+const listen = z
+  .string()
+  .describe('host:port of the authority HTTPS listener; IPv6 as [::1]:8444; port 0 picks a free port')
+  .superRefine((value, ctx) => {
+    const m = LISTEN.exec(value);
+    const host = m ? (m[1] ?? m[2]) : '';
+    const ok =
+      m !== null &&
+      Number(m[3]) <= 65535 &&
+      (m[1] !== undefined ? isIP(host) === 6 : host === 'localhost' || isIP(host) === 4);
+    if (!ok) ctx.addIssue({ code: 'custom', message: `expected host:port (for example 127.0.0.1:8444), got ${JSON.stringify(value)}` });
+  });
+
+/** An OAuth scope token (RFC 6749 §3.3), restricted to a readable set. */
+export const ScopeName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9:._\-/]{0,127}$/, 'a scope is letters, digits and : . _ - / (at most 128)')
+  .describe('an OAuth scope');
+
+const Audience = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^(?:https:\/\/[^\s#]+|urn:[A-Za-z0-9][A-Za-z0-9\-.:_~%/]+)$/, 'an audience is an https URL or a URN')
+  .describe('an audience (resource indicator) the zone issues tokens for');
+
+const ClaimName = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'a claim name is lowercase letters, digits and _');
+
+const TrustedZone = z.union([
+  z.string().regex(/^[a-z][a-z0-9-]{0,62}$/).describe('a zone of this topology run on the same machine (its public keys are read from the state dir)'),
+  z
+    .object({
+      zone: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/).describe('the zone name'),
+      issuer: z.string().url().describe("issuer of that zone's authority"),
+      jwksUri: z.string().url().regex(/^https:/, 'jwksUri must be https').describe("that authority's JWKS URL"),
+    })
+    .strict(),
+]);
+
+const Budget = (failures: number, lockoutSeconds: number, what: string) =>
+  z
+    .object({
+      maxFailures: z.number().int().min(1).max(1000).default(failures).describe(`${what} failures before a lockout`),
+      lockoutSeconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(86_400)
+        .default(lockoutSeconds)
+        .describe('how long the lockout lasts; failures also make each next attempt wait longer (1 s, 2 s, 4 s … 30 s)'),
+    })
+    .strict()
+    .default({ maxFailures: failures, lockoutSeconds });
 
 export const AuthorityConfig = z
   .object({
-    listen: z.string().default('127.0.0.1:0').describe('host:port of the authority HTTPS listener'),
+    listen: listen.default('127.0.0.1:0'),
+    issuer: z
+      .string()
+      .url()
+      .regex(/^https:\/\/[^/?#]+$/, 'issuer must be https://host[:port] without a path')
+      .optional()
+      .describe('public issuer URL (behind a load balancer); absent: https://<listen address>'),
+    tls: z
+      .union([
+        z.literal('dev'),
+        z
+          .object({
+            cert: z.string().min(1).describe('PEM certificate chain file, relative to the topology file'),
+            key: z.string().min(1).describe('PEM private key file, relative to the topology file'),
+          })
+          .strict(),
+      ])
+      .default('dev')
+      .describe("'dev': a certificate from the local dev CA in the state dir; or cert/key files"),
+    signingAlg: z
+      .enum(['EdDSA', 'ES256'])
+      .default('EdDSA')
+      .describe('JWS algorithm of access and ID tokens: EdDSA (Ed25519) or ES256 (P-256)'),
+    accessTokenTtl: z
+      .number()
+      .int()
+      .min(30)
+      .max(900)
+      .default(300)
+      .describe('access token lifetime in seconds (default 300, at most 900)'),
+    refreshTokenTtl: z
+      .number()
+      .int()
+      .min(300)
+      .max(90 * 86_400)
+      .default(8 * 3600)
+      .describe('refresh token lifetime in seconds; every use rotates it'),
+    storage: z
+      .string()
+      .regex(/^(?:sqlite|postgres(?:ql)?:\/\/\S+)$/, "storage is 'sqlite' or a postgres:// URL")
+      .default('sqlite')
+      .describe("'sqlite': a database file in the state dir; postgres://…: shared by every instance of the authority"),
+    audience: Audience.optional().describe(
+      "audience of the zone's own API (what its gateway expects in `aud`); absent: urn:gatehouse:<trustDomain>:<zone>",
+    ),
+    audiences: z
+      .array(Audience)
+      .default([])
+      .describe('further audiences clients may ask tokens for (resource indicators); empty: only the zone audience'),
+    scopes: z
+      .array(ScopeName)
+      .default([])
+      .describe('scopes this zone knows; empty: tokens carry no API scope (only openid/offline_access)'),
+    trustedZones: z
+      .array(TrustedZone)
+      .default([])
+      .describe('zones whose access tokens may be exchanged here (RFC 8693); empty: only this zone’s own tokens'),
+    confidentialClaims: z
+      .record(
+        Audience,
+        z
+          .object({
+            claims: z.array(ClaimName).min(1).describe('user claims that travel only encrypted to this audience'),
+            publicKey: z
+              .string()
+              .min(1)
+              .describe('file (relative to the topology) holding the public JWK (P-256 or X25519) of the audience'),
+          })
+          .strict(),
+      )
+      .default({})
+      .describe(
+        'per audience, claims that travel inside the token as a nested JWE only that audience can open; empty: none',
+      ),
+    mfa: z
+      .object({
+        required: z
+          .boolean()
+          .default(true)
+          .describe('every user needs a second factor; a user without one cannot sign in'),
+      })
+      .strict()
+      .default({ required: true }),
+    throttle: z
+      .object({
+        password: Budget(5, 900, 'password').describe('per account'),
+        otp: Budget(5, 900, 'one-time code').describe('per account and source; the account-wide budget is 4x'),
+        source: Budget(50, 900, 'sign-in').describe('per source address, across accounts'),
+      })
+      .strict()
+      .default({
+        password: { maxFailures: 5, lockoutSeconds: 900 },
+        otp: { maxFailures: 5, lockoutSeconds: 900 },
+        source: { maxFailures: 50, lockoutSeconds: 900 },
+      }),
+    keyRotation: z
+      .object({
+        publishLeadSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(7 * 86_400)
+          .default(600)
+          .describe('a rotated-in key is published this long before it signs, so verifiers can fetch it first'),
+      })
+      .strict()
+      .default({ publishLeadSeconds: 600 }),
+    clientCa: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('PEM CA bundle for tls_client_auth (mTLS clients); absent: no client certificate is requested'),
+    dev: z
+      .object({
+        redirectUri: z
+          .string()
+          .url()
+          .default('http://127.0.0.1:8765/callback')
+          .describe('redirect URI of the seeded web client (dev mode only)'),
+      })
+      .strict()
+      .default({ redirectUri: 'http://127.0.0.1:8765/callback' })
+      .describe('what `gatehouse up` seeds in dev mode'),
   })
-  .strict();
+  .strict()
+  .superRefine((value, ctx) => {
+    const known = new Set([value.audience, ...value.audiences].filter(Boolean));
+    for (const aud of Object.keys(value.confidentialClaims))
+      if (!known.has(aud) && aud !== value.audience)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['confidentialClaims', aud],
+          message: `audience ${JSON.stringify(aud)} must also be listed in audiences`,
+        });
+  });
 
 export type AuthorityConfig = z.infer<typeof AuthorityConfig>;

@@ -1,0 +1,37 @@
+import type { Command } from 'commander';
+import { availableParallelism } from 'node:os';
+
+export function register(program: Command): void {
+  program
+    .command('gateway')
+    .description("run one zone's gateway (HTTPS edge proxy and policy enforcement point)")
+    .option('-c, --config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+    .requiredOption('-z, --zone <zone>', 'zone whose gateway to run')
+    .option('-s, --state-dir <dir>', 'state directory (dev CA, discovered service addresses)', '.gatehouse')
+    .option('-w, --workers <n>', 'worker processes (default: the zone setting, else one per core)')
+    .option('--listen <host:port>', 'override the listen address')
+    .option('--admin-listen <host:port>', 'override the admin listen address')
+    .option('--redirect-listen <host:port>', 'override the redirect listener address')
+    .addHelpText(
+      'after',
+      '\nSignals: SIGHUP reloads the topology (a bad one is refused, the old one keeps serving);\nSIGINT/SIGTERM drain and stop. Admin: GET /healthz /readyz /metrics, POST /reload.',
+    )
+    .action(async (opts: { config: string; zone: string; stateDir: string; workers?: string; listen?: string; adminListen?: string; redirectListen?: string }) => {
+      const { loadTopology } = await import('../../topology/load.ts');
+      const { topology } = loadTopology(opts.config);
+      const gateway = topology.zones[opts.zone]?.gateway;
+      if (!gateway) throw new Error(`zone ${JSON.stringify(opts.zone)} has no gateway in ${opts.config}`);
+      const workers = opts.workers !== undefined ? Number(opts.workers) : (gateway.workers ?? availableParallelism());
+      if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new Error('--workers must be a whole number from 1 to 256');
+      const { runGatewayProcess } = await import('../../gateway/cluster.ts');
+      await runGatewayProcess({
+        config: opts.config,
+        zone: opts.zone,
+        stateDir: opts.stateDir,
+        workers,
+        listen: opts.listen,
+        adminListen: opts.adminListen,
+        redirectListen: opts.redirectListen,
+      });
+    });
+}

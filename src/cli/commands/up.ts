@@ -1,0 +1,34 @@
+import type { Command } from 'commander';
+
+export function register(program: Command): void {
+  program
+    .command('up')
+    .description('run a whole topology on this machine: services, authorities and gateways')
+    .option('-c, --config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+    .option('-s, --state-dir <dir>', 'state directory (endpoints.json, dev CA, logs)', '.gatehouse')
+    .option('--ephemeral-ports', 'listen on free ports instead of the ones in the file', false)
+    .option('--no-dev', 'do not seed demo identities (dev-credentials.json)')
+    .addHelpText(
+      'after',
+      '\nWhen every component answers, writes DIR/endpoints.json and prints "gatehouse: ready".\nLogs of each component go to DIR/logs/. SIGINT/SIGTERM stop everything.',
+    )
+    .action(async (opts: { config: string; stateDir: string; ephemeralPorts: boolean; dev: boolean }) => {
+      const { up } = await import('../up.ts');
+      const running = await up({ config: opts.config, stateDir: opts.stateDir, ephemeralPorts: opts.ephemeralPorts, dev: opts.dev });
+      const { endpoints } = running;
+      const lines = [`trust domain ${endpoints.trustDomain}; CA bundle ${endpoints.caBundle}`];
+      for (const [zone, z] of Object.entries(endpoints.zones))
+        lines.push(`zone ${zone}: ${Object.entries(z).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      process.stdout.write(lines.join('\n') + '\n');
+      process.stdout.write(`endpoints: ${opts.stateDir}/endpoints.json\ngatehouse: ready\n`);
+      let stopping = false;
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        process.stdout.write('gatehouse: stopping\n');
+        void running.stop().then(() => process.exit(0));
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+}

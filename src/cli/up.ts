@@ -1,0 +1,169 @@
+// `gatehouse up`: runs a whole topology on one machine. Every component runs
+// in its own process (the same CLI verbs an operator would run), started in
+// trust order — services, authorities, gateways — and `endpoints.json` is
+// written only when every one of them has said it answers.
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, writeFileSync, renameSync, readFileSync, closeSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadTopology } from '../topology/load.ts';
+import type { ReadyMessage } from './ready.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const MAIN = path.join(here, 'main.ts');
+
+export interface UpOptions {
+  config: string;
+  stateDir: string;
+  /** Listen on free ports instead of the ones in the file (tests, several instances). */
+  ephemeralPorts: boolean;
+  dev: boolean;
+  out?: NodeJS.WritableStream;
+}
+
+export interface Endpoints {
+  trustDomain: string;
+  caBundle: string;
+  zones: Record<string, { gateway?: string; authority?: string; admin?: string; redirect?: string }>;
+  services: Record<string, { zone: string; url: string }>;
+  console?: string;
+}
+
+interface Child {
+  name: string;
+  process: ChildProcess;
+  ready: Promise<ReadyMessage>;
+}
+
+function writeAtomic(file: string, data: string, mode: number): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, data, { mode });
+  renameSync(tmp, file);
+}
+
+export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): Promise<void> }> {
+  const out = o.out ?? process.stdout;
+  const loaded = loadTopology(o.config);
+  const { topology } = loaded;
+  const stateDir = path.resolve(o.stateDir);
+  mkdirSync(path.join(stateDir, 'logs'), { recursive: true, mode: 0o700 });
+  for (const f of ['endpoints.json', 'services.json']) if (existsSync(path.join(stateDir, f))) writeFileSync(path.join(stateDir, f), '{}');
+
+  const children: Child[] = [];
+  let stopping = false;
+  const start = (name: string, args: string[], script = MAIN): Child => {
+    const logFile = path.join(stateDir, 'logs', `${name}.log`);
+    const fd = openSync(logFile, 'a', 0o600);
+    const child = fork(script, args, { stdio: ['ignore', fd, fd, 'ipc'], execArgv: [] });
+    closeSync(fd);
+    const ready = new Promise<ReadyMessage>((resolve, reject) => {
+      child.on('message', (m: ReadyMessage) => {
+        if (m?.type === 'gatehouse:ready') resolve(m);
+      });
+      child.once('exit', (code, signal) => {
+        const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
+        const error = new Error(`${name} exited (${signal ?? `code ${code}`}) before it was ready; see ${logFile}\n${tail}`);
+        reject(error);
+        if (!stopping) {
+          out.write(`gatehouse: ${name} stopped unexpectedly (${signal ?? `code ${code}`}); stopping everything (fail closed)\n`);
+          void stop().then(() => (process.exitCode = 1));
+        }
+      });
+    });
+    const c = { name, process: child, ready };
+    children.push(c);
+    return c;
+  };
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await Promise.all(
+      [...children].reverse().map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.process.exitCode !== null || c.process.signalCode !== null) return resolve();
+            const kill = setTimeout(() => c.process.kill('SIGKILL'), 8_000);
+            c.process.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            c.process.kill('SIGTERM');
+          }),
+      ),
+    );
+  };
+
+  try {
+    const common = ['--config', loaded.file, '--state-dir', stateDir];
+    const ephemeral = (flag: string) => (o.ephemeralPorts ? [flag, '127.0.0.1:0'] : []);
+
+    // 1. services that Gatehouse starts itself
+    const services: Endpoints['services'] = {};
+    const serviceChildren = Object.entries(topology.services)
+      .filter(([, s]) => s.run !== undefined)
+      .map(([name, s]) => ({
+        name,
+        zone: s.zone,
+        child: start(`service-${name}`, [path.resolve(loaded.dir, s.run!), name], path.join(here, 'run-service.ts')),
+      }));
+    for (const s of serviceChildren) services[s.name] = { zone: s.zone, url: (await s.child.ready).endpoints.service };
+    for (const [name, s] of Object.entries(topology.services))
+      if (s.upstream !== undefined) services[name] = { zone: s.zone, url: s.upstream };
+    writeAtomic(
+      path.join(stateDir, 'services.json'),
+      JSON.stringify({ services: Object.fromEntries(Object.entries(services).map(([n, s]) => [n, { upstream: s.url }])) }, null, 2),
+      0o600,
+    );
+
+    // 2. authorities, 3. gateways
+    const zones: Endpoints['zones'] = {};
+    const devCredentials: Record<string, unknown> = {};
+    const authorityVerb = existsSync(path.join(here, 'commands', 'authority.ts'));
+    const authorities = Object.entries(topology.zones)
+      .filter(([, z]) => z.authority !== undefined && authorityVerb)
+      .map(([zone]) => ({
+        zone,
+        child: start(`authority-${zone}`, ['authority', ...common, '--zone', zone, ...(o.dev ? ['--dev'] : []), ...ephemeral('--listen')]),
+      }));
+    for (const a of authorities) {
+      const m = await a.child.ready;
+      zones[a.zone] = { ...zones[a.zone], authority: m.endpoints.authority };
+      if (m.devCredentials !== undefined) devCredentials[a.zone] = m.devCredentials;
+    }
+    const gateways = Object.entries(topology.zones)
+      .filter(([, z]) => z.gateway !== undefined)
+      .map(([zone, z]) => ({
+        zone,
+        child: start(`gateway-${zone}`, [
+          'gateway',
+          ...common,
+          '--zone',
+          zone,
+          '--workers',
+          '1',
+          ...ephemeral('--listen'),
+          ...ephemeral('--admin-listen'),
+          ...(z.gateway!.redirectListen ? ephemeral('--redirect-listen') : []),
+        ]),
+      }));
+    for (const g of gateways) {
+      const m = await g.child.ready;
+      zones[g.zone] = { ...zones[g.zone], gateway: m.endpoints.gateway, admin: m.endpoints.admin };
+      if (m.endpoints.redirect) zones[g.zone].redirect = m.endpoints.redirect;
+    }
+
+    const endpoints: Endpoints = {
+      trustDomain: topology.trustDomain,
+      caBundle: path.join(stateDir, 'tls', 'dev-ca.pem'),
+      zones,
+      services,
+    };
+    if (o.dev && Object.keys(devCredentials).length > 0)
+      writeAtomic(path.join(stateDir, 'dev-credentials.json'), JSON.stringify({ zones: devCredentials }, null, 2) + '\n', 0o600);
+    writeAtomic(path.join(stateDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n', 0o644);
+    return { endpoints, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

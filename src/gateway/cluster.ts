@@ -1,0 +1,150 @@
+// `gatehouse gateway`: one process, or a primary with N workers sharing the
+// listening socket (node:cluster). The primary owns the admin listener,
+// aggregates the workers' metrics, and validates a reload before any worker
+// sees it.
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import { announceReady, closeOnSignals } from '../cli/ready.ts';
+import { loadTopology } from '../topology/load.ts';
+import { createAdminServer } from './admin.ts';
+import { startGateway, type RunningGateway } from './server.ts';
+import { createLogger } from '../shared/logger.ts';
+
+export interface GatewayProcessOptions {
+  config: string;
+  zone: string;
+  stateDir: string;
+  workers: number;
+  listen?: string;
+  adminListen?: string;
+  redirectListen?: string;
+}
+
+type WorkerMessage =
+  | { type: 'gatehouse:worker-ready'; url: string; redirectUrl?: string }
+  | { type: 'gatehouse:reloaded'; ok: boolean; error?: string; generation?: number };
+
+export async function runGatewayProcess(o: GatewayProcessOptions): Promise<void> {
+  if (o.workers <= 1 && !cluster.isWorker) {
+    const gw = await startGateway({ ...o });
+    process.on('SIGHUP', () => void gw.reload());
+    closeOnSignals(() => gw.close());
+    announceReady({ component: 'gateway', zone: o.zone, endpoints: endpointsOf(gw) });
+    return;
+  }
+  if (cluster.isWorker) return runWorker(o);
+  return runPrimary(o);
+}
+
+function endpointsOf(gw: RunningGateway): Record<string, string> {
+  const e: Record<string, string> = { gateway: gw.url };
+  if (gw.adminUrl) e.admin = gw.adminUrl;
+  if (gw.redirectUrl) e.redirect = gw.redirectUrl;
+  return e;
+}
+
+async function runWorker(o: GatewayProcessOptions): Promise<void> {
+  const gw = await startGateway({ ...o, adminListen: false });
+  AggregatorRegistry.setRegistries([gw.metrics.registry]);
+  process.on('message', (m: { type?: string }) => {
+    if (m?.type === 'gatehouse:reload')
+      void gw.reload().then((r) =>
+        process.send?.({ type: 'gatehouse:reloaded', ok: r.ok, error: r.ok ? undefined : r.error, generation: r.ok ? r.generation : undefined }),
+      );
+  });
+  const stop = () => gw.close().then(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('disconnect', stop);
+  process.send?.({ type: 'gatehouse:worker-ready', url: gw.url, redirectUrl: gw.redirectUrl } satisfies WorkerMessage);
+}
+
+async function runPrimary(o: GatewayProcessOptions): Promise<void> {
+  const logger = createLogger({ name: `gateway.${o.zone}` });
+  const { topology } = loadTopology(o.config);
+  const gateway = topology.zones[o.zone]!.gateway!;
+  const aggregator = new AggregatorRegistry();
+  const workers: Worker[] = [];
+  let stopping = false;
+  let url = '';
+  let redirectUrl: string | undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    let count = 0;
+    for (let i = 0; i < o.workers; i++) {
+      const w = cluster.fork({ GATEHOUSE_WORKER: String(i) });
+      workers.push(w);
+      w.on('message', (m: WorkerMessage) => {
+        if (m.type === 'gatehouse:worker-ready') {
+          url = m.url;
+          redirectUrl = m.redirectUrl;
+          if (++count === o.workers) resolve();
+        }
+      });
+      w.on('exit', (code) => {
+        if (stopping) return;
+        if (count < o.workers) reject(new Error(`gateway worker exited during start (code ${code})`));
+        else {
+          logger.error({ code }, 'gateway worker died; stopping the gateway (fail closed)');
+          void shutdown(1);
+        }
+      });
+    }
+  });
+  // workers inherit argv and run the same command; they take the worker branch
+  await ready;
+
+  const reload = async () => {
+    try {
+      const next = loadTopology(o.config);
+      if (!next.topology.zones[o.zone]?.gateway) throw new Error(`zone ${o.zone} has no gateway any more`);
+    } catch (error) {
+      return { ok: false as const, error: (error as Error).message };
+    }
+    const results = await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<WorkerMessage & { type: 'gatehouse:reloaded' }>((resolve) => {
+            const on = (m: WorkerMessage) => {
+              if (m.type === 'gatehouse:reloaded') {
+                w.off('message', on);
+                resolve(m);
+              }
+            };
+            w.on('message', on);
+            w.send({ type: 'gatehouse:reload' });
+          }),
+      ),
+    );
+    const failed = results.find((r) => !r.ok);
+    return failed ? { ok: false as const, error: failed.error ?? 'reload failed' } : { ok: true as const, generation: results[0].generation ?? 0 };
+  };
+  const admin = await createAdminServer({
+    listen: o.adminListen ?? gateway.admin.listen,
+    metrics: () => aggregator.clusterMetrics(),
+    contentType: aggregator.contentType,
+    ready: () => workers.every((w) => w.isConnected()),
+    reload,
+  });
+  process.on('SIGHUP', () => void reload().then((r) => logger.info(r, 'reload')));
+
+  const shutdown = async (code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    await admin.close();
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.isDead()) return resolve();
+            w.once('exit', () => resolve());
+            w.process.kill('SIGTERM');
+          }),
+      ),
+    );
+    process.exit(code);
+  };
+  closeOnSignals(() => shutdown(0));
+  const endpoints: Record<string, string> = { gateway: url, admin: admin.url };
+  if (redirectUrl) endpoints.redirect = redirectUrl;
+  announceReady({ component: 'gateway', zone: o.zone, endpoints });
+}

@@ -1,0 +1,201 @@
+// Header hygiene in one pass over the raw headers: framing checks that the
+// HTTP parser leaves to us, hop-by-hop removal (including every header named
+// in Connection) before the gateway adds its own, and removal of every header
+// a client could use to claim an identity or steer routing.
+import { AmbiguousRequest, BadRequest } from '../shared/errors.ts';
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies still see. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+]);
+
+/** Identity and routing headers a client must never set; the gateway sets its own. */
+const SPOOFABLE = new Set([
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'x-original-host',
+  'x-original-forwarded-for',
+  'x-forwarded-client-cert',
+  'x-client-cert',
+  'x-ssl-client-cert',
+  'ssl-client-cert',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  'x-request-id',
+  'x-envoy-original-path',
+  'x-envoy-external-address',
+  'x-envoy-internal',
+]);
+
+export const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface InboundHeaders {
+  /** Headers for the upstream (flat [name, value, …]); host and forwarding headers not yet added. */
+  forward: string[];
+  host: string | undefined;
+  contentLength: number | undefined;
+  chunked: boolean;
+  /** Client-supplied forwarding values, only meaningful from a trusted proxy. */
+  xForwardedFor: string | undefined;
+  xForwardedProto: string | undefined;
+  xForwardedHost: string | undefined;
+  forwarded: string | undefined;
+  requestId: string | undefined;
+  upgrade: string | undefined;
+}
+
+/**
+ * Scan `rawHeaders` (Node's flat array). `http2` means pseudo-headers are
+ * present and connection-specific headers are a protocol error.
+ */
+export function scanRequestHeaders(raw: readonly string[], http2: boolean): InboundHeaders {
+  let host: string | undefined;
+  let hostCount = 0;
+  let authority: string | undefined;
+  let contentLength: number | undefined;
+  let clCount = 0;
+  let teCount = 0;
+  let te: string | undefined;
+  let connection: string | undefined;
+  let xff: string | undefined;
+  let xfp: string | undefined;
+  let xfh: string | undefined;
+  let fwd: string | undefined;
+  let rid: string | undefined;
+  let upgrade: string | undefined;
+
+  // first pass: read what decides framing and which names Connection removes
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    const value = raw[i + 1];
+    switch (name) {
+      case 'host':
+        hostCount++;
+        host = value;
+        break;
+      case ':authority':
+        authority = value;
+        break;
+      case 'content-length':
+        clCount++;
+        if (!/^\d{1,15}$/.test(value)) throw AmbiguousRequest('malformed Content-Length');
+        contentLength = Number(value);
+        break;
+      case 'transfer-encoding':
+        teCount++;
+        te = value;
+        break;
+      case 'connection':
+        connection = connection === undefined ? value : `${connection},${value}`;
+        break;
+      case 'upgrade':
+        upgrade = value;
+        break;
+      case 'x-forwarded-for':
+        xff = xff === undefined ? value : `${xff}, ${value}`;
+        break;
+      case 'x-forwarded-proto':
+        xfp = value;
+        break;
+      case 'x-forwarded-host':
+        xfh = value;
+        break;
+      case 'forwarded':
+        fwd = fwd === undefined ? value : `${fwd}, ${value}`;
+        break;
+      case 'x-request-id':
+        rid = value;
+        break;
+    }
+  }
+
+  if (http2) {
+    if (connection !== undefined || teCount > 0 || upgrade !== undefined)
+      throw AmbiguousRequest('connection-specific header in an HTTP/2 request');
+    if (hostCount > 1) throw AmbiguousRequest('repeated Host header');
+    if (authority !== undefined && host !== undefined && authority.toLowerCase() !== host.toLowerCase())
+      throw AmbiguousRequest(':authority and Host disagree');
+    host = authority ?? host;
+  } else {
+    if (hostCount === 0) throw BadRequest('missing Host header');
+    if (hostCount > 1) throw AmbiguousRequest('repeated Host header');
+    if (clCount > 1) throw AmbiguousRequest('repeated Content-Length header');
+    if (teCount > 1) throw AmbiguousRequest('repeated Transfer-Encoding header');
+    if (te !== undefined) {
+      if (te.toLowerCase() !== 'chunked') throw AmbiguousRequest('Transfer-Encoding other than exactly chunked');
+      if (clCount > 0) throw AmbiguousRequest('both Content-Length and Transfer-Encoding');
+    }
+  }
+
+  let dropByConnection: Set<string> | undefined;
+  if (connection !== undefined) {
+    for (const token of connection.split(',')) {
+      const t = token.trim().toLowerCase();
+      if (t === '' || t === 'close' || t === 'keep-alive') continue;
+      (dropByConnection ??= new Set()).add(t);
+    }
+  }
+
+  const forward: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const original = raw[i];
+    const name = original.toLowerCase();
+    if (name.charCodeAt(0) === 0x3a /* : */) continue; // HTTP/2 pseudo-header
+    if (name === 'host' || name === 'content-length') continue; // set by the gateway / client library
+    if (HOP_BY_HOP.has(name) || SPOOFABLE.has(name)) continue;
+    if (name.startsWith('x-forwarded-') || name.startsWith('x-gatehouse-')) continue;
+    if (dropByConnection !== undefined && dropByConnection.has(name)) continue;
+    forward.push(name, raw[i + 1]);
+  }
+
+  return {
+    forward,
+    host,
+    contentLength,
+    chunked: te !== undefined,
+    xForwardedFor: xff,
+    xForwardedProto: xfp,
+    xForwardedHost: xfh,
+    forwarded: fwd,
+    requestId: rid,
+    upgrade,
+  };
+}
+
+/** Response headers from the upstream that never reach the client. */
+const RESPONSE_DROP = new Set([...HOP_BY_HOP, 'server', 'x-powered-by', 'x-aspnet-version', 'x-aspnetmvc-version']);
+
+/** Filter upstream response headers (undici's lowercase object) into `out`. */
+export function filterResponseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+  out: Record<string, string | string[]>,
+): void {
+  const connection = headers['connection'];
+  let drop: Set<string> | undefined;
+  if (connection !== undefined)
+    for (const t of String(connection).split(',')) (drop ??= new Set()).add(t.trim().toLowerCase());
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || RESPONSE_DROP.has(name) || (drop !== undefined && drop.has(name))) continue;
+    if (name.startsWith('x-gatehouse-')) continue;
+    out[name] = value;
+  }
+}

@@ -1,0 +1,74 @@
+// Gateway metrics (prom-client), one registry per gateway so several gateways
+// can live in one process (tests) and workers can be aggregated.
+import client from 'prom-client';
+
+export interface GatewayMetrics {
+  registry: client.Registry;
+  requests: client.Counter<'route' | 'method' | 'status_class'>;
+  duration: client.Histogram<'route'>;
+  upstreamDuration: client.Histogram<'service'>;
+  connections: client.Gauge;
+  tlsFailures: client.Counter;
+  refused: client.Counter<'reason'>;
+  circuit: client.Gauge<'service'>;
+  reloads: client.Counter<'result'>;
+}
+
+const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export function createMetrics(labels: Record<string, string>): GatewayMetrics {
+  const registry = new client.Registry();
+  registry.setDefaultLabels(labels);
+  const registers = [registry];
+  return {
+    registry,
+    requests: new client.Counter({
+      name: 'gatehouse_gateway_requests_total',
+      help: 'Requests answered, by route, method and status class',
+      labelNames: ['route', 'method', 'status_class'] as const,
+      registers,
+    }),
+    duration: new client.Histogram({
+      name: 'gatehouse_gateway_request_duration_seconds',
+      help: 'Time from request to response end, by route',
+      labelNames: ['route'] as const,
+      buckets: BUCKETS,
+      registers,
+    }),
+    upstreamDuration: new client.Histogram({
+      name: 'gatehouse_gateway_upstream_duration_seconds',
+      help: 'Time until the upstream sent response headers, by service',
+      labelNames: ['service'] as const,
+      buckets: BUCKETS,
+      registers,
+    }),
+    connections: new client.Gauge({
+      name: 'gatehouse_gateway_open_connections',
+      help: 'Open client connections',
+      registers,
+    }),
+    tlsFailures: new client.Counter({
+      name: 'gatehouse_gateway_tls_handshake_failures_total',
+      help: 'TLS handshakes that failed',
+      registers,
+    }),
+    refused: new client.Counter({
+      name: 'gatehouse_gateway_refused_total',
+      help: 'Requests refused by the gateway itself, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    circuit: new client.Gauge({
+      name: 'gatehouse_gateway_circuit_open',
+      help: '1 while the circuit breaker of an upstream is open or half open',
+      labelNames: ['service'] as const,
+      registers,
+    }),
+    reloads: new client.Counter({
+      name: 'gatehouse_gateway_reloads_total',
+      help: 'Configuration reloads, by result',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,317 @@
+// The request path of a gateway: hygiene → routing → limits → upstream, with
+// one place (`sendProblem`) that writes every error the gateway produces.
+import { randomUUID } from 'node:crypto';
+import { pipeline, Readable } from 'node:stream';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Logger } from '../shared/logger.ts';
+import { redactQuery } from '../shared/logger.ts';
+import {
+  GatehouseError,
+  Internal,
+  MethodNotAllowed,
+  NotFound,
+  PayloadTooLarge,
+  AmbiguousPath,
+  BadRequest,
+  UnsupportedTarget,
+  problemBody,
+  PROBLEM_CONTENT_TYPE,
+} from '../shared/errors.ts';
+import { canonicalTarget } from './hygiene.ts';
+import { scanRequestHeaders, filterResponseHeaders, REQUEST_ID, type InboundHeaders } from './headers.ts';
+import { normaliseHost, upstreamPath, type CompiledRoute } from './router.ts';
+import { normaliseAddress, type GatewayState } from './state.ts';
+import type { GatewayMetrics } from './metrics.ts';
+
+export type Req = IncomingMessage | Http2ServerRequest;
+export type Res = ServerResponse | Http2ServerResponse;
+
+export interface PipelineContext {
+  state(): GatewayState;
+  metrics: GatewayMetrics;
+  accessLog: Logger | undefined;
+  logHeaders: boolean;
+  /** 'https' or 'http': what this listener speaks. */
+  proto: 'https' | 'http';
+  logger: Logger;
+}
+
+/** Sockets on which a request was refused for framing reasons: nothing more is read from them. */
+const refusedSockets = new WeakSet<object>();
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+const NO_BODY_STATUS = (s: number) => s === 204 || s === 304 || (s >= 100 && s < 200);
+
+export interface Prepared {
+  state: GatewayState;
+  route: CompiledRoute;
+  inbound: InboundHeaders;
+  requestId: string;
+  peer: string;
+  clientAddress: string;
+  path: string;
+  query: string;
+  bodyLimit: number;
+}
+
+/** Everything before the upstream is contacted; throws GatehouseError to refuse. */
+export function prepare(req: Req, ctx: PipelineContext, state: GatewayState, idBox: { id: string }): Prepared {
+  const http2 = req.httpVersionMajor === 2;
+  const peer = normaliseAddress(req.socket.remoteAddress);
+  const trusted = state.isTrustedProxy(peer);
+  let inbound: InboundHeaders;
+  try {
+    inbound = scanRequestHeaders(req.rawHeaders, http2);
+  } finally {
+    // the request id is decided even when the headers are refused
+    idBox.id = randomUUID();
+  }
+  if (trusted && inbound.requestId !== undefined && REQUEST_ID.test(inbound.requestId)) idBox.id = inbound.requestId;
+  const method = req.method ?? '';
+  if (method === 'CONNECT') throw UnsupportedTarget('CONNECT is not proxied');
+  const target = canonicalTarget(req.url ?? '');
+  const host = inbound.host === undefined ? undefined : normaliseHost(inbound.host);
+  if (host === undefined) throw BadRequest('missing or malformed Host');
+  const route = state.router.match(host, target.path);
+  if (!route) throw NotFound();
+  if (target.hasParameters && !route.config.allowPathParameters)
+    throw AmbiguousPath("';' path parameters are not accepted on this route");
+  if (!route.methods.has(method)) throw MethodNotAllowed(route.allow);
+  const bodyLimit = route.config.limits.maxBodyBytes ?? state.config.limits.maxBodyBytes;
+  if (inbound.contentLength !== undefined && inbound.contentLength > bodyLimit) throw PayloadTooLarge(bodyLimit);
+  return {
+    state,
+    route,
+    inbound,
+    requestId: idBox.id,
+    peer,
+    clientAddress: trusted ? clientAddressOf(inbound.xForwardedFor, peer, state) : peer,
+    path: target.path,
+    query: target.query,
+    bodyLimit,
+  };
+}
+
+/** The right-most X-Forwarded-For entry that is not a trusted proxy. */
+export function clientAddressOf(xff: string | undefined, peer: string, state: GatewayState): string {
+  if (xff === undefined) return peer;
+  const hops = xff.split(',');
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = normaliseAddress(hops[i].trim());
+    if (hop === '') continue;
+    if (!state.isTrustedProxy(hop)) return hop;
+  }
+  return peer;
+}
+
+/** Headers the upstream receives: the client's, cleaned, plus the gateway's own. */
+export function upstreamHeaders(p: Prepared, proto: string): string[] {
+  const h = p.inbound.forward;
+  const trusted = p.state.isTrustedProxy(p.peer);
+  const host = p.inbound.host ?? '';
+  const xff = trusted && p.inbound.xForwardedFor !== undefined ? `${p.inbound.xForwardedFor}, ${p.peer}` : p.peer;
+  const xfProto = trusted && p.inbound.xForwardedProto !== undefined ? p.inbound.xForwardedProto : proto;
+  const xfHost = trusted && p.inbound.xForwardedHost !== undefined ? p.inbound.xForwardedHost : host;
+  const forNode = p.peer.includes(':') ? `"[${p.peer}]"` : p.peer;
+  const element = `for=${forNode};proto=${proto};host="${host.replace(/["\\]/g, '')}"`;
+  const forwarded = trusted && p.inbound.forwarded !== undefined ? `${p.inbound.forwarded}, ${element}` : element;
+  h.push(
+    'host',
+    p.state.upstreams.get(p.route.config.service)!.host,
+    'x-forwarded-for',
+    xff,
+    'x-forwarded-proto',
+    xfProto,
+    'x-forwarded-host',
+    xfHost,
+    'forwarded',
+    forwarded,
+    'x-request-id',
+    p.requestId,
+  );
+  if (p.inbound.contentLength !== undefined) h.push('content-length', String(p.inbound.contentLength));
+  return h;
+}
+
+/** Request body with the size limit enforced while streaming (for bodies of undeclared length). */
+async function* limitedBody(req: Req, limit: number): AsyncGenerator<Buffer> {
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) throw PayloadTooLarge(limit);
+    yield chunk;
+  }
+}
+
+function hasBody(req: Req, inbound: InboundHeaders): boolean {
+  if (req.httpVersionMajor === 2) {
+    const stream = (req as Http2ServerRequest).stream;
+    return !(stream.endAfterHeaders || (inbound.contentLength === 0));
+  }
+  return inbound.chunked || (inbound.contentLength !== undefined && inbound.contentLength > 0);
+}
+
+export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => void {
+  const { metrics } = ctx;
+  return function handle(req, res) {
+    if (refusedSockets.has(req.socket)) {
+      // a request pipelined behind a refused one is never answered or forwarded
+      req.socket.destroy();
+      return;
+    }
+    const started = performance.now();
+    const state = ctx.state();
+    const idBox = { id: '' };
+    let prepared: Prepared;
+    try {
+      prepared = prepare(req, ctx, state, idBox);
+    } catch (error) {
+      sendProblem(req, res, error, idBox.id || randomUUID(), state, ctx, started, undefined);
+      return;
+    }
+    const p = prepared;
+    const upstream = state.upstreams.get(p.route.config.service)!;
+    const method = req.method!;
+    const withBody = hasBody(req, p.inbound);
+    const body = !withBody
+      ? undefined
+      : p.inbound.contentLength !== undefined
+        ? (req as unknown as Readable)
+        : Readable.from(limitedBody(req, p.bodyLimit), { objectMode: false });
+    const path = upstreamPath(p.route, p.path);
+    const upstreamStarted = performance.now();
+    upstream
+      .request({
+        path: p.query === '' ? path : `${path}?${p.query}`,
+        method,
+        headers: upstreamHeaders(p, ctx.proto),
+        body,
+        idempotentRetry: !withBody && IDEMPOTENT.has(method),
+        headersTimeout: p.route.config.limits.timeoutMs,
+      })
+      .then(
+        (response) => {
+          metrics.upstreamDuration.observe({ service: upstream.name }, (performance.now() - upstreamStarted) / 1000);
+          const frame = p.route.config.frameOptions ?? state.config.headers.frameOptions;
+          const headers: Record<string, string | string[]> = { ...state.securityHeaders[frame] };
+          filterResponseHeaders(response.headers, headers);
+          headers['x-request-id'] = p.requestId;
+          if (frame !== 'off' && headers['content-security-policy'] === undefined)
+            headers['content-security-policy'] = frame === 'DENY' ? "frame-ancestors 'none'" : "frame-ancestors 'self'";
+          const status = response.statusCode;
+          if (status < 200) {
+            // 1xx other than 101 is not forwarded; 101 only happens on the upgrade path
+            response.body.destroy();
+            sendProblem(req, res, Internal(new Error(`upstream answered ${status}`)), p.requestId, state, ctx, started, p.route);
+            return;
+          }
+          if (req.httpVersionMajor === 2) delete headers['transfer-encoding'];
+          (res as ServerResponse).writeHead(status, headers);
+          if (method === 'HEAD' || NO_BODY_STATUS(status)) {
+            response.body.resume();
+            res.end();
+            finish(req, res, status, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress);
+            return;
+          }
+          pipeline(response.body, res as NodeJS.WritableStream, (error) => {
+            if (error) res.destroy();
+            finish(req, res, status, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress);
+          });
+        },
+        (error: unknown) => {
+          if (upstream.breaker.state !== 'closed') metrics.circuit.set({ service: upstream.name }, 1);
+          sendProblem(req, res, error, p.requestId, state, ctx, started, p.route);
+        },
+      );
+  };
+}
+
+function statusClass(status: number): string {
+  return status < 200 ? '1xx' : status < 300 ? '2xx' : status < 400 ? '3xx' : status < 500 ? '4xx' : '5xx';
+}
+
+function finish(
+  req: Req,
+  res: Res,
+  status: number,
+  ctx: PipelineContext,
+  started: number,
+  route: CompiledRoute | undefined,
+  requestId: string,
+  path: string | undefined,
+  query: string | undefined,
+  client: string | undefined,
+): void {
+  const seconds = (performance.now() - started) / 1000;
+  const routeName = route?.name ?? '(none)';
+  ctx.metrics.requests.inc({ route: routeName, method: req.method ?? '', status_class: statusClass(status) });
+  ctx.metrics.duration.observe({ route: routeName }, seconds);
+  if (ctx.accessLog) {
+    const entry: Record<string, unknown> = {
+      request_id: requestId,
+      method: req.method,
+      path: path ?? '(refused)',
+      query: query ? redactQuery(query) : undefined,
+      status,
+      route: route?.name,
+      duration_ms: Math.round(seconds * 100_000) / 100,
+      client,
+      http: req.httpVersion,
+    };
+    if (ctx.logHeaders) entry.req = { headers: req.headers };
+    if (!res.writableFinished && status < 400) entry.aborted = true;
+    ctx.accessLog.info(entry);
+  }
+}
+
+/** The only place the gateway writes an error response. */
+export function sendProblem(
+  req: Req,
+  res: Res,
+  error: unknown,
+  requestId: string,
+  state: GatewayState,
+  ctx: PipelineContext,
+  started: number,
+  route: CompiledRoute | undefined,
+): void {
+  const e = error instanceof GatehouseError ? error : Internal(error);
+  if (e.status >= 500 && e.cause !== undefined)
+    ctx.logger.warn({ request_id: requestId, code: e.code, cause: describeCause(e.cause) }, 'upstream failure');
+  else if (e.code === 'internal') ctx.logger.error({ request_id: requestId, err: error }, 'gateway error');
+  if (e.status === 400 || e.status === 413 || e.status === 431 || e.status === 405)
+    ctx.metrics.refused.inc({ reason: e.code });
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(problemBody(e, requestId));
+  const headers: Record<string, string> = {
+    ...state.securityHeaders.DENY,
+    ...e.headers,
+    'content-type': PROBLEM_CONTENT_TYPE,
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    'x-request-id': requestId,
+  };
+  const http2 = req.httpVersionMajor === 2;
+  if (e.closeConnection && !http2) headers.connection = 'close';
+  (res as ServerResponse).writeHead(e.status, headers);
+  res.end(body);
+  if (e.closeConnection) {
+    if (http2) (req as Http2ServerRequest).stream.session?.close();
+    else {
+      // never read what follows a refused request: it may be a smuggled one
+      const socket = (req as IncomingMessage).socket;
+      refusedSockets.add(socket);
+      res.once('finish', () => socket.destroySoon());
+    }
+  }
+  finish(req, res, e.status, ctx, started, route, requestId, undefined, undefined, undefined);
+}
+
+function describeCause(cause: unknown): string {
+  const code = (cause as { code?: string }).code;
+  return code ?? (cause instanceof Error ? cause.name : 'unknown');
+}

@@ -1,0 +1,134 @@
+// The route table, compiled once per config. A lookup is a few map reads:
+// host (exact, then wildcard, then any), then the path (exact, then the
+// longest prefix that ends on a segment boundary). No per-request regex scan.
+import { ALL_METHODS, type RouteConfig } from '../topology/schema.ts';
+import { routeNameOf } from '../topology/resolve.ts';
+
+export interface CompiledRoute {
+  name: string;
+  index: number;
+  config: RouteConfig;
+  methods: ReadonlySet<string>;
+  allow: readonly string[];
+  /** Length of the matched prefix, for rewriting. */
+  prefix: string;
+}
+
+interface PathTable {
+  exact: Map<string, CompiledRoute>;
+  prefix: Map<string, CompiledRoute>;
+}
+
+export interface Router {
+  /** The route for this canonical path, or undefined (404). Host must be normalised. */
+  match(host: string, path: string): CompiledRoute | undefined;
+  routes: readonly CompiledRoute[];
+}
+
+export function normaliseHost(raw: string): string | undefined {
+  let host = raw.toLowerCase();
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    if (end === -1) return undefined;
+    const rest = host.slice(end + 1);
+    if (rest !== '' && !/^:\d{1,5}$/.test(rest)) return undefined;
+    return host.slice(0, end + 1);
+  }
+  const colon = host.indexOf(':');
+  if (colon !== -1) {
+    if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return undefined;
+    host = host.slice(0, colon);
+  }
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  if (host === '' || !/^[a-z0-9.-]+$/.test(host) || host.length > 253) return undefined;
+  return host;
+}
+
+export function compileRoutes(routes: readonly RouteConfig[]): Router {
+  const exactHosts = new Map<string, PathTable>();
+  const wildcardHosts = new Map<string, PathTable>();
+  const anyHost: PathTable = { exact: new Map(), prefix: new Map() };
+  const compiled: CompiledRoute[] = [];
+
+  const tableFor = (map: Map<string, PathTable>, key: string) => {
+    let t = map.get(key);
+    if (!t) map.set(key, (t = { exact: new Map(), prefix: new Map() }));
+    return t;
+  };
+
+  routes.forEach((config, index) => {
+    const methods = config.methods === '*' ? ALL_METHODS : config.methods;
+    const set = new Set<string>(methods);
+    // HEAD follows GET, as every HTTP server does
+    if (set.has('GET')) set.add('HEAD');
+    const route: CompiledRoute = {
+      name: config.name ?? routeNameOf(config.path),
+      index,
+      config,
+      methods: set,
+      allow: [...set],
+      prefix: config.path,
+    };
+    compiled.push(route);
+    const tables: PathTable[] = [];
+    if (!config.hosts) tables.push(anyHost);
+    else
+      for (const h of config.hosts) {
+        const host = h.toLowerCase().replace(/\.$/, '');
+        if (host.startsWith('*.')) tables.push(tableFor(wildcardHosts, host.slice(1)));
+        else tables.push(tableFor(exactHosts, host));
+      }
+    for (const t of tables) (config.match === 'exact' ? t.exact : t.prefix).set(config.path, route);
+  });
+
+  const lookup = (t: PathTable, path: string): CompiledRoute | undefined => {
+    const exact = t.exact.get(path);
+    if (exact) return exact;
+    if (t.prefix.size === 0) return undefined;
+    const whole = t.prefix.get(path);
+    if (whole) return whole;
+    for (let i = path.lastIndexOf('/'); i >= 0; i = i === 0 ? -1 : path.lastIndexOf('/', i - 1)) {
+      const withSlash = t.prefix.get(path.slice(0, i + 1));
+      if (withSlash) return withSlash;
+      if (i > 0) {
+        const bare = t.prefix.get(path.slice(0, i));
+        if (bare) return bare;
+      }
+    }
+    return undefined;
+  };
+
+  return {
+    routes: compiled,
+    match(host, path) {
+      if (exactHosts.size > 0) {
+        const t = exactHosts.get(host);
+        if (t) {
+          const r = lookup(t, path);
+          if (r) return r;
+        }
+      }
+      if (wildcardHosts.size > 0) {
+        const dot = host.indexOf('.');
+        if (dot > 0) {
+          const t = wildcardHosts.get(host.slice(dot));
+          if (t) {
+            const r = lookup(t, path);
+            if (r) return r;
+          }
+        }
+      }
+      return lookup(anyHost, path);
+    },
+  };
+}
+
+/** The upstream path for a matched route (prefix rewrite applied). */
+export function upstreamPath(route: CompiledRoute, path: string): string {
+  const rewrite = route.config.rewrite;
+  if (!rewrite) return path;
+  const rest = path.slice(route.prefix.length);
+  if (rewrite.prefix.endsWith('/') && rest.startsWith('/')) return rewrite.prefix + rest.slice(1);
+  if (!rewrite.prefix.endsWith('/') && rest !== '' && !rest.startsWith('/')) return rewrite.prefix + '/' + rest;
+  return rewrite.prefix + rest;
+}

@@ -1,0 +1,379 @@
+// A zone gateway: the HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN), an optional
+// redirect-only plain listener, and the loopback admin listener. Lifecycle:
+// load → build state → listen → serve (reload swaps the state) → close.
+import http from 'node:http';
+import https from 'node:https';
+import http2 from 'node:http2';
+import { watch, readFileSync, existsSync, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import { loadTopology, type LoadedTopology } from '../topology/load.ts';
+import { parseListen } from '../topology/schema.ts';
+import { ConfigError } from '../topology/config-error.ts';
+import { systemClock, type Clock } from '../shared/clock.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import {
+  GatehouseError,
+  AmbiguousRequest,
+  BadRequest,
+  HeadersTooLarge,
+  RequestTimeout,
+  Internal,
+  problemBody,
+  PROBLEM_CONTENT_TYPE,
+} from '../shared/errors.ts';
+import { buildState, type GatewayState } from './state.ts';
+import { createMetrics, type GatewayMetrics } from './metrics.ts';
+import { createHandler, prepare, upstreamHeaders, type PipelineContext } from './pipeline.ts';
+import { upstreamPath, normaliseHost } from './router.ts';
+import { canonicalTarget } from './hygiene.ts';
+import { loadTlsMaterial, secureOptions, type TlsMaterial } from './tls.ts';
+import { createAdminServer } from './admin.ts';
+
+export interface GatewayOptions {
+  /** Topology file; re-read on reload. */
+  config: string;
+  zone: string;
+  stateDir: string;
+  /** Upstream addresses of services that have no `upstream` in the file (from `gatehouse up`). */
+  upstreams?: Record<string, string>;
+  /** Override listen addresses (e.g. port 0 in tests). */
+  listen?: string;
+  adminListen?: string | false;
+  redirectListen?: string;
+  clock?: Clock;
+  logger?: Logger;
+  /** Where access-log lines go; default stdout. `false` disables them. */
+  accessLog?: Logger | false;
+}
+
+export interface RunningGateway {
+  url: string;
+  adminUrl: string | undefined;
+  redirectUrl: string | undefined;
+  metrics: GatewayMetrics;
+  state(): GatewayState;
+  reload(): Promise<{ ok: true; generation: number } | { ok: false; error: string }>;
+  close(): Promise<void>;
+}
+
+/** Service addresses discovered by `gatehouse up`, from `<stateDir>/services.json`. */
+export function readServiceAddresses(stateDir: string): Record<string, string> {
+  const file = path.join(stateDir, 'services.json');
+  if (!existsSync(file)) return {};
+  const data = JSON.parse(readFileSync(file, 'utf8')) as { services?: Record<string, { upstream?: string }> };
+  const out: Record<string, string> = {};
+  for (const [name, s] of Object.entries(data.services ?? {})) if (s.upstream) out[name] = s.upstream;
+  return out;
+}
+
+function listenOn(server: { listen: (port: number, host: string, cb: () => void) => unknown; once: Function; address: () => AddressInfo | string | null }, listen: string): Promise<AddressInfo> {
+  const parsed = parseListen(listen);
+  if (typeof parsed === 'string') throw new Error(parsed);
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(parsed.port, parsed.host, () => resolve(server.address() as AddressInfo));
+  });
+}
+
+function urlOf(scheme: string, a: AddressInfo): string {
+  return `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+}
+
+/** Write a problem+json response directly on a socket (parser errors, refused upgrades). */
+export function writeRawProblem(socket: Duplex, error: GatehouseError, requestId: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify(problemBody(error, requestId));
+  const extra = Object.entries(error.headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  socket.end(
+    `HTTP/1.1 ${error.status} ${error.title}\r\n` +
+      `content-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `cache-control: no-store\r\nx-content-type-options: nosniff\r\nx-request-id: ${requestId}\r\n${extra}connection: close\r\n\r\n${body}`,
+  );
+  (socket as Socket).destroySoon?.();
+}
+
+function parserError(code: string | undefined): GatehouseError {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return HeadersTooLarge();
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_TIMEOUT':
+      return RequestTimeout();
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+    case 'HPE_INVALID_CONTENT_LENGTH':
+    case 'HPE_INVALID_CHUNK_SIZE':
+    case 'HPE_CR_EXPECTED':
+    case 'HPE_LF_EXPECTED':
+    case 'HPE_INVALID_HEADER_TOKEN':
+    case 'HPE_INVALID_EOF_STATE':
+      return AmbiguousRequest('the request framing is malformed or ambiguous');
+    default:
+      return BadRequest('the request could not be parsed');
+  }
+}
+
+export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? createLogger({ name: `gateway.${options.zone}` });
+  let loaded: LoadedTopology = loadTopology(options.config);
+  const addresses = () => ({ ...readServiceAddresses(options.stateDir), ...options.upstreams });
+  let generation = 1;
+  let current = buildState(loaded, options.zone, addresses(), clock, generation);
+  const config = current.config;
+  const metrics = createMetrics({ zone: options.zone });
+  const accessLog =
+    options.accessLog === false || !config.accessLog.enabled
+      ? undefined
+      : (options.accessLog ?? createLogger({ name: `access.${options.zone}` }));
+
+  const ctx: PipelineContext = {
+    state: () => current,
+    metrics,
+    accessLog,
+    logHeaders: config.accessLog.headers,
+    proto: config.plaintext ? 'http' : 'https',
+    logger,
+  };
+  const handler = createHandler(ctx);
+  const limits = config.limits;
+  const httpOptions: http.ServerOptions = {
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requireHostHeader: false, // checked by the gateway, answered as problem+json
+    joinDuplicateHeaders: false,
+    insecureHTTPParser: false,
+    noDelay: true,
+    connectionsCheckingInterval: 1000,
+  };
+
+  let tlsMaterial: TlsMaterial | undefined;
+  let server: http.Server | https.Server;
+  let h2: http2.Http2Server | undefined;
+  const listen = options.listen ?? config.listen;
+  const listenHost = (() => {
+    const p = parseListen(listen);
+    return typeof p === 'string' ? '127.0.0.1' : p.host;
+  })();
+  if (config.plaintext) {
+    server = http.createServer(httpOptions, handler as http.RequestListener);
+  } else {
+    tlsMaterial = await loadTlsMaterial(config.tls, loaded.dir, options.stateDir, loaded.topology.trustDomain, [
+      'localhost',
+      '127.0.0.1',
+      '::1',
+      ...(listenHost === '0.0.0.0' || listenHost === '::' || listenHost === 'localhost' ? [] : [listenHost]),
+    ].filter((v, i, a) => a.indexOf(v) === i));
+    server = https.createServer(
+      { ...httpOptions, ...secureOptions(tlsMaterial), ALPNProtocols: ['h2', 'http/1.1'] },
+      handler as http.RequestListener,
+    );
+    h2 = http2.createServer(
+      {
+        settings: { maxHeaderListSize: limits.maxHeaderBytes, maxConcurrentStreams: 128, enablePush: false },
+        maxSessionMemory: 10,
+        maxHeaderListPairs: 256,
+        peerMaxConcurrentStreams: 128,
+      },
+      handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+    );
+    h2.setTimeout(limits.keepAliveTimeoutMs);
+    h2.on('sessionError', () => metrics.refused.inc({ reason: 'http2_session_error' }));
+    // ALPN decides: h2 sessions go to the HTTP/2 server, the rest to HTTP/1.1
+    const h1Listener = server.listeners('secureConnection')[0] as (s: TLSSocket) => void;
+    server.removeAllListeners('secureConnection');
+    const h2Server = h2;
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.alpnProtocol === 'h2') h2Server.emit('connection', socket);
+      else h1Listener.call(server, socket);
+    });
+    server.on('tlsClientError', () => metrics.tlsFailures.inc());
+  }
+  server.maxConnections = limits.maxConnections;
+  server.on('connection', (socket: Socket) => {
+    metrics.connections.inc();
+    socket.once('close', () => metrics.connections.dec());
+  });
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    const e = parserError(error.code);
+    metrics.refused.inc({ reason: e.code });
+    if (error.code === 'ECONNRESET' || error.code === 'EPIPE') {
+      socket.destroy();
+      return;
+    }
+    writeRawProblem(socket, e, randomUUID());
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+    proxyUpgrade(req, socket, head, ctx, metrics),
+  );
+
+  const mainAddress = await listenOn(server as never, listen);
+  const url = urlOf(config.plaintext ? 'http' : 'https', mainAddress);
+
+  let redirect: http.Server | undefined;
+  let redirectUrl: string | undefined;
+  const redirectListen = options.redirectListen ?? config.redirectListen;
+  if (redirectListen && !config.plaintext) {
+    redirect = http.createServer({ ...httpOptions }, (req, res) => {
+      const id = randomUUID();
+      try {
+        const target = canonicalTarget(req.url ?? '');
+        const host = normaliseHost(req.headers.host ?? '');
+        if (!host) throw BadRequest('missing or malformed Host');
+        const location = `https://${host}${mainAddress.port === 443 ? '' : `:${mainAddress.port}`}${target.path}${target.query ? `?${target.query}` : ''}`;
+        res.writeHead(308, { location, 'content-length': '0', 'x-request-id': id, 'cache-control': 'no-store' });
+        res.end();
+      } catch (error) {
+        const e = error instanceof GatehouseError ? error : Internal(error);
+        const body = JSON.stringify(problemBody(e, id));
+        res.writeHead(e.status, { 'content-type': PROBLEM_CONTENT_TYPE, 'x-request-id': id, connection: 'close' });
+        res.end(body);
+      }
+    });
+    redirect.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
+      writeRawProblem(socket, parserError(error.code), randomUUID()),
+    );
+    redirectUrl = urlOf('http', await listenOn(redirect as never, redirectListen));
+  }
+
+  // certificate files: reload on change without dropping connections
+  const watchers: FSWatcher[] = [];
+  const reloadCertificates = async () => {
+    if (!tlsMaterial || tlsMaterial.files.length === 0 || config.tls === 'dev') return;
+    const fresh = await loadTlsMaterial(current.config.tls, loaded.dir, options.stateDir, loaded.topology.trustDomain, []);
+    (server as https.Server).setSecureContext(secureOptions(fresh));
+    tlsMaterial = fresh;
+    logger.info('certificate reloaded');
+  };
+  if (tlsMaterial && tlsMaterial.files.length > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    for (const f of tlsMaterial.files) {
+      try {
+        const w = watch(f, () => {
+          clearTimeout(timer);
+          timer = setTimeout(() => reloadCertificates().catch((error) => logger.error({ err: error }, 'certificate reload failed')), 200);
+        });
+        w.unref();
+        watchers.push(w);
+      } catch (error) {
+        logger.warn({ err: error }, 'cannot watch certificate file');
+      }
+    }
+  }
+
+  const reload: RunningGateway['reload'] = async () => {
+    try {
+      const next = loadTopology(options.config);
+      const nextState = buildState(next, options.zone, addresses(), clock, generation + 1, current);
+      const previous = current;
+      loaded = next;
+      generation++;
+      current = nextState;
+      await reloadCertificates();
+      // pools no longer used finish their in-flight requests, then close
+      for (const [name, up] of previous.upstreams) if (nextState.upstreams.get(name) !== up) void up.close();
+      metrics.reloads.inc({ result: 'ok' });
+      logger.info({ generation }, 'configuration reloaded');
+      return { ok: true, generation };
+    } catch (error) {
+      metrics.reloads.inc({ result: 'error' });
+      const message = error instanceof ConfigError ? error.message : (error as Error).message;
+      logger.error({ reason: message }, 'reload refused; the running configuration stays');
+      return { ok: false, error: message };
+    }
+  };
+
+  let admin: Awaited<ReturnType<typeof createAdminServer>> | undefined;
+  const adminListen = options.adminListen ?? config.admin.listen;
+  if (adminListen !== false) {
+    admin = await createAdminServer({
+      listen: adminListen,
+      metrics: () => metrics.registry.metrics(),
+      contentType: metrics.registry.contentType,
+      ready: () => server.listening,
+      reload,
+    });
+  }
+
+  let closed = false;
+  return {
+    url,
+    adminUrl: admin?.url,
+    redirectUrl,
+    metrics,
+    state: () => current,
+    reload,
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const w of watchers) w.close();
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      h2?.close();
+      redirect?.close();
+      redirect?.closeAllConnections();
+      await admin?.close();
+      const force = setTimeout(() => server.closeAllConnections(), 5_000);
+      await stopped;
+      clearTimeout(force);
+      await Promise.all([...current.upstreams.values()].map((u) => u.close()));
+    },
+  };
+}
+
+/** WebSocket upgrades, proxied after the same checks as any request; other upgrades (h2c) are refused. */
+function proxyUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, ctx: PipelineContext, metrics: GatewayMetrics): void {
+  const state = ctx.state();
+  const idBox = { id: '' };
+  let prepared;
+  try {
+    prepared = prepare(req, ctx, state, idBox);
+    if (req.method !== 'GET' || prepared.inbound.upgrade?.toLowerCase() !== 'websocket')
+      throw BadRequest('only WebSocket upgrades are proxied');
+  } catch (error) {
+    const e = error instanceof GatehouseError ? error : Internal(error);
+    metrics.refused.inc({ reason: e.code });
+    writeRawProblem(socket, e, idBox.id || randomUUID());
+    return;
+  }
+  const p = prepared;
+  const upstream = state.upstreams.get(p.route.config.service)!;
+  const headers = upstreamHeaders(p, ctx.proto);
+  const path = upstreamPath(p.route, p.path);
+  socket.on('error', () => socket.destroy());
+  upstream.pool
+    .upgrade({ path: p.query ? `${path}?${p.query}` : path, method: 'GET', headers, protocol: 'websocket' })
+    .then(
+      ({ headers: upHeaders, socket: upSocket }) => {
+        let response = 'HTTP/1.1 101 Switching Protocols\r\n';
+        for (const [name, value] of Object.entries(upHeaders)) {
+          if (value === undefined || name === 'server' || name === 'x-powered-by') continue;
+          for (const v of Array.isArray(value) ? value : [value]) response += `${name}: ${v}\r\n`;
+        }
+        response += `x-request-id: ${p.requestId}\r\n\r\n`;
+        socket.write(response);
+        if (head.length > 0) upSocket.write(head);
+        upSocket.on('error', () => socket.destroy());
+        socket.on('close', () => upSocket.destroy());
+        upSocket.on('close', () => socket.destroy());
+        upSocket.pipe(socket);
+        socket.pipe(upSocket);
+        metrics.requests.inc({ route: p.route.name, method: 'GET', status_class: '1xx' });
+      },
+      (error: unknown) => {
+        const e = error instanceof GatehouseError ? error : new GatehouseError('bad_gateway', 502, 'Bad Gateway', 'The upstream refused the upgrade.', { cause: error });
+        writeRawProblem(socket, e, p.requestId);
+      },
+    );
+}

@@ -1,0 +1,112 @@
+// A gateway's compiled configuration: everything the request path needs,
+// built once per (re)load. In-flight requests keep the state they started with.
+import { BlockList, isIP } from 'node:net';
+import type { LoadedTopology } from '../topology/load.ts';
+import type { GatewayConfig, ZoneConfig } from '../topology/schema.ts';
+import { ConfigError } from '../topology/config-error.ts';
+import { compileRoutes, type Router } from './router.ts';
+import { Upstream } from './upstream.ts';
+import type { Clock } from '../shared/clock.ts';
+
+export interface GatewayState {
+  generation: number;
+  zone: string;
+  zoneConfig: ZoneConfig;
+  config: GatewayConfig;
+  router: Router;
+  upstreams: Map<string, Upstream>;
+  isTrustedProxy(address: string): boolean;
+  /** Security headers per frame-options setting, precomputed. */
+  securityHeaders: Record<'DENY' | 'SAMEORIGIN' | 'off', Readonly<Record<string, string>>>;
+}
+
+/** IPv4-mapped IPv6 (::ffff:1.2.3.4) is the IPv4 address it carries. */
+export function normaliseAddress(address: string | undefined): string {
+  if (address === undefined) return '';
+  if (address.startsWith('::ffff:') && isIP(address.slice(7)) === 4) return address.slice(7);
+  return address;
+}
+
+export function compileCidrs(cidrs: readonly string[]): (address: string) => boolean {
+  if (cidrs.length === 0) return () => false;
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const [addr, bits] = c.split('/');
+    const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
+    const mapped = family === 'ipv6' && addr.toLowerCase().startsWith('::ffff:') && isIP(addr.slice(7)) === 4;
+    if (mapped) list.addSubnet(addr.slice(7), bits === undefined ? 32 : Math.max(0, Number(bits) - 96), 'ipv4');
+    else if (bits === undefined) list.addAddress(addr, family);
+    else list.addSubnet(addr, Number(bits), family);
+  }
+  return (address) => {
+    const family = isIP(address);
+    return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+  };
+}
+
+function securityHeaders(config: GatewayConfig, frame: 'DENY' | 'SAMEORIGIN' | 'off'): Record<string, string> {
+  const h: Record<string, string> = {
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': config.headers.referrerPolicy,
+  };
+  if (config.headers.hsts && !config.plaintext) h['strict-transport-security'] = 'max-age=31536000; includeSubDomains';
+  if (frame !== 'off') h['x-frame-options'] = frame;
+  return h;
+}
+
+export function buildState(
+  loaded: LoadedTopology,
+  zone: string,
+  addresses: Readonly<Record<string, string>>,
+  clock: Clock,
+  generation: number,
+  previous?: GatewayState,
+): GatewayState {
+  const zoneConfig = loaded.topology.zones[zone];
+  if (!zoneConfig)
+    throw new ConfigError([{ file: loaded.file, line: 1, column: 1, path: 'zones', message: `no zone ${JSON.stringify(zone)}` }]);
+  const config = zoneConfig.gateway;
+  if (!config)
+    throw new ConfigError([
+      { file: loaded.file, line: 1, column: 1, path: `zones.${zone}.gateway`, message: 'this zone has no gateway' },
+    ]);
+  const upstreams = new Map<string, Upstream>();
+  for (const route of zoneConfig.routes) {
+    if (upstreams.has(route.service)) continue;
+    const service = loaded.topology.services[route.service];
+    const origin = service.upstream ?? addresses[route.service];
+    if (!origin)
+      throw new ConfigError([
+        {
+          file: loaded.file,
+          line: 1,
+          column: 1,
+          path: `services.${route.service}`,
+          message: 'has no upstream address: set `upstream`, or start it with `gatehouse up`',
+        },
+      ]);
+    const old = previous?.upstreams.get(route.service);
+    // keep the warm pool when nothing about the upstream changed
+    upstreams.set(
+      route.service,
+      old && old.origin === new URL(origin).origin && JSON.stringify(old.config) === JSON.stringify(service)
+        ? old
+        : new Upstream(route.service, origin, service, clock),
+    );
+  }
+  const trusted = compileCidrs(config.trustedProxies);
+  return {
+    generation,
+    zone,
+    zoneConfig,
+    config,
+    router: compileRoutes(zoneConfig.routes),
+    upstreams,
+    isTrustedProxy: trusted,
+    securityHeaders: {
+      DENY: securityHeaders(config, 'DENY'),
+      SAMEORIGIN: securityHeaders(config, 'SAMEORIGIN'),
+      off: securityHeaders(config, 'off'),
+    },
+  };
+}
