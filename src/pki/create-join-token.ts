@@ -1,0 +1,50 @@
+// `gatehouse ca token --service S`: a one-time join token bound to one service,
+// valid for minutes. The token is shown once; the CA keeps only its hash.
+import type { Topology } from '../topology/schema.ts';
+import { systemClock, type Clock } from '../shared/clock.ts';
+import { pkiPaths, ensureDirs } from './lib/files.ts';
+import { newTokenSecret, storeToken, sweepTokens } from './lib/join-tokens.ts';
+import { serviceSpiffeId } from './spiffe-id.ts';
+import { PkiError } from './errors.ts';
+
+export interface CreateJoinTokenOptions {
+  stateDir: string;
+  topology: Topology;
+  service: string;
+  /** Validity in seconds (default 600, at most 3600). */
+  ttlSeconds?: number;
+  clock?: Clock;
+}
+
+export interface JoinToken {
+  token: string;
+  service: string;
+  spiffeId: string;
+  expiresAt: Date;
+}
+
+export const DEFAULT_TOKEN_TTL_SECONDS = 600;
+export const MAX_TOKEN_TTL_SECONDS = 3600;
+
+export function createJoinToken(options: CreateJoinTokenOptions): JoinToken {
+  const clock = options.clock ?? systemClock;
+  const service = options.topology.services[options.service];
+  if (!service) throw new PkiError('unknown_workload', `the topology has no service ${JSON.stringify(options.service)}`);
+  const ttl = options.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TOKEN_TTL_SECONDS)
+    throw new PkiError('bad_request', `a join token lives from 1 to ${MAX_TOKEN_TTL_SECONDS} seconds`);
+  const paths = pkiPaths(options.stateDir);
+  ensureDirs(paths);
+  const now = clock.now();
+  sweepTokens(paths.tokens, now);
+  const token = newTokenSecret();
+  const spiffeId = serviceSpiffeId(options.topology.trustDomain, service.zone, options.service);
+  const expiresAt = new Date(now + ttl * 1000);
+  storeToken(paths.tokens, token, {
+    service: options.service,
+    spiffeId,
+    createdAt: new Date(now).toISOString(),
+    expiresAt: expiresAt.toISOString(),
+  });
+  return { token, service: options.service, spiffeId, expiresAt };
+}

@@ -1,0 +1,21 @@
+// The trust domain's certificate authority (issue 5, part 1). Public API.
+export { initCa, type InitCaOptions, type InitCaResult } from './init-ca.ts';
+export { openCa, DEFAULT_CA_POLICY, type Ca, type CaPolicy, type OpenCaOptions } from './open-ca.ts';
+export { issueCertificate, type IssueCertificateRequest, type IssuedCertificate } from './issue-certificate.ts';
+export { issueWorkloadIdentity, type IssueWorkloadIdentityOptions } from './issue-workload-identity.ts';
+export { createJoinToken, type JoinToken, type CreateJoinTokenOptions } from './create-join-token.ts';
+export { revokeCertificate, REVOCATION_REFRESH_SECONDS } from './revoke-certificate.ts';
+export { startCaServer, type StartCaServerOptions, type CaServer } from './ca-server.ts';
+export { bootstrapIdentity, renewIdentity, fetchRevocations, type BootstrapIdentityOptions, type RenewIdentityOptions } from './bootstrap-identity.ts';
+export { CaRequestError } from './lib/ca-client.ts';
+export { verifySvid, type SvidDecision, type SvidRejection, type VerifySvidOptions } from './verify-svid.ts';
+export { parseSpiffeId, serviceSpiffeId, gatewaySpiffeId, caSpiffeId, callerName, type WorkloadId } from './spiffe-id.ts';
+export type { WorkloadIdentity } from './workload-identity.ts';
+export { PkiError, type PkiErrorCode } from './errors.ts';
+export { pkiPaths } from './lib/files.ts';
+
+import path from 'node:path';
+/** Path of the trust bundle (root certificate PEM) of the CA in `stateDir`. */
+export function trustBundlePath(stateDir: string): string {
+  return path.resolve(stateDir, 'pki', 'bundle.pem');
+}

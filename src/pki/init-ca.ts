@@ -1,0 +1,158 @@
+// `gatehouse ca init`: the trust domain's root and one issuing intermediate per
+// zone (plus `_control`, which only signs the CA server's own certificate).
+// The root key is stored encrypted (see lib/key-envelope.ts) and is needed
+// only here: once the intermediates exist, root-key.enc.json can be moved
+// offline and `ca serve` keeps working. Running init again adds issuers for new
+// zones (which needs the root key back) and changes nothing else.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Topology } from '../topology/schema.ts';
+import { systemClock, type Clock } from '../shared/clock.ts';
+import { x509, crypto, EC_ALG, generateKeyPair, privateKeyPem, importPrivateKeyDer, randomSerial, certPem } from './lib/x509.ts';
+import type { Key } from './lib/x509.ts';
+import { sealKey, openKey, type KeyEnvelope } from './lib/key-envelope.ts';
+import { pkiPaths, issuerFiles, ensureDirs, writeAtomic, CONTROL_ISSUER } from './lib/files.ts';
+import { PkiError } from './errors.ts';
+import { randomBytes } from 'node:crypto';
+
+const DAY = 24 * 60 * 60 * 1000;
+
+export interface InitCaOptions {
+  stateDir: string;
+  topology: Topology;
+  /**
+   * Passphrase of the root key (at least 16 characters). Absent on first init:
+   * a random one is generated and written to pki/root-passphrase (dev mode;
+   * move it, or pass your own, for anything real).
+   */
+  passphrase?: string;
+  clock?: Clock;
+  /** Root validity in days (default 3650). */
+  rootDays?: number;
+  /** Intermediate validity in days (default 365); leaves never outlive it. */
+  issuerDays?: number;
+}
+
+export interface InitCaResult {
+  /** True when this call created the root. */
+  createdRoot: boolean;
+  /** Issuers (zones) created by this call. */
+  createdIssuers: string[];
+  /** The trust bundle (root certificate PEM) path. */
+  bundleFile: string;
+  /** Set when a dev passphrase was generated and stored beside the key. */
+  devPassphraseFile?: string;
+}
+
+export interface CaMeta {
+  version: 1;
+  trustDomain: string;
+  createdAt: string;
+}
+
+export async function initCa(options: InitCaOptions): Promise<InitCaResult> {
+  const clock = options.clock ?? systemClock;
+  const td = options.topology.trustDomain;
+  const paths = pkiPaths(options.stateDir);
+  ensureDirs(paths);
+  let createdRoot = false;
+  let devPassphraseFile: string | undefined;
+  let passphrase = options.passphrase;
+
+  let rootCert: x509.X509Certificate;
+  let rootKey: Key | undefined;
+  if (!existsSync(paths.meta)) {
+    if (passphrase === undefined) {
+      passphrase = randomBytes(32).toString('base64url');
+      writeAtomic(paths.rootPassphrase, passphrase + '\n');
+      devPassphraseFile = paths.rootPassphrase;
+    }
+    const keys = await generateKeyPair();
+    const now = clock.now();
+    rootCert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: randomSerial(),
+      name: [{ CN: [`Gatehouse root CA`] }, { O: [td] }],
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + (options.rootDays ?? 3650) * DAY),
+      signingAlgorithm: EC_ALG,
+      keys,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 1, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }], false),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      ],
+    });
+    const pkcs8 = new Uint8Array(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
+    writeAtomic(paths.rootKey, JSON.stringify(sealKey(pkcs8, passphrase), null, 2) + '\n');
+    pkcs8.fill(0);
+    writeFileSync(paths.bundle, certPem(rootCert), { mode: 0o644 });
+    const meta: CaMeta = { version: 1, trustDomain: td, createdAt: new Date(now).toISOString() };
+    writeAtomic(paths.meta, JSON.stringify(meta, null, 2) + '\n', 0o644);
+    rootKey = keys.privateKey;
+    createdRoot = true;
+  } else {
+    const meta = JSON.parse(readFileSync(paths.meta, 'utf8')) as CaMeta;
+    if (meta.trustDomain !== td)
+      throw new PkiError(
+        'bad_request',
+        `the CA in ${paths.dir} is for trust domain ${meta.trustDomain}, the topology says ${td}`,
+      );
+    rootCert = new x509.X509Certificate(readFileSync(paths.bundle, 'utf8'));
+  }
+
+  const wanted = [CONTROL_ISSUER, ...Object.keys(options.topology.zones)];
+  const missing = wanted.filter((z) => !existsSync(issuerFiles(paths, z).cert) || !existsSync(issuerFiles(paths, z).key));
+  if (missing.length > 0 && rootKey === undefined) rootKey = await unlockRoot(paths, passphrase);
+
+  const createdIssuers: string[] = [];
+  for (const zone of missing) {
+    const keys = await generateKeyPair();
+    const now = clock.now();
+    const notAfter = Math.min(now + (options.issuerDays ?? 365) * DAY, rootCert.notAfter.getTime());
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: [
+        { CN: [zone === CONTROL_ISSUER ? 'Gatehouse control issuer' : `Gatehouse zone issuer ${zone}`] },
+        { OU: [zone === CONTROL_ISSUER ? 'control' : `zone:${zone}`] },
+        { O: [td] },
+      ],
+      issuer: rootCert.subjectName,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(notAfter),
+      signingAlgorithm: EC_ALG,
+      publicKey: keys.publicKey,
+      signingKey: rootKey!,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }], false),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+        await x509.AuthorityKeyIdentifierExtension.create(rootCert, false),
+      ],
+    });
+    const files = issuerFiles(paths, zone);
+    writeAtomic(files.key, await privateKeyPem(keys.privateKey));
+    writeAtomic(files.cert, certPem(cert), 0o644);
+    if (zone !== CONTROL_ISSUER) createdIssuers.push(zone);
+  }
+  return { createdRoot, createdIssuers, bundleFile: paths.bundle, devPassphraseFile };
+}
+
+async function unlockRoot(paths: ReturnType<typeof pkiPaths>, passphrase: string | undefined): Promise<Key> {
+  if (!existsSync(paths.rootKey))
+    throw new PkiError('ca_locked', 'new issuers need the root key, and root-key.enc.json is not in the state dir (offline?)');
+  let secret = passphrase;
+  if (secret === undefined && existsSync(paths.rootPassphrase)) secret = readFileSync(paths.rootPassphrase, 'utf8').trim();
+  if (secret === undefined) throw new PkiError('ca_locked', 'new issuers need the root key passphrase');
+  let der: Buffer;
+  try {
+    der = openKey(JSON.parse(readFileSync(paths.rootKey, 'utf8')) as KeyEnvelope, secret);
+  } catch (error) {
+    throw new PkiError('ca_locked', 'the root key cannot be decrypted (wrong passphrase or altered file)', { cause: error });
+  }
+  try {
+    return await importPrivateKeyDer(der);
+  } finally {
+    der.fill(0);
+  }
+}

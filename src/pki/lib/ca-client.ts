@@ -1,0 +1,102 @@
+// HTTPS calls from a workload to the CA: the server must chain to the pinned
+// bundle and present exactly the CA's SPIFFE ID (no hostname trust).
+import https from 'node:https';
+import type { PeerCertificate } from 'node:tls';
+import { verifySvid } from '../verify-svid.ts';
+import { PkiError, type PkiErrorCode } from '../errors.ts';
+
+export interface CaCallOptions {
+  caUrl: string;
+  trustDomain: string;
+  bundlePem: string;
+  /** The caller's current identity, for mTLS. */
+  client?: { certPem: string; keyPem: string };
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+/** An answer from the CA that is not a success; `code` is the CA's problem code. */
+export class CaRequestError extends Error {
+  readonly status: number;
+  readonly code: PkiErrorCode | 'unreachable' | 'bad_answer';
+  readonly requestId?: string;
+  constructor(status: number, code: CaRequestError['code'], message: string, requestId?: string) {
+    super(message);
+    this.name = 'CaRequestError';
+    this.status = status;
+    this.code = code;
+    this.requestId = requestId;
+  }
+}
+
+export function checkCaIdentity(trustDomain: string) {
+  return (_host: string, cert: PeerCertificate): Error | undefined => {
+    const d = verifySvid(cert.raw, { trustDomain, now: Date.now(), purpose: 'server' });
+    if (!d.ok || d.id.kind !== 'ca') return new Error('the server is not the trust domain CA');
+    return undefined;
+  };
+}
+
+export function caRequest(
+  method: 'GET' | 'POST',
+  path: string,
+  body: unknown,
+  options: CaCallOptions,
+): Promise<{ status: number; json: unknown; text: string }> {
+  const url = new URL(path, options.caUrl);
+  if (url.protocol !== 'https:') return Promise.reject(new PkiError('bad_request', 'the CA URL must be https'));
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      url,
+      {
+        method,
+        ca: options.bundlePem,
+        cert: options.client?.certPem,
+        key: options.client?.keyPem,
+        checkServerIdentity: checkCaIdentity(options.trustDomain),
+        minVersion: 'TLSv1.2',
+        agent: false,
+        timeout: options.timeoutMs ?? 10_000,
+        headers: {
+          accept: 'application/json',
+          ...(payload ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) } : {}),
+          ...options.headers,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > 1024 * 1024) req.destroy(new Error('answer too large'));
+          else chunks.push(c);
+        });
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve({ status, json, text });
+          const problem = (json ?? {}) as { code?: string; detail?: string; request_id?: string };
+          reject(
+            new CaRequestError(
+              status,
+              (problem.code as PkiErrorCode) ?? 'bad_answer',
+              `CA refused (${status} ${problem.code ?? ''}): ${problem.detail ?? 'no detail'}`,
+              problem.request_id,
+            ),
+          );
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('CA request timed out')));
+    req.on('error', (error) => reject(new CaRequestError(0, 'unreachable', `cannot reach the CA: ${error.message}`)));
+    req.end(payload);
+  });
+}

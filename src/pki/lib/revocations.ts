@@ -1,0 +1,66 @@
+// Revoked serials, one file per serial in pki/revoked/ (so a `ca revoke` from
+// another process never races a read-modify-write). Readers re-list the folder
+// only when its mtime changes.
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { normalizeSerial } from './x509.ts';
+
+export interface RevocationEntry {
+  serial: string;
+  revokedAt: string;
+  reason?: string;
+}
+
+export class RevocationStore {
+  readonly dir: string;
+  #mtime = -1;
+  #serials = new Set<string>();
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** The current set, re-read if the folder changed. */
+  serials(): ReadonlySet<string> {
+    let mtime: number;
+    try {
+      mtime = statSync(this.dir).mtimeMs;
+    } catch {
+      mtime = 0;
+    }
+    if (mtime !== this.#mtime) {
+      const next = new Set<string>();
+      try {
+        for (const f of readdirSync(this.dir)) {
+          const s = f.endsWith('.json') ? normalizeSerial(f.slice(0, -5)) : null;
+          if (s) next.add(s);
+        }
+      } catch {
+        // an absent folder is an empty list
+      }
+      this.#serials = next;
+      this.#mtime = mtime;
+    }
+    return this.#serials;
+  }
+
+  has(serial: string): boolean {
+    const s = normalizeSerial(serial);
+    return s === null || this.serials().has(s);
+  }
+
+  /** Adds `serial`; returns false when it was already revoked. */
+  add(serial: string, at: Date, reason?: string): boolean {
+    const s = normalizeSerial(serial);
+    if (s === null) throw new Error('a serial number is hexadecimal (at most 64 digits)');
+    const entry: RevocationEntry = { serial: s, revokedAt: at.toISOString(), ...(reason ? { reason } : {}) };
+    try {
+      writeFileSync(path.join(this.dir, `${s}.json`), JSON.stringify(entry) + '\n', { mode: 0o644, flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    }
+    this.#mtime = -1;
+    return true;
+  }
+}

@@ -1,0 +1,47 @@
+// SPIFFE IDs of the trust domain, parsed strictly. An ID is compared as the
+// exact bytes Gatehouse would have issued: no case folding, no percent-decoding,
+// no dot segments, no trailing slash, no port, query, fragment or userinfo.
+// Anything else (`…/svc/orders-evil` is a different, unknown service) is refused.
+
+/** A workload of the trust domain: a service, the gateway of a zone, or the CA itself. */
+export type WorkloadId =
+  | { kind: 'service'; trustDomain: string; zone: string; service: string; uri: string }
+  | { kind: 'gateway'; trustDomain: string; zone: string; uri: string }
+  | { kind: 'ca'; trustDomain: string; uri: string };
+
+const NAME = '[a-z][a-z0-9-]{0,62}';
+const TRUST_DOMAIN = /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/;
+const PATH = new RegExp(`^/zone/(${NAME})/(?:svc/(${NAME})|(gateway))$`);
+
+export function serviceSpiffeId(trustDomain: string, zone: string, service: string): string {
+  return `spiffe://${trustDomain}/zone/${zone}/svc/${service}`;
+}
+
+export function gatewaySpiffeId(trustDomain: string, zone: string): string {
+  return `spiffe://${trustDomain}/zone/${zone}/gateway`;
+}
+
+export function caSpiffeId(trustDomain: string): string {
+  return `spiffe://${trustDomain}/ca`;
+}
+
+/**
+ * Parses `uri` as a workload ID of `trustDomain`; returns null for anything that
+ * is not exactly in the form Gatehouse issues (including other trust domains).
+ */
+export function parseSpiffeId(uri: string, trustDomain: string): WorkloadId | null {
+  if (typeof uri !== 'string' || uri.length > 2048 || !TRUST_DOMAIN.test(trustDomain)) return null;
+  const prefix = `spiffe://${trustDomain}/`;
+  if (!uri.startsWith(prefix)) return null;
+  const rest = uri.slice(prefix.length - 1);
+  if (rest === '/ca') return { kind: 'ca', trustDomain, uri };
+  const m = PATH.exec(rest);
+  if (!m) return null;
+  if (m[2] !== undefined) return { kind: 'service', trustDomain, zone: m[1], service: m[2], uri };
+  return { kind: 'gateway', trustDomain, zone: m[1], uri };
+}
+
+/** The service name as policy sees it: a service's name, or `gateway` for a zone gateway. */
+export function callerName(id: WorkloadId): string {
+  return id.kind === 'service' ? id.service : id.kind;
+}
