@@ -1,0 +1,78 @@
+// Verifying this zone's own JWT access tokens (introspection, revocation,
+// token exchange) and whether one is still live: not revoked, its grant not
+// revoked, its client not removed.
+import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { AuthorityContext } from './context.ts';
+import type { KeySet } from './keys/key-store.ts';
+
+export const MAX_TOKEN_LENGTH = 8192;
+const cache = new WeakMap<KeySet, JWTVerifyGetKey>();
+
+export function ownKeys(ctx: AuthorityContext): JWTVerifyGetKey {
+  let keys = cache.get(ctx.keys);
+  if (!keys) {
+    keys = createLocalJWKSet({ keys: ctx.keys.keys.map((k) => k.publicJwk) });
+    cache.set(ctx.keys, keys);
+  }
+  return keys;
+}
+
+export function looksLikeJwt(token: unknown): token is string {
+  return typeof token === 'string' && token.length <= MAX_TOKEN_LENGTH && /^[\w-]+\.[\w-]+\.[\w-]+$/.test(token);
+}
+
+export interface AccessTokenClaims extends JWTPayload {
+  client_id: string;
+  scope?: string;
+  jti: string;
+  exp: number;
+  iat: number;
+  sub: string;
+}
+
+/** A valid (signature, issuer, type, time) access token of this zone, or undefined. */
+export async function verifyOwnAccessToken(ctx: AuthorityContext, token: string): Promise<AccessTokenClaims | undefined> {
+  if (!looksLikeJwt(token)) return undefined;
+  try {
+    const { payload } = await jwtVerify(token, ownKeys(ctx), {
+      issuer: ctx.issuer,
+      typ: 'at+jwt',
+      algorithms: ['EdDSA', 'ES256'],
+      currentDate: new Date(ctx.now()),
+      clockTolerance: 5,
+    });
+    if (typeof payload.client_id !== 'string' || typeof payload.jti !== 'string' || typeof payload.sub !== 'string') return undefined;
+    return payload as AccessTokenClaims;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Still live: not revoked by jti, its grant still exists, its client still exists. */
+export async function isLive(ctx: AuthorityContext, claims: AccessTokenClaims): Promise<boolean> {
+  const row = await ctx.db
+    .selectFrom('token_index')
+    .select(['revoked', 'grant_id'])
+    .where('jti', '=', claims.jti)
+    .executeTakeFirst();
+  if (row && Number(row.revoked) === 1) return false;
+  if (row?.grant_id) {
+    const grant = await ctx.db
+      .selectFrom('oidc_models')
+      .select('id')
+      .where('model', '=', 'Grant')
+      .where('id', '=', row.grant_id)
+      .executeTakeFirst();
+    if (!grant) return false;
+  }
+  return ctx.clients.exists(claims.client_id);
+}
+
+/** Marks a JWT access token revoked until it would have expired anyway. */
+export async function revokeJti(ctx: AuthorityContext, claims: AccessTokenClaims): Promise<void> {
+  await ctx.db
+    .insertInto('token_index')
+    .values({ jti: claims.jti, client_id: claims.client_id, grant_id: null, expires_at: claims.exp * 1000 + 60_000, revoked: 1 })
+    .onConflict((oc) => oc.column('jti').doUpdateSet({ revoked: 1 }))
+    .execute();
+}

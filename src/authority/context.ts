@@ -1,0 +1,54 @@
+// Everything a running zone authority shares between its parts, built once at
+// start (provision) and read on the request path.
+import type { Kysely } from 'kysely';
+import type { JWK } from 'jose';
+import type { AuthorityConfig } from '../topology/schema-authority.ts';
+import type { LoadedTopology } from '../topology/load.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { Database } from './db/schema.ts';
+import type { KeyStore, KeySet } from './keys/key-store.ts';
+import type { ClientRegistry } from './client-registry.ts';
+import type { UserRegistry } from './user-registry.ts';
+import type { Throttle } from './throttle.ts';
+import type { Audit } from './audit.ts';
+import type { TrustedIssuers } from './trusted-issuers.ts';
+
+export interface ConfidentialAudience {
+  claims: string[];
+  key: JWK;
+}
+
+export interface AuthorityContext {
+  zone: string;
+  loaded: LoadedTopology;
+  config: AuthorityConfig;
+  issuer: string;
+  /** the zone's own audience */
+  audience: string;
+  /** every audience a token may be issued for (the zone's first) */
+  audiences: string[];
+  /** the API scopes the zone knows */
+  scopes: string[];
+  db: Kysely<Database>;
+  keyStore: KeyStore;
+  keys: KeySet;
+  clients: ClientRegistry;
+  users: UserRegistry;
+  throttle: Throttle;
+  audit: Audit;
+  log: Logger;
+  now: () => number;
+  secretHashKey: Buffer;
+  csrfKey: Buffer;
+  cookieKeys: string[];
+  trusted: TrustedIssuers;
+  confidential: Map<string, ConfidentialAudience>;
+}
+
+export const ACR_PASSWORD = 'urn:gatehouse:acr:pwd';
+export const ACR_MFA = 'urn:gatehouse:acr:mfa';
+
+/** The audience of a zone's own API: what its gateway expects in `aud`. */
+export function zoneAudience(trustDomain: string, zone: string, config: Pick<AuthorityConfig, 'audience'>): string {
+  return config.audience ?? `urn:gatehouse:${trustDomain}:${zone}`;
+}

@@ -1,0 +1,96 @@
+// Schema migrations, run at every start (idempotent, recorded by Kysely's Migrator).
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+const migrations: Record<string, Migration> = {
+  '0001_initial': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('oidc_models')
+        .addColumn('model', 'varchar(64)', (c) => c.notNull())
+        .addColumn('id', 'varchar(512)', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('grant_id', 'varchar(512)')
+        .addColumn('user_code', 'varchar(512)')
+        .addColumn('uid', 'varchar(512)')
+        .addColumn('expires_at', 'bigint')
+        .addColumn('consumed_at', 'bigint')
+        .addPrimaryKeyConstraint('oidc_models_pk', ['model', 'id'])
+        .execute();
+      await db.schema.createIndex('oidc_models_grant').on('oidc_models').column('grant_id').execute();
+      await db.schema.createIndex('oidc_models_uid').on('oidc_models').columns(['model', 'uid']).execute();
+      await db.schema.createIndex('oidc_models_user_code').on('oidc_models').columns(['model', 'user_code']).execute();
+      await db.schema.createIndex('oidc_models_expires').on('oidc_models').column('expires_at').execute();
+
+      await db.schema
+        .createTable('clients')
+        .addColumn('client_id', 'varchar(128)', (c) => c.primaryKey())
+        .addColumn('metadata', 'text', (c) => c.notNull())
+        .addColumn('secret_hash', 'varchar(128)')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('users')
+        .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('username', 'varchar(128)', (c) => c.notNull().unique())
+        .addColumn('password_hash', 'text', (c) => c.notNull())
+        .addColumn('totp_secret', 'text')
+        .addColumn('totp_last_step', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('locked', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('claims', 'text', (c) => c.notNull().defaultTo('{}'))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('signing_keys')
+        .addColumn('kid', 'varchar(128)', (c) => c.primaryKey())
+        .addColumn('alg', 'varchar(16)', (c) => c.notNull())
+        .addColumn('public_jwk', 'text', (c) => c.notNull())
+        .addColumn('private_jwk', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('sign_from', 'bigint', (c) => c.notNull())
+        .addColumn('unpublish_at', 'bigint')
+        .execute();
+
+      await db.schema
+        .createTable('secrets')
+        .addColumn('name', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('throttle')
+        .addColumn('key', 'varchar(512)', (c) => c.primaryKey())
+        .addColumn('failures', 'integer', (c) => c.notNull())
+        .addColumn('last_failure', 'bigint', (c) => c.notNull())
+        .addColumn('locked_until', 'bigint', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('mfa_pending')
+        .addColumn('uid', 'varchar(128)', (c) => c.primaryKey())
+        .addColumn('account_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('token_index')
+        .addColumn('jti', 'varchar(128)', (c) => c.primaryKey())
+        .addColumn('client_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('grant_id', 'varchar(512)')
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.createIndex('token_index_expires').on('token_index').column('expires_at').execute();
+      void sql;
+    },
+  },
+};
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+export async function migrate(db: Kysely<any>): Promise<void> {
+  const migrator = new Migrator({ db, provider, migrationTableName: 'gh_migrations', migrationLockTableName: 'gh_migrations_lock' });
+  const { error } = await migrator.migrateToLatest();
+  if (error) throw new Error('authority database migration failed', { cause: error });
+}

@@ -1,0 +1,241 @@
+// The oidc-provider instance of a zone: the protocol is the library's; this
+// file is the zone's policy over it. What is on: authorization code (PKCE S256
+// required, exact redirect URIs, `iss` in the response), client credentials,
+// rotating refresh tokens, token exchange, introspection, revocation, logout.
+// What is off: implicit, hybrid, password, device, CIBA, dynamic registration,
+// HS* algorithms, client_secret_post/jwt, dev interactions.
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { AuthorityContext } from './context.ts';
+import { createAdapterClass } from './oidc-adapter.ts';
+import { compareClientSecret, TOKEN_EXCHANGE } from './client-registry.ts';
+import { customizeAccessToken } from './customize-token.ts';
+import { registerTokenExchange } from './token-exchange.ts';
+import { installJwtIntrospection } from './jwt-introspection.ts';
+import { HTML_CSP_BASE, logoutPage, messagePage } from './views.ts';
+
+export const INTERACTION_TTL = 600;
+const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'];
+
+function randomId(): string {
+  return crypto.randomUUID();
+}
+
+export function buildProvider(ctx: AuthorityContext): Provider {
+  const { config } = ctx;
+  const alg = config.signingAlg;
+  const ttl = config.accessTokenTtl;
+  const mtls = config.clientCa !== undefined;
+  const Adapter = createAdapterClass(ctx.db, ctx.now, {
+    onReuse(model, grantId, clientId) {
+      ctx.audit('token.reuse_detected', {
+        reason: model === 'RefreshToken' ? 'refresh token redeemed twice at once' : 'code redeemed twice at once',
+        client_id: clientId,
+        grant_id: grantId ?? undefined,
+      });
+    },
+  });
+
+  const resourceInfo = (indicator: string) => ({
+    scope: ctx.scopes.join(' '),
+    audience: indicator,
+    accessTokenTTL: ttl,
+    accessTokenFormat: 'jwt',
+    jwt: { sign: { alg: ctx.keys.active.alg, kid: ctx.keys.active.kid } },
+  });
+
+  const provider = new Provider(ctx.issuer, {
+    adapter: Adapter,
+    clients: [],
+    jwks: { keys: ctx.keys.keys.map((k) => k.privateJwk) },
+    async findAccount(_c: KoaContextWithOIDC, sub: string) {
+      const user = await ctx.users.byId(sub);
+      // a locked or removed user has no account: refresh and userinfo fail
+      if (!user || user.locked) return undefined;
+      return {
+        accountId: sub,
+        async claims() {
+          return { sub, preferred_username: user.username };
+        },
+      };
+    },
+    claims: { openid: ['sub'], profile: ['preferred_username'] },
+    scopes: [...OIDC_SCOPES, ...ctx.scopes],
+    acrValues: ['urn:gatehouse:acr:pwd', 'urn:gatehouse:acr:mfa'],
+    responseTypes: ['code'],
+    pkce: { required: () => true },
+    allowOmittingSingleRegisteredRedirectUri: false,
+    clientAuthMethods: ['client_secret_basic', 'private_key_jwt', 'none', ...(mtls ? ['tls_client_auth'] : [])],
+    clientDefaults: {
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: alg,
+    },
+    enabledJWA: {
+      clientAuthSigningAlgValues: ['EdDSA', 'ES256', 'ES384', 'PS256', 'RS256'],
+      idTokenSigningAlgValues: ['EdDSA', 'ES256'],
+      requestObjectSigningAlgValues: ['EdDSA', 'ES256'],
+      userinfoSigningAlgValues: ['EdDSA', 'ES256'],
+      introspectionSigningAlgValues: ['EdDSA', 'ES256'],
+      authorizationSigningAlgValues: ['EdDSA', 'ES256'],
+    },
+    cookies: {
+      keys: ctx.cookieKeys,
+      long: { httpOnly: true, sameSite: 'lax', signed: true },
+      short: { httpOnly: true, sameSite: 'lax', signed: true },
+      names: { session: '__Host-gh_session', interaction: '__Host-gh_interaction', resume: '__Host-gh_resume' },
+    },
+    ttl: {
+      AccessToken: ttl,
+      ClientCredentials: ttl,
+      IdToken: ttl,
+      AuthorizationCode: 60,
+      RefreshToken: config.refreshTokenTtl,
+      Grant: config.refreshTokenTtl,
+      Session: config.refreshTokenTtl,
+      Interaction: INTERACTION_TTL,
+    },
+    rotateRefreshToken: true,
+    issueRefreshToken: async (_c: KoaContextWithOIDC, client: any) => client.grantTypeAllowed('refresh_token'),
+    expiresWithSession: async () => false,
+    conformIdTokenClaims: true,
+    interactions: { url: (_c: KoaContextWithOIDC, interaction: any) => `/interaction/${interaction.uid}` },
+    // Clients are registered by the zone's administrator (first party): the
+    // user is not asked to consent; the grant holds what the client may have.
+    async loadExistingGrant(c: KoaContextWithOIDC) {
+      const { oidc } = c;
+      if (!oidc.session?.accountId) return undefined;
+      const grantId = oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(oidc.client.clientId);
+      let grant = grantId ? await oidc.provider.Grant.find(grantId) : undefined;
+      if (!grant || grant.accountId !== oidc.session.accountId || grant.clientId !== oidc.client.clientId)
+        grant = new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId });
+      const allowed = new Set<string>(String(oidc.client.scope ?? '').split(' '));
+      const requested = [...(oidc.requestParamScopes as Set<string>)].filter((s) => allowed.has(s));
+      grant.addOIDCScope(requested.filter((s) => OIDC_SCOPES.includes(s)).join(' '));
+      for (const [indicator, rs] of Object.entries(oidc.resourceServers ?? {}) as [string, any][]) {
+        const scopes = requested.filter((s) => rs.scopes.has(s));
+        if (scopes.length > 0) grant.addResourceScope(indicator, scopes.join(' '));
+      }
+      await grant.save();
+      return grant;
+    },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        // another client's token reads as inactive
+        allowedPolicy: async (_c: KoaContextWithOIDC, client: any, token: any) => token.clientId === client.clientId,
+      },
+      revocation: {
+        enabled: true,
+        allowedPolicy: async (_c: KoaContextWithOIDC, client: any, token: any) => {
+          if (token.clientId !== client.clientId)
+            throw new errors.UnauthorizedClient('client is not authorized to revoke the presented token');
+          return true;
+        },
+      },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async () => ctx.audience,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_c: KoaContextWithOIDC, indicator: string) => {
+          if (!ctx.audiences.includes(indicator)) throw new errors.InvalidTarget('unknown resource (audience)');
+          return resourceInfo(indicator);
+        },
+      },
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(c: KoaContextWithOIDC, form: string) {
+          c.set('content-security-policy', `${HTML_CSP_BASE}; form-action 'self'`);
+          c.type = 'html';
+          c.body = logoutPage(form, ctx.zone);
+        },
+        async postLogoutSuccessSource(c: KoaContextWithOIDC) {
+          c.type = 'html';
+          c.body = messagePage('Signed out', 'You are signed out.');
+        },
+      },
+      userinfo: { enabled: true },
+      dPoP: { enabled: false },
+      registration: { enabled: false },
+      deviceFlow: { enabled: false },
+      ciba: { enabled: false },
+      pushedAuthorizationRequests: { enabled: true },
+      mTLS: {
+        enabled: mtls,
+        tlsClientAuth: mtls,
+        certificateBoundAccessTokens: false,
+        getCertificate(c: KoaContextWithOIDC) {
+          const socket = c.socket as TLSSocket;
+          if (typeof socket.getPeerCertificate !== 'function') return undefined;
+          const peer = socket.getPeerCertificate(false);
+          if (!peer?.raw) return undefined;
+          return new X509Certificate(peer.raw).toString();
+        },
+        certificateAuthorized: (c: KoaContextWithOIDC) => (c.socket as TLSSocket).authorized === true,
+        certificateSubjectMatches(_c: KoaContextWithOIDC, property: string, expected: string) {
+          const pem = this.getCertificate(_c);
+          if (!pem) return false;
+          const cert = new X509Certificate(pem);
+          if (property === 'tls_client_auth_san_uri')
+            return (cert.subjectAltName ?? '').split(', ').includes(`URI:${expected}`);
+          if (property === 'tls_client_auth_subject_dn') return cert.subject.replace(/\n/g, ',') === expected;
+          return false;
+        },
+      },
+    },
+    formats: { customizers: { jwt: (c: KoaContextWithOIDC, token: any, jwt: any) => customizeAccessToken(ctx, c, token, jwt) } },
+    extraClientMetadata: { properties: [] },
+    async renderError(c: KoaContextWithOIDC, out: { error: string; error_description?: string }) {
+      c.type = 'html';
+      c.set('content-security-policy', HTML_CSP_BASE);
+      c.body = messagePage('Sign-in problem', out.error_description ?? out.error, c.get('x-request-id') || c.state.requestId);
+    },
+    discovery: { service_documentation: undefined },
+  });
+  provider.proxy = false;
+
+  // Secrets are stored as keyed hashes: hash what the client presents.
+  provider.Client.prototype.compareClientSecret = function (this: { clientSecret: string }, actual: unknown) {
+    return compareClientSecret(ctx.secretHashKey, this.clientSecret, actual);
+  };
+
+  registerTokenExchange(provider, ctx);
+  installJwtIntrospection(provider, ctx);
+  wireAudit(provider, ctx);
+  void randomId;
+  void TOKEN_EXCHANGE;
+  return provider;
+}
+
+function wireAudit(provider: Provider, ctx: AuthorityContext): void {
+  const { audit } = ctx;
+  provider.on('grant.success', (c: KoaContextWithOIDC) => {
+    const gt = c.oidc.params?.grant_type as string;
+    if (gt === TOKEN_EXCHANGE) return; // audited by the handler, with the subject
+    const at = c.oidc.entities.AccessToken ?? c.oidc.entities.ClientCredentials;
+    audit(gt === 'refresh_token' ? 'token.refreshed' : 'token.issued', {
+      client_id: c.oidc.client?.clientId,
+      grant_type: gt,
+      sub: at?.accountId,
+      scope: at?.scope,
+      aud: at?.aud,
+      jti: at?.format === 'jwt' ? at.jti : undefined,
+      source: c.ip,
+    });
+  });
+  provider.on('grant.error', (c: KoaContextWithOIDC, err: { error_description?: string; error?: string }) => {
+    const d = err.error_description ?? '';
+    if (/already (used|consumed)/.test(d))
+      audit('token.reuse_detected', { client_id: c.oidc.client?.clientId, reason: d, source: c.ip });
+  });
+  provider.on('grant.revoked', (c: KoaContextWithOIDC, grantId: string) => {
+    audit('grant.revoked', { client_id: c.oidc?.client?.clientId, grant_id: grantId });
+  });
+  provider.on('end_session.success', (c: KoaContextWithOIDC) => {
+    audit('logout', { client_id: c.oidc?.client?.clientId, source: c.ip });
+  });
+}

@@ -1,0 +1,67 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { scanRequestHeaders, filterResponseHeaders } from './headers.ts';
+import { GatehouseError } from '../shared/errors.ts';
+
+const refused = (raw: string[], http2: boolean, pattern: RegExp) =>
+  assert.throws(() => scanRequestHeaders(raw, http2), (e: unknown) => e instanceof GatehouseError && e.status === 400 && pattern.test(e.message));
+
+test('hop-by-hop headers, Connection-named headers and spoofable identity headers are removed', () => {
+  const h = scanRequestHeaders(
+    [
+      'Host', 'a', 'Connection', 'keep-alive, X-Secret', 'X-Secret', '1', 'Keep-Alive', 'timeout=5', 'TE', 'trailers',
+      'X-Forwarded-For', '6.6.6.6', 'Forwarded', 'for=6.6.6.6', 'X-Real-IP', '6.6.6.6', 'X-Gatehouse-Identity', 'forged',
+      'X-Forwarded-Client-Cert', 'By=spiffe://x', 'X-Original-URL', '/admin', 'X-Rewrite-URL', '/admin',
+      'X-HTTP-Method-Override', 'DELETE', 'X-Request-Id', 'mine', 'Proxy-Authorization', 'Basic x', 'Upgrade', 'h2c',
+      'Accept', 'application/json', 'Authorization', 'Bearer t',
+    ],
+    false,
+  );
+  assert.deepEqual(h.forward, ['accept', 'application/json', 'authorization', 'Bearer t']);
+  assert.equal(h.xForwardedFor, '6.6.6.6');
+  assert.equal(h.requestId, 'mine');
+  assert.equal(h.upgrade, 'h2c');
+});
+
+test('framing: repeated or malformed Content-Length, TE other than chunked, TE with CL', () => {
+  refused(['Host', 'a', 'Content-Length', '1', 'Content-Length', '1'], false, /repeated Content-Length/);
+  refused(['Host', 'a', 'Content-Length', '+1'], false, /malformed Content-Length/);
+  refused(['Host', 'a', 'Content-Length', '1,1'], false, /malformed Content-Length/);
+  refused(['Host', 'a', 'Content-Length', '9999999999999999'], false, /malformed Content-Length/);
+  refused(['Host', 'a', 'Transfer-Encoding', 'gzip, chunked'], false, /exactly chunked/);
+  refused(['Host', 'a', 'Transfer-Encoding', 'chunked', 'Transfer-Encoding', 'chunked'], false, /repeated Transfer-Encoding/);
+  refused(['Host', 'a', 'Transfer-Encoding', 'chunked', 'Content-Length', '3'], false, /both Content-Length and Transfer-Encoding/);
+  refused(['Content-Length', '0'], false, /missing Host/);
+  refused(['Host', 'a', 'host', 'b'], false, /repeated Host/);
+  assert.equal(scanRequestHeaders(['Host', 'a', 'Transfer-Encoding', 'chunked'], false).chunked, true);
+  assert.equal(scanRequestHeaders(['Host', 'a', 'Content-Length', '12'], false).contentLength, 12);
+});
+
+test('HTTP/2: connection-specific headers are refused, :authority is the host', () => {
+  refused([':method', 'GET', ':authority', 'a', 'connection', 'close'], true, /connection-specific/);
+  refused([':method', 'GET', ':authority', 'a', 'transfer-encoding', 'chunked'], true, /connection-specific/);
+  refused([':method', 'GET', ':authority', 'a', 'upgrade', 'h2c'], true, /connection-specific/);
+  refused([':method', 'GET', ':authority', 'a', 'host', 'b'], true, /disagree/);
+  const h = scanRequestHeaders([':method', 'GET', ':path', '/', ':authority', 'a', 'accept', '*/*'], true);
+  assert.equal(h.host, 'a');
+  assert.deepEqual(h.forward, ['accept', '*/*']);
+});
+
+test('response headers: hop-by-hop, Server, X-Powered-By and x-gatehouse-* never reach the client', () => {
+  const out: Record<string, string | string[]> = {};
+  filterResponseHeaders(
+    {
+      server: 'Apache/2.4.1',
+      'x-powered-by': 'Express',
+      connection: 'x-internal',
+      'x-internal': 'secret',
+      'keep-alive': 'timeout=5',
+      'transfer-encoding': 'chunked',
+      'x-gatehouse-debug': '1',
+      'set-cookie': ['a=1', 'b=2'],
+      'content-type': 'text/plain',
+    },
+    out,
+  );
+  assert.deepEqual(out, { 'set-cookie': ['a=1', 'b=2'], 'content-type': 'text/plain' });
+});

@@ -1,0 +1,73 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { compileRoutes, normaliseHost, upstreamPath } from './router.ts';
+import { Route } from '../topology/schema.ts';
+
+const r = (o: Record<string, unknown>) => Route.parse({ service: 's', ...o });
+
+test('exact beats prefix, the longest prefix wins, and prefixes match whole segments only', () => {
+  const router = compileRoutes([
+    r({ name: 'api', path: '/api', match: 'prefix' }),
+    r({ name: 'public', path: '/api/public', match: 'prefix' }),
+    r({ name: 'public-exact', path: '/api/public/health' }),
+    r({ name: 'echo', path: '/api/echo/', match: 'prefix' }),
+  ]);
+  const name = (p: string) => router.match('h', p)?.name;
+  assert.equal(name('/api/public'), 'public');
+  assert.equal(name('/api/public/'), 'public');
+  assert.equal(name('/api/public/x/y'), 'public');
+  assert.equal(name('/api/public/health'), 'public-exact');
+  assert.equal(name('/api/public/health/x'), 'public');
+  assert.equal(name('/api/publicx'), 'api');
+  assert.equal(name('/api/echo/'), 'echo');
+  assert.equal(name('/api/echo/a/b'), 'echo');
+  assert.equal(name('/api/echo'), 'api');
+  assert.equal(name('/apix'), undefined);
+  assert.equal(name('/'), undefined);
+});
+
+test('exact routes match only themselves', () => {
+  const router = compileRoutes([r({ path: '/api/admin' })]);
+  assert.ok(router.match('h', '/api/admin'));
+  assert.equal(router.match('h', '/api/admin/'), undefined);
+  assert.equal(router.match('h', '/API/admin'), undefined);
+  assert.equal(router.match('h', '/api/admin/x'), undefined);
+});
+
+test('hosts: exact, then wildcard, then any-host routes', () => {
+  const router = compileRoutes([
+    r({ name: 'shop', hosts: ['Shop.Example.'], path: '/', match: 'prefix' }),
+    r({ name: 'wild', hosts: ['*.example'], path: '/', match: 'prefix' }),
+    r({ name: 'any', path: '/', match: 'prefix' }),
+  ]);
+  assert.equal(router.match('shop.example', '/x')?.name, 'shop');
+  assert.equal(router.match('api.example', '/x')?.name, 'wild');
+  assert.equal(router.match('example', '/x')?.name, 'any');
+  assert.equal(router.match('other.test', '/x')?.name, 'any');
+});
+
+test('host normalisation: case, port and trailing dot; garbage is refused', () => {
+  assert.equal(normaliseHost('Shop.Example.:8443'), 'shop.example');
+  assert.equal(normaliseHost('[::1]:8443'), '[::1]');
+  assert.equal(normaliseHost('127.0.0.1'), '127.0.0.1');
+  for (const bad of ['', 'a b', 'a:b', '[::1', '[::1]x', 'a/b', 'ex@mple', 'a:99999999']) assert.equal(normaliseHost(bad), undefined, bad);
+});
+
+test('methods: GET implies HEAD, "*" means every proxied method', () => {
+  const router = compileRoutes([r({ path: '/a' }), r({ path: '/b', methods: '*' }), r({ path: '/c', methods: ['POST'] })]);
+  assert.deepEqual([...router.match('h', '/a')!.methods].sort(), ['GET', 'HEAD']);
+  assert.deepEqual([...router.match('h', '/b')!.methods].sort(), ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT']);
+  assert.deepEqual(router.match('h', '/c')!.allow, ['POST']);
+});
+
+test('prefix rewrite keeps exactly one slash at the joint', () => {
+  const [a] = compileRoutes([r({ path: '/api/echo/', match: 'prefix', rewrite: { prefix: '/echo/' } })]).routes;
+  assert.equal(upstreamPath(a, '/api/echo/x/y'), '/echo/x/y');
+  assert.equal(upstreamPath(a, '/api/echo/'), '/echo/');
+  const [b] = compileRoutes([r({ path: '/api/v1', match: 'prefix', rewrite: { prefix: '/' } })]).routes;
+  assert.equal(upstreamPath(b, '/api/v1'), '/');
+  assert.equal(upstreamPath(b, '/api/v1/items'), '/items');
+  const [c] = compileRoutes([r({ path: '/api/v1', match: 'prefix', rewrite: { prefix: '/v2' } })]).routes;
+  assert.equal(upstreamPath(c, '/api/v1/items'), '/v2/items');
+  assert.equal(upstreamPath(c, '/api/v1'), '/v2');
+});
