@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, webcrypto } from 'node:crypto';
 import { makeCaDir, captureLogger, rogueCa, forge, uri, TD, x509, realIssuer } from './support/pki-fixtures.ts';
 import {
   startCaServer,
@@ -149,7 +149,7 @@ test('an expired token is refused', async () => {
 
 test('a CSR for another identity or a CA certificate is refused and does not burn the token', async () => {
   const t = token();
-  const evilKeys = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const evilKeys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const other = await x509.Pkcs10CertificateRequestGenerator.create({
     keys: evilKeys as never,
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } as never,
@@ -195,7 +195,7 @@ test('renewal needs a verified current certificate from this trust domain', asyn
   // A renewing workload cannot change its identity through the CSR.
   const id = await boot(token());
   const evil = await x509.Pkcs10CertificateRequestGenerator.create({
-    keys: (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as never,
+    keys: (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as never,
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } as never,
     extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${TD}/zone/public/svc/checkout` }])],
   });
