@@ -18,10 +18,6 @@ import { HTML_CSP_BASE, logoutPage, messagePage } from './views.ts';
 export const INTERACTION_TTL = 600;
 const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'];
 
-function randomId(): string {
-  return crypto.randomUUID();
-}
-
 export function buildProvider(ctx: AuthorityContext): Provider {
   const { config } = ctx;
   const alg = config.signingAlg;
@@ -85,11 +81,11 @@ export function buildProvider(ctx: AuthorityContext): Provider {
       keys: ctx.cookieKeys,
       long: { httpOnly: true, sameSite: 'lax', signed: true },
       short: { httpOnly: true, sameSite: 'lax', signed: true },
-      names: { session: '__Host-gh_session', interaction: '__Host-gh_interaction', resume: '__Host-gh_resume' },
+      names: { session: 'gh_session', interaction: 'gh_interaction', resume: 'gh_resume' },
     },
     ttl: {
-      AccessToken: ttl,
-      ClientCredentials: ttl,
+      AccessToken: (_c: unknown, token: any) => token.resourceServer?.accessTokenTTL ?? ttl,
+      ClientCredentials: (_c: unknown, token: any) => token.resourceServer?.accessTokenTTL ?? ttl,
       IdToken: ttl,
       AuthorizationCode: 60,
       RefreshToken: config.refreshTokenTtl,
@@ -206,8 +202,6 @@ export function buildProvider(ctx: AuthorityContext): Provider {
   registerTokenExchange(provider, ctx);
   installJwtIntrospection(provider, ctx);
   wireAudit(provider, ctx);
-  void randomId;
-  void TOKEN_EXCHANGE;
   return provider;
 }
 

@@ -227,6 +227,13 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
   };
 }
 
+/** Request headers for the access log: pseudo-headers dropped (the path is logged redacted on its own). */
+function loggableHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const name in headers) if (name.charCodeAt(0) !== 0x3a && name !== 'referer') out[name] = headers[name];
+  return out;
+}
+
 function statusClass(status: number): string {
   return status < 200 ? '1xx' : status < 300 ? '2xx' : status < 400 ? '3xx' : status < 500 ? '4xx' : '5xx';
 }
@@ -259,7 +266,7 @@ function finish(
       client,
       http: req.httpVersion,
     };
-    if (ctx.logHeaders) entry.req = { headers: req.headers };
+    if (ctx.logHeaders) entry.req = { headers: loggableHeaders(req.headers) };
     if (!res.writableFinished && status < 400) entry.aborted = true;
     ctx.accessLog.info(entry);
   }

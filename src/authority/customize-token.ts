@@ -1,0 +1,40 @@
+// Shapes every JWT access token before it is signed (RFC 9068): user tokens
+// carry auth_time, acr and amr; tokens bound to a grant are indexed so a
+// revoked grant makes them inactive at introspection; and claims the zone
+// marks confidential for the token's audience travel as a nested JWE.
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { AuthorityContext } from './context.ts';
+import { sealConfidentialClaims } from './confidential-claims.ts';
+
+export async function customizeAccessToken(
+  ctx: AuthorityContext,
+  c: KoaContextWithOIDC,
+  token: any,
+  jwt: { header?: Record<string, unknown>; payload: Record<string, any> },
+): Promise<void> {
+  const p = jwt.payload;
+  if (token.accountId && p.auth_time === undefined) {
+    const e = c?.oidc?.entities ?? {};
+    const source = e.AuthorizationCode ?? e.RefreshToken ?? e.RotatedRefreshToken;
+    if (source) {
+      if (source.authTime !== undefined) p.auth_time = source.authTime;
+      if (source.acr !== undefined) p.acr = source.acr;
+      if (Array.isArray(source.amr)) p.amr = source.amr;
+    }
+  }
+  if (token.grantId) {
+    await ctx.db
+      .insertInto('token_index')
+      .values({ jti: p.jti, client_id: p.client_id, grant_id: token.grantId, expires_at: p.exp * 1000 + 60_000, revoked: 0 })
+      .onConflict((oc) => oc.column('jti').doNothing())
+      .execute();
+  }
+  const aud: string | undefined = Array.isArray(p.aud) ? p.aud[0] : p.aud;
+  const confidential = aud ? ctx.confidential.get(aud) : undefined;
+  if (confidential && token.accountId) {
+    const user = await ctx.users.byId(token.accountId);
+    const claims: Record<string, unknown> = {};
+    for (const name of confidential.claims) if (user?.claims[name] !== undefined) claims[name] = user.claims[name];
+    if (Object.keys(claims).length > 0) p.gh_confidential = await sealConfidentialClaims(claims, confidential.key, aud!, ctx.issuer);
+  }
+}

@@ -1,0 +1,145 @@
+// OAuth 2.0 Token Exchange (RFC 8693) as an oidc-provider grant type. The
+// subject token is a JWT access token of this zone or of a zone the topology
+// trusts; the result narrows (never widens) audience and scope, keeps the
+// subject, and names the calling client as the actor (`act`), nesting any
+// earlier actor chain.
+import { decodeJwt, jwtVerify, type JWTPayload } from 'jose';
+import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { AuthorityContext } from './context.ts';
+import { TOKEN_EXCHANGE } from './client-registry.ts';
+import { isLive, looksLikeJwt, ownKeys, type AccessTokenClaims } from './access-token.ts';
+
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+const PARAMS = [
+  'subject_token',
+  'subject_token_type',
+  'actor_token',
+  'actor_token_type',
+  'requested_token_type',
+  'audience',
+  'resource',
+  'scope',
+];
+
+function fail(description: string): never {
+  throw new errors.InvalidRequest(description);
+}
+
+export function registerTokenExchange(provider: Provider, ctx: AuthorityContext): void {
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    async (c: KoaContextWithOIDC) => {
+      const { params, client } = c.oidc;
+      const subjectToken = params.subject_token;
+      if (typeof subjectToken !== 'string' || subjectToken === '') fail('missing required parameter(s) (subject_token)');
+      if (params.subject_token_type !== ACCESS_TOKEN_TYPE && params.subject_token_type !== JWT_TYPE)
+        fail('subject_token_type must be urn:ietf:params:oauth:token-type:access_token');
+      if (params.actor_token !== undefined || params.actor_token_type !== undefined)
+        fail('actor_token is not supported: the authenticated client is the actor');
+      if (params.requested_token_type !== undefined && params.requested_token_type !== ACCESS_TOKEN_TYPE)
+        fail('only access tokens can be requested');
+      if (params.audience !== undefined && params.resource !== undefined) fail('give audience or resource, not both');
+      if (!looksLikeJwt(subjectToken)) throw new errors.InvalidGrant('subject token is invalid');
+
+      // Which issuer? Decoding before verifying only picks the keys to verify with.
+      let iss: unknown;
+      try {
+        iss = decodeJwt(subjectToken).iss;
+      } catch {
+        throw new errors.InvalidGrant('subject token is invalid');
+      }
+      const own = iss === ctx.issuer;
+      const trusted = own || typeof iss !== 'string' ? undefined : ctx.trusted.resolve(iss);
+      if (!own && !trusted) throw new errors.InvalidGrant('subject token issuer is not trusted by this zone');
+      let subject: JWTPayload;
+      try {
+        ({ payload: subject } = await jwtVerify(subjectToken, own ? ownKeys(ctx) : trusted!.keys, {
+          issuer: iss as string,
+          typ: 'at+jwt',
+          algorithms: ['EdDSA', 'ES256'],
+          currentDate: new Date(ctx.now()),
+          clockTolerance: 5,
+          requiredClaims: ['sub', 'exp', 'jti', 'client_id'],
+        }));
+      } catch {
+        throw new errors.InvalidGrant('subject token is invalid or expired');
+      }
+      if (own && !(await isLive(ctx, subject as AccessTokenClaims)))
+        throw new errors.InvalidGrant('subject token is revoked');
+
+      // Scope: only narrows. Absent: what the subject has that the client may hold.
+      const subjectScopes = new Set(typeof subject.scope === 'string' ? subject.scope.split(' ').filter(Boolean) : []);
+      const clientScopes = new Set(String(client.scope ?? '').split(' ').filter(Boolean));
+      const zoneScopes = new Set(ctx.scopes);
+      let scopes: string[];
+      if (typeof params.scope === 'string' && params.scope !== '') {
+        scopes = [...new Set(params.scope.split(' ').filter(Boolean))];
+        const wider = scopes.filter((s) => !subjectScopes.has(s) || !clientScopes.has(s) || !zoneScopes.has(s));
+        if (wider.length > 0) throw new errors.InvalidScope('requested scope exceeds the subject token or the client', wider.join(' '));
+      } else {
+        scopes = [...subjectScopes].filter((s) => clientScopes.has(s) && zoneScopes.has(s));
+      }
+      if (scopes.length === 0) throw new errors.InvalidScope('no scope in common between the subject token and the client');
+
+      // Audience: within this zone, one of the subject token's audiences;
+      // from a trusted zone, one of this zone's audiences (default: the zone's own).
+      const requested = (params.audience ?? params.resource) as string | undefined;
+      const subjectAud = new Set(Array.isArray(subject.aud) ? subject.aud : subject.aud ? [subject.aud] : []);
+      let audience: string;
+      if (requested !== undefined) {
+        if (!ctx.audiences.includes(requested)) throw new errors.InvalidTarget('unknown audience for this zone');
+        if (own && !subjectAud.has(requested)) throw new errors.InvalidTarget('audience may only narrow');
+        audience = requested;
+      } else if (own) {
+        const first = [...subjectAud].find((a) => ctx.audiences.includes(a));
+        if (!first) throw new errors.InvalidTarget('the subject token has no audience of this zone');
+        audience = first;
+      } else {
+        audience = ctx.audience;
+      }
+
+      const act: Record<string, unknown> = { sub: client.clientId };
+      if (subject.act && typeof subject.act === 'object') act.act = subject.act;
+      const extra: Record<string, unknown> = { act };
+      for (const k of ['auth_time', 'acr', 'amr'] as const) if (subject[k] !== undefined) extra[k] = subject[k];
+      if (!own) extra.subject_iss = iss;
+
+      const at = new provider.AccessToken({
+        accountId: subject.sub,
+        client,
+        scope: scopes.join(' '),
+        gty: 'token_exchange',
+        extra,
+      });
+      at.resourceServer = new provider.ResourceServer(audience, {
+        scope: ctx.scopes.join(' '),
+        audience,
+        // lifetime only narrows too: never past the subject token's expiry
+        accessTokenTTL: Math.min(ctx.config.accessTokenTtl, Math.max(1, (subject.exp as number) - Math.floor(ctx.now() / 1000))),
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: ctx.keys.active.alg, kid: ctx.keys.active.kid } },
+      });
+      c.oidc.entity('AccessToken', at);
+      const value = await at.save();
+      ctx.audit('token.exchanged', {
+        client_id: client.clientId,
+        sub: subject.sub,
+        actor: client.clientId,
+        scope: scopes.join(' '),
+        aud: audience,
+        jti: at.jti,
+        subject_issuer: iss as string,
+        source: c.ip,
+      });
+      c.body = {
+        access_token: value,
+        issued_token_type: ACCESS_TOKEN_TYPE,
+        token_type: 'Bearer',
+        expires_in: at.expiration,
+        scope: scopes.join(' '),
+      };
+    },
+    PARAMS,
+  );
+}

@@ -1,0 +1,318 @@
+// The gateway as a client sees it: proxying over HTTP/1.1 and HTTP/2, TLS
+// settings, limits, upstream failures, reload, admin, redirects, WebSockets.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import tls from 'node:tls';
+import http from 'node:http';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Agent, request } from 'undici';
+import WebSocket, { WebSocketServer } from 'ws';
+import { startUpstream, startFixture, type Upstream, type Fixture } from './support/gateway-fixture.ts';
+import { openDevCa } from '../src/shared/dev-ca.ts';
+
+const topology = (upstream: string, slow: string, extraRoutes = '', slowTimeout = 300) => `version: 1
+trustDomain: test.local
+zones:
+  edge:
+    gateway:
+      listen: 127.0.0.1:0
+      redirectListen: 127.0.0.1:0
+      admin: { listen: 127.0.0.1:0 }
+      accessLog: { enabled: true, headers: true }
+      limits: { maxBodyBytes: 65536 }
+    routes:
+      - { name: catalog, path: /api/catalog, methods: [GET] }
+      - { name: echo, path: /api/echo/, match: prefix, methods: '*', service: echo }
+      - { name: small, path: /api/small, methods: [POST], service: echo, limits: { maxBodyBytes: 10 } }
+      - { name: slow, path: /api/slow, service: slow, limits: { timeoutMs: ${slowTimeout} } }
+      - { name: framed, path: /api/framed, service: echo, frameOptions: SAMEORIGIN }${extraRoutes}
+services:
+  echo: { zone: edge, upstream: '${upstream}' }
+  slow: { zone: edge, upstream: '${slow}' }
+`.replace(/methods: \[GET\] \}/, "methods: [GET], service: echo }");
+
+let up: Upstream;
+let slow: Upstream;
+let fx: Fixture;
+let agent: Agent;
+let h2agent: Agent;
+
+before(async () => {
+  up = await startUpstream();
+  slow = await startUpstream((req, res) => setTimeout(() => res.end('late'), Number(new URL(req.url!, 'http://x').searchParams.get('ms') ?? 1000)));
+  fx = await startFixture(topology(up.url, slow.url));
+  agent = new Agent({ connect: { ca: fx.ca }, allowH2: false });
+  h2agent = new Agent({ connect: { ca: fx.ca }, allowH2: true });
+});
+after(async () => {
+  await agent.close();
+  await h2agent.close();
+  await fx.close();
+  await up.close();
+  await slow.close();
+});
+
+const get = (p: string, o: Parameters<typeof request>[1] = {}) => request(fx.gateway.url + p, { dispatcher: agent, ...o });
+
+test('proxies over HTTPS: the upstream sees the canonical path and the gateway headers; the client gets security headers', async () => {
+  const before = up.seen.length;
+  const res = await get('/api/echo/a/./b//c?x=1', { headers: { 'x-forwarded-for': '6.6.6.6', 'x-request-id': 'forged' } });
+  assert.equal(res.statusCode, 200);
+  const body = (await res.body.json()) as { path: string; headers: Record<string, string> };
+  assert.equal(body.path, '/api/echo/a/b/c?x=1');
+  assert.equal(body.headers['x-forwarded-for'], '127.0.0.1');
+  assert.equal(body.headers['x-forwarded-proto'], 'https');
+  assert.match(body.headers.forwarded, /^for=127\.0\.0\.1;proto=https;host="127\.0\.0\.1:\d+"$/);
+  assert.notEqual(body.headers['x-request-id'], 'forged');
+  assert.equal(res.headers['x-request-id'], body.headers['x-request-id']);
+  assert.equal(res.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains');
+  assert.equal(res.headers['x-content-type-options'], 'nosniff');
+  assert.equal(res.headers['referrer-policy'], 'no-referrer');
+  assert.equal(res.headers['x-frame-options'], 'DENY');
+  assert.equal(res.headers.server, undefined);
+  assert.equal(res.headers['x-powered-by'], undefined);
+  assert.equal(up.seen.length, before + 1);
+  const framed = await get('/api/framed');
+  assert.equal(framed.headers['x-frame-options'], 'SAMEORIGIN');
+  await framed.body.dump();
+});
+
+test('HTTP/2 is negotiated by ALPN and proxied like HTTP/1.1', async () => {
+  const res = await request(fx.gateway.url + '/api/echo/h2', { dispatcher: h2agent, method: 'POST', body: 'hello' });
+  assert.equal(res.statusCode, 200);
+  const body = (await res.body.json()) as { path: string; method: string; bodyBytes: number };
+  assert.deepEqual([body.method, body.path, body.bodyBytes], ['POST', '/api/echo/h2', 5]);
+  const refused = await request(fx.gateway.url + '/api/echo/a%2Fb', { dispatcher: h2agent });
+  assert.equal(refused.statusCode, 400);
+  assert.equal(refused.headers['content-type'], 'application/problem+json');
+  await refused.body.dump();
+});
+
+test('TLS: 1.2 minimum, hybrid post-quantum key exchange offered, h2 and http/1.1 by ALPN', async () => {
+  const { port } = new URL(fx.gateway.url);
+  const connect = (o: tls.ConnectionOptions) =>
+    new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port: Number(port), ca: fx.ca, servername: 'localhost', ...o }, () => resolve(s));
+      s.once('error', reject);
+    });
+  await assert.rejects(connect({ maxVersion: 'TLSv1.1', minVersion: 'TLSv1' }));
+  const s12 = await connect({ maxVersion: 'TLSv1.2' });
+  assert.equal(s12.getProtocol(), 'TLSv1.2');
+  assert.match(s12.getCipher().name, /GCM|CHACHA20/);
+  s12.destroy();
+  const s13 = await connect({ ALPNProtocols: ['h2', 'http/1.1'] });
+  assert.equal(s13.getProtocol(), 'TLSv1.3');
+  assert.equal(s13.alpnProtocol, 'h2');
+  assert.equal((s13.getEphemeralKeyInfo() as { name?: string }).name, 'X25519MLKEM768');
+  s13.destroy();
+  const s11 = await connect({ ALPNProtocols: ['http/1.1'] });
+  assert.equal(s11.alpnProtocol, 'http/1.1');
+  s11.destroy();
+});
+
+test('404 for no route, 405 with Allow, problem+json with a request id and nothing internal', async () => {
+  const none = await get('/nope');
+  assert.equal(none.statusCode, 404);
+  const problem = (await none.body.json()) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(problem).sort(), ['code', 'detail', 'request_id', 'status', 'title', 'type']);
+  assert.equal(problem.request_id, none.headers['x-request-id']);
+  const wrong = await get('/api/catalog', { method: 'DELETE' });
+  assert.equal(wrong.statusCode, 405);
+  assert.equal(wrong.headers.allow, 'GET, HEAD');
+  await wrong.body.dump();
+});
+
+test('body limits: a declared body over the route limit is refused before the upstream; a streamed one mid-way', async () => {
+  const before = up.seen.length;
+  const declared = await get('/api/small', { method: 'POST', body: 'x'.repeat(11) });
+  assert.equal(declared.statusCode, 413);
+  assert.equal(((await declared.body.json()) as { code: string }).code, 'payload_too_large');
+  assert.equal(up.seen.length, before);
+  const ok = await get('/api/small', { method: 'POST', body: 'x'.repeat(10) });
+  assert.equal(ok.statusCode, 200);
+  await ok.body.dump();
+  async function* chunks() {
+    for (let i = 0; i < 3; i++) yield Buffer.alloc(6, 'y');
+  }
+  const streamed = await get('/api/small', { method: 'POST', body: chunks() });
+  assert.equal(streamed.statusCode, 413);
+  await streamed.body.dump();
+});
+
+test('large bodies stream through both ways', async () => {
+  const payload = Buffer.alloc(60_000, 'z');
+  const res = await get('/api/echo/big', { method: 'PUT', body: payload });
+  assert.equal(((await res.body.json()) as { bodyBytes: number }).bodyBytes, 60_000);
+});
+
+test('a slow upstream gets 504, a dead one 502, and repeated failures open the circuit (503 + Retry-After)', async () => {
+  const late = await get('/api/slow?ms=2000');
+  assert.equal(late.statusCode, 504);
+  assert.equal(((await late.body.json()) as { code: string }).code, 'gateway_timeout');
+  const dead = await startUpstream();
+  await dead.close();
+  const yaml = topology(up.url, slow.url, `\n      - { name: dead, path: /api/dead, service: dead }`).replace(
+    'services:\n',
+    `services:\n  dead: { zone: edge, upstream: '${dead.url}', circuitBreaker: { failures: 2, openMs: 60000 } }\n`,
+  );
+  fx.write(yaml);
+  assert.equal((await fx.gateway.reload()).ok, true);
+  for (let i = 0; i < 2; i++) {
+    const r = await get('/api/dead');
+    assert.equal(r.statusCode, 502);
+    const p = (await r.body.json()) as { detail: string };
+    assert.doesNotMatch(JSON.stringify(p), /ECONNREFUSED|undici|127\.0\.0\.1|at /);
+  }
+  const open = await get('/api/dead');
+  assert.equal(open.statusCode, 503);
+  assert.ok(Number(open.headers['retry-after']) > 0);
+  await open.body.dump();
+  const metrics = await (await fetch(fx.gateway.adminUrl + '/metrics')).text();
+  assert.match(metrics, /gatehouse_gateway_circuit_open\{service="dead",zone="edge"\} 1/);
+  fx.write(topology(up.url, slow.url));
+  assert.equal((await fx.gateway.reload()).ok, true);
+});
+
+test('reload: a bad file is refused with the reason and the old config keeps serving; a good one applies; in-flight requests finish', async () => {
+  const admin = fx.gateway.adminUrl!;
+  fx.write(topology(up.url, slow.url, '', 3000));
+  assert.equal((await fx.gateway.reload()).ok, true);
+  const inflight = get('/api/slow?ms=700', { headersTimeout: 5000 });
+  await new Promise((r) => setTimeout(r, 100));
+  fx.write(topology(up.url, slow.url).replace('listen: 127.0.0.1:0\n      redirectListen', 'listen: 127.0.0.1:0\n      colour: blue\n      redirectListen'));
+  const bad = await fetch(admin + '/reload', { method: 'POST' });
+  assert.equal(bad.status, 422);
+  assert.equal(bad.headers.get('content-type'), 'application/problem+json');
+  assert.match(((await bad.json()) as { detail: string }).detail, /gatehouse\.yaml:7:7: zones\.edge\.gateway\.colour: unknown key "colour"/);
+  assert.equal((await get('/api/catalog')).statusCode, 200);
+  fx.write(topology(up.url, slow.url, `\n      - { name: added, path: /api/added, service: echo }`));
+  const good = await fetch(admin + '/reload', { method: 'POST' });
+  assert.equal(good.status, 200);
+  const added = await get('/api/added');
+  assert.equal(added.statusCode, 200);
+  await added.body.dump();
+  const slowRes = await inflight;
+  assert.equal(slowRes.statusCode, 200, 'the in-flight request kept the 3 s timeout of the config it started with');
+  await slowRes.body.dump();
+  const after = await get('/api/slow?ms=2500');
+  assert.equal(after.statusCode, 504, 'a new request gets the new 300 ms timeout');
+  await after.body.dump();
+  const metrics = await (await fetch(admin + '/metrics')).text();
+  assert.match(metrics, /gatehouse_gateway_reloads_total\{result="error",zone="edge"\} 1/);
+});
+
+test('admin: health, readiness and metrics on loopback only, never on the public port', async () => {
+  const admin = fx.gateway.adminUrl!;
+  assert.match(admin, /^http:\/\/127\.0\.0\.1:\d+$/);
+  assert.deepEqual(await (await fetch(admin + '/healthz')).json(), { status: 'ok' });
+  assert.deepEqual(await (await fetch(admin + '/readyz')).json(), { status: 'ready' });
+  const metrics = await (await fetch(admin + '/metrics')).text();
+  assert.match(metrics, /gatehouse_gateway_requests_total\{route="echo",method="GET",status_class="2xx",zone="edge"\} \d+/);
+  assert.match(metrics, /gatehouse_gateway_request_duration_seconds_bucket/);
+  assert.match(metrics, /gatehouse_gateway_upstream_duration_seconds_bucket/);
+  assert.match(metrics, /gatehouse_gateway_refused_total\{reason="ambiguous_path",zone="edge"\} \d+/);
+  assert.match(metrics, /gatehouse_gateway_open_connections\{zone="edge"\} \d+/);
+  assert.equal((await fetch(admin + '/metrics', { method: 'DELETE' })).status, 405);
+  assert.equal((await fetch(admin + '/nothing')).status, 404);
+  const pub = await get('/metrics');
+  assert.equal(pub.statusCode, 404);
+  await pub.body.dump();
+});
+
+test('access log: one JSON line per request, credentials and secret query values redacted', async () => {
+  const res = await get('/api/echo/log?access_token=SECRET1&page=2', {
+    headers: { authorization: 'Bearer SECRET2', cookie: 'sid=SECRET3', 'x-api-key': 'SECRET4' },
+  });
+  const id = res.headers['x-request-id'];
+  await res.body.dump();
+  const line = fx.logs.find((l) => l.request_id === id);
+  assert.ok(line, 'an access-log line for the request');
+  assert.equal(line.status, 200);
+  assert.equal(line.route, 'echo');
+  assert.equal(line.query, 'access_token=[REDACTED]&page=2');
+  assert.doesNotMatch(JSON.stringify(fx.logs), /SECRET\d/);
+  assert.equal((line.req as { headers: Record<string, string> }).headers.authorization, '[REDACTED]');
+});
+
+test('the plain redirect listener only redirects to HTTPS', async () => {
+  const res = await request(fx.gateway.redirectUrl! + '/api/catalog?x=1', { headers: { host: 'shop.example:80' } });
+  assert.equal(res.statusCode, 308);
+  assert.equal(res.headers.location, `https://shop.example:${new URL(fx.gateway.url).port}/api/catalog?x=1`);
+  await res.body.dump();
+  const evil = await request(fx.gateway.redirectUrl! + '/x', { headers: { host: 'evil.example/@x' } });
+  assert.equal(evil.statusCode, 400);
+  await evil.body.dump();
+});
+
+test('WebSocket upgrades are proxied; other upgrades are refused', async () => {
+  const wsUpstream = http.createServer();
+  const wss = new WebSocketServer({ server: wsUpstream });
+  wss.on('connection', (socket, req) => socket.on('message', (m) => socket.send(`${req.url} ${m}`)));
+  await new Promise<void>((resolve) => wsUpstream.listen(0, '127.0.0.1', resolve));
+  const wsUrl = `http://127.0.0.1:${(wsUpstream.address() as { port: number }).port}`;
+  fx.write(topology(up.url, slow.url, `\n      - { name: ws, path: /ws, service: ws }`).replace('services:\n', `services:\n  ws: { zone: edge, upstream: '${wsUrl}' }\n`));
+  assert.equal((await fx.gateway.reload()).ok, true);
+  const client = new WebSocket(fx.gateway.url.replace('https', 'wss') + '/ws', { ca: fx.ca });
+  const reply = await new Promise<string>((resolve, reject) => {
+    client.on('open', () => client.send('ping'));
+    client.on('message', (m) => resolve(String(m)));
+    client.on('error', reject);
+  });
+  assert.equal(reply, '/ws ping');
+  client.close();
+  const h2c = await get('/api/echo/x', { headers: { connection: 'upgrade', upgrade: 'h2c' } }).catch((e: Error) => e);
+  if (!(h2c instanceof Error)) {
+    assert.equal(h2c.statusCode, 400);
+    await h2c.body.dump();
+  }
+  wss.close();
+  wsUpstream.close();
+  fx.write(topology(up.url, slow.url));
+  assert.equal((await fx.gateway.reload()).ok, true);
+});
+
+test('certificate files are reloaded on change without dropping open connections', async () => {
+  const ca = await openDevCa(path.join(fx.dir, 'other'));
+  const first = await ca.issueServer(['localhost', '127.0.0.1']);
+  writeFileSync(path.join(fx.dir, 'cert.pem'), first.cert);
+  writeFileSync(path.join(fx.dir, 'key.pem'), first.key);
+  const upstream = await startUpstream();
+  const file = await startFixture(
+    `version: 1
+trustDomain: t
+zones:
+  edge:
+    gateway: { listen: 127.0.0.1:0, tls: { cert: ${path.join(fx.dir, 'cert.pem')}, key: ${path.join(fx.dir, 'key.pem')} }, admin: { listen: 127.0.0.1:0 } }
+    routes: [{ path: /x, service: s }]
+services:
+  s: { zone: edge, upstream: '${upstream.url}' }
+`,
+  );
+  const serialOf = (s: tls.TLSSocket) => s.getPeerCertificate().serialNumber;
+  const port = Number(new URL(file.gateway.url).port);
+  const open = () =>
+    new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, ca: ca.caPem, servername: 'localhost', ALPNProtocols: ['http/1.1'] }, () => resolve(s));
+      s.once('error', reject);
+    });
+  const kept = await open();
+  const oldSerial = serialOf(kept);
+  const second = await ca.issueServer(['localhost', '127.0.0.1']);
+  writeFileSync(path.join(fx.dir, 'key.pem'), second.key);
+  writeFileSync(path.join(fx.dir, 'cert.pem'), second.cert);
+  let fresh = await open();
+  for (let i = 0; i < 40 && serialOf(fresh) === oldSerial; i++) {
+    fresh.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    fresh = await open();
+  }
+  assert.notEqual(serialOf(fresh), oldSerial, 'new connections get the new certificate');
+  fresh.destroy();
+  kept.write('GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n');
+  const answer = await new Promise<string>((resolve) => kept.once('data', (d) => resolve(String(d))));
+  assert.match(answer, /^HTTP\/1\.1 200/, 'the old connection still works');
+  kept.destroy();
+  await file.close();
+  await upstream.close();
+});
