@@ -74,7 +74,7 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
       const zoneScopes = new Set(ctx.scopes);
       let scopes: string[];
       if (typeof params.scope === 'string' && params.scope !== '') {
-        scopes = [...new Set(params.scope.split(' ').filter(Boolean))];
+        scopes = [...new Set<string>(params.scope.split(' ').filter(Boolean))];
         const wider = scopes.filter((s) => !subjectScopes.has(s) || !clientScopes.has(s) || !zoneScopes.has(s));
         if (wider.length > 0) throw new errors.InvalidScope('requested scope exceeds the subject token or the client', wider.join(' '));
       } else {

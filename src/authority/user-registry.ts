@@ -152,7 +152,7 @@ export class UserRegistry {
       epochTolerance: [30, 0],
     });
     if (!result.valid) return 'invalid';
-    const step = result.timeStep;
+    const step = (result as { timeStep: number }).timeStep;
     if (step <= Number(r.totp_last_step)) return 'replayed';
     const upd = await this.#db
       .updateTable('users')

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, openSync, writeFileSync, renameSync, readFileSyn
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTopology } from '../topology/load.ts';
+import { openDevCa } from '../shared/dev-ca.ts';
 import type { ReadyMessage } from './ready.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -49,6 +50,8 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
   mkdirSync(path.join(stateDir, 'logs'), { recursive: true, mode: 0o700 });
   for (const f of ['endpoints.json', 'services.json']) if (existsSync(path.join(stateDir, f))) writeFileSync(path.join(stateDir, f), '{}');
 
+  // the dev CA exists before any component starts, so all of them share it
+  await openDevCa(stateDir, topology.trustDomain);
   const children: Child[] = [];
   let stopping = false;
   const start = (name: string, args: string[], script = MAIN): Child => {

@@ -9,6 +9,7 @@ import { loadTopology } from '../topology/load.ts';
 import { createAdminServer } from './admin.ts';
 import { startGateway, type RunningGateway } from './server.ts';
 import { createLogger } from '../shared/logger.ts';
+import { openDevCa } from '../shared/dev-ca.ts';
 
 export interface GatewayProcessOptions {
   config: string;
@@ -45,6 +46,8 @@ function endpointsOf(gw: RunningGateway): Record<string, string> {
 
 async function runWorker(o: GatewayProcessOptions): Promise<void> {
   const gw = await startGateway({ ...o, adminListen: false });
+  // constructing one installs the worker's answer to the primary's metrics requests
+  new AggregatorRegistry();
   AggregatorRegistry.setRegistries([gw.metrics.registry]);
   process.on('message', (m: { type?: string }) => {
     if (m?.type === 'gatehouse:reload')
@@ -62,6 +65,8 @@ async function runWorker(o: GatewayProcessOptions): Promise<void> {
 async function runPrimary(o: GatewayProcessOptions): Promise<void> {
   const logger = createLogger({ name: `gateway.${o.zone}` });
   const { topology } = loadTopology(o.config);
+  // create the dev CA once, before the workers race to
+  await openDevCa(o.stateDir, topology.trustDomain);
   const gateway = topology.zones[o.zone]!.gateway!;
   const aggregator = new AggregatorRegistry();
   const workers: Worker[] = [];

@@ -19,3 +19,5 @@ import path from 'node:path';
 export function trustBundlePath(stateDir: string): string {
   return path.resolve(stateDir, 'pki', 'bundle.pem');
 }
+export { createRevocationFeed, localRevocations, type RevocationSource, type RevocationFeed, type RevocationFeedOptions } from './revocation-feed.ts';
+export { createIdentityManager, type IdentityManager, type IdentityManagerOptions } from './identity-manager.ts';

@@ -3,7 +3,7 @@
 // Its certificate is the `caBundle` of endpoints.json. Never used for workload
 // identity (that is the pki component's trust-domain CA).
 import { webcrypto } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync, renameSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, renameSync, linkSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
@@ -31,18 +31,15 @@ function pemKey(der: ArrayBuffer): string {
   return x509.PemConverter.encode(der, 'PRIVATE KEY') + '\n';
 }
 
-function writeSecret(file: string, data: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, data, { mode: 0o600 });
-  renameSync(tmp, file);
-}
 
 export async function openDevCa(stateDir: string, trustDomain = 'gatehouse.local'): Promise<DevCa> {
   const dir = path.join(stateDir, 'tls');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const caFile = path.join(dir, 'dev-ca.pem');
-  const keyFile = path.join(dir, 'dev-ca.key');
-  if (!existsSync(caFile) || !existsSync(keyFile)) {
+  // key and certificate live together in one file created with link(): when
+  // several processes start at once exactly one CA wins and all use it
+  const bundleFile = path.join(dir, 'dev-ca.key');
+  if (!existsSync(bundleFile)) {
     const keys = (await crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
     const now = Date.now();
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -58,18 +55,25 @@ export async function openDevCa(stateDir: string, trustDomain = 'gatehouse.local
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       ],
     });
-    writeSecret(keyFile, pemKey(await crypto.subtle.exportKey('pkcs8', keys.privateKey)));
-    writeFileSync(caFile, cert.toString('pem') + '\n', { mode: 0o644 });
+    const tmp = `${bundleFile}.${process.pid}.${Date.now()}.tmp`;
+    writeFileSync(tmp, pemKey(await crypto.subtle.exportKey('pkcs8', keys.privateKey)) + cert.toString('pem') + '\n', { mode: 0o600 });
+    try {
+      linkSync(tmp, bundleFile);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    } finally {
+      unlinkSync(tmp);
+    }
   }
-  const caPem = readFileSync(caFile, 'utf8');
+  const bundle = readFileSync(bundleFile, 'utf8');
+  const caPem = x509.PemConverter.encode(x509.PemConverter.decodeFirst(bundle.slice(bundle.indexOf('-----BEGIN CERTIFICATE'))), 'CERTIFICATE') + '\n';
+  if (!existsSync(caFile) || readFileSync(caFile, 'utf8') !== caPem) {
+    const tmp = `${caFile}.${process.pid}.tmp`;
+    writeFileSync(tmp, caPem, { mode: 0o644 });
+    renameSync(tmp, caFile);
+  }
   const caCert = new x509.X509Certificate(caPem);
-  const caKey = await crypto.subtle.importKey(
-    'pkcs8',
-    x509.PemConverter.decodeFirst(readFileSync(keyFile, 'utf8')),
-    ALG,
-    false,
-    ['sign'],
-  );
+  const caKey = await crypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(bundle), ALG, false, ['sign']);
 
   return {
     caFile,

@@ -1,5 +1,6 @@
 // Schema migrations, run at every start (idempotent, recorded by Kysely's Migrator).
-import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
 
 const migrations: Record<string, Migration> = {
   '0001_initial': {

@@ -172,4 +172,19 @@ export class KeyStore {
     const stored = await this.#db.selectFrom('secrets').select('value').where('name', '=', name).executeTakeFirstOrThrow();
     return this.#sealer.open(stored.value, `secret:${name}`);
   }
+
+  /** A named value sealed at rest (dev credentials), or undefined. */
+  async getSealed(name: string): Promise<string | undefined> {
+    const row = await this.#db.selectFrom('secrets').select('value').where('name', '=', name).executeTakeFirst();
+    return row ? this.#sealer.open(row.value, `secret:${name}`).toString('utf8') : undefined;
+  }
+
+  async putSealed(name: string, value: string): Promise<void> {
+    const sealed = this.#sealer.seal(value, `secret:${name}`);
+    await this.#db
+      .insertInto('secrets')
+      .values({ name, value: sealed })
+      .onConflict((oc) => oc.column('name').doUpdateSet({ value: sealed }))
+      .execute();
+  }
 }

@@ -1,0 +1,342 @@
+// Lifecycle of a zone authority: provision (state dir, key-encryption key,
+// database + migrations, signing keys, secrets, TLS) → serve (HTTPS only) →
+// watch keys (a rotation done by the CLI is picked up without a restart) →
+// close.
+import { mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type Provider from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { LoadedTopology } from '../topology/load.ts';
+import { parseListen } from '../topology/schema.ts';
+import { openDevCa } from '../shared/dev-ca.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import { GatehouseError, NotFound, Internal, problemBody, PROBLEM_CONTENT_TYPE } from '../shared/errors.ts';
+import { systemClock, type Clock } from '../shared/clock.ts';
+import { openDatabase, type AuthorityDb } from './db/open-database.ts';
+import { loadKeyEncryptionKey } from './keys/key-encryption.ts';
+import { KeyStore, publicOnly } from './keys/key-store.ts';
+import { ClientRegistry } from './client-registry.ts';
+import { UserRegistry } from './user-registry.ts';
+import { Throttle } from './throttle.ts';
+import { createAudit } from './audit.ts';
+import { createTrustedIssuers, publicFile } from './trusted-issuers.ts';
+import { loadAudienceKey } from './confidential-claims.ts';
+import { zoneAudience, type AuthorityContext, type ConfidentialAudience } from './context.ts';
+import { buildProvider } from './provider.ts';
+import { createInteractions, FormError, sendFormError } from './interactions.ts';
+import { STYLESHEET } from './views.ts';
+import { seedDev, DEV_CREDENTIALS_SECRET, type ZoneDevCredentials } from './dev-seed.ts';
+import { sweepExpired } from './oidc-adapter.ts';
+import type { AuthorityConfig } from '../topology/schema-authority.ts';
+
+export interface StartAuthorityOptions {
+  topology: LoadedTopology;
+  zone: string;
+  stateDir: string;
+  /** seed demo identities and return them as devCredentials */
+  dev?: boolean;
+  /** host:port overriding the zone's `listen` */
+  listen?: string;
+  /** time source for throttling, TOTP and key rotation (tests freeze it) */
+  clock?: Clock;
+  /** how often the key table is checked for rotations (default 5 s) */
+  keyPollMs?: number;
+  /** receives every audit event besides the audit file */
+  onAudit?: (event: Record<string, unknown>) => void;
+  logger?: Logger;
+}
+
+export interface RunningAuthority {
+  /** base URL of the authority (= issuer) */
+  url: string;
+  issuer: string;
+  jwksUri: string;
+  tokenEndpoint: string;
+  introspectionEndpoint: string;
+  revocationEndpoint: string;
+  /** the audience of the zone's own API (what its gateway expects in `aud`) */
+  audience: string;
+  /** the PEM trust bundle for the dev certificate (dev TLS only) */
+  caFile?: string;
+  devCredentials?: ZoneDevCredentials;
+  /** the authority's database kind */
+  storage: 'sqlite' | 'postgres';
+  /** re-read the key table now (the poller does it every keyPollMs) */
+  reloadKeys(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export function zoneDir(stateDir: string, zone: string): string {
+  return path.join(stateDir, 'authority', zone);
+}
+
+export function authorityConfigOf(topology: LoadedTopology, zone: string): AuthorityConfig {
+  const z = topology.topology.zones[zone];
+  if (!z) throw new Error(`zone ${JSON.stringify(zone)} is not in ${topology.file}`);
+  if (!z.authority) throw new Error(`zone ${JSON.stringify(zone)} has no authority block`);
+  return z.authority;
+}
+
+/** Opens the zone's stores without serving (used by the admin CLI as well). */
+export async function openZoneStores(topology: LoadedTopology, zone: string, stateDir: string, clock: Clock = systemClock) {
+  const config = authorityConfigOf(topology, zone);
+  const dir = zoneDir(stateDir, zone);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const sealer = loadKeyEncryptionKey(dir);
+  const storage = await openDatabase(config.storage, dir);
+  const now = () => clock.now();
+  const keyStore = new KeyStore(storage.db, sealer, now);
+  const secretHashKey = await keyStore.secret('client-secret-hmac');
+  return {
+    config,
+    dir,
+    sealer,
+    storage,
+    keyStore,
+    now,
+    clients: new ClientRegistry(storage.db, secretHashKey, now),
+    users: new UserRegistry(storage.db, sealer, now, `Gatehouse ${zone}`),
+    secretHashKey,
+  };
+}
+
+const requestIds = new WeakMap<IncomingMessage, string>();
+
+function writeProblem(res: ServerResponse, error: GatehouseError, requestId: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.statusCode = error.status;
+  res.setHeader('content-type', PROBLEM_CONTENT_TYPE);
+  res.setHeader('cache-control', 'no-store');
+  res.end(JSON.stringify(problemBody(error, requestId)));
+}
+
+export async function startAuthority(options: StartAuthorityOptions): Promise<RunningAuthority> {
+  const { topology, zone, stateDir } = options;
+  const clock = options.clock ?? systemClock;
+  const log = (options.logger ?? createLogger({ name: 'authority' })).child({ zone });
+  const stores = await openZoneStores(topology, zone, stateDir, clock);
+  const { config, dir, storage, keyStore, now } = stores;
+  let db: AuthorityDb | undefined = storage;
+  try {
+    const maxLifetime = config.accessTokenTtl;
+    await keyStore.ensureSigningKey(config.signingAlg, maxLifetime);
+    const keys = await keyStore.load(config.signingAlg);
+
+    // TLS (HTTPS only; there is no plaintext mode)
+    let tls: { cert: string; key: string };
+    let caFile: string | undefined;
+    const listenValue = options.listen ?? config.listen;
+    const listen = parseListen(listenValue);
+    if (typeof listen === 'string') throw new Error(`authority listen: ${listen}`);
+    if (config.tls === 'dev') {
+      const ca = await openDevCa(stateDir, topology.topology.trustDomain);
+      const names = [...new Set(['127.0.0.1', 'localhost', '::1', listen.host])];
+      tls = await ca.issueServer(names);
+      caFile = ca.caFile;
+    } else {
+      tls = {
+        cert: readFileSync(path.resolve(topology.dir, config.tls.cert), 'utf8'),
+        key: readFileSync(path.resolve(topology.dir, config.tls.key), 'utf8'),
+      };
+    }
+    const clientCa = config.clientCa ? readFileSync(path.resolve(topology.dir, config.clientCa), 'utf8') : undefined;
+
+    let handler: (req: IncomingMessage, res: ServerResponse) => Promise<void> = async (_req, res) => {
+      res.statusCode = 503;
+      res.end();
+    };
+    const server: Server = createServer(
+      {
+        cert: tls.cert,
+        key: tls.key,
+        minVersion: 'TLSv1.2',
+        requestCert: clientCa !== undefined,
+        rejectUnauthorized: false, // a client certificate is optional; tls_client_auth checks `authorized`
+        ...(clientCa ? { ca: clientCa } : {}),
+        maxHeaderSize: 16 * 1024,
+        headersTimeout: 10_000,
+        requestTimeout: 30_000,
+        keepAliveTimeout: 5_000,
+      },
+      (req, res) => {
+        handler(req, res).catch((error: unknown) => {
+          log.error({ err: error }, 'request failed');
+          writeProblem(res, Internal(error), requestIds.get(req) ?? 'unknown');
+        });
+      },
+    );
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listen.port, listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const port = (server.address() as AddressInfo).port;
+    const hostForUrl = listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+    const issuer = config.issuer ?? `https://${hostForUrl}:${port}`;
+
+    const confidential = new Map<string, ConfidentialAudience>();
+    for (const [aud, c] of Object.entries(config.confidentialClaims))
+      confidential.set(aud, { claims: c.claims, key: loadAudienceKey(c.publicKey, topology.dir) });
+
+    const audience = zoneAudience(topology.topology.trustDomain, zone, config);
+    const audit = createAudit({ zone, file: path.join(dir, 'audit.jsonl'), now, sink: options.onAudit });
+    const ctx: AuthorityContext = {
+      zone,
+      loaded: topology,
+      config,
+      issuer,
+      audience,
+      audiences: [...new Set([audience, ...config.audiences])],
+      scopes: [...new Set(config.scopes)],
+      db: storage.db,
+      keyStore,
+      keys,
+      clients: stores.clients,
+      users: stores.users,
+      throttle: new Throttle(storage.db, now),
+      audit,
+      log,
+      now,
+      secretHashKey: stores.secretHashKey,
+      csrfKey: await keyStore.secret('csrf-hmac'),
+      cookieKeys: [(await keyStore.secret('cookie-signing')).toString('base64url')],
+      trusted: createTrustedIssuers(stateDir, config.trustedZones, now),
+      confidential,
+    };
+
+    const publish = () => {
+      const file = publicFile(stateDir, zone);
+      const tmp = `${file}.${process.pid}.tmp`;
+      const jwks = { keys: ctx.keys.keys.map((k) => publicOnly(k.publicJwk)) };
+      writeFileSync(tmp, JSON.stringify({ issuer, jwks_uri: `${issuer}/jwks`, jwks }, null, 2) + '\n', { mode: 0o644 });
+      renameSync(tmp, file);
+    };
+
+    let provider: Provider;
+    let providerHandler: (req: IncomingMessage, res: ServerResponse) => void;
+    const install = () => {
+      const p = buildProvider(ctx);
+      p.on('server_error', (_c: unknown, err: unknown) => log.error({ err }, 'oidc-provider server error'));
+      p.use(async (c: KoaContextWithOIDC, next) => {
+        const requestId = requestIds.get(c.req) ?? randomUUID();
+        c.set('x-request-id', requestId);
+        await next();
+        if (c.status === 404 && (c.body === undefined || c.body === null)) {
+          c.status = 404;
+          c.type = PROBLEM_CONTENT_TYPE;
+          c.body = problemBody(NotFound(), requestId);
+        }
+      });
+      provider = p;
+      providerHandler = p.callback();
+      publish();
+    };
+    install();
+    let keyVersion = await keyStore.version(config.signingAlg);
+
+    const reloadKeys = async (): Promise<boolean> => {
+      const v = await keyStore.version(config.signingAlg);
+      if (v === keyVersion) return false;
+      ctx.keys = await keyStore.load(config.signingAlg);
+      keyVersion = v;
+      install();
+      const [active] = ctx.keys.keys;
+      audit('key.published', { kid: active.kid, reason: `${ctx.keys.keys.length} key(s) in JWKS; active ${active.kid}` });
+      return true;
+    };
+
+    const interactions = createInteractions(() => provider, ctx);
+    handler = async (req, res) => {
+      const requestId = randomUUID();
+      requestIds.set(req, requestId);
+      res.setHeader('x-request-id', requestId);
+      res.setHeader('strict-transport-security', 'max-age=31536000');
+      res.setHeader('x-content-type-options', 'nosniff');
+      res.setHeader('referrer-policy', 'no-referrer');
+      res.setHeader('x-frame-options', 'DENY');
+      const url = req.url ?? '/';
+      const pathname = url.split('?')[0];
+      if (pathname === '/assets/authority.css' && (req.method === 'GET' || req.method === 'HEAD')) {
+        res.setHeader('content-type', 'text/css; charset=utf-8');
+        res.setHeader('cache-control', 'public, max-age=3600');
+        res.end(req.method === 'HEAD' ? undefined : STYLESHEET);
+        return;
+      }
+      if (pathname === '/healthz') {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ status: 'ok' }));
+        return;
+      }
+      if (pathname.startsWith('/interaction/')) {
+        try {
+          await interactions.handle(req, res, pathname, requestId);
+        } catch (error) {
+          if (error instanceof FormError) sendFormError(res, req, error, requestId);
+          else throw error;
+        }
+        return;
+      }
+      providerHandler(req, res);
+    };
+
+    let devCredentials: ZoneDevCredentials | undefined;
+    if (options.dev)
+      devCredentials = await seedDev(
+        ctx,
+        () => keyStore.getSealed(DEV_CREDENTIALS_SECRET),
+        (v) => keyStore.putSealed(DEV_CREDENTIALS_SECRET, v),
+      );
+
+    const timers = [
+      setInterval(() => {
+        reloadKeys().catch((err: unknown) => log.error({ err }, 'key reload failed'));
+      }, options.keyPollMs ?? 5_000),
+      setInterval(() => {
+        sweepExpired(storage.db, now())
+          .then(() => keyStore.dropUnpublished())
+          .catch((err: unknown) => log.error({ err }, 'sweep failed'));
+      }, 60_000),
+    ];
+    for (const t of timers) t.unref();
+
+    log.info({ issuer, storage: storage.kind, alg: ctx.keys.active.alg, kid: ctx.keys.active.kid }, 'authority ready');
+    let closed = false;
+    return {
+      url: issuer,
+      issuer,
+      jwksUri: `${issuer}/jwks`,
+      tokenEndpoint: `${issuer}/token`,
+      introspectionEndpoint: `${issuer}/token/introspection`,
+      revocationEndpoint: `${issuer}/token/revocation`,
+      audience,
+      caFile,
+      devCredentials,
+      storage: storage.kind,
+      reloadKeys,
+      async close() {
+        if (closed) return;
+        closed = true;
+        for (const t of timers) clearInterval(t);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        await audit.close();
+        await storage.close();
+        db = undefined;
+      },
+    };
+  } catch (error) {
+    await db?.close();
+    throw error;
+  }
+}

@@ -1,0 +1,152 @@
+// The gatehouse command as a user runs it: validate, gateway with workers,
+// and `up` on the example topology.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync, statSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { Agent, request } from 'undici';
+import { startUpstream, tempDir } from './support/gateway-fixture.ts';
+
+const root = path.join(import.meta.dirname, '..');
+const main = path.join(root, 'src/cli/main.ts');
+const example = path.join(root, 'examples/shop/gatehouse.yaml');
+
+function run(args: string[]) {
+  return spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', cwd: root, timeout: 30_000 });
+}
+
+/** Start a long-running verb; resolves when `marker` appears on stdout or stderr. */
+function start(args: string[], marker: RegExp): Promise<{ child: ChildProcess; output: () => string }> {
+  const child = spawn(process.execPath, [main, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${marker}:\n${output}`)), 60_000);
+    const on = (d: Buffer) => {
+      output += d;
+      if (marker.test(output)) {
+        clearTimeout(timer);
+        resolve({ child, output: () => output });
+      }
+    };
+    child.stdout!.on('data', on);
+    child.stderr!.on('data', on);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited with ${code} before ${marker}:\n${output}`));
+    });
+  });
+}
+
+function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve(child.exitCode);
+    child.once('exit', (code) => resolve(code));
+    child.kill(signal);
+  });
+}
+
+test('validate: ok for the example, exit 2 with positioned errors for a bad file', () => {
+  const good = run(['validate', example]);
+  assert.equal(good.status, 0, good.stderr);
+  assert.match(good.stdout, /ok \(trust domain shop\.local; 2 zone\(s\): public, private/);
+  const dir = tempDir();
+  const bad = path.join(dir, 'bad.yaml');
+  writeFileSync(bad, readFileSync(example, 'utf8').replace('    routes:\n', '    routez:\n'));
+  const result = run(['validate', bad]);
+  assert.equal(result.status, 2);
+  assert.match(result.stderr, /bad\.yaml:\d+:5: zones\.public\.routez: unknown key "routez" \(did you mean "routes"\?\)/);
+  assert.match(result.stderr, /gatehouse: invalid configuration \(1 problem\)/);
+  assert.doesNotMatch(result.stderr, /at .*\.ts:\d+/, 'no stack trace');
+});
+
+test('every verb has --help', () => {
+  for (const verb of ['up', 'gateway', 'validate']) {
+    const r = run([verb, '--help']);
+    assert.equal(r.status, 0, verb);
+    assert.match(r.stdout, new RegExp(`Usage: gatehouse ${verb}`));
+  }
+});
+
+test('gateway --workers 2: serves, metrics are aggregated across workers, SIGHUP reloads, SIGTERM stops', async () => {
+  const upstream = await startUpstream();
+  const dir = tempDir();
+  const file = path.join(dir, 'g.yaml');
+  const yaml = (extra: string) => `version: 1
+trustDomain: t
+zones:
+  edge:
+    gateway: { listen: 127.0.0.1:0, admin: { listen: 127.0.0.1:0 }, accessLog: { enabled: false } }
+    routes:
+      - { path: /a, service: s }${extra}
+services:
+  s: { zone: edge, upstream: '${upstream.url}' }
+`;
+  writeFileSync(file, yaml(''));
+  const { child, output } = await start(['gateway', '--config', file, '--zone', 'edge', '--state-dir', dir, '--workers', '2'], /ready: gateway (\S+), admin (\S+)/);
+  const [, url, admin] = /ready: gateway (\S+), admin (\S+)/.exec(output())!;
+  const agent = new Agent({ connect: { ca: readFileSync(path.join(dir, 'tls/dev-ca.pem')) }, pipelining: 0, allowH2: false });
+  try {
+    for (let i = 0; i < 20; i++) {
+      const r = await request(url + '/a', { dispatcher: agent, reset: true });
+      assert.equal(r.statusCode, 200);
+      await r.body.dump();
+    }
+    const metrics = await (await fetch(admin + '/metrics')).text();
+    assert.match(metrics, /gatehouse_gateway_requests_total\{route="a",method="GET",status_class="2xx",zone="edge"\} 20/);
+    writeFileSync(file, yaml('\n      - { path: /b, service: s }'));
+    child.kill('SIGHUP');
+    let status = 0;
+    for (let i = 0; i < 50 && status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const r = await request(url + '/b', { dispatcher: agent, reset: true });
+      status = r.statusCode;
+      await r.body.dump();
+    }
+    assert.equal(status, 200, 'the new route serves after SIGHUP');
+    writeFileSync(file, yaml('\n      - { path: /c, service: nope }'));
+    const refused = await fetch(admin + '/reload', { method: 'POST' });
+    assert.equal(refused.status, 422);
+    assert.match(((await refused.json()) as { detail: string }).detail, /routes\[1\]\.service: unknown service "nope"/);
+  } finally {
+    await agent.close();
+    assert.equal(await stop(child), 0);
+    await upstream.close();
+  }
+});
+
+test('up: the example comes up as a new user sees it, writes endpoints.json, and stops on SIGINT', async () => {
+  const dir = tempDir('gh-up-');
+  const { child } = await start(['up', '--ephemeral-ports', '--state-dir', dir], /gatehouse: ready/);
+  try {
+    const endpoints = JSON.parse(readFileSync(path.join(dir, 'endpoints.json'), 'utf8'));
+    assert.equal(endpoints.trustDomain, 'shop.local');
+    assert.equal(endpoints.caBundle, path.join(dir, 'tls/dev-ca.pem'));
+    assert.deepEqual(Object.keys(endpoints.zones).sort(), ['private', 'public']);
+    for (const z of Object.values(endpoints.zones) as { gateway: string; admin: string }[]) {
+      assert.match(z.gateway, /^https:\/\/127\.0\.0\.1:\d+$/);
+      assert.match(z.admin, /^http:\/\/127\.0\.0\.1:\d+$/);
+    }
+    assert.deepEqual(Object.keys(endpoints.services).sort(), ['catalog', 'echo', 'orders']);
+    assert.equal(endpoints.services.orders.zone, 'private');
+    const agent = new Agent({ connect: { ca: readFileSync(endpoints.caBundle) } });
+    const gw = endpoints.zones.public.gateway;
+    const catalog = await request(gw + '/api/catalog', { dispatcher: agent });
+    assert.equal(catalog.statusCode, 200);
+    assert.ok(((await catalog.body.json()) as { products: unknown[] }).products.length > 0);
+    const echo = await request(gw + '/api/echo/any/path?q=1', { dispatcher: agent, method: 'PATCH', body: '{}', headers: { 'x-real-ip': '1.2.3.4' } });
+    const seen = (await echo.body.json()) as { method: string; path: string; headers: Record<string, string> };
+    assert.equal(seen.method, 'PATCH');
+    assert.equal(seen.path, '/api/echo/any/path?q=1');
+    assert.equal(seen.headers['x-real-ip'], undefined);
+    assert.equal(seen.headers['x-forwarded-proto'], 'https');
+    const orders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: agent });
+    assert.equal(orders.statusCode, 200);
+    await orders.body.dump();
+    await agent.close();
+    if (existsSync(path.join(dir, 'dev-credentials.json')))
+      assert.equal(statSync(path.join(dir, 'dev-credentials.json')).mode & 0o777, 0o600);
+  } finally {
+    assert.equal(await stop(child, 'SIGINT'), 0);
+  }
+});
