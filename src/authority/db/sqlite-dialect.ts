@@ -2,6 +2,7 @@
 // takes any object with prepare()/close(); this adapts node:sqlite to it and
 // keeps a small cache of prepared statements, since the request path runs the
 // same few statements over and over.
+import { chmodSync } from 'node:fs';
 import { DatabaseSync, type StatementSync, type SQLInputValue } from 'node:sqlite';
 import { SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
 
@@ -18,6 +19,8 @@ export class NodeSqliteDatabase implements SqliteDatabase {
 
   constructor(file: string) {
     this.raw = new DatabaseSync(file, { timeout: 5_000 });
+    // holds hashes and sealed keys: owner only (the WAL files inherit this mode)
+    if (file !== ':memory:') chmodSync(file, 0o600);
     // WAL: readers do not block the writer, and the admin CLI can write while
     // the authority runs. synchronous=NORMAL is durable across process crashes.
     this.raw.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;');
