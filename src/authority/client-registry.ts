@@ -8,6 +8,14 @@ import type { JWK } from 'jose';
 import type { Database } from './db/schema.ts';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+/** OpenID scopes live in the client's `scope`; API scopes in `gh_api_scopes` (oidc-provider keeps the two apart). */
+export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'];
+export const API_SCOPES_PROPERTY = 'gh_api_scopes';
+
+export function apiScopesOf(client: { metadata(): Record<string, unknown> }): Set<string> {
+  const v = client.metadata()[API_SCOPES_PROPERTY];
+  return new Set(typeof v === 'string' ? v.split(' ').filter(Boolean) : []);
+}
 
 export type ClientAuthMethod = 'client_secret_basic' | 'private_key_jwt' | 'tls_client_auth' | 'none';
 export type GrantType = 'authorization_code' | 'refresh_token' | 'client_credentials' | typeof TOKEN_EXCHANGE;
@@ -92,6 +100,7 @@ export class ClientRegistry {
       throw new ClientError('private_key_jwt needs the client public key (jwks)');
     if (spec.authMethod === 'tls_client_auth' && !spec.tlsSanUri)
       throw new ClientError('tls_client_auth needs the SAN URI of the client certificate');
+    const scopes = [...new Set(spec.scope.split(' ').filter(Boolean))];
     const metadata: Record<string, unknown> = {
       client_id: clientId,
       client_name: spec.name,
@@ -99,7 +108,8 @@ export class ClientRegistry {
       response_types: codeFlow ? ['code'] : [],
       redirect_uris: redirectUris,
       post_logout_redirect_uris: spec.postLogoutRedirectUris ?? [],
-      scope: spec.scope,
+      scope: scopes.filter((x) => OIDC_SCOPES.includes(x)).join(' ') || undefined,
+      [API_SCOPES_PROPERTY]: scopes.filter((x) => !OIDC_SCOPES.includes(x)).join(' '),
       token_endpoint_auth_method: spec.authMethod,
       id_token_signed_response_alg: undefined,
     };
@@ -129,7 +139,7 @@ export class ClientRegistry {
         client_id: m.client_id,
         grant_types: m.grant_types,
         redirect_uris: m.redirect_uris ?? [],
-        scope: m.scope ?? '',
+        scope: [m.scope, m[API_SCOPES_PROPERTY]].filter(Boolean).join(' '),
         token_endpoint_auth_method: m.token_endpoint_auth_method,
         created_at: new Date(Number(r.created_at)).toISOString(),
       };

@@ -5,6 +5,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { sealConfidentialClaims } from './confidential-claims.ts';
+import { exchangeClaims } from './token-exchange.ts';
 
 export async function customizeAccessToken(
   ctx: AuthorityContext,
@@ -13,6 +14,8 @@ export async function customizeAccessToken(
   jwt: { header?: Record<string, unknown>; payload: Record<string, any> },
 ): Promise<void> {
   const p = jwt.payload;
+  const exchanged = exchangeClaims.get(token);
+  if (exchanged) Object.assign(p, exchanged);
   if (token.accountId && p.auth_time === undefined) {
     const e = c?.oidc?.entities ?? {};
     const source = e.AuthorizationCode ?? e.RefreshToken ?? e.RotatedRefreshToken;

@@ -30,6 +30,7 @@ declare module 'oidc-provider' {
     UnauthorizedClient: new (description?: string, detail?: string) => OIDCProviderError;
     UnsupportedTokenType: new (description?: string, detail?: string) => OIDCProviderError;
     AccessDenied: new (description?: string, detail?: string) => OIDCProviderError;
+    InvalidClientMetadata: new (description?: string, detail?: string) => OIDCProviderError;
   } & AnyObject;
 
   export default class Provider {

@@ -9,14 +9,13 @@ import type { TLSSocket } from 'node:tls';
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { createAdapterClass } from './oidc-adapter.ts';
-import { compareClientSecret, TOKEN_EXCHANGE } from './client-registry.ts';
+import { apiScopesOf, compareClientSecret, OIDC_SCOPES, API_SCOPES_PROPERTY, TOKEN_EXCHANGE } from './client-registry.ts';
 import { customizeAccessToken } from './customize-token.ts';
 import { registerTokenExchange } from './token-exchange.ts';
 import { installJwtIntrospection } from './jwt-introspection.ts';
 import { HTML_CSP_BASE, logoutPage, messagePage } from './views.ts';
 
 export const INTERACTION_TTL = 600;
-const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'];
 
 export function buildProvider(ctx: AuthorityContext): Provider {
   const { config } = ctx;
@@ -33,8 +32,9 @@ export function buildProvider(ctx: AuthorityContext): Provider {
     },
   });
 
-  const resourceInfo = (indicator: string) => ({
-    scope: ctx.scopes.join(' '),
+  // The scopes a client may get at an audience: the zone's, narrowed to the client's.
+  const resourceInfo = (indicator: string, client: any) => ({
+    scope: ctx.scopes.filter((s) => apiScopesOf(client).has(s)).join(' '),
     audience: indicator,
     accessTokenTTL: ttl,
     accessTokenFormat: 'jwt',
@@ -57,7 +57,8 @@ export function buildProvider(ctx: AuthorityContext): Provider {
       };
     },
     claims: { openid: ['sub'], profile: ['preferred_username'] },
-    scopes: [...OIDC_SCOPES, ...ctx.scopes],
+    // only OpenID scopes here: API scopes belong to the resource servers (audiences)
+    scopes: OIDC_SCOPES,
     acrValues: ['urn:gatehouse:acr:pwd', 'urn:gatehouse:acr:mfa'],
     responseTypes: ['code'],
     pkce: { required: () => true },
@@ -107,7 +108,7 @@ export function buildProvider(ctx: AuthorityContext): Provider {
       let grant = grantId ? await oidc.provider.Grant.find(grantId) : undefined;
       if (!grant || grant.accountId !== oidc.session.accountId || grant.clientId !== oidc.client.clientId)
         grant = new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId });
-      const allowed = new Set<string>(String(oidc.client.scope ?? '').split(' '));
+      const allowed = new Set<string>([...String(oidc.client.scope ?? '').split(' '), ...apiScopesOf(oidc.client)]);
       const requested = [...(oidc.requestParamScopes as Set<string>)].filter((s) => allowed.has(s));
       grant.addOIDCScope(requested.filter((s) => OIDC_SCOPES.includes(s)).join(' '));
       for (const [indicator, rs] of Object.entries(oidc.resourceServers ?? {}) as [string, any][]) {
@@ -137,9 +138,15 @@ export function buildProvider(ctx: AuthorityContext): Provider {
         enabled: true,
         defaultResource: async () => ctx.audience,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (_c: KoaContextWithOIDC, indicator: string) => {
+        getResourceServerInfo: async (c: KoaContextWithOIDC, indicator: string, client: any) => {
           if (!ctx.audiences.includes(indicator)) throw new errors.InvalidTarget('unknown resource (audience)');
-          return resourceInfo(indicator);
+          const info = resourceInfo(indicator, client);
+          // a scope the client may not have is an error, not silently dropped
+          const allowed = new Set(info.scope.split(' '));
+          const requested = typeof c.oidc.params?.scope === 'string' ? c.oidc.params.scope.split(' ') : [];
+          const refused = requested.filter((s: string) => s && !OIDC_SCOPES.includes(s) && !allowed.has(s));
+          if (refused.length > 0) throw new errors.InvalidScope('requested scope is not allowed', refused.join(' '));
+          return info;
         },
       },
       rpInitiatedLogout: {
@@ -184,7 +191,13 @@ export function buildProvider(ctx: AuthorityContext): Provider {
       },
     },
     formats: { customizers: { jwt: (c: KoaContextWithOIDC, token: any, jwt: any) => customizeAccessToken(ctx, c, token, jwt) } },
-    extraClientMetadata: { properties: [] },
+    extraClientMetadata: {
+      properties: [API_SCOPES_PROPERTY],
+      validator(_c: unknown, key: string, value: unknown) {
+        if (key === API_SCOPES_PROPERTY && value !== undefined && typeof value !== 'string')
+          throw new errors.InvalidClientMetadata(`${API_SCOPES_PROPERTY} must be a string`);
+      },
+    },
     async renderError(c: KoaContextWithOIDC, out: { error: string; error_description?: string }) {
       c.type = 'html';
       c.set('content-security-policy', HTML_CSP_BASE);
@@ -221,8 +234,8 @@ function wireAudit(provider: Provider, ctx: AuthorityContext): void {
       source: c.ip,
     });
   });
-  provider.on('grant.error', (c: KoaContextWithOIDC, err: { error_description?: string; error?: string }) => {
-    const d = err.error_description ?? '';
+  provider.on('grant.error', (c: KoaContextWithOIDC, err: { error_description?: string; error_detail?: string }) => {
+    const d = `${err.error_description ?? ''} ${err.error_detail ?? ''}`.trim();
     if (/already (used|consumed)/.test(d))
       audit('token.reuse_detected', { client_id: c.oidc.client?.clientId, reason: d, source: c.ip });
   });

@@ -67,6 +67,12 @@ export interface RunningAuthority {
   storage: 'sqlite' | 'postgres';
   /** re-read the key table now (the poller does it every keyPollMs) */
   reloadKeys(): Promise<boolean>;
+  /** in-process administration (what the admin CLI does, for embedding and tests) */
+  admin: {
+    clients: ClientRegistry;
+    users: UserRegistry;
+    rotateKeys(): Promise<{ kid: string; signFrom: number; retired: string[] }>;
+  };
   close(): Promise<void>;
 }
 
@@ -322,6 +328,16 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       devCredentials,
       storage: storage.kind,
       reloadKeys,
+      admin: {
+        clients: ctx.clients,
+        users: ctx.users,
+        async rotateKeys() {
+          const r = await keyStore.rotate(config.signingAlg, config.keyRotation.publishLeadSeconds, maxLifetime);
+          audit('key.rotated', { kid: r.kid, reason: `signs from ${new Date(r.signFrom).toISOString()}` });
+          await reloadKeys();
+          return r;
+        },
+      },
       async close() {
         if (closed) return;
         closed = true;

@@ -6,8 +6,11 @@
 import { decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
-import { TOKEN_EXCHANGE } from './client-registry.ts';
+import { apiScopesOf, TOKEN_EXCHANGE } from './client-registry.ts';
 import { isLive, looksLikeJwt, ownKeys, type AccessTokenClaims } from './access-token.ts';
+
+/** Claims an exchanged token carries (act, auth_time …), read by customize-token.ts at signing. */
+export const exchangeClaims = new WeakMap<object, Record<string, unknown>>();
 
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
@@ -70,7 +73,7 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
 
       // Scope: only narrows. Absent: what the subject has that the client may hold.
       const subjectScopes = new Set(typeof subject.scope === 'string' ? subject.scope.split(' ').filter(Boolean) : []);
-      const clientScopes = new Set(String(client.scope ?? '').split(' ').filter(Boolean));
+      const clientScopes = apiScopesOf(client);
       const zoneScopes = new Set(ctx.scopes);
       let scopes: string[];
       if (typeof params.scope === 'string' && params.scope !== '') {
@@ -110,10 +113,10 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
         client,
         scope: scopes.join(' '),
         gty: 'token_exchange',
-        extra,
       });
+      exchangeClaims.set(at, extra);
       at.resourceServer = new provider.ResourceServer(audience, {
-        scope: ctx.scopes.join(' '),
+        scope: ctx.scopes.filter((s) => clientScopes.has(s)).join(' '),
         audience,
         // lifetime only narrows too: never past the subject token's expiry
         accessTokenTTL: Math.min(ctx.config.accessTokenTtl, Math.max(1, (subject.exp as number) - Math.floor(ctx.now() / 1000))),
