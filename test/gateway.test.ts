@@ -78,6 +78,21 @@ test('proxies over HTTPS: the upstream sees the canonical path and the gateway h
   await framed.body.dump();
 });
 
+test('a client that leaves before the upstream answers does not disturb the gateway', async () => {
+  const { port } = new URL(fx.gateway.url);
+  for (let i = 0; i < 5; i++) {
+    const socket = tls.connect({ host: '127.0.0.1', port: Number(port), ca: fx.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    await new Promise((r) => socket.once('secureConnect', r));
+    socket.write('GET /api/slow?ms=150 HTTP/1.1\r\nhost: localhost\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 20));
+    socket.destroy();
+  }
+  await new Promise((r) => setTimeout(r, 400));
+  const res = await get('/api/catalog');
+  assert.equal(res.statusCode, 200);
+  await res.body.dump();
+});
+
 test('HTTP/2 is negotiated by ALPN and proxied like HTTP/1.1', async () => {
   const res = await request(fx.gateway.url + '/api/echo/h2', { dispatcher: h2agent, method: 'POST', body: 'hello' });
   assert.equal(res.statusCode, 200);

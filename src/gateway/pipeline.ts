@@ -202,8 +202,14 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
           const status = response.statusCode;
           if (status < 200) {
             // 1xx other than 101 is not forwarded; 101 only happens on the upgrade path
-            response.body.destroy();
+            discard(response.body);
             sendProblem(req, res, Internal(new Error(`upstream answered ${status}`)), p.requestId, state, ctx, started, p.route);
+            return;
+          }
+          if (res.destroyed) {
+            // the client went away while the upstream was answering
+            discard(response.body);
+            finish(req, res, 499, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress);
             return;
           }
           if (req.httpVersionMajor === 2) delete headers['transfer-encoding'];
@@ -223,7 +229,12 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
           if (upstream.breaker.state !== 'closed') metrics.circuit.set({ service: upstream.name }, 1);
           sendProblem(req, res, error, p.requestId, state, ctx, started, p.route);
         },
-      );
+      )
+      .catch((error: unknown) => {
+        // never let one request take the process down
+        ctx.logger.error({ request_id: p.requestId, err: error }, 'unexpected error while proxying');
+        res.destroy();
+      });
   };
 }
 
@@ -232,6 +243,12 @@ function loggableHeaders(headers: Record<string, string | string[] | undefined>)
   const out: Record<string, string | string[] | undefined> = {};
   for (const name in headers) if (name.charCodeAt(0) !== 0x3a && name !== 'referer') out[name] = headers[name];
   return out;
+}
+
+/** Drop an upstream body we will not read (undici reports a plain destroy as an abort error). */
+function discard(body: Readable): void {
+  body.on('error', () => undefined);
+  body.destroy();
 }
 
 function statusClass(status: number): string {

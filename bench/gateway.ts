@@ -1,0 +1,255 @@
+// Gateway benchmark (issue: gateway core). One run, the same upstream for
+// every proxy; wrk pinned to CPU 0 with the upstream, each proxy pinned to
+// CPU 1. Prints requests/s, p50, p99 and ratios. Not a test.
+//
+//   sh scripts/node.sh bench/gateway.ts [--seconds 10] [--runs 3] [--connections 64] [--only a,b]
+import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir, availableParallelism } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ensureTools, freePort, startProc, wrk, median, table, type Proc } from './lib.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    runs: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '64' },
+    only: { type: 'string' },
+  },
+});
+const seconds = Number(values.seconds);
+const runs = Number(values.runs);
+const connections = Number(values.connections);
+const only = values.only?.split(',');
+
+const root = path.join(import.meta.dirname, '..');
+const node = process.execPath;
+const dir = mkdtempSync(path.join(tmpdir(), 'gh-bench-'));
+const tools = ensureTools({ wrk: 'wrk', nginx: 'nginx-light', haproxy: 'haproxy', taskset: 'util-linux' });
+if (!tools.has('wrk')) {
+  process.stderr.write('bench: wrk is required and could not be installed\n');
+  process.exit(1);
+}
+const cores = availableParallelism();
+const LOAD_CPU = '0';
+const PROXY_CPU = cores > 1 ? '1' : '0';
+const pin = tools.has('taskset');
+
+const BODY = JSON.stringify({ ok: true, items: [1, 2, 3], note: 'gatehouse bench upstream' });
+
+function nginxConf(port: number, workers: number, body: string): string {
+  return `worker_processes ${workers};
+daemon off;
+pid ${dir}/nginx-${port}.pid;
+error_log ${dir}/nginx-${port}.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  client_body_temp_path ${dir}/nginx-body; proxy_temp_path ${dir}/nginx-proxy;
+  fastcgi_temp_path ${dir}/nginx-fcgi; uwsgi_temp_path ${dir}/nginx-uwsgi; scgi_temp_path ${dir}/nginx-scgi;
+  ${body}
+}
+`;
+}
+
+async function startNginx(port: number, workers: number, body: string, cpus?: string): Promise<Proc> {
+  const file = path.join(dir, `nginx-${port}.conf`);
+  writeFileSync(file, nginxConf(port, workers, body));
+  return startProc(['nginx', '-e', `${dir}/nginx-${port}.err`, '-c', file, '-p', dir], { cpus: pin ? cpus : undefined, port });
+}
+
+function gatehouseYaml(port: number, upstream: string, plaintext: boolean, accessLog: boolean): string {
+  return `version: 1
+trustDomain: bench.local
+zones:
+  bench:
+    gateway:
+      listen: 127.0.0.1:${port}
+      plaintext: ${plaintext}
+      admin: { listen: 127.0.0.1:0 }
+      accessLog: { enabled: ${accessLog} }
+      limits: { maxConnections: 100000, keepAliveTimeoutMs: 60000 }
+    routes:
+      - { path: /, match: prefix, methods: '*', service: up }
+services:
+  up: { zone: bench, upstream: '${upstream}', connections: 128 }
+`;
+}
+
+interface Target {
+  name: string;
+  note: string;
+  scheme: 'http' | 'https';
+  /** undefined: direct to the upstream */
+  start?: (port: number, upstream: string) => Promise<Proc>;
+  cpus?: string;
+  loadCpus?: string;
+}
+
+async function gatehouse(port: number, upstream: string, plaintext: boolean, accessLog: boolean, workers: number, cpus?: string) {
+  const file = path.join(dir, `gh-${port}.yaml`);
+  writeFileSync(file, gatehouseYaml(port, upstream, plaintext, accessLog));
+  return startProc(
+    [node, path.join(root, 'src/cli/main.ts'), 'gateway', '--config', file, '--zone', 'bench', '--state-dir', dir, '--workers', String(workers)],
+    { cpus: pin ? cpus : undefined, ready: /ready: gateway/, env: { GATEHOUSE_LOG_LEVEL: 'warn' } },
+  );
+}
+
+const peer = (file: string) => (port: number, upstream: string) =>
+  startProc([node, path.join(root, 'bench/peers', file)], {
+    cpus: pin ? PROXY_CPU : undefined,
+    ready: /ready/,
+    env: { PORT: String(port), UPSTREAM: upstream },
+  });
+
+const targets: Target[] = [
+  { name: 'direct', note: 'wrk → upstream', scheme: 'http' },
+  { name: 'bare-node-proxy', note: 'node:http + undici, no features', scheme: 'http', start: peer('bare-proxy.ts') },
+  { name: 'gatehouse-http', note: '1 worker, plaintext', scheme: 'http', start: (p, u) => gatehouse(p, u, true, false, 1, PROXY_CPU) },
+  { name: 'gatehouse-https', note: '1 worker, TLS 1.3 (h1)', scheme: 'https', start: (p, u) => gatehouse(p, u, false, false, 1, PROXY_CPU) },
+  { name: 'gatehouse-https+log', note: '1 worker, TLS, access log on', scheme: 'https', start: (p, u) => gatehouse(p, u, false, true, 1, PROXY_CPU) },
+  ...(tools.has('nginx')
+    ? [
+        {
+          name: 'nginx',
+          note: '1 worker, keepalive upstream',
+          scheme: 'http' as const,
+          start: (p: number, u: string) =>
+            startNginx(
+              p,
+              1,
+              `upstream up { server ${new URL(u).host}; keepalive 128; }
+  server { listen 127.0.0.1:${p}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }`,
+              PROXY_CPU,
+            ),
+        },
+      ]
+    : []),
+  ...(tools.has('haproxy')
+    ? [
+        {
+          name: 'haproxy',
+          note: '1 thread, http-reuse always',
+          scheme: 'http' as const,
+          start: (p: number, u: string) => {
+            const file = path.join(dir, `haproxy-${p}.cfg`);
+            writeFileSync(
+              file,
+              `global\n  nbthread 1\n  maxconn 100000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:${p}\n  default_backend b\nbackend b\n  server s1 ${new URL(u).host}\n`,
+            );
+            return startProc(['haproxy', '-f', file, '-db'], { cpus: pin ? PROXY_CPU : undefined, port: p });
+          },
+        },
+      ]
+    : []),
+  { name: 'fast-gateway', note: 'restana + fast-proxy-lite', scheme: 'http', start: peer('fast-gateway.ts') },
+  { name: '@fastify/http-proxy', note: 'fastify + undici', scheme: 'http', start: peer('fastify-proxy.ts') },
+  {
+    name: 'gatehouse-http x2',
+    note: '--workers 2, unpinned',
+    scheme: 'http',
+    start: (p, u) => gatehouse(p, u, true, false, 2, undefined),
+    cpus: undefined,
+    loadCpus: undefined,
+  },
+  ...(tools.has('nginx')
+    ? [
+        {
+          name: 'nginx x2',
+          note: '2 workers, unpinned',
+          scheme: 'http' as const,
+          start: (p: number, u: string) =>
+            startNginx(
+              p,
+              2,
+              `upstream up { server ${new URL(u).host}; keepalive 128; }
+  server { listen 127.0.0.1:${p}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }`,
+              undefined,
+            ),
+          loadCpus: undefined,
+        },
+      ]
+    : []),
+];
+
+const upstreamPort = await freePort();
+const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
+let upstream: Proc;
+if (tools.has('nginx')) {
+  upstream = await startNginx(
+    upstreamPort,
+    1,
+    `server { listen 127.0.0.1:${upstreamPort}; location / { default_type application/json; return 200 '${BODY}'; } }`,
+    LOAD_CPU,
+  );
+} else {
+  // no nginx: a node:http upstream (slower; noted in the output)
+  writeFileSync(
+    path.join(dir, 'upstream.mjs'),
+    `import http from 'node:http';http.createServer((q,s)=>{s.writeHead(200,{'content-type':'application/json'});s.end(${JSON.stringify(BODY)})}).listen(${upstreamPort},'127.0.0.1',()=>console.log('ready'));`,
+  );
+  upstream = await startProc([node, path.join(dir, 'upstream.mjs')], { cpus: pin ? LOAD_CPU : undefined, ready: /ready/ });
+}
+
+interface Row {
+  name: string;
+  note: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+const rows: Row[] = [];
+process.stderr.write(`bench: ${runs} × ${seconds}s per target, wrk -t1 -c${connections}, ${cores} cores, ${pin ? `wrk+upstream on CPU ${LOAD_CPU}, proxy on CPU ${PROXY_CPU}` : 'unpinned'}\n`);
+for (const t of targets) {
+  if (only && !only.includes(t.name)) continue;
+  const port = t.start ? await freePort() : upstreamPort;
+  let proc: Proc | undefined;
+  try {
+    proc = t.start ? await t.start(port, upstreamUrl) : undefined;
+    const url = `${t.scheme}://127.0.0.1:${port}/api/bench`;
+    const loadCpus = 'loadCpus' in t ? t.loadCpus : pin ? LOAD_CPU : undefined;
+    wrk(url, { seconds: 2, connections, cpus: loadCpus }); // warm-up
+    const results = Array.from({ length: runs }, () => wrk(url, { seconds, connections, cpus: loadCpus }));
+    const row = {
+      name: t.name,
+      note: t.note,
+      rps: median(results.map((r) => r.rps)),
+      p50: median(results.map((r) => r.p50)),
+      p99: median(results.map((r) => r.p99)),
+      errors: results.reduce((a, r) => a + r.errors, 0),
+    };
+    rows.push(row);
+    process.stderr.write(`bench: ${t.name}: ${Math.round(row.rps)} req/s, p99 ${row.p99.toFixed(2)} ms\n`);
+  } catch (error) {
+    process.stderr.write(`bench: ${t.name} failed: ${(error as Error).message.slice(0, 300)}\n`);
+    rows.push({ name: t.name, note: `failed to run`, rps: NaN, p50: NaN, p99: NaN, errors: NaN });
+  } finally {
+    await proc?.stop();
+  }
+}
+await upstream.stop();
+
+const by = (n: string) => rows.find((r) => r.name === n);
+const direct = by('direct');
+console.log(`\nGateway benchmark — ${new Date().toISOString()} — Node ${process.version}, ${runs}×${seconds}s medians, wrk -t1 -c${connections}`);
+console.log(`upstream: ${tools.has('nginx') ? 'nginx (1 worker, fixed JSON)' : 'node:http (nginx unavailable)'}; ${pin ? 'wrk and upstream pinned to CPU 0, proxies to CPU 1 (x2 rows unpinned)' : 'no taskset: unpinned'}\n`);
+console.log(
+  table(
+    ['target', 'setup', 'req/s', 'p50 ms', 'p99 ms', 'x direct', 'errors'],
+    rows.map((r) => [r.name, r.note, r.rps, r.p50, r.p99, direct ? r.rps / direct.rps : NaN, r.errors]),
+  ),
+);
+const ratio = (a?: Row, b?: Row) => (a && b ? a.rps / b.rps : NaN);
+const checks: [string, number, number][] = [
+  ['gatehouse-http / bare-node-proxy', ratio(by('gatehouse-http'), by('bare-node-proxy')), 0.95],
+  ['gatehouse-http / fast-gateway', ratio(by('gatehouse-http'), by('fast-gateway')), 1.2],
+  ['gatehouse-https / gatehouse-http', ratio(by('gatehouse-https'), by('gatehouse-http')), 0.85],
+  ['nginx p99 x2 / gatehouse-http p99 (≥ 1 is on target)', (by('nginx')?.p99 ?? NaN) * 2 / (by('gatehouse-http')?.p99 ?? NaN), 1],
+  ['gatehouse-http x2 / nginx x2', ratio(by('gatehouse-http x2'), by('nginx x2')), NaN],
+];
+console.log('\n' + table(['target check', 'measured', 'target', 'met'], checks.map(([n, v, t]) => [n, v, Number.isNaN(t) ? 'report' : `≥ ${t}`, Number.isNaN(t) || Number.isNaN(v) ? '-' : v >= t ? 'yes' : 'NO'])));
+writeFileSync(path.join(dir, 'result.json'), JSON.stringify(rows, null, 2));
+void readFileSync;

@@ -1,0 +1,132 @@
+// Shared bench helpers: tool checks, pinned processes, wrk runs and tables.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+
+export function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Install Debian packages for missing commands (the bench machines run as root). */
+export function ensureTools(tools: Record<string, string>): Set<string> {
+  const missing = Object.entries(tools).filter(([cmd]) => !have(cmd));
+  if (missing.length > 0) {
+    const pkgs = [...new Set(missing.map(([, pkg]) => pkg))];
+    process.stderr.write(`bench: installing ${pkgs.join(' ')} from Debian\n`);
+    spawnSync('sh', ['-c', `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkgs.join(' ')}`], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+  }
+  return new Set(Object.keys(tools).filter(have));
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.once('error', reject);
+  });
+}
+
+export interface Proc {
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Start a command (optionally pinned to CPUs) and wait until `ready` matches its output, or `port` accepts. */
+export async function startProc(
+  cmd: string[],
+  o: { cpus?: string; env?: NodeJS.ProcessEnv; ready?: RegExp; port?: number; timeoutMs?: number },
+): Promise<Proc> {
+  const argv = o.cpus !== undefined ? ['taskset', '-c', o.cpus, ...cmd] : cmd;
+  const child = spawn(argv[0], argv.slice(1), { env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => (out = (out + d).slice(-4000)));
+  child.stderr!.on('data', (d) => (out = (out + d).slice(-4000)));
+  const deadline = Date.now() + (o.timeoutMs ?? 30_000);
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${cmd.join(' ')} exited: ${out}`);
+    if (o.ready && o.ready.test(out)) break;
+    if (o.port !== undefined && (await accepts(o.port))) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (Date.now() >= deadline) {
+    child.kill('SIGKILL');
+    throw new Error(`${cmd.join(' ')} not ready: ${out}`);
+  }
+  return {
+    child,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        child.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+async function accepts(port: number): Promise<boolean> {
+  const { connect } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export interface WrkResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+function ms(value: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(value.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
+export function wrk(url: string, o: { seconds: number; connections: number; threads?: number; cpus?: string }): WrkResult {
+  const args = ['-t', String(o.threads ?? 1), '-c', String(o.connections), '-d', `${o.seconds}s`, '--latency', url];
+  const argv = o.cpus !== undefined ? ['taskset', '-c', o.cpus, 'wrk', ...args] : ['wrk', ...args];
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: (o.seconds + 30) * 1000 });
+  if (process.env.BENCH_DEBUG) process.stderr.write(r.stdout + r.stderr);
+  const text = r.stdout ?? '';
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN);
+  const p50 = ms(/^\s+50%\s+(\S+)/m.exec(text)?.[1] ?? '');
+  const p99 = ms(/^\s+99%\s+(\S+)/m.exec(text)?.[1] ?? '');
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1] ?? 0);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const errors = non2xx + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  return { rps, p50, p99, errors };
+}
+
+export function median(values: number[]): number {
+  const v = values.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+
+export function table(headers: string[], rows: (string | number)[][]): string {
+  const cells = [headers, ...rows.map((r) => r.map((c) => (typeof c === 'number' ? fmt(c) : c)))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => String(r[i]).length)));
+  const line = (r: (string | number)[]) => '| ' + r.map((c, i) => String(c).padEnd(widths[i])).join(' | ') + ' |';
+  return [line(cells[0]), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...cells.slice(1).map(line)].join('\n');
+}
+
+function fmt(n: number): string {
+  if (Number.isNaN(n)) return 'n/a';
+  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US');
+  return n.toFixed(2);
+}
