@@ -168,7 +168,7 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
         const keyName = username.toLowerCase().slice(0, 128);
         const keys = [
           { key: `pwd:${keyName}`, budget: t.password },
-          { key: `src:${source}`, budget: t.source },
+          { key: `src:${source}`, budget: t.source, delays: false },
         ];
         const verdict = await ctx.throttle.check(keys);
         if (!verdict.allowed) {
@@ -213,7 +213,7 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
       if (!accountId) return showLogin(provider, res, details, 400, 'Sign in with your password first.');
       const keys = [
         { key: `otp:${accountId}:${source}`, budget: t.otp },
-        { key: `otp:${accountId}`, budget: otpAccountBudget },
+        { key: `otp:${accountId}`, budget: otpAccountBudget, delays: false },
       ];
       const verdict = await ctx.throttle.check(keys);
       if (!verdict.allowed) {

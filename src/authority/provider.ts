@@ -201,7 +201,7 @@ export function buildProvider(ctx: AuthorityContext): Provider {
     async renderError(c: KoaContextWithOIDC, out: { error: string; error_description?: string }) {
       c.type = 'html';
       c.set('content-security-policy', HTML_CSP_BASE);
-      c.body = messagePage('Sign-in problem', out.error_description ?? out.error, c.get('x-request-id') || c.state.requestId);
+      c.body = messagePage('Sign-in problem', `${out.error}: ${out.error_description ?? ''}`, c.response.get('x-request-id'));
     },
     discovery: { service_documentation: undefined },
   });

@@ -1,6 +1,8 @@
 // Brute-force throttling. Each key (an account, an account+source, a source)
-// has a budget: every failure makes the next attempt wait longer (1 s, 2 s,
-// 4 s … 30 s) and `maxFailures` failures lock the key for `lockoutSeconds`.
+// has a budget: `maxFailures` failures lock the key for `lockoutSeconds`; on
+// keys checked with `delays`, every failure also makes the next attempt wait
+// longer (1 s, 2 s, 4 s … 30 s). Shared keys (a whole source address, an
+// account across every source) only lock, so nobody can slow others down.
 // Password and one-time-code failures count against separate keys, so OTP
 // guesses never lock the password step, and OTP guesses from one source lock
 // that source long before they lock the account everywhere.
@@ -36,15 +38,16 @@ export class Throttle {
   }
 
   /** May an attempt go ahead on every one of these keys? */
-  async check(keys: { key: string; budget: Budget }[]): Promise<ThrottleVerdict> {
+  async check(keys: { key: string; budget: Budget; delays?: boolean }[]): Promise<ThrottleVerdict> {
     const now = this.#now();
-    for (const { key, budget } of keys) {
+    for (const { key, budget, delays = true } of keys) {
       const r = await this.#row(key);
       if (!r) continue;
       const lockedUntil = Number(r.locked_until);
       if (lockedUntil > now) return { allowed: false, reason: 'locked', retryAfterSec: Math.ceil((lockedUntil - now) / 1000), key };
       if (lockedUntil !== 0) continue; // a lockout that ended: the next failure starts afresh
       if (now - Number(r.last_failure) > budget.lockoutSeconds * 1000) continue; // failures aged out
+      if (!delays) continue;
       const next = Number(r.last_failure) + delayAfter(Number(r.failures));
       if (next > now) return { allowed: false, reason: 'slow_down', retryAfterSec: Math.ceil((next - now) / 1000), key };
     }

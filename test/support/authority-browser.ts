@@ -35,7 +35,7 @@ export class Browser {
 
   async request(url: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
-    headers.set('accept', 'text/html');
+    if (!headers.has('accept')) headers.set('accept', 'text/html');
     if (this.cookies.size > 0) headers.set('cookie', this.#cookieHeader());
     const res = await this.#fetch(url, { ...init, headers, redirect: 'manual' });
     this.#store(res);
