@@ -2,7 +2,7 @@
 // error (or problem+json off the OAuth endpoints) and changes nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPair, exportJWK, SignJWT, type JWK } from 'jose';
+import { generateKeyPair, exportJWK, SignJWT, type JWK, type CryptoKey } from 'jose';
 import * as oidc from 'openid-client';
 import { randomUUID } from 'node:crypto';
 import { startHarness, type Harness, REDIRECT } from './support/authority-harness.ts';
@@ -391,7 +391,7 @@ test('OTP guessing locks that source out, not the password step, not other sourc
   const ca = readFileSync(h.auth.caFile!, 'utf8');
   const agent = new Agent({
     connect: (opts: any, cb: any) => {
-      const socket = tls.connect({ host: opts.hostname, port: Number(opts.port), ca, localAddress: '127.0.0.2', ALPNProtocols: ['http/1.1'] });
+      const socket = tls.connect({ host: opts.hostname, port: Number(opts.port), ca, localAddress: '127.0.0.2', ALPNProtocols: ['http/1.1'] } as import('node:tls').ConnectionOptions);
       socket.once('secureConnect', () => cb(null, socket));
       socket.once('error', (e: Error) => cb(e, null));
     },
