@@ -1,0 +1,82 @@
+import type { Command } from 'commander';
+
+interface Common {
+  config: string;
+  stateDir: string;
+  zone: string;
+}
+
+const common = (c: Command) =>
+  c
+    .option('--config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+    .option('--state-dir <dir>', 'state directory', '.gatehouse')
+    .requiredOption('--zone <zone>', 'zone whose authority holds the clients');
+
+async function open(o: Common) {
+  const { loadTopology } = await import('../../topology/load.ts');
+  const { openZoneStores } = await import('../../authority/index.ts');
+  return openZoneStores(loadTopology(o.config), o.zone, o.stateDir);
+}
+
+export function register(program: Command): void {
+  const clients = program.command('clients').description("manage a zone authority's OAuth clients");
+
+  common(clients.command('add'))
+    .description('register a client; a generated secret is printed once and stored only as a keyed hash')
+    .option('--id <client_id>', 'client id (default: generated)')
+    .option('--grant <type...>', 'grant types: client_credentials, authorization_code, refresh_token, token-exchange', ['client_credentials'])
+    .option('--redirect-uri <uri...>', 'exact redirect URIs (authorization_code)')
+    .option('--scope <scopes>', 'space-separated scopes the client may have', '')
+    .option('--auth <method>', 'client_secret_basic | private_key_jwt | tls_client_auth | none (public, PKCE)', 'client_secret_basic')
+    .option('--jwks <file>', 'public JWK set file (private_key_jwt)')
+    .option('--tls-san-uri <uri>', 'SAN URI the client certificate must carry (tls_client_auth)')
+    .option('--name <name>', 'display name')
+    .action(async (o: Common & { id?: string; grant: string[]; redirectUri?: string[]; scope: string; auth: string; jwks?: string; tlsSanUri?: string; name?: string }) => {
+      const { readFileSync } = await import('node:fs');
+      const { TOKEN_EXCHANGE } = await import('../../authority/index.ts');
+      const s = await open(o);
+      try {
+        const grantTypes = o.grant.map((g) => (g === 'token-exchange' ? TOKEN_EXCHANGE : g)) as any[];
+        const created = await s.clients.add({
+          clientId: o.id,
+          grantTypes,
+          redirectUris: o.redirectUri,
+          scope: o.scope,
+          authMethod: o.auth as any,
+          jwks: o.jwks ? JSON.parse(readFileSync(o.jwks, 'utf8')) : undefined,
+          tlsSanUri: o.tlsSanUri,
+          name: o.name,
+        });
+        process.stdout.write(JSON.stringify(created, null, 2) + '\n');
+        if (created.client_secret) process.stderr.write('gatehouse: the client secret is shown once; store it now\n');
+      } finally {
+        await s.storage.close();
+      }
+    });
+
+  common(clients.command('list'))
+    .description('list the clients (never their secrets)')
+    .action(async (o: Common) => {
+      const s = await open(o);
+      try {
+        process.stdout.write(JSON.stringify(await s.clients.list(), null, 2) + '\n');
+      } finally {
+        await s.storage.close();
+      }
+    });
+
+  common(clients.command('remove'))
+    .description('remove a client and revoke every grant and refresh token it holds')
+    .argument('<client_id>')
+    .action(async (clientId: string, o: Common) => {
+      const s = await open(o);
+      try {
+        if (!(await s.clients.remove(clientId))) {
+          process.stderr.write(`gatehouse: no client ${clientId} in zone ${o.zone}\n`);
+          process.exitCode = 1;
+        } else process.stdout.write(`removed ${clientId}\n`);
+      } finally {
+        await s.storage.close();
+      }
+    });
+}

@@ -1,0 +1,93 @@
+import type { Command } from 'commander';
+
+interface Common {
+  config: string;
+  stateDir: string;
+  zone: string;
+}
+
+const common = (c: Command) =>
+  c
+    .option('--config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+    .option('--state-dir <dir>', 'state directory', '.gatehouse')
+    .requiredOption('--zone <zone>', 'zone whose authority holds the users');
+
+async function open(o: Common) {
+  const { loadTopology } = await import('../../topology/load.ts');
+  const { openZoneStores } = await import('../../authority/index.ts');
+  return openZoneStores(loadTopology(o.config), o.zone, o.stateDir);
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+export function register(program: Command): void {
+  const users = program.command('users').description("manage a zone authority's local users");
+
+  common(users.command('add'))
+    .description('add a user with a TOTP second factor; prints the generated password and TOTP enrolment once')
+    .argument('<username>')
+    .option('--password-stdin', 'read the password from stdin instead of generating one', false)
+    .option('--no-totp', 'no second factor (refused at sign-in when the zone requires MFA)')
+    .option('--email <email>', 'email claim')
+    .action(async (username: string, o: Common & { passwordStdin: boolean; totp: boolean; email?: string }) => {
+      const password = o.passwordStdin ? await readStdin() : undefined;
+      const s = await open(o);
+      try {
+        const u = await s.users.add({ username, password, totp: o.totp, claims: o.email ? { email: o.email } : {} });
+        const shown: Record<string, unknown> = { id: u.id, username: u.username };
+        if (!o.passwordStdin) shown.password = u.password;
+        if (u.totp_secret) Object.assign(shown, { totp_secret: u.totp_secret, otpauth_uri: u.otpauth_uri });
+        process.stdout.write(JSON.stringify(shown, null, 2) + '\n');
+      } finally {
+        await s.storage.close();
+      }
+    });
+
+  common(users.command('list'))
+    .description('list users (never a secret)')
+    .action(async (o: Common) => {
+      const s = await open(o);
+      try {
+        const list = (await s.users.list()).map(({ id, username, locked, mfa }) => ({ id, username, locked, mfa }));
+        process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+      } finally {
+        await s.storage.close();
+      }
+    });
+
+  common(users.command('lock'))
+    .description('lock (or with --unlock, unlock) a user; a locked user cannot sign in or refresh')
+    .argument('<username>')
+    .option('--unlock', 'unlock instead', false)
+    .action(async (username: string, o: Common & { unlock: boolean }) => {
+      const s = await open(o);
+      try {
+        if (!(await s.users.setLocked(username, !o.unlock))) {
+          process.stderr.write(`gatehouse: no user ${username} in zone ${o.zone}\n`);
+          process.exitCode = 1;
+        } else process.stdout.write(`${o.unlock ? 'unlocked' : 'locked'} ${username}\n`);
+      } finally {
+        await s.storage.close();
+      }
+    });
+
+  common(users.command('reset-mfa'))
+    .description('replace the TOTP secret of a user (the old one stops working); prints the new enrolment once')
+    .argument('<username>')
+    .action(async (username: string, o: Common) => {
+      const s = await open(o);
+      try {
+        const r = await s.users.resetMfa(username);
+        if (!r) {
+          process.stderr.write(`gatehouse: no user ${username} in zone ${o.zone}\n`);
+          process.exitCode = 1;
+        } else process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      } finally {
+        await s.storage.close();
+      }
+    });
+}
