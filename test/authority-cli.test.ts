@@ -1,0 +1,100 @@
+// The CLI verbs: `gatehouse authority` announces ready (with dev credentials)
+// over IPC, and the admin verbs work against its state while it runs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import path from 'node:path';
+import * as oidc from 'openid-client';
+import { tempDir, trustingFetch, writeTopology } from './support/authority-harness.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+const run = promisify(execFile);
+const gatehouse = (args: string[]) => run('sh', [path.join(root, 'scripts/node.sh'), path.join(root, 'src/cli/main.ts'), ...args], { cwd: root });
+
+test('gatehouse authority + clients/users/keys admin verbs', async () => {
+  const tmp = tempDir();
+  const file = writeTopology(tmp.dir, { public: 'authority:\n  scopes: [orders:read, orders:write, catalog:read]\n' });
+  const state = path.join(tmp.dir, 'state');
+  const child = spawn('sh', [path.join(root, 'scripts/node.sh'), path.join(root, 'src/cli/main.ts'), 'authority', '--config', file, '--zone', 'public', '--state-dir', state, '--dev'], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  try {
+    const ready = await new Promise<any>((resolve, reject) => {
+      child.once('message', resolve);
+      child.once('exit', (code) => reject(new Error(`authority exited ${code}: ${stderr}`)));
+    });
+    assert.equal(ready.type, 'gatehouse:ready');
+    assert.equal(ready.component, 'authority');
+    assert.equal(ready.zone, 'public');
+    assert.match(ready.endpoints.authority, /^https:\/\/127\.0\.0\.1:\d+$/);
+    const creds = ready.devCredentials;
+    assert.equal(creds.clients.length, 2);
+    assert.equal(creds.users.length, 1);
+    assert.ok(!stderr.includes(creds.users[0].password), 'no secret on stderr');
+
+    const common = ['--config', file, '--state-dir', state, '--zone', 'public'];
+    const added = JSON.parse((await gatehouse(['clients', 'add', ...common, '--id', 'reports', '--grant', 'client_credentials', '--scope', 'orders:read'])).stdout);
+    assert.equal(added.client_id, 'reports');
+    assert.match(added.client_secret, /^[\w-]{43}$/);
+    const list = JSON.parse((await gatehouse(['clients', 'list', ...common])).stdout);
+    assert.ok(list.some((c: any) => c.client_id === 'reports' && c.scope === 'orders:read'));
+    assert.ok(!JSON.stringify(list).includes(added.client_secret), 'list never shows a secret');
+
+    const tf = trustingFetch(path.join(state, 'tls', 'dev-ca.pem'));
+    try {
+      const config = await oidc.discovery(new URL(ready.endpoints.authority), 'reports', undefined, oidc.ClientSecretBasic(added.client_secret), {
+        [oidc.customFetch]: tf.fetch as any,
+      });
+      const t = await oidc.clientCredentialsGrant(config, { scope: 'orders:read' });
+      assert.ok(t.access_token, 'a client added by the CLI works at the running authority');
+
+      const before = (await (await tf.fetch(`${ready.endpoints.authority}/jwks`)).json()) as any;
+      const rotated = JSON.parse((await gatehouse(['keys', 'rotate', ...common])).stdout);
+      assert.ok(rotated.kid);
+      let published = false;
+      for (let i = 0; i < 40 && !published; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        const now = (await (await tf.fetch(`${ready.endpoints.authority}/jwks`)).json()) as any;
+        published = now.keys.some((k: any) => k.kid === rotated.kid) && now.keys.length === before.keys.length + 1;
+      }
+      assert.ok(published, 'the running authority publishes the rotated key without a restart');
+
+      assert.match((await gatehouse(['clients', 'remove', ...common, 'reports'])).stdout, /removed reports/);
+      const after = await tf.fetch(`${ready.endpoints.authority}/token/introspection`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: 'Basic ' + Buffer.from(`reports:${added.client_secret}`).toString('base64'),
+        },
+        body: new URLSearchParams({ token: t.access_token }).toString(),
+      });
+      assert.equal(after.status, 401);
+      assert.equal(((await after.json()) as any).error, 'invalid_client', 'a removed client cannot authenticate');
+    } finally {
+      await tf.close();
+    }
+
+    const user = JSON.parse((await gatehouse(['users', 'add', ...common, 'bob', '--email', 'bob@test.local'])).stdout);
+    assert.equal(user.username, 'bob');
+    assert.ok(user.password.length >= 16);
+    assert.match(user.otpauth_uri, /^otpauth:\/\/totp\//);
+    const users = JSON.parse((await gatehouse(['users', 'list', ...common])).stdout);
+    assert.deepEqual(users.find((u: any) => u.username === 'bob'), { id: user.id, username: 'bob', locked: false, mfa: true });
+    assert.match((await gatehouse(['users', 'lock', ...common, 'bob'])).stdout, /locked bob/);
+    const reset = JSON.parse((await gatehouse(['users', 'reset-mfa', ...common, 'bob'])).stdout);
+    assert.notEqual(reset.totp_secret, user.totp_secret);
+    const locked = JSON.parse((await gatehouse(['users', 'list', ...common])).stdout).find((u: any) => u.username === 'bob');
+    assert.equal(locked.locked, true);
+    await assert.rejects(gatehouse(['users', 'lock', ...common, 'nobody']), /no user nobody/);
+  } finally {
+    child.kill('SIGTERM');
+    const code = await new Promise((r) => child.once('exit', r));
+    assert.equal(code, 0, 'SIGTERM shuts down cleanly');
+    tmp.remove();
+  }
+});
