@@ -137,7 +137,7 @@ const targets: Target[] = [
             const file = path.join(dir, `haproxy-${p}.cfg`);
             writeFileSync(
               file,
-              `global\n  nbthread 1\n  maxconn 100000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:${p}\n  default_backend b\nbackend b\n  server s1 ${new URL(u).host}\n`,
+              `global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:${p}\n  default_backend b\nbackend b\n  server s1 ${new URL(u).host}\n`,
             );
             return startProc(['haproxy', '-f', file, '-db'], { cpus: pin ? PROXY_CPU : undefined, port: p });
           },

@@ -4,6 +4,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import http from 'node:http';
+import { Readable } from 'node:stream';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, request } from 'undici';
@@ -150,7 +151,7 @@ test('body limits: a declared body over the route limit is refused before the up
   async function* chunks() {
     for (let i = 0; i < 3; i++) yield Buffer.alloc(6, 'y');
   }
-  const streamed = await get('/api/small', { method: 'POST', body: chunks() });
+  const streamed = await get('/api/small', { method: 'POST', body: Readable.from(chunks()) });
   assert.equal(streamed.statusCode, 413);
   await streamed.body.dump();
 });

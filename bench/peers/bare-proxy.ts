@@ -2,7 +2,6 @@
 // none of Gatehouse's features. Gatehouse's plain-proxy target is a ratio to it.
 import http from 'node:http';
 import { Pool } from 'undici';
-import { pipeline } from 'node:stream';
 
 const upstream = process.env.UPSTREAM!;
 const port = Number(process.env.PORT);
@@ -12,16 +11,17 @@ http
   .createServer((req, res) => {
     const headers = { ...req.headers };
     delete headers.connection;
-    pool.request({ path: req.url!, method: req.method as 'GET', headers, body: req.method === 'GET' || req.method === 'HEAD' ? undefined : req }).then(
-      (r) => {
-        if (res.destroyed) return r.body.destroy();
-        res.writeHead(r.statusCode, r.headers as http.OutgoingHttpHeaders);
-        pipeline(r.body, res, () => undefined);
-      },
-      () => {
-        res.writeHead(502);
+    pool
+      .stream(
+        { path: req.url!, method: req.method as 'GET', headers, body: req.method === 'GET' || req.method === 'HEAD' ? undefined : req },
+        ({ statusCode, headers: h }) => {
+          res.writeHead(statusCode, h as http.OutgoingHttpHeaders);
+          return res;
+        },
+      )
+      .catch(() => {
+        if (!res.headersSent) res.writeHead(502);
         res.end();
-      },
-    );
+      });
   })
   .listen(port, '127.0.0.1', () => process.stdout.write('ready\n'));

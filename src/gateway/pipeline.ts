@@ -1,7 +1,7 @@
 // The request path of a gateway: hygiene → routing → limits → upstream, with
 // one place (`sendProblem`) that writes every error the gateway produces.
 import { randomUUID } from 'node:crypto';
-import { pipeline, Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Logger } from '../shared/logger.ts';
@@ -41,7 +41,6 @@ export interface PipelineContext {
 const refusedSockets = new WeakSet<object>();
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
-const NO_BODY_STATUS = (s: number) => s === 204 || s === 304 || (s >= 100 && s < 200);
 
 export interface Prepared {
   state: GatewayState;
@@ -181,52 +180,41 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
         : Readable.from(limitedBody(req, p.bodyLimit), { objectMode: false });
     const path = upstreamPath(p.route, p.path);
     const upstreamStarted = performance.now();
+    let status = 0;
     upstream
-      .request({
-        path: p.query === '' ? path : `${path}?${p.query}`,
-        method,
-        headers: upstreamHeaders(p, ctx.proto),
-        body,
-        idempotentRetry: !withBody && IDEMPOTENT.has(method),
-        headersTimeout: p.route.config.limits.timeoutMs,
-      })
-      .then(
+      .stream(
+        {
+          path: p.query === '' ? path : `${path}?${p.query}`,
+          method,
+          headers: upstreamHeaders(p, ctx.proto),
+          body,
+          idempotentRetry: !withBody && IDEMPOTENT.has(method),
+          headersTimeout: p.route.config.limits.timeoutMs,
+        },
         (response) => {
           metrics.upstreamDuration.observe({ service: upstream.name }, (performance.now() - upstreamStarted) / 1000);
+          status = response.statusCode;
+          if (res.destroyed) return res as unknown as Writable; // the client left; undici sees a closed sink and stops
           const frame = p.route.config.frameOptions ?? state.config.headers.frameOptions;
           const headers: Record<string, string | string[]> = { ...state.securityHeaders[frame] };
-          filterResponseHeaders(response.headers, headers);
+          filterResponseHeaders(response.headers as Record<string, string | string[] | undefined>, headers);
           headers['x-request-id'] = p.requestId;
           if (frame !== 'off' && headers['content-security-policy'] === undefined)
             headers['content-security-policy'] = frame === 'DENY' ? "frame-ancestors 'none'" : "frame-ancestors 'self'";
-          const status = response.statusCode;
-          if (status < 200) {
-            // 1xx other than 101 is not forwarded; 101 only happens on the upgrade path
-            discard(response.body);
-            sendProblem(req, res, Internal(new Error(`upstream answered ${status}`)), p.requestId, state, ctx, started, p.route);
-            return;
-          }
-          if (res.destroyed) {
-            // the client went away while the upstream was answering
-            discard(response.body);
-            finish(req, res, 499, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress);
-            return;
-          }
-          if (req.httpVersionMajor === 2) delete headers['transfer-encoding'];
           (res as ServerResponse).writeHead(status, headers);
-          if (method === 'HEAD' || NO_BODY_STATUS(status)) {
-            response.body.resume();
-            res.end();
-            finish(req, res, status, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress);
-            return;
-          }
-          pipeline(response.body, res as NodeJS.WritableStream, (error) => {
-            if (error) res.destroy();
-            finish(req, res, status, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress);
-          });
+          return res as unknown as Writable;
         },
+      )
+      .then(
+        () => finish(req, res, status, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress),
         (error: unknown) => {
           if (upstream.breaker.state !== 'closed') metrics.circuit.set({ service: upstream.name }, 1);
+          if (status !== 0) {
+            // failed after the head was sent: all we can do is cut the response
+            res.destroy();
+            finish(req, res, status, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress);
+            return;
+          }
           sendProblem(req, res, error, p.requestId, state, ctx, started, p.route);
         },
       )
@@ -243,12 +231,6 @@ function loggableHeaders(headers: Record<string, string | string[] | undefined>)
   const out: Record<string, string | string[] | undefined> = {};
   for (const name in headers) if (name.charCodeAt(0) !== 0x3a && name !== 'referer') out[name] = headers[name];
   return out;
-}
-
-/** Drop an upstream body we will not read (undici reports a plain destroy as an abort error). */
-function discard(body: Readable): void {
-  body.on('error', () => undefined);
-  body.destroy();
 }
 
 function statusClass(status: number): string {

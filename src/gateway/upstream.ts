@@ -100,8 +100,12 @@ export class Upstream {
     this.breaker = new CircuitBreaker(config.circuitBreaker.failures, config.circuitBreaker.openMs, clock);
   }
 
-  /** Send the request; GatehouseError (502/503/504) on failure. */
-  async request(r: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+  /**
+   * Send the request and stream the answer into the writable that `factory`
+   * returns once the response head arrives. Rejects with GatehouseError
+   * (502/503/504) when the upstream fails before or while answering.
+   */
+  async stream(r: UpstreamRequest, factory: Dispatcher.StreamFactory): Promise<void> {
     const trial = this.breaker.admit();
     const options: Dispatcher.RequestOptions = {
       path: r.path,
@@ -110,17 +114,21 @@ export class Upstream {
       body: r.body,
       headersTimeout: r.headersTimeout,
     };
-    try {
-      let response: Dispatcher.ResponseData;
-      try {
-        response = await this.pool.request(options);
-      } catch (error) {
-        if (!r.idempotentRetry || !CONNECT_ERRORS.has(errorCode(error))) throw error;
-        response = await this.pool.request(options);
-      }
+    let answered = false;
+    const onHead: Dispatcher.StreamFactory = (data) => {
+      answered = true;
       this.breaker.success(trial);
-      return response;
+      return factory(data);
+    };
+    try {
+      try {
+        await this.pool.stream(options, onHead);
+      } catch (error) {
+        if (answered || !r.idempotentRetry || !CONNECT_ERRORS.has(errorCode(error))) throw error;
+        await this.pool.stream(options, onHead);
+      }
     } catch (error) {
+      if (answered) throw error; // the upstream answered; the failure is the client's or mid-body
       if (error instanceof GatehouseError) {
         this.breaker.success(trial);
         throw error;
