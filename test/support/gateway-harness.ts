@@ -3,6 +3,8 @@
 // client over node:net / node:tls that sends exactly the bytes it is given
 // (fetch and undici normalise or refuse hostile requests client-side).
 import http from 'node:http';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import net from 'node:net';
 import tls from 'node:tls';
 import assert from 'node:assert/strict';
@@ -262,9 +264,11 @@ export interface RawOptions {
 }
 
 export interface RawResponse {
-  /** Status of the first response; 0 when none arrived. */
+  /** Status of the first final response (interim 1xx skipped); 0 when none arrived. */
   status: number;
   statusLine: string;
+  /** Interim (1xx, not 101) statuses that came before the first final response. */
+  interim: number[];
   /** First response's headers, lower-cased names; repeated names joined with ', '. */
   headers: Record<string, string>;
   /** First response's headers as sent (name, value) pairs. */
@@ -292,10 +296,24 @@ interface ParsedHead {
   headerList: Array<[string, string]>;
   body: Buffer;
   complete: boolean;
+  interim: number[];
 }
 
 /** Parse the first HTTP/1.x response in `buf`; `complete` tells whether its body is whole. */
 export function parseFirstResponse(buf: Buffer, closed: boolean): ParsedHead | undefined {
+  // interim (1xx) answers before the final one are skipped; `interim` lists them
+  const interim: number[] = [];
+  for (;;) {
+    const m = /^HTTP\/\d\.\d (1\d\d) [^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n/.exec(buf.toString('latin1'));
+    if (!m || m[1] === '101') break;
+    interim.push(Number(m[1]));
+    buf = buf.subarray(Buffer.byteLength(m[0], 'latin1'));
+  }
+  const parsed = parseOne(buf, closed);
+  return parsed === undefined ? undefined : { ...parsed, interim };
+}
+
+function parseOne(buf: Buffer, closed: boolean): Omit<ParsedHead, 'interim'> | undefined {
   const end = buf.indexOf('\r\n\r\n');
   if (end === -1) return undefined;
   const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
@@ -372,11 +390,12 @@ export function sendRaw(target: RawTarget, data: RawData, options: RawOptions = 
       resolve({
         status: parsed?.status ?? 0,
         statusLine: parsed?.statusLine ?? '',
+        interim: parsed?.interim ?? [],
         headers: parsed?.headers ?? {},
         headerList: parsed?.headerList ?? [],
         body: parsed?.body ?? Buffer.alloc(0),
         text: (parsed?.body ?? Buffer.alloc(0)).toString('utf8'),
-        responseCount: (latin.match(/(?:^|\r\n)HTTP\/\d\.\d \d{3} /g) ?? []).length,
+        responseCount: (latin.match(/HTTP\/1\.[01] \d{3} [^\r\n]*\r\n/g) ?? []).length,
         closed,
         reset,
         raw,
@@ -484,4 +503,92 @@ export async function upstreamSawOne(upstream: RecordingUpstream, before: number
 /** `GET <target> HTTP/1.1` with a Host header and the given extra header lines. */
 export function get(target: string, extra: string[] = [], host = 'localhost'): string {
   return `GET ${target} HTTP/1.1\r\nHost: ${host}\r\n${extra.map((h) => `${h}\r\n`).join('')}\r\n`;
+}
+
+// ---------------------------------------------------------------------------
+// The gateway in a child process: for inputs that may crash it. A crash of an
+// in-process gateway would take the test runner down with it; here it shows
+// up as the child's exit.
+
+export interface ProcessHarness {
+  host: string;
+  port: number;
+  ca: Buffer | undefined;
+  /** Requests the child's recording upstream received (method, url), as reported on its stdout. */
+  seen: Array<{ method: string; url: string }>;
+  /** The child's stderr so far (a crash's stack lands here). */
+  stderr(): string;
+  /** Exit code or signal once the child has exited; undefined while it runs. */
+  exited(): string | undefined;
+  raw(data: RawData, options?: RawOptions): Promise<RawResponse>;
+  close(): Promise<void>;
+}
+
+/** Entry point of the child: start a harness, report its address and every upstream request. */
+export async function runHarnessChild(options: HarnessOptions): Promise<void> {
+  const h = await startHarness(options);
+  const seen = h.upstream.seen;
+  const push = seen.push.bind(seen);
+  seen.push = (...items: SeenRequest[]) => {
+    for (const r of items) process.stdout.write(`SEEN ${JSON.stringify({ method: r.method, url: r.url })}\n`);
+    return push(...items);
+  };
+  process.stdout.write(`READY ${JSON.stringify({ host: h.host, port: h.port, dir: h.dir })}\n`);
+  process.stdin.resume();
+  process.stdin.on('end', () => {
+    void h.close().then(() => process.exit(0));
+  });
+}
+
+export async function startHarnessProcess(options: HarnessOptions = {}): Promise<ProcessHarness> {
+  const harnessUrl = pathToFileURL(new URL(import.meta.url).pathname).href;
+  const code = `import { runHarnessChild } from ${JSON.stringify(harnessUrl)}; await runHarnessChild(JSON.parse(process.env.GATEHOUSE_HARNESS_OPTIONS));`;
+  const child: ChildProcess = spawn(process.execPath, ['--input-type=module', '-e', code], {
+    env: { ...process.env, GATEHOUSE_HARNESS_OPTIONS: JSON.stringify(options), GATEHOUSE_LOG_LEVEL: 'silent' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  let exit: string | undefined;
+  const seen: Array<{ method: string; url: string }> = [];
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exitedPromise = new Promise<void>((resolve) =>
+    child.once('exit', (codeOrNull, signal) => {
+      exit = signal ?? String(codeOrNull);
+      resolve();
+    }),
+  );
+  const ready = await new Promise<{ host: string; port: number; dir: string }>((resolve, reject) => {
+    let buffered = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) !== -1) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (line.startsWith('READY ')) resolve(JSON.parse(line.slice(6)));
+        else if (line.startsWith('SEEN ')) seen.push(JSON.parse(line.slice(5)));
+      }
+    });
+    void exitedPromise.then(() => reject(new Error(`the gateway child exited before it was ready (${exit}): ${stderr}`)));
+  });
+  const ca = options.plaintext ? undefined : readFileSync(path.join(ready.dir, 'tls', 'dev-ca.pem'));
+  const target: RawTarget = { host: ready.host, port: ready.port, tls: !options.plaintext, ca };
+  return {
+    host: ready.host,
+    port: ready.port,
+    ca,
+    seen,
+    stderr: () => stderr,
+    exited: () => exit,
+    raw: (data, o) => sendRaw(target, data, o),
+    async close() {
+      if (exit === undefined) {
+        child.stdin!.end();
+        const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exitedPromise;
+        clearTimeout(kill);
+      }
+      rmSync(ready.dir, { recursive: true, force: true });
+    },
+  };
 }
