@@ -332,3 +332,41 @@ services:
   await file.close();
   await upstream.close();
 });
+
+test('connections over the limit are refused; a slow HTTP/2 stream is cancelled at the request timeout', async () => {
+  const upstream = await startUpstream((_q, res) => setTimeout(() => res.end('late'), 3000));
+  const small = await startFixture(`version: 1
+trustDomain: t
+zones:
+  edge:
+    gateway: { listen: 127.0.0.1:0, admin: { listen: 127.0.0.1:0 }, limits: { maxConnections: 2, requestTimeoutMs: 400, headersTimeoutMs: 300 } }
+    routes: [{ path: /x, service: s }]
+services:
+  s: { zone: edge, upstream: '${upstream.url}' }
+`);
+  const port = Number(new URL(small.gateway.url).port);
+  const open = () =>
+    new Promise<tls.TLSSocket | Error>((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port, ca: small.ca, servername: 'localhost' }, () => resolve(s));
+      s.once('error', (e) => resolve(e));
+      s.once('close', () => resolve(new Error('closed')));
+    });
+  const a = await open();
+  const b = await open();
+  assert.ok(a instanceof tls.TLSSocket && b instanceof tls.TLSSocket);
+  const c = await open();
+  assert.ok(c instanceof Error, 'the third connection is refused');
+  a.destroy();
+  b.destroy();
+  const h2 = new Agent({ connect: { ca: small.ca }, allowH2: true });
+  const started = Date.now();
+  const outcome = await request(small.gateway.url + '/x', { dispatcher: h2 }).then(
+    async (r) => `status ${r.statusCode} ${await r.body.text()}`,
+    (e: Error) => `error ${e.message}`,
+  );
+  assert.ok(Date.now() - started < 2500, `cancelled at the request timeout, not after the upstream's 3 s (${outcome})`);
+  assert.doesNotMatch(outcome, /late/);
+  await h2.close();
+  await small.close();
+  await upstream.close();
+});

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable, type Writable } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Stream } from 'node:http2';
 import type { Logger } from '../shared/logger.ts';
 import { redactQuery } from '../shared/logger.ts';
 import {
@@ -39,6 +39,10 @@ export interface PipelineContext {
 
 /** Sockets on which a request was refused for framing reasons: nothing more is read from them. */
 const refusedSockets = new WeakSet<object>();
+
+function cancelStream(this: ServerHttp2Stream): void {
+  this.close(http2Constants.NGHTTP2_CANCEL);
+}
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
@@ -161,6 +165,8 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
     }
     const started = performance.now();
     const state = ctx.state();
+    // HTTP/2 streams have no server-wide request timeout: give each one its own
+    if (req.httpVersionMajor === 2) (req as Http2ServerRequest).stream.setTimeout(state.config.limits.requestTimeoutMs, cancelStream);
     const idBox = { id: '' };
     let prepared: Prepared;
     try {
