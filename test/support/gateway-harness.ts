@@ -488,7 +488,9 @@ export async function assertUpstreamUnseen(upstream: RecordingUpstream, before: 
   assert.equal(
     fresh.length,
     0,
-    `the upstream must never see ${what}; it saw: ${fresh.map((r) => `${r.method} ${r.url} (complete=${r.complete}, ${r.body.length} body bytes)`).join('; ')}`,
+    `the upstream must never see ${what}; it saw: ${fresh
+      .map((r) => `${r.method} ${r.url} (complete=${r.complete}, content-length=${r.headers['content-length'] ?? '-'}, ${r.body.length} body bytes)`)
+      .join('; ')}`,
   );
 }
 
