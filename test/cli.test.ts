@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, statSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { startUpstream, tempDir } from './support/gateway-fixture.ts';
@@ -143,9 +143,33 @@ test('up: the example comes up as a new user sees it, writes endpoints.json, and
     const orders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: agent });
     assert.equal(orders.statusCode, 200);
     await orders.body.dump();
+    // every zone has an authority; the seeded service client gets a short-lived JWT from it
+    const credsFile = path.join(dir, 'dev-credentials.json');
+    assert.equal(statSync(credsFile).mode & 0o777, 0o600);
+    const creds = JSON.parse(readFileSync(credsFile, 'utf8'));
+    for (const zone of ['public', 'private']) {
+      const z = creds.zones[zone];
+      const service = z.clients.find((c: { grant_types: string[] }) => c.grant_types.includes('client_credentials'));
+      assert.ok(service?.client_secret, `${zone}: a confidential client-credentials client`);
+      assert.ok(z.clients.some((c: { grant_types: string[]; redirect_uris?: string[] }) => c.grant_types.includes('authorization_code') && c.redirect_uris?.length));
+      assert.match(z.users[0].totp_secret, /^[A-Z2-7]+=*$/);
+      const authority = endpoints.zones[zone].authority;
+      const token = await request(authority + '/token', {
+        dispatcher: agent,
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(service.client_id)}:${encodeURIComponent(service.client_secret)}`).toString('base64'),
+        },
+        body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read' }).toString(),
+      });
+      assert.equal(token.statusCode, 200, zone);
+      const { access_token, expires_in } = (await token.body.json()) as { access_token: string; expires_in: number };
+      assert.ok(expires_in <= 300);
+      const [header] = access_token.split('.');
+      assert.equal(JSON.parse(Buffer.from(header, 'base64url').toString()).typ, 'at+jwt');
+    }
     await agent.close();
-    if (existsSync(path.join(dir, 'dev-credentials.json')))
-      assert.equal(statSync(path.join(dir, 'dev-credentials.json')).mode & 0o777, 0o600);
   } finally {
     assert.equal(await stop(child, 'SIGINT'), 0);
   }
