@@ -1,0 +1,259 @@
+// createService: an HTTPS server for one service of the topology. Every
+// connection must present an X509-SVID from the trust domain; the caller is
+// read from that verified certificate only (never from headers) and checked
+// against the service's `allow` edges before the handler runs. The gateway's
+// propagated identity token (x-gatehouse-identity), when present, must verify
+// with `aud` = this service. Every refusal is answered (or the connection
+// closed), counted per peer and logged as a security event.
+import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { Registry, Counter } from 'prom-client';
+import { jwtVerify, type JWTPayload, type JWTVerifyGetKey, type CryptoKey as JoseKey, type KeyObject } from 'jose';
+import type { Topology } from '../topology/schema.ts';
+import { parseListen } from '../topology/schema.ts';
+import { systemClock, type Clock } from '../shared/clock.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import type { WorkloadIdentity } from '../pki/workload-identity.ts';
+import type { IdentityManager } from '../pki/identity-manager.ts';
+import type { RevocationSource } from '../pki/revocation-feed.ts';
+import { serviceSpiffeId, type WorkloadId } from '../pki/spiffe-id.ts';
+import { compilePolicy, decide, type CompiledPolicy } from './policy.ts';
+import { verifyPeer, type VerifiedPeer } from './lib/peer.ts';
+import { Forbidden, Ambiguous, Unauthorized, MeshError, sendProblem } from './errors.ts';
+
+export const IDENTITY_TOKEN_HEADER = 'x-gatehouse-identity';
+
+export interface Caller {
+  spiffeId: string;
+  kind: WorkloadId['kind'];
+  zone?: string;
+  /** The service name, or `gateway`. */
+  name: string;
+}
+
+export interface EndUser {
+  sub: string;
+  claims: JWTPayload;
+}
+
+export interface RequestContext {
+  caller: Caller;
+  user?: EndUser;
+  requestId: string;
+}
+
+export type MeshHandler = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext) => void | Promise<void>;
+
+export interface CreateServiceOptions {
+  name: string;
+  topology: Topology;
+  /** This service's certificate: fixed, or managed (renewed and swapped in without dropping connections). */
+  identity: WorkloadIdentity | IdentityManager;
+  handler: MeshHandler;
+  /**
+   * Where revoked serials come from (createRevocationFeed / localRevocations).
+   * `'none'` disables revocation checks and must be chosen explicitly.
+   */
+  revocations: RevocationSource | 'none';
+  /** Keys of the gateway's identity tokens; absent: a request carrying one is refused. */
+  identityToken?: { keys: JWTVerifyGetKey | JoseKey | KeyObject | Uint8Array; issuer?: string | string[]; algorithms?: string[] };
+  listen?: string;
+  clock?: Clock;
+  logger?: Logger;
+  registry?: Registry;
+  /** Idle keep-alive timeout in ms (default 5000). */
+  keepAliveTimeoutMs?: number;
+}
+
+export interface MeshService {
+  url: string;
+  server: https.Server;
+  registry: Registry;
+  /** Replace the topology (policy reload); a topology without this service denies everything. */
+  setTopology(topology: Topology | undefined): void;
+  close(): Promise<void>;
+}
+
+const peers = new WeakMap<TLSSocket, VerifiedPeer>();
+
+export async function createService(options: CreateServiceOptions): Promise<MeshService> {
+  const clock = options.clock ?? systemClock;
+  const log = (options.logger ?? createLogger({ name: 'mesh' })).child({ component: 'mesh', service: options.name });
+  const trustDomain = options.topology.trustDomain;
+  let topology: Topology | undefined = options.topology;
+  let policy: CompiledPolicy | null = compilePolicy(topology, options.name);
+  if (!policy) log.error({ event: 'security', kind: 'mesh_no_policy' }, 'the topology has no such service; every request is refused');
+  const revocations = options.revocations === 'none' ? null : options.revocations;
+  const selfId = serviceSpiffeId(trustDomain, options.topology.services[options.name]?.zone ?? 'none', options.name);
+
+  const registry = options.registry ?? new Registry();
+  const requests = new Counter({
+    name: 'gatehouse_mesh_requests_total',
+    help: 'Requests reaching a mesh service, by caller and outcome',
+    labelNames: ['service', 'caller', 'outcome'] as const,
+    registers: [registry],
+  });
+  const denials = new Counter({
+    name: 'gatehouse_mesh_denials_total',
+    help: 'Requests and connections refused by a mesh service, by caller and reason',
+    labelNames: ['service', 'caller', 'reason'] as const,
+    registers: [registry],
+  });
+
+  const deny = (reason: string, caller: string, fields: Record<string, unknown>) => {
+    denials.inc({ service: options.name, caller, reason });
+    log.warn({ event: 'security', kind: 'mesh_denied', reason, caller, ...fields }, 'mesh request refused');
+  };
+
+  const manager = isManager(options.identity) ? options.identity : undefined;
+  const id = () => (manager ? manager.current() : (options.identity as WorkloadIdentity));
+  const tlsOptions = () => ({
+    key: id().keyPem,
+    cert: id().certPem,
+    ca: id().bundlePem,
+    requestCert: true,
+    // OpenSSL verifies the chain; the connection is then closed here (not in the
+    // handshake) so that every refusal is counted with its reason.
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2' as const,
+  });
+  const server = https.createServer({
+    ...tlsOptions(),
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000,
+    headersTimeout: 10_000,
+    requestTimeout: 30_000,
+  });
+  const onRotated = () => {
+    server.setSecureContext(tlsOptions());
+    log.info({ event: 'certificate_rotated', serial: id().serial, notAfter: id().notAfter }, 'certificate rotated');
+  };
+  manager?.on('rotated', onRotated);
+
+  server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
+    deny('handshake_failed', 'unknown', { remote: socket.remoteAddress, tls: error.code });
+  });
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
+    const result = verifyPeer(socket, { trustDomain, topology, now: clock.now(), revocations, purpose: 'client' });
+    if (!result.ok) {
+      deny(result.reason, 'unknown', { remote: socket.remoteAddress });
+      socket.destroy();
+      return;
+    }
+    peers.set(socket, result.peer);
+  });
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const requestId = randomUUID();
+    const socket = req.socket as TLSSocket;
+    const peer = peers.get(socket);
+    const fields = { requestId, method: req.method, path: (req.url ?? '').split('?')[0].slice(0, 256), remote: socket.remoteAddress };
+    if (!peer) {
+      deny('unverified_connection', 'unknown', fields);
+      sendProblem(res, Forbidden(), requestId, true);
+      socket.destroy();
+      return;
+    }
+    const label = labelOf(peer.id);
+    // Re-checked per request so a long-lived connection cannot outlive its certificate.
+    if (clock.now() > peer.notAfter || (revocations && revocations.isRevoked(peer.serial))) {
+      deny(clock.now() > peer.notAfter ? 'expired' : 'revoked', label, { ...fields, peer: peer.id.uri, serial: peer.serial });
+      sendProblem(res, Forbidden(), requestId, true);
+      req.on('end', () => socket.destroy());
+      req.resume();
+      return;
+    }
+    const decision = decide(policy, peer.id, req.method ?? '', req.url ?? '', req.headers);
+    if (!decision.allow) {
+      requests.inc({ service: options.name, caller: label, outcome: 'denied' });
+      deny(decision.reason, label, { ...fields, peer: peer.id.uri });
+      const error = decision.reason === 'ambiguous_path' ? Ambiguous() : Forbidden();
+      sendProblem(res, error, requestId, decision.reason === 'ambiguous_path');
+      req.resume();
+      return;
+    }
+    const caller: Caller = {
+      spiffeId: peer.id.uri,
+      kind: peer.id.kind,
+      zone: peer.id.kind === 'ca' ? undefined : peer.id.zone,
+      name: peer.id.kind === 'service' ? peer.id.service : peer.id.kind,
+    };
+    const token = req.headers[IDENTITY_TOKEN_HEADER];
+    const run = async () => {
+      let user: EndUser | undefined;
+      if (token !== undefined) {
+        user = await verifyIdentityToken(token, options, [selfId, options.name], clock).catch((error: unknown) => {
+          throw new MeshError('unauthorized', 401, 'Unauthorized', Unauthorized().message, { cause: error });
+        });
+      }
+      requests.inc({ service: options.name, caller: label, outcome: 'allowed' });
+      await options.handler(req, res, { caller, user, requestId });
+    };
+    run().catch((error: unknown) => {
+      if (error instanceof MeshError) {
+        requests.inc({ service: options.name, caller: label, outcome: 'denied' });
+        deny('identity_token_invalid', label, { ...fields, peer: peer.id.uri, cause: (error.cause as Error)?.message });
+        sendProblem(res, error, requestId);
+        req.resume();
+        return;
+      }
+      log.error({ requestId, err: error }, 'handler failed');
+      sendProblem(res, new MeshError('internal', 500, 'Internal Server Error', 'The service failed to handle the request.'), requestId);
+    });
+  });
+
+  const listen = parseListen(options.listen ?? '127.0.0.1:0');
+  if (typeof listen === 'string') throw new Error(`listen: ${listen}`);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  return {
+    url: `https://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
+    server,
+    registry,
+    setTopology(next) {
+      topology = next;
+      policy = compilePolicy(next, options.name);
+      if (!policy) log.error({ event: 'security', kind: 'mesh_no_policy' }, 'the topology has no such service; every request is refused');
+    },
+    async close() {
+      manager?.off('rotated', onRotated);
+      const closing = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closing;
+    },
+  };
+}
+
+function isManager(x: WorkloadIdentity | IdentityManager): x is IdentityManager {
+  return typeof (x as IdentityManager).current === 'function';
+}
+
+function labelOf(id: WorkloadId): string {
+  return id.kind === 'service' ? id.service : id.kind === 'gateway' ? `gateway:${id.zone}` : id.kind;
+}
+
+async function verifyIdentityToken(
+  header: string | string[],
+  options: CreateServiceOptions,
+  audience: string[],
+  clock: Clock,
+): Promise<EndUser> {
+  if (!options.identityToken) throw new Error('no identity token keys configured');
+  if (typeof header !== 'string' || header.length > 8192) throw new Error('malformed identity token header');
+  const { payload } = await jwtVerify(header, options.identityToken.keys as JWTVerifyGetKey, {
+    audience,
+    issuer: options.identityToken.issuer,
+    algorithms: options.identityToken.algorithms ?? ['ES256', 'EdDSA', 'RS256', 'PS256'],
+    currentDate: new Date(clock.now()),
+    requiredClaims: ['exp', 'sub'],
+  });
+  return { sub: payload.sub!, claims: payload };
+}

@@ -1,0 +1,6 @@
+// The mesh SDK (issue 5, part 2): services that accept only verified peers of
+// the trust domain allowed by the topology, and clients that call only their
+// egress allow-list with a pinned bundle and a checked server identity.
+export { createService, IDENTITY_TOKEN_HEADER, type CreateServiceOptions, type MeshService, type MeshHandler, type RequestContext, type Caller, type EndUser } from './create-service.ts';
+export { compilePolicy, decide, canonicalPath, IDENTITY_HEADERS, METHOD_OVERRIDE_HEADERS, type PolicyDecision, type PolicyDenial } from './policy.ts';
+export { MeshError } from './errors.ts';
