@@ -45,7 +45,7 @@ export interface RequestContext {
   requestId: string;
 }
 
-export type MeshHandler = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext) => void | Promise<void>;
+export type MeshHandler = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext) => unknown;
 
 export interface CreateServiceOptions {
   name: string;

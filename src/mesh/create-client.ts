@@ -1,0 +1,200 @@
+// createClient: how a service calls out. The egress allow-list of the topology
+// is checked before any socket opens; calls to services use this service's own
+// certificate, the pinned trust bundle, and require the server to present
+// exactly the SPIFFE ID of the service named (not merely any valid
+// certificate). Calls to outside host:port use ordinary public TLS with
+// hostname checks. Certificates rotate without dropping in-flight requests.
+import https from 'node:https';
+import type { PeerCertificate } from 'node:tls';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Counter, Registry } from 'prom-client';
+import type { Topology } from '../topology/schema.ts';
+import { systemClock, type Clock } from '../shared/clock.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import type { WorkloadIdentity } from '../pki/workload-identity.ts';
+import type { IdentityManager } from '../pki/identity-manager.ts';
+import type { RevocationSource } from '../pki/revocation-feed.ts';
+import { verifySvid } from '../pki/verify-svid.ts';
+import { serviceSpiffeId } from '../pki/spiffe-id.ts';
+import { MeshError, EgressDenied } from './errors.ts';
+import type { ServiceTokenCache } from './service-token-cache.ts';
+
+export interface CreateClientOptions {
+  name: string;
+  topology: Topology;
+  identity: WorkloadIdentity | IdentityManager;
+  /** Base URL (https://host:port) of a service of the topology; undefined: unknown. */
+  resolve: (service: string) => string | undefined;
+  revocations: RevocationSource | 'none';
+  /** Service tokens from the zone's authority, sent as `Authorization: Bearer`; absent: none. */
+  tokens?: ServiceTokenCache;
+  clock?: Clock;
+  logger?: Logger;
+  registry?: Registry;
+  /** Keep-alive sockets per target (default 64). */
+  maxSockets?: number;
+}
+
+export interface MeshRequest {
+  method?: string;
+  path?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  timeoutMs?: number;
+}
+
+export interface MeshResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export interface MeshClient {
+  /** `target` is a service name of the topology or an outside `host:port`. */
+  request(target: string, request?: MeshRequest): Promise<MeshResponse>;
+  /** True when the egress allow-list lets this service call `target`. */
+  mayCall(target: string): boolean;
+  registry: Registry;
+  close(): void;
+}
+
+const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/;
+const MAX_BODY = 64 * 1024 * 1024;
+
+export function createClient(options: CreateClientOptions): MeshClient {
+  const clock = options.clock ?? systemClock;
+  const log = (options.logger ?? createLogger({ name: 'mesh' })).child({ component: 'mesh-client', service: options.name });
+  const td = options.topology.trustDomain;
+  const egress = new Set(options.topology.services[options.name]?.egress ?? []); // no policy: no egress
+  const revocations = options.revocations === 'none' ? null : options.revocations;
+  const registry = options.registry ?? new Registry();
+  const calls = new Counter({
+    name: 'gatehouse_mesh_client_requests_total',
+    help: 'Outbound calls of a mesh client, by target and outcome',
+    labelNames: ['service', 'target', 'outcome'] as const,
+    registers: [registry],
+  });
+  const manager = typeof (options.identity as IdentityManager).current === 'function' ? (options.identity as IdentityManager) : undefined;
+  const id = () => (manager ? manager.current() : (options.identity as WorkloadIdentity));
+
+  let agents = new Map<string, https.Agent>();
+  const retire = (old: Map<string, https.Agent>) => {
+    // In-flight requests finish on the old agents; their idle sockets go after a grace period.
+    const t = setTimeout(() => old.forEach((a) => a.destroy()), 30_000);
+    t.unref();
+  };
+  const onRotated = () => {
+    const old = agents;
+    agents = new Map();
+    retire(old);
+  };
+  manager?.on('rotated', onRotated);
+
+  const serviceAgent = (service: string) => {
+    let agent = agents.get(service);
+    if (!agent) {
+      const expected = serviceSpiffeId(td, options.topology.services[service].zone, service);
+      agent = new https.Agent({
+        keepAlive: true,
+        maxSockets: options.maxSockets ?? 64,
+        cert: id().certPem,
+        key: id().keyPem,
+        ca: id().bundlePem,
+        minVersion: 'TLSv1.2',
+        checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+          const d = verifySvid(cert.raw, {
+            trustDomain: td,
+            now: clock.now(),
+            purpose: 'server',
+            isRevoked: revocations ? (s) => revocations.isRevoked(s) : undefined,
+          });
+          if (!d.ok) return Object.assign(new Error(`server certificate refused (${d.reason})`), { code: 'ERR_MESH_SERVER_IDENTITY' });
+          if (d.id.uri !== expected)
+            return Object.assign(new Error(`server is ${d.id.uri}, expected ${expected}`), { code: 'ERR_MESH_SERVER_IDENTITY' });
+          return undefined;
+        },
+      });
+      agents.set(service, agent);
+    }
+    return agent;
+  };
+  const externalAgent = new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 64, minVersion: 'TLSv1.2' });
+
+  function mayCall(target: string): boolean {
+    if (!egress.has(target)) return false;
+    if (HOST_PORT.test(target)) return true;
+    return options.topology.services[target] !== undefined;
+  }
+
+  async function request(target: string, req: MeshRequest = {}): Promise<MeshResponse> {
+    if (!mayCall(target)) {
+      calls.inc({ service: options.name, target: options.topology.services[target] ? target : 'other', outcome: 'egress_denied' });
+      log.warn({ event: 'security', kind: 'mesh_egress_denied', target: target.slice(0, 256) }, 'egress refused');
+      throw EgressDenied(target.slice(0, 256));
+    }
+    const path = req.path ?? '/';
+    if (!path.startsWith('/') || path.startsWith('//')) throw new MeshError('ambiguous_request', 400, 'Bad Request', 'path must be origin-form');
+    let url: URL;
+    let agent: https.Agent;
+    const external = HOST_PORT.exec(target);
+    if (external) {
+      url = new URL(`https://${target}${path}`);
+      agent = externalAgent;
+    } else {
+      const base = options.resolve(target);
+      if (!base) throw new MeshError('bad_gateway', 502, 'Bad Gateway', `no address known for ${target}`);
+      url = new URL(path, base);
+      if (url.protocol !== 'https:') throw new MeshError('bad_gateway', 502, 'Bad Gateway', 'services are called over https only');
+      agent = serviceAgent(target);
+    }
+    const headers: Record<string, string> = { ...req.headers };
+    if (options.tokens && !external) headers.authorization = `Bearer ${await options.tokens.get()}`;
+    const body = req.body === undefined ? undefined : Buffer.from(req.body);
+    if (body) headers['content-length'] = String(body.length);
+    const label = external ? 'external' : target;
+    try {
+      const res = await send(url, agent, req.method ?? 'GET', headers, body, req.timeoutMs ?? 30_000);
+      calls.inc({ service: options.name, target: label, outcome: String(res.status) });
+      return res;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ERR_MESH_SERVER_IDENTITY') {
+        calls.inc({ service: options.name, target: label, outcome: 'server_identity_refused' });
+        log.warn({ event: 'security', kind: 'mesh_server_identity_refused', target: label, cause: (error as Error).message }, 'server identity refused');
+        throw new MeshError('upstream_identity_mismatch', 502, 'Bad Gateway', `${target} did not prove its identity`, { cause: error });
+      }
+      calls.inc({ service: options.name, target: label, outcome: 'error' });
+      throw new MeshError('bad_gateway', 502, 'Bad Gateway', `the call to ${target} failed`, { cause: error });
+    }
+  }
+
+  return {
+    request,
+    mayCall,
+    registry,
+    close() {
+      manager?.off('rotated', onRotated);
+      agents.forEach((a) => a.destroy());
+      externalAgent.destroy();
+    },
+  };
+}
+
+function send(url: URL, agent: https.Agent, method: string, headers: Record<string, string>, body: Buffer | undefined, timeoutMs: number): Promise<MeshResponse> {
+  return new Promise((resolve, reject) => {
+    const r = https.request(url, { method, agent, headers, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_BODY) r.destroy(new Error('response too large'));
+        else chunks.push(c);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    r.on('timeout', () => r.destroy(new Error('timed out')));
+    r.on('error', reject);
+    r.end(body);
+  });
+}
