@@ -6,3 +6,4 @@ export { compilePolicy, decide, canonicalPath, IDENTITY_HEADERS, METHOD_OVERRIDE
 export { MeshError } from './errors.ts';
 export { createClient, type CreateClientOptions, type MeshClient, type MeshRequest, type MeshResponse } from './create-client.ts';
 export { createServiceTokenCache, type ServiceTokenCache, type FetchedToken } from './service-token-cache.ts';
+export { startSidecar, type StartSidecarOptions, type Sidecar } from './start-sidecar.ts';

@@ -64,6 +64,7 @@ export const IDENTITY_HEADERS = [
   'x-spiffe-id',
   'x-gatehouse-caller',
   'x-gatehouse-peer',
+  'x-gatehouse-user',
   'x-forwarded-user',
   'x-remote-user',
   'x-authenticated-user',
