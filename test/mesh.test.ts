@@ -34,7 +34,7 @@ before(async () => {
     name: 'orders',
     topology: env.topology,
     identity: ids.orders,
-    revocations: localRevocations(env.stateDir),
+    revocations: localRevocations(env.stateDir, 0), // re-read on every check: the bound under test is 0
     identityToken: { keys: tokenKeys.publicKey, issuer: 'https://gateway.test' },
     logger: logs.logger,
     handler(_req, res, ctx) {

@@ -103,6 +103,12 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
     registers: [registry],
   });
 
+  const allowedByCaller = new Map<string, { inc(): void }>();
+  const countAllowed = (caller: string) => {
+    let child = allowedByCaller.get(caller);
+    if (!child) allowedByCaller.set(caller, (child = requests.labels({ service: options.name, caller, outcome: 'allowed' })));
+    child.inc();
+  };
   const deny = (reason: string, caller: string, fields: Record<string, unknown>) => {
     denials.inc({ service: options.name, caller, reason });
     log.warn({ event: 'security', kind: 'mesh_denied', reason, caller, ...fields }, 'mesh request refused');
@@ -149,9 +155,10 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
     const requestId = randomUUID();
     const socket = req.socket as TLSSocket;
     const peer = peers.get(socket);
-    const fields = { requestId, method: req.method, path: (req.url ?? '').split('?')[0].slice(0, 256), remote: socket.remoteAddress };
+    // Built only for a refusal: the allowed path stays allocation-light.
+    const fieldsOf = () => ({ requestId, method: req.method, path: (req.url ?? '').split('?')[0].slice(0, 256), remote: socket.remoteAddress });
     if (!peer) {
-      deny('unverified_connection', 'unknown', fields);
+      deny('unverified_connection', 'unknown', fieldsOf());
       sendProblem(res, Forbidden(), requestId, true);
       socket.destroy();
       return;
@@ -159,7 +166,7 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
     const label = labelOf(peer.id);
     // Re-checked per request so a long-lived connection cannot outlive its certificate.
     if (clock.now() > peer.notAfter || (revocations && revocations.isRevoked(peer.serial))) {
-      deny(clock.now() > peer.notAfter ? 'expired' : 'revoked', label, { ...fields, peer: peer.id.uri, serial: peer.serial });
+      deny(clock.now() > peer.notAfter ? 'expired' : 'revoked', label, { ...fieldsOf(), peer: peer.id.uri, serial: peer.serial });
       sendProblem(res, Forbidden(), requestId, true);
       req.on('end', () => socket.destroy());
       req.resume();
@@ -168,7 +175,7 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
     const decision = decide(policy, peer.id, req.method ?? '', req.url ?? '', req.headers);
     if (!decision.allow) {
       requests.inc({ service: options.name, caller: label, outcome: 'denied' });
-      deny(decision.reason, label, { ...fields, peer: peer.id.uri });
+      deny(decision.reason, label, { ...fieldsOf(), peer: peer.id.uri });
       const error = decision.reason === 'ambiguous_path' ? Ambiguous() : Forbidden();
       sendProblem(res, error, requestId, decision.reason === 'ambiguous_path');
       req.resume();
@@ -188,13 +195,13 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
           throw new MeshError('unauthorized', 401, 'Unauthorized', Unauthorized().message, { cause: error });
         });
       }
-      requests.inc({ service: options.name, caller: label, outcome: 'allowed' });
+      countAllowed(label);
       await options.handler(req, res, { caller, user, requestId });
     };
     run().catch((error: unknown) => {
       if (error instanceof MeshError) {
         requests.inc({ service: options.name, caller: label, outcome: 'denied' });
-        deny('identity_token_invalid', label, { ...fields, peer: peer.id.uri, cause: (error.cause as Error)?.message });
+        deny('identity_token_invalid', label, { ...fieldsOf(), peer: peer.id.uri, cause: (error.cause as Error)?.message });
         sendProblem(res, error, requestId);
         req.resume();
         return;

@@ -79,6 +79,6 @@ export async function openCa(options: OpenCaOptions): Promise<Ca> {
     policy,
     topology: options.topology,
     issuers,
-    revocations: new RevocationStore(paths.revoked),
+    revocations: new RevocationStore(paths.revoked, 0), // the CA always re-checks: renewals are rare
   };
 }

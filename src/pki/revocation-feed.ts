@@ -76,8 +76,12 @@ export function createRevocationFeed(options: RevocationFeedOptions): Revocation
   }) as RevocationFeed;
 }
 
-/** The CA's own list, read from its state dir (for processes on the CA's machine: `gatehouse up`, tests). */
-export function localRevocations(stateDir: string): RevocationSource {
-  const store = new RevocationStore(pkiPaths(stateDir).revoked);
+/**
+ * The CA's own list, read from its state dir (for processes on the CA's
+ * machine: `gatehouse up`, tests); a revocation is seen within `checkMs`
+ * (default 1 s).
+ */
+export function localRevocations(stateDir: string, checkMs = 1000): RevocationSource {
+  const store = new RevocationStore(pkiPaths(stateDir).revoked, checkMs);
   return { isRevoked: (serial) => store.has(serial), close() {} };
 }

@@ -1,6 +1,7 @@
 // Revoked serials, one file per serial in pki/revoked/ (so a `ca revoke` from
 // another process never races a read-modify-write). Readers re-list the folder
-// only when its mtime changes.
+// only when its mtime changes, and look at the mtime at most every `checkMs`
+// (default 1 s: the request path must not pay a syscall per request).
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { normalizeSerial } from './x509.ts';
@@ -13,15 +14,21 @@ export interface RevocationEntry {
 
 export class RevocationStore {
   readonly dir: string;
+  readonly checkMs: number;
   #mtime = -1;
+  #checkedAt = -Infinity;
   #serials = new Set<string>();
 
-  constructor(dir: string) {
+  constructor(dir: string, checkMs = 1000) {
     this.dir = dir;
+    this.checkMs = checkMs;
   }
 
   /** The current set, re-read if the folder changed. */
   serials(): ReadonlySet<string> {
+    const now = performance.now();
+    if (now - this.#checkedAt < this.checkMs) return this.#serials;
+    this.#checkedAt = now;
     let mtime: number;
     try {
       mtime = statSync(this.dir).mtimeMs;
@@ -61,6 +68,7 @@ export class RevocationStore {
       throw error;
     }
     this.#mtime = -1;
+    this.#checkedAt = -Infinity;
     return true;
   }
 }
