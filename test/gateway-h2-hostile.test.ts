@@ -398,7 +398,7 @@ describe('HTTP/2: connection-specific and malformed headers', () => {
 
 // ===========================================================================
 
-describe('FAILING: HTTP/2 CONNECT', () => {
+describe('HTTP/2 CONNECT', () => {
   // server.ts: the HTTP/2 server has no 'connect' listener, so Node's compat
   // layer answers 405 itself: no problem body, no request id, no security headers
   it(':method CONNECT is refused with a 400 problem (or a stream reset)', async () => {
@@ -406,7 +406,7 @@ describe('FAILING: HTTP/2 CONNECT', () => {
   });
 });
 
-describe('FAILING: HTTP/2 bodies that disagree with content-length reach the upstream', () => {
+describe('HTTP/2 bodies that disagree with content-length never reach the upstream', () => {
   // pipeline.ts dispatches the upstream request as soon as HEADERS arrive, with
   // the request stream as body; nghttp2 resets the stream when the DATA
   // disagrees with content-length, and by the time undici writes, the stream

@@ -16,6 +16,8 @@ const HOP_BY_HOP = new Set([
   'proxy-authenticate',
   'proxy-authorization',
   'http2-settings',
+  // Expect: 100-continue is answered by the gateway itself; never forwarded
+  'expect',
 ]);
 
 /** Identity and routing headers a client must never set; the gateway sets its own. */
@@ -66,7 +68,7 @@ export interface InboundHeaders {
  * Scan `rawHeaders` (Node's flat array). `http2` means pseudo-headers are
  * present and connection-specific headers are a protocol error.
  */
-export function scanRequestHeaders(raw: readonly string[], http2: boolean): InboundHeaders {
+export function scanRequestHeaders(raw: readonly string[], http2: boolean, http10 = false): InboundHeaders {
   let host: string | undefined;
   let hostCount = 0;
   let authority: string | undefined;
@@ -140,6 +142,8 @@ export function scanRequestHeaders(raw: readonly string[], http2: boolean): Inbo
     if (clCount > 1) throw AmbiguousRequest('repeated Content-Length header');
     if (teCount > 1) throw AmbiguousRequest('repeated Transfer-Encoding header');
     if (te !== undefined) {
+      // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing
+      if (http10) throw AmbiguousRequest('Transfer-Encoding in an HTTP/1.0 request');
       if (te.toLowerCase() !== 'chunked') throw AmbiguousRequest('Transfer-Encoding other than exactly chunked');
       if (clCount > 0) throw AmbiguousRequest('both Content-Length and Transfer-Encoding');
     }
@@ -162,6 +166,9 @@ export function scanRequestHeaders(raw: readonly string[], http2: boolean): Inbo
     if (name === 'host' || name === 'content-length') continue; // set by the gateway / client library
     if (HOP_BY_HOP.has(name) || SPOOFABLE.has(name)) continue;
     if (name.startsWith('x-forwarded-') || name.startsWith('x-gatehouse-')) continue;
+    // CGI, PHP, WSGI and Rack read X_Real_IP as X-Real-IP: a name with '_' could
+    // alias any protected header, so none is forwarded (nginx's default too)
+    if (name.includes('_')) continue;
     if (dropByConnection !== undefined && dropByConnection.has(name)) continue;
     forward.push(name, raw[i + 1]);
   }

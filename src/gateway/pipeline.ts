@@ -1,7 +1,7 @@
 // The request path of a gateway: hygiene → routing → limits → upstream, with
 // one place (`sendProblem`) that writes every error the gateway produces.
 import { randomUUID } from 'node:crypto';
-import { Readable, type Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Stream } from 'node:http2';
 import type { Logger } from '../shared/logger.ts';
@@ -13,6 +13,7 @@ import {
   NotFound,
   PayloadTooLarge,
   AmbiguousPath,
+  AmbiguousRequest,
   BadRequest,
   UnsupportedTarget,
   problemBody,
@@ -39,6 +40,13 @@ export interface PipelineContext {
 
 /** Sockets on which a request was refused for framing reasons: nothing more is read from them. */
 const refusedSockets = new WeakSet<object>();
+export const wasRefused = (socket: object): boolean => refusedSockets.has(socket);
+
+/** Upstream requests still receiving a client's body, by response: a parser error aborts them. */
+const uploads = new WeakMap<object, AbortController>();
+export function abortUpload(res: object): void {
+  uploads.get(res)?.abort();
+}
 
 function cancelStream(this: ServerHttp2Stream): void {
   this.close(http2Constants.NGHTTP2_CANCEL);
@@ -59,13 +67,18 @@ export interface Prepared {
 }
 
 /** Everything before the upstream is contacted; throws GatehouseError to refuse. */
+/** HTTP/2 is the connection's protocol, not the version a request line claims. */
+export const isHttp2 = (req: Req): req is Http2ServerRequest => (req as Http2ServerRequest).stream !== undefined;
+
 export function prepare(req: Req, ctx: PipelineContext, state: GatewayState, idBox: { id: string }): Prepared {
-  const http2 = req.httpVersionMajor === 2;
+  const http2 = isHttp2(req);
   const peer = normaliseAddress(req.socket.remoteAddress);
   const trusted = state.isTrustedProxy(peer);
   let inbound: InboundHeaders;
   try {
-    inbound = scanRequestHeaders(req.rawHeaders, http2);
+    if (!http2 && req.httpVersion !== '1.1' && req.httpVersion !== '1.0')
+      throw BadRequest(`HTTP/${req.httpVersion} is not spoken on an HTTP/1 connection`);
+    inbound = scanRequestHeaders(req.rawHeaders, http2, req.httpVersion === '1.0');
   } finally {
     // the request id is decided even when the headers are refused
     idBox.id = randomUUID();
@@ -138,20 +151,41 @@ export function upstreamHeaders(p: Prepared, proto: string): string[] {
 }
 
 /** Request body with the size limit enforced while streaming (for bodies of undeclared length). */
-async function* limitedBody(req: Req, limit: number): AsyncGenerator<Buffer> {
+async function* limitedBody(req: Req, limit: number, failure: BodyFailure): AsyncGenerator<Buffer> {
   let total = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     total += chunk.length;
-    if (total > limit) throw PayloadTooLarge(limit);
+    if (total > limit) throw (failure.error = PayloadTooLarge(limit));
     yield chunk;
   }
 }
 
-function hasBody(req: Req, inbound: InboundHeaders): boolean {
-  if (req.httpVersionMajor === 2) {
-    const stream = (req as Http2ServerRequest).stream;
-    return !(stream.endAfterHeaders || (inbound.contentLength === 0));
+/** Why the gateway itself stopped a request body (set before the error reaches undici). */
+interface BodyFailure {
+  error?: GatehouseError;
+}
+
+/**
+ * An HTTP/2 body is counted against its declared length: nghttp2 resets a
+ * stream whose DATA disagrees with content-length, but only after the head was
+ * forwarded, so the upstream must see an aborted request, never a complete one.
+ */
+async function* http2Body(req: Req, limit: number, declared: number | undefined, failure: BodyFailure): AsyncGenerator<Buffer> {
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) throw (failure.error = PayloadTooLarge(limit));
+    if (declared !== undefined && total > declared)
+      throw (failure.error = AmbiguousRequest('the body is longer than its content-length'));
+    yield chunk;
   }
+  if (!req.complete) throw (failure.error = AmbiguousRequest('the request stream was reset'));
+  if (declared !== undefined && total !== declared)
+    throw (failure.error = AmbiguousRequest('the body is shorter than its content-length'));
+}
+
+function hasBody(req: Req, inbound: InboundHeaders): boolean {
+  if (isHttp2(req)) return !(req.stream.endAfterHeaders || inbound.contentLength === 0);
   return inbound.chunked || (inbound.contentLength !== undefined && inbound.contentLength > 0);
 }
 
@@ -166,7 +200,7 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
     const started = performance.now();
     const state = ctx.state();
     // HTTP/2 streams have no server-wide request timeout: give each one its own
-    if (req.httpVersionMajor === 2) (req as Http2ServerRequest).stream.setTimeout(state.config.limits.requestTimeoutMs, cancelStream);
+    if (isHttp2(req)) req.stream.setTimeout(state.config.limits.requestTimeoutMs, cancelStream);
     const idBox = { id: '' };
     let prepared: Prepared;
     try {
@@ -179,12 +213,25 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
     const upstream = state.upstreams.get(p.route.config.service)!;
     const method = req.method!;
     const withBody = hasBody(req, p.inbound);
+    const failure: BodyFailure = {};
     const body = !withBody
       ? undefined
-      : p.inbound.contentLength !== undefined
-        ? (req as unknown as Readable)
-        : Readable.from(limitedBody(req, p.bodyLimit), { objectMode: false });
+      : isHttp2(req)
+        ? Readable.from(http2Body(req, p.bodyLimit, p.inbound.contentLength, failure), { objectMode: false })
+        : p.inbound.contentLength !== undefined
+          ? (req as unknown as Readable)
+          : Readable.from(limitedBody(req, p.bodyLimit, failure), { objectMode: false });
     const path = upstreamPath(p.route, p.path);
+    // a client that breaks off its upload must not leave the upstream waiting for the rest
+    let signal: AbortSignal | undefined;
+    if (withBody) {
+      const abort = new AbortController();
+      signal = abort.signal;
+      uploads.set(res, abort);
+      req.once('close', () => {
+        if (!req.complete) abort.abort();
+      });
+    }
     const upstreamStarted = performance.now();
     let status = 0;
     upstream
@@ -196,11 +243,17 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
           body,
           idempotentRetry: !withBody && IDEMPOTENT.has(method),
           headersTimeout: p.route.config.limits.timeoutMs,
+          signal,
+          // a body over the limit, broken off or framed badly is not the upstream's failure
+          clientFailure: withBody
+            ? () => failure.error ?? (req.complete ? undefined : AmbiguousRequest('the request body was broken off or malformed'))
+            : undefined,
         },
         (response) => {
           metrics.upstreamDuration.observe({ service: upstream.name }, (performance.now() - upstreamStarted) / 1000);
           status = response.statusCode;
-          if (res.destroyed) return res as unknown as Writable; // the client left; undici sees a closed sink and stops
+          // the client left, or the connection was already answered (malformed body): drop the answer
+          if (res.destroyed || res.headersSent) return discardSink();
           const frame = p.route.config.frameOptions ?? state.config.headers.frameOptions;
           const headers: Record<string, string | string[]> = { ...state.securityHeaders[frame] };
           filterResponseHeaders(response.headers as Record<string, string | string[] | undefined>, headers);
@@ -237,6 +290,15 @@ function loggableHeaders(headers: Record<string, string | string[] | undefined>)
   const out: Record<string, string | string[] | undefined> = {};
   for (const name in headers) if (name.charCodeAt(0) !== 0x3a && name !== 'referer') out[name] = headers[name];
   return out;
+}
+
+/** Where an upstream answer goes when nobody will read it. */
+function discardSink(): Writable {
+  return new Writable({
+    write(_chunk, _encoding, callback) {
+      callback();
+    },
+  });
 }
 
 function statusClass(status: number): string {
@@ -295,7 +357,8 @@ export function sendProblem(
   if (e.status === 400 || e.status === 413 || e.status === 431 || e.status === 405)
     ctx.metrics.refused.inc({ reason: e.code });
   if (res.headersSent || res.destroyed) {
-    res.destroy();
+    // already answered in full (e.g. a parser error on its body): leave it be
+    if (!res.writableEnded) res.destroy();
     return;
   }
   const body = JSON.stringify(problemBody(e, requestId));
@@ -307,12 +370,12 @@ export function sendProblem(
     'cache-control': 'no-store',
     'x-request-id': requestId,
   };
-  const http2 = req.httpVersionMajor === 2;
+  const http2 = isHttp2(req);
   if (e.closeConnection && !http2) headers.connection = 'close';
   (res as ServerResponse).writeHead(e.status, headers);
   res.end(body);
   if (e.closeConnection) {
-    if (http2) (req as Http2ServerRequest).stream.session?.close();
+    if (http2) req.stream.session?.close();
     else {
       // never read what follows a refused request: it may be a smuggled one
       const socket = (req as IncomingMessage).socket;

@@ -22,12 +22,13 @@ import {
   HeadersTooLarge,
   RequestTimeout,
   Internal,
+  UnsupportedTarget,
   problemBody,
   PROBLEM_CONTENT_TYPE,
 } from '../shared/errors.ts';
 import { buildState, type GatewayState } from './state.ts';
 import { createMetrics, type GatewayMetrics } from './metrics.ts';
-import { createHandler, prepare, upstreamHeaders, type PipelineContext } from './pipeline.ts';
+import { abortUpload, createHandler, prepare, upstreamHeaders, wasRefused, type PipelineContext } from './pipeline.ts';
 import { upstreamPath, normaliseHost } from './router.ts';
 import { canonicalTarget } from './hygiene.ts';
 import { loadTlsMaterial, secureOptions, type TlsMaterial } from './tls.ts';
@@ -101,6 +102,20 @@ export function writeRawProblem(socket: Duplex, error: GatehouseError, requestId
   (socket as Socket).destroySoon?.();
 }
 
+/** Answer a response object with a problem and close the connection after it. */
+function respondProblem(res: http.ServerResponse, error: GatehouseError, requestId: string): void {
+  const body = JSON.stringify(problemBody(error, requestId));
+  res.writeHead(error.status, {
+    'content-type': PROBLEM_CONTENT_TYPE,
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'x-request-id': requestId,
+    connection: 'close',
+  });
+  res.end(body);
+}
+
 function parserError(code: string | undefined): GatehouseError {
   switch (code) {
     case 'HPE_HEADER_OVERFLOW':
@@ -161,6 +176,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   let tlsMaterial: TlsMaterial | undefined;
   let server: http.Server | https.Server;
   let h2: http2.Http2Server | undefined;
+  const h2Sessions = new Set<http2.ServerHttp2Session>();
   const listen = options.listen ?? config.listen;
   const listenHost = (() => {
     const p = parseListen(listen);
@@ -189,6 +205,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
     );
     h2.setTimeout(limits.keepAliveTimeoutMs);
+    h2.on('session', (session: http2.ServerHttp2Session) => {
+      h2Sessions.add(session);
+      session.once('close', () => h2Sessions.delete(session));
+    });
+    // CONNECT gets the same 400 problem as on HTTP/1 (Node would answer a bare 405)
+    h2.on('connect', handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
     h2.on('sessionError', () => metrics.refused.inc({ reason: 'http2_session_error' }));
     // ALPN decides: h2 sessions go to the HTTP/2 server, the rest to HTTP/1.1
     const h1Listener = server.listeners('secureConnection')[0] as (s: TLSSocket) => void;
@@ -206,13 +228,33 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     socket.once('close', () => metrics.connections.dec());
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    // Bytes after a request that ends the connection (Connection: close, a
+    // refusal): the answer already written or in flight is the only one.
+    if (error.code === 'HPE_CLOSED_CONNECTION' || wasRefused(socket)) {
+      if (!(socket as Socket & { _httpMessage?: unknown })._httpMessage) (socket as Socket).destroySoon();
+      return;
+    }
     const e = parserError(error.code);
     metrics.refused.inc({ reason: e.code });
     if (error.code === 'ECONNRESET' || error.code === 'EPIPE') {
       socket.destroy();
       return;
     }
+    // a request already being proxied whose body turned out malformed: answer it
+    // (once) if nothing was sent yet, otherwise cut the connection
+    const inflight = (socket as Socket & { _httpMessage?: http.ServerResponse })._httpMessage;
+    if (inflight) {
+      abortUpload(inflight);
+      if (inflight.headersSent) socket.destroy();
+      else respondProblem(inflight, e, randomUUID());
+      return;
+    }
     writeRawProblem(socket, e, randomUUID());
+  });
+  // CONNECT is never proxied; Node would otherwise just drop the socket
+  server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+    metrics.refused.inc({ reason: 'unsupported_target' });
+    writeRawProblem(socket, UnsupportedTarget('CONNECT is not proxied'), randomUUID());
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
     proxyUpgrade(req, socket, head, ctx, metrics),
@@ -321,6 +363,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       h2?.close();
+      for (const session of h2Sessions) session.close(); // GOAWAY; open streams finish
       redirect?.close();
       redirect?.closeAllConnections();
       await admin?.close();

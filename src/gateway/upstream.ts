@@ -38,6 +38,11 @@ export class CircuitBreaker {
     return true;
   }
 
+  /** An outcome that says nothing about the upstream's health (the client's fault). */
+  neutral(trial: boolean): void {
+    if (trial) this.#trialInFlight = false;
+  }
+
   success(trial: boolean): void {
     if (trial) this.#trialInFlight = false;
     this.#failures = 0;
@@ -57,6 +62,10 @@ export interface UpstreamRequest {
   body: Dispatcher.DispatchOptions['body'];
   idempotentRetry: boolean;
   headersTimeout?: number;
+  /** Aborts the upstream request (the client went away mid-body). */
+  signal?: AbortSignal;
+  /** The error to answer when a failure was the client's doing (a body over the limit, broken off or malformed); the breaker ignores it. */
+  clientFailure?: () => GatehouseError | undefined;
 }
 
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -113,6 +122,7 @@ export class Upstream {
       headers: r.headers,
       body: r.body,
       headersTimeout: r.headersTimeout,
+      signal: r.signal,
     };
     let answered = false;
     const onHead: Dispatcher.StreamFactory = (data) => {
@@ -129,9 +139,10 @@ export class Upstream {
       }
     } catch (error) {
       if (answered) throw error; // the upstream answered; the failure is the client's or mid-body
-      if (error instanceof GatehouseError) {
-        this.breaker.success(trial);
-        throw error;
+      const clientError = r.clientFailure?.() ?? (error instanceof GatehouseError ? error : undefined);
+      if (clientError) {
+        this.breaker.neutral(trial);
+        throw clientError;
       }
       this.breaker.failure(trial);
       const code = errorCode(error);
@@ -140,8 +151,13 @@ export class Upstream {
     }
   }
 
-  close(): Promise<void> {
-    return this.pool.close();
+  /** Finish in-flight requests, but give up on them after `graceMs`. */
+  async close(graceMs = 5_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
+    const outcome = await Promise.race([this.pool.close().then(() => 'closed' as const), late]);
+    clearTimeout(timer);
+    if (outcome === 'late') await this.pool.destroy();
   }
 
   destroy(): Promise<void> {
