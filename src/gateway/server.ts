@@ -33,6 +33,7 @@ import { upstreamPath, normaliseHost } from './router.ts';
 import { canonicalTarget } from './hygiene.ts';
 import { loadTlsMaterial, secureOptions, type TlsMaterial } from './tls.ts';
 import { createAdminServer } from './admin.ts';
+import { openGatewayIdentity } from './mtls.ts';
 
 export interface GatewayOptions {
   /** Topology file; re-read on reload. */
@@ -143,7 +144,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   let loaded: LoadedTopology = loadTopology(options.config);
   const addresses = () => ({ ...readServiceAddresses(options.stateDir), ...options.upstreams });
   let generation = 1;
-  let current = buildState(loaded, options.zone, addresses(), clock, generation);
+  // mTLS to upstreams with the gateway's own SVID, when the trust-domain CA exists
+  const upstreamTls = await openGatewayIdentity(options.stateDir, loaded.topology, options.zone, logger, clock);
+  let current = buildState(loaded, options.zone, addresses(), clock, generation, undefined, upstreamTls);
   const config = current.config;
   const metrics = createMetrics({ zone: options.zone });
   const accessLog =
@@ -317,7 +320,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const reload: RunningGateway['reload'] = async () => {
     try {
       const next = loadTopology(options.config);
-      const nextState = buildState(next, options.zone, addresses(), clock, generation + 1, current);
+      const nextState = buildState(next, options.zone, addresses(), clock, generation + 1, current, upstreamTls);
       const previous = current;
       loaded = next;
       generation++;
@@ -371,6 +374,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       await stopped;
       clearTimeout(force);
       await Promise.all([...current.upstreams.values()].map((u) => u.close()));
+      upstreamTls?.close();
     },
   };
 }

@@ -7,6 +7,7 @@ import { ConfigError } from '../topology/config-error.ts';
 import { compileRoutes, type Router } from './router.ts';
 import { Upstream } from './upstream.ts';
 import type { Clock } from '../shared/clock.ts';
+import type { UpstreamTls } from './mtls.ts';
 
 export interface GatewayState {
   generation: number;
@@ -61,6 +62,7 @@ export function buildState(
   clock: Clock,
   generation: number,
   previous?: GatewayState,
+  tls?: UpstreamTls,
 ): GatewayState {
   const zoneConfig = loaded.topology.zones[zone];
   if (!zoneConfig)
@@ -85,13 +87,24 @@ export function buildState(
           message: 'has no upstream address: set `upstream`, or start it with `gatehouse up`',
         },
       ]);
+    const secure = origin.startsWith('https:');
+    if (secure && !tls)
+      throw new ConfigError([
+        {
+          file: loaded.file,
+          line: 1,
+          column: 1,
+          path: `services.${route.service}`,
+          message: 'an https upstream needs the trust-domain CA in the state dir (gatehouse ca init) for mTLS',
+        },
+      ]);
     const old = previous?.upstreams.get(route.service);
     // keep the warm pool when nothing about the upstream changed
     upstreams.set(
       route.service,
       old && old.origin === new URL(origin).origin && JSON.stringify(old.config) === JSON.stringify(service)
         ? old
-        : new Upstream(route.service, origin, service, clock),
+        : new Upstream(route.service, origin, service, clock, secure ? tls!.connectorFor(route.service) : undefined),
     );
   }
   const trusted = compileCidrs(config.trustedProxies);
