@@ -1,0 +1,106 @@
+// The gateway's policy units. Each unit is a folder under policies/ with the
+// same shape: `id`, a zod `schema` (description and default on every field),
+// `provision` (once per config load: compile, fetch, build) and `onRequest`,
+// which returns a decision and never writes the response — only the pipeline
+// does. Units run in a fixed order of phases:
+//
+//   ip → rate → authenticate → authorize → contract → (proxy)
+//
+// A unit in shadow mode logs and counts what it would deny, and lets it pass.
+import type { z } from 'zod';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { GatehouseError } from '../../shared/errors.ts';
+import type { Clock } from '../../shared/clock.ts';
+import type { Logger } from '../../shared/logger.ts';
+import type { LoadedTopology } from '../../topology/load.ts';
+import type { CompiledRoute } from '../router.ts';
+
+export type Phase = 'ip' | 'rate' | 'authenticate' | 'authorize' | 'contract';
+export const PHASES: readonly Phase[] = ['ip', 'rate', 'authenticate', 'authorize', 'contract'];
+
+/** Who is calling, as established by authentication. */
+export interface Identity {
+  /** 'user' (a token with a user subject), 'client' (a client's own token), 'consumer' (an API key). */
+  kind: 'user' | 'client' | 'consumer';
+  /** Subject: the user id, the client id or the consumer name. */
+  sub: string;
+  clientId?: string;
+  consumer?: string;
+  issuer?: string;
+  scopes: ReadonlySet<string>;
+  roles: ReadonlySet<string>;
+  acr?: string;
+  amr: readonly string[];
+  /** The credential's id (token `jti`, API key prefix). */
+  jti?: string;
+  /** Expiry of the credential, seconds since the epoch. */
+  exp?: number;
+  /** Rate-limit tier (API key consumers). */
+  tier?: string;
+  /** The raw access token, when it may be forwarded. */
+  token?: string;
+}
+
+/** One request as the policies see it. The path is the canonical one the router matched. */
+export interface Exchange {
+  method: string;
+  path: string;
+  query: string;
+  host: string;
+  headers: IncomingHttpHeaders;
+  clientAddress: string;
+  requestId: string;
+  zone: string;
+  route: CompiledRoute;
+  now: number;
+  identity?: Identity;
+  /** Headers a unit adds for the upstream (flat name, value pairs). */
+  upstreamHeaders: string[];
+  /** Headers a unit adds to the response (success or refusal). */
+  responseHeaders: Record<string, string>;
+  /** Called once the response is finished (concurrency slots, counters). */
+  onDone: (() => void)[];
+}
+
+export type Decision = GatehouseError | undefined;
+
+export interface ProvisionContext {
+  topology: LoadedTopology;
+  zone: string;
+  stateDir: string;
+  clock: Clock;
+  logger: Logger;
+  /** Shared resources of this gateway (Redis connections, JWKS caches …), closed with it. */
+  shared: SharedResources;
+}
+
+export interface SharedResources {
+  get<T>(key: string, create: () => T, close?: (value: T) => void | Promise<void>): T;
+  close(): Promise<void>;
+}
+
+export interface Policy<Config, State> {
+  id: string;
+  phase: Phase;
+  schema: z.ZodType<Config>;
+  provision(config: Config, ctx: ProvisionContext): State | Promise<State>;
+  onRequest(exchange: Exchange, state: State): Decision | Promise<Decision>;
+}
+
+export function createSharedResources(): SharedResources {
+  const values = new Map<string, { value: unknown; close?: (v: unknown) => void | Promise<void> }>();
+  return {
+    get<T>(key: string, create: () => T, close?: (value: T) => void | Promise<void>): T {
+      let entry = values.get(key);
+      if (!entry) {
+        entry = { value: create(), close: close as ((v: unknown) => void | Promise<void>) | undefined };
+        values.set(key, entry);
+      }
+      return entry.value as T;
+    },
+    async close() {
+      for (const { value, close } of values.values()) await close?.(value);
+      values.clear();
+    },
+  };
+}
