@@ -1,13 +1,16 @@
 // `gatehouse up`: runs a whole topology on one machine. Every component runs
 // in its own process (the same CLI verbs an operator would run), started in
-// trust order — services, authorities, gateways — and `endpoints.json` is
-// written only when every one of them has said it answers.
+// trust order — the trust domain's CA, authorities, services (each with its
+// own workload certificate, bootstrapped from a one-time join token), gateways
+// — and `endpoints.json` is written only when every one of them has said it
+// answers.
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, writeFileSync, renameSync, readFileSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTopology } from '../topology/load.ts';
 import { openDevCa } from '../shared/dev-ca.ts';
+import { initCa, createJoinToken } from '../pki/index.ts';
 import type { ReadyMessage } from './ready.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -25,6 +28,8 @@ export interface UpOptions {
 export interface Endpoints {
   trustDomain: string;
   caBundle: string;
+  /** The trust domain's CA (workload certificates: join-token bootstrap, renewal, revocations). */
+  ca?: string;
   zones: Record<string, { gateway?: string; authority?: string; admin?: string; redirect?: string }>;
   services: Record<string, { zone: string; url: string }>;
   console?: string;
@@ -50,14 +55,18 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
   mkdirSync(path.join(stateDir, 'logs'), { recursive: true, mode: 0o700 });
   for (const f of ['endpoints.json', 'services.json']) if (existsSync(path.join(stateDir, f))) writeFileSync(path.join(stateDir, f), '{}');
 
-  // the dev CA exists before any component starts, so all of them share it
+  // the dev CA (TLS of gateways and authorities) and the trust domain's CA
+  // (workload identities) exist before any component starts, so all share them
   await openDevCa(stateDir, topology.trustDomain);
+  const pki = await initCa({ stateDir, topology });
+  if (pki.devPassphraseFile)
+    out.write(`gatehouse: created the CA of ${topology.trustDomain}; dev mode: its root key passphrase is in ${pki.devPassphraseFile}\n`);
   const children: Child[] = [];
   let stopping = false;
-  const start = (name: string, args: string[], script = MAIN): Child => {
+  const start = (name: string, args: string[], script = MAIN, env: Record<string, string> = {}): Child => {
     const logFile = path.join(stateDir, 'logs', `${name}.log`);
     const fd = openSync(logFile, 'a', 0o600);
-    const child = fork(script, args, { stdio: ['ignore', fd, fd, 'ipc'], execArgv: [] });
+    const child = fork(script, args, { stdio: ['ignore', fd, fd, 'ipc'], execArgv: [], env: { ...process.env, ...env } });
     closeSync(fd);
     const ready = new Promise<ReadyMessage>((resolve, reject) => {
       child.on('message', (m: ReadyMessage) => {
@@ -100,15 +109,28 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
     const common = ['--config', loaded.file, '--state-dir', stateDir];
     const ephemeral = (flag: string) => (o.ephemeralPorts ? [flag, '127.0.0.1:0'] : []);
 
-    // 1. services that Gatehouse starts itself
+    // 1. the CA server: services bootstrap their certificates from it and renew there
+    const caChild = start('ca', ['ca', 'serve', ...common, '--listen', '127.0.0.1:0']);
+    const caUrl = (await caChild.ready).endpoints.ca;
+
+    // 2. services that Gatehouse starts itself, each with a one-time join token
+    // (in its environment, never on the command line) for its own certificate
     const services: Endpoints['services'] = {};
     const serviceChildren = Object.entries(topology.services)
       .filter(([, s]) => s.run !== undefined)
-      .map(([name, s]) => ({
-        name,
-        zone: s.zone,
-        child: start(`service-${name}`, [path.resolve(loaded.dir, s.run!), name], path.join(here, 'run-service.ts')),
-      }));
+      .map(([name, s]) => {
+        const join = createJoinToken({ stateDir, topology, service: name, ttlSeconds: 300 });
+        return {
+          name,
+          zone: s.zone,
+          child: start(
+            `service-${name}`,
+            [path.resolve(loaded.dir, s.run!), name, ...common, '--ca-url', caUrl],
+            path.join(here, 'run-service.ts'),
+            { GATEHOUSE_JOIN_TOKEN: join.token },
+          ),
+        };
+      });
     for (const s of serviceChildren) services[s.name] = { zone: s.zone, url: (await s.child.ready).endpoints.service };
     for (const [name, s] of Object.entries(topology.services))
       if (s.upstream !== undefined) services[name] = { zone: s.zone, url: s.upstream };
@@ -118,7 +140,7 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
       0o600,
     );
 
-    // 2. authorities, 3. gateways
+    // 3. authorities, 4. gateways
     const zones: Endpoints['zones'] = {};
     const devCredentials: Record<string, unknown> = {};
     const authorityVerb = existsSync(path.join(here, 'commands', 'authority.ts'));
@@ -158,6 +180,7 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
     const endpoints: Endpoints = {
       trustDomain: topology.trustDomain,
       caBundle: path.join(stateDir, 'tls', 'dev-ca.pem'),
+      ca: caUrl,
       zones,
       services,
     };

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 export function register(program: Command): void {
   program
     .command('up')
-    .description('run a whole topology on this machine: services, authorities and gateways')
+    .description('run a whole topology on this machine: CA, authorities, services (mTLS) and gateways')
     .option('-c, --config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
     .option('-s, --state-dir <dir>', 'state directory (endpoints.json, dev CA, logs)', '.gatehouse')
     .option('--ephemeral-ports', 'listen on free ports instead of the ones in the file', false)
@@ -16,7 +16,7 @@ export function register(program: Command): void {
       const { up } = await import('../up.ts');
       const running = await up({ config: opts.config, stateDir: opts.stateDir, ephemeralPorts: opts.ephemeralPorts, dev: opts.dev });
       const { endpoints } = running;
-      const lines = [`trust domain ${endpoints.trustDomain}; CA bundle ${endpoints.caBundle}`];
+      const lines = [`trust domain ${endpoints.trustDomain}; CA bundle ${endpoints.caBundle}${endpoints.ca ? `; workload CA ${endpoints.ca}` : ''}`];
       for (const [zone, z] of Object.entries(endpoints.zones))
         lines.push(`zone ${zone}: ${Object.entries(z).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       process.stdout.write(lines.join('\n') + '\n');
