@@ -23,6 +23,9 @@ import { canonicalTarget } from './hygiene.ts';
 import { scanRequestHeaders, filterResponseHeaders, REQUEST_ID, type InboundHeaders } from './headers.ts';
 import { normaliseHost, upstreamPath, type CompiledRoute } from './router.ts';
 import { normaliseAddress, type GatewayState } from './state.ts';
+import { runChain, type Chain } from './policies/chain.ts';
+import type { Exchange } from './policies/policy.ts';
+import { IDENTITY_HEADER } from './policies/authentication/identity-token.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
 export type Req = IncomingMessage | Http2ServerRequest;
@@ -210,79 +213,127 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
       return;
     }
     const p = prepared;
-    const upstream = state.upstreams.get(p.route.config.service)!;
-    const method = req.method!;
-    const withBody = hasBody(req, p.inbound);
-    const failure: BodyFailure = {};
-    const body = !withBody
-      ? undefined
-      : isHttp2(req)
-        ? Readable.from(http2Body(req, p.bodyLimit, p.inbound.contentLength, failure), { objectMode: false })
-        : p.inbound.contentLength !== undefined
-          ? (req as unknown as Readable)
-          : Readable.from(limitedBody(req, p.bodyLimit, failure), { objectMode: false });
-    const path = upstreamPath(p.route, p.path);
-    // a client that breaks off its upload must not leave the upstream waiting for the rest
-    let signal: AbortSignal | undefined;
-    if (withBody) {
-      const abort = new AbortController();
-      signal = abort.signal;
-      uploads.set(res, abort);
-      req.once('close', () => {
-        if (!req.complete) abort.abort();
-      });
+    const chain = state.chains[p.route.index];
+    if (chain === undefined) {
+      proxy(req, res, p, ctx, started, undefined);
+      return;
     }
-    const upstreamStarted = performance.now();
-    let status = 0;
-    upstream
-      .stream(
-        {
-          path: p.query === '' ? path : `${path}?${p.query}`,
-          method,
-          headers: upstreamHeaders(p, ctx.proto),
-          body,
-          idempotentRetry: !withBody && IDEMPOTENT.has(method),
-          headersTimeout: p.route.config.limits.timeoutMs,
-          signal,
-          // a body over the limit, broken off or framed badly is not the upstream's failure
-          clientFailure: withBody
-            ? () => failure.error ?? (req.complete ? undefined : AmbiguousRequest('the request body was broken off or malformed'))
-            : undefined,
-        },
-        (response) => {
-          metrics.upstreamDuration.observe({ service: upstream.name }, (performance.now() - upstreamStarted) / 1000);
-          status = response.statusCode;
-          // the client left, or the connection was already answered (malformed body): drop the answer
-          if (res.destroyed || res.headersSent) return discardSink();
-          const frame = p.route.config.frameOptions ?? state.config.headers.frameOptions;
-          const headers: Record<string, string | string[]> = { ...state.securityHeaders[frame] };
-          filterResponseHeaders(response.headers as Record<string, string | string[] | undefined>, headers);
-          headers['x-request-id'] = p.requestId;
-          if (frame !== 'off' && headers['content-security-policy'] === undefined)
-            headers['content-security-policy'] = frame === 'DENY' ? "frame-ancestors 'none'" : "frame-ancestors 'self'";
-          (res as ServerResponse).writeHead(status, headers);
-          return res as unknown as Writable;
-        },
-      )
-      .then(
-        () => finish(req, res, status, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress),
-        (error: unknown) => {
-          if (upstream.breaker.state !== 'closed') metrics.circuit.set({ service: upstream.name }, 1);
-          if (status !== 0) {
-            // failed after the head was sent: all we can do is cut the response
-            res.destroy();
-            finish(req, res, status, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress);
-            return;
-          }
-          sendProblem(req, res, error, p.requestId, state, ctx, started, p.route);
-        },
-      )
-      .catch((error: unknown) => {
-        // never let one request take the process down
-        ctx.logger.error({ request_id: p.requestId, err: error }, 'unexpected error while proxying');
-        res.destroy();
-      });
+    const exchange: Exchange = {
+      method: req.method!,
+      path: p.path,
+      query: p.query,
+      host: p.inbound.host ?? '',
+      headers: req.headers,
+      clientAddress: p.clientAddress,
+      requestId: p.requestId,
+      zone: state.zone,
+      route: p.route,
+      now: Date.now(),
+      upstreamHeaders: [],
+      responseHeaders: {},
+      onDone: [],
+    };
+    runChain(chain, exchange, (unit, denial) => {
+      metrics.refused.inc({ reason: `shadow_${denial.code}` });
+      ctx.logger.info({ request_id: p.requestId, policy: unit, code: denial.code }, 'shadow mode: would deny');
+    })
+      .then(async (decision) => {
+        if (decision) {
+          sendProblem(req, res, decision, p.requestId, state, ctx, started, p.route, exchange);
+          return;
+        }
+        if (exchange.identity && state.identity) {
+          const audience = `spiffe://${state.trustDomain}/zone/${state.zone}/svc/${p.route.config.service}`;
+          exchange.upstreamHeaders.push(IDENTITY_HEADER, await state.identity.sign(exchange.identity, audience));
+        }
+        proxy(req, res, p, ctx, started, { chain, exchange });
+      })
+      .catch((error: unknown) => sendProblem(req, res, error, p.requestId, state, ctx, started, p.route, exchange));
   };
+}
+
+interface Checked {
+  chain: Chain;
+  exchange: Exchange;
+}
+
+/** Send the request upstream and stream the answer back. */
+function proxy(req: Req, res: Res, p: Prepared, ctx: PipelineContext, started: number, checked: Checked | undefined): void {
+  const { metrics } = ctx;
+  const state = p.state;
+  const upstream = state.upstreams.get(p.route.config.service)!;
+  const method = req.method!;
+  const withBody = hasBody(req, p.inbound);
+  const failure: BodyFailure = {};
+  const body = !withBody
+    ? undefined
+    : isHttp2(req)
+      ? Readable.from(http2Body(req, p.bodyLimit, p.inbound.contentLength, failure), { objectMode: false })
+      : p.inbound.contentLength !== undefined
+        ? (req as unknown as Readable)
+        : Readable.from(limitedBody(req, p.bodyLimit, failure), { objectMode: false });
+  const path = upstreamPath(p.route, p.path);
+  // a client that breaks off its upload must not leave the upstream waiting for the rest
+  let signal: AbortSignal | undefined;
+  if (withBody) {
+    const abort = new AbortController();
+    signal = abort.signal;
+    uploads.set(res, abort);
+    req.once('close', () => {
+      if (!req.complete) abort.abort();
+    });
+  }
+  const upstreamStarted = performance.now();
+  let status = 0;
+  upstream
+    .stream(
+      {
+        path: p.query === '' ? path : `${path}?${p.query}`,
+        method,
+        headers: checked ? withPolicyHeaders(upstreamHeaders(p, ctx.proto), checked) : upstreamHeaders(p, ctx.proto),
+        body,
+        idempotentRetry: !withBody && IDEMPOTENT.has(method),
+        headersTimeout: p.route.config.limits.timeoutMs,
+        signal,
+        // a body over the limit, broken off or framed badly is not the upstream's failure
+        clientFailure: withBody
+          ? () => failure.error ?? (req.complete ? undefined : AmbiguousRequest('the request body was broken off or malformed'))
+          : undefined,
+      },
+      (response) => {
+        metrics.upstreamDuration.observe({ service: upstream.name }, (performance.now() - upstreamStarted) / 1000);
+        status = response.statusCode;
+        // the client left, or the connection was already answered (malformed body): drop the answer
+        if (res.destroyed || res.headersSent) return discardSink();
+        const frame = p.route.config.frameOptions ?? state.config.headers.frameOptions;
+        const headers: Record<string, string | string[]> = { ...state.securityHeaders[frame] };
+        filterResponseHeaders(response.headers as Record<string, string | string[] | undefined>, headers);
+        headers['x-request-id'] = p.requestId;
+        if (checked) Object.assign(headers, checked.exchange.responseHeaders);
+        if (frame !== 'off' && headers['content-security-policy'] === undefined)
+          headers['content-security-policy'] = frame === 'DENY' ? "frame-ancestors 'none'" : "frame-ancestors 'self'";
+        (res as ServerResponse).writeHead(status, headers);
+        return res as unknown as Writable;
+      },
+    )
+    .then(
+      () => finish(req, res, status, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress, checked?.exchange),
+      (error: unknown) => {
+        if (upstream.breaker.state !== 'closed') metrics.circuit.set({ service: upstream.name }, 1);
+        if (status !== 0) {
+          // failed after the head was sent: all we can do is cut the response
+          res.destroy();
+          finish(req, res, status, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress, checked?.exchange);
+          return;
+        }
+        sendProblem(req, res, error, p.requestId, state, ctx, started, p.route, checked?.exchange);
+      },
+    )
+    .catch((error: unknown) => {
+      // never let one request take the process down
+      ctx.logger.error({ request_id: p.requestId, err: error }, 'unexpected error while proxying');
+      res.destroy();
+    });
 }
 
 /** Request headers for the access log: pseudo-headers dropped (the path is logged redacted on its own). */
@@ -316,7 +367,9 @@ function finish(
   path: string | undefined,
   query: string | undefined,
   client: string | undefined,
+  exchange?: Exchange,
 ): void {
+  if (exchange !== undefined) for (const done of exchange.onDone) done();
   const seconds = (performance.now() - started) / 1000;
   const routeName = route?.name ?? '(none)';
   ctx.metrics.requests.inc({ route: routeName, method: req.method ?? '', status_class: statusClass(status) });
@@ -334,6 +387,7 @@ function finish(
       http: req.httpVersion,
     };
     if (ctx.logHeaders) entry.req = { headers: loggableHeaders(req.headers) };
+    if (exchange?.identity) entry.caller = { kind: exchange.identity.kind, sub: exchange.identity.sub, client_id: exchange.identity.clientId, jti: exchange.identity.jti };
     if (!res.writableFinished && status < 400) entry.aborted = true;
     ctx.accessLog.info(entry);
   }
@@ -349,6 +403,7 @@ export function sendProblem(
   ctx: PipelineContext,
   started: number,
   route: CompiledRoute | undefined,
+  exchange?: Exchange,
 ): void {
   const e = error instanceof GatehouseError ? error : Internal(error);
   if (e.status >= 500 && e.cause !== undefined)
@@ -364,6 +419,7 @@ export function sendProblem(
   const body = JSON.stringify(problemBody(e, requestId));
   const headers: Record<string, string> = {
     ...state.securityHeaders.DENY,
+    ...exchange?.responseHeaders,
     ...e.headers,
     'content-type': PROBLEM_CONTENT_TYPE,
     'content-length': String(Buffer.byteLength(body)),
@@ -383,7 +439,16 @@ export function sendProblem(
       res.once('finish', () => socket.destroySoon());
     }
   }
-  finish(req, res, e.status, ctx, started, route, requestId, undefined, undefined, undefined);
+  finish(req, res, e.status, ctx, started, route, requestId, undefined, undefined, undefined, exchange);
+}
+
+/** The client's headers minus the route's credentials, plus what the policies add (identity token …). */
+function withPolicyHeaders(headers: string[], checked: Checked): string[] {
+  const strip = checked.chain.strip;
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (!strip.has(headers[i])) out.push(headers[i], headers[i + 1]);
+  out.push(...checked.exchange.upstreamHeaders);
+  return out;
 }
 
 function describeCause(cause: unknown): string {

@@ -34,6 +34,7 @@ import { canonicalTarget } from './hygiene.ts';
 import { loadTlsMaterial, secureOptions, type TlsMaterial } from './tls.ts';
 import { createAdminServer } from './admin.ts';
 import { openGatewayIdentity } from './mtls.ts';
+import { createSharedResources } from './policies/policy.ts';
 
 export interface GatewayOptions {
   /** Topology file; re-read on reload. */
@@ -146,7 +147,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   let generation = 1;
   // mTLS to upstreams with the gateway's own SVID, when the trust-domain CA exists
   const upstreamTls = await openGatewayIdentity(options.stateDir, loaded.topology, options.zone, logger, clock);
-  let current = buildState(loaded, options.zone, addresses(), clock, generation, undefined, upstreamTls);
+  // resources shared by every config generation (JWKS caches, token cache, API keys)
+  const shared = createSharedResources();
+  const build = (l: LoadedTopology, gen: number, previous?: GatewayState) =>
+    buildState({ loaded: l, zone: options.zone, stateDir: options.stateDir, addresses: addresses(), clock, logger, generation: gen, shared, previous, tls: upstreamTls });
+  let current = await build(loaded, generation);
   const config = current.config;
   const metrics = createMetrics({ zone: options.zone });
   const accessLog =
@@ -320,7 +325,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const reload: RunningGateway['reload'] = async () => {
     try {
       const next = loadTopology(options.config);
-      const nextState = buildState(next, options.zone, addresses(), clock, generation + 1, current, upstreamTls);
+      const nextState = await build(next, generation + 1, current);
       const previous = current;
       loaded = next;
       generation++;
@@ -375,6 +380,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       clearTimeout(force);
       await Promise.all([...current.upstreams.values()].map((u) => u.close()));
       upstreamTls?.close();
+      await shared.close();
     },
   };
 }

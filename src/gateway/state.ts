@@ -8,6 +8,10 @@ import { compileRoutes, type Router } from './router.ts';
 import { Upstream } from './upstream.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { UpstreamTls } from './mtls.ts';
+import type { Logger } from '../shared/logger.ts';
+import { provisionChain, type Chain } from './policies/chain.ts';
+import type { SharedResources } from './policies/policy.ts';
+import { openIdentitySigner, type IdentitySigner } from './policies/authentication/identity-token.ts';
 
 export interface GatewayState {
   generation: number;
@@ -16,6 +20,11 @@ export interface GatewayState {
   config: GatewayConfig;
   router: Router;
   upstreams: Map<string, Upstream>;
+  /** Policy chain per route index; undefined: nothing to check. */
+  chains: (Chain | undefined)[];
+  /** Signs identity tokens for upstreams; present when any route authenticates. */
+  identity: IdentitySigner | undefined;
+  trustDomain: string;
   isTrustedProxy(address: string): boolean;
   /** Security headers per frame-options setting, precomputed. */
   securityHeaders: Record<'DENY' | 'SAMEORIGIN' | 'off', Readonly<Record<string, string>>>;
@@ -55,15 +64,21 @@ function securityHeaders(config: GatewayConfig, frame: 'DENY' | 'SAMEORIGIN' | '
   return h;
 }
 
-export function buildState(
-  loaded: LoadedTopology,
-  zone: string,
-  addresses: Readonly<Record<string, string>>,
-  clock: Clock,
-  generation: number,
-  previous?: GatewayState,
-  tls?: UpstreamTls,
-): GatewayState {
+export interface BuildOptions {
+  loaded: LoadedTopology;
+  zone: string;
+  stateDir: string;
+  addresses: Readonly<Record<string, string>>;
+  clock: Clock;
+  logger: Logger;
+  generation: number;
+  shared: SharedResources;
+  previous?: GatewayState;
+  tls?: UpstreamTls;
+}
+
+export async function buildState(o: BuildOptions): Promise<GatewayState> {
+  const { loaded, zone, addresses, clock, generation, previous, tls } = o;
   const zoneConfig = loaded.topology.zones[zone];
   if (!zoneConfig)
     throw new ConfigError([{ file: loaded.file, line: 1, column: 1, path: 'zones', message: `no zone ${JSON.stringify(zone)}` }]);
@@ -108,6 +123,27 @@ export function buildState(
     );
   }
   const trusted = compileCidrs(config.trustedProxies);
+  const ctx = { topology: loaded, zone, stateDir: o.stateDir, clock, logger: o.logger, shared: o.shared };
+  const chains: (Chain | undefined)[] = [];
+  for (const [i, route] of zoneConfig.routes.entries()) {
+    try {
+      chains.push(await provisionChain(route, zoneConfig, ctx));
+    } catch (error) {
+      if (error instanceof ConfigError) throw error;
+      throw new ConfigError([
+        { file: loaded.file, line: 1, column: 1, path: `zones.${zone}.routes[${i}]`, message: (error as Error).message },
+      ]);
+    }
+  }
+  const identity = chains.some((c) => c?.authenticated)
+    ? await openIdentitySigner({
+        stateDir: o.stateDir,
+        zone,
+        trustDomain: loaded.topology.trustDomain,
+        ttlSeconds: zoneConfig.authentication.identity.ttlSeconds,
+        clock,
+      })
+    : undefined;
   return {
     generation,
     zone,
@@ -115,6 +151,9 @@ export function buildState(
     config,
     router: compileRoutes(zoneConfig.routes),
     upstreams,
+    chains,
+    identity,
+    trustDomain: loaded.topology.trustDomain,
     isTrustedProxy: trusted,
     securityHeaders: {
       DENY: securityHeaders(config, 'DENY'),

@@ -20,6 +20,7 @@ export type ProblemCode =
   | 'forbidden'
   | 'insufficient_scope'
   | 'too_many_requests'
+  | 'rate_limit_unavailable'
   | 'unsupported_media_type'
   | 'unprocessable'
   | 'internal';
@@ -89,6 +90,21 @@ export const UpstreamUnavailable = (retryAfterSec: number) =>
     'The upstream service is failing; requests are paused.',
     { headers: { 'retry-after': String(retryAfterSec) } },
   );
+export const Forbidden = (detail = 'Access is not allowed.') => new GatehouseError('forbidden', 403, 'Forbidden', detail);
+/** Retry-After is whole seconds, at least 1 (a 0 invites an immediate retry storm). */
+export const TooManyRequests = (retryAfterSec: number, detail = 'Too many requests; retry later.') =>
+  new GatehouseError('too_many_requests', 429, 'Too Many Requests', detail, {
+    headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfterSec))) },
+  });
+/** The shared rate-limit store cannot be reached and the limit fails closed. */
+export const RateLimitUnavailable = (cause?: unknown) =>
+  new GatehouseError(
+    'rate_limit_unavailable',
+    503,
+    'Service Unavailable',
+    'The rate limiter is unavailable; retry later.',
+    { headers: { 'retry-after': '1' }, cause },
+  );
 export const Internal = (cause?: unknown) =>
   new GatehouseError('internal', 500, 'Internal Server Error', 'The gateway failed to handle the request.', { cause });
 
@@ -115,3 +131,18 @@ export function problemBody(error: GatehouseError, requestId: string): ProblemBo
 }
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** 401 with an RFC 6750 challenge; `error` absent when no credential was sent at all. */
+export const Unauthorized = (realm: string, detail: string, error?: 'invalid_token' | 'invalid_request') =>
+  new GatehouseError('unauthorized', 401, 'Unauthorized', detail, {
+    headers: {
+      'www-authenticate': error
+        ? `Bearer realm="${realm}", error="${error}", error_description="${detail.replace(/["\\]/g, '')}"`
+        : `Bearer realm="${realm}"`,
+    },
+  });
+export const InsufficientScope = (realm: string, scope: string) =>
+  new GatehouseError('insufficient_scope', 403, 'Forbidden', `The credential lacks the scope this route needs.`, {
+    headers: { 'www-authenticate': `Bearer realm="${realm}", error="insufficient_scope", scope="${scope}"` },
+  });
+export const AccessDenied = (detail: string) => new GatehouseError('forbidden', 403, 'Forbidden', detail);

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { AuthorityConfig } from './schema-authority.ts';
 import { ServiceMeshFields } from './schema-mesh.ts';
+import { RouteAuth, ZoneAuthentication } from '../gateway/policies/authentication/schema.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 const name = (what: string) =>
@@ -187,6 +188,7 @@ export const Route = z
       .enum(['DENY', 'SAMEORIGIN', 'off'])
       .optional()
       .describe("per-route override of the zone's frame denial; absent: the zone setting"),
+    auth: RouteAuth.optional().describe("who may call: 'anonymous', 'jwt', 'api_key', or { accept, scopes, roles, mfa, … }"),
   })
   .strict();
 
@@ -194,6 +196,9 @@ export const Zone = z
   .object({
     gateway: GatewayConfig.optional().describe('the zone gateway; absent: the zone has no entry point'),
     authority: AuthorityConfig.optional().describe('the zone OAuth 2 / OIDC authority; absent: none'),
+    authentication: ZoneAuthentication.default(ZoneAuthentication.parse({})).describe(
+      'how the gateway checks credentials (issuers, API keys, introspection, identity propagation)',
+    ),
     routes: z.array(Route).default([]).describe('routes of the zone gateway; empty: everything is 404'),
   })
   .strict();

@@ -1,0 +1,98 @@
+// Identity propagation: the upstream never parses the client's credentials.
+// The gateway signs a short-lived JWT (Ed25519) naming the caller for exactly
+// one upstream service, sent in the one header clients can never set (the
+// gateway strips every x-gatehouse-* header they send). Its public key is
+// published in the state dir and on the admin listener.
+import { generateKeyPair, exportJWK, importJWK, SignJWT, type JWK, type CryptoKey, type KeyObject } from 'jose';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync, linkSync, unlinkSync } from 'node:fs';
+import { randomUUID, createHash } from 'node:crypto';
+import path from 'node:path';
+import type { Clock } from '../../../shared/clock.ts';
+import type { Identity } from '../policy.ts';
+
+export const IDENTITY_HEADER = 'x-gatehouse-identity';
+
+export interface IdentitySigner {
+  issuer: string;
+  jwks: { keys: JWK[] };
+  /** A token for `audience` (the service's SPIFFE ID), reused until half its lifetime has passed. */
+  sign(identity: Identity, audience: string): Promise<string>;
+}
+
+export function identityKeyPaths(stateDir: string, zone: string) {
+  const dir = path.join(stateDir, 'gateway', zone);
+  return { dir, key: path.join(dir, 'identity-key.json'), jwks: path.join(dir, 'identity-jwks.json') };
+}
+
+export async function openIdentitySigner(o: {
+  stateDir: string;
+  zone: string;
+  trustDomain: string;
+  ttlSeconds: number;
+  clock: Clock;
+}): Promise<IdentitySigner> {
+  const paths = identityKeyPaths(o.stateDir, o.zone);
+  mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  if (!existsSync(paths.key)) {
+    const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+    const jwk = await exportJWK(privateKey);
+    jwk.kid = createHash('sha256').update(jwk.x ?? '').digest('base64url').slice(0, 16);
+    jwk.alg = 'EdDSA';
+    jwk.use = 'sig';
+    const tmp = `${paths.key}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(jwk), { mode: 0o600 });
+    try {
+      linkSync(tmp, paths.key); // several workers: exactly one key wins
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    } finally {
+      unlinkSync(tmp);
+    }
+  }
+  const privateJwk = JSON.parse(readFileSync(paths.key, 'utf8')) as JWK;
+  const key = (await importJWK(privateJwk, 'EdDSA')) as CryptoKey | KeyObject;
+  const { d: _private, ...publicJwk } = privateJwk;
+  void _private;
+  const jwks = { keys: [publicJwk] };
+  const tmp = `${paths.jwks}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(jwks, null, 2) + '\n', { mode: 0o644 });
+  renameSync(tmp, paths.jwks);
+
+  const issuer = `spiffe://${o.trustDomain}/zone/${o.zone}/gateway`;
+  const cache = new Map<string, { token: string; refreshAt: number }>();
+  return {
+    issuer,
+    jwks,
+    async sign(identity, audience) {
+      const now = o.clock.now();
+      const cacheKey = `${identity.jti ?? identity.token ?? identity.sub}|${identity.sub}|${audience}`;
+      const hit = cache.get(cacheKey);
+      if (hit && hit.refreshAt > now) return hit.token;
+      const iat = Math.floor(now / 1000);
+      const exp = Math.min(iat + o.ttlSeconds, identity.exp ?? Infinity);
+      const claims: Record<string, unknown> = {
+        sub: identity.sub,
+        scope: [...identity.scopes].join(' '),
+        amr: identity.amr.length > 0 ? identity.amr : undefined,
+        acr: identity.acr,
+        client_id: identity.clientId,
+        consumer: identity.consumer,
+        roles: identity.roles.size > 0 ? [...identity.roles] : undefined,
+        orig_jti: identity.jti,
+        orig_iss: identity.issuer,
+        kind: identity.kind,
+      };
+      const token = await new SignJWT(claims)
+        .setProtectedHeader({ alg: 'EdDSA', kid: publicJwk.kid, typ: 'gatehouse-id+jwt' })
+        .setIssuer(issuer)
+        .setAudience(audience)
+        .setIssuedAt(iat)
+        .setExpirationTime(exp)
+        .setJti(randomUUID())
+        .sign(key);
+      if (cache.size >= 10_000) cache.delete(cache.keys().next().value as string);
+      cache.set(cacheKey, { token, refreshAt: now + ((exp - iat) * 1000) / 2 });
+      return token;
+    },
+  };
+}

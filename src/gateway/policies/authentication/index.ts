@@ -1,0 +1,192 @@
+// Authentication unit: who is calling. Accepts, per route, JWT access tokens
+// of trusted issuers, partner API keys and (opaque) introspected tokens. A
+// request presenting two kinds of credential is judged on the route's
+// preferred one, or refused — never on the union of both.
+import { z } from 'zod';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Policy, ProvisionContext, Exchange, Identity } from '../policy.ts';
+import { ZoneAuthentication, RouteAuth } from './schema.ts';
+import { createJwksCache } from './jwks.ts';
+import { createTokenVerifier, TokenRejected, type TokenVerifier, type TrustedIssuer } from './verify-token.ts';
+import { openApiKeyVerifier, type ApiKeyVerifier } from './api-keys.ts';
+import { createIntrospector, type Introspector } from './introspect.ts';
+import { Unauthorized, BadRequest, GatehouseError } from '../../../shared/errors.ts';
+
+type Method = 'jwt' | 'api_key' | 'introspection';
+export type RouteAuthObject = Exclude<RouteAuth, string>;
+
+export const AuthenticationConfig = z.object({ zone: ZoneAuthentication, route: z.custom<RouteAuthObject>() });
+export type AuthenticationConfig = { zone: ZoneAuthentication; route: RouteAuthObject };
+
+export interface AuthenticationState {
+  realm: string;
+  accept: ReadonlySet<Method>;
+  prefer: Method | undefined;
+  apiKeyHeader: string;
+  apiKeyQuery: string | undefined;
+  tokens: TokenVerifier | undefined;
+  apiKeys: ApiKeyVerifier | undefined;
+  introspection: Introspector | undefined;
+}
+
+/** The zone's own authority, as it published itself in the state dir. */
+function zoneIssuer(ctx: ProvisionContext): { issuer: string; jwksUri: string; jwks?: { keys: [] } } | undefined {
+  const file = path.join(ctx.stateDir, 'authority', ctx.zone, 'public.json');
+  if (!existsSync(file)) return undefined;
+  const data = JSON.parse(readFileSync(file, 'utf8')) as { issuer: string; jwks_uri: string; jwks?: { keys: [] } };
+  return { issuer: data.issuer, jwksUri: data.jwks_uri, jwks: data.jwks };
+}
+
+function devCa(ctx: ProvisionContext): string | undefined {
+  const file = path.join(ctx.stateDir, 'tls', 'dev-ca.pem');
+  return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+}
+
+/** The token verifier of a zone, shared by all its routes. */
+function tokenVerifier(zone: ZoneAuthentication, ctx: ProvisionContext): TokenVerifier {
+  return ctx.shared.get(`auth:tokens:${JSON.stringify(zone)}`, () => {
+    const td = ctx.topology.topology.trustDomain;
+    const authority = ctx.topology.topology.zones[ctx.zone]?.authority as { audience?: string } | undefined;
+    const ca = devCa(ctx);
+    const configured =
+      zone.issuers ??
+      (() => {
+        const own = authority ? zoneIssuer(ctx) : undefined;
+        if (!own) return [];
+        return [{ issuer: own.issuer, jwksUri: own.jwksUri, audiences: [authority?.audience ?? `urn:gatehouse:${td}:${ctx.zone}`], algorithms: ['EdDSA', 'ES256'] as const, initial: own.jwks }];
+      })();
+    const issuers: TrustedIssuer[] = configured.map((i) => ({
+      issuer: i.issuer,
+      audiences: i.audiences,
+      jwks: ctx.shared.get(
+        `jwks:${i.jwksUri}`,
+        () =>
+          createJwksCache({
+            uri: i.jwksUri,
+            algorithms: [...i.algorithms],
+            refreshMs: zone.jwksRefreshSeconds * 1000,
+            unknownKidRefetchMs: zone.unknownKidRefetchSeconds * 1000,
+            clock: ctx.clock,
+            logger: ctx.logger,
+            ca,
+            initial: 'initial' in i ? (i.initial as { keys: [] } | undefined) : undefined,
+          }),
+        (c) => c.close(),
+      ),
+    }));
+    return createTokenVerifier({
+      issuers,
+      leewaySeconds: zone.leewaySeconds,
+      maxTokenBytes: zone.maxTokenBytes,
+      cacheSize: zone.tokenCache,
+      clock: ctx.clock,
+    });
+  });
+}
+
+function bearerOf(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);
+  return m ? m[1] : '';
+}
+
+const policy: Policy<AuthenticationConfig, AuthenticationState> = {
+  id: 'authentication',
+  phase: 'authenticate',
+  schema: AuthenticationConfig as unknown as z.ZodType<AuthenticationConfig>,
+  provision(config, ctx) {
+    const accept = new Set<Method>(config.route.accept);
+    const zone = config.zone;
+    let introspection: Introspector | undefined;
+    if (accept.has('introspection')) {
+      if (!zone.introspection) throw new Error('a route accepts introspection but the zone configures no introspection endpoint');
+      const i = zone.introspection;
+      const secret = process.env[i.clientSecretEnv];
+      if (!secret) throw new Error(`environment variable ${i.clientSecretEnv} (introspection client secret) is not set`);
+      introspection = ctx.shared.get(
+        'auth:introspection',
+        () => createIntrospector({ endpoint: i.endpoint, clientId: i.clientId, clientSecret: secret, cacheSeconds: i.cacheSeconds, clock: ctx.clock, ca: devCa(ctx) }),
+        (x) => x.close(),
+      );
+    }
+    return {
+      realm: ctx.zone,
+      accept,
+      prefer: config.route.prefer,
+      apiKeyHeader: zone.apiKeyHeader,
+      apiKeyQuery: config.route.apiKeyQuery,
+      tokens: accept.has('jwt') ? tokenVerifier(zone, ctx) : undefined,
+      apiKeys: accept.has('api_key')
+        ? ctx.shared.get('auth:api-keys', () => openApiKeyVerifier(ctx.stateDir, ctx.zone), (v) => v.close())
+        : undefined,
+      introspection,
+    };
+  },
+  async onRequest(ex, s) {
+    const bearer = bearerOf(ex.headers.authorization);
+    if (bearer === '') return Unauthorized(s.realm, 'the Authorization header is not a Bearer token', 'invalid_request');
+    let apiKey = s.accept.has('api_key') ? headerValue(ex.headers[s.apiKeyHeader]) : undefined;
+    if (apiKey === undefined && s.apiKeyQuery !== undefined) apiKey = queryValue(ex.query, s.apiKeyQuery);
+    const isJwt = bearer !== undefined && bearer.split('.').length === 3;
+    const offered: Method[] = [];
+    if (bearer !== undefined && isJwt && s.accept.has('jwt')) offered.push('jwt');
+    if (bearer !== undefined && !isJwt && s.accept.has('introspection')) offered.push('introspection');
+    if (bearer !== undefined && isJwt && !s.accept.has('jwt') && s.accept.has('introspection')) offered.push('introspection');
+    if (apiKey !== undefined) offered.push('api_key');
+    if (offered.length === 0) {
+      if (bearer !== undefined) return Unauthorized(s.realm, 'this kind of token is not accepted here', 'invalid_token');
+      return Unauthorized(s.realm, 'this route needs a credential');
+    }
+    let method: Method;
+    if (offered.length === 1) method = offered[0];
+    else if (s.prefer !== undefined && offered.includes(s.prefer)) method = s.prefer;
+    else return BadRequest('the request presents more than one credential', false);
+    try {
+      let identity: Identity;
+      if (method === 'jwt') identity = await s.tokens!.verify(bearer!);
+      else if (method === 'introspection') identity = await s.introspection!.verify(bearer!);
+      else {
+        const record = s.apiKeys!.verify(apiKey!);
+        if (!record) return Unauthorized(s.realm, 'the API key is not valid', 'invalid_token');
+        identity = {
+          kind: 'consumer',
+          sub: record.consumer,
+          consumer: record.consumer,
+          scopes: new Set(record.scopes),
+          roles: new Set(),
+          amr: [],
+          jti: record.prefix,
+          tier: record.tier,
+        };
+      }
+      ex.identity = identity;
+      return undefined;
+    } catch (error) {
+      if (error instanceof TokenRejected) return Unauthorized(s.realm, error.reason, 'invalid_token');
+      if (error instanceof GatehouseError) return error;
+      throw error;
+    }
+  },
+};
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function queryValue(query: string, name: string): string | undefined {
+  if (query === '') return undefined;
+  for (const part of query.split('&')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq) === name) {
+      try {
+        return decodeURIComponent(part.slice(eq + 1));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+export default policy;

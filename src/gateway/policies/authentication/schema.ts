@@ -1,0 +1,97 @@
+// How a zone's gateway recognises credentials, and what each route requires.
+import { z } from 'zod';
+
+const Scope = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9:._\-/]{0,127}$/, 'a scope is letters, digits and : . _ - /');
+const Algorithm = z.enum(['EdDSA', 'ES256', 'ES384', 'PS256', 'RS256']);
+
+export const Issuer = z
+  .object({
+    issuer: z.string().url().describe('expected `iss`'),
+    jwksUri: z.string().url().regex(/^https:/, 'jwksUri must be https').describe('where the issuer publishes its keys'),
+    audiences: z.array(z.string().min(1)).min(1).describe('accepted `aud` values (one must match)'),
+    algorithms: z.array(Algorithm).min(1).default(['EdDSA', 'ES256']).describe('accepted signing algorithms (never none or HMAC)'),
+  })
+  .strict();
+
+export const ZoneAuthentication = z
+  .object({
+    issuers: z
+      .array(Issuer)
+      .optional()
+      .describe("token issuers; absent: the zone's own authority (found in the state dir); empty: no JWTs at all"),
+    leewaySeconds: z.number().int().min(0).max(30).default(30).describe('clock skew allowed on exp/nbf/iat (at most 30 s)'),
+    maxTokenBytes: z.number().int().min(512).max(65536).default(8192).describe('larger bearer tokens are refused unread'),
+    jwksRefreshSeconds: z.number().int().min(10).max(86400).default(300).describe('how often keys are refreshed in the background'),
+    unknownKidRefetchSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(3600)
+      .default(30)
+      .describe('an unknown kid refetches the keys at most once per this interval'),
+    tokenCache: z.number().int().min(0).max(1_000_000).default(10_000).describe('verified tokens kept (0: no cache)'),
+    apiKeyHeader: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,63}$/)
+      .default('x-api-key')
+      .describe('request header that carries API keys'),
+    introspection: z
+      .object({
+        endpoint: z.string().url().regex(/^https:/, 'introspection must be https').describe('RFC 7662 endpoint'),
+        clientId: z.string().min(1).describe('client id the gateway authenticates with'),
+        clientSecretEnv: z
+          .string()
+          .regex(/^[A-Z_][A-Z0-9_]*$/)
+          .describe('environment variable holding the client secret (never in the file)'),
+        cacheSeconds: z.number().int().min(0).max(300).default(60).describe('longest time an answer is reused (never past the token exp)'),
+      })
+      .strict()
+      .optional()
+      .describe('opaque tokens of an external identity provider; absent: opaque tokens are refused'),
+    identity: z
+      .object({
+        ttlSeconds: z.number().int().min(5).max(60).default(60).describe('lifetime of the identity token sent upstream'),
+        forwardAccessToken: z.boolean().default(false).describe("also forward the client's Authorization header"),
+      })
+      .strict()
+      .default({ ttlSeconds: 60, forwardAccessToken: false }),
+  })
+  .strict();
+
+const Method = z.enum(['jwt', 'api_key', 'introspection']);
+
+const ScopeRule = z
+  .union([
+    z.array(Scope).min(1),
+    z.object({ all: z.array(Scope).min(1) }).strict(),
+    z.object({ any: z.array(Scope).min(1) }).strict(),
+  ])
+  .describe('a list means all of them; { any: [...] } means at least one');
+
+export const RouteAuth = z.union([
+  z.literal('anonymous').describe('no credential needed (must be written: nothing is anonymous by default)'),
+  z.enum(['jwt', 'api_key', 'introspection']).describe('shorthand for { accept: [that] }'),
+  z
+    .object({
+      accept: z.array(Method).min(1).default(['jwt']).describe('credentials this route accepts'),
+      prefer: Method.optional().describe(
+        'when a request presents several credentials, judge it on this one; absent: such a request is refused',
+      ),
+      scopes: ScopeRule.optional().describe('scopes the credential must carry; absent: none'),
+      roles: z.array(z.string().min(1).max(128)).min(1).optional().describe('roles (the `roles` claim), all required'),
+      mfa: z.enum(['required', 'optional']).default('optional').describe("'required': only users who passed MFA (acr/amr)"),
+      forwardToken: z
+        .boolean()
+        .default(false)
+        .describe("also send the client's Authorization header upstream (e.g. for token exchange); default: only the gateway's identity token"),
+      apiKeyQuery: z
+        .string()
+        .regex(/^[a-z][a-z0-9_]{0,63}$/)
+        .optional()
+        .describe('query parameter that may carry the API key on this route; absent: never the query string'),
+    })
+    .strict(),
+]);
+
+export type ZoneAuthentication = z.infer<typeof ZoneAuthentication>;
+export type RouteAuth = z.infer<typeof RouteAuth>;

@@ -1,0 +1,72 @@
+// A route's policy chain: the units it needs, provisioned once per config and
+// ordered by phase. Only the pipeline runs it and writes the answer.
+import type { RouteConfig, ZoneConfig } from '../../topology/schema.ts';
+import { PHASES, type Policy, type ProvisionContext, type Exchange, type Decision } from './policy.ts';
+import authentication, { type RouteAuthObject } from './authentication/index.ts';
+import authorization from './authorization/index.ts';
+import { RouteAuth } from './authentication/schema.ts';
+
+export interface ChainUnit {
+  id: string;
+  phase: number;
+  shadow: boolean;
+  state: unknown;
+  onRequest: (exchange: Exchange, state: unknown) => Decision | Promise<Decision>;
+}
+
+export interface Chain {
+  units: readonly ChainUnit[];
+  /** The route authenticates: the upstream gets an identity token instead of the client's credentials. */
+  authenticated: boolean;
+  forwardToken: boolean;
+  /** Credential headers never forwarded on this route. */
+  strip: ReadonlySet<string>;
+}
+
+async function unit<C, S>(policy: Policy<C, S>, config: C, ctx: ProvisionContext, shadow = false): Promise<ChainUnit> {
+  const state = await policy.provision(config, ctx);
+  return {
+    id: policy.id,
+    phase: PHASES.indexOf(policy.phase),
+    shadow,
+    state,
+    onRequest: policy.onRequest as (exchange: Exchange, state: unknown) => Decision | Promise<Decision>,
+  };
+}
+
+/** The route's chain, or undefined when it has nothing to check (anonymous, no policies). */
+export async function provisionChain(route: RouteConfig, zone: ZoneConfig, ctx: ProvisionContext): Promise<Chain | undefined> {
+  const units: ChainUnit[] = [];
+  let auth: RouteAuthObject | undefined;
+  if (route.auth !== undefined && route.auth !== 'anonymous')
+    auth = typeof route.auth === 'string' ? (RouteAuth.parse({ accept: [route.auth] }) as RouteAuthObject) : route.auth;
+  if (auth) {
+    units.push(await unit(authentication, { zone: zone.authentication, route: auth }, ctx));
+    units.push(await unit(authorization, auth, ctx));
+  }
+  if (units.length === 0) return undefined;
+  units.sort((a, b) => a.phase - b.phase);
+  const strip = new Set<string>();
+  if (auth && !auth.forwardToken) strip.add('authorization');
+  if (auth?.accept.includes('api_key')) strip.add(zone.authentication.apiKeyHeader);
+  return { units, authenticated: auth !== undefined, forwardToken: auth?.forwardToken ?? false, strip };
+}
+
+/** Run the units in order; the first denial that is not in shadow mode decides. */
+export async function runChain(
+  chain: Chain,
+  exchange: Exchange,
+  onShadow: (unit: string, denial: NonNullable<Decision>) => void,
+): Promise<Decision> {
+  for (const u of chain.units) {
+    const r = u.onRequest(exchange, u.state);
+    const decision = r instanceof Promise ? await r : r;
+    if (decision === undefined) continue;
+    if (u.shadow) {
+      onShadow(u.id, decision);
+      continue;
+    }
+    return decision;
+  }
+  return undefined;
+}
