@@ -1,0 +1,294 @@
+// Gateway authentication and authorization with tokens minted by the real zone
+// authority, and tokens forged with jose.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import path from 'node:path';
+import { writeFileSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { Agent, request } from 'undici';
+import { SignJWT, generateKeyPair, exportJWK, jwtVerify, createLocalJWKSet, type JWK } from 'jose';
+import * as oidc from 'openid-client';
+import { startHarness, REDIRECT, type Harness } from './support/authority-harness.ts';
+import { signIn, codeTokens } from './support/authority-flows.ts';
+import { startUpstream, type Upstream } from './support/gateway-fixture.ts';
+import { startGateway, type RunningGateway } from '../src/gateway/server.ts';
+import { addApiKey, revokeApiKey } from '../src/gateway/policies/authentication/api-keys.ts';
+import { identityKeyPaths } from '../src/gateway/policies/authentication/identity-token.ts';
+import { createLogger } from '../src/shared/logger.ts';
+import { sign as cryptoSign, KeyObject, type webcrypto } from 'node:crypto';
+import { openDevCa } from '../src/shared/dev-ca.ts';
+
+const quiet = createLogger({ name: 'test', level: 'silent' });
+let h: Harness;
+let up: Upstream;
+let gw: RunningGateway;
+let agent: Agent;
+let stateDir: string;
+let serviceToken: string;
+let clientId: string;
+let forger: {
+  issuer: string;
+  jwksUri: string;
+  jwksHits: () => number;
+  sign(claims: Record<string, unknown>, header?: Record<string, unknown>): Promise<string>;
+  /** Signed without jose's checks (jose refuses to even produce some of these headers). */
+  signRaw(claims: Record<string, unknown>, header: Record<string, unknown>): string;
+  close(): void;
+};
+let clockOffset = 0;
+const clock = { now: () => Date.now() + clockOffset };
+
+/** A second, test-controlled issuer that the zone trusts, for tokens the real authority would never mint. */
+async function startForger(dir: string) {
+  const ca = await openDevCa(dir);
+  const pair = await ca.issueServer(['127.0.0.1']);
+  const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'forger-1', alg: 'EdDSA', use: 'sig' };
+  let hits = 0;
+  const server = https.createServer(pair, (req, res) => {
+    hits++;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ keys: [jwk] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    issuer: base,
+    jwksUri: `${base}/jwks`,
+    jwksHits: () => hits,
+    async sign(claims: Record<string, unknown>, header: Record<string, unknown> = {}) {
+      const now = Math.floor(clock.now() / 1000);
+      return new SignJWT({ iss: base, aud: 'urn:test:edge', sub: 'mallory', iat: now, exp: now + 300, jti: crypto.randomUUID(), scope: 'orders:read', ...claims })
+        .setProtectedHeader({ alg: 'EdDSA', kid: 'forger-1', typ: 'at+jwt', ...header })
+        .sign(privateKey);
+    },
+    signRaw(claims: Record<string, unknown>, header: Record<string, unknown>) {
+      const now = Math.floor(clock.now() / 1000);
+      const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const input = `${enc({ alg: 'EdDSA', kid: 'forger-1', typ: 'at+jwt', ...header })}.${enc({ iss: base, aud: 'urn:test:edge', sub: 'mallory', iat: now, exp: now + 300, scope: 'orders:read', ...claims })}`;
+      return `${input}.${cryptoSign(null, Buffer.from(input), KeyObject.from(privateKey as webcrypto.CryptoKey)).toString('base64url')}`;
+    },
+    close: () => server.close(),
+  };
+}
+
+const routes = `
+    routes:
+      - { name: open, path: /open, service: up, auth: anonymous }
+      - { name: token, path: /token, service: up, auth: jwt }
+      - { name: read, path: /read, service: up, auth: { scopes: [orders:read] } }
+      - { name: write, path: /write, service: up, auth: { scopes: { any: [orders:write, admin] } } }
+      - { name: mfa, path: /mfa, service: up, auth: { scopes: [orders:read], mfa: required } }
+      - { name: roles, path: /roles, service: up, auth: { roles: [auditor] } }
+      - { name: partner, path: /partner, service: up, auth: api_key }
+      - { name: partner-q, path: /partner-q, service: up, auth: { accept: [api_key], apiKeyQuery: api_key } }
+      - { name: both, path: /both, service: up, auth: { accept: [jwt, api_key], prefer: jwt } }
+      - { name: both-strict, path: /both-strict, service: up, auth: { accept: [jwt, api_key] } }
+      - { name: forward, path: /forward, service: up, auth: { forwardToken: true } }`;
+
+before(async () => {
+  h = await startHarness({ zone: 'edge' });
+  stateDir = path.join(h.dir, 'state');
+  up = await startUpstream();
+  forger = await startForger(path.join(h.dir, 'forger'));
+  // the forger's CA is trusted through the dev CA bundle the gateway reads: reuse one CA for both
+  const forgerCa = readFileSync(path.join(h.dir, 'forger', 'tls', 'dev-ca.pem'), 'utf8');
+  writeFileSync(path.join(stateDir, 'tls', 'dev-ca.pem'), readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem'), 'utf8') + forgerCa);
+  const own = JSON.parse(readFileSync(path.join(stateDir, 'authority', 'edge', 'public.json'), 'utf8'));
+  const file = path.join(h.dir, 'gateway.yaml');
+  writeFileSync(
+    file,
+    `version: 1
+trustDomain: test.local
+zones:
+  edge:
+    gateway: { listen: 127.0.0.1:0, admin: { listen: 127.0.0.1:0 }, accessLog: { enabled: false } }
+    authentication:
+      issuers:
+        - { issuer: '${own.issuer}', jwksUri: '${own.jwks_uri}', audiences: ['urn:gatehouse:test.local:edge'] }
+        - { issuer: '${forger.issuer}', jwksUri: '${forger.jwksUri}', audiences: ['urn:test:edge'] }
+      unknownKidRefetchSeconds: 30
+${routes}
+services:
+  up: { zone: edge, upstream: '${up.url}' }
+`,
+  );
+  gw = await startGateway({ config: file, zone: 'edge', stateDir, logger: quiet, accessLog: false, clock });
+  agent = new Agent({ connect: { ca: readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem')) } });
+  const service = h.auth.devCredentials!.clients.find((c) => c.grant_types.includes('client_credentials'))!;
+  clientId = service.client_id;
+  const config = await h.discover(service.client_id, oidc.ClientSecretBasic(service.client_secret!));
+  serviceToken = (await oidc.clientCredentialsGrant(config, { scope: 'orders:read' })).access_token;
+});
+
+after(async () => {
+  await agent.close();
+  await gw.close();
+  await up.close();
+  forger.close();
+  await h.close();
+});
+
+const call = (p: string, headers: Record<string, string> = {}) => request(gw.url + p, { dispatcher: agent, headers });
+const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+
+async function expect401(p: string, headers: Record<string, string>, error?: RegExp) {
+  const before = up.seen.length;
+  const res = await call(p, headers);
+  const body = await res.body.text();
+  assert.equal(res.statusCode, 401, `${p}: ${body}`);
+  assert.match(String(res.headers['www-authenticate']), /^Bearer realm="edge"/);
+  if (error) assert.match(String(res.headers['www-authenticate']), error);
+  assert.equal(JSON.parse(body).code, 'unauthorized');
+  assert.equal(up.seen.length, before, 'the upstream never saw it');
+}
+
+test('anonymous routes pass; token routes without a token get 401 with a bare Bearer challenge', async () => {
+  assert.equal((await call('/open')).statusCode, 200);
+  const res = await call('/token');
+  assert.equal(res.statusCode, 401);
+  assert.equal(res.headers['www-authenticate'], 'Bearer realm="edge"');
+  await res.body.dump();
+});
+
+test('a real access token passes; the upstream gets a signed identity token and never the credential', async () => {
+  const before = up.seen.length;
+  const res = await call('/read', bearer(serviceToken));
+  assert.equal(res.statusCode, 200);
+  await res.body.dump();
+  const seen = up.seen[before];
+  assert.equal(seen.headers.authorization, undefined);
+  const idToken = String(seen.headers['x-gatehouse-identity']);
+  const jwks = JSON.parse(readFileSync(identityKeyPaths(stateDir, 'edge').jwks, 'utf8'));
+  const { payload, protectedHeader } = await jwtVerify(idToken, createLocalJWKSet(jwks), {
+    issuer: 'spiffe://test.local/zone/edge/gateway',
+    audience: 'spiffe://test.local/zone/edge/svc/up',
+  });
+  assert.equal(protectedHeader.alg, 'EdDSA');
+  assert.equal(payload.sub, clientId);
+  assert.equal(payload.client_id, clientId);
+  assert.equal(payload.scope, 'orders:read');
+  assert.ok(payload.exp! - payload.iat! <= 60);
+  assert.ok(typeof payload.orig_jti === 'string');
+  const forwarded = await call('/forward', bearer(serviceToken));
+  await forwarded.body.dump();
+  assert.equal(up.seen.at(-1)!.headers.authorization, `Bearer ${serviceToken}`, 'forwardToken: true keeps it');
+});
+
+test('a client cannot set the identity header itself', async () => {
+  const before = up.seen.length;
+  const res = await call('/open', { 'x-gatehouse-identity': 'forged' });
+  await res.body.dump();
+  assert.equal(up.seen[before].headers['x-gatehouse-identity'], undefined);
+});
+
+test('scopes: all-of and any-of; 403 says insufficient_scope', async () => {
+  const res = await call('/write', bearer(serviceToken));
+  assert.equal(res.statusCode, 403);
+  assert.match(String(res.headers['www-authenticate']), /error="insufficient_scope", scope="orders:write admin"/);
+  assert.equal(((await res.body.json()) as { code: string }).code, 'insufficient_scope');
+  const roles = await call('/roles', bearer(serviceToken));
+  assert.equal(roles.statusCode, 403);
+  await roles.body.dump();
+});
+
+test('mfa: required refuses a client token and accepts a user who signed in with TOTP', async () => {
+  const noMfa = await call('/mfa', bearer(serviceToken));
+  assert.equal(noMfa.statusCode, 403);
+  await noMfa.body.dump();
+  const web = h.auth.devCredentials!.clients.find((c) => c.grant_types.includes('authorization_code'))!;
+  const config = await h.discover(web.client_id, oidc.ClientSecretBasic(web.client_secret!), { redirect_uris: [REDIRECT] });
+  const tokens = await codeTokens(config, await signIn(h, config, h.auth.devCredentials!.users[0]));
+  const ok = await call('/mfa', bearer(tokens.access_token));
+  assert.equal(ok.statusCode, 200, await ok.body.text());
+});
+
+test('forged tokens: none, HMAC with the public key, altered payload, stripped or zeroed signature', async () => {
+  const [h64, p64, s64] = serviceToken.split('.');
+  const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const header = JSON.parse(Buffer.from(h64, 'base64url').toString());
+  const payload = JSON.parse(Buffer.from(p64, 'base64url').toString());
+  for (const alg of ['none', 'None', 'NONE']) await expect401('/read', bearer(`${enc({ ...header, alg })}.${p64}.`), /invalid_token/);
+  await expect401('/read', bearer(`${enc({ ...header, alg: 'none' })}.${p64}.${s64}`), /invalid_token/);
+  const jwks = JSON.parse(readFileSync(path.join(stateDir, 'authority', 'edge', 'public.json'), 'utf8')).jwks.keys[0];
+  const { createHmac } = await import('node:crypto');
+  for (const secret of [jwks.x, Buffer.from(jwks.x, 'base64url'), JSON.stringify(jwks)]) {
+    const hs = `${enc({ ...header, alg: 'HS256' })}.${p64}`;
+    await expect401('/read', bearer(`${hs}.${createHmac('sha256', secret).update(hs).digest('base64url')}`), /invalid_token/);
+  }
+  await expect401('/read', bearer(`${h64}.${enc({ ...payload, scope: 'orders:read orders:write', sub: 'admin' })}.${s64}`), /invalid_token/);
+  await expect401('/read', bearer(`${h64}.${p64}.`), /invalid_request|invalid_token/);
+  await expect401('/read', bearer(`${h64}.${p64}.${Buffer.alloc(64).toString('base64url')}`), /invalid_token/);
+});
+
+test('forged headers: kid traversal and injection, embedded keys (nothing is fetched from the token)', async () => {
+  const hits = forger.jwksHits();
+  for (const kid of ['../../../etc/passwd', "' OR 1=1 --", 'https://evil.example/k', '%2e%2e%2f']) {
+    await expect401('/read', bearer(await forger.sign({}, { kid })), /invalid_token/);
+  }
+  const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+  const embedded = await exportJWK(publicKey);
+  const now = Math.floor(Date.now() / 1000);
+  const self = await new SignJWT({ iss: forger.issuer, aud: 'urn:test:edge', sub: 'x', iat: now, exp: now + 60 })
+    .setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', jwk: embedded, jku: 'https://127.0.0.1:1/jwks', x5u: 'https://127.0.0.1:1/x', kid: 'evil' })
+    .sign(privateKey);
+  await expect401('/read', bearer(self), /invalid_token/);
+  assert.ok(forger.jwksHits() - hits <= 1, 'unknown kids refetch the issuer JWKS at most once per interval');
+});
+
+test('claims: expired, not yet valid, missing or string exp, wrong aud, wrong typ, unknown crit, untrusted issuer', async () => {
+  const now = Math.floor(Date.now() / 1000);
+  assert.equal((await call('/read', bearer(await forger.sign({})))).statusCode, 200, 'the forger issuer is trusted');
+  await expect401('/read', bearer(await forger.sign({ exp: now - 31, iat: now - 400 })), /expired/);
+  await expect401('/read', bearer(await forger.sign({ nbf: now + 120 })), /invalid_token/);
+  await expect401('/read', bearer(await forger.sign({ iat: now + 120 })), /invalid_token/);
+  await expect401('/read', bearer(await forger.sign({ exp: undefined })), /invalid_token/);
+  await expect401('/read', bearer(await forger.sign({ exp: String(now + 300) })), /invalid_token/);
+  await expect401('/read', bearer(await forger.sign({ aud: 'urn:gatehouse:test.local:other' })), /invalid_token/);
+  await expect401('/read', bearer(await forger.sign({}, { typ: 'JWT' })), /invalid_token/);
+  assert.equal((await call('/read', bearer(forger.signRaw({}, {})))).statusCode, 200, 'raw signing is sound');
+  await expect401('/read', bearer(forger.signRaw({}, { crit: ['x-unknown'], 'x-unknown': 1 })), /invalid_token/);
+  await expect401('/read', bearer(await forger.sign({ iss: 'https://127.0.0.1:1' })), /invalid_token/);
+  assert.equal((await call('/read', bearer(await forger.sign({ exp: now - 20, iat: now - 300 })))).statusCode, 200, 'within the 30 s leeway');
+});
+
+test('the gateway clock decides: a real token is refused once expired', async () => {
+  clockOffset = 10 * 60_000;
+  try {
+    await expect401('/read', bearer(serviceToken), /expired/);
+  } finally {
+    clockOffset = 0;
+  }
+});
+
+test('oversized tokens and thousands of random kids stay bounded', async () => {
+  await expect401('/read', bearer('a'.repeat(9000) + '.b.c'), /too large/);
+  const hits = forger.jwksHits();
+  for (let i = 0; i < 300; i++) {
+    const res = await call('/read', bearer(await forger.sign({}, { kid: `random-${i}` })));
+    assert.equal(res.statusCode, 401);
+    await res.body.dump();
+  }
+  assert.ok(forger.jwksHits() - hits <= 1, `JWKS fetched ${forger.jwksHits() - hits} times for 300 unknown kids`);
+});
+
+test('API keys: valid on their routes only, never from the query string unless the route says so, revocable', async () => {
+  const { key, prefix } = addApiKey(stateDir, 'edge', { consumer: 'acme', scopes: ['orders:read'], tier: 'gold' });
+  await new Promise((r) => setTimeout(r, 2_200)); // the gateway re-reads keys every 2 s
+  assert.equal((await call('/partner', { 'x-api-key': key })).statusCode, 200);
+  assert.equal(up.seen.at(-1)!.headers['x-api-key'], undefined, 'the key is not forwarded');
+  await expect401('/partner', { 'x-api-key': key.slice(0, -1) + (key.endsWith('A') ? 'B' : 'A') });
+  await expect401('/read', { 'x-api-key': key });
+  await expect401(`/partner?api_key=${key}`, {});
+  assert.equal((await call(`/partner-q?api_key=${key}`)).statusCode, 200);
+  // a token and an API key: judged on the preferred one, or refused
+  const both = await call('/both', { ...bearer(serviceToken), 'x-api-key': 'gh_bogus000_' + 'x'.repeat(43) });
+  assert.equal(both.statusCode, 200);
+  const strict = await call('/both-strict', { ...bearer(serviceToken), 'x-api-key': key });
+  assert.equal(strict.statusCode, 400);
+  await strict.body.dump();
+  assert.equal(revokeApiKey(stateDir, 'edge', prefix), true);
+  await new Promise((r) => setTimeout(r, 2_200));
+  await expect401('/partner', { 'x-api-key': key });
+});
