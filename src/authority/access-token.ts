@@ -6,6 +6,8 @@ import type { AuthorityContext } from './context.ts';
 import type { KeySet } from './keys/key-store.ts';
 
 export const MAX_TOKEN_LENGTH = 8192;
+/** token_index rows outlive the token's `exp` by this much (then the sweep drops them). */
+export const INDEX_GRACE_MS = 60_000;
 const cache = new WeakMap<KeySet, JWTVerifyGetKey>();
 
 export function ownKeys(ctx: AuthorityContext): JWTVerifyGetKey {
@@ -72,7 +74,7 @@ export async function isLive(ctx: AuthorityContext, claims: AccessTokenClaims): 
 export async function revokeJti(ctx: AuthorityContext, claims: AccessTokenClaims): Promise<void> {
   await ctx.db
     .insertInto('token_index')
-    .values({ jti: claims.jti, client_id: claims.client_id, grant_id: null, expires_at: claims.exp * 1000 + 60_000, revoked: 1 })
-    .onConflict((oc) => oc.column('jti').doUpdateSet({ revoked: 1 }))
+    .values({ jti: claims.jti, client_id: claims.client_id, grant_id: null, expires_at: claims.exp * 1000 + INDEX_GRACE_MS, revoked: 1, revoked_at: ctx.now() })
+    .onConflict((oc) => oc.column('jti').doUpdateSet({ revoked: 1, revoked_at: ctx.now() }).where('token_index.revoked', '=', 0))
     .execute();
 }

@@ -23,7 +23,11 @@ export type AuditEvent =
   | 'user.added'
   | 'user.locked'
   | 'user.mfa_reset'
-  | 'logout';
+  | 'logout'
+  | 'webauthn.registered'
+  | 'webauthn.refused'
+  | 'webauthn.removed'
+  | 'revocations.refused';
 
 export interface AuditFields {
   client_id?: string;
@@ -43,11 +47,13 @@ export interface AuditFields {
   actor?: string;
   subject_issuer?: string;
   grant_id?: string;
+  /** a WebAuthn credential id (public, not a secret) */
+  credential?: string;
 }
 
 const ALLOWED = new Set<string>([
   'client_id', 'sub', 'username', 'source', 'grant_type', 'scope', 'aud', 'jti', 'kid', 'reason', 'amr', 'budget',
-  'until', 'actor', 'subject_issuer', 'grant_id',
+  'until', 'actor', 'subject_issuer', 'grant_id', 'credential',
 ]);
 
 export interface Audit {

@@ -11,6 +11,8 @@ export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 /** OpenID scopes live in the client's `scope`; API scopes in `gh_api_scopes` (oidc-provider keeps the two apart). */
 export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'];
 export const API_SCOPES_PROPERTY = 'gh_api_scopes';
+/** A client with this metadata set to true may read GET /revocations (revocation-feed.ts): the zone's gateway. */
+export const REVOCATION_FEED_PROPERTY = 'gh_revocation_feed';
 
 export function apiScopesOf(client: { metadata(): Record<string, unknown> }): Set<string> {
   const v = client.metadata()[API_SCOPES_PROPERTY];
@@ -32,6 +34,8 @@ export interface ClientSpec {
   /** for tls_client_auth: the SAN URI (SPIFFE ID) the client certificate must carry */
   tlsSanUri?: string;
   name?: string;
+  /** may read the revocation feed (GET /revocations); for the zone's gateway */
+  revocationFeed?: boolean;
 }
 
 export interface ClientSummary {
@@ -40,6 +44,7 @@ export interface ClientSummary {
   redirect_uris: string[];
   scope: string;
   token_endpoint_auth_method: string;
+  revocation_feed: boolean;
   created_at: string;
 }
 
@@ -115,6 +120,11 @@ export class ClientRegistry {
     };
     if (spec.jwks) metadata.jwks = { keys: spec.jwks.keys.map((k) => ({ ...k, d: undefined })) };
     if (spec.tlsSanUri) metadata.tls_client_auth_san_uri = spec.tlsSanUri;
+    if (spec.revocationFeed) {
+      if (spec.authMethod !== 'client_secret_basic' && spec.authMethod !== 'tls_client_auth')
+        throw new ClientError('the revocation feed is read with client_secret_basic or tls_client_auth');
+      metadata[REVOCATION_FEED_PROPERTY] = true;
+    }
     let secret: string | undefined;
     if (spec.authMethod === 'client_secret_basic') secret = randomBytes(32).toString('base64url');
     const inserted = await this.#db
@@ -141,9 +151,17 @@ export class ClientRegistry {
         redirect_uris: m.redirect_uris ?? [],
         scope: [m.scope, m[API_SCOPES_PROPERTY]].filter(Boolean).join(' '),
         token_endpoint_auth_method: m.token_endpoint_auth_method,
+        revocation_feed: m[REVOCATION_FEED_PROPERTY] === true,
         created_at: new Date(Number(r.created_at)).toISOString(),
       };
     });
+  }
+
+  /** The stored metadata and secret hash of a client (for the authority's own endpoints). */
+  async find(clientId: string): Promise<{ metadata: Record<string, unknown>; secretHash: string | null } | undefined> {
+    if (!CLIENT_ID.test(clientId)) return undefined;
+    const r = await this.#db.selectFrom('clients').select(['metadata', 'secret_hash']).where('client_id', '=', clientId).executeTakeFirst();
+    return r ? { metadata: JSON.parse(r.metadata) as Record<string, unknown>, secretHash: r.secret_hash } : undefined;
   }
 
   async exists(clientId: string): Promise<boolean> {
@@ -164,7 +182,12 @@ export class ClientRegistry {
       if ((JSON.parse(g.payload) as { clientId?: string }).clientId === clientId)
         await this.#db.deleteFrom('oidc_models').where('grant_id', '=', g.id).execute();
     }
-    await this.#db.updateTable('token_index').set({ revoked: 1 }).where('client_id', '=', clientId).execute();
+    await this.#db
+      .updateTable('token_index')
+      .set({ revoked: 1, revoked_at: this.#now() })
+      .where('client_id', '=', clientId)
+      .where('revoked', '=', 0)
+      .execute();
     return true;
   }
 }

@@ -12,6 +12,7 @@ import type { UserRegistry } from './user-registry.ts';
 import type { Throttle } from './throttle.ts';
 import type { Audit } from './audit.ts';
 import type { TrustedIssuers } from './trusted-issuers.ts';
+import type { ClientCertPolicy } from './client-certificate.ts';
 
 export interface ConfidentialAudience {
   claims: string[];
@@ -43,6 +44,10 @@ export interface AuthorityContext {
   cookieKeys: string[];
   trusted: TrustedIssuers;
   confidential: Map<string, ConfidentialAudience>;
+  /** how client certificates are matched to clients (tls_client_auth, revocation feed) */
+  clientCerts: ClientCertPolicy;
+  /** WebAuthn relying party: ID (a host name) and the one origin assertions must come from */
+  webauthn: { rpId: string; rpName: string; origin: string };
 }
 
 export const ACR_PASSWORD = 'urn:gatehouse:acr:pwd';

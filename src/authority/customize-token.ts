@@ -6,6 +6,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { sealConfidentialClaims } from './confidential-claims.ts';
 import { exchangeClaims } from './token-exchange.ts';
+import { INDEX_GRACE_MS } from './access-token.ts';
 
 export async function customizeAccessToken(
   ctx: AuthorityContext,
@@ -28,7 +29,7 @@ export async function customizeAccessToken(
   if (token.grantId) {
     await ctx.db
       .insertInto('token_index')
-      .values({ jti: p.jti, client_id: p.client_id, grant_id: token.grantId, expires_at: p.exp * 1000 + 60_000, revoked: 0 })
+      .values({ jti: p.jti, client_id: p.client_id, grant_id: token.grantId, expires_at: p.exp * 1000 + INDEX_GRACE_MS, revoked: 0 })
       .onConflict((oc) => oc.column('jti').doNothing())
       .execute();
   }

@@ -1,17 +1,22 @@
-// The sign-in pages: password, then a TOTP code. Server-rendered, CSRF
-// protected (a per-interaction HMAC token plus an Origin check), no script.
+// The sign-in pages: password, then a second factor: a TOTP code or a WebAuthn
+// assertion (passkey / security key, webauthn.ts). Server-rendered, CSRF
+// protected (a per-interaction HMAC token plus an Origin check); the password
+// and code pages carry no script, the passkey part loads /assets/webauthn.js.
 // Failures answer the same, in the same time, whether or not the user exists;
-// throttling keeps separate budgets for passwords and codes.
+// throttling keeps separate budgets for passwords, codes and passkeys.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { ACR_MFA, ACR_PASSWORD } from './context.ts';
-import { HTML_CSP_BASE, loginPage, messagePage, otpPage } from './views.ts';
+import { HTML_CSP_BASE, HTML_CSP_SCRIPT, loginPage, messagePage, otpPage } from './views.ts';
 import { MAX_PASSWORD } from './user-registry.ts';
 import type { Budget } from './throttle.ts';
+import { amrFor, authenticationOptions, verifyAuthentication, WebAuthnError } from './webauthn.ts';
 
 const MAX_FORM_BYTES = 8 * 1024;
+/** forms that carry a WebAuthn response */
+export const MAX_WEBAUTHN_FORM_BYTES = 32 * 1024;
 const MFA_PENDING_MS = 5 * 60_000;
 const GENERIC_LOGIN_ERROR = 'The username or password is not correct.';
 const GENERIC_OTP_ERROR = 'That code is not valid. Enter the current code from your app.';
@@ -24,7 +29,8 @@ export class FormError extends Error {
   }
 }
 
-export function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+export function readForm(req: IncomingMessage, limit = MAX_FORM_BYTES): Promise<URLSearchParams> {
+  const MAX_FORM_BYTES = limit;
   return new Promise((resolve, reject) => {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     if (type !== 'application/x-www-form-urlencoded') return reject(new FormError(415, 'The form must be sent as application/x-www-form-urlencoded.'));
@@ -49,11 +55,12 @@ export function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   });
 }
 
-function csrfFor(ctx: AuthorityContext, uid: string): string {
+/** A CSRF token bound to `binding` (an interaction uid, or `account|<session uid>`). */
+export function csrfFor(ctx: AuthorityContext, uid: string): string {
   return createHmac('sha256', ctx.csrfKey).update(`csrf|${uid}`).digest('base64url');
 }
 
-function csrfOk(ctx: AuthorityContext, uid: string, presented: string | null, req: IncomingMessage): boolean {
+export function csrfOk(ctx: AuthorityContext, uid: string, presented: string | null, req: IncomingMessage): boolean {
   const origin = req.headers.origin;
   if (origin !== undefined && origin !== new URL(ctx.issuer).origin) return false;
   const site = req.headers['sec-fetch-site'];
@@ -64,10 +71,10 @@ function csrfOk(ctx: AuthorityContext, uid: string, presented: string | null, re
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function send(res: ServerResponse, status: number, html: string, formAction: string[], headers: Record<string, string> = {}): void {
+export function send(res: ServerResponse, status: number, html: string, formAction: string[], headers: Record<string, string> = {}, script = false): void {
   res.statusCode = status;
   res.setHeader('content-type', 'text/html; charset=utf-8');
-  res.setHeader('content-security-policy', `${HTML_CSP_BASE}; form-action ${['\'self\'', ...formAction].join(' ')}`);
+  res.setHeader('content-security-policy', `${script ? HTML_CSP_SCRIPT : HTML_CSP_BASE}; form-action ${['\'self\'', ...formAction].join(' ')}`);
   res.setHeader('cache-control', 'no-store');
   for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
   res.end(html);
@@ -81,7 +88,7 @@ function redirectOrigin(details: any): string[] {
   }
 }
 
-function sourceOf(req: IncomingMessage): string {
+export function sourceOf(req: IncomingMessage): string {
   return req.socket.remoteAddress ?? 'unknown';
 }
 
@@ -113,8 +120,18 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
     );
   }
 
-  function showOtp(res: ServerResponse, details: any, status: number, error?: string, headers?: Record<string, string>) {
-    send(res, status, otpPage({ uid: details.uid, csrf: csrfFor(ctx, details.uid), zone: ctx.zone, error }), redirectOrigin(details), headers);
+  /** The second-factor page: a code form (TOTP users), a passkey button with fresh options (passkey users). */
+  async function showOtp(res: ServerResponse, details: any, accountId: string, status: number, error?: string, headers?: Record<string, string>) {
+    const user = await ctx.users.byId(accountId);
+    const webauthnOptions = user && user.passkeys > 0 ? await authenticationOptions(ctx, accountId, details.uid) : undefined;
+    send(
+      res,
+      status,
+      otpPage({ uid: details.uid, csrf: csrfFor(ctx, details.uid), zone: ctx.zone, error, totp: user?.totp ?? true, webauthnOptions }),
+      redirectOrigin(details),
+      headers,
+      webauthnOptions !== undefined,
+    );
   }
 
   async function finishLogin(provider: Provider, req: IncomingMessage, res: ServerResponse, uid: string, accountId: string, amr: string[], acr: string) {
@@ -127,7 +144,7 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
   return {
     async handle(req, res, path, requestId) {
       const provider = getProvider();
-      const m = /^\/interaction\/([\w-]{1,64})(?:\/(login|otp|abort))?$/.exec(path);
+      const m = /^\/interaction\/([\w-]{1,64})(?:\/(login|otp|webauthn|abort))?$/.exec(path);
       if (!m) throw new FormError(404, 'There is no such page.');
       const [, uid, action] = m;
       let details: any;
@@ -141,7 +158,8 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
       if (action === undefined) {
         if (req.method !== 'GET' && req.method !== 'HEAD') throw new FormError(405, 'Method not allowed.');
         if (details.prompt.name === 'login') {
-          if (await pendingFor(uid)) return showOtp(res, details, 200);
+          const pending = await pendingFor(uid);
+          if (pending) return showOtp(res, details, pending, 200);
           return showLogin(provider, res, details, 200);
         }
         // Consent is implicit for the zone's registered clients (loadExistingGrant);
@@ -151,7 +169,7 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
       }
 
       if (req.method !== 'POST') throw new FormError(405, 'Method not allowed.');
-      const form = await readForm(req);
+      const form = await readForm(req, action === 'webauthn' ? MAX_WEBAUTHN_FORM_BYTES : undefined);
       if (!csrfOk(ctx, uid, form.get('csrf'), req)) throw new FormError(403, 'The form could not be verified. Reload the page and try again.');
       const source = sourceOf(req);
 
@@ -208,9 +226,39 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
         return;
       }
 
-      // action === 'otp'
       const accountId = await pendingFor(uid);
       if (!accountId) return showLogin(provider, res, details, 400, 'Sign in with your password first.');
+
+      if (action === 'webauthn') {
+        // An assertion cannot be guessed, so no growing delay; failures still
+        // count towards an account-wide lockout (a stolen password hammering).
+        const keys = [{ key: `webauthn:${accountId}`, budget: otpAccountBudget, delays: false }];
+        const verdict = await ctx.throttle.check(keys);
+        if (!verdict.allowed) {
+          ctx.audit('mfa.failure', { sub: accountId, source, reason: 'passkey: locked out' });
+          return showOtp(res, details, accountId, 429, `Too many attempts. Try again in ${verdict.retryAfterSec} seconds.`, {
+            'retry-after': String(verdict.retryAfterSec),
+          });
+        }
+        const user = await ctx.users.byId(accountId);
+        if (!user || user.locked) return showLogin(provider, res, details, 401, GENERIC_LOGIN_ERROR);
+        let passkey;
+        try {
+          passkey = await verifyAuthentication(ctx, user, uid, form.get('response'));
+        } catch (error) {
+          if (!(error instanceof WebAuthnError)) throw error;
+          const until = await ctx.throttle.fail(keys[0].key, keys[0].budget);
+          if (until) ctx.audit('lockout', { sub: accountId, source, budget: 'webauthn', until: new Date(until).toISOString() });
+          ctx.audit('mfa.failure', { sub: accountId, source, reason: `passkey: ${error.reason}` });
+          return showOtp(res, details, accountId, error.reason === 'malformed' ? 400 : 401, error.message);
+        }
+        await ctx.throttle.reset(keys[0].key);
+        const amr = ['pwd', amrFor(passkey), 'mfa'];
+        ctx.audit('mfa.success', { sub: accountId, source, amr, credential: passkey.id });
+        return finishLogin(provider, req, res, uid, accountId, amr, ACR_MFA);
+      }
+
+      // action === 'otp'
       const keys = [
         { key: `otp:${accountId}:${source}`, budget: t.otp },
         { key: `otp:${accountId}`, budget: otpAccountBudget, delays: false },
@@ -218,7 +266,7 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
       const verdict = await ctx.throttle.check(keys);
       if (!verdict.allowed) {
         ctx.audit('mfa.failure', { sub: accountId, source, reason: verdict.reason === 'locked' ? 'locked out' : 'too fast' });
-        return showOtp(res, details, 429, `Too many attempts. Try again in ${verdict.retryAfterSec} seconds.`, {
+        return showOtp(res, details, accountId, 429, `Too many attempts. Try again in ${verdict.retryAfterSec} seconds.`, {
           'retry-after': String(verdict.retryAfterSec),
         });
       }
@@ -231,7 +279,7 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
           if (until) ctx.audit('lockout', { sub: accountId, source, budget: k.key === `otp:${accountId}` ? 'otp-account' : 'otp', until: new Date(until).toISOString() });
         }
         ctx.audit('mfa.failure', { sub: accountId, source, reason: result === 'replayed' ? 'code already used' : 'wrong code' });
-        return showOtp(res, details, 401, GENERIC_OTP_ERROR);
+        return showOtp(res, details, accountId, 401, GENERIC_OTP_ERROR);
       }
       await ctx.throttle.reset(`otp:${accountId}:${source}`);
       ctx.audit('mfa.success', { sub: accountId, source });

@@ -5,6 +5,12 @@
 //
 // Consuming is atomic: when two requests race to redeem the same code or
 // refresh token, exactly one wins; the loser revokes the whole grant (reuse).
+//
+// Whenever a grant is revoked (reuse, RFC 7009 revocation of its refresh
+// token, logout, client removal), the JWT access tokens issued under it are
+// marked revoked in token_index with the time: introspection then reads them
+// inactive and the revocation feed (revocation-feed.ts) hands their jti to the
+// gateway.
 import type { Kysely } from 'kysely';
 import { errors } from 'oidc-provider';
 import type { Database } from './db/schema.ts';
@@ -16,8 +22,19 @@ export interface AdapterHooks {
 
 export type AdapterPayload = Record<string, any>;
 
+/** Marks every JWT access token of a grant revoked (idempotent: keeps the first revocation time). */
+export async function markGrantRevoked(db: Kysely<Database>, grantId: string, at: number): Promise<void> {
+  await db
+    .updateTable('token_index')
+    .set({ revoked: 1, revoked_at: at })
+    .where('grant_id', '=', grantId)
+    .where('revoked', '=', 0)
+    .execute();
+}
+
 export function createAdapterClass(db: Kysely<Database>, now: () => number, hooks: AdapterHooks) {
   async function revokeGrant(grantId: string): Promise<void> {
+    await markGrantRevoked(db, grantId, now());
     await db.deleteFrom('oidc_models').where('grant_id', '=', grantId).execute();
   }
 
@@ -123,10 +140,12 @@ export function createAdapterClass(db: Kysely<Database>, now: () => number, hook
     }
 
     async destroy(id: string): Promise<void> {
+      if (this.model === 'Grant') await markGrantRevoked(db, id, now());
       await db.deleteFrom('oidc_models').where('model', '=', this.model).where('id', '=', id).execute();
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {
+      await markGrantRevoked(db, grantId, now());
       await db
         .deleteFrom('oidc_models')
         .where('model', '=', this.model)
@@ -155,6 +174,7 @@ export async function sweepExpired(db: Kysely<Database>, now: number): Promise<v
   await db.deleteFrom('oidc_models').where('expires_at', '<=', now).execute();
   await db.deleteFrom('token_index').where('expires_at', '<=', now).execute();
   await db.deleteFrom('mfa_pending').where('expires_at', '<=', now).execute();
+  await db.deleteFrom('webauthn_challenges').where('expires_at', '<=', now).execute();
   await db
     .deleteFrom('throttle')
     .where('locked_until', '<=', now)

@@ -39,6 +39,8 @@ declare module 'oidc-provider' {
     proxy: boolean;
     app: AnyObject;
     callback(): (req: IncomingMessage, res: ServerResponse) => void;
+    /** Koa's: a context over a raw request (cookies, secure) */
+    createContext(req: IncomingMessage, res: ServerResponse): AnyObject;
     use(middleware: (ctx: KoaContextWithOIDC, next: () => Promise<void>) => Promise<void> | void): void;
     on(event: string, listener: (...args: any[]) => void): this;
     registerGrantType(

@@ -4,16 +4,15 @@
 // rotating refresh tokens, token exchange, introspection, revocation, logout.
 // What is off: implicit, hybrid, password, device, CIBA, dynamic registration,
 // HS* algorithms, client_secret_post/jwt, dev interactions.
-import { X509Certificate } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { createAdapterClass } from './oidc-adapter.ts';
-import { apiScopesOf, compareClientSecret, OIDC_SCOPES, API_SCOPES_PROPERTY, TOKEN_EXCHANGE } from './client-registry.ts';
+import { apiScopesOf, compareClientSecret, OIDC_SCOPES, API_SCOPES_PROPERTY, REVOCATION_FEED_PROPERTY, TOKEN_EXCHANGE } from './client-registry.ts';
 import { customizeAccessToken } from './customize-token.ts';
 import { registerTokenExchange } from './token-exchange.ts';
 import { installJwtIntrospection } from './jwt-introspection.ts';
 import { HTML_CSP_BASE, logoutPage, messagePage } from './views.ts';
+import { certificateMatchesSanUri, peerCertificate, verifiedPeerCertificate } from './client-certificate.ts';
 
 export const INTERACTION_TTL = 600;
 
@@ -96,7 +95,11 @@ export function buildProvider(ctx: AuthorityContext): Provider {
     },
     rotateRefreshToken: true,
     issueRefreshToken: async (_c: KoaContextWithOIDC, client: any) => client.grantTypeAllowed('refresh_token'),
-    expiresWithSession: async () => false,
+    // A user's grant ends with the browser session it was made in: signing out
+    // (RP-initiated logout) revokes it, refresh tokens included, whatever the
+    // scope (offline_access only says a refresh token is wanted). Sessions
+    // last as long as refresh tokens, so this shortens nothing else.
+    expiresWithSession: async () => true,
     conformIdTokenClaims: true,
     interactions: { url: (_c: KoaContextWithOIDC, interaction: any) => `/interaction/${interaction.uid}` },
     // Clients are registered by the zone's administrator (first party): the
@@ -172,30 +175,25 @@ export function buildProvider(ctx: AuthorityContext): Provider {
         tlsClientAuth: mtls,
         certificateBoundAccessTokens: false,
         getCertificate(c: KoaContextWithOIDC) {
-          const socket = c.socket as TLSSocket;
-          if (typeof socket.getPeerCertificate !== 'function') return undefined;
-          const peer = socket.getPeerCertificate(false);
-          if (!peer?.raw) return undefined;
-          return new X509Certificate(peer.raw).toString();
+          return peerCertificate(c.socket)?.toString();
         },
-        certificateAuthorized: (c: KoaContextWithOIDC) => (c.socket as TLSSocket).authorized === true,
-        certificateSubjectMatches(_c: KoaContextWithOIDC, property: string, expected: string) {
-          const pem = this.getCertificate(_c);
-          if (!pem) return false;
-          const cert = new X509Certificate(pem);
-          if (property === 'tls_client_auth_san_uri')
-            return (cert.subjectAltName ?? '').split(', ').includes(`URI:${expected}`);
-          if (property === 'tls_client_auth_subject_dn') return cert.subject.replace(/\n/g, ',') === expected;
-          return false;
+        certificateAuthorized: (c: KoaContextWithOIDC) => verifiedPeerCertificate(c.socket) !== undefined,
+        certificateSubjectMatches(c: KoaContextWithOIDC, property: string, expected: string) {
+          const cert = verifiedPeerCertificate(c.socket);
+          if (!cert) return false;
+          if (property === 'tls_client_auth_san_uri') return certificateMatchesSanUri(cert, expected, ctx.clientCerts);
+          return false; // only SAN URI (SPIFFE ID) matching is offered
         },
       },
     },
     formats: { customizers: { jwt: (c: KoaContextWithOIDC, token: any, jwt: any) => customizeAccessToken(ctx, c, token, jwt) } },
     extraClientMetadata: {
-      properties: [API_SCOPES_PROPERTY],
+      properties: [API_SCOPES_PROPERTY, REVOCATION_FEED_PROPERTY],
       validator(_c: unknown, key: string, value: unknown) {
         if (key === API_SCOPES_PROPERTY && value !== undefined && typeof value !== 'string')
           throw new errors.InvalidClientMetadata(`${API_SCOPES_PROPERTY} must be a string`);
+        if (key === REVOCATION_FEED_PROPERTY && value !== undefined && typeof value !== 'boolean')
+          throw new errors.InvalidClientMetadata(`${REVOCATION_FEED_PROPERTY} must be a boolean`);
       },
     },
     async renderError(c: KoaContextWithOIDC, out: { error: string; error_description?: string }) {

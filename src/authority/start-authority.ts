@@ -2,7 +2,7 @@
 // database + migrations, signing keys, secrets, TLS) → serve (HTTPS only) →
 // watch keys (a rotation done by the CLI is picked up without a restart) →
 // close.
-import { mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -28,7 +28,11 @@ import { loadAudienceKey } from './confidential-claims.ts';
 import { zoneAudience, type AuthorityContext, type ConfidentialAudience } from './context.ts';
 import { buildProvider } from './provider.ts';
 import { createInteractions, FormError, sendFormError } from './interactions.ts';
-import { STYLESHEET } from './views.ts';
+import { createAccountPages } from './account.ts';
+import { STYLESHEET, WEBAUTHN_SCRIPT } from './views.ts';
+import { handleRevocationFeed } from './revocation-feed.ts';
+import type { ClientCertPolicy } from './client-certificate.ts';
+import { localRevocations, trustBundlePath } from '../pki/index.ts';
 import { seedDev, DEV_CREDENTIALS_SECRET, type ZoneDevCredentials } from './dev-seed.ts';
 import { sweepExpired } from './oidc-adapter.ts';
 import type { AuthorityConfig } from '../topology/schema-authority.ts';
@@ -58,6 +62,10 @@ export interface RunningAuthority {
   tokenEndpoint: string;
   introspectionEndpoint: string;
   revocationEndpoint: string;
+  /** GET: revoked JWT access-token ids for the zone's gateway (see index.ts) */
+  revocationFeed: string;
+  /** the signed-in user's page: passkeys (WebAuthn) enrolment */
+  accountUrl: string;
   /** the audience of the zone's own API (what its gateway expects in `aud`) */
   audience: string;
   /** the PEM trust bundle for the dev certificate (dev TLS only) */
@@ -152,7 +160,18 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
         key: readFileSync(path.resolve(topology.dir, config.tls.key), 'utf8'),
       };
     }
-    const clientCa = config.clientCa ? readFileSync(path.resolve(topology.dir, config.clientCa), 'utf8') : undefined;
+    let clientCa: string | undefined;
+    const clientCerts: ClientCertPolicy = { now };
+    if (config.clientCa === 'trust-domain') {
+      const bundle = trustBundlePath(stateDir);
+      if (!existsSync(bundle))
+        throw new Error(`authority clientCa: trust-domain needs the trust domain's CA in the state dir (gatehouse ca init); ${bundle} is missing`);
+      clientCa = readFileSync(bundle, 'utf8');
+      const revoked = localRevocations(stateDir);
+      clientCerts.svid = { trustDomain: topology.topology.trustDomain, isRevoked: (serial) => revoked.isRevoked(serial) };
+    } else if (config.clientCa) {
+      clientCa = readFileSync(path.resolve(topology.dir, config.clientCa), 'utf8');
+    }
 
     let handler: (req: IncomingMessage, res: ServerResponse) => Promise<void> = async (_req, res) => {
       res.statusCode = 503;
@@ -188,6 +207,11 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
     const port = (server.address() as AddressInfo).port;
     const hostForUrl = listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host.includes(':') ? `[${listen.host}]` : listen.host;
     const issuer = config.issuer ?? `https://${hostForUrl}:${port}`;
+    const issuerUrl = new URL(issuer);
+    const issuerHost = issuerUrl.hostname.replace(/^\[|\]$/g, '');
+    const rpId = config.webauthn.rpId ?? issuerHost;
+    if (rpId !== issuerHost && !issuerHost.endsWith(`.${rpId}`))
+      throw new Error(`authority webauthn.rpId ${JSON.stringify(rpId)} must be the issuer's host (${issuerHost}) or a suffix of it`);
 
     const confidential = new Map<string, ConfidentialAudience>();
     for (const [aud, c] of Object.entries(config.confidentialClaims))
@@ -217,6 +241,8 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       cookieKeys: [(await keyStore.secret('cookie-signing')).toString('base64url')],
       trusted: createTrustedIssuers(stateDir, config.trustedZones, now),
       confidential,
+      clientCerts,
+      webauthn: { rpId, rpName: config.webauthn.rpName ?? `Gatehouse ${zone}`, origin: issuerUrl.origin },
     };
 
     const publish = () => {
@@ -261,6 +287,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
     };
 
     const interactions = createInteractions(() => provider, ctx);
+    const account = createAccountPages(() => provider, ctx);
     handler = async (req, res) => {
       const requestId = randomUUID();
       requestIds.set(req, requestId);
@@ -275,6 +302,25 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
         res.setHeader('content-type', 'text/css; charset=utf-8');
         res.setHeader('cache-control', 'public, max-age=3600');
         res.end(req.method === 'HEAD' ? undefined : STYLESHEET);
+        return;
+      }
+      if (pathname === '/assets/webauthn.js' && (req.method === 'GET' || req.method === 'HEAD')) {
+        res.setHeader('content-type', 'text/javascript; charset=utf-8');
+        res.setHeader('cache-control', 'public, max-age=3600');
+        res.end(req.method === 'HEAD' ? undefined : WEBAUTHN_SCRIPT);
+        return;
+      }
+      if (pathname === '/revocations') {
+        await handleRevocationFeed(ctx, req, res, requestId);
+        return;
+      }
+      if (pathname === '/account' || pathname.startsWith('/account/')) {
+        try {
+          await account.handle(req, res, pathname, requestId);
+        } catch (error) {
+          if (error instanceof FormError) sendFormError(res, req, error, requestId);
+          else throw error;
+        }
         return;
       }
       if (pathname === '/healthz') {
@@ -323,6 +369,8 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       tokenEndpoint: `${issuer}/token`,
       introspectionEndpoint: `${issuer}/token/introspection`,
       revocationEndpoint: `${issuer}/token/revocation`,
+      revocationFeed: `${issuer}/revocations`,
+      accountUrl: `${issuer}/account`,
       audience,
       caFile,
       devCredentials,

@@ -1,6 +1,7 @@
 // Local users of a zone: argon2id password hashes, TOTP secrets sealed under
-// the key-encryption key, an admin lock, and the last accepted TOTP time step
-// (so a code is accepted once per step).
+// the key-encryption key, an admin lock, the last accepted TOTP time step
+// (so a code is accepted once per step), and WebAuthn credentials (passkeys
+// and security keys: public keys and signature counters, nothing secret).
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { generateSecret, generateURI, verify as verifyTotp } from 'otplib';
@@ -16,9 +17,29 @@ export interface UserRecord {
   id: string;
   username: string;
   locked: boolean;
+  /** has a second factor: TOTP or at least one WebAuthn credential */
   mfa: boolean;
+  totp: boolean;
+  /** number of WebAuthn credentials */
+  passkeys: number;
   claims: Record<string, unknown>;
 }
+
+export interface PasskeyRecord {
+  id: string;
+  name: string;
+  /** COSE public key */
+  publicKey: Uint8Array;
+  counter: number;
+  transports: string[];
+  deviceType: 'singleDevice' | 'multiDevice';
+  backedUp: boolean;
+  aaguid: string;
+  createdAt: number;
+  lastUsedAt: number | null;
+}
+
+type UserRow = Database['users'] & { passkeys: unknown };
 
 const USERNAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
 export const MAX_PASSWORD = 1024;
@@ -75,29 +96,122 @@ export class UserRegistry {
     return generateURI({ issuer: this.#issuerLabel, label: username, secret });
   }
 
+  /** users with their passkey count */
+  #users() {
+    return this.#db
+      .selectFrom('users')
+      .selectAll('users')
+      .select((eb) =>
+        eb
+          .selectFrom('webauthn_credentials')
+          .select(eb.fn.countAll().as('n'))
+          .whereRef('webauthn_credentials.user_id', '=', 'users.id')
+          .as('passkeys'),
+      );
+  }
+
   async list(): Promise<UserRecord[]> {
-    const rows = await this.#db.selectFrom('users').selectAll().orderBy('username').execute();
+    const rows = await this.#users().orderBy('username').execute();
     return rows.map((r) => this.#record(r));
   }
 
-  #record(r: Database['users']): UserRecord {
+  #record(r: UserRow): UserRecord {
+    const passkeys = Number(r.passkeys ?? 0);
     return {
       id: r.id,
       username: r.username,
       locked: Number(r.locked) === 1,
-      mfa: r.totp_secret !== null,
+      mfa: r.totp_secret !== null || passkeys > 0,
+      totp: r.totp_secret !== null,
+      passkeys,
       claims: JSON.parse(r.claims) as Record<string, unknown>,
     };
   }
 
   async byId(id: string): Promise<UserRecord | undefined> {
-    const r = await this.#db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    const r = await this.#users().where('users.id', '=', id).executeTakeFirst();
     return r ? this.#record(r) : undefined;
   }
 
   async byUsername(username: string): Promise<UserRecord | undefined> {
-    const r = await this.#db.selectFrom('users').selectAll().where('username', '=', username.toLowerCase()).executeTakeFirst();
+    const r = await this.#users().where('users.username', '=', username.toLowerCase()).executeTakeFirst();
     return r ? this.#record(r) : undefined;
+  }
+
+  // ---- WebAuthn credentials ----
+
+  #passkey(r: Database['webauthn_credentials']): PasskeyRecord {
+    return {
+      id: r.id,
+      name: r.name,
+      publicKey: new Uint8Array(Buffer.from(r.public_key, 'base64url')),
+      counter: Number(r.counter),
+      transports: JSON.parse(r.transports) as string[],
+      deviceType: r.device_type === 'multiDevice' ? 'multiDevice' : 'singleDevice',
+      backedUp: Number(r.backed_up) === 1,
+      aaguid: r.aaguid,
+      createdAt: Number(r.created_at),
+      lastUsedAt: r.last_used_at === null ? null : Number(r.last_used_at),
+    };
+  }
+
+  async passkeys(userId: string): Promise<PasskeyRecord[]> {
+    const rows = await this.#db.selectFrom('webauthn_credentials').selectAll().where('user_id', '=', userId).orderBy('created_at').execute();
+    return rows.map((r) => this.#passkey(r));
+  }
+
+  /** The credential with this id and its owner, whoever that is. */
+  async passkeyById(credentialId: string): Promise<{ userId: string; passkey: PasskeyRecord } | undefined> {
+    if (credentialId.length === 0 || credentialId.length > 1400) return undefined;
+    const r = await this.#db.selectFrom('webauthn_credentials').selectAll().where('id', '=', credentialId).executeTakeFirst();
+    return r ? { userId: r.user_id, passkey: this.#passkey(r) } : undefined;
+  }
+
+  /** Stores a verified credential; false when that credential id is already registered (to anyone). */
+  async addPasskey(userId: string, p: Omit<PasskeyRecord, 'createdAt' | 'lastUsedAt'>): Promise<boolean> {
+    const r = await this.#db
+      .insertInto('webauthn_credentials')
+      .values({
+        id: p.id,
+        user_id: userId,
+        public_key: Buffer.from(p.publicKey).toString('base64url'),
+        counter: p.counter,
+        transports: JSON.stringify(p.transports),
+        device_type: p.deviceType,
+        backed_up: p.backedUp ? 1 : 0,
+        aaguid: p.aaguid,
+        name: p.name,
+        created_at: this.#now(),
+        last_used_at: null,
+      })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0n) === 1;
+  }
+
+  /**
+   * Moves the signature counter forward, only from the value the assertion
+   * was checked against (compare-and-set): of two racing assertions one wins.
+   */
+  async advancePasskeyCounter(userId: string, credentialId: string, from: number, to: number): Promise<boolean> {
+    const r = await this.#db
+      .updateTable('webauthn_credentials')
+      .set({ counter: to, last_used_at: this.#now() })
+      .where('id', '=', credentialId)
+      .where('user_id', '=', userId)
+      .where('counter', '=', from)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async removePasskey(userId: string, credentialId: string): Promise<boolean> {
+    const r = await this.#db.deleteFrom('webauthn_credentials').where('id', '=', credentialId).where('user_id', '=', userId).executeTakeFirst();
+    return Number(r.numDeletedRows) === 1;
+  }
+
+  async removeAllPasskeys(userId: string): Promise<number> {
+    const r = await this.#db.deleteFrom('webauthn_credentials').where('user_id', '=', userId).executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   async setLocked(username: string, locked: boolean): Promise<boolean> {
@@ -128,9 +242,7 @@ export class UserRegistry {
    */
   async checkPassword(username: string, password: string): Promise<UserRecord | undefined> {
     const name = username.toLowerCase();
-    const r = USERNAME.test(username)
-      ? await this.#db.selectFrom('users').selectAll().where('username', '=', name).executeTakeFirst()
-      : undefined;
+    const r = USERNAME.test(username) ? await this.#users().where('users.username', '=', name).executeTakeFirst() : undefined;
     const ok = await verifyPassword(password.slice(0, MAX_PASSWORD), r?.password_hash ?? (await dummyHash()));
     if (!r || !ok || Number(r.locked) === 1) return undefined;
     return this.#record(r);

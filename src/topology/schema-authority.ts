@@ -174,7 +174,21 @@ export const AuthorityConfig = z
       .string()
       .min(1)
       .optional()
-      .describe('PEM CA bundle for tls_client_auth (mTLS clients); absent: no client certificate is requested'),
+      .describe(
+        "CA for tls_client_auth (mTLS clients): 'trust-domain' for the trust domain's CA in the state dir (`gatehouse ca init`; client certificates must then be X509-SVIDs of this trust domain, not revoked, matched on their SPIFFE ID), or a PEM CA bundle file relative to the topology (matched on a URI SAN); absent: no client certificate is requested",
+      ),
+    webauthn: z
+      .object({
+        rpId: z
+          .string()
+          .regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/, 'rpId is a lowercase host name')
+          .optional()
+          .describe("WebAuthn relying party ID: the issuer's host or a registrable suffix of it; absent: the issuer's host (browsers refuse IP addresses: use a name such as localhost)"),
+        rpName: z.string().min(1).max(64).optional().describe('name shown by the authenticator; absent: Gatehouse <zone>'),
+      })
+      .strict()
+      .default({})
+      .describe('passkeys and security keys as a second factor (enrolled by a signed-in user at /account)'),
     dev: z
       .object({
         redirectUri: z

@@ -86,6 +86,42 @@ const migrations: Record<string, Migration> = {
       void sql;
     },
   },
+  // WebAuthn credentials (second factor) and their single-use challenges; the
+  // time a token_index row was revoked (the gateway's revocation feed reads it).
+  '0002_webauthn_revocation_feed': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('webauthn_credentials')
+        // a credential id is at most 1023 bytes: 1364 base64url characters
+        .addColumn('id', 'varchar(1400)', (c) => c.primaryKey())
+        .addColumn('user_id', 'varchar(64)', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('public_key', 'text', (c) => c.notNull())
+        .addColumn('counter', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('transports', 'text', (c) => c.notNull().defaultTo('[]'))
+        .addColumn('device_type', 'varchar(16)', (c) => c.notNull())
+        .addColumn('backed_up', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('aaguid', 'varchar(36)', (c) => c.notNull())
+        .addColumn('name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_used_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('webauthn_credentials_user').on('webauthn_credentials').column('user_id').execute();
+
+      await db.schema
+        .createTable('webauthn_challenges')
+        .addColumn('challenge', 'varchar(128)', (c) => c.primaryKey())
+        .addColumn('purpose', 'varchar(16)', (c) => c.notNull())
+        .addColumn('binding', 'varchar(128)', (c) => c.notNull())
+        .addColumn('account_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('webauthn_challenges_binding').on('webauthn_challenges').columns(['purpose', 'binding']).execute();
+      await db.schema.createIndex('webauthn_challenges_expires').on('webauthn_challenges').column('expires_at').execute();
+
+      await db.schema.alterTable('token_index').addColumn('revoked_at', 'bigint').execute();
+      await db.schema.createIndex('token_index_revoked_at').on('token_index').column('revoked_at').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

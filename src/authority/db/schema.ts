@@ -76,6 +76,38 @@ export interface TokenIndexTable {
   grant_id: string | null;
   expires_at: number;
   revoked: number;
+  /** when it was revoked (ms); null while live. What the gateway's revocation feed reads. */
+  revoked_at: number | null;
+}
+
+export interface WebAuthnCredentialTable {
+  /** credential id, base64url */
+  id: string;
+  user_id: string;
+  /** COSE public key, base64url */
+  public_key: string;
+  /** last signature counter seen; an assertion must go above it (unless both are 0) */
+  counter: number;
+  /** JSON array of transports the browser reported */
+  transports: string;
+  /** 'singleDevice' (hardware-bound: amr hwk) or 'multiDevice' (synced passkey: amr swk) */
+  device_type: string;
+  backed_up: number;
+  aaguid: string;
+  /** the user's label for it */
+  name: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+export interface WebAuthnChallengeTable {
+  /** base64url, 32 random bytes; consumed (deleted) by the one response that presents it */
+  challenge: string;
+  purpose: 'register' | 'login';
+  /** the interaction uid (login) or the session uid (register) it was issued to */
+  binding: string;
+  account_id: string;
+  expires_at: number;
 }
 
 export interface Database {
@@ -87,6 +119,8 @@ export interface Database {
   throttle: ThrottleTable;
   mfa_pending: MfaPendingTable;
   token_index: TokenIndexTable;
+  webauthn_credentials: WebAuthnCredentialTable;
+  webauthn_challenges: WebAuthnChallengeTable;
   /** used only for the type of Generated; keeps kysely's import */
   _unused?: { id: Generated<number> };
 }
