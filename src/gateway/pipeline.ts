@@ -92,11 +92,12 @@ export function prepare(req: Req, ctx: PipelineContext, state: GatewayState, idB
   const target = canonicalTarget(req.url ?? '');
   const host = inbound.host === undefined ? undefined : normaliseHost(inbound.host);
   if (host === undefined) throw BadRequest('missing or malformed Host');
-  const route = state.router.match(host, target.path);
-  if (!route) throw NotFound();
+  const group = state.router.match(host, target.path);
+  if (!group) throw NotFound();
+  const route = group.byMethod.get(method);
+  if (!route) throw MethodNotAllowed(group.allow);
   if (target.hasParameters && !route.config.allowPathParameters)
     throw AmbiguousPath("';' path parameters are not accepted on this route");
-  if (!route.methods.has(method)) throw MethodNotAllowed(route.allow);
   const bodyLimit = route.config.limits.maxBodyBytes ?? state.config.limits.maxBodyBytes;
   if (inbound.contentLength !== undefined && inbound.contentLength > bodyLimit) throw PayloadTooLarge(bodyLimit);
   return {

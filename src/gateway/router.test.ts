@@ -12,7 +12,7 @@ test('exact beats prefix, the longest prefix wins, and prefixes match whole segm
     r({ name: 'public-exact', path: '/api/public/health' }),
     r({ name: 'echo', path: '/api/echo/', match: 'prefix' }),
   ]);
-  const name = (p: string) => router.match('h', p)?.name;
+  const name = (p: string) => router.match('h', p)?.byMethod.get('GET')?.name;
   assert.equal(name('/api/public'), 'public');
   assert.equal(name('/api/public/'), 'public');
   assert.equal(name('/api/public/x/y'), 'public');
@@ -40,10 +40,11 @@ test('hosts: exact, then wildcard, then any-host routes', () => {
     r({ name: 'wild', hosts: ['*.example'], path: '/', match: 'prefix' }),
     r({ name: 'any', path: '/', match: 'prefix' }),
   ]);
-  assert.equal(router.match('shop.example', '/x')?.name, 'shop');
-  assert.equal(router.match('api.example', '/x')?.name, 'wild');
-  assert.equal(router.match('example', '/x')?.name, 'any');
-  assert.equal(router.match('other.test', '/x')?.name, 'any');
+  const name = (h: string) => router.match(h, '/x')?.byMethod.get('GET')?.name;
+  assert.equal(name('shop.example'), 'shop');
+  assert.equal(name('api.example'), 'wild');
+  assert.equal(name('example'), 'any');
+  assert.equal(name('other.test'), 'any');
 });
 
 test('host normalisation: case, port and trailing dot; garbage is refused', () => {
@@ -55,9 +56,22 @@ test('host normalisation: case, port and trailing dot; garbage is refused', () =
 
 test('methods: GET implies HEAD, "*" means every proxied method', () => {
   const router = compileRoutes([r({ path: '/a' }), r({ path: '/b', methods: '*' }), r({ path: '/c', methods: ['POST'] })]);
-  assert.deepEqual([...router.match('h', '/a')!.methods].sort(), ['GET', 'HEAD']);
-  assert.deepEqual([...router.match('h', '/b')!.methods].sort(), ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT']);
+  assert.deepEqual([...router.match('h', '/a')!.byMethod.keys()].sort(), ['GET', 'HEAD']);
+  assert.deepEqual([...router.match('h', '/b')!.byMethod.keys()].sort(), ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT']);
   assert.deepEqual(router.match('h', '/c')!.allow, ['POST']);
+});
+
+test('routes on one path split by method: each method finds its own route, Allow lists them all', () => {
+  const router = compileRoutes([
+    r({ name: 'list', path: '/orders', methods: ['GET'] }),
+    r({ name: 'create', path: '/orders', methods: ['POST'] }),
+  ]);
+  const group = router.match('h', '/orders')!;
+  assert.equal(group.byMethod.get('GET')?.name, 'list');
+  assert.equal(group.byMethod.get('HEAD')?.name, 'list');
+  assert.equal(group.byMethod.get('POST')?.name, 'create');
+  assert.equal(group.byMethod.get('DELETE'), undefined);
+  assert.deepEqual(group.allow, ['GET', 'HEAD', 'POST']);
 });
 
 test('prefix rewrite keeps exactly one slash at the joint', () => {

@@ -14,14 +14,21 @@ export interface CompiledRoute {
   prefix: string;
 }
 
+/** Routes that share hosts, match and path; they differ by method (never overlapping). */
+export interface RouteGroup {
+  byMethod: Map<string, CompiledRoute>;
+  /** Every method of the group, for 405's Allow. */
+  allow: string[];
+}
+
 interface PathTable {
-  exact: Map<string, CompiledRoute>;
-  prefix: Map<string, CompiledRoute>;
+  exact: Map<string, RouteGroup>;
+  prefix: Map<string, RouteGroup>;
 }
 
 export interface Router {
-  /** The route for this canonical path, or undefined (404). Host must be normalised. */
-  match(host: string, path: string): CompiledRoute | undefined;
+  /** The routes for this canonical path, or undefined (404). Host must be normalised. */
+  match(host: string, path: string): RouteGroup | undefined;
   routes: readonly CompiledRoute[];
 }
 
@@ -78,10 +85,21 @@ export function compileRoutes(routes: readonly RouteConfig[]): Router {
         if (host.startsWith('*.')) tables.push(tableFor(wildcardHosts, host.slice(1)));
         else tables.push(tableFor(exactHosts, host));
       }
-    for (const t of tables) (config.match === 'exact' ? t.exact : t.prefix).set(config.path, route);
+    for (const t of tables) {
+      const map = config.match === 'exact' ? t.exact : t.prefix;
+      let group = map.get(config.path);
+      if (!group) map.set(config.path, (group = { byMethod: new Map(), allow: [] }));
+      for (const m of set) {
+        // the topology loader refuses overlapping methods; first wins if a caller skipped it
+        if (!group.byMethod.has(m)) {
+          group.byMethod.set(m, route);
+          group.allow.push(m);
+        }
+      }
+    }
   });
 
-  const lookup = (t: PathTable, path: string): CompiledRoute | undefined => {
+  const lookup = (t: PathTable, path: string): RouteGroup | undefined => {
     const exact = t.exact.get(path);
     if (exact) return exact;
     if (t.prefix.size === 0) return undefined;

@@ -126,7 +126,7 @@ services:
   const lines = issues(text);
   assert.equal(lines.length, 4, lines.join('\n'));
   assert.match(lines[0], /gateway\.admin\.listen: port 9000 is already used by zones\.a\.gateway\.listen/);
-  assert.match(lines[1], /routes\[1\]\.path: duplicates routes\[0\]/);
+  assert.match(lines[1], /routes\[1\]\.path: duplicates routes\[0\] \(same hosts, match and path, and a method in common\)/);
   assert.match(lines[2], /routes\[2\]\.path: path must be canonical/);
   assert.match(lines[3], /routes\[3\]\.rewrite: rewrite needs match: 'prefix'/);
 });
@@ -173,4 +173,21 @@ test('the example topology is valid', () => {
   const loaded = loadTopology(path.join(import.meta.dirname, '../../examples/shop/gatehouse.yaml'));
   assert.ok(loaded.topology.zones.public.gateway);
   assert.ok(loaded.topology.zones.private.gateway);
+});
+
+test('routes may share a path when their methods do not overlap (GET implies HEAD)', () => {
+  const text = (a: string, b: string) => `version: 1
+trustDomain: t
+zones:
+  a:
+    gateway: {}
+    routes:
+      - { path: /orders, methods: ${a}, service: s }
+      - { path: /orders, methods: ${b}, service: s }
+services:
+  s: { zone: a, upstream: 'http://127.0.0.1:1' }
+`;
+  assert.doesNotThrow(() => parseTopology(text('[GET]', '[POST]')));
+  assert.match(issues(text('[GET]', '[HEAD, PUT]'))[0], /routes\[1\]\.path: duplicates routes\[0\]/);
+  assert.match(issues(text("'*'", '[DELETE]'))[0], /routes\[1\]\.path: duplicates routes\[0\]/);
 });

@@ -1,7 +1,7 @@
 // Checks that need the whole file: references between sections, duplicates,
 // and combinations that zod cannot see field by field.
 import type { Topology } from './schema.ts';
-import { parseListen } from './schema.ts';
+import { parseListen, ALL_METHODS } from './schema.ts';
 
 export interface ReferenceProblem {
   path: (string | number)[];
@@ -49,7 +49,7 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
     if (zone.routes.length > 0 && !zone.gateway)
       problems.push({ path: ['zones', zoneName, 'routes'], message: 'routes need a gateway in this zone' });
 
-    const seen = new Map<string, number>();
+    const seen = new Map<string, { index: number; methods: Set<string> }[]>();
     const names = new Map<string, number>();
     zone.routes.forEach((route, i) => {
       const at = ['zones', zoneName, 'routes', i];
@@ -66,9 +66,17 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
         problems.push({ path: [...at, 'path'], message: 'path must be canonical: no dot segments, empty segments or percent-encoding' });
       const hosts = route.hosts ? [...route.hosts].map((h) => h.toLowerCase().replace(/\.$/, '')).sort().join(',') : '*';
       const key = `${hosts} ${route.match} ${route.path}`;
-      if (seen.has(key))
-        problems.push({ path: [...at, 'path'], message: `duplicates routes[${seen.get(key)}] (same hosts, match and path)` });
-      else seen.set(key, i);
+      // routes may share hosts, match and path when their methods do not overlap
+      const methods = methodSet(route.methods);
+      const earlier = seen.get(key) ?? [];
+      const clash = earlier.find((e) => [...methods].some((m) => e.methods.has(m)));
+      if (clash)
+        problems.push({
+          path: [...at, 'path'],
+          message: `duplicates routes[${clash.index}] (same hosts, match and path, and a method in common)`,
+        });
+      earlier.push({ index: i, methods });
+      seen.set(key, earlier);
       const routeName = route.name ?? routeNameOf(route.path);
       if (names.has(routeName) && route.name !== undefined)
         problems.push({ path: [...at, 'name'], message: `route name ${JSON.stringify(routeName)} is used twice` });
@@ -76,6 +84,13 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
     });
   }
   return problems;
+}
+
+/** The methods a route answers: '*' is all of them; GET brings HEAD along. */
+function methodSet(methods: '*' | readonly string[]): Set<string> {
+  const set = new Set<string>(methods === '*' ? ALL_METHODS : methods);
+  if (set.has('GET')) set.add('HEAD');
+  return set;
 }
 
 export function routeNameOf(p: string): string {
