@@ -55,7 +55,8 @@ export function buildProvider(ctx: AuthorityContext): Provider {
         },
       };
     },
-    claims: { openid: ['sub'], profile: ['preferred_username'] },
+    // acr (and amr, auth_time) in ID tokens too: the library's defaults, which a claims map replaces
+    claims: { acr: null, sid: null, auth_time: null, iss: null, openid: ['sub'], profile: ['preferred_username'] },
     // only OpenID scopes here: API scopes belong to the resource servers (audiences)
     scopes: OIDC_SCOPES,
     acrValues: ['urn:gatehouse:acr:pwd', 'urn:gatehouse:acr:mfa'],
