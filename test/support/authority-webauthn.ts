@@ -127,7 +127,7 @@ export class SoftAuthenticator {
   #authData(rpId: string, flags: number, counter: number, attested: boolean): Buffer {
     const c = Buffer.alloc(4);
     c.writeUInt32BE(counter >>> 0);
-    const parts = [sha256(rpId), Buffer.from([flags]), c];
+    const parts: Buffer[] = [sha256(rpId), Buffer.from([flags]), c];
     if (attested) {
       const len = Buffer.alloc(2);
       len.writeUInt16BE(this.credentialId.length);
