@@ -27,7 +27,12 @@ zones:
       - { name: echo, path: /api/echo/, match: prefix, methods: '*', service: echo }
       - { name: small, path: /api/small, methods: [POST], service: echo, limits: { maxBodyBytes: 10 } }
       - { name: slow, path: /api/slow, service: slow, limits: { timeoutMs: ${slowTimeout} } }
-      - { name: framed, path: /api/framed, service: echo, frameOptions: SAMEORIGIN }${extraRoutes}
+      - { name: framed, path: /api/framed, service: echo, frameOptions: SAMEORIGIN }
+      - name: cors
+        path: /api/cors
+        methods: [GET, POST]
+        service: echo
+        cors: { origins: ['https://shop.example'], headers: [content-type], credentials: true, exposeHeaders: [x-request-id] }${extraRoutes}
 services:
   echo: { zone: edge, upstream: '${upstream}' }
   slow: { zone: edge, upstream: '${slow}' }
@@ -369,4 +374,44 @@ services:
   await h2.close();
   await small.close();
   await upstream.close();
+});
+
+test('CORS: preflights are answered at the gateway for allowed origins, methods and headers only', async () => {
+  const before = up.seen.length;
+  const pre = (origin: string, method: string, headers?: string) =>
+    get('/api/cors', {
+      method: 'OPTIONS',
+      headers: { origin, 'access-control-request-method': method, ...(headers ? { 'access-control-request-headers': headers } : {}) },
+    });
+  const ok = await pre('https://shop.example', 'POST', 'Content-Type');
+  assert.equal(ok.statusCode, 204);
+  assert.equal(ok.headers['access-control-allow-origin'], 'https://shop.example');
+  assert.equal(ok.headers['access-control-allow-credentials'], 'true');
+  assert.equal(ok.headers['access-control-allow-methods'], 'GET, POST, HEAD');
+  assert.equal(ok.headers['access-control-allow-headers'], 'content-type');
+  assert.equal(ok.headers['access-control-max-age'], '600');
+  await ok.body.dump();
+  for (const [origin, method, headers] of [
+    ['https://evil.example', 'POST', undefined],
+    ['https://shop.example', 'DELETE', undefined],
+    ['https://shop.example', 'POST', 'x-secret'],
+    ['null', 'GET', undefined],
+  ] as const) {
+    const r = await pre(origin, method, headers);
+    assert.equal(r.statusCode, 403, `${origin} ${method} ${headers}`);
+    assert.equal(r.headers['access-control-allow-origin'], undefined);
+    await r.body.dump();
+  }
+  assert.equal(up.seen.length, before, 'preflights never reach the upstream');
+  const actual = await get('/api/cors', { headers: { origin: 'https://shop.example' } });
+  assert.equal(actual.headers['access-control-allow-origin'], 'https://shop.example');
+  assert.equal(actual.headers['access-control-expose-headers'], 'x-request-id');
+  assert.equal(actual.headers.vary, 'origin');
+  await actual.body.dump();
+  const other = await get('/api/cors', { headers: { origin: 'https://evil.example' } });
+  assert.equal(other.headers['access-control-allow-origin'], undefined);
+  await other.body.dump();
+  const plainOptions = await get('/api/cors', { method: 'OPTIONS' });
+  assert.equal(plainOptions.statusCode, 405, 'OPTIONS without a preflight is just a method the route lacks');
+  await plainOptions.body.dump();
 });

@@ -16,6 +16,7 @@ import {
   AmbiguousRequest,
   BadRequest,
   UnsupportedTarget,
+  AccessDenied,
   problemBody,
   PROBLEM_CONTENT_TYPE,
 } from '../shared/errors.ts';
@@ -67,6 +68,8 @@ export interface Prepared {
   path: string;
   query: string;
   bodyLimit: number;
+  /** A CORS preflight for `route`, answered by the gateway. */
+  preflight: boolean;
 }
 
 /** Everything before the upstream is contacted; throws GatehouseError to refuse. */
@@ -94,7 +97,17 @@ export function prepare(req: Req, ctx: PipelineContext, state: GatewayState, idB
   if (host === undefined) throw BadRequest('missing or malformed Host');
   const group = state.router.match(host, target.path);
   if (!group) throw NotFound();
-  const route = group.byMethod.get(method);
+  let route = group.byMethod.get(method);
+  let preflight = false;
+  if (method === 'OPTIONS' && req.headers.origin !== undefined) {
+    // a CORS preflight is answered by the gateway for the route of the method it asks about
+    const asked = req.headers['access-control-request-method'];
+    const target = typeof asked === 'string' ? group.byMethod.get(asked) : undefined;
+    if (target?.config.cors) {
+      route = target;
+      preflight = true;
+    }
+  }
   if (!route) throw MethodNotAllowed(group.allow);
   if (target.hasParameters && !route.config.allowPathParameters)
     throw AmbiguousPath("';' path parameters are not accepted on this route");
@@ -110,7 +123,24 @@ export function prepare(req: Req, ctx: PipelineContext, state: GatewayState, idB
     path: target.path,
     query: target.query,
     bodyLimit,
+    preflight,
   };
+}
+
+/** CORS response headers for an allowed origin; undefined when the origin is not allowed. */
+export function corsHeaders(route: CompiledRoute, origin: string | undefined, preflight: boolean): Record<string, string> | undefined {
+  const cors = route.config.cors;
+  if (!cors || origin === undefined) return undefined;
+  const any = cors.origins.includes('*');
+  if (!any && !cors.origins.includes(origin.toLowerCase())) return undefined;
+  const h: Record<string, string> = { 'access-control-allow-origin': any ? '*' : origin, vary: 'origin' };
+  if (cors.credentials) h['access-control-allow-credentials'] = 'true';
+  if (preflight) {
+    h['access-control-allow-methods'] = (cors.methods ?? [...route.methods]).join(', ');
+    if (cors.headers.length > 0) h['access-control-allow-headers'] = cors.headers.join(', ');
+    h['access-control-max-age'] = String(cors.maxAgeSeconds);
+  } else if (cors.exposeHeaders.length > 0) h['access-control-expose-headers'] = cors.exposeHeaders.join(', ');
+  return h;
 }
 
 /** The right-most X-Forwarded-For entry that is not a trusted proxy. */
@@ -214,6 +244,10 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
       return;
     }
     const p = prepared;
+    if (p.preflight) {
+      answerPreflight(req, res, p, ctx, started);
+      return;
+    }
     const chain = state.chains[p.route.index];
     if (chain === undefined) {
       proxy(req, res, p, ctx, started, undefined);
@@ -251,6 +285,25 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
       })
       .catch((error: unknown) => sendProblem(req, res, error, p.requestId, state, ctx, started, p.route, exchange));
   };
+}
+
+function answerPreflight(req: Req, res: Res, p: Prepared, ctx: PipelineContext, started: number): void {
+  const headers = corsHeaders(p.route, req.headers.origin, true);
+  const asked = String(req.headers['access-control-request-method']);
+  const cors = p.route.config.cors!;
+  const methods: readonly string[] = cors.methods ?? [...p.route.methods];
+  const wanted = String(req.headers['access-control-request-headers'] ?? '')
+    .split(',')
+    .map((x) => x.trim().toLowerCase())
+    .filter(Boolean);
+  const allowedHeaders = new Set(cors.headers.map((x) => x.toLowerCase()));
+  if (!headers || !methods.includes(asked) || !wanted.every((w) => allowedHeaders.has(w))) {
+    sendProblem(req, res, AccessDenied('this cross-origin request is not allowed'), p.requestId, p.state, ctx, started, p.route);
+    return;
+  }
+  (res as ServerResponse).writeHead(204, { ...p.state.securityHeaders.DENY, ...headers, 'x-request-id': p.requestId, 'content-length': '0' });
+  res.end();
+  finish(req, res, 204, ctx, started, p.route, p.requestId, p.path, p.query, p.clientAddress);
 }
 
 interface Checked {
@@ -311,6 +364,7 @@ function proxy(req: Req, res: Res, p: Prepared, ctx: PipelineContext, started: n
         filterResponseHeaders(response.headers as Record<string, string | string[] | undefined>, headers);
         headers['x-request-id'] = p.requestId;
         if (checked) Object.assign(headers, checked.exchange.responseHeaders);
+        if (p.route.config.cors) Object.assign(headers, corsHeaders(p.route, req.headers.origin, false));
         if (frame !== 'off' && headers['content-security-policy'] === undefined)
           headers['content-security-policy'] = frame === 'DENY' ? "frame-ancestors 'none'" : "frame-ancestors 'self'";
         (res as ServerResponse).writeHead(status, headers);

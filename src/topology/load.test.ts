@@ -191,3 +191,9 @@ services:
   assert.match(issues(text('[GET]', '[HEAD, PUT]'))[0], /routes\[1\]\.path: duplicates routes\[0\]/);
   assert.match(issues(text("'*'", '[DELETE]'))[0], /routes\[1\]\.path: duplicates routes\[0\]/);
 });
+
+test('CORS: a wildcard origin with credentials is refused', () => {
+  const lines = issues(ok.replace('        service: catalog\n', "        service: catalog\n        cors: { origins: ['*'], credentials: true }\n"));
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /routes\[0\]\.cors\.origins: a wildcard origin cannot be combined with credentials/);
+});

@@ -60,6 +60,8 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
           path: [...at, 'service'],
           message: `service ${JSON.stringify(route.service)} is in zone ${JSON.stringify(service.zone)}; a gateway routes only to its own zone`,
         });
+      if (route.cors?.credentials && route.cors.origins.includes('*'))
+        problems.push({ path: [...at, 'cors', 'origins'], message: "a wildcard origin cannot be combined with credentials: list the origins" });
       if (route.rewrite && route.match !== 'prefix')
         problems.push({ path: [...at, 'rewrite'], message: "rewrite needs match: 'prefix'" });
       if (/\/\.{1,2}(\/|$)|\/\/|%/.test(route.path))

@@ -188,6 +188,24 @@ export const Route = z
       .enum(['DENY', 'SAMEORIGIN', 'off'])
       .optional()
       .describe("per-route override of the zone's frame denial; absent: the zone setting"),
+    cors: z
+      .object({
+        origins: z
+          .array(z.union([z.literal('*'), z.string().regex(/^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/, 'an origin is scheme://host[:port], lowercase, no path')]))
+          .min(1)
+          .describe("allowed origins; '*' any origin (never with credentials)"),
+        methods: z.array(Method).min(1).optional().describe("methods allowed cross-origin; absent: the route's methods"),
+        headers: z
+          .array(z.string().regex(/^[A-Za-z0-9-]{1,64}$/))
+          .default([])
+          .describe('request headers allowed cross-origin (beyond the CORS-safelisted ones)'),
+        exposeHeaders: z.array(z.string().regex(/^[A-Za-z0-9-]{1,64}$/)).default([]).describe('response headers scripts may read'),
+        credentials: z.boolean().default(false).describe('allow cookies and Authorization cross-origin'),
+        maxAgeSeconds: z.number().int().min(0).max(86400).default(600).describe('how long browsers may cache a preflight'),
+      })
+      .strict()
+      .optional()
+      .describe('cross-origin access for browsers; absent: no CORS headers, preflights get 405'),
     auth: RouteAuth.optional().describe("who may call: 'anonymous', 'jwt', 'api_key', or { accept, scopes, roles, mfa, … }"),
   })
   .strict();
