@@ -204,15 +204,20 @@ export function messagePage(title: string, message: string, requestId?: string):
   );
 }
 
-/** `form` is oidc-provider's hidden logout form (xsrf field); the buttons submit it. */
+/**
+ * `form` is oidc-provider's hidden logout form (xsrf field); the buttons submit
+ * it. "logout=yes" ends the whole sign-in session (every application's grant
+ * made in it); without it only the asking application's grant ends and the
+ * session stays.
+ */
 export function logoutPage(form: string, zone: string): string {
   return page(
     `Sign out - ${zone}`,
     `<h1>Sign out</h1>
-<p>Do you want to sign out?</p>
+<p>Do you want to sign out of ${esc(zone)}?</p>
 ${form}
-<button type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>Yes, sign me out</button>
-<button type="submit" form="op.logoutForm" class="secondary">No, stay signed in</button>`,
+<button type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>Yes, sign out of every application</button>
+<button type="submit" form="op.logoutForm" class="secondary">Sign out of this application only</button>`,
   );
 }
 
