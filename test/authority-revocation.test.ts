@@ -132,6 +132,26 @@ test('RFC 7009 revocation, refresh-token reuse and refresh-token revocation reac
   assert.ok(!jtis.has(decodeJwt(live.access_token).jti!));
 });
 
+test('a token exchanged from a user token ends with the user grant', async () => {
+  const user = await newUser();
+  const tokens = await codeTokens(web, await signIn(h, web, user));
+  const exchanged = await oidc.genericGrantRequest(service, 'urn:ietf:params:oauth:grant-type:token-exchange', {
+    subject_token: tokens.access_token,
+    subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+  });
+  const twice = await oidc.genericGrantRequest(service, 'urn:ietf:params:oauth:grant-type:token-exchange', {
+    subject_token: exchanged.access_token,
+    subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+  });
+  assert.equal((await oidc.tokenIntrospection(service, exchanged.access_token)).active, true);
+  await oidc.tokenRevocation(web, tokens.refresh_token!);
+  const jtis = jtisOf((await feed()).body);
+  for (const t of [exchanged, twice]) {
+    assert.ok(jtis.has(decodeJwt(t.access_token).jti!), 'listed for the gateway');
+    assert.equal((await oidc.tokenIntrospection(service, t.access_token)).active, false, 'inactive at introspection');
+  }
+});
+
 test('removing a client lists the access tokens of its grants', async () => {
   const c = await h.auth.admin.clients.add({
     clientId: `gone-${randomUUID().slice(0, 6)}`,

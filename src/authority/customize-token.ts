@@ -5,7 +5,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { sealConfidentialClaims } from './confidential-claims.ts';
-import { exchangeClaims } from './token-exchange.ts';
+import { exchangeClaims, exchangeGrant } from './token-exchange.ts';
 import { INDEX_GRACE_MS } from './access-token.ts';
 
 export async function customizeAccessToken(
@@ -26,10 +26,11 @@ export async function customizeAccessToken(
       if (Array.isArray(source.amr)) p.amr = source.amr;
     }
   }
-  if (token.grantId) {
+  const grantId: string | undefined = token.grantId ?? exchangeGrant.get(token);
+  if (grantId) {
     await ctx.db
       .insertInto('token_index')
-      .values({ jti: p.jti, client_id: p.client_id, grant_id: token.grantId, expires_at: p.exp * 1000 + INDEX_GRACE_MS, revoked: 0 })
+      .values({ jti: p.jti, client_id: p.client_id, grant_id: grantId, expires_at: p.exp * 1000 + INDEX_GRACE_MS, revoked: 0 })
       .onConflict((oc) => oc.column('jti').doNothing())
       .execute();
   }

@@ -11,6 +11,12 @@ import { isLive, looksLikeJwt, ownKeys, type AccessTokenClaims } from './access-
 
 /** Claims an exchanged token carries (act, auth_time …), read by customize-token.ts at signing. */
 export const exchangeClaims = new WeakMap<object, Record<string, unknown>>();
+/**
+ * The grant an exchanged token hangs off (its subject token's, within this
+ * zone): indexed at signing, so ending that grant revokes the exchanged token
+ * too (introspection, revocation feed).
+ */
+export const exchangeGrant = new WeakMap<object, string>();
 
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
@@ -115,6 +121,10 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
         gty: 'token_exchange',
       });
       exchangeClaims.set(at, extra);
+      if (own) {
+        const row = await ctx.db.selectFrom('token_index').select('grant_id').where('jti', '=', subject.jti as string).executeTakeFirst();
+        if (row?.grant_id) exchangeGrant.set(at, row.grant_id);
+      }
       at.resourceServer = new provider.ResourceServer(audience, {
         scope: ctx.scopes.filter((s) => clientScopes.has(s)).join(' '),
         audience,
