@@ -7,6 +7,8 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import * as oidc from 'openid-client';
 import { tempDir, trustingFetch, writeTopology } from './support/authority-harness.ts';
+import { loadTopology } from '../src/topology/load.ts';
+import { openZoneStores } from '../src/authority/index.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const run = promisify(execFile);
@@ -53,6 +55,14 @@ test('gatehouse authority + clients/users/keys admin verbs', async () => {
       const t = await oidc.clientCredentialsGrant(config, { scope: 'orders:read' });
       assert.ok(t.access_token, 'a client added by the CLI works at the running authority');
 
+      // the gateway's client reads the revocation feed; others may not
+      const gw = JSON.parse((await gatehouse(['clients', 'add', ...common, '--id', 'public-gateway', '--grant', 'client_credentials', '--revocation-feed'])).stdout);
+      const feed = (secretOf: string, id: string) =>
+        tf.fetch(`${ready.endpoints.authority}/revocations`, { headers: { authorization: 'Basic ' + Buffer.from(`${id}:${secretOf}`).toString('base64') } });
+      assert.equal((await feed(gw.client_secret, 'public-gateway')).status, 200);
+      assert.equal((await feed(added.client_secret, 'reports')).status, 401);
+      assert.ok(JSON.parse((await gatehouse(['clients', 'list', ...common])).stdout).find((c: any) => c.client_id === 'public-gateway').revocation_feed);
+
       const before = (await (await tf.fetch(`${ready.endpoints.authority}/jwks`)).json()) as any;
       const rotated = JSON.parse((await gatehouse(['keys', 'rotate', ...common])).stdout);
       assert.ok(rotated.kid);
@@ -84,7 +94,23 @@ test('gatehouse authority + clients/users/keys admin verbs', async () => {
     assert.ok(user.password.length >= 16);
     assert.match(user.otpauth_uri, /^otpauth:\/\/totp\//);
     const users = JSON.parse((await gatehouse(['users', 'list', ...common])).stdout);
-    assert.deepEqual(users.find((u: any) => u.username === 'bob'), { id: user.id, username: 'bob', locked: false, mfa: true });
+    assert.deepEqual(users.find((u: any) => u.username === 'bob'), { id: user.id, username: 'bob', locked: false, mfa: true, totp: true, passkeys: 0 });
+
+    // passkeys: listed (public data only) and removed by an administrator
+    const stores = await openZoneStores(loadTopology(file), 'public', state);
+    try {
+      for (const id of ['cred-one', 'cred-two'])
+        await stores.users.addPasskey(user.id, { id, name: id, publicKey: new Uint8Array([1, 2, 3]), counter: 7, transports: ['usb'], deviceType: 'singleDevice', backedUp: false, aaguid: '00000000-0000-0000-0000-000000000000' });
+    } finally {
+      await stores.storage.close();
+    }
+    const keys = JSON.parse((await gatehouse(['users', 'passkeys', ...common, 'bob'])).stdout);
+    assert.deepEqual(keys.map((k: any) => [k.id, k.amr, k.counter]), [['cred-one', 'hwk', 7], ['cred-two', 'hwk', 7]]);
+    assert.ok(!('publicKey' in keys[0]) && !('public_key' in keys[0]));
+    assert.match((await gatehouse(['users', 'remove-passkey', ...common, 'bob', 'cred-one'])).stdout, /removed 1 passkey/);
+    await assert.rejects(gatehouse(['users', 'remove-passkey', ...common, 'bob', 'cred-one']), /has no passkey cred-one/);
+    assert.match((await gatehouse(['users', 'remove-passkey', ...common, 'bob', '--all'])).stdout, /removed 1 passkey/);
+    assert.equal(JSON.parse((await gatehouse(['users', 'list', ...common])).stdout).find((u: any) => u.username === 'bob').passkeys, 0);
     assert.match((await gatehouse(['users', 'lock', ...common, 'bob'])).stdout, /locked bob/);
     const reset = JSON.parse((await gatehouse(['users', 'reset-mfa', ...common, 'bob'])).stdout);
     assert.notEqual(reset.totp_secret, user.totp_secret);

@@ -31,7 +31,8 @@ export function register(program: Command): void {
     .option('--jwks <file>', 'public JWK set file (private_key_jwt)')
     .option('--tls-san-uri <uri>', 'SAN URI the client certificate must carry (tls_client_auth)')
     .option('--name <name>', 'display name')
-    .action(async (o: Common & { id?: string; grant: string[]; redirectUri?: string[]; scope: string; auth: string; jwks?: string; tlsSanUri?: string; name?: string }) => {
+    .option('--revocation-feed', "may read GET /revocations (the zone gateway's client; client_secret_basic or tls_client_auth)", false)
+    .action(async (o: Common & { id?: string; grant: string[]; redirectUri?: string[]; scope: string; auth: string; jwks?: string; tlsSanUri?: string; name?: string; revocationFeed: boolean }) => {
       const { readFileSync } = await import('node:fs');
       const { TOKEN_EXCHANGE } = await import('../../authority/index.ts');
       const s = await open(o);
@@ -46,6 +47,7 @@ export function register(program: Command): void {
           jwks: o.jwks ? JSON.parse(readFileSync(o.jwks, 'utf8')) : undefined,
           tlsSanUri: o.tlsSanUri,
           name: o.name,
+          revocationFeed: o.revocationFeed,
         });
         process.stdout.write(JSON.stringify(created, null, 2) + '\n');
         if (created.client_secret) process.stderr.write('gatehouse: the client secret is shown once; store it now\n');

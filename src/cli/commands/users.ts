@@ -52,7 +52,7 @@ export function register(program: Command): void {
     .action(async (o: Common) => {
       const s = await open(o);
       try {
-        const list = (await s.users.list()).map(({ id, username, locked, mfa }) => ({ id, username, locked, mfa }));
+        const list = (await s.users.list()).map(({ id, username, locked, mfa, totp, passkeys }) => ({ id, username, locked, mfa, totp, passkeys }));
         process.stdout.write(JSON.stringify(list, null, 2) + '\n');
       } finally {
         await s.storage.close();
@@ -86,6 +86,57 @@ export function register(program: Command): void {
           process.stderr.write(`gatehouse: no user ${username} in zone ${o.zone}\n`);
           process.exitCode = 1;
         } else process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      } finally {
+        await s.storage.close();
+      }
+    });
+
+  common(users.command('passkeys'))
+    .description("list a user's passkeys and security keys (WebAuthn credentials; public data only)")
+    .argument('<username>')
+    .action(async (username: string, o: Common) => {
+      const s = await open(o);
+      try {
+        const user = await s.users.byUsername(username);
+        if (!user) {
+          process.stderr.write(`gatehouse: no user ${username} in zone ${o.zone}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        const list = (await s.users.passkeys(user.id)).map((p) => ({
+          id: p.id,
+          name: p.name,
+          amr: p.deviceType === 'multiDevice' ? 'swk' : 'hwk',
+          aaguid: p.aaguid,
+          counter: p.counter,
+          created_at: new Date(p.createdAt).toISOString(),
+          last_used_at: p.lastUsedAt === null ? null : new Date(p.lastUsedAt).toISOString(),
+        }));
+        process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+      } finally {
+        await s.storage.close();
+      }
+    });
+
+  common(users.command('remove-passkey'))
+    .description('remove one passkey of a user (a lost or copied key), or all of them with --all')
+    .argument('<username>')
+    .argument('[credential-id]')
+    .option('--all', 'remove every passkey of the user', false)
+    .action(async (username: string, credentialId: string | undefined, o: Common & { all: boolean }) => {
+      const s = await open(o);
+      try {
+        const user = await s.users.byUsername(username);
+        if (!user || (!o.all && !credentialId)) {
+          process.stderr.write(user ? 'gatehouse: give a credential id or --all\n' : `gatehouse: no user ${username} in zone ${o.zone}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        const removed = o.all ? await s.users.removeAllPasskeys(user.id) : (await s.users.removePasskey(user.id, credentialId!)) ? 1 : 0;
+        if (removed === 0 && !o.all) {
+          process.stderr.write(`gatehouse: ${username} has no passkey ${credentialId}\n`);
+          process.exitCode = 1;
+        } else process.stdout.write(`removed ${removed} passkey(s) of ${username}\n`);
       } finally {
         await s.storage.close();
       }
