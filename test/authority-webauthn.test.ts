@@ -207,6 +207,15 @@ test('hostile assertions fail precisely and change nothing', async () => {
   for (const reason of ['challenge_unknown', 'wrong_origin', 'wrong_rp_id', 'counter_regression', 'not_this_users_credential'])
     assert.ok(h.audit.some((e) => e.event === 'mfa.failure' && e.sub === alice.id && e.reason === `passkey: ${reason}`), reason);
   assert.ok(!JSON.stringify(h.audit).includes(good.response.signature), 'no assertion in the audit log');
+
+  // short-lived: a challenge answered after its two minutes is refused
+  const slow = await toSecondFactor(alice);
+  h.clock.advance(121_000);
+  const late = await send(slow.browser, slow.second, aliceKey.assert(pageOptions(slow.second.html, 'get')));
+  assert.equal(late.status, 401);
+  assert.match(alertOf(late.html)!, /expired or was already used/);
+  const inTime = await send(slow.browser, late, aliceKey.assert(pageOptions(late.html, 'get')));
+  assert.equal(inTime.status, 0, 'the fresh challenge of the answer page works');
 });
 
 test('malformed, oversized and CSRF-less passkey answers; 20 failures lock the passkey step', async () => {
