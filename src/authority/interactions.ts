@@ -30,17 +30,16 @@ export class FormError extends Error {
 }
 
 export function readForm(req: IncomingMessage, limit = MAX_FORM_BYTES): Promise<URLSearchParams> {
-  const MAX_FORM_BYTES = limit;
   return new Promise((resolve, reject) => {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     if (type !== 'application/x-www-form-urlencoded') return reject(new FormError(415, 'The form must be sent as application/x-www-form-urlencoded.'));
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > MAX_FORM_BYTES) return reject(new FormError(413, 'The form is too large.'));
+    if (declared > limit) return reject(new FormError(413, 'The form is too large.'));
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_FORM_BYTES) {
+      if (size > limit) {
         req.destroy();
         reject(new FormError(413, 'The form is too large.'));
       } else chunks.push(chunk);
