@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import client from 'prom-client';
-import { AuthFailureTracker, delayAfter } from './auth-failures.ts';
+import { AuthFailureTracker, authFailureTrackerOf, delayAfter } from './auth-failures.ts';
+import { createSharedResources, type ProvisionContext } from '../policy.ts';
+import { RATE_LIMIT_METRICS } from './metrics.ts';
 import { AuthFailureConfig } from './schema.ts';
 import { createRateLimitMetrics } from './metrics.ts';
 import { frozenClock } from '../../../shared/clock.ts';
@@ -118,4 +120,16 @@ test('counters: recorded, slowed, blocked', async () => {
   assert.equal(of('recorded'), 2);
   assert.equal(of('slowed'), 1);
   assert.equal(of('blocked'), 1);
+});
+
+test('authFailureTrackerOf: one tracker per gateway and settings, counting on the shared metrics', async () => {
+  const shared = createSharedResources();
+  const metrics = createRateLimitMetrics(new client.Registry());
+  shared.get(RATE_LIMIT_METRICS, () => metrics);
+  const ctx = { shared, clock: frozenClock() } as unknown as ProvisionContext;
+  const a = authFailureTrackerOf(ctx, config());
+  assert.equal(authFailureTrackerOf(ctx, config()), a, 'every route gets the same tracker');
+  assert.notEqual(authFailureTrackerOf(ctx, config({ maxFailures: 5 })), a);
+  a.record('10.0.0.1');
+  assert.equal((await metrics.authFailures.get()).values.find((v) => v.labels.result === 'recorded')?.value, 1);
 });

@@ -14,6 +14,8 @@
 // record is lost only to a worse one landing in the same secret slot, which
 // costs the attacker more failures than it clears. State is per gateway worker.
 import type { Clock } from '../../../shared/clock.ts';
+import type { ProvisionContext } from '../policy.ts';
+import { rateLimitMetricsOf } from './metrics.ts';
 import { TooManyRequests, type GatehouseError } from '../../../shared/errors.ts';
 import { SlotLru, seededHash, nextPowerOfTwo } from './slot-lru.ts';
 import { addressKey } from './bucket-key.ts';
@@ -160,4 +162,12 @@ export class AuthFailureTracker {
     this.#foldLast[f] = this.#last[slot];
     this.#foldBlocked[f] = this.#blockedUntil[slot];
   }
+}
+
+/** The gateway's one tracker for these settings (shared by every route's authentication unit). */
+export function authFailureTrackerOf(ctx: ProvisionContext, config: AuthFailureConfig): AuthFailureTracker {
+  return ctx.shared.get(
+    `auth_failures:${JSON.stringify(config)}`,
+    () => new AuthFailureTracker(config, ctx.clock, rateLimitMetricsOf(ctx.shared)),
+  );
 }

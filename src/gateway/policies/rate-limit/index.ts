@@ -22,18 +22,16 @@ import { gcraLimit } from './gcra.ts';
 import { compileBucketKey } from './bucket-key.ts';
 import { MemoryStore } from './memory-store.ts';
 import { RedisStore } from './redis-store.ts';
-import { rateLimitMetricsOf, type RateLimitMetrics } from './metrics.ts';
+import { rateLimitMetricsOf, type RateLimitMetrics, type Tally } from './metrics.ts';
 import type { CompiledLimit, RateLimitStore, TakeResult } from './store.ts';
 import { Forbidden, RateLimitUnavailable, TooManyRequests } from '../../../shared/errors.ts';
 
 export type Config = RateLimitConfig;
 export { RateLimitConfig };
-export { AuthFailureTracker } from './auth-failures.ts';
+export { AuthFailureTracker, authFailureTrackerOf } from './auth-failures.ts';
 export { createRateLimitMetrics, RATE_LIMIT_METRICS, type RateLimitMetrics } from './metrics.ts';
 
-interface Counter {
-  inc(): void;
-}
+type Counter = Tally;
 
 export interface Limit extends CompiledLimit {
   /** Policy name in the headers, and bucket namespace. */
@@ -72,18 +70,18 @@ function policyName(config: Config): string {
   return `${config.key.join('+')}:${config.limit}/${config.windowSeconds}s${burst === config.limit ? '' : `:b${burst}`}`;
 }
 
-function compileLimit(name: string, l: TierLimit, metrics: RateLimitMetrics): Limit {
+function compileLimit(name: string, l: TierLimit, metrics: RateLimitMetrics, store: RateLimitStore): Limit {
   const burst = l.burst ?? l.limit;
   return {
     ...gcraLimit(l.limit, l.windowSeconds, burst),
     concurrency: l.concurrency ?? 0,
     name,
-    namespace: `${name}|`,
+    namespace: store.namespace(name),
     policyItem: `"${name}";q=${l.limit};w=${l.windowSeconds}`,
     remainingPrefix: `"${name}";r=`,
-    allowed: metrics.decisions.labels(name, 'allowed'),
-    limited: metrics.decisions.labels(name, 'limited'),
-    concurrencyLimited: metrics.decisions.labels(name, 'concurrency'),
+    allowed: metrics.decision(name, 'allowed'),
+    limited: metrics.decision(name, 'limited'),
+    concurrencyLimited: metrics.decision(name, 'concurrency'),
   };
 }
 
@@ -148,19 +146,19 @@ export default {
   async provision(config: Config, ctx: ProvisionContext): Promise<State> {
     const metrics = rateLimitMetricsOf(ctx.shared);
     const name = policyName(config);
+    const store = await storeOf(config, ctx, metrics);
     const tiers = new Map<string, Limit>();
-    for (const [tier, l] of Object.entries(config.tiers)) tiers.set(tier, compileLimit(`${name}:${tier}`, l, metrics));
-    const store = config.store.type;
+    for (const [tier, l] of Object.entries(config.tiers)) tiers.set(tier, compileLimit(`${name}:${tier}`, l, metrics, store));
     return {
       key: compileBucketKey(config.key, { ipv6PrefixBits: config.ipv6PrefixBits, missingIdentity: config.missingIdentity }),
-      base: compileLimit(name, config, metrics),
+      base: compileLimit(name, config, metrics, store),
       tiers,
-      store: await storeOf(config, ctx, metrics),
+      store,
       headers: config.headers && !config.shadow,
       failOpen: config.store.type === 'redis' && config.store.failOpen,
-      missingIdentity: metrics.decisions.labels(name, 'missing_identity'),
-      failedOpen: metrics.storeErrors.labels(store, 'fail_open'),
-      failedClosed: metrics.storeErrors.labels(store, 'fail_closed'),
+      missingIdentity: metrics.decision(name, 'missing_identity'),
+      failedOpen: metrics.storeErrors.labels(store.kind, 'fail_open'),
+      failedClosed: metrics.storeErrors.labels(store.kind, 'fail_closed'),
     };
   },
   onRequest(exchange, state) {

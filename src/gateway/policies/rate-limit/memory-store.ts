@@ -49,6 +49,7 @@ export class MemoryStore implements RateLimitStore {
     lease: undefined,
   };
   readonly #evictions: { inc(): void } | undefined;
+  readonly #namespaces = new Map<string, string>();
 
   constructor(options: { capacity: number; evictions?: { inc(): void } }) {
     this.#evictions = options.evictions;
@@ -58,6 +59,16 @@ export class MemoryStore implements RateLimitStore {
     this.#foldTat = new Float64Array(foldSize);
     this.#foldOwner = new Uint32Array(foldSize);
     this.#foldMask = foldSize - 1;
+  }
+
+  /**
+   * A short prefix per policy name: every decision hashes prefix + key, and a
+   * long derived name would cost more than the decision itself.
+   */
+  namespace(policy: string): string {
+    let ns = this.#namespaces.get(policy);
+    if (ns === undefined) this.#namespaces.set(policy, (ns = `${this.#namespaces.size.toString(36)}|`));
+    return ns;
   }
 
   /** Buckets held (at most the capacity). */

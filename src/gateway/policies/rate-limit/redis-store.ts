@@ -124,6 +124,11 @@ export class RedisStore implements RateLimitStore {
     return this.#loaded;
   }
 
+  /** Readable keys: {prefix}{policy|key}:t */
+  namespace(policy: string): string {
+    return `${policy}|`;
+  }
+
   async take(bucket: string, limit: CompiledLimit, nowMs: number): Promise<TakeResult> {
     const tatKey = `${this.#prefix}{${bucket}}:t`;
     const leaseKey = `${this.#prefix}{${bucket}}:c`;

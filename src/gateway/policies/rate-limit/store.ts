@@ -23,6 +23,8 @@ export interface TakeResult {
 
 export interface RateLimitStore {
   readonly kind: 'memory' | 'redis';
+  /** The bucket prefix of a policy name (the same name always gets the same prefix). */
+  namespace(policy: string): string;
   /**
    * Spends one request from `bucket` (and takes a concurrency slot when the
    * limit has one). The memory store answers synchronously with an object it
