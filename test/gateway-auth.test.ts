@@ -109,6 +109,7 @@ zones:
         - { issuer: '${own.issuer}', jwksUri: '${own.jwks_uri}', audiences: ['urn:gatehouse:test.local:edge'] }
         - { issuer: '${forger.issuer}', jwksUri: '${forger.jwksUri}', audiences: ['urn:test:edge'] }
       unknownKidRefetchSeconds: 30
+    authFailures: { freeFailures: 5000, maxFailures: 10000 }
 ${routes}
 services:
   up: { zone: edge, upstream: '${up.url}' }
@@ -291,4 +292,35 @@ test('API keys: valid on their routes only, never from the query string unless t
   assert.equal(revokeApiKey(stateDir, 'edge', prefix), true);
   await new Promise((r) => setTimeout(r, 2_200));
   await expect401('/partner', { 'x-api-key': key });
+});
+
+test('a source whose credentials keep failing is slowed, then blocked, even with a valid token afterwards', async () => {
+  const file = path.join(h.dir, 'strict.yaml');
+  writeFileSync(
+    file,
+    readFileSync(path.join(h.dir, 'gateway.yaml'), 'utf8').replace(
+      'authFailures: { freeFailures: 5000, maxFailures: 10000 }',
+      'authFailures: { freeFailures: 1, maxFailures: 3, lockoutSeconds: 60 }',
+    ),
+  );
+  const strict = await startGateway({ config: file, zone: 'edge', stateDir, logger: quiet, accessLog: false, clock });
+  try {
+    const at = (t: string) => request(strict.url + '/read', { dispatcher: agent, headers: bearer(t) });
+    const first = await at('garbage.garbage.garbage');
+    assert.equal(first.statusCode, 401);
+    await first.body.dump();
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await at('garbage.garbage.garbage');
+      statuses.push(r.statusCode);
+      if (r.statusCode === 429) assert.ok(Number(r.headers['retry-after']) >= 1);
+      await r.body.dump();
+    }
+    assert.ok(statuses.includes(429), `slowed or blocked: ${statuses}`);
+    const valid = await at(serviceToken);
+    assert.equal(valid.statusCode, 429, 'a blocked source is refused before its credential is read');
+    await valid.body.dump();
+  } finally {
+    await strict.close();
+  }
 });

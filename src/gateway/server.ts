@@ -35,6 +35,7 @@ import { loadTlsMaterial, secureOptions, type TlsMaterial } from './tls.ts';
 import { createAdminServer } from './admin.ts';
 import { openGatewayIdentity } from './mtls.ts';
 import { createSharedResources } from './policies/policy.ts';
+import { createRateLimitMetrics, RATE_LIMIT_METRICS } from './policies/rate-limit/metrics.ts';
 
 export interface GatewayOptions {
   /** Topology file; re-read on reload. */
@@ -149,11 +150,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const upstreamTls = await openGatewayIdentity(options.stateDir, loaded.topology, options.zone, logger, clock);
   // resources shared by every config generation (JWKS caches, token cache, API keys)
   const shared = createSharedResources();
+  const metrics = createMetrics({ zone: options.zone });
+  shared.get(RATE_LIMIT_METRICS, () => createRateLimitMetrics(metrics.registry));
   const build = (l: LoadedTopology, gen: number, previous?: GatewayState) =>
     buildState({ loaded: l, zone: options.zone, stateDir: options.stateDir, addresses: addresses(), clock, logger, generation: gen, shared, previous, tls: upstreamTls });
   let current = await build(loaded, generation);
   const config = current.config;
-  const metrics = createMetrics({ zone: options.zone });
   const accessLog =
     options.accessLog === false || !config.accessLog.enabled
       ? undefined

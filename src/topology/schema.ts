@@ -6,6 +6,22 @@ import { isIP } from 'node:net';
 import { AuthorityConfig } from './schema-authority.ts';
 import { ServiceMeshFields } from './schema-mesh.ts';
 import { RouteAuth, ZoneAuthentication } from '../gateway/policies/authentication/schema.ts';
+import { IpRulesConfig } from '../gateway/policies/ip-rules/schema.ts';
+import { RateLimitConfig, AuthFailureConfig } from '../gateway/policies/rate-limit/schema.ts';
+
+/** Policy units a zone sets as defaults and a route may override (`false` turns a zone default off). */
+const ZonePolicies = z
+  .object({
+    ip_rules: IpRulesConfig.optional().describe('allow/deny by client address; absent: no address rules'),
+    rate_limit: RateLimitConfig.optional().describe('GCRA rate limit; absent: no limit'),
+  })
+  .strict();
+const RoutePolicies = z
+  .object({
+    ip_rules: z.union([z.literal(false), IpRulesConfig]).optional().describe("replaces the zone's; false: none on this route"),
+    rate_limit: z.union([z.literal(false), RateLimitConfig]).optional().describe("replaces the zone's; false: none on this route"),
+  })
+  .strict();
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 const name = (what: string) =>
@@ -32,14 +48,8 @@ export function parseListen(value: string): { host: string; port: number } | str
   return { host, port };
 }
 
-/** A CIDR block or a single address (IPv4 or IPv6). */
-export const Cidr = z.string().superRefine((value, ctx) => {
-  const [addr, bits, ...rest] = value.split('/');
-  const family = isIP(addr);
-  const max = family === 4 ? 32 : 128;
-  if (rest.length > 0 || family === 0 || (bits !== undefined && !/^\d{1,3}$/.test(bits)) || Number(bits) > max)
-    ctx.addIssue({ code: 'custom', message: `expected an IP address or CIDR block, got ${JSON.stringify(value)}` });
-});
+export { Cidr } from './primitives.ts';
+import { Cidr } from './primitives.ts';
 
 const TlsFiles = z
   .object({
@@ -206,6 +216,7 @@ export const Route = z
       .strict()
       .optional()
       .describe('cross-origin access for browsers; absent: no CORS headers, preflights get 405'),
+    policies: RoutePolicies.default({}).describe("per-route policy units; absent ones inherit the zone's"),
     auth: RouteAuth.optional().describe("who may call: 'anonymous', 'jwt', 'api_key', or { accept, scopes, roles, mfa, … }"),
   })
   .strict();
@@ -214,6 +225,10 @@ export const Zone = z
   .object({
     gateway: GatewayConfig.optional().describe('the zone gateway; absent: the zone has no entry point'),
     authority: AuthorityConfig.optional().describe('the zone OAuth 2 / OIDC authority; absent: none'),
+    policies: ZonePolicies.default({}).describe('policy defaults of every route of this zone'),
+    authFailures: AuthFailureConfig.default(AuthFailureConfig.parse({})).describe(
+      'sources whose credentials keep failing are slowed, then blocked for a while',
+    ),
     authentication: ZoneAuthentication.default(ZoneAuthentication.parse({})).describe(
       'how the gateway checks credentials (issuers, API keys, introspection, identity propagation)',
     ),

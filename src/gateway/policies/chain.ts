@@ -5,6 +5,8 @@ import { PHASES, type Policy, type ProvisionContext, type Exchange, type Decisio
 import authentication, { type RouteAuthObject } from './authentication/index.ts';
 import authorization from './authorization/index.ts';
 import { RouteAuth } from './authentication/schema.ts';
+import ipRules from './ip-rules/index.ts';
+import rateLimit, { needsIdentity } from './rate-limit/index.ts';
 
 export interface ChainUnit {
   id: string;
@@ -37,11 +39,21 @@ async function unit<C, S>(policy: Policy<C, S>, config: C, ctx: ProvisionContext
 /** The route's chain, or undefined when it has nothing to check (anonymous, no policies). */
 export async function provisionChain(route: RouteConfig, zone: ZoneConfig, ctx: ProvisionContext): Promise<Chain | undefined> {
   const units: ChainUnit[] = [];
+  // a route's own setting replaces the zone's; false turns it off
+  const ip = route.policies.ip_rules === undefined ? zone.policies.ip_rules : route.policies.ip_rules || undefined;
+  const rate = route.policies.rate_limit === undefined ? zone.policies.rate_limit : route.policies.rate_limit || undefined;
+  if (ip) units.push(await unit(ipRules, ip, ctx, ip.shadow));
+  if (rate) {
+    const u = await unit(rateLimit, rate, ctx, rate.shadow);
+    // limits keyed by who is calling run right after authentication
+    if (needsIdentity(rate)) u.phase = PHASES.indexOf('authenticate') + 0.5;
+    units.push(u);
+  }
   let auth: RouteAuthObject | undefined;
   if (route.auth !== undefined && route.auth !== 'anonymous')
     auth = typeof route.auth === 'string' ? (RouteAuth.parse({ accept: [route.auth] }) as RouteAuthObject) : route.auth;
   if (auth) {
-    units.push(await unit(authentication, { zone: zone.authentication, route: auth }, ctx));
+    units.push(await unit(authentication, { zone: zone.authentication, route: auth, failures: zone.authFailures }, ctx));
     units.push(await unit(authorization, auth, ctx));
   }
   if (units.length === 0) return undefined;

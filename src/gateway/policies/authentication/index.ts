@@ -12,12 +12,15 @@ import { createTokenVerifier, TokenRejected, type TokenVerifier, type TrustedIss
 import { openApiKeyVerifier, type ApiKeyVerifier } from './api-keys.ts';
 import { createIntrospector, type Introspector } from './introspect.ts';
 import { Unauthorized, BadRequest, GatehouseError } from '../../../shared/errors.ts';
+import { AuthFailureTracker } from '../rate-limit/auth-failures.ts';
+import { AuthFailureConfig } from '../rate-limit/schema.ts';
+import { rateLimitMetricsOf } from '../rate-limit/metrics.ts';
 
 type Method = 'jwt' | 'api_key' | 'introspection';
 export type RouteAuthObject = Exclude<RouteAuth, string>;
 
-export const AuthenticationConfig = z.object({ zone: ZoneAuthentication, route: z.custom<RouteAuthObject>() });
-export type AuthenticationConfig = { zone: ZoneAuthentication; route: RouteAuthObject };
+export const AuthenticationConfig = z.object({ zone: ZoneAuthentication, route: z.custom<RouteAuthObject>(), failures: AuthFailureConfig });
+export type AuthenticationConfig = { zone: ZoneAuthentication; route: RouteAuthObject; failures: AuthFailureConfig };
 
 export interface AuthenticationState {
   realm: string;
@@ -28,6 +31,7 @@ export interface AuthenticationState {
   tokens: TokenVerifier | undefined;
   apiKeys: ApiKeyVerifier | undefined;
   introspection: Introspector | undefined;
+  failures: AuthFailureTracker;
 }
 
 /** The zone's own authority, as it published itself in the state dir. */
@@ -121,54 +125,64 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
         ? ctx.shared.get('auth:api-keys', () => openApiKeyVerifier(ctx.stateDir, ctx.zone), (v) => v.close())
         : undefined,
       introspection,
+      failures: ctx.shared.get(`auth:failures:${JSON.stringify(config.failures)}`, () => new AuthFailureTracker(config.failures, ctx.clock, rateLimitMetricsOf(ctx.shared))),
     };
   },
   async onRequest(ex, s) {
-    const bearer = bearerOf(ex.headers.authorization);
-    if (bearer === '') return Unauthorized(s.realm, 'the Authorization header is not a Bearer token', 'invalid_request');
-    let apiKey = s.accept.has('api_key') ? headerValue(ex.headers[s.apiKeyHeader]) : undefined;
-    if (apiKey === undefined && s.apiKeyQuery !== undefined) apiKey = queryValue(ex.query, s.apiKeyQuery);
-    const isJwt = bearer !== undefined && bearer.split('.').length === 3;
-    const offered: Method[] = [];
-    if (bearer !== undefined && isJwt && s.accept.has('jwt')) offered.push('jwt');
-    if (bearer !== undefined && !isJwt && s.accept.has('introspection')) offered.push('introspection');
-    if (bearer !== undefined && isJwt && !s.accept.has('jwt') && s.accept.has('introspection')) offered.push('introspection');
-    if (apiKey !== undefined) offered.push('api_key');
-    if (offered.length === 0) {
-      if (bearer !== undefined) return Unauthorized(s.realm, 'this kind of token is not accepted here', 'invalid_token');
-      return Unauthorized(s.realm, 'this route needs a credential');
-    }
-    let method: Method;
-    if (offered.length === 1) method = offered[0];
-    else if (s.prefer !== undefined && offered.includes(s.prefer)) method = s.prefer;
-    else return BadRequest('the request presents more than one credential', false);
-    try {
-      let identity: Identity;
-      if (method === 'jwt') identity = await s.tokens!.verify(bearer!);
-      else if (method === 'introspection') identity = await s.introspection!.verify(bearer!);
-      else {
-        const record = s.apiKeys!.verify(apiKey!);
-        if (!record) return Unauthorized(s.realm, 'the API key is not valid', 'invalid_token');
-        identity = {
-          kind: 'consumer',
-          sub: record.consumer,
-          consumer: record.consumer,
-          scopes: new Set(record.scopes),
-          roles: new Set(),
-          amr: [],
-          jti: record.prefix,
-          tier: record.tier,
-        };
-      }
-      ex.identity = identity;
-      return undefined;
-    } catch (error) {
-      if (error instanceof TokenRejected) return Unauthorized(s.realm, error.reason, 'invalid_token');
-      if (error instanceof GatehouseError) return error;
-      throw error;
-    }
+    // a source whose credentials keep failing waits, then is blocked, before any credential is looked at
+    const wait = s.failures.check(ex.clientAddress);
+    if (wait) return wait;
+    const decision = await authenticate(ex, s);
+    if (decision?.status === 401) s.failures.record(ex.clientAddress);
+    return decision;
   },
 };
+
+async function authenticate(ex: Exchange, s: AuthenticationState): Promise<GatehouseError | undefined> {
+  const bearer = bearerOf(ex.headers.authorization);
+  if (bearer === '') return Unauthorized(s.realm, 'the Authorization header is not a Bearer token', 'invalid_request');
+  let apiKey = s.accept.has('api_key') ? headerValue(ex.headers[s.apiKeyHeader]) : undefined;
+  if (apiKey === undefined && s.apiKeyQuery !== undefined) apiKey = queryValue(ex.query, s.apiKeyQuery);
+  const isJwt = bearer !== undefined && bearer.split('.').length === 3;
+  const offered: Method[] = [];
+  if (bearer !== undefined && isJwt && s.accept.has('jwt')) offered.push('jwt');
+  if (bearer !== undefined && !isJwt && s.accept.has('introspection')) offered.push('introspection');
+  if (bearer !== undefined && isJwt && !s.accept.has('jwt') && s.accept.has('introspection')) offered.push('introspection');
+  if (apiKey !== undefined) offered.push('api_key');
+  if (offered.length === 0) {
+    if (bearer !== undefined) return Unauthorized(s.realm, 'this kind of token is not accepted here', 'invalid_token');
+    return Unauthorized(s.realm, 'this route needs a credential');
+  }
+  let method: Method;
+  if (offered.length === 1) method = offered[0];
+  else if (s.prefer !== undefined && offered.includes(s.prefer)) method = s.prefer;
+  else return BadRequest('the request presents more than one credential', false);
+  try {
+    let identity: Identity;
+    if (method === 'jwt') identity = await s.tokens!.verify(bearer!);
+    else if (method === 'introspection') identity = await s.introspection!.verify(bearer!);
+    else {
+      const record = s.apiKeys!.verify(apiKey!);
+      if (!record) return Unauthorized(s.realm, 'the API key is not valid', 'invalid_token');
+      identity = {
+        kind: 'consumer',
+        sub: record.consumer,
+        consumer: record.consumer,
+        scopes: new Set(record.scopes),
+        roles: new Set(),
+        amr: [],
+        jti: record.prefix,
+        tier: record.tier,
+      };
+    }
+    ex.identity = identity;
+    return undefined;
+  } catch (error) {
+    if (error instanceof TokenRejected) return Unauthorized(s.realm, error.reason, 'invalid_token');
+    if (error instanceof GatehouseError) return error;
+    throw error;
+  }
+}
 
 function headerValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;

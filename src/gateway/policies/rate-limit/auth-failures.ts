@@ -94,6 +94,8 @@ export class AuthFailureTracker {
       return TooManyRequests((blockedUntil - now) / 1000, 'Too many failed authentications from this address; retry later.');
     }
     if (blockedUntil !== 0 || now - last > this.#config.forgetAfterSeconds * 1000) return undefined;
+    // free failures never wait (even if the clock stepped back since the last one)
+    if (failures <= this.#config.freeFailures) return undefined;
     const next = last + delayAfter(failures - this.#config.freeFailures);
     if (next > now) {
       this.#metrics?.slowed.inc();

@@ -177,7 +177,7 @@ export const AuthFailureConfig = z
       .number()
       .int()
       .min(0)
-      .max(100)
+      .max(100_000)
       .default(3)
       .describe('failures from one source before it is slowed down (typos are free); default 3'),
     maxFailures: z
