@@ -174,3 +174,22 @@ test('up: the example comes up as a new user sees it, writes endpoints.json, and
     assert.equal(await stop(child, 'SIGINT'), 0);
   }
 });
+
+test('keys api add | list | revoke: the key is printed once, only its prefix is listed', () => {
+  const dir = tempDir('gh-keys-');
+  const add = run(['keys', 'api', 'add', '--zone', 'public', '--consumer', 'acme', '--scopes', 'orders:read,catalog:read', '--tier', 'gold', '--state-dir', dir, '--config', example]);
+  assert.equal(add.status, 0, add.stderr);
+  const created = JSON.parse(add.stdout.slice(0, add.stdout.lastIndexOf('}') + 1));
+  assert.match(created.key, /^gh_[a-z0-9]{8}_[A-Za-z0-9_-]{43}$/);
+  assert.deepEqual(created.scopes, ['orders:read', 'catalog:read']);
+  const list = run(['keys', 'api', 'list', '--zone', 'public', '--state-dir', dir, '--config', example]);
+  assert.equal(list.status, 0, list.stderr);
+  assert.ok(!list.stdout.includes(created.key.split('_')[2]), 'the secret part is never listed');
+  assert.equal(JSON.parse(list.stdout)[0].prefix, created.prefix);
+  assert.equal(run(['keys', 'api', 'revoke', '--zone', 'public', '--prefix', created.prefix, '--state-dir', dir, '--config', example]).status, 0);
+  const again = run(['keys', 'api', 'revoke', '--zone', 'public', '--prefix', created.prefix, '--state-dir', dir, '--config', example]);
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /no active key with prefix/);
+  const noGateway = run(['keys', 'api', 'add', '--zone', 'nowhere', '--consumer', 'x', '--state-dir', dir, '--config', example]);
+  assert.equal(noGateway.status, 1);
+});

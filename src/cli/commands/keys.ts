@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 
 // `gatehouse keys …`: key management. `rotate` rotates a zone authority's
-// signing key; a later issue adds `keys api …` (API keys) beside it.
+// signing key; `keys api …` manages the gateway's partner API keys.
 export function register(program: Command): void {
-  const keys = program.command('keys').description('manage keys (authority signing keys)');
+  const keys = program.command('keys').description('manage keys (authority signing keys, partner API keys)');
+  registerApiKeys(keys);
 
   keys
     .command('rotate')
@@ -31,5 +32,46 @@ export function register(program: Command): void {
       } finally {
         await s.storage.close();
       }
+    });
+}
+
+function registerApiKeys(keys: Command): void {
+  const api = keys.command('api').description("partner API keys of a zone's gateway (only a hash is stored)");
+  const common = (c: Command) =>
+    c
+      .option('--config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+      .option('--state-dir <dir>', 'state directory', '.gatehouse')
+      .requiredOption('--zone <zone>', 'zone whose gateway accepts the key');
+  const zoneOf = async (o: { config: string; zone: string }) => {
+    const { loadTopology } = await import('../../topology/load.ts');
+    if (!loadTopology(o.config).topology.zones[o.zone]?.gateway) throw new Error(`zone ${JSON.stringify(o.zone)} has no gateway in ${o.config}`);
+  };
+  common(api.command('add'))
+    .description('create a key for a consumer and print it once (the gateway sees it within 2 s)')
+    .requiredOption('--consumer <name>', 'who the key belongs to (lowercase, digits, -)')
+    .option('--scopes <list>', 'comma-separated scopes the key carries', '')
+    .option('--tier <tier>', 'rate-limit tier of the consumer')
+    .action(async (o: { config: string; stateDir: string; zone: string; consumer: string; scopes: string; tier?: string }) => {
+      await zoneOf(o);
+      const { addApiKey } = await import('../../gateway/policies/authentication/api-keys.ts');
+      const scopes = o.scopes.split(',').map((x) => x.trim()).filter(Boolean);
+      const { key, prefix } = addApiKey(o.stateDir, o.zone, { consumer: o.consumer, scopes, tier: o.tier });
+      process.stdout.write(`${JSON.stringify({ key, prefix, consumer: o.consumer, scopes, tier: o.tier ?? null }, null, 2)}\nstore the key now: it is not shown again\n`);
+    });
+  common(api.command('list'))
+    .description('list keys by their public prefix (never the key)')
+    .action(async (o: { config: string; stateDir: string; zone: string }) => {
+      await zoneOf(o);
+      const { listApiKeys } = await import('../../gateway/policies/authentication/api-keys.ts');
+      process.stdout.write(JSON.stringify(listApiKeys(o.stateDir, o.zone), null, 2) + '\n');
+    });
+  common(api.command('revoke'))
+    .description('revoke a key by its prefix (refused by the gateway within 2 s)')
+    .requiredOption('--prefix <prefix>', 'the key prefix shown by add and list')
+    .action(async (o: { config: string; stateDir: string; zone: string; prefix: string }) => {
+      await zoneOf(o);
+      const { revokeApiKey } = await import('../../gateway/policies/authentication/api-keys.ts');
+      if (!revokeApiKey(o.stateDir, o.zone, o.prefix)) throw new Error(`no active key with prefix ${o.prefix}`);
+      process.stdout.write(`revoked ${o.prefix}\n`);
     });
 }
