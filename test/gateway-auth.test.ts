@@ -85,7 +85,8 @@ const routes = `
       - { name: partner-q, path: /partner-q, service: up, auth: { accept: [api_key], apiKeyQuery: api_key } }
       - { name: both, path: /both, service: up, auth: { accept: [jwt, api_key], prefer: jwt } }
       - { name: both-strict, path: /both-strict, service: up, auth: { accept: [jwt, api_key] } }
-      - { name: forward, path: /forward, service: up, auth: { forwardToken: true } }`;
+      - { name: forward, path: /forward, service: up, auth: { forwardToken: true } }
+      - { name: opaque, path: /opaque, service: up, auth: { accept: [introspection], scopes: [orders:read] } }`;
 
 before(async () => {
   h = await startHarness({ zone: 'edge' });
@@ -96,6 +97,8 @@ before(async () => {
   const forgerCa = readFileSync(path.join(h.dir, 'forger', 'tls', 'dev-ca.pem'), 'utf8');
   writeFileSync(path.join(stateDir, 'tls', 'dev-ca.pem'), readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem'), 'utf8') + forgerCa);
   const own = JSON.parse(readFileSync(path.join(stateDir, 'authority', 'edge', 'public.json'), 'utf8'));
+  const service = h.auth.devCredentials!.clients.find((c) => c.grant_types.includes('client_credentials'))!;
+  process.env.GH_TEST_INTROSPECTION_SECRET = service.client_secret;
   const file = path.join(h.dir, 'gateway.yaml');
   writeFileSync(
     file,
@@ -109,6 +112,7 @@ zones:
         - { issuer: '${own.issuer}', jwksUri: '${own.jwks_uri}', audiences: ['urn:gatehouse:test.local:edge'] }
         - { issuer: '${forger.issuer}', jwksUri: '${forger.jwksUri}', audiences: ['urn:test:edge'] }
       unknownKidRefetchSeconds: 30
+      introspection: { endpoint: '${h.auth.introspectionEndpoint}', clientId: '${service.client_id}', clientSecretEnv: GH_TEST_INTROSPECTION_SECRET, cacheSeconds: 1 }
     authFailures: { freeFailures: 5000, maxFailures: 10000 }
 ${routes}
 services:
@@ -117,7 +121,6 @@ services:
   );
   gw = await startGateway({ config: file, zone: 'edge', stateDir, logger: quiet, accessLog: false, clock });
   agent = new Agent({ connect: { ca: readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem')) } });
-  const service = h.auth.devCredentials!.clients.find((c) => c.grant_types.includes('client_credentials'))!;
   clientId = service.client_id;
   const config = await h.discover(service.client_id, oidc.ClientSecretBasic(service.client_secret!));
   serviceToken = (await oidc.clientCredentialsGrant(config, { scope: 'orders:read' })).access_token;
@@ -323,4 +326,16 @@ test('a source whose credentials keep failing is slowed, then blocked, even with
   } finally {
     await strict.close();
   }
+});
+
+test('opaque tokens through RFC 7662 introspection: active passes, revoked stops within the cache time', async () => {
+  const service = h.auth.devCredentials!.clients.find((c) => c.grant_types.includes('client_credentials'))!;
+  const config = await h.discover(service.client_id, oidc.ClientSecretBasic(service.client_secret!));
+  const token = (await oidc.clientCredentialsGrant(config, { scope: 'orders:read' })).access_token;
+  const ok = await call('/opaque', bearer(token));
+  assert.equal(ok.statusCode, 200, await ok.body.text());
+  await oidc.tokenRevocation(config, token);
+  await new Promise((r) => setTimeout(r, 1_100));
+  await expect401('/opaque', bearer(token), /not active/);
+  await expect401('/opaque', bearer('an-opaque-token-nobody-issued'), /not active/);
 });
