@@ -32,7 +32,20 @@ zones:
         path: /api/cors
         methods: [GET, POST]
         service: echo
-        cors: { origins: ['https://shop.example'], headers: [content-type], credentials: true, exposeHeaders: [x-request-id] }${extraRoutes}
+        cors: { origins: ['https://shop.example'], headers: [content-type], credentials: true, exposeHeaders: [x-request-id] }
+      - name: contract
+        path: /api/contract
+        methods: [POST]
+        service: echo
+        limits: { maxBodyBytes: 1024 }
+        validate:
+          query: { type: object, properties: { dry: { enum: ['true', 'false'] } }, additionalProperties: false }
+          body:
+            type: object
+            required: [items]
+            additionalProperties: false
+            properties:
+              items: { type: array, minItems: 1, items: { type: object, required: [sku], properties: { sku: { type: string, maxLength: 16 }, quantity: { type: integer, minimum: 1 } }, additionalProperties: false } }${extraRoutes}
 services:
   echo: { zone: edge, upstream: '${upstream}' }
   slow: { zone: edge, upstream: '${slow}' }
@@ -414,4 +427,37 @@ test('CORS: preflights are answered at the gateway for allowed origins, methods 
   const plainOptions = await get('/api/cors', { method: 'OPTIONS' });
   assert.equal(plainOptions.statusCode, 405, 'OPTIONS without a preflight is just a method the route lacks');
   await plainOptions.body.dump();
+});
+
+test('request contract: JSON Schema for query and body; 415, 422 naming the field, and the upstream gets the checked bytes', async () => {
+  const before = up.seen.length;
+  const post = (body: string, type = 'application/json', query = '') =>
+    get('/api/contract' + query, { method: 'POST', body, headers: { 'content-type': type } });
+  const refused: [string, string, string, number, RegExp][] = [
+    ['{"items":[]}', 'application/json', '', 422, /^body\/items: must NOT have fewer than 1 items$/],
+    ['{"items":[{"sku":"a"}],"admin":true}', 'application/json', '', 422, /^body: unknown field "admin"$/],
+    ['{"items":[{"sku":"a","quantity":0}]}', 'application/json', '', 422, /^body\/items\/0\/quantity: must be >= 1$/],
+    ['{"items":[{"sku":"a"}]}', 'application/json', '?debug=1', 422, /^query: unknown field "debug"$/],
+    ['{"items":[{"sku":"a"}]}', 'text/plain', '', 415, /JSON body/],
+    ['{"items":', 'application/json', '', 400, /not valid JSON/],
+    [JSON.stringify({ items: [{ sku: 'x'.repeat(2000) }] }), 'application/json', '', 413, /exceeds 1024 bytes/],
+  ];
+  for (const [body, type, query, status, detail] of refused) {
+    const r = await post(body, type, query);
+    const problem = (await r.body.json()) as { status: number; detail: string };
+    assert.equal(r.statusCode, status, `${body} → ${problem.detail}`);
+    assert.match(problem.detail, detail);
+  }
+  assert.equal(up.seen.length, before, 'nothing refused reached the upstream');
+  const good = '{"items":[{"sku":"tea-001","quantity":2}]}';
+  const ok = await post(good, 'application/json', '?dry=true');
+  assert.equal(ok.statusCode, 200);
+  assert.equal(((await ok.body.json()) as { bodyBytes: number }).bodyBytes, Buffer.byteLength(good));
+  const chunked = await get('/api/contract', {
+    method: 'POST',
+    body: Readable.from([Buffer.from(good.slice(0, 10)), Buffer.from(good.slice(10))]),
+    headers: { 'content-type': 'application/json' },
+  });
+  assert.equal(chunked.statusCode, 200, 'a chunked body is read, checked and sent on whole');
+  assert.equal(((await chunked.body.json()) as { bodyBytes: number }).bodyBytes, Buffer.byteLength(good));
 });

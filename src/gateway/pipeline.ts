@@ -267,7 +267,9 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
       upstreamHeaders: [],
       responseHeaders: {},
       onDone: [],
+      readBody: () => (buffered ??= readWhole(req, hasBody(req, p.inbound), p.bodyLimit)),
     };
+    let buffered: Promise<Buffer> | undefined;
     runChain(chain, exchange, (unit, denial) => {
       metrics.refused.inc({ reason: `shadow_${denial.code}` });
       ctx.logger.info({ request_id: p.requestId, policy: unit, code: denial.code }, 'shadow mode: would deny');
@@ -281,7 +283,7 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
           const audience = `spiffe://${state.trustDomain}/zone/${state.zone}/svc/${p.route.config.service}`;
           exchange.upstreamHeaders.push(IDENTITY_HEADER, await state.identity.sign(exchange.identity, audience));
         }
-        proxy(req, res, p, ctx, started, { chain, exchange });
+        proxy(req, res, p, ctx, started, { chain, exchange, body: buffered ? await buffered : undefined });
       })
       .catch((error: unknown) => sendProblem(req, res, error, p.requestId, state, ctx, started, p.route, exchange));
   };
@@ -309,6 +311,22 @@ function answerPreflight(req: Req, res: Res, p: Prepared, ctx: PipelineContext, 
 interface Checked {
   chain: Chain;
   exchange: Exchange;
+  /** The body as read and checked by a policy; sent instead of the stream. */
+  body?: Buffer;
+}
+
+/** Read a whole request body within `limit` (413 beyond it). */
+async function readWhole(req: Req, withBody: boolean, limit: number): Promise<Buffer> {
+  if (!withBody) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) throw PayloadTooLarge(limit);
+    chunks.push(chunk);
+  }
+  if (!req.complete) throw AmbiguousRequest('the request body was broken off');
+  return Buffer.concat(chunks, total);
 }
 
 /** Send the request upstream and stream the answer back. */
@@ -317,9 +335,12 @@ function proxy(req: Req, res: Res, p: Prepared, ctx: PipelineContext, started: n
   const state = p.state;
   const upstream = state.upstreams.get(p.route.config.service)!;
   const method = req.method!;
-  const withBody = hasBody(req, p.inbound);
+  const preread = checked?.body;
+  const withBody = preread === undefined && hasBody(req, p.inbound);
   const failure: BodyFailure = {};
-  const body = !withBody
+  const body = preread !== undefined
+    ? preread
+    : !withBody
     ? undefined
     : isHttp2(req)
       ? Readable.from(http2Body(req, p.bodyLimit, p.inbound.contentLength, failure), { objectMode: false })
@@ -346,7 +367,7 @@ function proxy(req: Req, res: Res, p: Prepared, ctx: PipelineContext, started: n
         method,
         headers: checked ? withPolicyHeaders(upstreamHeaders(p, ctx.proto), checked) : upstreamHeaders(p, ctx.proto),
         body,
-        idempotentRetry: !withBody && IDEMPOTENT.has(method),
+        idempotentRetry: !withBody && preread === undefined && IDEMPOTENT.has(method),
         headersTimeout: p.route.config.limits.timeoutMs,
         signal,
         // a body over the limit, broken off or framed badly is not the upstream's failure

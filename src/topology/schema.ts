@@ -8,6 +8,7 @@ import { ServiceMeshFields } from './schema-mesh.ts';
 import { RouteAuth, ZoneAuthentication } from '../gateway/policies/authentication/schema.ts';
 import { IpRulesConfig } from '../gateway/policies/ip-rules/schema.ts';
 import { RateLimitConfig, AuthFailureConfig } from '../gateway/policies/rate-limit/schema.ts';
+import { ValidateConfig } from '../gateway/policies/validate/schema.ts';
 
 /** Policy units a zone sets as defaults and a route may override (`false` turns a zone default off). */
 const ZonePolicies = z
@@ -217,6 +218,7 @@ export const Route = z
       .optional()
       .describe('cross-origin access for browsers; absent: no CORS headers, preflights get 405'),
     policies: RoutePolicies.default({}).describe("per-route policy units; absent ones inherit the zone's"),
+    validate: ValidateConfig.optional().describe('request contract (JSON Schema for query and body); absent: not checked'),
     auth: RouteAuth.optional().describe("who may call: 'anonymous', 'jwt', 'api_key', or { accept, scopes, roles, mfa, … }"),
   })
   .strict();

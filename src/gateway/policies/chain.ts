@@ -7,6 +7,7 @@ import authorization from './authorization/index.ts';
 import { RouteAuth } from './authentication/schema.ts';
 import ipRules from './ip-rules/index.ts';
 import rateLimit, { needsIdentity } from './rate-limit/index.ts';
+import validate from './validate/index.ts';
 
 export interface ChainUnit {
   id: string;
@@ -56,6 +57,7 @@ export async function provisionChain(route: RouteConfig, zone: ZoneConfig, ctx: 
     units.push(await unit(authentication, { zone: zone.authentication, route: auth, failures: zone.authFailures }, ctx));
     units.push(await unit(authorization, auth, ctx));
   }
+  if (route.validate) units.push(await unit(validate, route.validate, ctx, route.validate.shadow));
   if (units.length === 0) return undefined;
   units.sort((a, b) => a.phase - b.phase);
   const strip = new Set<string>();

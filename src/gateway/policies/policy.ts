@@ -60,6 +60,8 @@ export interface Exchange {
   responseHeaders: Record<string, string>;
   /** Called once the response is finished (concurrency slots, counters). */
   onDone: (() => void)[];
+  /** The whole request body, read once within the route's body limit (413 beyond); the upstream then gets these bytes. */
+  readBody(): Promise<Buffer>;
 }
 
 export type Decision = GatehouseError | undefined;

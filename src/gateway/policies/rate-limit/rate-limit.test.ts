@@ -39,6 +39,7 @@ function exchange(o: { address?: string; route?: string; identity?: Partial<Iden
     upstreamHeaders: [],
     responseHeaders: {},
     onDone: [],
+    readBody: async () => Buffer.alloc(0),
   };
 }
 
