@@ -2,80 +2,115 @@
 // `gatehouse up`):
 //
 //   run-service.ts <module> <service> --config F --state-dir D --ca-url URL
-//   environment: GATEHOUSE_JOIN_TOKEN (one-time, from `gatehouse ca token`)
+//     environment: GATEHOUSE_JOIN_TOKEN (one-time, from `gatehouse ca token`)
+//   run-service.ts <module> <service> --plain
+//     a plain-HTTP application on loopback, for `gatehouse sidecar` to front
 //
-// Before the module starts, the process gets its own workload certificate:
-// it bootstraps over the CA server with the join token (the key is made here
-// and never leaves the process), then renews it automatically, and follows
-// the CA's revocation list. The module exports
-// `start({ host, port, service, topology, identity, revocations }) => { url, close }`.
+// In mesh mode the process first gets its own workload certificate: it
+// bootstraps over the CA server with the join token (the key is made here and
+// never leaves the process), then renews it automatically and follows the
+// CA's revocation list. The module's `start(options)` (ServiceStartOptions)
+// then serves with createService — mTLS, allow edges — and must answer with
+// an https URL; in plain mode it gets only { host, port, service } and must
+// answer with an http URL on loopback (see src/mesh/service-module.ts).
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { announceReady, closeOnSignals } from './ready.ts';
 import { loadTopology } from '../topology/load.ts';
-import type { Topology } from '../topology/schema.ts';
+import { createLogger } from '../shared/logger.ts';
 import {
   bootstrapIdentity,
   createIdentityManager,
   createRevocationFeed,
+  gatewaySpiffeId,
   trustBundlePath,
-  type IdentityManager,
-  type RevocationSource,
 } from '../pki/index.ts';
-
-export interface ServiceStartOptions {
-  host: string;
-  port: number;
-  service: string;
-  topology: Topology;
-  /** This service's certificate, renewed before it expires (event `rotated`). */
-  identity: IdentityManager;
-  /** The CA's revocation list, kept fresh. */
-  revocations: RevocationSource;
-}
+import {
+  jwksFromFile,
+  resolveFromEndpoints,
+  type ServiceStartOptions,
+  type PlainStartOptions,
+  type RunningServiceModule,
+} from '../mesh/index.ts';
+import { identityKeyPaths } from '../gateway/policies/authentication/identity-token.ts';
 
 interface ServiceModule {
-  start(o: ServiceStartOptions): Promise<{ url: string; close(): Promise<void> }>;
+  start(o: ServiceStartOptions | PlainStartOptions): Promise<RunningServiceModule>;
 }
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { config: { type: 'string' }, 'state-dir': { type: 'string' }, 'ca-url': { type: 'string' } },
+  options: {
+    config: { type: 'string' },
+    'state-dir': { type: 'string' },
+    'ca-url': { type: 'string' },
+    plain: { type: 'boolean', default: false },
+  },
 });
 const [modulePath, service] = positionals;
-if (!modulePath || !service || !values.config || !values['state-dir'] || !values['ca-url'])
-  throw new Error('usage: run-service <module> <service> --config F --state-dir D --ca-url URL (GATEHOUSE_JOIN_TOKEN set)');
-const joinToken = process.env.GATEHOUSE_JOIN_TOKEN;
-delete process.env.GATEHOUSE_JOIN_TOKEN;
-if (!joinToken) throw new Error('GATEHOUSE_JOIN_TOKEN is not set');
-
-const { topology } = loadTopology(values.config);
-const stateDir = values['state-dir'];
-const caUrl = values['ca-url'];
-const trustDomain = topology.trustDomain;
-const bundlePem = readFileSync(trustBundlePath(stateDir), 'utf8');
-
-const first = await bootstrapIdentity({ caUrl, joinToken, service, trustDomain, bundlePem });
-const identity = createIdentityManager({ initial: first, caUrl, trustDomain });
-identity.on('alert', (a: { kind: string; spiffeId: string; notAfter: Date }) =>
-  process.stderr.write(`gatehouse service ${service}: ALERT ${a.kind} ${a.spiffeId} (valid until ${a.notAfter.toISOString()})\n`),
-);
-identity.on('rotated', (next: { serial: string; notAfter: Date }) =>
-  process.stderr.write(`gatehouse service ${service}: certificate renewed (serial ${next.serial}, valid until ${next.notAfter.toISOString()})\n`),
-);
-const revocations = createRevocationFeed({ caUrl, trustDomain, bundlePem });
-await Promise.race([
-  revocations.ready,
-  new Promise((_, reject) => setTimeout(() => reject(new Error(`no revocation list from ${caUrl} within 15 s`)), 15_000).unref()),
-]);
-
+const usage = 'usage: run-service <module> <service> (--config F --state-dir D --ca-url URL, with GATEHOUSE_JOIN_TOKEN set | --plain)';
+if (!modulePath || !service) throw new Error(usage);
 const mod = (await import(pathToFileURL(modulePath).href)) as ServiceModule;
 if (typeof mod.start !== 'function') throw new Error(`${modulePath} does not export start()`);
-const running = await mod.start({ host: '127.0.0.1', port: 0, service, topology, identity, revocations });
-closeOnSignals(async () => {
-  await running.close();
-  identity.close();
-  revocations.close();
-});
-announceReady({ component: 'service', service, endpoints: { service: running.url } });
+
+if (values.plain) {
+  const running = await mod.start({ host: '127.0.0.1', port: 0, service });
+  const url = new URL(running.url);
+  if (url.protocol !== 'http:' || url.hostname !== '127.0.0.1')
+    throw new Error(`${service}: a plain application answers on http://127.0.0.1 (its sidecar does TLS), not ${url.origin}`);
+  closeOnSignals(() => running.close());
+  announceReady({ component: 'service', service, endpoints: { service: running.url } });
+} else {
+  if (!values.config || !values['state-dir'] || !values['ca-url']) throw new Error(usage);
+  const joinToken = process.env.GATEHOUSE_JOIN_TOKEN;
+  delete process.env.GATEHOUSE_JOIN_TOKEN;
+  if (!joinToken) throw new Error('GATEHOUSE_JOIN_TOKEN is not set');
+
+  const { topology } = loadTopology(values.config);
+  const stateDir = path.resolve(values['state-dir']);
+  const caUrl = values['ca-url'];
+  const trustDomain = topology.trustDomain;
+  const zone = topology.services[service]?.zone;
+  if (!zone) throw new Error(`the topology has no service ${JSON.stringify(service)}`);
+  const logger = createLogger({ name: `service-${service}` });
+  const bundlePem = readFileSync(trustBundlePath(stateDir), 'utf8');
+
+  const first = await bootstrapIdentity({ caUrl, joinToken, service, trustDomain, bundlePem });
+  const identity = createIdentityManager({ initial: first, caUrl, trustDomain });
+  identity.on('alert', (a: { kind: string; spiffeId: string; notAfter: Date }) =>
+    logger.error({ event: 'security', kind: a.kind, spiffeId: a.spiffeId, notAfter: a.notAfter }, 'certificate not renewed'),
+  );
+  identity.on('rotated', (next: { serial: string; notAfter: Date }) =>
+    logger.info({ serial: next.serial, notAfter: next.notAfter }, 'certificate renewed'),
+  );
+  const revocations = createRevocationFeed({ caUrl, trustDomain, bundlePem });
+  await Promise.race([
+    revocations.ready,
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`no revocation list from ${caUrl} within 15 s`)), 15_000).unref()),
+  ]);
+
+  const running = await mod.start({
+    host: '127.0.0.1',
+    port: 0,
+    service,
+    topology,
+    identity,
+    revocations,
+    // the zone gateway's identity tokens, keys from the file it publishes in the state dir
+    identityToken: { keys: jwksFromFile(identityKeyPaths(stateDir, zone).jwks), issuer: gatewaySpiffeId(trustDomain, zone), algorithms: ['EdDSA'] },
+    resolve: resolveFromEndpoints(path.join(stateDir, 'endpoints.json')),
+    edgeCa: readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem'), 'utf8'),
+    authorities: {},
+    logger,
+  });
+  if (new URL(running.url).protocol !== 'https:')
+    throw new Error(`${service}: a mesh service answers on https (createService); for a plain application set \`sidecar: true\``);
+  closeOnSignals(async () => {
+    await running.close();
+    identity.close();
+    revocations.close();
+  });
+  announceReady({ component: 'service', service, endpoints: { service: running.url } });
+}

@@ -113,25 +113,30 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
     const caChild = start('ca', ['ca', 'serve', ...common, '--listen', '127.0.0.1:0']);
     const caUrl = (await caChild.ready).endpoints.ca;
 
-    // 2. services that Gatehouse starts itself, each with a one-time join token
-    // (in its environment, never on the command line) for its own certificate
+    // 2. services that Gatehouse starts itself. Each gets a one-time join token
+    // (in its environment, never on the command line) and bootstraps its own
+    // certificate from the CA server: a mesh service (createService) itself, a
+    // plain application through the `gatehouse sidecar` in front of it.
     const services: Endpoints['services'] = {};
-    const serviceChildren = Object.entries(topology.services)
-      .filter(([, s]) => s.run !== undefined)
-      .map(([name, s]) => {
-        const join = createJoinToken({ stateDir, topology, service: name, ttlSeconds: 300 });
-        return {
-          name,
-          zone: s.zone,
-          child: start(
-            `service-${name}`,
-            [path.resolve(loaded.dir, s.run!), name, ...common, '--ca-url', caUrl],
-            path.join(here, 'run-service.ts'),
-            { GATEHOUSE_JOIN_TOKEN: join.token },
-          ),
-        };
-      });
-    for (const s of serviceChildren) services[s.name] = { zone: s.zone, url: (await s.child.ready).endpoints.service };
+    const runService = path.join(here, 'run-service.ts');
+    const joinToken = (name: string) => ({ GATEHOUSE_JOIN_TOKEN: createJoinToken({ stateDir, topology, service: name, ttlSeconds: 300 }).token });
+    const startService = async (name: string, s: (typeof topology.services)[string]): Promise<string> => {
+      const module = path.resolve(loaded.dir, s.run!);
+      if (!s.sidecar) {
+        const child = start(`service-${name}`, [module, name, ...common, '--ca-url', caUrl], runService, joinToken(name));
+        return (await child.ready).endpoints.service;
+      }
+      const app = start(`service-${name}`, [module, name, '--plain'], runService);
+      const appUrl = (await app.ready).endpoints.service;
+      const sidecar = start(`sidecar-${name}`, ['sidecar', '--service', name, '--upstream', appUrl, ...common, '--ca-url', caUrl], MAIN, joinToken(name));
+      return (await sidecar.ready).endpoints.service;
+    };
+    const started = await Promise.all(
+      Object.entries(topology.services)
+        .filter(([, s]) => s.run !== undefined)
+        .map(async ([name, s]) => ({ name, zone: s.zone, url: await startService(name, s) })),
+    );
+    for (const s of started) services[s.name] = { zone: s.zone, url: s.url };
     for (const [name, s] of Object.entries(topology.services))
       if (s.upstream !== undefined) services[name] = { zone: s.zone, url: s.upstream };
     writeAtomic(

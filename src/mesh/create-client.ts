@@ -2,8 +2,16 @@
 // is checked before any socket opens; calls to services use this service's own
 // certificate, the pinned trust bundle, and require the server to present
 // exactly the SPIFFE ID of the service named (not merely any valid
-// certificate). Calls to outside host:port use ordinary public TLS with
-// hostname checks. Certificates rotate without dropping in-flight requests.
+// certificate). Calls into another zone go through that zone's gateway
+// (`gateway:<zone>`): its TLS certificate is checked against `gatewayCa` and
+// the host name, and this service presents its own certificate. Calls to
+// outside host:port use ordinary public TLS with hostname checks.
+// Certificates rotate without dropping in-flight requests.
+//
+// Tokens: with `authorities[zone]`, a call into that zone carries a token of
+// that zone's authority — the user's token exchanged for one naming this
+// service as actor when the request is `onBehalfOf` a user, else this
+// service's own (client credentials); cached until 80% of their lifetime.
 import https from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -18,6 +26,7 @@ import { verifySvid } from '../pki/verify-svid.ts';
 import { serviceSpiffeId } from '../pki/spiffe-id.ts';
 import { MeshError, EgressDenied } from './errors.ts';
 import type { ServiceTokenCache } from './service-token-cache.ts';
+import { TokenRequestError, type AuthorityTokens } from './authority-tokens.ts';
 
 export interface CreateClientOptions {
   name: string;
@@ -28,6 +37,13 @@ export interface CreateClientOptions {
   revocations: RevocationSource | 'none';
   /** Service tokens from the zone's authority, sent as `Authorization: Bearer`; absent: none. */
   tokens?: ServiceTokenCache;
+  /**
+   * Per zone, this service's client at that zone's authority (createAuthorityTokens):
+   * calls to that zone's services and gateway carry its tokens. Takes precedence over `tokens`.
+   */
+  authorities?: Record<string, AuthorityTokens>;
+  /** PEM the zone gateways' TLS certificates chain to (the dev CA under `gatehouse up`); absent: the system's CAs. */
+  gatewayCa?: string;
   clock?: Clock;
   logger?: Logger;
   registry?: Registry;
@@ -41,6 +57,12 @@ export interface MeshRequest {
   headers?: Record<string, string>;
   body?: string | Buffer;
   timeoutMs?: number;
+  /**
+   * A user's access token: the call carries it exchanged (RFC 8693) at the
+   * target zone's authority for a token naming the user as subject and this
+   * service as actor. Needs `authorities[zone]`; never sent as is.
+   */
+  onBehalfOf?: string;
 }
 
 export interface MeshResponse {
@@ -50,7 +72,7 @@ export interface MeshResponse {
 }
 
 export interface MeshClient {
-  /** `target` is a service name of the topology or an outside `host:port`. */
+  /** `target` is a service name of the topology, `gateway:<zone>`, or an outside `host:port`. */
   request(target: string, request?: MeshRequest): Promise<MeshResponse>;
   /** True when the egress allow-list lets this service call `target`. */
   mayCall(target: string): boolean;
@@ -59,6 +81,7 @@ export interface MeshClient {
 }
 
 const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/;
+const GATEWAY = /^gateway:([a-z][a-z0-9-]{0,62})$/;
 const MAX_BODY = 64 * 1024 * 1024;
 
 export function createClient(options: CreateClientOptions): MeshClient {
@@ -118,17 +141,59 @@ export function createClient(options: CreateClientOptions): MeshClient {
     }
     return agent;
   };
+  const gatewayAgent = (target: string) => {
+    let agent = agents.get(target);
+    if (!agent) {
+      agent = new https.Agent({
+        keepAlive: true,
+        maxSockets: options.maxSockets ?? 64,
+        // a gateway that asks for a client certificate gets this service's X509-SVID
+        cert: id().certPem,
+        key: id().keyPem,
+        ca: options.gatewayCa,
+        minVersion: 'TLSv1.2',
+      });
+      agents.set(target, agent);
+    }
+    return agent;
+  };
   const externalAgent = new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 64, minVersion: 'TLSv1.2' });
 
   function mayCall(target: string): boolean {
     if (!egress.has(target)) return false;
     if (HOST_PORT.test(target)) return true;
+    const gw = GATEWAY.exec(target);
+    if (gw) return options.topology.zones[gw[1]]?.gateway !== undefined;
     return options.topology.services[target] !== undefined;
+  }
+
+  /** The token a call into `zone` carries, if any. */
+  async function tokenFor(zone: string, req: MeshRequest): Promise<{ token: string; source: AuthorityTokens | ServiceTokenCache } | undefined> {
+    const authority = options.authorities?.[zone];
+    if (req.onBehalfOf !== undefined) {
+      if (!authority) throw new MeshError('token_unavailable', 502, 'Bad Gateway', `this service has no client at the ${zone} zone's authority`);
+      try {
+        return { token: await authority.exchange(req.onBehalfOf), source: authority };
+      } catch (error) {
+        if (error instanceof TokenRequestError && (error.oauthError === 'invalid_grant' || error.oauthError === 'invalid_scope'))
+          throw new MeshError('unauthorized', 401, 'Unauthorized', 'The user token was not accepted.', { cause: error });
+        throw new MeshError('token_unavailable', 502, 'Bad Gateway', `no token from the ${zone} zone's authority`, { cause: error });
+      }
+    }
+    if (authority) {
+      try {
+        return { token: await authority.serviceToken(), source: authority };
+      } catch (error) {
+        throw new MeshError('token_unavailable', 502, 'Bad Gateway', `no token from the ${zone} zone's authority`, { cause: error });
+      }
+    }
+    if (options.tokens) return { token: await options.tokens.get(), source: options.tokens };
+    return undefined;
   }
 
   async function request(target: string, req: MeshRequest = {}): Promise<MeshResponse> {
     if (!mayCall(target)) {
-      calls.inc({ service: options.name, target: options.topology.services[target] ? target : 'other', outcome: 'egress_denied' });
+      calls.inc({ service: options.name, target: options.topology.services[target] || GATEWAY.test(target) ? target : 'other', outcome: 'egress_denied' });
       log.warn({ event: 'security', kind: 'mesh_egress_denied', target: target.slice(0, 256) }, 'egress refused');
       throw EgressDenied(target.slice(0, 256));
     }
@@ -136,7 +201,9 @@ export function createClient(options: CreateClientOptions): MeshClient {
     if (!path.startsWith('/') || path.startsWith('//')) throw new MeshError('ambiguous_request', 400, 'Bad Request', 'path must be origin-form');
     let url: URL;
     let agent: https.Agent;
+    let zone: string | undefined;
     const external = HOST_PORT.exec(target);
+    const gateway = GATEWAY.exec(target);
     if (external) {
       url = new URL(`https://${target}${path}`);
       agent = externalAgent;
@@ -145,16 +212,25 @@ export function createClient(options: CreateClientOptions): MeshClient {
       if (!base) throw new MeshError('bad_gateway', 502, 'Bad Gateway', `no address known for ${target}`);
       url = new URL(path, base);
       if (url.protocol !== 'https:') throw new MeshError('bad_gateway', 502, 'Bad Gateway', 'services are called over https only');
-      agent = serviceAgent(target);
+      zone = gateway ? gateway[1] : options.topology.services[target].zone;
+      agent = gateway ? gatewayAgent(target) : serviceAgent(target);
     }
+    if (external && req.onBehalfOf !== undefined)
+      throw new MeshError('token_unavailable', 502, 'Bad Gateway', 'user tokens are exchanged only for calls inside the trust domain');
     const headers: Record<string, string> = { ...req.headers };
-    if (options.tokens && !external) headers.authorization = `Bearer ${await options.tokens.get()}`;
+    const token = zone === undefined ? undefined : await tokenFor(zone, req);
+    if (token) headers.authorization = `Bearer ${token.token}`;
     const body = req.body === undefined ? undefined : Buffer.from(req.body);
     if (body) headers['content-length'] = String(body.length);
     const label = external ? 'external' : target;
     try {
       const res = await send(url, agent, req.method ?? 'GET', headers, body, req.timeoutMs ?? 30_000);
       calls.inc({ service: options.name, target: label, outcome: String(res.status) });
+      // a token the target no longer accepts is not used again
+      if (res.status === 401 && token) {
+        if ('exchange' in token.source) token.source.invalidate(token.token);
+        else token.source.invalidate();
+      }
       return res;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;

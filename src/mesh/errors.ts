@@ -2,7 +2,15 @@
 // the reason goes to the metrics and the security log, not to the caller.
 import type { ServerResponse } from 'node:http';
 
-export type MeshErrorCode = 'forbidden' | 'ambiguous_request' | 'unauthorized' | 'egress_denied' | 'upstream_identity_mismatch' | 'bad_gateway' | 'internal';
+export type MeshErrorCode =
+  | 'forbidden'
+  | 'ambiguous_request'
+  | 'unauthorized'
+  | 'egress_denied'
+  | 'upstream_identity_mismatch'
+  | 'bad_gateway'
+  | 'token_unavailable'
+  | 'internal';
 
 export class MeshError extends Error {
   readonly code: MeshErrorCode;

@@ -7,3 +7,7 @@ export { MeshError } from './errors.ts';
 export { createClient, type CreateClientOptions, type MeshClient, type MeshRequest, type MeshResponse } from './create-client.ts';
 export { createServiceTokenCache, type ServiceTokenCache, type FetchedToken } from './service-token-cache.ts';
 export { startSidecar, type StartSidecarOptions, type Sidecar } from './start-sidecar.ts';
+export { createAuthorityTokens, TokenRequestError, TOKEN_EXCHANGE_GRANT, type AuthorityTokens, type AuthorityTokensOptions, type ClientAuthentication } from './authority-tokens.ts';
+export { createAccessTokenVerifier, bearerToken, type AccessTokenVerifier, type AccessTokenVerifierOptions, type VerifiedAccessToken } from './access-tokens.ts';
+export { jwksFromFile, resolveFromEndpoints } from './local-discovery.ts';
+export type { ServiceStartOptions, PlainStartOptions, RunningServiceModule } from './service-module.ts';

@@ -43,10 +43,15 @@ export const AllowEdge = z
 export const EgressTarget = z
   .string()
   .refine(
-    (v) => NAME.test(v) || /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(v),
-    'egress entries are service names or host:port',
+    (v) =>
+      NAME.test(v) ||
+      /^gateway:[a-z][a-z0-9-]{0,62}$/.test(v) ||
+      /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(v),
+    'egress entries are service names, gateway:<zone> or host:port',
   )
-  .describe('a service name of this topology, or host:port of an outside endpoint');
+  .describe(
+    'a service name of this topology, `gateway:<zone>` (the gateway of a zone: the only way into another zone), or host:port of an outside endpoint',
+  );
 
 export const ServiceMeshFields = {
   allow: z
@@ -56,7 +61,13 @@ export const ServiceMeshFields = {
   egress: z
     .array(EgressTarget)
     .default([])
-    .describe('services and host:port this service may call out to; absent or empty: none'),
+    .describe('services, zone gateways and host:port this service may call out to; absent or empty: none'),
+  sidecar: z
+    .boolean()
+    .default(false)
+    .describe(
+      '`gatehouse up` runs the `run:` module as a plain-HTTP process on loopback with `gatehouse sidecar` in front of it (the way to mesh a service in any language); false: the module serves mTLS itself with createService',
+    ),
 };
 
 export type AllowEdge = z.infer<typeof AllowEdge>;

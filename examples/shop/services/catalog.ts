@@ -1,30 +1,39 @@
-// Demo catalog service: answers GET /api/catalog with the shop's products.
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+// Demo catalog service (public zone): answers GET /api/catalog with the shop's
+// products. It runs under the mesh SDK: only peers with a certificate of this
+// trust domain connect, and only those the topology's `allow` edges name get
+// an answer (the public gateway, and the BFF) — everyone else a 403 problem.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createService, type ServiceStartOptions } from 'gatehouse/mesh';
 
-const products = [
+export const products = [
   { sku: 'tea-001', name: 'Sencha green tea', price: { amount: 1250, currency: 'EUR' } },
   { sku: 'tea-002', name: 'Assam breakfast tea', price: { amount: 990, currency: 'EUR' } },
   { sku: 'pot-001', name: 'Cast-iron teapot', price: { amount: 4500, currency: 'EUR' } },
 ];
 
-export async function start(o: { host: string; port: number }): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/api/catalog' || (req.method !== 'GET' && req.method !== 'HEAD')) {
-      res.writeHead(404, { 'content-type': 'application/problem+json' });
-      res.end(JSON.stringify({ title: 'Not Found', status: 404 }));
-      return;
-    }
-    const body = JSON.stringify({ products });
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    res.end(req.method === 'HEAD' ? undefined : body);
+function problem(res: ServerResponse, status: number, title: string, requestId: string) {
+  const body = JSON.stringify({ type: 'about:blank', title, status, request_id: requestId });
+  res.writeHead(status, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId });
+  res.end(body);
+}
+
+export async function start(o: ServiceStartOptions): Promise<{ url: string; close(): Promise<void> }> {
+  const service = await createService({
+    name: o.service,
+    topology: o.topology,
+    identity: o.identity,
+    revocations: o.revocations,
+    identityToken: o.identityToken,
+    logger: o.logger,
+    listen: `${o.host}:${o.port}`,
+    handler(req: IncomingMessage, res: ServerResponse, ctx) {
+      // the allow edges have already limited callers to GET/HEAD /api/catalog
+      const path = (req.url ?? '/').split('?')[0];
+      if (path !== '/api/catalog') return problem(res, 404, 'Not Found', ctx.requestId);
+      const body = JSON.stringify({ products });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    },
   });
-  server.keepAliveTimeout = 10_000;
-  await new Promise<void>((resolve) => server.listen(o.port, o.host, resolve));
-  const a = server.address() as AddressInfo;
-  return {
-    url: `http://${a.address}:${a.port}`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
+  return { url: service.url, close: () => service.close() };
 }

@@ -1,5 +1,11 @@
 // Demo echo service: answers { method, path, headers } exactly as it received
 // them, so anyone can see what an upstream receives through the gateway.
+//
+// A plain HTTP server on loopback with no Gatehouse code at all — it could be
+// written in any language. The topology sets `sidecar: true`, so
+// `gatehouse up` puts `gatehouse sidecar` in front of it: the sidecar
+// terminates mTLS, enforces the allow edges, and tells the application who
+// called in `x-gatehouse-caller` (the verified SPIFFE ID).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 

@@ -16,7 +16,7 @@ export function register(program: Command): void {
       const path = await import('node:path');
       const { loadTopology } = await import('../../topology/load.ts');
       const pki = await import('../../pki/index.ts');
-      const { startSidecar } = await import('../../mesh/index.ts');
+      const { startSidecar, resolveFromEndpoints, jwksFromFile } = await import('../../mesh/index.ts');
       const { announceReady, closeOnSignals } = await import('../ready.ts');
       const { topology } = loadTopology(o.config);
       const svc = topology.services[o.service];
@@ -40,22 +40,16 @@ export function register(program: Command): void {
         revocations = pki.localRevocations(o.stateDir);
       }
       identity.on('alert', (a: unknown) => process.stderr.write(`gatehouse sidecar: ALERT ${JSON.stringify(a)}\n`));
-      const endpointsFile = path.join(o.stateDir, 'endpoints.json');
-      const resolve = (service: string): string | undefined => {
-        try {
-          const e = JSON.parse(readFileSync(endpointsFile, 'utf8')) as { services?: Record<string, { url?: string }> };
-          return e.services?.[service]?.url;
-        } catch {
-          return undefined;
-        }
-      };
+      const { identityKeyPaths } = await import('../../gateway/policies/authentication/identity-token.ts');
       const car = await startSidecar({
         service: o.service,
         topology,
         identity,
         upstream: o.upstream,
         revocations,
-        resolve,
+        resolve: resolveFromEndpoints(path.join(o.stateDir, 'endpoints.json')),
+        // identity tokens of the zone gateway, keys from the file it publishes in the state dir
+        identityToken: { keys: jwksFromFile(identityKeyPaths(o.stateDir, svc.zone).jwks), issuer: pki.gatewaySpiffeId(td, svc.zone), algorithms: ['EdDSA'] },
         listen: o.listen,
         outboundListen: o.outboundListen,
       });

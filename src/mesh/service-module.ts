@@ -1,0 +1,49 @@
+// The contract of a service module that `gatehouse up` runs (`run:` in the
+// topology): it exports `start(options)` and answers `{ url, close }`.
+//
+// Mesh mode (the default): `options` is ServiceStartOptions. The module serves
+// with createService (mTLS, the topology's allow edges) and calls out with
+// createClient; the url is https. Plain mode (`sidecar: true`): `options` is
+// PlainStartOptions, the module serves plain HTTP on loopback and
+// `gatehouse sidecar` does the rest.
+import type { Logger } from '../shared/logger.ts';
+import type { Topology } from '../topology/schema.ts';
+import type { IdentityManager } from '../pki/identity-manager.ts';
+import type { RevocationSource } from '../pki/revocation-feed.ts';
+import type { CreateServiceOptions } from './create-service.ts';
+import type { AuthorityTokens } from './authority-tokens.ts';
+
+export interface ServiceStartOptions {
+  host: string;
+  port: number;
+  service: string;
+  topology: Topology;
+  /** This service's certificate, renewed before it expires (event `rotated`). */
+  identity: IdentityManager;
+  /** The CA's revocation list, kept fresh. */
+  revocations: RevocationSource;
+  /** Keys and issuer of the zone gateway's identity tokens (x-gatehouse-identity), for createService. */
+  identityToken: NonNullable<CreateServiceOptions['identityToken']>;
+  /** Where the topology's services and zone gateways (`gateway:<zone>`) answer, for createClient. */
+  resolve(target: string): string | undefined;
+  /** PEM the TLS certificates of the gateways and authorities chain to. */
+  edgeCa: string;
+  /**
+   * The zones' authorities: issuer and the audience of the zone's API, and,
+   * where this service is a client of that authority, its token source
+   * (for createClient's `authorities`).
+   */
+  authorities: Record<string, { issuer: string; audience: string; tokens?: AuthorityTokens }>;
+  logger: Logger;
+}
+
+export interface PlainStartOptions {
+  host: string;
+  port: number;
+  service: string;
+}
+
+export interface RunningServiceModule {
+  url: string;
+  close(): Promise<void>;
+}
