@@ -376,7 +376,7 @@ function proxy(req: Req, res: Res, p: Prepared, ctx: PipelineContext, started: n
           : undefined,
       },
       (response) => {
-        metrics.upstreamDuration.observe({ service: upstream.name }, (performance.now() - upstreamStarted) / 1000);
+        routeStats(p.route, metrics).upstream.observe((performance.now() - upstreamStarted) / 1000);
         status = response.statusCode;
         // the client left, or the connection was already answered (malformed body): drop the answer
         if (res.destroyed || res.headersSent) return discardSink();
@@ -428,6 +428,27 @@ function discardSink(): Writable {
   });
 }
 
+interface RouteStats {
+  metrics: GatewayMetrics;
+  requests: Map<string, { inc(): void }>;
+  duration: { observe(v: number): void };
+  upstream: { observe(v: number): void };
+}
+
+function routeStats(route: CompiledRoute, metrics: GatewayMetrics): RouteStats {
+  let s = route.stats as RouteStats | undefined;
+  if (s === undefined || s.metrics !== metrics) {
+    s = {
+      metrics,
+      requests: new Map(),
+      duration: metrics.duration.labels(route.name),
+      upstream: metrics.upstreamDuration.labels(route.config.service),
+    };
+    route.stats = s;
+  }
+  return s;
+}
+
 function statusClass(status: number): string {
   return status < 200 ? '1xx' : status < 300 ? '2xx' : status < 400 ? '3xx' : status < 500 ? '4xx' : '5xx';
 }
@@ -448,8 +469,18 @@ function finish(
   if (exchange !== undefined) for (const done of exchange.onDone) done();
   const seconds = (performance.now() - started) / 1000;
   const routeName = route?.name ?? '(none)';
-  ctx.metrics.requests.inc({ route: routeName, method: req.method ?? '', status_class: statusClass(status) });
-  ctx.metrics.duration.observe({ route: routeName }, seconds);
+  if (route) {
+    // label children are looked up once per route, method and status class, not hashed per request
+    const stats = routeStats(route, ctx.metrics);
+    const key = `${req.method} ${status}`;
+    let counter = stats.requests.get(key);
+    if (!counter) stats.requests.set(key, (counter = ctx.metrics.requests.labels(routeName, req.method ?? '', statusClass(status))));
+    counter.inc();
+    stats.duration.observe(seconds);
+  } else {
+    ctx.metrics.requests.inc({ route: routeName, method: req.method ?? '', status_class: statusClass(status) });
+    ctx.metrics.duration.observe({ route: routeName }, seconds);
+  }
   if (ctx.accessLog) {
     const entry: Record<string, unknown> = {
       request_id: requestId,

@@ -12,6 +12,8 @@ export interface CompiledRoute {
   allow: readonly string[];
   /** Length of the matched prefix, for rewriting. */
   prefix: string;
+  /** Metric children of this route, filled by the pipeline on first use. */
+  stats?: unknown;
 }
 
 /** Routes that share hosts, match and path; they differ by method (never overlapping). */
