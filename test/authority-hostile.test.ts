@@ -325,6 +325,9 @@ test('sign-in pages: strict CSP, no script, labelled fields, no caching', async 
   assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|script-src/);
   assert.match(csp, /frame-ancestors 'none'/);
   assert.equal(page.headers.get('cache-control'), 'no-store');
+  // no-referrer would make browsers send `Origin: null` with the form POSTs, which the CSRF check refuses
+  assert.equal(page.headers.get('referrer-policy'), 'same-origin');
+  assert.match(page.html, /<meta name="referrer" content="same-origin">/);
   assert.doesNotMatch(page.html, /<script|\son[a-z]+=|style="/i);
   assert.match(page.html, /<label for="username">/);
   assert.match(page.html, /<label for="password">/);

@@ -190,6 +190,8 @@ test('logout (RP-initiated): the session and every grant made in it end; the gat
   const page = await browser.follow(end.toString(), h.auth.issuer);
   assert.equal(page.status, 200);
   assert.doesNotMatch(page.headers.get('content-security-policy')!, /script-src/);
+  // browsers check the redirect after the POST against form-action: the client's post-logout URI must be in it
+  assert.match(page.headers.get('content-security-policy')!, new RegExp(`form-action 'self' ${new URL(REDIRECT).origin}(;|$)`));
   assert.doesNotMatch(page.html, /<script/i);
   assert.match(page.html, /<button type="submit" form="op.logoutForm" name="logout" value="yes"/);
   const done = await browser.submit(page, '/session/end/confirm', { logout: 'yes' }, h.auth.issuer);

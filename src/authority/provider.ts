@@ -156,11 +156,15 @@ export function buildProvider(ctx: AuthorityContext): Provider {
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(c: KoaContextWithOIDC, form: string) {
-          c.set('content-security-policy', `${HTML_CSP_BASE}; form-action 'self'`);
+          // Browsers check every redirect after a form POST against form-action:
+          // the confirm form ends at the client's post_logout_redirect_uri (which
+          // oidc-provider has checked against the client's registration by now).
+          c.set('content-security-policy', `${HTML_CSP_BASE}; form-action ${["'self'", ...httpOrigin(c.oidc.session?.state?.postLogoutRedirectUri)].join(' ')}`);
           c.type = 'html';
           c.body = logoutPage(form, ctx.zone);
         },
         async postLogoutSuccessSource(c: KoaContextWithOIDC) {
+          c.set('content-security-policy', HTML_CSP_BASE);
           c.type = 'html';
           c.body = messagePage('Signed out', 'You are signed out.');
         },
@@ -244,4 +248,15 @@ function wireAudit(provider: Provider, ctx: AuthorityContext): void {
   provider.on('end_session.success', (c: KoaContextWithOIDC) => {
     audit('logout', { client_id: c.oidc?.client?.clientId, source: c.ip });
   });
+}
+
+/** [origin] of an http(s) URL, else []: a CSP source for a redirect target. */
+function httpOrigin(uri: unknown): string[] {
+  if (typeof uri !== 'string') return [];
+  try {
+    const u = new URL(uri);
+    return u.protocol === 'https:' || u.protocol === 'http:' ? [u.origin] : [];
+  } catch {
+    return [];
+  }
 }

@@ -294,7 +294,11 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       res.setHeader('x-request-id', requestId);
       res.setHeader('strict-transport-security', 'max-age=31536000');
       res.setHeader('x-content-type-options', 'nosniff');
-      res.setHeader('referrer-policy', 'no-referrer');
+      // same-origin, not no-referrer: under no-referrer a browser sends `Origin: null`
+      // with every form POST (Fetch, "serialize a request origin"), and the
+      // sign-in and account forms refuse a POST whose Origin is not the issuer's.
+      // Other origins (the client's redirect URI) still get no Referer.
+      res.setHeader('referrer-policy', 'same-origin');
       res.setHeader('x-frame-options', 'DENY');
       const url = req.url ?? '/';
       const pathname = url.split('?')[0];

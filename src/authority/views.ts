@@ -41,7 +41,7 @@ function page(title: string, body: string, script = false): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>${esc(title)}</title>
 <link rel="stylesheet" href="/assets/authority.css">${script ? '\n<script src="/assets/webauthn.js" defer></script>' : ''}
 </head>
@@ -109,7 +109,7 @@ ${totp ? '' : '<p data-webauthn-unsupported>This account signs in with a passkey
   const code = totp
     ? `${o.webauthnOptions === undefined ? '' : '<h2>Code from your authenticator app</h2>\n'}<form method="post" action="/interaction/${esc(o.uid)}/otp" autocomplete="off">
 <input type="hidden" name="csrf" value="${esc(o.csrf)}">
-<label for="otp">Code from your authenticator app</label>
+<label for="otp">${o.webauthnOptions === undefined ? 'Code from your authenticator app' : 'Code'}</label>
 <input id="otp" name="otp" type="text" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" required${o.webauthnOptions === undefined ? ' autofocus' : ''}${described}>
 <small id="otp-help">Six digits; a code works once.</small>
 <button type="submit">Verify</button>
