@@ -2,7 +2,8 @@
 // same on every restart (the issued secrets are kept sealed under the
 // key-encryption key so they can be handed to `gatehouse up` again).
 import type { AuthorityContext } from './context.ts';
-import { TOKEN_EXCHANGE } from './client-registry.ts';
+import { TOKEN_EXCHANGE, type GrantType } from './client-registry.ts';
+import { serviceSpiffeId } from '../pki/index.ts';
 
 export interface DevClient {
   client_id: string;
@@ -10,6 +11,9 @@ export interface DevClient {
   grant_types: string[];
   redirect_uris?: string[];
   scope: string;
+  /** service clients (dev.serviceClients): they authenticate with their workload certificate */
+  token_endpoint_auth_method?: 'tls_client_auth';
+  tls_client_auth_san_uri?: string;
 }
 
 export interface DevUser {
@@ -32,7 +36,10 @@ export async function seedDev(ctx: AuthorityContext, sealedGet: () => Promise<st
     const creds = JSON.parse(stored) as ZoneDevCredentials;
     const present = await Promise.all(creds.clients.map((c) => ctx.clients.exists(c.client_id)));
     const users = await Promise.all(creds.users.map((u) => ctx.users.byUsername(u.username)));
-    if (present.every(Boolean) && users.every((u) => u && u.mfa)) return creds;
+    const sameServiceClients =
+      JSON.stringify(creds.clients.filter((c) => c.tls_client_auth_san_uri).map((c) => [c.client_id, c.tls_client_auth_san_uri, c.grant_types, c.scope])) ===
+      JSON.stringify(serviceClients(ctx).map((c) => [c.client_id, c.tls_client_auth_san_uri, c.grant_types, c.scope]));
+    if (present.every(Boolean) && users.every((u) => u && u.mfa) && sameServiceClients) return creds;
     for (const c of creds.clients) await ctx.clients.remove(c.client_id);
   }
   const scope = ctx.scopes.join(' ');
@@ -68,8 +75,36 @@ export async function seedDev(ctx: AuthorityContext, sealedGet: () => Promise<st
     ],
     users: [{ username: u.username, password: u.password, totp_secret: u.totp_secret! }],
   };
+  for (const c of serviceClients(ctx)) {
+    if (await ctx.clients.exists(c.client_id)) await ctx.clients.remove(c.client_id);
+    await ctx.clients.add({
+      clientId: c.client_id,
+      name: `${c.client_id} (workload certificate)`,
+      grantTypes: c.grant_types as GrantType[],
+      scope: c.scope,
+      authMethod: 'tls_client_auth',
+      tlsSanUri: c.tls_client_auth_san_uri,
+    });
+    creds.clients.push(c);
+  }
   await sealedPut(JSON.stringify(creds));
   return creds;
+}
+
+/** dev.serviceClients as clients: named after the service, bound to its SPIFFE ID. */
+function serviceClients(ctx: AuthorityContext): DevClient[] {
+  const { topology } = ctx.loaded;
+  return ctx.config.dev.serviceClients.map((c) => {
+    const svc = topology.services[c.service];
+    if (!svc) throw new Error(`authority dev.serviceClients: the topology has no service ${JSON.stringify(c.service)}`);
+    return {
+      client_id: c.service,
+      grant_types: [...c.grantTypes],
+      scope: c.scopes.join(' '),
+      token_endpoint_auth_method: 'tls_client_auth',
+      tls_client_auth_san_uri: serviceSpiffeId(topology.trustDomain, svc.zone, c.service),
+    };
+  });
 }
 
 export { SECRET_NAME as DEV_CREDENTIALS_SECRET };

@@ -196,13 +196,45 @@ export const AuthorityConfig = z
           .url()
           .default('http://127.0.0.1:8765/callback')
           .describe('redirect URI of the seeded web client (dev mode only)'),
+        serviceClients: z
+          .array(
+            z
+              .object({
+                service: z
+                  .string()
+                  .regex(/^[a-z][a-z0-9-]{0,62}$/)
+                  .describe('a service of the topology (any zone); the client_id is its name'),
+                grantTypes: z
+                  .array(z.enum(['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange']))
+                  .min(1)
+                  .default(['urn:ietf:params:oauth:grant-type:token-exchange'])
+                  .describe('grants the service may use; default: token exchange only'),
+                scopes: z.array(ScopeName).min(1).describe("scopes of this zone the service's tokens may carry"),
+              })
+              .strict(),
+          )
+          .default([])
+          .describe(
+            'services seeded as clients that authenticate with their workload certificate (tls_client_auth on their SPIFFE ID; needs clientCa: trust-domain), dev mode only; empty: none',
+          ),
       })
       .strict()
-      .default({ redirectUri: 'http://127.0.0.1:8765/callback' })
+      .default({ redirectUri: 'http://127.0.0.1:8765/callback', serviceClients: [] })
       .describe('what `gatehouse up` seeds in dev mode'),
   })
   .strict()
   .superRefine((value, ctx) => {
+    value.dev.serviceClients.forEach((c, i) => {
+      if (value.clientCa !== 'trust-domain')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['dev', 'serviceClients', i],
+          message: 'service clients authenticate with their workload certificates: set clientCa: trust-domain',
+        });
+      for (const scope of c.scopes)
+        if (!value.scopes.includes(scope))
+          ctx.addIssue({ code: 'custom', path: ['dev', 'serviceClients', i, 'scopes'], message: `scope ${JSON.stringify(scope)} is not in this zone's scopes` });
+    });
     const known = new Set([value.audience, ...value.audiences].filter(Boolean));
     for (const aud of Object.keys(value.confidentialClaims))
       if (!known.has(aud) && aud !== value.audience)
