@@ -2,6 +2,7 @@
 // `gatehouse up`):
 //
 //   run-service.ts <module> <service> --config F --state-dir D --ca-url URL
+//                  [--authority zone=issuer …] [--client zone=client_id …]
 //     environment: GATEHOUSE_JOIN_TOKEN (one-time, from `gatehouse ca token`)
 //   run-service.ts <module> <service> --plain
 //     a plain-HTTP application on loopback, for `gatehouse sidecar` to front
@@ -27,7 +28,9 @@ import {
   gatewaySpiffeId,
   trustBundlePath,
 } from '../pki/index.ts';
+import { zoneAudience } from '../authority/context.ts';
 import {
+  createAuthorityTokens,
   jwksFromFile,
   resolveFromEndpoints,
   type ServiceStartOptions,
@@ -46,6 +49,10 @@ const { values, positionals } = parseArgs({
     config: { type: 'string' },
     'state-dir': { type: 'string' },
     'ca-url': { type: 'string' },
+    /** zone=issuer of each zone's authority */
+    authority: { type: 'string', multiple: true, default: [] },
+    /** zone=client_id: this service is a client of that zone's authority (tls_client_auth with its certificate) */
+    client: { type: 'string', multiple: true, default: [] },
     plain: { type: 'boolean', default: false },
   },
 });
@@ -91,6 +98,30 @@ if (values.plain) {
     new Promise((_, reject) => setTimeout(() => reject(new Error(`no revocation list from ${caUrl} within 15 s`)), 15_000).unref()),
   ]);
 
+  const edgeCa = readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem'), 'utf8');
+  const pairs = (list: string[], what: string) =>
+    new Map(
+      list.map((v) => {
+        const eq = v.indexOf('=');
+        if (eq < 1) throw new Error(`--${what} takes zone=value, got ${JSON.stringify(v)}`);
+        return [v.slice(0, eq), v.slice(eq + 1)] as const;
+      }),
+    );
+  const clientIds = pairs(values.client, 'client');
+  const authorities: ServiceStartOptions['authorities'] = {};
+  for (const [z, issuer] of pairs(values.authority, 'authority')) {
+    const config = topology.zones[z]?.authority;
+    if (!config) throw new Error(`zone ${JSON.stringify(z)} has no authority`);
+    const clientId = clientIds.get(z);
+    authorities[z] = {
+      issuer,
+      audience: zoneAudience(trustDomain, z, config),
+      ...(clientId
+        ? { tokens: createAuthorityTokens({ issuer, clientId, auth: { method: 'tls_client_auth', identity }, ca: edgeCa }) }
+        : {}),
+    };
+  }
+
   const running = await mod.start({
     host: '127.0.0.1',
     port: 0,
@@ -101,14 +132,15 @@ if (values.plain) {
     // the zone gateway's identity tokens, keys from the file it publishes in the state dir
     identityToken: { keys: jwksFromFile(identityKeyPaths(stateDir, zone).jwks), issuer: gatewaySpiffeId(trustDomain, zone), algorithms: ['EdDSA'] },
     resolve: resolveFromEndpoints(path.join(stateDir, 'endpoints.json')),
-    edgeCa: readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem'), 'utf8'),
-    authorities: {},
+    edgeCa,
+    authorities,
     logger,
   });
   if (new URL(running.url).protocol !== 'https:')
     throw new Error(`${service}: a mesh service answers on https (createService); for a plain application set \`sidecar: true\``);
   closeOnSignals(async () => {
     await running.close();
+    await Promise.all(Object.values(authorities).map((a) => a.tokens?.close()));
     identity.close();
     revocations.close();
   });

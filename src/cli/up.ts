@@ -1,7 +1,8 @@
 // `gatehouse up`: runs a whole topology on one machine. Every component runs
 // in its own process (the same CLI verbs an operator would run), started in
-// trust order — the trust domain's CA, authorities, services (each with its
-// own workload certificate, bootstrapped from a one-time join token), gateways
+// trust order — the trust domain's CA and the zone authorities, services (each
+// with its own workload certificate, bootstrapped from a one-time join token),
+// gateways
 // — and `endpoints.json` is written only when every one of them has said it
 // answers.
 import { fork, type ChildProcess } from 'node:child_process';
@@ -10,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTopology } from '../topology/load.ts';
 import { openDevCa } from '../shared/dev-ca.ts';
-import { initCa, createJoinToken } from '../pki/index.ts';
+import { initCa, createJoinToken, serviceSpiffeId } from '../pki/index.ts';
 import type { ReadyMessage } from './ready.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -109,21 +110,52 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
     const common = ['--config', loaded.file, '--state-dir', stateDir];
     const ephemeral = (flag: string) => (o.ephemeralPorts ? [flag, '127.0.0.1:0'] : []);
 
-    // 1. the CA server: services bootstrap their certificates from it and renew there
+    // 1. the CA server (services bootstrap their certificates from it and renew
+    // there) and the zone authorities, side by side: neither needs the other
     const caChild = start('ca', ['ca', 'serve', ...common, '--listen', '127.0.0.1:0']);
-    const caUrl = (await caChild.ready).endpoints.ca;
+    const zones: Endpoints['zones'] = {};
+    const devCredentials: Record<string, unknown> = {};
+    const authorityVerb = existsSync(path.join(here, 'commands', 'authority.ts'));
+    const authorityChildren = Object.entries(topology.zones)
+      .filter(([, z]) => z.authority !== undefined && authorityVerb)
+      .map(([zone]) => ({
+        zone,
+        child: start(`authority-${zone}`, ['authority', ...common, '--zone', zone, ...(o.dev ? ['--dev'] : []), ...ephemeral('--listen')]),
+      }));
+    const [caReady, ...authorityReady] = await Promise.all([caChild.ready, ...authorityChildren.map((a) => a.child.ready)]);
+    const caUrl = caReady.endpoints.ca;
+    authorityChildren.forEach((a, i) => {
+      const m = authorityReady[i];
+      zones[a.zone] = { ...zones[a.zone], authority: m.endpoints.authority };
+      if (m.devCredentials !== undefined) devCredentials[a.zone] = m.devCredentials;
+    });
 
     // 2. services that Gatehouse starts itself. Each gets a one-time join token
     // (in its environment, never on the command line) and bootstraps its own
     // certificate from the CA server: a mesh service (createService) itself, a
-    // plain application through the `gatehouse sidecar` in front of it.
+    // plain application through the `gatehouse sidecar` in front of it. A mesh
+    // service learns the zones' authorities and the clients it has there
+    // (dev: seeded for it, authenticated by its certificate).
     const services: Endpoints['services'] = {};
     const runService = path.join(here, 'run-service.ts');
     const joinToken = (name: string) => ({ GATEHOUSE_JOIN_TOKEN: createJoinToken({ stateDir, topology, service: name, ttlSeconds: 300 }).token });
+    const authorityArgs = (name: string, zone: string): string[] => {
+      const args: string[] = [];
+      const spiffeId = serviceSpiffeId(topology.trustDomain, zone, name);
+      for (const [z, entry] of Object.entries(zones)) {
+        if (!entry.authority) continue;
+        args.push('--authority', `${z}=${entry.authority}`);
+        const clients = (devCredentials[z] as { clients?: { client_id: string; tls_client_auth_san_uri?: string }[] } | undefined)?.clients ?? [];
+        const own = clients.find((c) => c.tls_client_auth_san_uri === spiffeId);
+        if (own) args.push('--client', `${z}=${own.client_id}`);
+      }
+      return args;
+    };
     const startService = async (name: string, s: (typeof topology.services)[string]): Promise<string> => {
       const module = path.resolve(loaded.dir, s.run!);
       if (!s.sidecar) {
-        const child = start(`service-${name}`, [module, name, ...common, '--ca-url', caUrl], runService, joinToken(name));
+        const args = [module, name, ...common, '--ca-url', caUrl, ...authorityArgs(name, s.zone)];
+        const child = start(`service-${name}`, args, runService, joinToken(name));
         return (await child.ready).endpoints.service;
       }
       const app = start(`service-${name}`, [module, name, '--plain'], runService);
@@ -145,21 +177,7 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
       0o600,
     );
 
-    // 3. authorities, 4. gateways
-    const zones: Endpoints['zones'] = {};
-    const devCredentials: Record<string, unknown> = {};
-    const authorityVerb = existsSync(path.join(here, 'commands', 'authority.ts'));
-    const authorities = Object.entries(topology.zones)
-      .filter(([, z]) => z.authority !== undefined && authorityVerb)
-      .map(([zone]) => ({
-        zone,
-        child: start(`authority-${zone}`, ['authority', ...common, '--zone', zone, ...(o.dev ? ['--dev'] : []), ...ephemeral('--listen')]),
-      }));
-    for (const a of authorities) {
-      const m = await a.child.ready;
-      zones[a.zone] = { ...zones[a.zone], authority: m.endpoints.authority };
-      if (m.devCredentials !== undefined) devCredentials[a.zone] = m.devCredentials;
-    }
+    // 3. gateways
     const gateways = Object.entries(topology.zones)
       .filter(([, z]) => z.gateway !== undefined)
       .map(([zone, z]) => ({
@@ -176,11 +194,12 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
           ...(z.gateway!.redirectListen ? ephemeral('--redirect-listen') : []),
         ]),
       }));
-    for (const g of gateways) {
-      const m = await g.child.ready;
+    const gatewayReady = await Promise.all(gateways.map((g) => g.child.ready));
+    gateways.forEach((g, i) => {
+      const m = gatewayReady[i];
       zones[g.zone] = { ...zones[g.zone], gateway: m.endpoints.gateway, admin: m.endpoints.admin };
       if (m.endpoints.redirect) zones[g.zone].redirect = m.endpoints.redirect;
-    }
+    });
 
     const endpoints: Endpoints = {
       trustDomain: topology.trustDomain,

@@ -1,14 +1,24 @@
-// Demo orders service (private zone): lists and accepts orders, kept in memory.
-// It runs under the mesh SDK: only the private zone's gateway may call it
-// (see `allow` in gatehouse.yaml); any other peer — the public gateway
-// included — gets a 403 problem, and a peer without a certificate of the trust
-// domain cannot even connect.
+// Demo orders service (private zone): lists and accepts a user's orders, kept
+// in memory. It runs under the mesh SDK: only the private zone's gateway may
+// call it (see `allow` in gatehouse.yaml); any other peer — the public
+// gateway included — gets a 403 problem, and a peer without a certificate of
+// the trust domain cannot even connect.
+//
+// Every request acts for someone: the gateway's identity token names them,
+// and the private-zone access token the gateway forwards says who acts for
+// them (`act`: the BFF that exchanged the user's token). Both are checked
+// here again — zero trust does not stop at the gateway. GET needs
+// orders:read, POST orders:write; each subject sees only its own orders.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { createService, type ServiceStartOptions } from 'gatehouse/mesh';
+import { createService, createAccessTokenVerifier, bearerToken, type ServiceStartOptions, type VerifiedAccessToken } from 'gatehouse/mesh';
 
 interface Order {
   id: string;
+  /** the subject the order was placed for (the user) */
+  customer: string;
+  /** who placed it for them (RFC 8693 actor), when someone did */
+  placedBy?: string;
   items: { sku: string; quantity: number }[];
   createdAt: string;
 }
@@ -17,6 +27,9 @@ const MAX_BODY = 64 * 1024;
 
 export async function start(o: ServiceStartOptions): Promise<{ url: string; close(): Promise<void> }> {
   const orders: Order[] = [];
+  const authority = o.authorities[o.topology.services[o.service].zone];
+  if (!authority) throw new Error('orders needs its zone authority (to check access tokens)');
+  const verifier = createAccessTokenVerifier({ issuer: authority.issuer, audience: authority.audience, ca: o.edgeCa });
   const send = (res: ServerResponse, status: number, body: unknown, requestId: string, type = 'application/json') => {
     const text = JSON.stringify(type === 'application/problem+json' ? { ...(body as object), request_id: requestId } : body);
     res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text), 'x-request-id': requestId });
@@ -33,11 +46,26 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
     identityToken: o.identityToken,
     logger: o.logger,
     listen: `${o.host}:${o.port}`,
-    handler(req: IncomingMessage, res: ServerResponse, ctx) {
+    async handler(req: IncomingMessage, res: ServerResponse, ctx) {
       const path = (req.url ?? '/').split('?')[0];
       if (path !== '/api/orders') return problem(res, 404, 'Not Found', ctx.requestId);
-      if (req.method === 'GET') return send(res, 200, { orders }, ctx.requestId);
+      const raw = bearerToken(req.headers.authorization);
+      let token: VerifiedAccessToken | undefined;
+      try {
+        token = raw ? await verifier.verify(raw) : undefined;
+      } catch {
+        token = undefined;
+      }
+      // the token must be the one the gateway checked for this very subject
+      if (!token || !ctx.user || token.sub !== ctx.user.sub || token.claims.jti !== ctx.user.claims.orig_jti)
+        return problem(res, 401, 'Unauthorized', ctx.requestId, 'a private-zone access token is required');
+      const mine = (order: Order) => order.customer === token.sub;
+      if (req.method === 'GET') {
+        if (!token.scopes.includes('orders:read')) return problem(res, 403, 'Forbidden', ctx.requestId, 'needs orders:read');
+        return send(res, 200, { orders: orders.filter(mine) }, ctx.requestId);
+      }
       if (req.method !== 'POST') return problem(res, 405, 'Method Not Allowed', ctx.requestId);
+      if (!token.scopes.includes('orders:write')) return problem(res, 403, 'Forbidden', ctx.requestId, 'needs orders:write');
       const chunks: Buffer[] = [];
       let size = 0;
       req.on('data', (c: Buffer) => {
@@ -65,6 +93,8 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
           return problem(res, 422, 'Unprocessable Content', ctx.requestId, 'items: [{ sku, quantity }]');
         const order: Order = {
           id: randomUUID(),
+          customer: token.sub,
+          ...(token.actors.length > 0 ? { placedBy: token.actors[0] } : {}),
           items: items.map((i) => ({ sku: i.sku, quantity: i.quantity })),
           createdAt: new Date().toISOString(),
         };
@@ -74,5 +104,11 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
       });
     },
   });
-  return { url: service.url, close: () => service.close() };
+  return {
+    url: service.url,
+    async close() {
+      await service.close();
+      await verifier.close();
+    },
+  };
 }
