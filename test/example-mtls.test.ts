@@ -1,0 +1,194 @@
+// The example as a new user runs it (`gatehouse up`): every service speaks
+// mTLS with its own certificate from the trust domain's CA, deny by default.
+// Through the gateways everything works; around them nothing does; and the
+// BFF reaches the private zone only through the private gateway, with the
+// user's token exchanged for a private one naming the BFF as actor.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { request, fetch as undiciFetch } from 'undici';
+import * as oidc from 'openid-client';
+import { generate } from 'otplib';
+import { decodeJwt } from 'jose';
+import { upExample, meshAgent, certificateFor, type RunningExample } from './support/example-up.ts';
+import { signIn, codeTokens } from './support/authority-flows.ts';
+import type { Harness, TestFetch } from './support/authority-harness.ts';
+import { serviceSpiffeId, gatewaySpiffeId } from '../src/pki/index.ts';
+
+const TD = 'shop.local';
+const svc = (zone: string, name: string) => serviceSpiffeId(TD, zone, name);
+let ex: RunningExample;
+
+before(async () => {
+  ex = await upExample();
+});
+after(async () => {
+  assert.equal(await ex.stop(), 0, 'gatehouse up stops cleanly on SIGINT');
+});
+
+interface Problem {
+  status: number;
+  title: string;
+  request_id: string;
+}
+
+async function json<T>(r: Awaited<ReturnType<typeof request>>): Promise<T> {
+  return (await r.body.json()) as T;
+}
+
+test('endpoints.json lists the workload CA and every service at an https URL', () => {
+  assert.match(ex.endpoints.ca!, /^https:\/\/127\.0\.0\.1:\d+$/);
+  assert.deepEqual(Object.keys(ex.endpoints.services).sort(), ['bff', 'catalog', 'echo', 'orders']);
+  for (const s of Object.values(ex.endpoints.services)) assert.match(s.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  assert.equal(ex.endpoints.services.bff.zone, 'public');
+});
+
+test('catalog (SDK) and echo (plain app behind the sidecar) work through the public gateway, over mTLS', async () => {
+  const gw = ex.endpoints.zones.public.gateway!;
+  const catalog = await request(gw + '/api/catalog', { dispatcher: ex.edge });
+  assert.equal(catalog.statusCode, 200);
+  assert.ok((await json<{ products: unknown[] }>(catalog)).products.length > 0);
+  const echo = await request(gw + '/api/echo/any/path?q=1', { dispatcher: ex.edge, method: 'POST', body: '{}' });
+  assert.equal(echo.statusCode, 200);
+  const seen = await json<{ method: string; path: string; headers: Record<string, string> }>(echo);
+  assert.equal(seen.method, 'POST');
+  assert.equal(seen.path, '/api/echo/any/path?q=1');
+  // the sidecar verified the gateway's certificate and says so to the application
+  assert.equal(seen.headers['x-gatehouse-caller'], gatewaySpiffeId(TD, 'public'));
+});
+
+test('a direct call to a service without a client certificate never gets an answer', async () => {
+  for (const [name, s] of Object.entries(ex.endpoints.services)) {
+    const agent = meshAgent(ex.stateDir, svc(s.zone, name));
+    try {
+      // TLS 1.3: the handshake completes, then the service closes the connection unanswered
+      await assert.rejects(request(s.url + '/', { dispatcher: agent }), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'UND_ERR_SOCKET', `${name}: ${e.message}`);
+        return true;
+      });
+    } finally {
+      await agent.close();
+    }
+  }
+});
+
+test("another service's certificate is refused with a 403 problem unless an allow edge names it", async () => {
+  const { services } = ex.endpoints;
+  const catalogCert = await certificateFor(ex.stateDir, svc('public', 'catalog'));
+  const bffCert = await certificateFor(ex.stateDir, svc('public', 'bff'));
+  const asCatalog = meshAgent(ex.stateDir, svc('public', 'echo'), catalogCert);
+  const bffToCatalog = meshAgent(ex.stateDir, svc('public', 'catalog'), bffCert);
+  const bffToEcho = meshAgent(ex.stateDir, svc('public', 'echo'), bffCert);
+  try {
+    // no edge: catalog may not call echo (the sidecar refuses)
+    const refused = await request(services.echo.url + '/api/echo/x', { dispatcher: asCatalog });
+    assert.equal(refused.statusCode, 403);
+    assert.equal(refused.headers['content-type'], 'application/problem+json');
+    const p = await json<Problem>(refused);
+    assert.equal(p.status, 403);
+    assert.match(p.request_id, /^[0-9a-f-]{36}$/);
+    const refused2 = await request(services.echo.url + '/api/echo/x', { dispatcher: bffToEcho });
+    assert.equal(refused2.statusCode, 403);
+    await refused2.body.dump();
+    // an edge: the BFF may GET the catalog — only GET, only that path
+    const allowed = await request(services.catalog.url + '/api/catalog', { dispatcher: bffToCatalog });
+    assert.equal(allowed.statusCode, 200);
+    assert.ok((await json<{ products: unknown[] }>(allowed)).products.length > 0);
+    const wrongMethod = await request(services.catalog.url + '/api/catalog', { dispatcher: bffToCatalog, method: 'POST', body: '{}' });
+    assert.equal(wrongMethod.statusCode, 403);
+    await wrongMethod.body.dump();
+  } finally {
+    await Promise.all([asCatalog.close(), bffToCatalog.close(), bffToEcho.close()]);
+  }
+});
+
+test("the private orders service refuses the public gateway's certificate, and the BFF's", async () => {
+  const url = ex.endpoints.services.orders.url + '/api/orders';
+  for (const id of [gatewaySpiffeId(TD, 'public'), svc('public', 'bff')]) {
+    const agent = meshAgent(ex.stateDir, svc('private', 'orders'), await certificateFor(ex.stateDir, id));
+    try {
+      const r = await request(url, { dispatcher: agent });
+      assert.equal(r.statusCode, 403, id);
+      assert.equal((await json<Problem>(r)).title, 'Forbidden');
+    } finally {
+      await agent.close();
+    }
+  }
+  // even the private gateway's own certificate gets nothing without a user behind it
+  const agent = meshAgent(ex.stateDir, svc('private', 'orders'), await certificateFor(ex.stateDir, gatewaySpiffeId(TD, 'private')));
+  try {
+    const r = await request(url, { dispatcher: agent });
+    assert.equal(r.statusCode, 401);
+    await r.body.dump();
+  } finally {
+    await agent.close();
+  }
+});
+
+test('BFF: a signed-in user places and lists orders; orders sees the user as subject and the BFF as actor', async () => {
+  const zone = ex.credentials.zones.public;
+  const web = zone.clients.find((c) => c.grant_types.includes('authorization_code'))!;
+  const user = zone.users[0];
+  const issuer = ex.endpoints.zones.public.authority!;
+  const edgeFetch = ((input: any, init?: any) => undiciFetch(input, { ...init, dispatcher: ex.edge })) as unknown as TestFetch;
+  const config = await oidc.discovery(new URL(issuer), web.client_id, { redirect_uris: web.redirect_uris }, oidc.ClientSecretBasic(web.client_secret!), {
+    [oidc.customFetch]: edgeFetch as any,
+  });
+  const h = { auth: { issuer }, fetch: edgeFetch, totp: async (secret: string) => generate({ secret }) } as unknown as Harness;
+  const tokens = await codeTokens(config, await signIn(h, config, user, { scope: 'openid orders:read orders:write' }));
+  const userToken = tokens.access_token;
+  const sub = decodeJwt(userToken).sub;
+  assert.ok(sub);
+
+  const shop = ex.endpoints.zones.public.gateway + '/api/shop/orders';
+  const bearer = { authorization: `Bearer ${userToken}` };
+  const placed = await request(shop, {
+    dispatcher: ex.edge,
+    method: 'POST',
+    headers: { ...bearer, 'content-type': 'application/json' },
+    body: JSON.stringify({ items: [{ sku: 'tea-001', quantity: 2 }] }),
+  });
+  const order = await json<{ id: string; customer: string; placedBy: string; items: unknown[] }>(placed);
+  assert.equal(placed.statusCode, 201, JSON.stringify(order));
+  assert.equal(order.customer, sub, 'orders saw the user as the subject of its private-zone token');
+  assert.equal(order.placedBy, 'bff', 'and the BFF as the actor');
+
+  const listed = await request(shop, { dispatcher: ex.edge, headers: bearer });
+  assert.equal(listed.statusCode, 200);
+  const { orders } = await json<{ orders: { id: string; items: { sku: string; name?: string }[] }[] }>(listed);
+  const mine = orders.find((o) => o.id === order.id);
+  assert.ok(mine, 'the new order is listed');
+  assert.equal(mine.items[0].name, 'Sencha green tea', 'names come from the catalog over the BFF → catalog edge');
+
+  // the user's public-zone token is no key to the private gateway
+  const direct = await request(ex.endpoints.zones.private.gateway + '/api/orders', { dispatcher: ex.edge, headers: bearer });
+  assert.equal(direct.statusCode, 401);
+  await direct.body.dump();
+  // no token, no orders
+  const anonymous = await request(shop, { dispatcher: ex.edge });
+  assert.equal(anonymous.statusCode, 401);
+  await anonymous.body.dump();
+});
+
+test('BFF: a service token without MFA, or a forged bearer, gets no orders', async () => {
+  const zone = ex.credentials.zones.public;
+  const service = zone.clients.find((c) => c.grant_types.includes('client_credentials'))!;
+  const tokenRes = await request(ex.endpoints.zones.public.authority + '/token', {
+    dispatcher: ex.edge,
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(service.client_id)}:${encodeURIComponent(service.client_secret!)}`).toString('base64'),
+    },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read' }).toString(),
+  });
+  assert.equal(tokenRes.statusCode, 200);
+  const { access_token } = await json<{ access_token: string }>(tokenRes);
+  const shop = ex.endpoints.zones.public.gateway + '/api/shop/orders';
+  const r = await request(shop, { dispatcher: ex.edge, headers: { authorization: `Bearer ${access_token}` } });
+  assert.equal(r.statusCode, 403, 'the route needs a user who signed in with a second factor');
+  await r.body.dump();
+  const [h, p] = access_token.split('.');
+  const forged = await request(shop, { dispatcher: ex.edge, headers: { authorization: `Bearer ${h}.${p}.${'A'.repeat(86)}` } });
+  assert.equal(forged.statusCode, 401);
+  await forged.body.dump();
+});

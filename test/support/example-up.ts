@@ -1,0 +1,107 @@
+// `gatehouse up` on the example as a child process, the way a new user runs
+// it, plus what a test needs to talk to it: the endpoints, the dev
+// credentials, TLS agents that trust the dev CA (gateways, authorities) or
+// the trust domain's CA with a workload certificate (services).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
+import { Agent } from 'undici';
+import type { Endpoints } from '../../src/cli/up.ts';
+import { issueWorkloadIdentity, trustBundlePath, type WorkloadIdentity } from '../../src/pki/index.ts';
+
+const root = path.join(import.meta.dirname, '..', '..');
+const main = path.join(root, 'src/cli/main.ts');
+
+export interface DevCredentials {
+  zones: Record<
+    string,
+    {
+      clients: { client_id: string; client_secret?: string; grant_types: string[]; redirect_uris?: string[]; scope: string; tls_client_auth_san_uri?: string }[];
+      users: { username: string; password: string; totp_secret: string }[];
+    }
+  >;
+}
+
+export interface RunningExample {
+  stateDir: string;
+  endpoints: Endpoints;
+  credentials: DevCredentials;
+  /** Everything `gatehouse up` printed so far. */
+  output(): string;
+  /** An agent trusting the dev CA (gateways, authorities). */
+  edge: Agent;
+  /** Stops with SIGINT; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export async function upExample(timeoutMs = 45_000): Promise<RunningExample> {
+  const stateDir = mkdtempSync(path.join(tmpdir(), 'gh-example-'));
+  const child: ChildProcess = spawn(process.execPath, [main, 'up', '--ephemeral-ports', '--state-dir', stateDir], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gatehouse up not ready after ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const on = (d: Buffer) => {
+      output += d;
+      if (/gatehouse: ready/.test(output)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout!.on('data', on);
+    child.stderr!.on('data', on);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`gatehouse up exited with ${code} before it was ready:\n${output}`));
+    });
+  });
+  const endpoints = JSON.parse(readFileSync(path.join(stateDir, 'endpoints.json'), 'utf8')) as Endpoints;
+  const credentials = JSON.parse(readFileSync(path.join(stateDir, 'dev-credentials.json'), 'utf8')) as DevCredentials;
+  const edge = new Agent({ connect: { ca: readFileSync(endpoints.caBundle, 'utf8') } });
+  return {
+    stateDir,
+    endpoints,
+    credentials,
+    output: () => output,
+    edge,
+    async stop() {
+      await edge.close();
+      const code = await new Promise<number | null>((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (c) => resolve(c));
+        child.kill('SIGINT');
+      });
+      rmSync(stateDir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
+
+/**
+ * An agent for calling a service directly: trusts only the trust domain's CA,
+ * requires the server to be exactly `expectedSpiffeId`, and presents
+ * `identity` (a workload certificate) when given.
+ */
+export function meshAgent(stateDir: string, expectedSpiffeId: string, identity?: WorkloadIdentity): Agent {
+  return new Agent({
+    connect: {
+      ca: readFileSync(trustBundlePath(stateDir), 'utf8'),
+      ...(identity ? { cert: identity.certPem, key: identity.keyPem } : {}),
+      checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+        const uri = /URI:([^,\s]+)/.exec(new X509Certificate(cert.raw).subjectAltName ?? '')?.[1];
+        return uri === expectedSpiffeId ? undefined : new Error(`server is ${uri}, expected ${expectedSpiffeId}`);
+      },
+    },
+    pipelining: 0,
+  });
+}
+
+/** A certificate for `spiffeId` straight from the CA in the state dir (what `gatehouse ca issue` does). */
+export function certificateFor(stateDir: string, spiffeId: string): Promise<WorkloadIdentity> {
+  return issueWorkloadIdentity(stateDir, spiffeId, { ttlSeconds: 600 });
+}
