@@ -169,10 +169,9 @@ test('BFF: a signed-in user places and lists orders; orders sees the user as sub
   await anonymous.body.dump();
 });
 
-test('BFF: a service token without MFA, or a forged bearer, gets no orders', async () => {
-  const zone = ex.credentials.zones.public;
-  const service = zone.clients.find((c) => c.grant_types.includes('client_credentials'))!;
-  const tokenRes = await request(ex.endpoints.zones.public.authority + '/token', {
+async function serviceToken(zoneName: string): Promise<string> {
+  const service = ex.credentials.zones[zoneName].clients.find((c) => c.grant_types.includes('client_credentials') && c.client_secret)!;
+  const tokenRes = await request(ex.endpoints.zones[zoneName].authority + '/token', {
     dispatcher: ex.edge,
     method: 'POST',
     headers: {
@@ -182,7 +181,20 @@ test('BFF: a service token without MFA, or a forged bearer, gets no orders', asy
     body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read' }).toString(),
   });
   assert.equal(tokenRes.statusCode, 200);
-  const { access_token } = await json<{ access_token: string }>(tokenRes);
+  return (await json<{ access_token: string }>(tokenRes)).access_token;
+}
+
+test('a private-zone token reads orders through the private gateway: only its own subject’s (none)', async () => {
+  const r = await request(ex.endpoints.zones.private.gateway + '/api/orders', {
+    dispatcher: ex.edge,
+    headers: { authorization: `Bearer ${await serviceToken('private')}` },
+  });
+  assert.equal(r.statusCode, 200);
+  assert.deepEqual(await json(r), { orders: [] });
+});
+
+test('BFF: a service token without MFA, or a forged bearer, gets no orders', async () => {
+  const access_token = await serviceToken('public');
   const shop = ex.endpoints.zones.public.gateway + '/api/shop/orders';
   const r = await request(shop, { dispatcher: ex.edge, headers: { authorization: `Bearer ${access_token}` } });
   assert.equal(r.statusCode, 403, 'the route needs a user who signed in with a second factor');
