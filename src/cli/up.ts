@@ -138,7 +138,7 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
     // (dev: seeded for it, authenticated by its certificate).
     const services: Endpoints['services'] = {};
     const runService = path.join(here, 'run-service.ts');
-    const joinToken = (name: string) => ({ GATEHOUSE_JOIN_TOKEN: createJoinToken({ stateDir, topology, service: name, ttlSeconds: 300 }).token });
+    const joinToken = (name: string) => ({ GATEHOUSE_JOIN_TOKEN: createJoinToken({ stateDir, topology, service: name, ttlSeconds: 120 }).token });
     const authorityArgs = (name: string, zone: string): string[] => {
       const args: string[] = [];
       const spiffeId = serviceSpiffeId(topology.trustDomain, zone, name);
