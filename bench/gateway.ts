@@ -72,7 +72,7 @@ zones:
       accessLog: { enabled: ${accessLog} }
       limits: { maxConnections: 100000, keepAliveTimeoutMs: 60000 }
     routes:
-      - { path: /, match: prefix, methods: '*', service: up }
+      - { path: /, match: prefix, methods: '*', service: up, auth: anonymous }
 services:
   up: { zone: bench, upstream: '${upstream}', connections: 128 }
 `;

@@ -97,8 +97,13 @@ function ms(value: string): number {
   return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
 }
 
-export function wrk(url: string, o: { seconds: number; connections: number; threads?: number; cpus?: string }): WrkResult {
-  const args = ['-t', String(o.threads ?? 1), '-c', String(o.connections), '-d', `${o.seconds}s`, '--latency', url];
+export function wrk(
+  url: string,
+  o: { seconds: number; connections: number; threads?: number; cpus?: string; headers?: string[] },
+): WrkResult {
+  const args = ['-t', String(o.threads ?? 1), '-c', String(o.connections), '-d', `${o.seconds}s`, '--latency'];
+  for (const h of o.headers ?? []) args.push('-H', h);
+  args.push(url);
   const argv = o.cpus !== undefined ? ['taskset', '-c', o.cpus, 'wrk', ...args] : ['wrk', ...args];
   const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: (o.seconds + 30) * 1000 });
   if (process.env.BENCH_DEBUG) process.stderr.write(r.stdout + r.stderr);

@@ -78,7 +78,7 @@ zones:
   edge:
     gateway: { listen: 127.0.0.1:0, admin: { listen: 127.0.0.1:0 }, accessLog: { enabled: false } }
     routes:
-      - { path: /a, service: s }${extra}
+      - { path: /a, service: s, auth: anonymous }${extra}
 services:
   s: { zone: edge, upstream: '${upstream.url}' }
 `;
@@ -94,7 +94,7 @@ services:
     }
     const metrics = await (await fetch(admin + '/metrics')).text();
     assert.match(metrics, /gatehouse_gateway_requests_total\{route="a",method="GET",status_class="2xx",zone="edge"\} 20/);
-    writeFileSync(file, yaml('\n      - { path: /b, service: s }'));
+    writeFileSync(file, yaml('\n      - { path: /b, service: s, auth: anonymous }'));
     child.kill('SIGHUP');
     let status = 0;
     for (let i = 0; i < 50 && status !== 200; i++) {
@@ -104,7 +104,7 @@ services:
       await r.body.dump();
     }
     assert.equal(status, 200, 'the new route serves after SIGHUP');
-    writeFileSync(file, yaml('\n      - { path: /c, service: nope }'));
+    writeFileSync(file, yaml('\n      - { path: /c, service: nope, auth: anonymous }'));
     const refused = await fetch(admin + '/reload', { method: 'POST' });
     assert.equal(refused.status, 422);
     assert.match(((await refused.json()) as { detail: string }).detail, /routes\[1\]\.service: unknown service "nope"/);
@@ -127,20 +127,43 @@ test('up: the example comes up as a new user sees it, writes endpoints.json, and
       assert.match(z.gateway, /^https:\/\/127\.0\.0\.1:\d+$/);
       assert.match(z.admin, /^http:\/\/127\.0\.0\.1:\d+$/);
     }
-    assert.deepEqual(Object.keys(endpoints.services).sort(), ['catalog', 'echo', 'orders']);
+    assert.deepEqual(Object.keys(endpoints.services).sort(), ['bff', 'catalog', 'echo', 'orders']);
     assert.equal(endpoints.services.orders.zone, 'private');
     const agent = new Agent({ connect: { ca: readFileSync(endpoints.caBundle) } });
     const gw = endpoints.zones.public.gateway;
     const catalog = await request(gw + '/api/catalog', { dispatcher: agent });
     assert.equal(catalog.statusCode, 200);
     assert.ok(((await catalog.body.json()) as { products: unknown[] }).products.length > 0);
-    const echo = await request(gw + '/api/echo/any/path?q=1', { dispatcher: agent, method: 'PATCH', body: '{}', headers: { 'x-real-ip': '1.2.3.4' } });
+    const tokens: Record<string, string> = {};
+    const devCreds = JSON.parse(readFileSync(path.join(dir, 'dev-credentials.json'), 'utf8'));
+    for (const zone of ['public', 'private']) {
+      const service = devCreds.zones[zone].clients.find((c: { grant_types: string[]; client_secret?: string }) => c.grant_types.includes('client_credentials') && c.client_secret);
+      const res = await request(endpoints.zones[zone].authority + '/token', {
+        dispatcher: agent,
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(service.client_id)}:${encodeURIComponent(service.client_secret)}`).toString('base64'),
+        },
+        body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read' }).toString(),
+      });
+      tokens[zone] = ((await res.body.json()) as { access_token: string }).access_token;
+    }
+    const echo = await request(gw + '/api/echo/any/path?q=1', {
+      dispatcher: agent,
+      method: 'PATCH',
+      body: '{}',
+      headers: { 'x-real-ip': '1.2.3.4', authorization: `Bearer ${tokens.public}` },
+    });
     const seen = (await echo.body.json()) as { method: string; path: string; headers: Record<string, string> };
     assert.equal(seen.method, 'PATCH');
     assert.equal(seen.path, '/api/echo/any/path?q=1');
     assert.equal(seen.headers['x-real-ip'], undefined);
     assert.equal(seen.headers['x-forwarded-proto'], 'https');
-    const orders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: agent });
+    const anonymousOrders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: agent });
+    assert.equal(anonymousOrders.statusCode, 401);
+    await anonymousOrders.body.dump();
+    const orders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: agent, headers: { authorization: `Bearer ${tokens.private}` } });
     assert.equal(orders.statusCode, 200);
     await orders.body.dump();
     // every zone has an authority; the seeded service client gets a short-lived JWT from it

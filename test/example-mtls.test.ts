@@ -47,13 +47,28 @@ test('catalog (SDK) and echo (plain app behind the sidecar) work through the pub
   const catalog = await request(gw + '/api/catalog', { dispatcher: ex.edge });
   assert.equal(catalog.statusCode, 200);
   assert.ok((await json<{ products: unknown[] }>(catalog)).products.length > 0);
-  const echo = await request(gw + '/api/echo/any/path?q=1', { dispatcher: ex.edge, method: 'POST', body: '{}' });
+  // echo needs any valid token of the zone, and shows the identity the gateway signed for it
+  const noToken = await request(gw + '/api/echo/any/path', { dispatcher: ex.edge });
+  assert.equal(noToken.statusCode, 401);
+  await noToken.body.dump();
+  const token = await serviceToken('public');
+  const echo = await request(gw + '/api/echo/any/path?q=1', {
+    dispatcher: ex.edge,
+    method: 'POST',
+    body: '{}',
+    headers: { authorization: `Bearer ${token}` },
+  });
   assert.equal(echo.statusCode, 200);
   const seen = await json<{ method: string; path: string; headers: Record<string, string> }>(echo);
   assert.equal(seen.method, 'POST');
   assert.equal(seen.path, '/api/echo/any/path?q=1');
   // the sidecar verified the gateway's certificate and says so to the application
   assert.equal(seen.headers['x-gatehouse-caller'], gatewaySpiffeId(TD, 'public'));
+  assert.equal(seen.headers.authorization, undefined, 'the client credential stays at the gateway');
+  // the sidecar verified the gateway's identity token (aud = echo) and names the caller's subject
+  const client = ex.credentials.zones.public.clients.find((c) => c.grant_types.includes('client_credentials') && c.client_secret)!;
+  assert.equal(seen.headers['x-gatehouse-user'], client.client_id);
+  assert.equal(seen.headers['x-gatehouse-identity'], undefined, 'the token is consumed by the sidecar');
 });
 
 test('a direct call to a service without a client certificate never gets an answer', async () => {

@@ -39,9 +39,9 @@ zones:
   edge:
     gateway: { listen: 127.0.0.1:0, admin: { listen: 127.0.0.1:0 }, accessLog: { enabled: false } }
     routes:
-      - { path: /good, service: good }
-      - { path: /impostor, service: impostor }
-      - { path: /foreign, service: foreign }
+      - { path: /good, service: good, auth: anonymous }
+      - { path: /impostor, service: impostor, auth: anonymous }
+      - { path: /foreign, service: foreign, auth: anonymous }
 services:
 ${Object.entries(upstreams)
   .map(([n, u]) => `  ${n}: { zone: edge, upstream: '${u}', circuitBreaker: { failures: 100 } }`)

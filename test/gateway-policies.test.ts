@@ -75,3 +75,55 @@ test('IP rules: deny wins, an allow list admits only its blocks, shadow mode onl
   const metrics = await (await fetch(fx.gateway.adminUrl + '/metrics')).text();
   assert.match(metrics, /gatehouse_gateway_refused_total\{reason="shadow_forbidden",zone="edge"\} 1/);
 });
+
+test('Cedar policies on a route: permit by scope and address, forbid wins, deny by default', async () => {
+  const upstream = await startUpstream();
+  const cedarFx = await startFixture(`version: 1
+trustDomain: t
+zones:
+  edge:
+    gateway: { listen: 127.0.0.1:0, admin: { listen: 127.0.0.1:0 }, accessLog: { enabled: false } }
+    routes:
+      - name: open
+        path: /open
+        service: s
+        auth: anonymous
+        cedar:
+          policies: |
+            permit(principal, action == Gatehouse::Action::"GET", resource) when { context.ip.isInRange(ip("127.0.0.0/8")) };
+            forbid(principal, action, resource) when { context.path == "/open" && context.method == "GET" && context.hour > 24 };
+      - name: closed
+        path: /closed
+        service: s
+        auth: anonymous
+        cedar: { policies: 'permit(principal, action, resource) when { context.ip.isInRange(ip("10.0.0.0/8")) };' }
+      - name: never
+        path: /never
+        service: s
+        auth: anonymous
+        cedar:
+          policies: |
+            permit(principal, action, resource);
+            forbid(principal is Gatehouse::Anonymous, action, resource);
+services:
+  s: { zone: edge, upstream: '${upstream.url}' }
+`);
+  const a = new Agent({ connect: { ca: cedarFx.ca } });
+  try {
+    const at = (p: string) => request(cedarFx.gateway.url + p, { dispatcher: a });
+    const open = await at('/open');
+    assert.equal(open.statusCode, 200);
+    await open.body.dump();
+    for (const p of ['/closed', '/never']) {
+      const r = await at(p);
+      assert.equal(r.statusCode, 403, p);
+      const body = (await r.body.json()) as { detail: string };
+      assert.equal(body.detail, 'denied by policy');
+    }
+    assert.equal(upstream.seen.length, 1);
+  } finally {
+    await a.close();
+    await cedarFx.close();
+    await upstream.close();
+  }
+});

@@ -23,20 +23,22 @@ zones:
       accessLog: { enabled: true, headers: true }
       limits: { maxBodyBytes: 65536 }
     routes:
-      - { name: catalog, path: /api/catalog, methods: [GET] }
-      - { name: echo, path: /api/echo/, match: prefix, methods: '*', service: echo }
-      - { name: small, path: /api/small, methods: [POST], service: echo, limits: { maxBodyBytes: 10 } }
-      - { name: slow, path: /api/slow, service: slow, limits: { timeoutMs: ${slowTimeout} } }
-      - { name: framed, path: /api/framed, service: echo, frameOptions: SAMEORIGIN }
+      - { name: catalog, path: /api/catalog, methods: [GET], service: echo, auth: anonymous }
+      - { name: echo, path: /api/echo/, match: prefix, methods: '*', service: echo, auth: anonymous }
+      - { name: small, path: /api/small, methods: [POST], service: echo, limits: { maxBodyBytes: 10 }, auth: anonymous }
+      - { name: slow, path: /api/slow, service: slow, limits: { timeoutMs: ${slowTimeout} }, auth: anonymous }
+      - { name: framed, path: /api/framed, service: echo, frameOptions: SAMEORIGIN, auth: anonymous }
       - name: cors
         path: /api/cors
         methods: [GET, POST]
         service: echo
+        auth: anonymous
         cors: { origins: ['https://shop.example'], headers: [content-type], credentials: true, exposeHeaders: [x-request-id] }
       - name: contract
         path: /api/contract
         methods: [POST]
         service: echo
+        auth: anonymous
         limits: { maxBodyBytes: 1024 }
         validate:
           query: { type: object, properties: { dry: { enum: ['true', 'false'] } }, additionalProperties: false }
@@ -49,7 +51,7 @@ zones:
 services:
   echo: { zone: edge, upstream: '${upstream}' }
   slow: { zone: edge, upstream: '${slow}' }
-`.replace(/methods: \[GET\] \}/, "methods: [GET], service: echo }");
+`;
 
 let up: Upstream;
 let slow: Upstream;
@@ -186,7 +188,7 @@ test('a slow upstream gets 504, a dead one 502, and repeated failures open the c
   assert.equal(((await late.body.json()) as { code: string }).code, 'gateway_timeout');
   const dead = await startUpstream();
   await dead.close();
-  const yaml = topology(up.url, slow.url, `\n      - { name: dead, path: /api/dead, service: dead }`).replace(
+  const yaml = topology(up.url, slow.url, `\n      - { name: dead, path: /api/dead, service: dead, auth: anonymous }`).replace(
     'services:\n',
     `services:\n  dead: { zone: edge, upstream: '${dead.url}', circuitBreaker: { failures: 2, openMs: 60000 } }\n`,
   );
@@ -220,7 +222,7 @@ test('reload: a bad file is refused with the reason and the old config keeps ser
   assert.equal(bad.headers.get('content-type'), 'application/problem+json');
   assert.match(((await bad.json()) as { detail: string }).detail, /gatehouse\.yaml:7:7: zones\.edge\.gateway\.colour: unknown key "colour"/);
   assert.equal((await get('/api/catalog')).statusCode, 200);
-  fx.write(topology(up.url, slow.url, `\n      - { name: added, path: /api/added, service: echo }`));
+  fx.write(topology(up.url, slow.url, `\n      - { name: added, path: /api/added, service: echo, auth: anonymous }`));
   const good = await fetch(admin + '/reload', { method: 'POST' });
   assert.equal(good.status, 200);
   const added = await get('/api/added');
@@ -285,7 +287,7 @@ test('WebSocket upgrades are proxied; other upgrades are refused', async () => {
   wss.on('connection', (socket, req) => socket.on('message', (m) => socket.send(`${req.url} ${m}`)));
   await new Promise<void>((resolve) => wsUpstream.listen(0, '127.0.0.1', resolve));
   const wsUrl = `http://127.0.0.1:${(wsUpstream.address() as { port: number }).port}`;
-  fx.write(topology(up.url, slow.url, `\n      - { name: ws, path: /ws, service: ws }`).replace('services:\n', `services:\n  ws: { zone: edge, upstream: '${wsUrl}' }\n`));
+  fx.write(topology(up.url, slow.url, `\n      - { name: ws, path: /ws, service: ws, auth: anonymous }`).replace('services:\n', `services:\n  ws: { zone: edge, upstream: '${wsUrl}' }\n`));
   assert.equal((await fx.gateway.reload()).ok, true);
   const client = new WebSocket(fx.gateway.url.replace('https', 'wss') + '/ws', { ca: fx.ca });
   const reply = await new Promise<string>((resolve, reject) => {
@@ -318,7 +320,7 @@ trustDomain: t
 zones:
   edge:
     gateway: { listen: 127.0.0.1:0, tls: { cert: ${path.join(fx.dir, 'cert.pem')}, key: ${path.join(fx.dir, 'key.pem')} }, admin: { listen: 127.0.0.1:0 } }
-    routes: [{ path: /x, service: s }]
+    routes: [{ path: /x, service: s, auth: anonymous }]
 services:
   s: { zone: edge, upstream: '${upstream.url}' }
 `,
@@ -358,7 +360,7 @@ trustDomain: t
 zones:
   edge:
     gateway: { listen: 127.0.0.1:0, admin: { listen: 127.0.0.1:0 }, limits: { maxConnections: 2, requestTimeoutMs: 400, headersTimeoutMs: 300 } }
-    routes: [{ path: /x, service: s }]
+    routes: [{ path: /x, service: s, auth: anonymous }]
 services:
   s: { zone: edge, upstream: '${upstream.url}' }
 `);

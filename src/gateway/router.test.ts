@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { compileRoutes, normaliseHost, upstreamPath } from './router.ts';
 import { Route } from '../topology/schema.ts';
 
-const r = (o: Record<string, unknown>) => Route.parse({ service: 's', ...o });
+const r = (o: Record<string, unknown>) => Route.parse({ service: 's', auth: 'anonymous', ...o });
 
 test('exact beats prefix, the longest prefix wins, and prefixes match whole segments only', () => {
   const router = compileRoutes([

@@ -14,6 +14,7 @@ zones:
     routes:
       - path: /api/catalog
         service: catalog
+        auth: anonymous
 services:
   catalog:
     zone: public
@@ -91,11 +92,11 @@ zones:
   a:
     gateway: {}
     routes:
-      - { path: /x, service: nope }
-      - { path: /y, service: inb }
+      - { path: /x, service: nope, auth: anonymous }
+      - { path: /y, service: inb, auth: anonymous }
   b:
     routes:
-      - { path: /z, service: inb }
+      - { path: /z, service: inb, auth: anonymous }
 services:
   inb: { zone: b, upstream: 'http://127.0.0.1:1' }
   lost: { zone: c, upstream: 'http://127.0.0.1:2' }
@@ -116,10 +117,10 @@ zones:
   a:
     gateway: { listen: '127.0.0.1:9000', admin: { listen: '127.0.0.1:9000' } }
     routes:
-      - { path: /x, service: s }
-      - { path: /x, service: s }
-      - { path: /a/../b, service: s }
-      - { path: /r, service: s, rewrite: { prefix: /q } }
+      - { path: /x, service: s, auth: anonymous }
+      - { path: /x, service: s, auth: anonymous }
+      - { path: /a/../b, service: s, auth: anonymous }
+      - { path: /r, service: s, rewrite: { prefix: /q }, auth: anonymous }
 services:
   s: { zone: a, upstream: 'http://127.0.0.1:1' }
 `;
@@ -182,8 +183,8 @@ zones:
   a:
     gateway: {}
     routes:
-      - { path: /orders, methods: ${a}, service: s }
-      - { path: /orders, methods: ${b}, service: s }
+      - { path: /orders, methods: ${a}, service: s, auth: anonymous }
+      - { path: /orders, methods: ${b}, service: s, auth: anonymous }
 services:
   s: { zone: a, upstream: 'http://127.0.0.1:1' }
 `;
@@ -196,4 +197,17 @@ test('CORS: a wildcard origin with credentials is refused', () => {
   const lines = issues(ok.replace('        service: catalog\n', "        service: catalog\n        cors: { origins: ['*'], credentials: true }\n"));
   assert.equal(lines.length, 1);
   assert.match(lines[0], /routes\[0\]\.cors\.origins: a wildcard origin cannot be combined with credentials/);
+});
+
+test('a route without auth is refused: anonymous must be written', () => {
+  const lines = issues(ok.replace('        auth: anonymous\n', ''));
+  assert.deepEqual(lines, [
+    "g.yaml:8:9: zones.public.routes[0].auth: is required: every route says who may call it ('anonymous' must be written)",
+  ]);
+});
+
+test('a value of the wrong type is named as such, not as missing', () => {
+  const lines = issues(ok.replace('listen: 127.0.0.1:8443', "listen: 127.0.0.1:8443\n      limits: { maxBodyBytes: 'lots' }"));
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /limits\.maxBodyBytes: expected number, received string$/);
 });

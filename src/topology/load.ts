@@ -65,7 +65,7 @@ export function parseTopology(text: string, file = 'gatehouse.yaml'): Topology {
   const parsed = Topology.safeParse(data);
   if (!parsed.success) {
     const issues: ConfigIssue[] = [];
-    for (const issue of flattenUnions(parsed.error.issues as unknown as ZodIssueLike[])) {
+    for (const issue of flattenUnions(parsed.error.issues as unknown as ZodIssueLike[], data)) {
       if (issue.code === 'unrecognized_keys') {
         const valid = keysAt(Topology, issue.path);
         for (const key of issue.keys) {
@@ -78,7 +78,7 @@ export function parseTopology(text: string, file = 'gatehouse.yaml'): Topology {
           });
         }
       } else {
-        issues.push({ file, ...at(valueOffset(doc, issue.path)), path: formatPath(issue.path), message: describe(issue) });
+        issues.push({ file, ...at(valueOffset(doc, issue.path)), path: formatPath(issue.path), message: describe(issue, data) });
       }
     }
     throw new ConfigError(sortIssues(issues));
@@ -105,14 +105,19 @@ interface ZodIssueLike {
  * branch that got furthest instead (the deepest path), so `methods: [GET, FOO]`
  * says which element is wrong rather than that the union failed.
  */
-function flattenUnions(issues: ZodIssueLike[]): (ZodIssueLike & { keys: string[] })[] {
+function flattenUnions(issues: ZodIssueLike[], data: unknown): (ZodIssueLike & { keys: string[] })[] {
   const out: (ZodIssueLike & { keys: string[] })[] = [];
   for (const issue of issues) {
+    if (issue.code === 'invalid_union' && isMissing(data, issue.path)) {
+      // a missing field whose type is a union: say it is required, not which branch failed
+      out.push({ ...issue, code: 'invalid_type', keys: [] });
+      continue;
+    }
     if (issue.code === 'invalid_union' && issue.errors && issue.errors.length > 0) {
       const depth = (branch: ZodIssueLike[]) => Math.max(...branch.map((i) => i.path.length));
       const best = [...issue.errors].filter((b) => b.length > 0).sort((a, b) => depth(b) - depth(a))[0];
       if (best && depth(best) > 0) {
-        out.push(...flattenUnions(best.map((i) => ({ ...i, path: [...issue.path, ...i.path] }))));
+        out.push(...flattenUnions(best.map((i) => ({ ...i, path: [...issue.path, ...i.path] })), data));
         continue;
       }
     }
@@ -121,8 +126,23 @@ function flattenUnions(issues: ZodIssueLike[]): (ZodIssueLike & { keys: string[]
   return out;
 }
 
-function describe(issue: { code: string; message: string; path: PropertyKey[]; input?: unknown }): string {
-  if (issue.code === 'invalid_type' && issue.input === undefined) return 'is required';
+/** True when the file has no value at `path` (zod does not report the input it saw). */
+function isMissing(data: unknown, path: readonly PropertyKey[]): boolean {
+  let v: unknown = data;
+  for (const part of path) {
+    if (v === null || typeof v !== 'object') return true;
+    v = (v as Record<PropertyKey, unknown>)[part];
+  }
+  return v === undefined;
+}
+
+function describe(issue: { code: string; message: string; path: PropertyKey[] }, data: unknown): string {
+  if (issue.code === 'invalid_type' && isMissing(data, issue.path)) {
+    const last = issue.path[issue.path.length - 1];
+    return last === 'auth' && issue.path.includes('routes')
+      ? "is required: every route says who may call it ('anonymous' must be written)"
+      : 'is required';
+  }
   return issue.message.replace(/^Invalid input: /, '');
 }
 

@@ -9,6 +9,7 @@ import { RouteAuth, ZoneAuthentication } from '../gateway/policies/authenticatio
 import { IpRulesConfig } from '../gateway/policies/ip-rules/schema.ts';
 import { RateLimitConfig, AuthFailureConfig } from '../gateway/policies/rate-limit/schema.ts';
 import { ValidateConfig } from '../gateway/policies/validate/schema.ts';
+import { CedarConfig } from '../gateway/policies/cedar/schema.ts';
 
 /** Policy units a zone sets as defaults and a route may override (`false` turns a zone default off). */
 const ZonePolicies = z
@@ -218,8 +219,11 @@ export const Route = z
       .optional()
       .describe('cross-origin access for browsers; absent: no CORS headers, preflights get 405'),
     policies: RoutePolicies.default({}).describe("per-route policy units; absent ones inherit the zone's"),
+    cedar: CedarConfig.optional().describe('fine-grained Cedar policies over principal, action, route and context; absent: none'),
     validate: ValidateConfig.optional().describe('request contract (JSON Schema for query and body); absent: not checked'),
-    auth: RouteAuth.optional().describe("who may call: 'anonymous', 'jwt', 'api_key', or { accept, scopes, roles, mfa, … }"),
+    auth: RouteAuth.describe(
+      "who may call: 'anonymous', 'jwt', 'api_key', or { accept, scopes, roles, mfa, … }; required: nothing is anonymous by default",
+    ),
   })
   .strict();
 

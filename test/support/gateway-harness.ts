@@ -155,22 +155,26 @@ ${trusted}      admin:
         match: prefix
         methods: [GET, POST]
         service: up
+        auth: anonymous
       - name: admin
         path: /api/admin
         match: exact
         methods: [GET]
         service: up
+        auth: anonymous
       - name: echo
         path: /api/echo/
         match: prefix
         methods: '*'
         service: up
+        auth: anonymous
       - name: matrix
         path: /api/matrix
         match: prefix
         methods: [GET]
         allowPathParameters: true
         service: up
+        auth: anonymous
       - name: small
         path: /api/small
         match: prefix
@@ -178,12 +182,14 @@ ${trusted}      admin:
         limits:
           maxBodyBytes: 10
         service: up
+        auth: anonymous
       - name: shop
         path: /api/shop
         match: prefix
         methods: [GET]
         hosts: [shop.example]
         service: up
+        auth: anonymous
 services:
   up:
     zone: edge

@@ -8,6 +8,7 @@ import { RouteAuth } from './authentication/schema.ts';
 import ipRules from './ip-rules/index.ts';
 import rateLimit, { needsIdentity } from './rate-limit/index.ts';
 import validate from './validate/index.ts';
+import cedar from './cedar/index.ts';
 
 export interface ChainUnit {
   id: string;
@@ -51,12 +52,13 @@ export async function provisionChain(route: RouteConfig, zone: ZoneConfig, ctx: 
     units.push(u);
   }
   let auth: RouteAuthObject | undefined;
-  if (route.auth !== undefined && route.auth !== 'anonymous')
+  if (route.auth !== 'anonymous')
     auth = typeof route.auth === 'string' ? (RouteAuth.parse({ accept: [route.auth] }) as RouteAuthObject) : route.auth;
   if (auth) {
     units.push(await unit(authentication, { zone: zone.authentication, route: auth, failures: zone.authFailures }, ctx));
     units.push(await unit(authorization, auth, ctx));
   }
+  if (route.cedar) units.push(await unit(cedar, route.cedar, ctx, route.cedar.shadow));
   if (route.validate) units.push(await unit(validate, route.validate, ctx, route.validate.shadow));
   if (units.length === 0) return undefined;
   units.sort((a, b) => a.phase - b.phase);

@@ -39,6 +39,8 @@ export interface Identity {
   tier?: string;
   /** The raw access token, when it may be forwarded. */
   token?: string;
+  /** RFC 8693 actor chain of an exchanged token (`act` claim), passed on as is. */
+  act?: Record<string, unknown>;
 }
 
 /** One request as the policies see it. The path is the canonical one the router matched. */

@@ -80,6 +80,7 @@ export async function openIdentitySigner(o: {
         roles: identity.roles.size > 0 ? [...identity.roles] : undefined,
         orig_jti: identity.jti,
         orig_iss: identity.issuer,
+        act: identity.act,
         kind: identity.kind,
       };
       const token = await new SignJWT(claims)

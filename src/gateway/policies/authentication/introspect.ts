@@ -69,6 +69,7 @@ export function createIntrospector(o: {
         jti: typeof body.jti === 'string' ? body.jti : undefined,
         exp,
         token,
+        act: body.act !== null && typeof body.act === 'object' && !Array.isArray(body.act) ? (body.act as Record<string, unknown>) : undefined,
       };
       if (exp * 1000 <= now) throw new TokenRejected('the token expired');
       cache.set(token, { identity, until: Math.min(exp * 1000, now + o.cacheSeconds * 1000) });

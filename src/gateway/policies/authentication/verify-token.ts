@@ -92,6 +92,7 @@ export function createTokenVerifier(o: {
       jti,
       exp: payload.exp,
       token,
+      act: payload.act !== null && typeof payload.act === 'object' && !Array.isArray(payload.act) ? (payload.act as Record<string, unknown>) : undefined,
     };
   };
 
