@@ -3,11 +3,11 @@
 // CPU 1. Prints requests/s, p50, p99 and ratios. Not a test.
 //
 //   sh scripts/node.sh bench/gateway.ts [--seconds 10] [--runs 3] [--connections 64] [--only a,b]
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ensureTools, freePort, startProc, wrk, median, table, type Proc } from './lib.ts';
+import { ensureTools, freePort, startProc, startNginx, upstreamServerBlock, UPSTREAM_BODY, wrk, median, table, type Proc } from './lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -35,30 +35,7 @@ const LOAD_CPU = '0';
 const PROXY_CPU = cores > 1 ? '1' : '0';
 const pin = tools.has('taskset');
 
-const BODY = JSON.stringify({ ok: true, items: [1, 2, 3], note: 'gatehouse bench upstream' });
-
-function nginxConf(port: number, workers: number, body: string): string {
-  return `worker_processes ${workers};
-daemon off;
-pid ${dir}/nginx-${port}.pid;
-error_log ${dir}/nginx-${port}.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 60s;
-  client_body_temp_path ${dir}/nginx-body; proxy_temp_path ${dir}/nginx-proxy;
-  fastcgi_temp_path ${dir}/nginx-fcgi; uwsgi_temp_path ${dir}/nginx-uwsgi; scgi_temp_path ${dir}/nginx-scgi;
-  ${body}
-}
-`;
-}
-
-async function startNginx(port: number, workers: number, body: string, cpus?: string): Promise<Proc> {
-  const file = path.join(dir, `nginx-${port}.conf`);
-  writeFileSync(file, nginxConf(port, workers, body));
-  return startProc(['nginx', '-e', `${dir}/nginx-${port}.err`, '-c', file, '-p', dir], { cpus: pin ? cpus : undefined, port });
-}
+const BODY = UPSTREAM_BODY;
 
 function gatehouseYaml(port: number, upstream: string, plaintext: boolean, accessLog: boolean): string {
   return `version: 1
@@ -117,7 +94,7 @@ const targets: Target[] = [
           note: '1 worker, keepalive upstream',
           scheme: 'http' as const,
           start: (p: number, u: string) =>
-            startNginx(
+            startNginx(dir, pin,
               p,
               1,
               `upstream up { server ${new URL(u).host}; keepalive 128; }
@@ -161,7 +138,7 @@ const targets: Target[] = [
           note: '2 workers, unpinned',
           scheme: 'http' as const,
           start: (p: number, u: string) =>
-            startNginx(
+            startNginx(dir, pin,
               p,
               2,
               `upstream up { server ${new URL(u).host}; keepalive 128; }
@@ -178,10 +155,10 @@ const upstreamPort = await freePort();
 const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
 let upstream: Proc;
 if (tools.has('nginx')) {
-  upstream = await startNginx(
+  upstream = await startNginx(dir, pin,
     upstreamPort,
     1,
-    `server { listen 127.0.0.1:${upstreamPort}; location / { default_type application/json; return 200 '${BODY}'; } }`,
+    upstreamServerBlock(upstreamPort),
     LOAD_CPU,
   );
 } else {
@@ -252,4 +229,3 @@ const checks: [string, number, number][] = [
 ];
 console.log('\n' + table(['target check', 'measured', 'target', 'met'], checks.map(([n, v, t]) => [n, v, Number.isNaN(t) ? 'report' : `≥ ${t}`, Number.isNaN(t) || Number.isNaN(v) ? '-' : v >= t ? 'yes' : 'NO'])));
 writeFileSync(path.join(dir, 'result.json'), JSON.stringify(rows, null, 2));
-void readFileSync;

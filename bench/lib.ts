@@ -1,6 +1,8 @@
 // Shared bench helpers: tool checks, pinned processes, wrk runs and tables.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 
 export function have(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
@@ -134,4 +136,35 @@ function fmt(n: number): string {
   if (Number.isNaN(n)) return 'n/a';
   if (Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US');
   return n.toFixed(2);
+}
+
+function nginxConf(dir: string, port: number, workers: number, body: string): string {
+  return `worker_processes ${workers};
+daemon off;
+pid ${dir}/nginx-${port}.pid;
+error_log ${dir}/nginx-${port}.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  client_body_temp_path ${dir}/nginx-body; proxy_temp_path ${dir}/nginx-proxy;
+  fastcgi_temp_path ${dir}/nginx-fcgi; uwsgi_temp_path ${dir}/nginx-uwsgi; scgi_temp_path ${dir}/nginx-scgi;
+  ${body}
+}
+`;
+}
+
+/** nginx with `body` inside its http block, in `dir`, optionally pinned (when `pin`). */
+export async function startNginx(dir: string, pin: boolean, port: number, workers: number, body: string, cpus?: string): Promise<Proc> {
+  const file = path.join(dir, `nginx-${port}.conf`);
+  writeFileSync(file, nginxConf(dir, port, workers, body));
+  return startProc(['nginx', '-e', `${dir}/nginx-${port}.err`, '-c', file, '-p', dir], { cpus: pin ? cpus : undefined, port });
+}
+
+/** The fixed-answer upstream every gateway bench proxies to. */
+export const UPSTREAM_BODY = JSON.stringify({ ok: true, items: [1, 2, 3], note: 'gatehouse bench upstream' });
+
+export function upstreamServerBlock(port: number): string {
+  return `server { listen 127.0.0.1:${port}; location / { default_type application/json; return 200 '${UPSTREAM_BODY}'; } }`;
 }

@@ -1,0 +1,235 @@
+// Policy benchmark (issue: gateway policies). Same setup as bench/gateway.ts,
+// over HTTPS: plain proxy; + JWT (EdDSA) with the verified-token cache; + JWT
+// without it; + rate limit in memory; + rate limit in Redis; + everything
+// (JWT, rate limit, identity token, access log, metrics); and HAProxy with
+// jwt_verify on an ES256 token and a stick-table rate limit. Not a test.
+//
+//   sh scripts/node.sh bench/policies.ts [--seconds 10] [--runs 3] [--connections 64] [--only a,b]
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir, availableParallelism } from 'node:os';
+import { createServer as createTcp } from 'node:net';
+import https from 'node:https';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { SignJWT, generateKeyPair, exportJWK, exportSPKI } from 'jose';
+import { ensureTools, freePort, startProc, startNginx, upstreamServerBlock, wrk, median, table, type Proc } from './lib.ts';
+import { openDevCa } from '../src/shared/dev-ca.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    runs: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '64' },
+    only: { type: 'string' },
+  },
+});
+const seconds = Number(values.seconds);
+const runs = Number(values.runs);
+const connections = Number(values.connections);
+const only = values.only?.split(',');
+
+const root = path.join(import.meta.dirname, '..');
+const dir = mkdtempSync(path.join(tmpdir(), 'gh-bench-policies-'));
+const tools = ensureTools({ wrk: 'wrk', nginx: 'nginx-light', haproxy: 'haproxy', taskset: 'util-linux' });
+if (!tools.has('wrk') || !tools.has('nginx')) {
+  process.stderr.write('bench: wrk and nginx are required and could not be installed\n');
+  process.exit(1);
+}
+const pin = tools.has('taskset') && availableParallelism() > 1;
+const LOAD_CPU = '0';
+const PROXY_CPU = '1';
+
+const redisUp = await new Promise<boolean>((resolve) => {
+  const s = createTcp();
+  s.once('error', () => resolve(false));
+  s.connect(6379, '127.0.0.1', () => {
+    s.destroy();
+    resolve(true);
+  });
+});
+
+// a token issuer with an HTTPS JWKS (EdDSA for Gatehouse, ES256 for HAProxy)
+const ca = await openDevCa(dir, 'bench.local');
+const serverPair = await ca.issueServer(['127.0.0.1', 'localhost']);
+const ed = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+const es = await generateKeyPair('ES256');
+const jwks = { keys: [{ ...(await exportJWK(ed.publicKey)), kid: 'bench-ed', alg: 'EdDSA', use: 'sig' }] };
+const jwksServer = https.createServer(serverPair, (_req, res) => {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(jwks));
+});
+await new Promise<void>((r) => jwksServer.listen(0, '127.0.0.1', r));
+const issuer = `https://127.0.0.1:${(jwksServer.address() as { port: number }).port}`;
+const now = Math.floor(Date.now() / 1000);
+const claims = { iss: issuer, aud: 'urn:bench', sub: 'bench-user', client_id: 'bench-client', scope: 'orders:read', iat: now, exp: now + 3600, jti: 'bench-1' };
+const edToken = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: 'bench-ed', typ: 'at+jwt' }).sign(ed.privateKey);
+const esToken = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt' }).sign(es.privateKey);
+writeFileSync(path.join(dir, 'es256.pub.pem'), await exportSPKI(es.publicKey));
+writeFileSync(path.join(dir, 'haproxy.pem'), serverPair.cert + serverPair.key);
+
+interface Variant {
+  auth: boolean;
+  cache: boolean;
+  rate?: 'memory' | 'redis';
+  log: boolean;
+}
+
+function gatehouseYaml(port: number, upstream: string, v: Variant): string {
+  const rate = v.rate
+    ? `\n        policies: { rate_limit: { limit: 1000000000, windowSeconds: 60, key: [address]${v.rate === 'redis' ? ", store: { type: redis, url: 'redis://127.0.0.1:6379', prefix: 'gh-bench:' }" : ''} } }`
+    : '';
+  return `version: 1
+trustDomain: bench.local
+zones:
+  bench:
+    gateway:
+      listen: 127.0.0.1:${port}
+      admin: { listen: 127.0.0.1:0 }
+      accessLog: { enabled: ${v.log} }
+      limits: { maxConnections: 100000, keepAliveTimeoutMs: 60000 }
+    authentication:
+      issuers: [{ issuer: '${issuer}', jwksUri: '${issuer}/jwks', audiences: [urn:bench] }]
+      tokenCache: ${v.cache ? 10000 : 0}
+    routes:
+      - path: /
+        match: prefix
+        methods: '*'
+        service: up
+        auth: ${v.auth ? '{ scopes: [orders:read] }' : 'anonymous'}${rate}
+services:
+  up: { zone: bench, upstream: '${upstream}', connections: 128 }
+`;
+}
+
+async function gatehouse(port: number, upstream: string, v: Variant): Promise<Proc> {
+  const file = path.join(dir, `gh-${port}.yaml`);
+  writeFileSync(file, gatehouseYaml(port, upstream, v));
+  return startProc(
+    [process.execPath, path.join(root, 'src/cli/main.ts'), 'gateway', '--config', file, '--zone', 'bench', '--state-dir', dir, '--workers', '1'],
+    { cpus: pin ? PROXY_CPU : undefined, ready: /ready: gateway/, env: { GATEHOUSE_LOG_LEVEL: 'warn' } },
+  );
+}
+
+interface Target {
+  name: string;
+  note: string;
+  token?: string;
+  start: (port: number, upstream: string) => Promise<Proc>;
+}
+
+const targets: Target[] = [
+  { name: 'plain', note: 'anonymous route, no policies', start: (p, u) => gatehouse(p, u, { auth: false, cache: true, log: false }) },
+  { name: '+jwt (cache)', note: 'EdDSA, verified-token cache', token: edToken, start: (p, u) => gatehouse(p, u, { auth: true, cache: true, log: false }) },
+  { name: '+jwt (no cache)', note: 'EdDSA, verified on every request', token: edToken, start: (p, u) => gatehouse(p, u, { auth: true, cache: false, log: false }) },
+  { name: '+rate limit (memory)', note: 'GCRA per address', start: (p, u) => gatehouse(p, u, { auth: false, cache: true, rate: 'memory', log: false }) },
+  ...(redisUp
+    ? [{ name: '+rate limit (redis)', note: 'one EVALSHA per request', start: (p: number, u: string) => gatehouse(p, u, { auth: false, cache: true, rate: 'redis', log: false }) }]
+    : []),
+  {
+    name: 'everything (memory)',
+    note: 'jwt + scopes + rate limit + identity token + access log',
+    token: edToken,
+    start: (p, u) => gatehouse(p, u, { auth: true, cache: true, rate: 'memory', log: true }),
+  },
+  ...(redisUp
+    ? [
+        {
+          name: 'everything (redis)',
+          note: 'same, rate limit in Redis',
+          token: edToken,
+          start: (p: number, u: string) => gatehouse(p, u, { auth: true, cache: true, rate: 'redis', log: true }),
+        },
+      ]
+    : []),
+  ...(tools.has('haproxy')
+    ? [
+        {
+          name: 'haproxy',
+          note: 'TLS, plain proxy',
+          start: (p: number, u: string) => haproxy(p, u, false),
+        },
+        {
+          name: 'haproxy +jwt +rate',
+          note: 'jwt_verify ES256 + stick-table',
+          token: esToken,
+          start: (p: number, u: string) => haproxy(p, u, true),
+        },
+      ]
+    : []),
+];
+
+function haproxy(port: number, upstream: string, jwt: boolean): Promise<Proc> {
+  const file = path.join(dir, `haproxy-${port}.cfg`);
+  const rules = jwt
+    ? `  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str ES256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"${dir}/es256.pub.pem") -m int 1 }
+  stick-table type ip size 100k expire 60s store http_req_rate(60s)
+  http-request track-sc0 src
+  http-request deny deny_status 429 if { sc_http_req_rate(0) gt 1000000000 }
+`
+    : '';
+  writeFileSync(
+    file,
+    `global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:${port} ssl crt ${dir}/haproxy.pem alpn http/1.1\n${rules}  default_backend b\nbackend b\n  server s1 ${new URL(upstream).host}\n`,
+  );
+  return startProc(['haproxy', '-f', file, '-db'], { cpus: pin ? PROXY_CPU : undefined, port });
+}
+
+const upstreamPort = await freePort();
+const upstream = await startNginx(dir, pin, upstreamPort, 1, upstreamServerBlock(upstreamPort), LOAD_CPU);
+const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
+
+interface Row {
+  name: string;
+  note: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+const rows: Row[] = [];
+process.stderr.write(`bench: ${runs} × ${seconds}s per target over HTTPS, wrk -t1 -c${connections}; Redis ${redisUp ? 'up' : 'not reachable: Redis rows left out'}\n`);
+for (const t of targets) {
+  if (only && !only.includes(t.name)) continue;
+  const port = await freePort();
+  let proc: Proc | undefined;
+  try {
+    proc = await t.start(port, upstreamUrl);
+    const url = `https://127.0.0.1:${port}/api/bench`;
+    const headers = t.token ? [`Authorization: Bearer ${t.token}`] : [];
+    const o = { seconds, connections, cpus: pin ? LOAD_CPU : undefined, headers };
+    wrk(url, { ...o, seconds: 2 });
+    const results = Array.from({ length: runs }, () => wrk(url, o));
+    const row = {
+      name: t.name,
+      note: t.note,
+      rps: median(results.map((r) => r.rps)),
+      p50: median(results.map((r) => r.p50)),
+      p99: median(results.map((r) => r.p99)),
+      errors: results.reduce((a, r) => a + r.errors, 0),
+    };
+    rows.push(row);
+    process.stderr.write(`bench: ${t.name}: ${Math.round(row.rps)} req/s, p99 ${row.p99.toFixed(2)} ms, errors ${row.errors}\n`);
+  } catch (error) {
+    process.stderr.write(`bench: ${t.name} failed: ${(error as Error).message.slice(0, 300)}\n`);
+    rows.push({ name: t.name, note: 'failed to run', rps: NaN, p50: NaN, p99: NaN, errors: NaN });
+  } finally {
+    await proc?.stop();
+  }
+}
+await upstream.stop();
+jwksServer.close();
+
+const by = (n: string) => rows.find((r) => r.name === n);
+const plain = by('plain');
+console.log(`\nPolicy benchmark — ${new Date().toISOString()} — Node ${process.version}, ${runs}×${seconds}s medians, wrk -t1 -c${connections}, HTTPS`);
+console.log(table(['target', 'setup', 'req/s', 'p50 ms', 'p99 ms', 'x plain', 'errors'], rows.map((r) => [r.name, r.note, r.rps, r.p50, r.p99, plain ? r.rps / plain.rps : NaN, r.errors])));
+const ratio = (a?: Row, b?: Row) => (a && b ? a.rps / b.rps : NaN);
+const checks: [string, number, number][] = [
+  ['everything (memory) / plain', ratio(by('everything (memory)'), plain), 0.85],
+  ['everything (memory) / haproxy +jwt +rate', ratio(by('everything (memory)'), by('haproxy +jwt +rate')), 1.0],
+  ['everything (redis) / plain', ratio(by('everything (redis)'), plain), 0.7],
+];
+console.log('\n' + table(['target check', 'measured', 'target', 'met'], checks.map(([n, v, t]) => [n, v, `≥ ${t}`, Number.isNaN(v) ? '-' : v >= t ? 'yes' : 'NO'])));
