@@ -7,7 +7,7 @@
 //   sh scripts/node.sh bench/policies.ts [--seconds 10] [--runs 3] [--connections 64] [--only a,b]
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
-import { createServer as createTcp } from 'node:net';
+import { Socket } from 'node:net';
 import https from 'node:https';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -40,7 +40,7 @@ const LOAD_CPU = '0';
 const PROXY_CPU = '1';
 
 const redisUp = await new Promise<boolean>((resolve) => {
-  const s = createTcp();
+  const s = new Socket();
   s.once('error', () => resolve(false));
   s.connect(6379, '127.0.0.1', () => {
     s.destroy();
