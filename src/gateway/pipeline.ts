@@ -25,7 +25,7 @@ import { scanRequestHeaders, filterResponseHeaders, REQUEST_ID, type InboundHead
 import { normaliseHost, upstreamPath, type CompiledRoute } from './router.ts';
 import { normaliseAddress, type GatewayState } from './state.ts';
 import { runChain, type Chain } from './policies/chain.ts';
-import type { Exchange } from './policies/policy.ts';
+import type { Exchange, Decision } from './policies/policy.ts';
 import { IDENTITY_HEADER } from './policies/authentication/identity-token.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
@@ -244,6 +244,10 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
       return;
     }
     const p = prepared;
+    const onShadow = (unit: string, denial: GatehouseError) => {
+      metrics.refused.inc({ reason: `shadow_${denial.code}` });
+      ctx.logger.info({ request_id: p.requestId, policy: unit, code: denial.code }, 'shadow mode: would deny');
+    };
     if (p.preflight) {
       answerPreflight(req, res, p, ctx, started);
       return;
@@ -270,22 +274,31 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
       readBody: () => (buffered ??= readWhole(req, hasBody(req, p.inbound), p.bodyLimit)),
     };
     let buffered: Promise<Buffer> | undefined;
-    runChain(chain, exchange, (unit, denial) => {
-      metrics.refused.inc({ reason: `shadow_${denial.code}` });
-      ctx.logger.info({ request_id: p.requestId, policy: unit, code: denial.code }, 'shadow mode: would deny');
-    })
-      .then(async (decision) => {
-        if (decision) {
-          sendProblem(req, res, decision, p.requestId, state, ctx, started, p.route, exchange);
-          return;
-        }
-        if (exchange.identity && state.identity) {
-          const audience = `spiffe://${state.trustDomain}/zone/${state.zone}/svc/${p.route.config.service}`;
-          exchange.upstreamHeaders.push(IDENTITY_HEADER, await state.identity.sign(exchange.identity, audience));
-        }
+    const fail = (error: unknown) => sendProblem(req, res, error, p.requestId, state, ctx, started, p.route, exchange);
+    // everything stays synchronous while the policies answer from memory (cached tokens, counters)
+    const checked = (decision: Decision): void | Promise<void> => {
+      if (decision) return sendProblem(req, res, decision, p.requestId, state, ctx, started, p.route, exchange);
+      let token: string | Promise<string> | undefined;
+      if (exchange.identity && state.identity) {
+        const audience = `spiffe://${state.trustDomain}/zone/${state.zone}/svc/${p.route.config.service}`;
+        token = state.identity.sign(exchange.identity, audience);
+      }
+      if (token === undefined || typeof token === 'string') {
+        if (token !== undefined) exchange.upstreamHeaders.push(IDENTITY_HEADER, token);
+        if (buffered === undefined) return proxy(req, res, p, ctx, started, { chain, exchange });
+      }
+      return (async () => {
+        if (token !== undefined) exchange.upstreamHeaders.push(IDENTITY_HEADER, await token);
         proxy(req, res, p, ctx, started, { chain, exchange, body: buffered ? await buffered : undefined });
-      })
-      .catch((error: unknown) => sendProblem(req, res, error, p.requestId, state, ctx, started, p.route, exchange));
+      })();
+    };
+    try {
+      const decision = runChain(chain, exchange, onShadow);
+      const after = decision instanceof Promise ? decision.then(checked) : checked(decision);
+      if (after instanceof Promise) after.catch(fail);
+    } catch (error) {
+      fail(error);
+    }
   };
 }
 

@@ -68,21 +68,35 @@ export async function provisionChain(route: RouteConfig, zone: ZoneConfig, ctx: 
   return { units, authenticated: auth !== undefined, forwardToken: auth?.forwardToken ?? false, strip };
 }
 
-/** Run the units in order; the first denial that is not in shadow mode decides. */
-export async function runChain(
+/**
+ * Run the units in order; the first denial that is not in shadow mode decides.
+ * Synchronous while the units answer synchronously (the common, cached case);
+ * a promise only from the first unit that needs to wait.
+ */
+export function runChain(
   chain: Chain,
   exchange: Exchange,
   onShadow: (unit: string, denial: NonNullable<Decision>) => void,
-): Promise<Decision> {
-  for (const u of chain.units) {
+  from = 0,
+): Decision | Promise<Decision> {
+  const units = chain.units;
+  for (let i = from; i < units.length; i++) {
+    const u = units[i];
     const r = u.onRequest(exchange, u.state);
-    const decision = r instanceof Promise ? await r : r;
-    if (decision === undefined) continue;
+    if (r instanceof Promise)
+      return r.then((decision) => {
+        if (decision !== undefined) {
+          if (!u.shadow) return decision;
+          onShadow(u.id, decision);
+        }
+        return runChain(chain, exchange, onShadow, i + 1);
+      });
+    if (r === undefined) continue;
     if (u.shadow) {
-      onShadow(u.id, decision);
+      onShadow(u.id, r);
       continue;
     }
-    return decision;
+    return r;
   }
   return undefined;
 }

@@ -16,7 +16,7 @@ export interface IdentitySigner {
   issuer: string;
   jwks: { keys: JWK[] };
   /** A token for `audience` (the service's SPIFFE ID), reused until half its lifetime has passed. */
-  sign(identity: Identity, audience: string): Promise<string>;
+  sign(identity: Identity, audience: string): string | Promise<string>;
 }
 
 export function identityKeyPaths(stateDir: string, zone: string) {
@@ -63,37 +63,41 @@ export async function openIdentitySigner(o: {
   return {
     issuer,
     jwks,
-    async sign(identity, audience) {
+    sign(identity, audience) {
       const now = o.clock.now();
       const cacheKey = `${identity.jti ?? identity.token ?? identity.sub}|${identity.sub}|${audience}`;
       const hit = cache.get(cacheKey);
       if (hit && hit.refreshAt > now) return hit.token;
-      const iat = Math.floor(now / 1000);
-      const exp = Math.min(iat + o.ttlSeconds, identity.exp ?? Infinity);
-      const claims: Record<string, unknown> = {
-        sub: identity.sub,
-        scope: [...identity.scopes].join(' '),
-        amr: identity.amr.length > 0 ? identity.amr : undefined,
-        acr: identity.acr,
-        client_id: identity.clientId,
-        consumer: identity.consumer,
-        roles: identity.roles.size > 0 ? [...identity.roles] : undefined,
-        orig_jti: identity.jti,
-        orig_iss: identity.issuer,
-        act: identity.act,
-        kind: identity.kind,
-      };
-      const token = await new SignJWT(claims)
-        .setProtectedHeader({ alg: 'EdDSA', kid: publicJwk.kid, typ: 'gatehouse-id+jwt' })
-        .setIssuer(issuer)
-        .setAudience(audience)
-        .setIssuedAt(iat)
-        .setExpirationTime(exp)
-        .setJti(randomUUID())
-        .sign(key);
-      if (cache.size >= 10_000) cache.delete(cache.keys().next().value as string);
-      cache.set(cacheKey, { token, refreshAt: now + ((exp - iat) * 1000) / 2 });
-      return token;
+      return mint(identity, audience, now, cacheKey);
     },
   };
+
+  async function mint(identity: Identity, audience: string, now: number, cacheKey: string): Promise<string> {
+    const iat = Math.floor(now / 1000);
+    const exp = Math.min(iat + o.ttlSeconds, identity.exp ?? Infinity);
+    const claims: Record<string, unknown> = {
+      sub: identity.sub,
+      scope: [...identity.scopes].join(' '),
+      amr: identity.amr.length > 0 ? identity.amr : undefined,
+      acr: identity.acr,
+      client_id: identity.clientId,
+      consumer: identity.consumer,
+      roles: identity.roles.size > 0 ? [...identity.roles] : undefined,
+      orig_jti: identity.jti,
+      orig_iss: identity.issuer,
+      act: identity.act,
+      kind: identity.kind,
+    };
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'EdDSA', kid: publicJwk.kid, typ: 'gatehouse-id+jwt' })
+      .setIssuer(issuer)
+      .setAudience(audience)
+      .setIssuedAt(iat)
+      .setExpirationTime(exp)
+      .setJti(randomUUID())
+      .sign(key);
+    if (cache.size >= 10_000) cache.delete(cache.keys().next().value as string);
+    cache.set(cacheKey, { token, refreshAt: now + ((exp - iat) * 1000) / 2 });
+    return token;
+  }
 }

@@ -128,17 +128,28 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
       failures: ctx.shared.get(`auth:failures:${JSON.stringify(config.failures)}`, () => new AuthFailureTracker(config.failures, ctx.clock, rateLimitMetricsOf(ctx.shared))),
     };
   },
-  async onRequest(ex, s) {
+  onRequest(ex, s) {
     // a source whose credentials keep failing waits, then is blocked, before any credential is looked at
     const wait = s.failures.check(ex.clientAddress);
     if (wait) return wait;
-    const decision = await authenticate(ex, s);
+    const decision = authenticate(ex, s);
+    if (decision instanceof Promise)
+      return decision.then((d) => {
+        if (d?.status === 401) s.failures.record(ex.clientAddress);
+        return d;
+      });
     if (decision?.status === 401) s.failures.record(ex.clientAddress);
     return decision;
   },
 };
 
-async function authenticate(ex: Exchange, s: AuthenticationState): Promise<GatehouseError | undefined> {
+function rejected(error: unknown, s: AuthenticationState): GatehouseError {
+  if (error instanceof TokenRejected) return Unauthorized(s.realm, error.reason, 'invalid_token');
+  if (error instanceof GatehouseError) return error;
+  throw error;
+}
+
+function authenticate(ex: Exchange, s: AuthenticationState): GatehouseError | undefined | Promise<GatehouseError | undefined> {
   const bearer = bearerOf(ex.headers.authorization);
   if (bearer === '') return Unauthorized(s.realm, 'the Authorization header is not a Bearer token', 'invalid_request');
   let apiKey = s.accept.has('api_key') ? headerValue(ex.headers[s.apiKeyHeader]) : undefined;
@@ -157,31 +168,37 @@ async function authenticate(ex: Exchange, s: AuthenticationState): Promise<Gateh
   if (offered.length === 1) method = offered[0];
   else if (s.prefer !== undefined && offered.includes(s.prefer)) method = s.prefer;
   else return BadRequest('the request presents more than one credential', false);
-  try {
-    let identity: Identity;
-    if (method === 'jwt') identity = await s.tokens!.verify(bearer!);
-    else if (method === 'introspection') identity = await s.introspection!.verify(bearer!);
-    else {
-      const record = s.apiKeys!.verify(apiKey!);
-      if (!record) return Unauthorized(s.realm, 'the API key is not valid', 'invalid_token');
-      identity = {
-        kind: 'consumer',
-        sub: record.consumer,
-        consumer: record.consumer,
-        scopes: new Set(record.scopes),
-        roles: new Set(),
-        amr: [],
-        jti: record.prefix,
-        tier: record.tier,
-      };
-    }
-    ex.identity = identity;
+  if (method === 'api_key') {
+    const record = s.apiKeys!.verify(apiKey!);
+    if (!record) return Unauthorized(s.realm, 'the API key is not valid', 'invalid_token');
+    ex.identity = {
+      kind: 'consumer',
+      sub: record.consumer,
+      consumer: record.consumer,
+      scopes: new Set(record.scopes),
+      roles: new Set(),
+      amr: [],
+      jti: record.prefix,
+      tier: record.tier,
+    };
     return undefined;
-  } catch (error) {
-    if (error instanceof TokenRejected) return Unauthorized(s.realm, error.reason, 'invalid_token');
-    if (error instanceof GatehouseError) return error;
-    throw error;
   }
+  let result: Identity | Promise<Identity>;
+  try {
+    result = method === 'jwt' ? s.tokens!.verify(bearer!) : s.introspection!.verify(bearer!);
+  } catch (error) {
+    return rejected(error, s);
+  }
+  if (result instanceof Promise)
+    return result.then(
+      (identity) => {
+        ex.identity = identity;
+        return undefined;
+      },
+      (error: unknown) => rejected(error, s),
+    );
+  ex.identity = result;
+  return undefined;
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {

@@ -22,7 +22,8 @@ export class TokenRejected extends Error {
 }
 
 export interface TokenVerifier {
-  verify(token: string): Promise<Identity>;
+  /** The caller of a valid token; synchronous on a cache hit. Rejects/throws TokenRejected. */
+  verify(token: string): Identity | Promise<Identity>;
   /** Forget a token id (revocation); cached entries with it stop verifying. */
   revoke(jti: string, expSeconds: number): void;
   size(): number;
@@ -97,19 +98,20 @@ export function createTokenVerifier(o: {
   };
 
   return {
-    async verify(token) {
+    verify(token) {
       const now = o.clock.now();
       const hit = o.cacheSize > 0 ? cache.get(token) : undefined;
       if (hit) {
         if (hit.expiresAt > now && (hit.identity.jti === undefined || !revoked.has(hit.identity.jti))) return hit.identity;
         cache.delete(token);
       }
-      const identity = await check(token);
-      if (o.cacheSize > 0) {
-        if (cache.size >= o.cacheSize) cache.delete(cache.keys().next().value as string); // oldest first
-        cache.set(token, { identity, expiresAt: Math.min(identity.exp! * 1000 + o.leewaySeconds * 1000, now + 300_000) });
-      }
-      return identity;
+      return check(token).then((identity) => {
+        if (o.cacheSize > 0) {
+          if (cache.size >= o.cacheSize) cache.delete(cache.keys().next().value as string); // oldest first
+          cache.set(token, { identity, expiresAt: Math.min(identity.exp! * 1000 + o.leewaySeconds * 1000, now + 300_000) });
+        }
+        return identity;
+      });
     },
     revoke(jti, expSeconds) {
       revoked.set(jti, expSeconds);
