@@ -6,21 +6,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { ensureTools, freePort, startProc, startNginx, upstreamServerBlock, UPSTREAM_BODY, wrk, median, table, type Proc } from './lib.ts';
+import { benchArgs, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, UPSTREAM_BODY, wrk, median, table, type Proc } from './lib.ts';
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '10' },
-    runs: { type: 'string', default: '3' },
-    connections: { type: 'string', default: '64' },
-    only: { type: 'string' },
-  },
-});
-const seconds = Number(values.seconds);
-const runs = Number(values.runs);
-const connections = Number(values.connections);
-const only = values.only?.split(',');
+const { seconds, runs, connections, only } = benchArgs();
 
 const root = path.join(import.meta.dirname, '..');
 const node = process.execPath;
@@ -36,6 +24,10 @@ const PROXY_CPU = cores > 1 ? '1' : '0';
 const pin = tools.has('taskset');
 
 const BODY = UPSTREAM_BODY;
+
+/** nginx as a keep-alive reverse proxy to the upstream. */
+const nginxProxyBlock = (p: number, u: string) => `upstream up { server ${new URL(u).host}; keepalive 128; }
+  server { listen 127.0.0.1:${p}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }`;
 
 function gatehouseYaml(port: number, upstream: string, plaintext: boolean, accessLog: boolean): string {
   return `version: 1
@@ -97,8 +89,7 @@ const targets: Target[] = [
             startNginx(dir, pin,
               p,
               1,
-              `upstream up { server ${new URL(u).host}; keepalive 128; }
-  server { listen 127.0.0.1:${p}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }`,
+              nginxProxyBlock(p, u),
               PROXY_CPU,
             ),
         },
@@ -141,8 +132,7 @@ const targets: Target[] = [
             startNginx(dir, pin,
               p,
               2,
-              `upstream up { server ${new URL(u).host}; keepalive 128; }
-  server { listen 127.0.0.1:${p}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }`,
+              nginxProxyBlock(p, u),
               undefined,
             ),
           loadCpus: undefined,

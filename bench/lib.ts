@@ -1,6 +1,7 @@
 // Shared bench helpers: tool checks, pinned processes, wrk runs and tables.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -167,4 +168,22 @@ export const UPSTREAM_BODY = JSON.stringify({ ok: true, items: [1, 2, 3], note: 
 
 export function upstreamServerBlock(port: number): string {
   return `server { listen 127.0.0.1:${port}; location / { default_type application/json; return 200 '${UPSTREAM_BODY}'; } }`;
+}
+
+/** The options every gateway bench takes: --seconds, --runs, --connections, --only a,b. */
+export function benchArgs(): { seconds: number; runs: number; connections: number; only: string[] | undefined } {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '10' },
+      runs: { type: 'string', default: '3' },
+      connections: { type: 'string', default: '64' },
+      only: { type: 'string' },
+    },
+  });
+  return {
+    seconds: Number(values.seconds),
+    runs: Number(values.runs),
+    connections: Number(values.connections),
+    only: values.only?.split(','),
+  };
 }

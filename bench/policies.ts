@@ -10,24 +10,12 @@ import { tmpdir, availableParallelism } from 'node:os';
 import { Socket } from 'node:net';
 import https from 'node:https';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { SignJWT, generateKeyPair, exportJWK, exportSPKI } from 'jose';
-import { ensureTools, freePort, startProc, startNginx, upstreamServerBlock, wrk, median, table, type Proc } from './lib.ts';
+import { benchArgs, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, wrk, median, table, type Proc } from './lib.ts';
 import { openDevCa } from '../src/shared/dev-ca.ts';
 import { Agent, request } from 'undici';
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '10' },
-    runs: { type: 'string', default: '3' },
-    connections: { type: 'string', default: '64' },
-    only: { type: 'string' },
-  },
-});
-const seconds = Number(values.seconds);
-const runs = Number(values.runs);
-const connections = Number(values.connections);
-const only = values.only?.split(',');
+const { seconds, runs, connections, only } = benchArgs();
 
 const root = path.join(import.meta.dirname, '..');
 const dir = mkdtempSync(path.join(tmpdir(), 'gh-bench-policies-'));
