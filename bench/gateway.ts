@@ -62,7 +62,7 @@ async function gatehouse(port: number, upstream: string, plaintext: boolean, acc
   writeFileSync(file, gatehouseYaml(port, upstream, plaintext, accessLog));
   return startProc(
     [node, path.join(root, 'src/cli/main.ts'), 'gateway', '--config', file, '--zone', 'bench', '--state-dir', dir, '--workers', String(workers)],
-    { cpus: pin ? cpus : undefined, ready: /ready: gateway/, env: { GATEHOUSE_LOG_LEVEL: 'warn' } },
+    { cpus: pin ? cpus : undefined, ready: /ready: gateway/, env: { GATEHOUSE_LOG_LEVEL: 'warn' }, discardStdout: true },
   );
 }
 

@@ -41,12 +41,16 @@ export interface Proc {
 /** Start a command (optionally pinned to CPUs) and wait until `ready` matches its output, or `port` accepts. */
 export async function startProc(
   cmd: string[],
-  o: { cpus?: string; env?: NodeJS.ProcessEnv; ready?: RegExp; port?: number; timeoutMs?: number },
+  o: { cpus?: string; env?: NodeJS.ProcessEnv; ready?: RegExp; port?: number; timeoutMs?: number; discardStdout?: boolean },
 ): Promise<Proc> {
   const argv = o.cpus !== undefined ? ['taskset', '-c', o.cpus, ...cmd] : cmd;
-  const child = spawn(argv[0], argv.slice(1), { env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // discardStdout: access logs go to /dev/null rather than into a pipe nobody drains while wrk runs
+  const child = spawn(argv[0], argv.slice(1), {
+    env: { ...process.env, ...o.env },
+    stdio: ['ignore', o.discardStdout ? 'ignore' : 'pipe', 'pipe'],
+  });
   let out = '';
-  child.stdout!.on('data', (d) => (out = (out + d).slice(-4000)));
+  child.stdout?.on('data', (d) => (out = (out + d).slice(-4000)));
   child.stderr!.on('data', (d) => (out = (out + d).slice(-4000)));
   const deadline = Date.now() + (o.timeoutMs ?? 30_000);
   while (Date.now() < deadline) {

@@ -95,7 +95,7 @@ async function gatehouse(port: number, upstream: string, v: Variant): Promise<Pr
   writeFileSync(file, gatehouseYaml(port, upstream, v));
   return startProc(
     [process.execPath, path.join(root, 'src/cli/main.ts'), 'gateway', '--config', file, '--zone', 'bench', '--state-dir', dir, '--workers', '1'],
-    { cpus: pin ? PROXY_CPU : undefined, ready: /ready: gateway/, env: { GATEHOUSE_LOG_LEVEL: 'warn' } },
+    { cpus: pin ? PROXY_CPU : undefined, ready: /ready: gateway/, env: { GATEHOUSE_LOG_LEVEL: 'warn' }, discardStdout: true },
   );
 }
 
