@@ -159,7 +159,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const accessLog =
     options.accessLog === false || !config.accessLog.enabled
       ? undefined
-      : (options.accessLog ?? createLogger({ name: `access.${options.zone}` }));
+      : (options.accessLog ?? createLogger({ name: `access.${options.zone}`, level: 'info' }));
 
   const ctx: PipelineContext = {
     state: () => current,
