@@ -339,3 +339,46 @@ test('opaque tokens through RFC 7662 introspection: active passes, revoked stops
   await expect401('/opaque', bearer(token), /not active/);
   await expect401('/opaque', bearer('an-opaque-token-nobody-issued'), /not active/);
 });
+
+test('revocation feed: a revoked JWT stops passing within the poll interval, even from the token cache', async () => {
+  const feedClient = await h.auth.admin.clients.add({
+    grantTypes: ['client_credentials'],
+    scope: '',
+    authMethod: 'client_secret_basic',
+    revocationFeed: true,
+  });
+  process.env.GH_TEST_FEED_SECRET = feedClient.client_secret;
+  const own = JSON.parse(readFileSync(path.join(stateDir, 'authority', 'edge', 'public.json'), 'utf8'));
+  const file = path.join(h.dir, 'feed.yaml');
+  writeFileSync(
+    file,
+    readFileSync(path.join(h.dir, 'gateway.yaml'), 'utf8').replace(
+      '      unknownKidRefetchSeconds: 30\n',
+      `      unknownKidRefetchSeconds: 30\n      revocationFeed: { url: '${own.issuer}/revocations', clientId: '${feedClient.client_id}', clientSecretEnv: GH_TEST_FEED_SECRET, pollSeconds: 1 }\n`,
+    ),
+  );
+  const withFeed = await startGateway({ config: file, zone: 'edge', stateDir, logger: quiet, accessLog: false, clock });
+  try {
+    const service = h.auth.devCredentials!.clients.find((c) => c.grant_types.includes('client_credentials'))!;
+    const config = await h.discover(service.client_id, oidc.ClientSecretBasic(service.client_secret!));
+    const token = (await oidc.clientCredentialsGrant(config, { scope: 'orders:read' })).access_token;
+    const at = () => request(withFeed.url + '/read', { dispatcher: agent, headers: bearer(token) });
+    const ok = await at();
+    assert.equal(ok.statusCode, 200, 'valid, and now in the verified-token cache');
+    await ok.body.dump();
+    await oidc.tokenRevocation(config, token);
+    let status = 200;
+    for (let i = 0; i < 40 && status === 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const r = await at();
+      status = r.statusCode;
+      await r.body.dump();
+    }
+    assert.equal(status, 401, 'refused within a few poll intervals');
+    const again = await at();
+    assert.match(String(again.headers['www-authenticate']), /revoked/);
+    await again.body.dump();
+  } finally {
+    await withFeed.close();
+  }
+});

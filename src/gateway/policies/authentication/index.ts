@@ -11,6 +11,7 @@ import { createJwksCache } from './jwks.ts';
 import { createTokenVerifier, TokenRejected, type TokenVerifier, type TrustedIssuer } from './verify-token.ts';
 import { openApiKeyVerifier, type ApiKeyVerifier } from './api-keys.ts';
 import { createIntrospector, type Introspector } from './introspect.ts';
+import { pollRevocations } from './revocation-feed.ts';
 import { Unauthorized, BadRequest, GatehouseError } from '../../../shared/errors.ts';
 import { AuthFailureTracker } from '../rate-limit/auth-failures.ts';
 import { AuthFailureConfig } from '../rate-limit/schema.ts';
@@ -79,13 +80,27 @@ function tokenVerifier(zone: ZoneAuthentication, ctx: ProvisionContext): TokenVe
         (c) => c.close(),
       ),
     }));
-    return createTokenVerifier({
+    const verifier = createTokenVerifier({
       issuers,
       leewaySeconds: zone.leewaySeconds,
       maxTokenBytes: zone.maxTokenBytes,
       cacheSize: zone.tokenCache,
       clock: ctx.clock,
     });
+    const feed = zone.revocationFeed;
+    const own = authority ? zoneIssuer(ctx) : undefined;
+    if (feed) {
+      const feedUrl = feed.url ?? (own ? `${own.issuer}/revocations` : undefined);
+      if (!feedUrl) throw new Error('revocationFeed needs a url, or the zone authority (which publishes itself in the state dir)');
+      const secret = process.env[feed.clientSecretEnv];
+      if (!secret) throw new Error(`environment variable ${feed.clientSecretEnv} (revocation feed client secret) is not set`);
+      ctx.shared.get(
+        `auth:revocations:${feedUrl}`,
+        () => pollRevocations({ feedUrl, clientId: feed.clientId, clientSecret: secret, intervalMs: feed.pollSeconds * 1000, tokens: verifier, logger: ctx.logger, ca }),
+        (p) => p.close(),
+      );
+    }
+    return verifier;
   });
 }
 

@@ -48,6 +48,24 @@ export const ZoneAuthentication = z
       .strict()
       .optional()
       .describe('opaque tokens of an external identity provider; absent: opaque tokens are refused'),
+    revocationFeed: z
+      .object({
+        url: z
+          .string()
+          .url()
+          .regex(/^https:/, 'the feed must be https')
+          .optional()
+          .describe("the feed URL; absent: <issuer of the zone's own authority>/revocations"),
+        clientId: z.string().min(1).describe("the gateway's client at the zone authority (registered with --revocation-feed)"),
+        clientSecretEnv: z
+          .string()
+          .regex(/^[A-Z_][A-Z0-9_]*$/)
+          .describe('environment variable holding its client secret (never in the file)'),
+        pollSeconds: z.number().int().min(1).max(300).default(5).describe('a revoked token stops passing within this bound'),
+      })
+      .strict()
+      .optional()
+      .describe("poll the zone authority's revocation feed; absent: revoked JWTs pass until they expire (at most their lifetime)"),
     identity: z
       .object({
         ttlSeconds: z.number().int().min(5).max(60).default(60).describe('lifetime of the identity token sent upstream'),
