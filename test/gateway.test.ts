@@ -42,6 +42,7 @@ zones:
         limits: { maxBodyBytes: 1024 }
         validate:
           query: { type: object, properties: { dry: { enum: ['true', 'false'] } }, additionalProperties: false }
+          headers: { type: object, properties: { x-shop-version: { type: string, pattern: '^[0-9]+$' } } }
           body:
             type: object
             required: [items]
@@ -444,6 +445,9 @@ test('request contract: JSON Schema for query and body; 415, 422 naming the fiel
     ['{"items":', 'application/json', '', 400, /not valid JSON/],
     [JSON.stringify({ items: [{ sku: 'x'.repeat(2000) }] }), 'application/json', '', 413, /exceeds 1024 bytes/],
   ];
+  const badHeader = await get('/api/contract', { method: 'POST', body: '{"items":[{"sku":"a"}]}', headers: { 'content-type': 'application/json', 'x-shop-version': 'v2' } });
+  assert.equal(badHeader.statusCode, 422);
+  assert.match(((await badHeader.body.json()) as { detail: string }).detail, /^headers\/x-shop-version: must match pattern/);
   for (const [body, type, query, status, detail] of refused) {
     const r = await post(body, type, query);
     const problem = (await r.body.json()) as { status: number; detail: string };

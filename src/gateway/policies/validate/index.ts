@@ -12,6 +12,7 @@ import { GatehouseError } from '../../../shared/errors.ts';
 export type Config = ValidateConfig;
 export interface State {
   query: ValidateFunction | undefined;
+  headers: ValidateFunction | undefined;
   body: ValidateFunction | undefined;
   bodyRequired: boolean;
 }
@@ -53,10 +54,11 @@ const policy: Policy<Config, State> = {
         throw new Error(`the JSON Schema does not compile: ${(error as Error).message}`);
       }
     };
-    return { query: compile(config.query), body: compile(config.body), bodyRequired: config.bodyRequired };
+    return { query: compile(config.query), headers: compile(config.headers), body: compile(config.body), bodyRequired: config.bodyRequired };
   },
   async onRequest(ex, s) {
     if (s.query && !s.query(queryObject(ex.query))) return Unprocessable('query', s.query.errors?.[0]);
+    if (s.headers && !s.headers(ex.headers)) return Unprocessable('headers', s.headers.errors?.[0]);
     if (!s.body) return undefined;
     const raw = await ex.readBody();
     if (raw.length === 0) return s.bodyRequired ? Unprocessable('body', undefined) : undefined;

@@ -12,6 +12,9 @@ const JsonSchema = z
 export const ValidateConfig = z
   .object({
     query: JsonSchema.optional().describe('schema of the query parameters (values are strings; repeated ones arrays); absent: not checked'),
+    headers: JsonSchema.optional().describe(
+      'schema of the request headers (names in lower case, values strings); absent: not checked',
+    ),
     body: JsonSchema.optional().describe('schema of the JSON body; absent: the body is not checked (and never buffered)'),
     bodyRequired: z.boolean().default(false).describe('a request without a body is refused (422)'),
     shadow: z.boolean().default(false).describe('log and count what would be refused, and let it pass'),
