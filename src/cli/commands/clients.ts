@@ -37,13 +37,22 @@ export function register(program: Command): void {
       const { TOKEN_EXCHANGE } = await import('../../authority/index.ts');
       const s = await open(o);
       try {
-        const grantTypes = o.grant.map((g) => (g === 'token-exchange' ? TOKEN_EXCHANGE : g)) as any[];
+        const GRANTS = ['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE] as const;
+        const METHODS = ['client_secret_basic', 'private_key_jwt', 'tls_client_auth', 'none'] as const;
+        const grantTypes = o.grant.map((g) => {
+          const grant = g === 'token-exchange' ? TOKEN_EXCHANGE : g;
+          const known = GRANTS.find((k) => k === grant);
+          if (!known) throw new Error(`unknown grant ${JSON.stringify(g)} (${GRANTS.join(', ')}, token-exchange)`);
+          return known;
+        });
+        const authMethod = METHODS.find((m) => m === o.auth);
+        if (!authMethod) throw new Error(`unknown --auth ${JSON.stringify(o.auth)} (${METHODS.join(', ')})`);
         const created = await s.clients.add({
           clientId: o.id,
           grantTypes,
           redirectUris: o.redirectUri,
           scope: o.scope,
-          authMethod: o.auth as any,
+          authMethod,
           jwks: o.jwks ? JSON.parse(readFileSync(o.jwks, 'utf8')) : undefined,
           tlsSanUri: o.tlsSanUri,
           name: o.name,
