@@ -11,3 +11,4 @@ export { createAuthorityTokens, TokenRequestError, TOKEN_EXCHANGE_GRANT, type Au
 export { createAccessTokenVerifier, bearerToken, type AccessTokenVerifier, type AccessTokenVerifierOptions, type VerifiedAccessToken } from './access-tokens.ts';
 export { jwksFromFile, resolveFromEndpoints } from './local-discovery.ts';
 export type { ServiceStartOptions, PlainStartOptions, RunningServiceModule } from './service-module.ts';
+export { serviceOptions } from './service-module.ts';

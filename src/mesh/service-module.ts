@@ -47,3 +47,16 @@ export interface RunningServiceModule {
   url: string;
   close(): Promise<void>;
 }
+
+/** The createService options every service module passes on unchanged from `gatehouse up`. */
+export function serviceOptions(o: ServiceStartOptions) {
+  return {
+    name: o.service,
+    topology: o.topology,
+    identity: o.identity,
+    revocations: o.revocations,
+    identityToken: o.identityToken,
+    logger: o.logger,
+    listen: `${o.host}:${o.port}`,
+  };
+}

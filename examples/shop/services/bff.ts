@@ -11,7 +11,7 @@
 // on its allow edge. Its `egress` list allows exactly those two.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeJwt } from 'jose';
-import { createService, createClient, bearerToken, MeshError, type ServiceStartOptions } from 'gatehouse/mesh';
+import { createService, createClient, bearerToken, MeshError, serviceOptions, type ServiceStartOptions } from 'gatehouse/mesh';
 
 const MAX_BODY = 64 * 1024;
 const PRIVATE = 'private';
@@ -65,13 +65,7 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
   }
 
   const service = await createService({
-    name: o.service,
-    topology: o.topology,
-    identity: o.identity,
-    revocations: o.revocations,
-    identityToken: o.identityToken,
-    logger: o.logger,
-    listen: `${o.host}:${o.port}`,
+    ...serviceOptions(o),
     async handler(req, res, ctx) {
       const path = (req.url ?? '/').split('?')[0];
       if (path !== '/api/shop/orders') return problem(res, 404, 'Not Found', ctx.requestId);

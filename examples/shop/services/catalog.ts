@@ -3,7 +3,7 @@
 // trust domain connect, and only those the topology's `allow` edges name get
 // an answer (the public gateway, and the BFF) — everyone else a 403 problem.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createService, type ServiceStartOptions } from 'gatehouse/mesh';
+import { createService, serviceOptions, type ServiceStartOptions } from 'gatehouse/mesh';
 
 export const products = [
   { sku: 'tea-001', name: 'Sencha green tea', price: { amount: 1250, currency: 'EUR' } },
@@ -19,13 +19,7 @@ function problem(res: ServerResponse, status: number, title: string, requestId: 
 
 export async function start(o: ServiceStartOptions): Promise<{ url: string; close(): Promise<void> }> {
   const service = await createService({
-    name: o.service,
-    topology: o.topology,
-    identity: o.identity,
-    revocations: o.revocations,
-    identityToken: o.identityToken,
-    logger: o.logger,
-    listen: `${o.host}:${o.port}`,
+    ...serviceOptions(o),
     handler(req: IncomingMessage, res: ServerResponse, ctx) {
       // the allow edges have already limited callers to GET/HEAD /api/catalog
       const path = (req.url ?? '/').split('?')[0];

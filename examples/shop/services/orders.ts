@@ -11,7 +11,7 @@
 // orders:read, POST orders:write; each subject sees only its own orders.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { createService, createAccessTokenVerifier, bearerToken, type ServiceStartOptions, type VerifiedAccessToken } from 'gatehouse/mesh';
+import { createService, createAccessTokenVerifier, bearerToken, serviceOptions, type ServiceStartOptions, type VerifiedAccessToken } from 'gatehouse/mesh';
 
 interface Order {
   id: string;
@@ -39,13 +39,7 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
     send(res, status, { type: 'about:blank', title, status, ...(detail ? { detail } : {}) }, requestId, 'application/problem+json');
 
   const service = await createService({
-    name: o.service,
-    topology: o.topology,
-    identity: o.identity,
-    revocations: o.revocations,
-    identityToken: o.identityToken,
-    logger: o.logger,
-    listen: `${o.host}:${o.port}`,
+    ...serviceOptions(o),
     async handler(req: IncomingMessage, res: ServerResponse, ctx) {
       const path = (req.url ?? '/').split('?')[0];
       if (path !== '/api/orders') return problem(res, 404, 'Not Found', ctx.requestId);

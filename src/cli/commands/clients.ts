@@ -1,22 +1,9 @@
 import type { Command } from 'commander';
+import { zoneOptions, openZone, type ZoneOptions } from '../zone-stores.ts';
 
-interface Common {
-  config: string;
-  stateDir: string;
-  zone: string;
-}
-
-const common = (c: Command) =>
-  c
-    .option('--config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
-    .option('--state-dir <dir>', 'state directory', '.gatehouse')
-    .requiredOption('--zone <zone>', 'zone whose authority holds the clients');
-
-async function open(o: Common) {
-  const { loadTopology } = await import('../../topology/load.ts');
-  const { openZoneStores } = await import('../../authority/index.ts');
-  return openZoneStores(loadTopology(o.config), o.zone, o.stateDir);
-}
+type Common = ZoneOptions;
+const common = (c: Command) => zoneOptions(c, 'clients');
+const open = openZone;
 
 export function register(program: Command): void {
   const clients = program.command('clients').description("manage a zone authority's OAuth clients");
