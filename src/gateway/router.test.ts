@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileRoutes, normaliseHost, upstreamPath } from './router.ts';
+import { compileRoutes, normaliseHost, pathParams, upstreamPath } from './router.ts';
 import { Route } from '../topology/schema.ts';
 
 const r = (o: Record<string, unknown>) => Route.parse({ service: 's', auth: 'anonymous', ...o });
@@ -84,4 +84,41 @@ test('prefix rewrite keeps exactly one slash at the joint', () => {
   const [c] = compileRoutes([r({ path: '/api/v1', match: 'prefix', rewrite: { prefix: '/v2' } })]).routes;
   assert.equal(upstreamPath(c, '/api/v1/items'), '/v2/items');
   assert.equal(upstreamPath(c, '/api/v1'), '/v2');
+});
+
+test('path templates: a {param} takes one whole non-empty segment; literal routes and literal segments win', () => {
+  const router = compileRoutes([
+    r({ name: 'one', path: '/api/orders/{id}', methods: ['GET', 'DELETE'] }),
+    r({ name: 'mine', path: '/api/orders/mine' }),
+    r({ name: 'items', path: '/api/orders/{id}/items/{item}' }),
+    r({ name: 'latest-items', path: '/api/orders/latest/items/{item}' }),
+    r({ name: 'fallback', path: '/api/', match: 'prefix' }),
+  ]);
+  const name = (p: string) => router.match('h', p)?.byMethod.get('GET')?.name;
+  assert.equal(name('/api/orders/42'), 'one');
+  assert.equal(name('/api/orders/mine'), 'mine');
+  assert.equal(name('/api/orders/42/items/7'), 'items');
+  assert.equal(name('/api/orders/latest/items/7'), 'latest-items');
+  // backtracking: the literal branch fails further down, the parameter branch matches
+  assert.equal(name('/api/orders/latest/items'), 'fallback');
+  assert.equal(name('/api/orders/mine/items/3'), 'items');
+  // not one segment: the template does not match, the prefix route does
+  assert.equal(name('/api/orders/'), 'fallback');
+  assert.equal(name('/api/orders/42/'), 'fallback');
+  assert.equal(name('/api/orders/42/x'), 'fallback');
+  assert.equal(name('/api/orders'), 'fallback');
+  assert.deepEqual(router.match('h', '/api/orders/1')?.allow.sort(), ['DELETE', 'GET', 'HEAD']);
+});
+
+test('path parameters are read from the canonical path and percent-decoded once', () => {
+  const [route] = compileRoutes([r({ path: '/t/{tenant}/orders/{id}' })]).routes;
+  assert.deepEqual(route.params, [
+    { name: 'tenant', segment: 1 },
+    { name: 'id', segment: 3 },
+  ]);
+  assert.deepEqual(pathParams(route, '/t/acme/orders/a%2Fb'), { tenant: 'acme', id: 'a/b' });
+  assert.deepEqual(pathParams(route, '/t/%E2%82%AC/orders/%ZZ'), { tenant: '€', id: '%ZZ' });
+  const [plain] = compileRoutes([r({ path: '/plain' })]).routes;
+  assert.equal(plain.params, undefined);
+  assert.deepEqual(pathParams(plain, '/plain'), {});
 });

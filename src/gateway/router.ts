@@ -1,6 +1,8 @@
 // The route table, compiled once per config. A lookup is a few map reads:
-// host (exact, then wildcard, then any), then the path (exact, then the
-// longest prefix that ends on a segment boundary). No per-request regex scan.
+// host (exact, then wildcard, then any), then the path: exact, then path
+// templates (`/api/orders/{id}`: a segment tree where a literal segment beats
+// a parameter), then the longest prefix that ends on a segment boundary. No
+// per-request regex scan; tables without templates never walk the tree.
 import { ALL_METHODS, type RouteConfig } from '../topology/schema.ts';
 import { routeNameOf } from '../topology/resolve.ts';
 
@@ -12,6 +14,8 @@ export interface CompiledRoute {
   allow: readonly string[];
   /** Length of the matched prefix, for rewriting. */
   prefix: string;
+  /** Path parameters of a template route: the segment index (0 = first segment) of each `{name}`. */
+  params?: readonly { name: string; segment: number }[];
   /** Metric children of this route, filled by the pipeline on first use. */
   stats?: unknown;
 }
@@ -23,9 +27,62 @@ export interface RouteGroup {
   allow: string[];
 }
 
+/** A node of the template tree: literal children first, then one parameter child. */
+interface TemplateNode {
+  literal: Map<string, TemplateNode>;
+  param?: TemplateNode;
+  group?: RouteGroup;
+}
+
 interface PathTable {
   exact: Map<string, RouteGroup>;
   prefix: Map<string, RouteGroup>;
+  templates?: TemplateNode;
+}
+
+const TEMPLATE_SEGMENT = /^\{([A-Za-z_][A-Za-z0-9_]{0,63})\}$/;
+
+/** The `{name}` segments of a route path, or undefined when it has none. */
+export function templateParams(path: string): { name: string; segment: number }[] | undefined {
+  if (!path.includes('{')) return undefined;
+  const out: { name: string; segment: number }[] = [];
+  path
+    .slice(1)
+    .split('/')
+    .forEach((seg, i) => {
+      const m = TEMPLATE_SEGMENT.exec(seg);
+      if (m) out.push({ name: m[1], segment: i });
+    });
+  return out;
+}
+
+/** The parameters of a template route for a matched canonical path, percent-decoded. */
+export function pathParams(route: CompiledRoute, path: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!route.params) return out;
+  const segments = path.slice(1).split('/');
+  for (const p of route.params) {
+    const raw = segments[p.segment] ?? '';
+    try {
+      out[p.name] = decodeURIComponent(raw);
+    } catch {
+      out[p.name] = raw;
+    }
+  }
+  return out;
+}
+
+function findTemplate(node: TemplateNode, segments: readonly string[], i: number): RouteGroup | undefined {
+  if (i === segments.length) return node.group;
+  const seg = segments[i];
+  const literal = node.literal.get(seg);
+  if (literal) {
+    const found = findTemplate(literal, segments, i + 1);
+    if (found) return found;
+  }
+  // a parameter takes one whole, non-empty segment
+  if (node.param && seg !== '') return findTemplate(node.param, segments, i + 1);
+  return undefined;
 }
 
 export interface Router {
@@ -78,6 +135,8 @@ export function compileRoutes(routes: readonly RouteConfig[]): Router {
       allow: [...set],
       prefix: config.path,
     };
+    const params = templateParams(config.path);
+    if (params) route.params = params;
     compiled.push(route);
     const tables: PathTable[] = [];
     if (!config.hosts) tables.push(anyHost);
@@ -88,9 +147,25 @@ export function compileRoutes(routes: readonly RouteConfig[]): Router {
         else tables.push(tableFor(exactHosts, host));
       }
     for (const t of tables) {
-      const map = config.match === 'exact' ? t.exact : t.prefix;
-      let group = map.get(config.path);
-      if (!group) map.set(config.path, (group = { byMethod: new Map(), allow: [] }));
+      let group: RouteGroup;
+      if (params) {
+        // the loader allows templates on exact routes only
+        let node: TemplateNode = (t.templates ??= { literal: new Map() });
+        for (const seg of config.path.slice(1).split('/')) {
+          if (TEMPLATE_SEGMENT.test(seg)) node = node.param ??= { literal: new Map() };
+          else {
+            let next = node.literal.get(seg);
+            if (!next) node.literal.set(seg, (next = { literal: new Map() }));
+            node = next;
+          }
+        }
+        group = node.group ??= { byMethod: new Map(), allow: [] };
+      } else {
+        const map = config.match === 'exact' ? t.exact : t.prefix;
+        const found = map.get(config.path);
+        if (found) group = found;
+        else map.set(config.path, (group = { byMethod: new Map(), allow: [] }));
+      }
       for (const m of set) {
         // the topology loader refuses overlapping methods; first wins if a caller skipped it
         if (!group.byMethod.has(m)) {
@@ -104,6 +179,10 @@ export function compileRoutes(routes: readonly RouteConfig[]): Router {
   const lookup = (t: PathTable, path: string): RouteGroup | undefined => {
     const exact = t.exact.get(path);
     if (exact) return exact;
+    if (t.templates) {
+      const templated = findTemplate(t.templates, path.slice(1).split('/'), 0);
+      if (templated) return templated;
+    }
     if (t.prefix.size === 0) return undefined;
     const whole = t.prefix.get(path);
     if (whole) return whole;

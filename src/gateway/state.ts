@@ -3,7 +3,7 @@
 import { BlockList, isIP } from 'node:net';
 import type { LoadedTopology } from '../topology/load.ts';
 import type { GatewayConfig, ZoneConfig } from '../topology/schema.ts';
-import { ConfigError } from '../topology/config-error.ts';
+import { ConfigError, formatPath } from '../topology/config-error.ts';
 import { compileRoutes, type Router } from './router.ts';
 import { Upstream } from './upstream.ts';
 import type { Clock } from '../shared/clock.ts';
@@ -130,8 +130,11 @@ export async function buildState(o: BuildOptions): Promise<GatewayState> {
       chains.push(await provisionChain(route, zoneConfig, ctx));
     } catch (error) {
       if (error instanceof ConfigError) throw error;
+      // a unit may name the field of the route it refuses (FieldError)
+      const field = [...((error as { field?: (string | number)[] }).field ?? [])];
+      const at = ['zones', zone, 'routes', i, ...field];
       throw new ConfigError([
-        { file: loaded.file, line: 1, column: 1, path: `zones.${zone}.routes[${i}]`, message: (error as Error).message },
+        { file: loaded.file, ...(loaded.locate?.(at) ?? { line: 1, column: 1 }), path: formatPath(at), message: (error as Error).message },
       ]);
     }
   }

@@ -17,6 +17,8 @@ export interface LoadedTopology {
   /** Directory that relative paths in the file are resolved against. */
   dir: string;
   topology: Topology;
+  /** Line and column of a field of the file (its nearest existing parent when absent). */
+  locate?: (path: readonly PropertyKey[]) => { line: number; column: number };
 }
 
 export function loadTopology(file: string): LoadedTopology {
@@ -35,10 +37,15 @@ export function loadTopology(file: string): LoadedTopology {
     const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
     throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `cannot read the file (${code})` }]);
   }
-  return { file: abs, dir: path.dirname(abs), topology: parseTopology(text, file) };
+  const { topology, locate } = parseWithPositions(text, file);
+  return { file: abs, dir: path.dirname(abs), topology, locate };
 }
 
 export function parseTopology(text: string, file = 'gatehouse.yaml'): Topology {
+  return parseWithPositions(text, file).topology;
+}
+
+function parseWithPositions(text: string, file: string): Pick<LoadedTopology, 'topology'> & Required<Pick<LoadedTopology, 'locate'>> {
   if (Buffer.byteLength(text) > MAX_TOPOLOGY_BYTES)
     throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `the limit is ${MAX_TOPOLOGY_BYTES} bytes` }]);
   const lineCounter = new LineCounter();
@@ -88,7 +95,7 @@ export function parseTopology(text: string, file = 'gatehouse.yaml'): Topology {
     throw new ConfigError(
       sortIssues(problems.map((p) => ({ file, ...at(valueOffset(doc, p.path)), path: formatPath(p.path), message: p.message }))),
     );
-  return parsed.data;
+  return { topology: parsed.data, locate: (p) => at(valueOffset(doc, p)) };
 }
 
 interface ZodIssueLike {

@@ -66,8 +66,14 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
         problems.push({ path: [...at, 'rewrite'], message: "rewrite needs match: 'prefix'" });
       if (/\/\.{1,2}(\/|$)|\/\/|%/.test(route.path))
         problems.push({ path: [...at, 'path'], message: 'path must be canonical: no dot segments, empty segments or percent-encoding' });
+      if (route.path.includes('{') || route.path.includes('}')) {
+        const problem = templateProblem(route.path);
+        if (problem) problems.push({ path: [...at, 'path'], message: problem });
+        else if (route.match !== 'exact') problems.push({ path: [...at, 'match'], message: "a path with {parameters} needs match: 'exact'" });
+      }
       const hosts = route.hosts ? [...route.hosts].map((h) => h.toLowerCase().replace(/\.$/, '')).sort().join(',') : '*';
-      const key = `${hosts} ${route.match} ${route.path}`;
+      // /a/{x} and /a/{y} are the same route: parameter names do not count
+      const key = `${hosts} ${route.match} ${route.path.replace(/\{[^/]*\}/g, '{}')}`;
       // routes may share hosts, match and path when their methods do not overlap
       const methods = methodSet(route.methods);
       const earlier = seen.get(key) ?? [];
@@ -86,6 +92,19 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
     });
   }
   return problems;
+}
+
+/** What is wrong with a path template, or undefined: each `{name}` is a whole segment, names are unique. */
+function templateProblem(p: string): string | undefined {
+  const names = new Set<string>();
+  for (const seg of p.slice(1).split('/')) {
+    if (!seg.includes('{') && !seg.includes('}')) continue;
+    const m = /^\{([A-Za-z_][A-Za-z0-9_]{0,63})\}$/.exec(seg);
+    if (!m) return `path segment ${JSON.stringify(seg)}: a parameter is a whole segment {name} (letters, digits, _; at most 64)`;
+    if (names.has(m[1])) return `path parameter {${m[1]}} appears twice`;
+    names.add(m[1]);
+  }
+  return undefined;
 }
 
 /** The methods a route answers: '*' is all of them; GET brings HEAD along. */

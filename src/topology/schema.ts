@@ -164,8 +164,11 @@ export const Route = z
       .describe('host names this route answers (case-insensitive, port and trailing dot ignored); absent: any host'),
     path: z
       .string()
-      .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,=:@/%]*$/, 'path must start with / and hold only URL path characters')
-      .describe('path to match, in canonical form'),
+      .max(2048)
+      .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,=:@/%{}]*$/, 'path must start with / and hold only URL path characters')
+      .describe(
+        'path to match, in canonical form; a whole segment `{name}` is a path parameter (exact routes only): `/api/orders/{id}`',
+      ),
     match: z
       .enum(['exact', 'prefix'])
       .default('exact')

@@ -71,11 +71,13 @@ export interface Fixture {
   close(): Promise<void>;
 }
 
-/** Start a gateway for zone `edge` of `yaml`; access-log lines are collected in `logs`. */
-export async function startFixture(yaml: string, extra: Partial<GatewayOptions> = {}): Promise<Fixture> {
+/** Start a gateway for zone `edge` of `yaml` (and `files` beside it); access-log lines are collected in `logs`. */
+export async function startFixture(yaml: string, extra: Partial<GatewayOptions> = {}, files: Record<string, string> = {}): Promise<Fixture> {
   const dir = tempDir();
   const file = path.join(dir, 'gatehouse.yaml');
   writeFileSync(file, yaml);
+  // files the topology refers to (schemas, OpenAPI documents), beside it
+  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {

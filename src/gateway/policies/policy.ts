@@ -91,6 +91,15 @@ export interface Policy<Config, State> {
   onRequest(exchange: Exchange, state: State): Decision | Promise<Decision>;
 }
 
+/** A provisioning error about one field of the route (path relative to the route, e.g. ['validate', 'openapi']). */
+export class FieldError extends Error {
+  readonly field: (string | number)[];
+  constructor(field: (string | number)[], message: string) {
+    super(message);
+    this.field = field;
+  }
+}
+
 export function createSharedResources(): SharedResources {
   const values = new Map<string, { value: unknown; close?: (v: unknown) => void | Promise<void> }>();
   return {

@@ -1,77 +1,279 @@
-// Validate unit (phase contract): the query and JSON body against the route's
-// JSON Schemas, compiled once per config. A body is read (within the route's
-// body limit) only when a body schema exists; the upstream then gets exactly
-// the bytes that were validated.
+// Validate unit (phase contract): the request against the route's contract,
+// compiled once per config. The contract is either JSON Schemas written in the
+// topology (path parameters, query, headers, JSON body) or, per method, the
+// operation of an OpenAPI 3.1 document (parameters in path, query, header and
+// cookie, coerced to their schema types as OpenAPI reads them, and the body by
+// media type). A body is read (within the route's body limit) only when it has
+// to be checked; the upstream then gets exactly the bytes that were validated.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv2020, type ValidateFunction, type ErrorObject } from 'ajv/dist/2020.js';
-import type { Policy } from '../policy.ts';
+import addFormatsModule from 'ajv-formats';
+import { FieldError, type Policy, type Exchange } from '../policy.ts';
 import { ValidateConfig } from './schema.ts';
 import { GatehouseError } from '../../../shared/errors.ts';
+import { pathParams, templateParams } from '../../router.ts';
+import { readOpenApi, operationOf, templateNames, isJson, type OpenApiDocument, type Operation, type ParameterSet } from './openapi.ts';
 
-export type Config = ValidateConfig;
-export interface State {
-  query: ValidateFunction | undefined;
-  headers: ValidateFunction | undefined;
-  body: ValidateFunction | undefined;
-  bodyRequired: boolean;
+export interface Config {
+  contract: ValidateConfig;
+  /** The route the contract belongs to. */
+  route: { path: string; methods: '*' | readonly string[] };
 }
 
-const UnsupportedMediaType = () =>
-  new GatehouseError('unsupported_media_type', 415, 'Unsupported Media Type', 'This route takes a JSON body (application/json).');
+type Where = 'path' | 'query' | 'headers' | 'cookies';
+
+interface ParamCheck {
+  where: Where;
+  validate: ValidateFunction;
+  /** Names whose single value is a comma-separated list. */
+  comma: ReadonlySet<string>;
+  /** Only these names are read into the checked object (headers, cookies); undefined: all. */
+  names?: readonly string[];
+}
+
+interface Contract {
+  params: ParamCheck[];
+  /**
+   * 'unchecked': the body is not read. 'none': the operation takes no body.
+   * Otherwise the media types it takes, each with its schema (undefined: bytes not checked).
+   */
+  body: 'unchecked' | 'none' | { required: boolean; media: Map<string, ValidateFunction | undefined>; anyJson?: ValidateFunction };
+}
+
+export interface State {
+  /** By request method; HEAD falls back to GET. */
+  byMethod: Map<string, Contract>;
+}
+
+// ajv-formats is CommonJS with a default export
+const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (
+  ajv: Ajv2020,
+) => Ajv2020;
+
+const UnsupportedMediaType = (detail: string) => new GatehouseError('unsupported_media_type', 415, 'Unsupported Media Type', detail);
 const Unprocessable = (where: string, e: ErrorObject | undefined) => {
   const field = e ? `${where}${e.instancePath}` : where;
-  const reason = e?.keyword === 'additionalProperties' ? `unknown field ${JSON.stringify(e.params.additionalProperty)}` : (e?.message ?? 'is invalid');
+  const reason =
+    e === undefined
+      ? 'is required'
+      : e.keyword === 'additionalProperties'
+        ? `unknown field ${JSON.stringify(e.params.additionalProperty)}`
+        : (e.message ?? 'is invalid');
   const error = new GatehouseError('unprocessable', 422, 'Unprocessable Content', `${field}: ${reason}`);
   return Object.assign(error, { field });
 };
 
-function load(schema: string | Record<string, unknown>, dir: string): Record<string, unknown> {
+function newAjv(coerce: boolean): Ajv2020 {
+  const ajv = new Ajv2020({ allErrors: false, strict: true, coerceTypes: coerce ? 'array' : false });
+  addFormats(ajv);
+  return ajv;
+}
+
+function loadSchema(schema: string | Record<string, unknown>, dir: string): Record<string, unknown> {
   if (typeof schema !== 'string') return schema;
   return JSON.parse(readFileSync(path.resolve(dir, schema), 'utf8')) as Record<string, unknown>;
 }
 
-function queryObject(query: string): Record<string, string | string[]> {
+/** The query as an object: values strings, repeated names arrays, listed names split on commas. */
+function queryObject(query: string, comma?: ReadonlySet<string>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of new URLSearchParams(query)) {
     const prev = out[k];
     out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
   }
+  if (comma) for (const k of comma) if (typeof out[k] === 'string') out[k] = (out[k] as string).split(',');
   return out;
+}
+
+function cookieObject(header: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (header ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) continue;
+    const name = part.slice(0, eq).trim();
+    if (name !== '' && !(name in out)) out[name] = part.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+/** The object a parameter check validates (a fresh one: coercion writes into it). */
+function paramsOf(ex: Exchange, check: ParamCheck): Record<string, unknown> {
+  if (check.where === 'query') return queryObject(ex.query, check.comma);
+  let source: Record<string, unknown>;
+  if (check.where === 'path') source = pathParams(ex.route, ex.path);
+  else if (check.where === 'cookies') source = cookieObject(ex.headers.cookie);
+  else source = ex.headers as Record<string, unknown>;
+  if (!check.names) return { ...source };
+  const out: Record<string, unknown> = {};
+  for (const name of check.names) {
+    const v = source[name];
+    if (v === undefined) continue;
+    out[name] = check.comma.has(name) && typeof v === 'string' ? v.split(',').map((s) => s.trim()) : v;
+  }
+  return out;
+}
+
+function mediaTypeOf(ex: Exchange): string {
+  return String(ex.headers['content-type'] ?? '')
+    .split(';')[0]
+    .trim()
+    .toLowerCase();
+}
+
+async function checkBody(ex: Exchange, body: Contract['body']): Promise<GatehouseError | undefined> {
+  if (body === 'unchecked') return undefined;
+  const raw = await ex.readBody();
+  if (body === 'none') return raw.length === 0 ? undefined : UnsupportedMediaType('This operation takes no request body.');
+  if (raw.length === 0) return body.required ? Unprocessable('body', undefined) : undefined;
+  const type = mediaTypeOf(ex);
+  const range = `${type.split('/')[0]}/*`;
+  const key = body.media.has(type) ? type : body.media.has(range) ? range : '*/*';
+  let validate = body.media.get(key);
+  if (!body.media.has(key)) {
+    if (body.anyJson && !isJson(type)) return UnsupportedMediaType('This route takes a JSON body (application/json).');
+    if (!body.anyJson) return UnsupportedMediaType(`This operation takes ${[...body.media.keys()].join(', ')}.`);
+    validate = body.anyJson;
+  }
+  if (!validate) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return new GatehouseError('bad_request', 400, 'Bad Request', 'The body is not valid JSON.');
+  }
+  return validate(value) ? undefined : Unprocessable('body', validate.errors?.[0]);
+}
+
+/** The contract written in the topology: the same for every method. */
+function schemaContract(config: Config, dir: string): Contract {
+  const c = config.contract;
+  const ajv = newAjv(false);
+  const compile = (s: string | Record<string, unknown>, key: string) => {
+    let schema: Record<string, unknown>;
+    try {
+      schema = loadSchema(s, dir);
+    } catch (error) {
+      throw new FieldError(['validate', key], `cannot read the schema file ${JSON.stringify(s)} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+    try {
+      return ajv.compile(schema);
+    } catch (error) {
+      throw new FieldError(['validate', key], `the JSON Schema does not compile: ${(error as Error).message}`);
+    }
+  };
+  const params: ParamCheck[] = [];
+  if (c.path) {
+    if (!templateParams(config.route.path)) throw new FieldError(['validate', 'path'], 'needs a route path with {parameters}');
+    params.push({ where: 'path', validate: compile(c.path, 'path'), comma: new Set() });
+  }
+  if (c.query) params.push({ where: 'query', validate: compile(c.query, 'query'), comma: new Set() });
+  if (c.headers) params.push({ where: 'headers', validate: compile(c.headers, 'headers'), comma: new Set() });
+  let body: Contract['body'] = 'unchecked';
+  if (c.body) {
+    const validate = compile(c.body, 'body');
+    // any application/*+json type takes the schema too
+    body = { required: c.bodyRequired, media: new Map([['application/json', validate]]), anyJson: validate };
+  }
+  return { params, body };
+}
+
+/** The contracts of an OpenAPI document's operations for each method of the route. */
+function openApiContracts(config: Config, dir: string): Map<string, Contract> {
+  const o = config.contract.openapi!;
+  if (config.route.methods === '*') throw new FieldError(['methods'], "a route validated by an OpenAPI document lists its methods (not '*')");
+  const file = path.resolve(dir, o.document);
+  const doc = readOpenApi(file, path.relative(process.cwd(), file) || file);
+  const docPath = o.path ?? config.route.path;
+  const routeNames = (templateParams(config.route.path) ?? []).map((p) => p.name).sort();
+  const docNames = templateNames(docPath).sort();
+  if (routeNames.join() !== docNames.join())
+    throw new FieldError(
+      ['validate', 'openapi'],
+      `the route's path parameters {${routeNames.join('}, {')}} differ from the document path ${docPath}'s {${docNames.join('}, {')}}`,
+    );
+  const params = newAjv(true);
+  const bodies = newAjv(false);
+  for (const ajv of [params, bodies]) {
+    allowUnknownFormats(ajv, doc.bundle);
+    ajv.addSchema(doc.bundle);
+  }
+  const out = new Map<string, Contract>();
+  for (const method of config.route.methods) {
+    const op = operationOf(doc, docPath, method);
+    if (!op) throw new FieldError(['validate', 'openapi'], `${o.document} describes no ${method.toLowerCase()} operation at ${docPath}`);
+    out.set(method, compileOperation(doc, op, o.unknownQuery === 'allow', params, bodies));
+  }
+  return out;
+}
+
+function compileOperation(doc: OpenApiDocument, op: Operation, unknownQuery: boolean, params: Ajv2020, bodies: Ajv2020): Contract {
+  const compile = (ajv: Ajv2020, schema: Record<string, unknown>, what: string) => {
+    allowUnknownFormats(ajv, schema);
+    try {
+      return ajv.compile(schema);
+    } catch (error) {
+      return doc.fail(['paths'], `${op.where}: the ${what} schema does not compile: ${(error as Error).message}`);
+    }
+  };
+  const checks: ParamCheck[] = [];
+  const add = (where: Where, set: ParameterSet, extra: boolean) => {
+    const names = Object.keys(set.schema.properties as Record<string, unknown>);
+    if (names.length === 0 && extra) return;
+    const schema = { ...set.schema, additionalProperties: extra };
+    checks.push({
+      where,
+      validate: compile(params, schema, `${where} parameters`),
+      comma: set.commaSeparated,
+      names: where === 'headers' || where === 'cookies' ? names : undefined,
+    });
+  };
+  add('path', op.path, false);
+  add('query', op.query, unknownQuery);
+  add('headers', op.header, true);
+  add('cookies', op.cookie, true);
+  let body: Contract['body'] = 'none';
+  if (op.body) {
+    const media = new Map<string, ValidateFunction | undefined>();
+    for (const [type, schema] of op.body.media) media.set(type, schema ? compile(bodies, schema, `${type} body`) : undefined);
+    body = { required: op.body.required, media };
+  }
+  return { params: checks, body };
+}
+
+/** OpenAPI formats are open: one ajv does not know is an annotation, not an error. */
+function allowUnknownFormats(ajv: Ajv2020, schema: unknown): void {
+  if (Array.isArray(schema)) for (const s of schema) allowUnknownFormats(ajv, s);
+  else if (schema !== null && typeof schema === 'object')
+    for (const [k, v] of Object.entries(schema)) {
+      if (k === 'format' && typeof v === 'string' && !ajv.formats[v]) ajv.addFormat(v, true);
+      else if (k !== 'enum' && k !== 'const' && k !== 'default' && k !== 'examples') allowUnknownFormats(ajv, v);
+    }
 }
 
 const policy: Policy<Config, State> = {
   id: 'validate',
   phase: 'contract',
-  schema: ValidateConfig,
+  schema: ValidateConfig as unknown as Policy<Config, State>['schema'],
   provision(config, ctx) {
-    const ajv = new Ajv2020({ allErrors: false, strict: true, coerceTypes: false });
-    const compile = (s: string | Record<string, unknown> | undefined) => {
-      if (s === undefined) return undefined;
-      try {
-        return ajv.compile(load(s, ctx.topology.dir));
-      } catch (error) {
-        throw new Error(`the JSON Schema does not compile: ${(error as Error).message}`);
-      }
-    };
-    return { query: compile(config.query), headers: compile(config.headers), body: compile(config.body), bodyRequired: config.bodyRequired };
+    const byMethod = new Map<string, Contract>();
+    if (config.contract.openapi) for (const [m, c] of openApiContracts(config, ctx.topology.dir)) byMethod.set(m, c);
+    else {
+      const contract = schemaContract(config, ctx.topology.dir);
+      const methods = config.route.methods === '*' ? ['*'] : config.route.methods;
+      for (const m of methods) byMethod.set(m, contract);
+    }
+    return { byMethod };
   },
   async onRequest(ex, s) {
-    if (s.query && !s.query(queryObject(ex.query))) return Unprocessable('query', s.query.errors?.[0]);
-    if (s.headers && !s.headers(ex.headers)) return Unprocessable('headers', s.headers.errors?.[0]);
-    if (!s.body) return undefined;
-    const raw = await ex.readBody();
-    if (raw.length === 0) return s.bodyRequired ? Unprocessable('body', undefined) : undefined;
-    const type = String(ex.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-    if (type !== 'application/json' && !/^application\/[a-z0-9.+-]+\+json$/.test(type)) return UnsupportedMediaType();
-    let value: unknown;
-    try {
-      value = JSON.parse(raw.toString('utf8'));
-    } catch {
-      return new GatehouseError('bad_request', 400, 'Bad Request', 'The body is not valid JSON.');
+    const contract = s.byMethod.get(ex.method) ?? (ex.method === 'HEAD' ? s.byMethod.get('GET') : undefined) ?? s.byMethod.get('*');
+    // the router only sends the route's methods here; anything else has no contract and is refused
+    if (!contract) return new GatehouseError('method_not_allowed', 405, 'Method Not Allowed', 'This method has no contract on this route.');
+    for (const check of contract.params) {
+      const value = paramsOf(ex, check);
+      if (!check.validate(value)) return Unprocessable(check.where, check.validate.errors?.[0]);
     }
-    if (!s.body(value)) return Unprocessable('body', s.body.errors?.[0]);
-    return undefined;
+    return checkBody(ex, contract.body);
   },
 };
 
