@@ -86,7 +86,8 @@ const routes = `
       - { name: both, path: /both, service: up, auth: { accept: [jwt, api_key], prefer: jwt } }
       - { name: both-strict, path: /both-strict, service: up, auth: { accept: [jwt, api_key] } }
       - { name: forward, path: /forward, service: up, auth: { forwardToken: true } }
-      - { name: opaque, path: /opaque, service: up, auth: { accept: [introspection], scopes: [orders:read] } }`;
+      - { name: opaque, path: /opaque, service: up, auth: { accept: [introspection], scopes: [orders:read] } }
+      - { name: checked, path: /checked, methods: [POST], service: up, auth: jwt, validate: { body: { type: object } } }`;
 
 before(async () => {
   h = await startHarness({ zone: 'edge' });
@@ -178,6 +179,24 @@ test('a real access token passes; the upstream gets a signed identity token and 
   const forwarded = await call('/forward', bearer(serviceToken));
   await forwarded.body.dump();
   assert.equal(up.seen.at(-1)!.headers.authorization, `Bearer ${serviceToken}`, 'forwardToken: true keeps it');
+});
+
+test('a route that reads the body for its contract still sends exactly one identity token, request after request', async () => {
+  for (let i = 0; i < 3; i++) {
+    const before = up.seen.length;
+    const res = await request(gw.url + '/checked', {
+      dispatcher: agent,
+      method: 'POST',
+      headers: { ...bearer(serviceToken), 'content-type': 'application/json' },
+      body: '{}',
+    });
+    assert.equal(res.statusCode, 200);
+    await res.body.dump();
+    const raw = up.seen[before].rawHeaders;
+    const ids = raw.filter((v, j) => j % 2 === 0 && v.toLowerCase() === 'x-gatehouse-identity');
+    assert.equal(ids.length, 1, 'one identity header');
+    assert.equal(String(up.seen[before].headers['x-gatehouse-identity']).split('.').length, 3, 'a compact JWS, not two joined');
+  }
 });
 
 test('a client cannot set the identity header itself', async () => {

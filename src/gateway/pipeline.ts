@@ -283,12 +283,11 @@ export function createHandler(ctx: PipelineContext): (req: Req, res: Res) => voi
         const audience = `spiffe://${state.trustDomain}/zone/${state.zone}/svc/${p.route.config.service}`;
         token = state.identity.sign(exchange.identity, audience);
       }
-      if (token === undefined || typeof token === 'string') {
-        if (token !== undefined) exchange.upstreamHeaders.push(IDENTITY_HEADER, token);
-        if (buffered === undefined) return proxy(req, res, p, ctx, started, { chain, exchange });
-      }
+      if (typeof token === 'string') exchange.upstreamHeaders.push(IDENTITY_HEADER, token);
+      if (!(token instanceof Promise) && buffered === undefined) return proxy(req, res, p, ctx, started, { chain, exchange });
       return (async () => {
-        if (token !== undefined) exchange.upstreamHeaders.push(IDENTITY_HEADER, await token);
+        // a token still being signed joins the headers here; a string one is already in (never twice)
+        if (token instanceof Promise) exchange.upstreamHeaders.push(IDENTITY_HEADER, await token);
         proxy(req, res, p, ctx, started, { chain, exchange, body: buffered ? await buffered : undefined });
       })();
     };
