@@ -166,6 +166,18 @@ test('BFF: a signed-in user places and lists orders; orders sees the user as sub
   assert.equal(placed.statusCode, 201, JSON.stringify(order));
   assert.equal(order.customer, sub, 'orders saw the user as the subject of its private-zone token');
   assert.equal(order.placedBy, 'bff', 'and the BFF as the actor');
+  placedOrder = order.id;
+
+  // the private gateway checks the orders contract (openapi/orders.yaml) before orders sees the body
+  for (const [body, detail] of [
+    [{ items: [] }, 'body/items: must NOT have fewer than 1 items'],
+    [{ items: [{ sku: 'tea-001', quantity: 2, price: 0 }] }, 'body/items/0: unknown field "price"'],
+    [{ items: [{ sku: '../etc', quantity: 1 }] }, 'body/items/0/sku: must match pattern "^[A-Za-z0-9-]{1,64}$"'],
+  ] as const) {
+    const refused = await request(shop, { dispatcher: ex.edge, method: 'POST', headers: { ...bearer, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    assert.equal(refused.statusCode, 422);
+    assert.equal((await json<{ detail: string }>(refused)).detail, detail);
+  }
 
   const listed = await request(shop, { dispatcher: ex.edge, headers: bearer });
   assert.equal(listed.statusCode, 200);
@@ -199,13 +211,32 @@ async function serviceToken(zoneName: string): Promise<string> {
   return (await json<{ access_token: string }>(tokenRes)).access_token;
 }
 
+let placedOrder: string | undefined;
+
 test('a private-zone token reads orders through the private gateway: only its own subject’s (none)', async () => {
-  const r = await request(ex.endpoints.zones.private.gateway + '/api/orders', {
-    dispatcher: ex.edge,
-    headers: { authorization: `Bearer ${await serviceToken('private')}` },
-  });
+  const authorization = `Bearer ${await serviceToken('private')}`;
+  const get = (p: string) => request(ex.endpoints.zones.private.gateway + p, { dispatcher: ex.edge, headers: { authorization } });
+  const r = await get('/api/orders?limit=10');
   assert.equal(r.statusCode, 200);
   assert.deepEqual(await json(r), { orders: [] });
+  // GET /api/orders/{id}: a user's order is not found under another subject
+  assert.ok(placedOrder, 'the BFF test placed an order');
+  const other = await get(`/api/orders/${placedOrder}`);
+  assert.equal(other.statusCode, 404);
+  await other.body.dump();
+  // the contract: ids are uuids, limit is 1..100, no undeclared query parameters
+  for (const [p, detail] of [
+    ['/api/orders/42', 'path/id: must match format "uuid"'],
+    ['/api/orders?limit=0', 'query/limit: must be >= 1'],
+    ['/api/orders?customer=someone-else', 'query: unknown field "customer"'],
+  ]) {
+    const refused = await get(p);
+    assert.equal(refused.statusCode, 422, p);
+    assert.equal((await json<{ detail: string }>(refused)).detail, detail);
+  }
+  const deeper = await get(`/api/orders/${placedOrder}/items`);
+  assert.equal(deeper.statusCode, 404);
+  await deeper.body.dump();
 });
 
 test('BFF: a service token without MFA, or a forged bearer, gets no orders', async () => {

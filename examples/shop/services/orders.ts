@@ -7,8 +7,9 @@
 // Every request acts for someone: the gateway's identity token names them,
 // and the private-zone access token the gateway forwards says who acts for
 // them (`act`: the BFF that exchanged the user's token). Both are checked
-// here again — zero trust does not stop at the gateway. GET needs
-// orders:read, POST orders:write; each subject sees only its own orders.
+// here again — zero trust does not stop at the gateway. GET /api/orders and
+// GET /api/orders/{id} need orders:read, POST orders:write; each subject sees
+// only its own orders.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { createService, createAccessTokenVerifier, bearerToken, serviceOptions, type ServiceStartOptions, type VerifiedAccessToken } from 'gatehouse/mesh';
@@ -42,7 +43,9 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
     ...serviceOptions(o),
     async handler(req: IncomingMessage, res: ServerResponse, ctx) {
       const path = (req.url ?? '/').split('?')[0];
-      if (path !== '/api/orders') return problem(res, 404, 'Not Found', ctx.requestId);
+      // /api/orders/{id}: the gateway checked the id against openapi/orders.yaml (a uuid)
+      const one = /^\/api\/orders\/([0-9a-f-]{36})$/.exec(path);
+      if (path !== '/api/orders' && !(one && req.method === 'GET')) return problem(res, 404, 'Not Found', ctx.requestId);
       const raw = bearerToken(req.headers.authorization);
       let token: VerifiedAccessToken | undefined;
       try {
@@ -56,7 +59,13 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
       const mine = (order: Order) => order.customer === token.sub;
       if (req.method === 'GET') {
         if (!token.scopes.includes('orders:read')) return problem(res, 403, 'Forbidden', ctx.requestId, 'needs orders:read');
-        return send(res, 200, { orders: orders.filter(mine) }, ctx.requestId);
+        if (one) {
+          // someone else's order is as absent as a missing one
+          const order = orders.find((x) => x.id === one[1] && mine(x));
+          return order ? send(res, 200, order, ctx.requestId) : problem(res, 404, 'Not Found', ctx.requestId);
+        }
+        const limit = Number(new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('limit') ?? 100);
+        return send(res, 200, { orders: orders.filter(mine).slice(-limit) }, ctx.requestId);
       }
       if (req.method !== 'POST') return problem(res, 405, 'Method Not Allowed', ctx.requestId);
       if (!token.scopes.includes('orders:write')) return problem(res, 403, 'Forbidden', ctx.requestId, 'needs orders:write');
