@@ -4,6 +4,7 @@
 // file, line and field when a contract cannot be compiled.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 import { Agent, request } from 'undici';
 import { startUpstream, startFixture, type Upstream, type Fixture } from './support/gateway-fixture.ts';
 
@@ -80,7 +81,7 @@ const routes = `      - { name: orders, path: /api/orders, methods: [GET, POST],
         service: app
         auth: anonymous
         validate: { openapi: { document: openapi.yaml, unknownQuery: refuse } }
-      - { name: mine, path: /api/orders/mine, methods: [GET], service: app, auth: anonymous }
+      - { name: mine, path: /api/orders/mine, methods: [GET], service: app, auth: anonymous, policies: { ip_rules: { deny: [127.0.0.0/8] } } }
       - name: item
         path: /api/shops/{shop}/items/{sku}
         methods: [GET]
@@ -122,14 +123,50 @@ test('path templates: {id} matches one segment, a literal route wins, and the up
   const encoded = await call('/api/orders/%34%32');
   assert.equal(encoded.status, 200);
   assert.equal(encoded.json.path, '/api/orders/42');
-  assert.equal((await call('/api/orders/mine')).json.path, '/api/orders/mine');
+  assert.equal((await call('/api/orders/mine')).status, 403, 'the literal route (with its own rules) wins over {id}');
   assert.equal((await call('/api/orders/42/items')).status, 404);
   assert.equal((await call('/api/orders/')).status, 404);
   assert.equal((await call('/api/loose/anything-at-all')).status, 200);
   const wrongMethod = await call('/api/orders/42', { method: 'PUT' });
   assert.equal(wrongMethod.status, 405);
   assert.deepEqual(String(wrongMethod.headers.allow).split(/, */).sort(), ['DELETE', 'GET', 'HEAD']);
-  assert.equal(up.seen.length, seen + 4);
+  assert.equal(up.seen.length, seen + 3);
+});
+
+test('a variant of a literal path (encoding, slashes, dot segments) never reaches the template route beside it', async () => {
+  const { port } = new URL(fx.gateway.url);
+  const raw = (target: string) =>
+    new Promise<number>((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: Number(port), ca: fx.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] }, () =>
+        socket.write(`GET ${target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n`),
+      );
+      let text = '';
+      socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+      socket.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
+      socket.on('error', reject);
+    });
+  const variants = [
+    '/api/orders/mine',
+    '/api/orders/m%69ne',
+    '/api/orders/%6Dine',
+    '/api/orders//mine',
+    '/api//orders/mine',
+    '/api/orders/./mine',
+    '/api/orders/x/../mine',
+    '/api/orders/%2e/mine',
+    '/api/orders/mine%2F',
+    '/api/orders/mine/.',
+    '/api/orders/mine;x=1',
+    '/api/orders/..%2fmine',
+    '/api/orders/%252e%252e/mine',
+  ];
+  for (const v of variants) {
+    const before = up.seen.length;
+    const status = await raw(v);
+    const reached = up.seen.slice(before).map((x) => x.url);
+    assert.ok([403, 400, 404].includes(status), `${v}: ${status}`);
+    assert.deepEqual(reached, [], `${v} reached the upstream`);
+  }
 });
 
 test('OpenAPI path and query parameters: typed as the document says, 422 naming the parameter, nothing reaches the upstream', async () => {
