@@ -225,6 +225,10 @@ test('mfa: required refuses a client token and accepts a user who signed in with
   const tokens = await codeTokens(config, await signIn(h, config, h.auth.devCredentials!.users[0]));
   const ok = await call('/mfa', bearer(tokens.access_token));
   assert.equal(ok.statusCode, 200, await ok.body.text());
+  // the same sign-in's ID token (typ JWT, aud = the client) and refresh token are no access tokens
+  assert.ok(tokens.id_token);
+  await expect401('/read', bearer(tokens.id_token), /invalid_token/);
+  if (tokens.refresh_token) await expect401('/read', bearer(tokens.refresh_token), /invalid_token/);
 });
 
 test('forged tokens: none, HMAC with the public key, altered payload, stripped or zeroed signature', async () => {
@@ -287,6 +291,17 @@ test('the gateway clock decides: a real token is refused once expired', async ()
 
 test('oversized tokens and thousands of random kids stay bounded', async () => {
   await expect401('/read', bearer('a'.repeat(9000) + '.b.c'), /too large/);
+  // 64 KB: refused before any parsing (the request head limit), never proxied
+  const before = up.seen.length;
+  const h1 = new Agent({ connect: { ca: readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem')) }, allowH2: false });
+  try {
+    const huge = await request(gw.url + '/read', { dispatcher: h1, headers: bearer('a'.repeat(64 * 1024) + '.b.c') });
+    assert.ok([401, 431].includes(huge.statusCode), String(huge.statusCode));
+    await huge.body.dump();
+  } finally {
+    await h1.close();
+  }
+  assert.equal(up.seen.length, before);
   const hits = forger.jwksHits();
   for (let i = 0; i < 300; i++) {
     const res = await call('/read', bearer(await forger.sign({}, { kid: `random-${i}` })));
