@@ -77,7 +77,7 @@ services:
 const routes = `      - { name: orders, path: /api/orders, methods: [GET, POST], service: app, auth: anonymous, validate: { openapi: openapi.yaml } }
       - name: order
         path: /api/orders/{id}
-        methods: [GET, DELETE]
+        methods: [GET, HEAD, DELETE]
         service: app
         auth: anonymous
         validate: { openapi: { document: openapi.yaml, unknownQuery: refuse } }

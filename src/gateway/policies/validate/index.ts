@@ -200,7 +200,8 @@ function openApiContracts(config: Config, dir: string): Map<string, Contract> {
   }
   const out = new Map<string, Contract>();
   for (const method of config.route.methods) {
-    const op = operationOf(doc, docPath, method);
+    // HEAD is GET without the body, unless the document describes it
+    const op = operationOf(doc, docPath, method) ?? (method === 'HEAD' ? operationOf(doc, docPath, 'GET') : undefined);
     if (!op) throw new FieldError(['validate', 'openapi'], `${o.document} describes no ${method.toLowerCase()} operation at ${docPath}`);
     out.set(method, compileOperation(doc, op, o.unknownQuery === 'allow', params, bodies));
   }
