@@ -62,6 +62,16 @@ test('gatehouse authority + clients/users/keys admin verbs', async () => {
       assert.equal((await feed(gw.client_secret, 'public-gateway')).status, 200);
       assert.equal((await feed(added.client_secret, 'reports')).status, 401);
       assert.ok(JSON.parse((await gatehouse(['clients', 'list', ...common])).stdout).find((c: any) => c.client_id === 'public-gateway').revocation_feed);
+      // without --grant, --revocation-feed registers a client that only reads the feed
+      const feedOnly = JSON.parse((await gatehouse(['clients', 'add', ...common, '--id', 'feed-only', '--revocation-feed'])).stdout);
+      assert.equal((await feed(feedOnly.client_secret, 'feed-only')).status, 200);
+      assert.deepEqual(JSON.parse((await gatehouse(['clients', 'list', ...common])).stdout).find((c: any) => c.client_id === 'feed-only').grant_types, []);
+      const noToken = await tf.fetch(`${ready.endpoints.authority}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: 'Basic ' + Buffer.from(`feed-only:${feedOnly.client_secret}`).toString('base64') },
+        body: 'grant_type=client_credentials',
+      });
+      assert.equal(noToken.status, 401, 'the feed-only client gets no token');
 
       const before = (await (await tf.fetch(`${ready.endpoints.authority}/jwks`)).json()) as any;
       const rotated = JSON.parse((await gatehouse(['keys', 'rotate', ...common])).stdout);

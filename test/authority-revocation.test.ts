@@ -8,7 +8,10 @@ import assert from 'node:assert/strict';
 import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { randomUUID } from 'node:crypto';
-import { startHarness, type Harness, REDIRECT } from './support/authority-harness.ts';
+import path from 'node:path';
+import { startHarness, type Harness, REDIRECT, tempDir, writeTopology, trustingFetch, silentLogger } from './support/authority-harness.ts';
+import { loadTopology } from '../src/topology/load.ts';
+import { startAuthority } from '../src/authority/index.ts';
 import { signIn, codeTokens, authorize } from './support/authority-flows.ts';
 
 let h: Harness;
@@ -248,4 +251,50 @@ test('the feed is incremental (since = the previous until) and forgets tokens on
   h.clock.advance(300_000 + 61_000);
   const later = await feed();
   assert.ok(!jtisOf(later.body).has(decodeJwt(a.access_token).jti!) && !jtisOf(later.body).has(decodeJwt(b.access_token).jti!));
+});
+
+test("dev mode seeds the feed-only client the zone's revocationFeed names: it reads the feed and nothing else, with the same secret after a restart", async () => {
+  const tmp = tempDir();
+  const zone = (clientId: string) =>
+    `gateway: {}\nauthority:\n  listen: 127.0.0.1:0\n  scopes: [orders:read]\nauthentication:\n  revocationFeed: { clientId: ${clientId}, clientSecretEnv: GH_TEST_FEED_SECRET }\n`;
+  const stateDir = path.join(tmp.dir, 'state');
+  const start = (clientId: string) =>
+    startAuthority({ topology: loadTopology(writeTopology(tmp.dir, { public: zone(clientId) })), zone: 'public', stateDir, dev: true, logger: silentLogger() });
+  let auth = await start('gateway-public');
+  const tf = trustingFetch(auth.caFile!);
+  try {
+    const seeded = auth.devFeedClient!;
+    assert.equal(seeded.client_id, 'gateway-public');
+    assert.ok(!auth.devCredentials!.clients.some((c) => c.client_id === 'gateway-public'), 'not one of the demo identities');
+    const listed = (await auth.admin.clients.list()).find((c) => c.client_id === 'gateway-public')!;
+    assert.deepEqual([listed.grant_types, listed.scope, listed.revocation_feed], [[], '', true]);
+    const feedClient = { id: seeded.client_id, secret: seeded.client_secret };
+    assert.equal((await tf.fetch(auth.revocationFeed, { headers: { authorization: basic(feedClient.id, feedClient.secret) } })).status, 200);
+    for (const [endpoint, form] of [
+      [auth.tokenEndpoint, { grant_type: 'client_credentials' }],
+      [auth.introspectionEndpoint, { token: 'x' }],
+      [auth.revocationEndpoint, { token: 'x' }],
+    ] as const) {
+      const res = await tf.fetch(endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(feedClient.id, feedClient.secret) },
+        body: new URLSearchParams(form).toString(),
+      });
+      assert.equal(res.status, 401, endpoint);
+      assert.equal(((await res.json()) as { error: string }).error, 'invalid_client', `${endpoint}: the feed client is no OAuth client`);
+    }
+    // a feed-only client holds nothing else; a client without grant types is one
+    await assert.rejects(auth.admin.clients.add({ grantTypes: [], scope: '', authMethod: 'client_secret_basic' }), /at least one grant type/);
+    await assert.rejects(auth.admin.clients.add({ grantTypes: [], scope: 'orders:read', authMethod: 'client_secret_basic', revocationFeed: true }), /no scope/);
+    await auth.close();
+    auth = await start('gateway-public');
+    assert.deepEqual(auth.devFeedClient, seeded, 'the same client and secret after a restart');
+    await auth.close();
+    // a name that is already a client able to do more is never taken over
+    await assert.rejects(start('public-service'), /revocationFeed\.clientId "public-service" is already a client that is not a feed-only client/);
+  } finally {
+    await auth.close();
+    await tf.close();
+    tmp.remove();
+  }
 });

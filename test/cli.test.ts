@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, statSync } from 'node:fs';
+import { readFileSync, writeFileSync, statSync, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { startUpstream, tempDir } from './support/gateway-fixture.ts';
@@ -36,6 +36,62 @@ function start(args: string[], marker: RegExp): Promise<{ child: ChildProcess; o
       reject(new Error(`exited with ${code} before ${marker}:\n${output}`));
     });
   });
+}
+
+interface Client {
+  client_id: string;
+  client_secret: string;
+}
+
+/** POSTs a form to an authority endpoint as a confidential client (client_secret_basic). */
+function postAsClient(agent: Agent, url: string, client: Client, form: Record<string, string>) {
+  return request(url, {
+    dispatcher: agent,
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(client.client_id)}:${encodeURIComponent(client.client_secret)}`).toString('base64'),
+    },
+    body: new URLSearchParams(form).toString(),
+  });
+}
+
+async function clientCredentialsToken(agent: Agent, authority: string, client: Client, scope: string): Promise<string> {
+  const res = await postAsClient(agent, authority + '/token', client, { grant_type: 'client_credentials', scope });
+  assert.equal(res.statusCode, 200);
+  return ((await res.body.json()) as { access_token: string }).access_token;
+}
+
+/** The example's zones poll their authority's revocation feed every pollSeconds (examples/shop/gatehouse.yaml). */
+const POLL_MS = 5_000;
+
+/**
+ * Calls `url` with `token` until the gateway has verified (and cached) it,
+ * revokes the token at the authority (RFC 7009) and returns how long the
+ * gateway kept accepting it.
+ */
+async function msUntilRevokedTokenRefused(agent: Agent, o: { url: string; authority: string; client: Client; token: string }): Promise<number> {
+  const call = async () => {
+    const res = await request(o.url, { dispatcher: agent, headers: { authorization: `Bearer ${o.token}` } });
+    await res.body.dump();
+    return res;
+  };
+  for (let i = 0; i < 2; i++) assert.equal((await call()).statusCode, 200, `${o.url} accepts the token before it is revoked`);
+  const revoked = await postAsClient(agent, o.authority + '/token/revocation', o.client, { token: o.token, token_type_hint: 'access_token' });
+  assert.equal(revoked.statusCode, 200);
+  await revoked.body.dump();
+  const since = Date.now();
+  for (;;) {
+    const res = await call();
+    const waited = Date.now() - since;
+    if (res.statusCode === 401) {
+      assert.match(String(res.headers['www-authenticate']), /error="invalid_token"/);
+      return waited;
+    }
+    assert.equal(res.statusCode, 200);
+    assert.ok(waited < 3 * POLL_MS, `${o.url} still accepts the revoked token after ${waited} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
@@ -138,16 +194,7 @@ test('up: the example comes up as a new user sees it, writes endpoints.json, and
     const devCreds = JSON.parse(readFileSync(path.join(dir, 'dev-credentials.json'), 'utf8'));
     for (const zone of ['public', 'private']) {
       const service = devCreds.zones[zone].clients.find((c: { grant_types: string[]; client_secret?: string }) => c.grant_types.includes('client_credentials') && c.client_secret);
-      const res = await request(endpoints.zones[zone].authority + '/token', {
-        dispatcher: agent,
-        method: 'POST',
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(service.client_id)}:${encodeURIComponent(service.client_secret)}`).toString('base64'),
-        },
-        body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read' }).toString(),
-      });
-      tokens[zone] = ((await res.body.json()) as { access_token: string }).access_token;
+      tokens[zone] = await clientCredentialsToken(agent, endpoints.zones[zone].authority, service, 'orders:read');
     }
     const echo = await request(gw + '/api/echo/any/path?q=1', {
       dispatcher: agent,
@@ -177,15 +224,7 @@ test('up: the example comes up as a new user sees it, writes endpoints.json, and
       assert.ok(z.clients.some((c: { grant_types: string[]; redirect_uris?: string[] }) => c.grant_types.includes('authorization_code') && c.redirect_uris?.length));
       assert.match(z.users[0].totp_secret, /^[A-Z2-7]+=*$/);
       const authority = endpoints.zones[zone].authority;
-      const token = await request(authority + '/token', {
-        dispatcher: agent,
-        method: 'POST',
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(service.client_id)}:${encodeURIComponent(service.client_secret)}`).toString('base64'),
-        },
-        body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read' }).toString(),
-      });
+      const token = await postAsClient(agent, authority + '/token', service, { grant_type: 'client_credentials', scope: 'orders:read' });
       assert.equal(token.statusCode, 200, zone);
       const { access_token, expires_in } = (await token.body.json()) as { access_token: string; expires_in: number };
       assert.ok(expires_in <= 300);
@@ -196,6 +235,73 @@ test('up: the example comes up as a new user sees it, writes endpoints.json, and
   } finally {
     assert.equal(await stop(child, 'SIGINT'), 0);
   }
+});
+
+test('up: a token revoked at the authority is refused by the gateway within the poll interval, cached ones included', async (t) => {
+  const dir = tempDir('gh-up-revoke-');
+  const { child } = await start(['up', '--ephemeral-ports', '--state-dir', dir], /gatehouse: ready/);
+  const endpoints = JSON.parse(readFileSync(path.join(dir, 'endpoints.json'), 'utf8'));
+  const agent = new Agent({ connect: { ca: readFileSync(endpoints.caBundle) } });
+  try {
+    const creds = JSON.parse(readFileSync(path.join(dir, 'dev-credentials.json'), 'utf8'));
+    const routes = { public: '/api/echo/revoked', private: '/api/orders' };
+    const waited = await Promise.all(
+      Object.entries(routes).map(async ([zone, route]) => {
+        const { authority, gateway } = endpoints.zones[zone];
+        const client = creds.zones[zone].clients.find((c: { grant_types: string[]; client_secret?: string }) => c.grant_types.includes('client_credentials') && c.client_secret);
+        const token = await clientCredentialsToken(agent, authority, client, 'orders:read');
+        const ms = await msUntilRevokedTokenRefused(agent, { url: gateway + route, authority, client, token });
+        // only the revoked token: a new one of the same client passes
+        const fresh = await request(gateway + route, { dispatcher: agent, headers: { authorization: `Bearer ${await clientCredentialsToken(agent, authority, client, 'orders:read')}` } });
+        assert.equal(fresh.statusCode, 200, zone);
+        await fresh.body.dump();
+        return ms;
+      }),
+    );
+    t.diagnostic(`revoked tokens refused after ${waited.join(' and ')} ms`);
+    for (const ms of waited) assert.ok(ms <= POLL_MS + 2_000, `refused ${ms} ms after the revocation`);
+
+    // the gateway's feed client: its secret only in a 0600 file of the state dir
+    // (and the gateway's environment), never in a log or another file; it reads
+    // the feed and can do nothing else
+    for (const zone of ['public', 'private']) {
+      const file = path.join(dir, 'gateway', zone, 'revocation-feed.secret');
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      const feedClient = { client_id: `gateway-${zone}`, client_secret: readFileSync(file, 'utf8').trim() };
+      for (const f of [...readdirSync(path.join(dir, 'logs')).map((l) => path.join(dir, 'logs', l)), path.join(dir, 'dev-credentials.json'), path.join(dir, 'endpoints.json'), example])
+        assert.ok(!readFileSync(f, 'utf8').includes(feedClient.client_secret), `${f} does not hold the feed secret`);
+      const { authority } = endpoints.zones[zone];
+      const feed = await request(authority + '/revocations', { dispatcher: agent, headers: { authorization: 'Basic ' + Buffer.from(`${feedClient.client_id}:${feedClient.client_secret}`).toString('base64') } });
+      assert.equal(feed.statusCode, 200);
+      await feed.body.dump();
+      for (const [endpoint, form] of [
+        ['/token', { grant_type: 'client_credentials' }],
+        ['/token/introspection', { token: 'x' }],
+        ['/token/revocation', { token: 'x' }],
+      ] as const) {
+        const refused = await postAsClient(agent, authority + endpoint, feedClient, form);
+        assert.equal(refused.statusCode, 401, `${zone}: the feed client is refused at ${endpoint}`);
+        await refused.body.dump();
+      }
+    }
+  } finally {
+    await agent.close();
+    assert.equal(await stop(child, 'SIGINT'), 0);
+  }
+});
+
+test('up --no-dev: without the secret of a revocation-feed client it refuses to start and says what to do', () => {
+  const dir = tempDir('gh-up-nodev-');
+  const env = { ...process.env };
+  delete env.GATEHOUSE_PUBLIC_FEED_SECRET;
+  delete env.GATEHOUSE_PRIVATE_FEED_SECRET;
+  const r = spawnSync(process.execPath, [main, 'up', '--no-dev', '--ephemeral-ports', '--state-dir', dir], { encoding: 'utf8', cwd: root, timeout: 30_000, env });
+  assert.equal(r.status, 1, r.stderr);
+  for (const zone of ['public', 'private']) {
+    assert.match(r.stderr, new RegExp(`zone ${zone}: .*GATEHOUSE_${zone.toUpperCase()}_FEED_SECRET is not set`));
+    assert.match(r.stderr, new RegExp(`gatehouse clients add .*--zone ${zone} --id gateway-${zone} --revocation-feed`));
+  }
+  assert.ok(!existsSync(path.join(dir, 'logs')), 'nothing was started');
 });
 
 test('keys api add | list | revoke: the key is printed once, only its prefix is listed', () => {

@@ -34,7 +34,7 @@ export interface ClientSpec {
   /** for tls_client_auth: the SAN URI (SPIFFE ID) the client certificate must carry */
   tlsSanUri?: string;
   name?: string;
-  /** may read the revocation feed (GET /revocations); for the zone's gateway */
+  /** may read the revocation feed (GET /revocations); for the zone's gateway. With no grant types it can do nothing else. */
   revocationFeed?: boolean;
 }
 
@@ -94,7 +94,11 @@ export class ClientRegistry {
   async add(spec: ClientSpec): Promise<{ client_id: string; client_secret?: string }> {
     const clientId = spec.clientId ?? `client-${randomBytes(9).toString('base64url')}`;
     if (!CLIENT_ID.test(clientId)) throw new ClientError('client_id is 3-128 letters, digits, . _ -');
-    if (spec.grantTypes.length === 0) throw new ClientError('a client needs at least one grant type');
+    // a client without grant types is a revocation-feed reader and nothing else
+    // (oidc-provider never sees it: oidc-adapter.ts), so it holds no scope either
+    if (spec.grantTypes.length === 0 && !spec.revocationFeed) throw new ClientError('a client needs at least one grant type');
+    if (spec.grantTypes.length === 0 && (spec.scope.trim() !== '' || spec.redirectUris?.length))
+      throw new ClientError('a feed-only client (no grant type) has no scope and no redirect URI');
     const codeFlow = spec.grantTypes.includes('authorization_code');
     const redirectUris = spec.redirectUris ?? [];
     if (codeFlow && redirectUris.length === 0) throw new ClientError('authorization_code needs a redirect URI');

@@ -15,7 +15,9 @@
 //     { "jtis": [{ "jti": "…", "exp": <token exp, s> }, …], "until": <ms> }
 //
 // The client must be registered with the permission
-// (`gatehouse clients add --revocation-feed …`, ClientSpec.revocationFeed);
+// (`gatehouse clients add --revocation-feed …`, ClientSpec.revocationFeed;
+// without grant types it can do nothing else; dev mode seeds the one the
+// topology's revocationFeed names: dev-feed-client.ts);
 // anyone else gets 401 problem+json. `jtis` lists every access token of this
 // zone that was revoked and has not expired (it stays listed until exp plus
 // a minute): revoked by RFC 7009 revocation at /token/revocation; or under a
@@ -36,6 +38,7 @@
 export { startAuthority, openZoneStores, zoneDir } from './start-authority.ts';
 export type { StartAuthorityOptions, RunningAuthority } from './start-authority.ts';
 export type { ZoneDevCredentials, DevClient, DevUser } from './dev-seed.ts';
+export type { DevFeedClient } from './dev-feed-client.ts';
 export { zoneAudience, ACR_MFA, ACR_PASSWORD } from './context.ts';
 export { openConfidentialClaims, CONFIDENTIAL_CLAIM } from './confidential-claims.ts';
 export { TOKEN_EXCHANGE } from './client-registry.ts';

@@ -162,6 +162,9 @@ export function createAdapterClass(db: Kysely<Database>, now: () => number, hook
       .executeTakeFirst();
     if (!row) return undefined;
     const metadata = JSON.parse(row.metadata) as AdapterPayload;
+    // a client without grant types only reads the revocation feed (its own
+    // endpoint): it is no OAuth client, so it authenticates at no endpoint here
+    if (!Array.isArray(metadata.grant_types) || metadata.grant_types.length === 0) return undefined;
     // The stored value is a keyed hash; Client#compareClientSecret is replaced
     // to hash what the client presents (see provider.ts).
     if (row.secret_hash) metadata.client_secret = row.secret_hash;

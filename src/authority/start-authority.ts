@@ -34,6 +34,7 @@ import { handleRevocationFeed } from './revocation-feed.ts';
 import type { ClientCertPolicy } from './client-certificate.ts';
 import { localRevocations, trustBundlePath } from '../pki/index.ts';
 import { seedDev, DEV_CREDENTIALS_SECRET, type ZoneDevCredentials } from './dev-seed.ts';
+import { seedFeedClient, type DevFeedClient } from './dev-feed-client.ts';
 import { sweepExpired } from './oidc-adapter.ts';
 import type { AuthorityConfig } from '../topology/schema-authority.ts';
 
@@ -41,7 +42,7 @@ export interface StartAuthorityOptions {
   topology: LoadedTopology;
   zone: string;
   stateDir: string;
-  /** seed demo identities and return them as devCredentials */
+  /** seed demo identities and return them as devCredentials (and the gateway's feed client as devFeedClient) */
   dev?: boolean;
   /** host:port overriding the zone's `listen` */
   listen?: string;
@@ -71,6 +72,8 @@ export interface RunningAuthority {
   /** the PEM trust bundle for the dev certificate (dev TLS only) */
   caFile?: string;
   devCredentials?: ZoneDevCredentials;
+  /** dev only: the zone gateway's revocation-feed client, when the topology configures one (dev-feed-client.ts) */
+  devFeedClient?: DevFeedClient;
   /** the authority's database kind */
   storage: 'sqlite' | 'postgres';
   /** re-read the key table now (the poller does it every keyPollMs) */
@@ -138,6 +141,8 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
   const stores = await openZoneStores(topology, zone, stateDir, clock);
   const { config, dir, storage, keyStore, now } = stores;
   let db: AuthorityDb | undefined = storage;
+  // a start that fails late (e.g. a dev seed that refuses) frees the port and the audit file
+  const undo: (() => unknown)[] = [];
   try {
     const maxLifetime = config.accessTokenTtl;
     await keyStore.ensureSigningKey(config.signingAlg, maxLifetime);
@@ -201,6 +206,10 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       server.once('error', reject);
       server.listen(listen.port, listen.host, () => {
         server.off('error', reject);
+        undo.push(() => {
+          server.close();
+          server.closeAllConnections();
+        });
         resolve();
       });
     });
@@ -219,6 +228,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
 
     const audience = zoneAudience(topology.topology.trustDomain, zone, config);
     const audit = createAudit({ zone, file: path.join(dir, 'audit.jsonl'), now, sink: options.onAudit });
+    undo.push(() => audit.close());
     const ctx: AuthorityContext = {
       zone,
       loaded: topology,
@@ -345,12 +355,15 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
     };
 
     let devCredentials: ZoneDevCredentials | undefined;
-    if (options.dev)
+    let devFeedClient: DevFeedClient | undefined;
+    if (options.dev) {
       devCredentials = await seedDev(
         ctx,
         () => keyStore.getSealed(DEV_CREDENTIALS_SECRET),
         (v) => keyStore.putSealed(DEV_CREDENTIALS_SECRET, v),
       );
+      devFeedClient = await seedFeedClient(ctx, (n) => keyStore.getSealed(n), (n, v) => keyStore.putSealed(n, v));
+    }
 
     const timers = [
       setInterval(() => {
@@ -378,6 +391,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       audience,
       caFile,
       devCredentials,
+      devFeedClient,
       storage: storage.kind,
       reloadKeys,
       admin: {
@@ -404,6 +418,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       },
     };
   } catch (error) {
+    for (const u of undo.reverse()) await u();
     await db?.close();
     throw error;
   }

@@ -10,6 +10,8 @@ export interface ReadyMessage {
   endpoints: Record<string, string>;
   /** Dev mode only: seeded demo identities of this zone (see DESIGN.md). */
   devCredentials?: unknown;
+  /** Dev mode only: the zone gateway's revocation-feed client (over IPC only, never logged). */
+  devFeedClient?: { client_id: string; client_secret: string };
 }
 
 export function announceReady(message: Omit<ReadyMessage, 'type'>): void {

@@ -5,6 +5,15 @@
 // gateways
 // — and `endpoints.json` is written only when every one of them has said it
 // answers.
+//
+// A gateway whose zone polls the revocation feed (authentication.revocationFeed)
+// gets its client secret in the environment variable the topology names, never
+// on the command line or in a log. Dev mode: the zone authority seeds that
+// client (it can only read the feed) and reports the secret over IPC; `up`
+// keeps it in DIR/gateway/<zone>/revocation-feed.secret (0600) and hands it to
+// the gateway. Otherwise (--no-dev, or a feed of another authority) the
+// operator registers the client and sets the variable; `up` refuses to start
+// without it, before anything runs.
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, writeFileSync, renameSync, readFileSync, closeSync } from 'node:fs';
 import path from 'node:path';
@@ -42,6 +51,22 @@ interface Child {
   ready: Promise<ReadyMessage>;
 }
 
+/** Zones whose gateway reads a revocation feed with a secret `up` does not seed: the variable must be set already. */
+function checkFeedSecrets(o: UpOptions, topology: ReturnType<typeof loadTopology>['topology'], seeded: (zone: string) => boolean): void {
+  const missing: string[] = [];
+  for (const [zone, z] of Object.entries(topology.zones)) {
+    const feed = z.authentication.revocationFeed;
+    if (!z.gateway || !feed || seeded(zone) || process.env[feed.clientSecretEnv]) continue;
+    const register = feed.url
+      ? `at the authority that serves ${feed.url}`
+      : `(gatehouse clients add --config ${o.config} --state-dir ${o.stateDir} --zone ${zone} --id ${feed.clientId} --revocation-feed)`;
+    missing.push(
+      `zone ${zone}: the gateway reads the revocation feed as client ${feed.clientId}, but ${feed.clientSecretEnv} is not set; register the client once ${register} and export ${feed.clientSecretEnv}=<its secret>`,
+    );
+  }
+  if (missing.length > 0) throw new Error(`${missing.join('\n')}\n(in dev mode, without --no-dev, up seeds the feed client of a zone's own authority)`);
+}
+
 function writeAtomic(file: string, data: string, mode: number): void {
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, data, { mode });
@@ -53,6 +78,11 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
   const loaded = loadTopology(o.config);
   const { topology } = loaded;
   const stateDir = path.resolve(o.stateDir);
+  const authorityVerb = existsSync(path.join(here, 'commands', 'authority.ts'));
+  // dev mode seeds the feed client at the zone's own authority (dev-feed-client.ts)
+  const seedsFeedClient = (zone: string) =>
+    o.dev && authorityVerb && topology.zones[zone]?.authority !== undefined && topology.zones[zone]?.authentication.revocationFeed?.url === undefined;
+  checkFeedSecrets(o, topology, seedsFeedClient);
   mkdirSync(path.join(stateDir, 'logs'), { recursive: true, mode: 0o700 });
   for (const f of ['endpoints.json', 'services.json']) if (existsSync(path.join(stateDir, f))) writeFileSync(path.join(stateDir, f), '{}');
 
@@ -115,7 +145,7 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
     const caChild = start('ca', ['ca', 'serve', ...common, '--listen', '127.0.0.1:0']);
     const zones: Endpoints['zones'] = {};
     const devCredentials: Record<string, unknown> = {};
-    const authorityVerb = existsSync(path.join(here, 'commands', 'authority.ts'));
+    const feedSecrets: Record<string, string> = {};
     const authorityChildren = Object.entries(topology.zones)
       .filter(([, z]) => z.authority !== undefined && authorityVerb)
       .map(([zone]) => ({
@@ -128,6 +158,7 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
       const m = authorityReady[i];
       zones[a.zone] = { ...zones[a.zone], authority: m.endpoints.authority };
       if (m.devCredentials !== undefined) devCredentials[a.zone] = m.devCredentials;
+      if (m.devFeedClient !== undefined && seedsFeedClient(a.zone)) feedSecrets[a.zone] = m.devFeedClient.client_secret;
     });
 
     // 2. services that Gatehouse starts itself. Each gets a one-time join token
@@ -177,22 +208,36 @@ export async function up(o: UpOptions): Promise<{ endpoints: Endpoints; stop(): 
       0o600,
     );
 
-    // 3. gateways
+    // 3. gateways, each with the secret of its revocation-feed client (dev: seeded)
+    const feedEnv = (zone: string): Record<string, string> => {
+      const feed = topology.zones[zone].authentication.revocationFeed;
+      const secret = feedSecrets[zone];
+      if (!feed || secret === undefined) return {};
+      const dir = path.join(stateDir, 'gateway', zone);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      writeAtomic(path.join(dir, 'revocation-feed.secret'), secret + '\n', 0o600);
+      return { [feed.clientSecretEnv]: secret };
+    };
     const gateways = Object.entries(topology.zones)
       .filter(([, z]) => z.gateway !== undefined)
       .map(([zone, z]) => ({
         zone,
-        child: start(`gateway-${zone}`, [
-          'gateway',
-          ...common,
-          '--zone',
-          zone,
-          '--workers',
-          '1',
-          ...ephemeral('--listen'),
-          ...ephemeral('--admin-listen'),
-          ...(z.gateway!.redirectListen ? ephemeral('--redirect-listen') : []),
-        ]),
+        child: start(
+          `gateway-${zone}`,
+          [
+            'gateway',
+            ...common,
+            '--zone',
+            zone,
+            '--workers',
+            '1',
+            ...ephemeral('--listen'),
+            ...ephemeral('--admin-listen'),
+            ...(z.gateway!.redirectListen ? ephemeral('--redirect-listen') : []),
+          ],
+          MAIN,
+          feedEnv(zone),
+        ),
       }));
     const gatewayReady = await Promise.all(gateways.map((g) => g.child.ready));
     gateways.forEach((g, i) => {

@@ -26,6 +26,7 @@ export function register(program: Command): void {
         zone: opts.zone,
         endpoints: { authority: running.url },
         devCredentials: running.devCredentials,
+        devFeedClient: running.devFeedClient,
       });
     });
 }

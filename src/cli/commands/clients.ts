@@ -11,22 +11,23 @@ export function register(program: Command): void {
   common(clients.command('add'))
     .description('register a client; a generated secret is printed once and stored only as a keyed hash')
     .option('--id <client_id>', 'client id (default: generated)')
-    .option('--grant <type...>', 'grant types: client_credentials, authorization_code, refresh_token, token-exchange', ['client_credentials'])
+    .option('--grant <type...>', 'grant types: client_credentials, authorization_code, refresh_token, token-exchange (default: client_credentials; none with --revocation-feed)')
     .option('--redirect-uri <uri...>', 'exact redirect URIs (authorization_code)')
     .option('--scope <scopes>', 'space-separated scopes the client may have', '')
     .option('--auth <method>', 'client_secret_basic | private_key_jwt | tls_client_auth | none (public, PKCE)', 'client_secret_basic')
     .option('--jwks <file>', 'public JWK set file (private_key_jwt)')
     .option('--tls-san-uri <uri>', 'SAN URI the client certificate must carry (tls_client_auth)')
     .option('--name <name>', 'display name')
-    .option('--revocation-feed', "may read GET /revocations (the zone gateway's client; client_secret_basic or tls_client_auth)", false)
-    .action(async (o: Common & { id?: string; grant: string[]; redirectUri?: string[]; scope: string; auth: string; jwks?: string; tlsSanUri?: string; name?: string; revocationFeed: boolean }) => {
+    .option('--revocation-feed', "may read GET /revocations (the zone gateway's client; client_secret_basic or tls_client_auth); without --grant it can do nothing else", false)
+    .action(async (o: Common & { id?: string; grant?: string[]; redirectUri?: string[]; scope: string; auth: string; jwks?: string; tlsSanUri?: string; name?: string; revocationFeed: boolean }) => {
       const { readFileSync } = await import('node:fs');
       const { TOKEN_EXCHANGE } = await import('../../authority/index.ts');
       const s = await open(o);
       try {
         const GRANTS = ['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE] as const;
         const METHODS = ['client_secret_basic', 'private_key_jwt', 'tls_client_auth', 'none'] as const;
-        const grantTypes = o.grant.map((g) => {
+        // the gateway's feed client gets no grant unless asked: it only reads the feed
+        const grantTypes = (o.grant ?? (o.revocationFeed ? [] : ['client_credentials'])).map((g) => {
           const grant = g === 'token-exchange' ? TOKEN_EXCHANGE : g;
           const known = GRANTS.find((k) => k === grant);
           if (!known) throw new Error(`unknown grant ${JSON.stringify(g)} (${GRANTS.join(', ')}, token-exchange)`);

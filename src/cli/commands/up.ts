@@ -7,7 +7,7 @@ export function register(program: Command): void {
     .option('-c, --config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
     .option('-s, --state-dir <dir>', 'state directory (endpoints.json, dev CA, logs)', '.gatehouse')
     .option('--ephemeral-ports', 'listen on free ports instead of the ones in the file', false)
-    .option('--no-dev', 'do not seed demo identities (dev-credentials.json)')
+    .option('--no-dev', "do not seed demo identities (dev-credentials.json) nor the gateways' revocation-feed clients (register them; set each clientSecretEnv)")
     .addHelpText(
       'after',
       '\nWhen every component answers, writes DIR/endpoints.json and prints "gatehouse: ready".\nLogs of each component go to DIR/logs/. SIGINT/SIGTERM stop everything.',
