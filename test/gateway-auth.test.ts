@@ -31,6 +31,7 @@ let forger: {
   issuer: string;
   jwksUri: string;
   jwksHits: () => number;
+  setFeed(up: boolean): void;
   sign(claims: Record<string, unknown>, header?: Record<string, unknown>): Promise<string>;
   /** Signed without jose's checks (jose refuses to even produce some of these headers). */
   signRaw(claims: Record<string, unknown>, header: Record<string, unknown>): string;
@@ -46,7 +47,14 @@ async function startForger(dir: string) {
   const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'forger-1', alg: 'EdDSA', use: 'sig' };
   let hits = 0;
+  let feedUp = true;
   const server = https.createServer(pair, (req, res) => {
+    if (req.url?.startsWith('/revocations')) {
+      // a revocation feed whose health the test decides
+      res.writeHead(feedUp ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(feedUp ? JSON.stringify({ jtis: [], until: String(Date.now()) }) : '{}');
+      return;
+    }
     hits++;
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ keys: [jwk] }));
@@ -57,6 +65,9 @@ async function startForger(dir: string) {
     issuer: base,
     jwksUri: `${base}/jwks`,
     jwksHits: () => hits,
+    setFeed: (up: boolean) => {
+      feedUp = up;
+    },
     async sign(claims: Record<string, unknown>, header: Record<string, unknown> = {}) {
       const now = Math.floor(clock.now() / 1000);
       return new SignJWT({ iss: base, aud: 'urn:test:edge', sub: 'mallory', iat: now, exp: now + 300, jti: crypto.randomUUID(), scope: 'orders:read', ...claims })
@@ -414,5 +425,75 @@ test('revocation feed: a revoked JWT stops passing within the poll interval, eve
     await again.body.dump();
   } finally {
     await withFeed.close();
+  }
+});
+
+test('revocation feed gone stale: the issuer it covers fails closed (503 + Retry-After), other issuers pass, and it recovers', async () => {
+  process.env.GH_TEST_FORGER_FEED_SECRET = 'not-checked-by-the-test-feed';
+  const feedYaml = (extra: string) =>
+    readFileSync(path.join(h.dir, 'gateway.yaml'), 'utf8').replace(
+      '      unknownKidRefetchSeconds: 30\n',
+      `      unknownKidRefetchSeconds: 30\n      revocationFeed: { url: '${forger.issuer}/revocations', clientId: gw, clientSecretEnv: GH_TEST_FORGER_FEED_SECRET, pollSeconds: 1, maxStaleSeconds: 2${extra} }\n`,
+    );
+  const file = path.join(h.dir, 'stale.yaml');
+  writeFileSync(file, feedYaml(''));
+  const forged = await forger.sign({});
+  const wait = async (g: { url: string }, token: string, want: number) => {
+    let status = 0;
+    let last = '';
+    for (let i = 0; i < 60 && status !== want; i++) {
+      const r = await request(g.url + '/read', { dispatcher: agent, headers: bearer(token) });
+      status = r.statusCode;
+      if (status === want) return r;
+      last = `${status} ${String(r.headers['www-authenticate'] ?? '')}`;
+      await r.body.dump();
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.fail(`never answered ${want} (last ${last})`);
+  };
+  // the dev CA bundle is rewritten when a gateway starts: trust the forger's CA again
+  const start = () => {
+    const caFile = path.join(stateDir, 'tls', 'dev-ca.pem');
+    const forgerCa = readFileSync(path.join(h.dir, 'forger', 'tls', 'dev-ca.pem'), 'utf8');
+    if (!readFileSync(caFile, 'utf8').includes(forgerCa.trim())) writeFileSync(caFile, readFileSync(caFile, 'utf8') + forgerCa);
+    return startGateway({ config: file, zone: 'edge', stateDir, logger: quiet, accessLog: false, clock });
+  };
+  forger.setFeed(true);
+  const g = await start();
+  try {
+    await (await wait(g, forged, 200)).body.dump();
+    forger.setFeed(false);
+    const stale = await wait(g, forged, 503);
+    assert.equal(stale.headers['retry-after'], '1');
+    assert.equal(((await stale.body.json()) as { code: string }).code, 'revocation_status_unknown');
+    // the zone authority's own tokens are not answered for by this feed
+    const own = await request(g.url + '/read', { dispatcher: agent, headers: bearer(serviceToken) });
+    assert.equal(own.statusCode, 200);
+    await own.body.dump();
+    forger.setFeed(true);
+    await (await wait(g, forged, 200)).body.dump();
+  } finally {
+    await g.close();
+  }
+  // a gateway that starts while its feed is down refuses the covered tokens from the first request
+  forger.setFeed(false);
+  const cold = await start();
+  try {
+    const r = await request(cold.url + '/read', { dispatcher: agent, headers: bearer(forged) });
+    assert.equal(r.statusCode, 503);
+    await r.body.dump();
+  } finally {
+    await cold.close();
+  }
+  // whenStale: accept lets them through (and logs), for those who choose availability
+  writeFileSync(file, feedYaml(', whenStale: accept'));
+  const lenient = await start();
+  try {
+    const r = await request(lenient.url + '/read', { dispatcher: agent, headers: bearer(forged) });
+    assert.equal(r.statusCode, 200);
+    await r.body.dump();
+  } finally {
+    await lenient.close();
+    forger.setFeed(true);
   }
 });

@@ -21,6 +21,7 @@ export type ProblemCode =
   | 'insufficient_scope'
   | 'too_many_requests'
   | 'rate_limit_unavailable'
+  | 'revocation_status_unknown'
   | 'unsupported_media_type'
   | 'unprocessable'
   | 'internal';

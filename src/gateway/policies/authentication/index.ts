@@ -6,12 +6,13 @@ import { z } from 'zod';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Policy, ProvisionContext, Exchange, Identity } from '../policy.ts';
+import type { Logger } from '../../../shared/logger.ts';
 import { ZoneAuthentication, RouteAuth } from './schema.ts';
 import { createJwksCache } from './jwks.ts';
 import { createTokenVerifier, TokenRejected, type TokenVerifier, type TrustedIssuer } from './verify-token.ts';
 import { openApiKeyVerifier, type ApiKeyVerifier } from './api-keys.ts';
 import { createIntrospector, type Introspector } from './introspect.ts';
-import { pollRevocations } from './revocation-feed.ts';
+import { pollRevocations, type RevocationPoller } from './revocation-feed.ts';
 import { Unauthorized, BadRequest, GatehouseError } from '../../../shared/errors.ts';
 import { AuthFailureTracker } from '../rate-limit/auth-failures.ts';
 import { AuthFailureConfig } from '../rate-limit/schema.ts';
@@ -30,6 +31,8 @@ export interface AuthenticationState {
   apiKeyHeader: string;
   apiKeyQuery: string | undefined;
   tokens: TokenVerifier | undefined;
+  /** The zone's revocation feed: tokens of the issuers it covers need it fresh. */
+  feed: FeedGuard | undefined;
   apiKeys: ApiKeyVerifier | undefined;
   introspection: Introspector | undefined;
   failures: AuthFailureTracker;
@@ -48,8 +51,8 @@ function devCa(ctx: ProvisionContext): string | undefined {
   return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
 }
 
-/** The token verifier of a zone, shared by all its routes. */
-function tokenVerifier(zone: ZoneAuthentication, ctx: ProvisionContext): TokenVerifier {
+/** The token verifier of a zone (and its revocation feed), shared by all its routes. */
+function tokenVerifier(zone: ZoneAuthentication, ctx: ProvisionContext): { verifier: TokenVerifier; feed?: FeedGuard } {
   return ctx.shared.get(`auth:tokens:${JSON.stringify(zone)}`, () => {
     const td = ctx.topology.topology.trustDomain;
     const authority = ctx.topology.topology.zones[ctx.zone]?.authority as { audience?: string } | undefined;
@@ -94,15 +97,50 @@ function tokenVerifier(zone: ZoneAuthentication, ctx: ProvisionContext): TokenVe
       if (!feedUrl) throw new Error('revocationFeed needs a url, or the zone authority (which publishes itself in the state dir)');
       const secret = process.env[feed.clientSecretEnv];
       if (!secret) throw new Error(`environment variable ${feed.clientSecretEnv} (revocation feed client secret) is not set`);
-      ctx.shared.get(
+      const poller = ctx.shared.get(
         `auth:revocations:${feedUrl}`,
-        () => pollRevocations({ feedUrl, clientId: feed.clientId, clientSecret: secret, intervalMs: feed.pollSeconds * 1000, tokens: verifier, logger: ctx.logger, ca }),
+        () =>
+          pollRevocations({
+            feedUrl,
+            clientId: feed.clientId,
+            clientSecret: secret,
+            intervalMs: feed.pollSeconds * 1000,
+            tokens: verifier,
+            logger: ctx.logger,
+            ca,
+            maxStaleMs: feed.maxStaleSeconds * 1000,
+            clock: ctx.clock,
+          }),
         (p) => p.close(),
       );
+      // the feed answers for the issuer it lies under (the zone authority: <issuer>/revocations)
+      const covered = issuers.map((i) => i.issuer).filter((iss) => feedUrl.startsWith(iss.replace(/\/$/, '') + '/'));
+      if (covered.length === 0) throw new Error(`revocationFeed ${feedUrl} lies under none of the zone's issuers`);
+      return { verifier, feed: { poller, issuers: new Set(covered), refuse: feed.whenStale === 'refuse', retryAfter: feed.pollSeconds, logger: ctx.logger, warned: false } };
     }
-    return verifier;
+    return { verifier };
   });
 }
+
+interface FeedGuard {
+  poller: RevocationPoller;
+  /** Issuers whose tokens the feed answers for. */
+  issuers: ReadonlySet<string>;
+  refuse: boolean;
+  retryAfter: number;
+  logger: Logger;
+  /** A stale feed was already logged (accept mode logs once per stale period). */
+  warned: boolean;
+}
+
+const RevocationUnknown = (retryAfter: number) =>
+  new GatehouseError(
+    'revocation_status_unknown',
+    503,
+    'Service Unavailable',
+    'The gateway cannot confirm that this token has not been revoked; retry shortly.',
+    { headers: { 'retry-after': String(retryAfter) } },
+  );
 
 function bearerOf(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
@@ -114,7 +152,7 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
   id: 'authentication',
   phase: 'authenticate',
   schema: AuthenticationConfig as unknown as z.ZodType<AuthenticationConfig>,
-  provision(config, ctx) {
+  async provision(config, ctx) {
     const accept = new Set<Method>(config.route.accept);
     const zone = config.zone;
     let introspection: Introspector | undefined;
@@ -129,13 +167,17 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
         (x) => x.close(),
       );
     }
+    const jwt = accept.has('jwt') ? tokenVerifier(zone, ctx) : undefined;
+    // start with the current revocation list (a failed first read leaves the feed stale: fail closed)
+    if (jwt?.feed) await jwt.feed.poller.first;
     return {
       realm: ctx.zone,
       accept,
       prefer: config.route.prefer,
       apiKeyHeader: zone.apiKeyHeader,
       apiKeyQuery: config.route.apiKeyQuery,
-      tokens: accept.has('jwt') ? tokenVerifier(zone, ctx) : undefined,
+      tokens: jwt?.verifier,
+      feed: jwt?.feed,
       apiKeys: accept.has('api_key')
         ? ctx.shared.get('auth:api-keys', () => openApiKeyVerifier(ctx.stateDir, ctx.zone), (v) => v.close())
         : undefined,
@@ -206,13 +248,24 @@ function authenticate(ex: Exchange, s: AuthenticationState): GatehouseError | un
   }
   if (result instanceof Promise)
     return result.then(
-      (identity) => {
-        ex.identity = identity;
-        return undefined;
-      },
+      (identity) => accepted(ex, s, identity),
       (error: unknown) => rejected(error, s),
     );
-  ex.identity = result;
+  return accepted(ex, s, result);
+}
+
+/** A verified credential: unless the revocation feed that covers its issuer has gone stale (then 503, fail closed). */
+function accepted(ex: Exchange, s: AuthenticationState, identity: Identity): GatehouseError | undefined {
+  const feed = s.feed;
+  if (feed && identity.issuer !== undefined && feed.issuers.has(identity.issuer)) {
+    if (!feed.poller.fresh()) {
+      // refusals are counted as gatehouse_gateway_refused_total{reason="revocation_status_unknown"}
+      if (feed.refuse) return RevocationUnknown(feed.retryAfter);
+      if (!feed.warned) feed.logger.warn({ issuer: identity.issuer }, 'revocation feed is stale; tokens pass unchecked for revocation (whenStale: accept)');
+      feed.warned = true;
+    } else feed.warned = false;
+  }
+  ex.identity = identity;
   return undefined;
 }
 

@@ -62,8 +62,20 @@ export const ZoneAuthentication = z
           .regex(/^[A-Z_][A-Z0-9_]*$/)
           .describe('environment variable holding its client secret (never in the file)'),
         pollSeconds: z.number().int().min(1).max(300).default(5).describe('a revoked token stops passing within this bound'),
+        maxStaleSeconds: z
+          .number()
+          .int()
+          .min(2)
+          .max(3600)
+          .default(30)
+          .describe("when the feed has not been read for this long, the issuer's tokens are refused (503) until it is again"),
+        whenStale: z
+          .enum(['refuse', 'accept'])
+          .default('refuse')
+          .describe("'refuse' (fail closed) or 'accept' (revoked tokens pass while the feed is unreachable; logged)"),
       })
       .strict()
+      .refine((f) => f.maxStaleSeconds > f.pollSeconds, { message: 'maxStaleSeconds must exceed pollSeconds', path: ['maxStaleSeconds'] })
       .optional()
       .describe("poll the zone authority's revocation feed; absent: revoked JWTs pass until they expire (at most their lifetime)"),
     identity: z
