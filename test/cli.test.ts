@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, statSync, existsSync, readdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, statSync, existsSync, readdirSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { startUpstream, tempDir } from './support/gateway-fixture.ts';
@@ -114,6 +114,23 @@ test('validate: ok for the example, exit 2 with positioned errors for a bad file
   assert.match(result.stderr, /bad\.yaml:\d+:5: zones\.public\.routez: unknown key "routez" \(did you mean "routes"\?\)/);
   assert.match(result.stderr, /gatehouse: invalid configuration \(1 problem\)/);
   assert.doesNotMatch(result.stderr, /at .*\.ts:\d+/, 'no stack trace');
+});
+
+test('validate compiles the contracts the topology names: a broken OpenAPI document is reported with its own line', () => {
+  const dir = tempDir();
+  const copy = path.join(dir, 'gatehouse.yaml');
+  writeFileSync(copy, readFileSync(example, 'utf8'));
+  mkdirSync(path.join(dir, 'openapi'));
+  const doc = readFileSync(path.join(path.dirname(example), 'openapi', 'orders.yaml'), 'utf8');
+  writeFileSync(path.join(dir, 'openapi', 'orders.yaml'), doc.replace('minimum: 1, maximum: 1000', 'minimum: one, maximum: 1000'));
+  const result = run(['validate', copy]);
+  assert.equal(result.status, 2, result.stdout);
+  assert.match(result.stderr, /openapi\/orders\.yaml:\d+:\d+: components\.schemas\.Line: the schema is invalid: Line\/properties\/quantity\/minimum must be number\ngatehouse: invalid configuration \(1 problem\)/, 'once, though three routes use it');
+  // the same document fine, a route naming an operation it lacks
+  writeFileSync(path.join(dir, 'openapi', 'orders.yaml'), doc.replace(/\n  \/api\/orders\/\{id\}:[\s\S]*?(?=\ncomponents:)/, ''));
+  const missing = run(['validate', copy]);
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /gatehouse\.yaml:\d+:\d+: zones\.private\.routes\[1\]\.validate\.openapi: openapi\/orders\.yaml describes no get operation at \/api\/orders\/\{id\}/);
 });
 
 test('every verb has --help', () => {

@@ -3,7 +3,8 @@
 import { BlockList, isIP } from 'node:net';
 import type { LoadedTopology } from '../topology/load.ts';
 import type { GatewayConfig, ZoneConfig } from '../topology/schema.ts';
-import { ConfigError, formatPath } from '../topology/config-error.ts';
+import { ConfigError } from '../topology/config-error.ts';
+import { routeIssues } from './contracts.ts';
 import { compileRoutes, type Router } from './router.ts';
 import { Upstream } from './upstream.ts';
 import type { Clock } from '../shared/clock.ts';
@@ -129,13 +130,7 @@ export async function buildState(o: BuildOptions): Promise<GatewayState> {
     try {
       chains.push(await provisionChain(route, zoneConfig, ctx));
     } catch (error) {
-      if (error instanceof ConfigError) throw error;
-      // a unit may name the field of the route it refuses (FieldError)
-      const field = [...((error as { field?: (string | number)[] }).field ?? [])];
-      const at = ['zones', zone, 'routes', i, ...field];
-      throw new ConfigError([
-        { file: loaded.file, ...(loaded.locate?.(at) ?? { line: 1, column: 1 }), path: formatPath(at), message: (error as Error).message },
-      ]);
+      throw new ConfigError(routeIssues(loaded, zone, i, error));
     }
   }
   const identity = chains.some((c) => c?.authenticated)

@@ -183,7 +183,8 @@ function openApiContracts(config: Config, dir: string): Map<string, Contract> {
   const o = config.contract.openapi!;
   if (config.route.methods === '*') throw new FieldError(['methods'], "a route validated by an OpenAPI document lists its methods (not '*')");
   const file = path.resolve(dir, o.document);
-  const doc = readOpenApi(file, path.relative(process.cwd(), file) || file);
+  const shown = path.relative(process.cwd(), file);
+  const doc = readOpenApi(file, shown.startsWith('..') || path.isAbsolute(shown) ? file : shown);
   const docPath = o.path ?? config.route.path;
   const routeNames = (templateParams(config.route.path) ?? []).map((p) => p.name).sort();
   const docNames = templateNames(docPath).sort();
@@ -194,9 +195,17 @@ function openApiContracts(config: Config, dir: string): Map<string, Contract> {
     );
   const params = newAjv(true);
   const bodies = newAjv(false);
+  // each component schema is checked against the meta-schema first, so an error names it
+  for (const [name, schema] of Object.entries(doc.bundle.$defs as Record<string, unknown>))
+    if (!bodies.validateSchema(schema as Record<string, unknown>))
+      doc.fail(['components', 'schemas', name], `the schema is invalid: ${bodies.errorsText(bodies.errors, { dataVar: name })}`);
   for (const ajv of [params, bodies]) {
     allowUnknownFormats(ajv, doc.bundle);
-    ajv.addSchema(doc.bundle);
+    try {
+      ajv.addSchema(doc.bundle);
+    } catch (error) {
+      doc.fail(['components', 'schemas'], `the component schemas do not compile: ${(error as Error).message}`);
+    }
   }
   const out = new Map<string, Contract>();
   for (const method of config.route.methods) {
@@ -214,7 +223,7 @@ function compileOperation(doc: OpenApiDocument, op: Operation, unknownQuery: boo
     try {
       return ajv.compile(schema);
     } catch (error) {
-      return doc.fail(['paths'], `${op.where}: the ${what} schema does not compile: ${(error as Error).message}`);
+      return doc.fail(op.at, `${op.where}: the ${what} schema does not compile: ${(error as Error).message}`);
     }
   };
   const checks: ParamCheck[] = [];

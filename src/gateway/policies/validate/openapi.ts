@@ -37,6 +37,8 @@ export interface ParameterSet {
 export interface Operation {
   /** Where the operation is in the document, for messages. */
   where: string;
+  /** Its path in the document (for positions). */
+  at: (string | number)[];
   path: ParameterSet;
   query: ParameterSet;
   header: ParameterSet;
@@ -161,7 +163,7 @@ export function operationOf(d: OpenApiDocument, docPath: string, method: string)
     if (media.size === 0) d.fail([...bAt, 'content'], 'a requestBody needs at least one media type');
     body = { required: value.required === true, media };
   }
-  return { where, ...sets, body };
+  return { where, at, ...sets, body };
 }
 
 /** The `{name}` parameters of an OpenAPI path template. */
