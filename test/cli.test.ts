@@ -332,6 +332,9 @@ test('keys api add | list | revoke: the key is printed once, only its prefix is 
   assert.equal(list.status, 0, list.stderr);
   assert.ok(!list.stdout.includes(created.key.split('_')[2]), 'the secret part is never listed');
   assert.equal(JSON.parse(list.stdout)[0].prefix, created.prefix);
+  // the hashes are for the owner only
+  for (const f of readdirSync(path.join(dir, 'gateway', 'public')).filter((n) => n.startsWith('api-keys.db')))
+    assert.equal(statSync(path.join(dir, 'gateway', 'public', f)).mode & 0o777, 0o600, f);
   assert.equal(run(['keys', 'api', 'revoke', '--zone', 'public', '--prefix', created.prefix, '--state-dir', dir, '--config', example]).status, 0);
   const again = run(['keys', 'api', 'revoke', '--zone', 'public', '--prefix', created.prefix, '--state-dir', dir, '--config', example]);
   assert.equal(again.status, 1);

@@ -5,7 +5,7 @@
 // key stops working within that bound without a restart.
 import { DatabaseSync } from 'node:sqlite';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, chmodSync } from 'node:fs';
 import path from 'node:path';
 
 export interface ApiKeyRecord {
@@ -25,8 +25,12 @@ export function apiKeyDbPath(stateDir: string, zone: string): string {
 }
 
 function open(stateDir: string, zone: string): DatabaseSync {
-  mkdirSync(path.dirname(apiKeyDbPath(stateDir, zone)), { recursive: true, mode: 0o700 });
-  const db = new DatabaseSync(apiKeyDbPath(stateDir, zone));
+  const file = apiKeyDbPath(stateDir, zone);
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  // owner-only: SQLite gives its -wal and -shm files the database file's mode
+  closeSync(openSync(file, 'a', 0o600));
+  chmodSync(file, 0o600);
+  const db = new DatabaseSync(file);
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;
     CREATE TABLE IF NOT EXISTS api_keys (
       prefix TEXT PRIMARY KEY, hash BLOB NOT NULL, consumer TEXT NOT NULL, scopes TEXT NOT NULL,
