@@ -22,6 +22,7 @@ zones:
       admin: { listen: 127.0.0.1:0 }
       accessLog: { enabled: true, headers: true }
       limits: { maxBodyBytes: 65536 }
+    authentication: { apiKeyHeader: x-partner-key }
     routes:
       - { name: catalog, path: /api/catalog, methods: [GET], service: echo, auth: anonymous }
       - { name: echo, path: /api/echo/, match: prefix, methods: '*', service: echo, auth: anonymous }
@@ -259,7 +260,7 @@ test('admin: health, readiness and metrics on loopback only, never on the public
 
 test('access log: one JSON line per request, credentials and secret query values redacted', async () => {
   const res = await get('/api/echo/log?access_token=SECRET1&page=2', {
-    headers: { authorization: 'Bearer SECRET2', cookie: 'sid=SECRET3', 'x-api-key': 'SECRET4' },
+    headers: { authorization: 'Bearer SECRET2', cookie: 'sid=SECRET3', 'x-api-key': 'SECRET4', 'x-partner-key': 'SECRET5', 'proxy-authorization': 'Basic SECRET6' },
   });
   const id = res.headers['x-request-id'];
   await res.body.dump();
@@ -269,7 +270,12 @@ test('access log: one JSON line per request, credentials and secret query values
   assert.equal(line.route, 'echo');
   assert.equal(line.query, 'access_token=[REDACTED]&page=2');
   assert.doesNotMatch(JSON.stringify(fx.logs), /SECRET\d/);
-  assert.equal((line.req as { headers: Record<string, string> }).headers.authorization, '[REDACTED]');
+  const logged = (line.req as { headers: Record<string, string> }).headers;
+  assert.equal(logged.authorization, '[REDACTED]');
+  // the zone's own API-key header is censored whatever it is called
+  assert.equal(logged['x-partner-key'], '[REDACTED]');
+  assert.equal(logged['x-api-key'], '[REDACTED]');
+  assert.match(logged.host, /^127\.0\.0\.1:\d+$/, 'other headers are kept');
 });
 
 test('the plain redirect listener only redirects to HTTPS', async () => {

@@ -5,7 +5,7 @@ import { Readable, Writable } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Stream } from 'node:http2';
 import type { Logger } from '../shared/logger.ts';
-import { redactQuery } from '../shared/logger.ts';
+import { redactQuery, SECRET_HEADERS } from '../shared/logger.ts';
 import {
   GatehouseError,
   Internal,
@@ -425,9 +425,15 @@ function proxy(req: Req, res: Res, p: Prepared, ctx: PipelineContext, started: n
 }
 
 /** Request headers for the access log: pseudo-headers dropped (the path is logged redacted on its own). */
-function loggableHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
+const CENSORED = new Set<string>(SECRET_HEADERS);
+
+/** Request headers for the access log: credentials (and the zone's API-key header, whatever its name) censored here. */
+function loggableHeaders(headers: Record<string, string | string[] | undefined>, apiKeyHeader: string): Record<string, string | string[] | undefined> {
   const out: Record<string, string | string[] | undefined> = {};
-  for (const name in headers) if (name.charCodeAt(0) !== 0x3a && name !== 'referer') out[name] = headers[name];
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 0x3a || name === 'referer') continue;
+    out[name] = CENSORED.has(name) || name === apiKeyHeader ? '[REDACTED]' : headers[name];
+  }
   return out;
 }
 
@@ -505,7 +511,7 @@ function finish(
       client,
       http: req.httpVersion,
     };
-    if (ctx.logHeaders) entry.req = { headers: loggableHeaders(req.headers) };
+    if (ctx.logHeaders) entry.req = { headers: loggableHeaders(req.headers, ctx.state().zoneConfig.authentication.apiKeyHeader) };
     if (exchange?.identity) entry.caller = { kind: exchange.identity.kind, sub: exchange.identity.sub, client_id: exchange.identity.clientId, jti: exchange.identity.jti };
     if (!res.writableFinished && status < 400) entry.aborted = true;
     ctx.accessLog.info(entry);

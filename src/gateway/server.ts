@@ -14,7 +14,7 @@ import { loadTopology, type LoadedTopology } from '../topology/load.ts';
 import { parseListen } from '../topology/schema.ts';
 import { ConfigError } from '../topology/config-error.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
-import { createLogger, type Logger } from '../shared/logger.ts';
+import { createLogger, createAccessLogger, type Logger } from '../shared/logger.ts';
 import {
   GatehouseError,
   AmbiguousRequest,
@@ -156,10 +156,14 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     buildState({ loaded: l, zone: options.zone, stateDir: options.stateDir, addresses: addresses(), clock, logger, generation: gen, shared, previous, tls: upstreamTls });
   let current = await build(loaded, generation);
   const config = current.config;
+  const ownAccessLog = options.accessLog === undefined && config.accessLog.enabled;
   const accessLog =
     options.accessLog === false || !config.accessLog.enabled
       ? undefined
-      : (options.accessLog ?? createLogger({ name: `access.${options.zone}`, level: 'info' }));
+      : (options.accessLog ?? createAccessLogger(options.zone));
+  // buffered lines reach stdout at least once a second, even when traffic is light
+  const accessLogFlush = ownAccessLog ? setInterval(() => accessLog?.flush(), 1000) : undefined;
+  accessLogFlush?.unref();
 
   const ctx: PipelineContext = {
     state: () => current,
@@ -383,6 +387,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       await Promise.all([...current.upstreams.values()].map((u) => u.close()));
       upstreamTls?.close();
       await shared.close();
+      clearInterval(accessLogFlush);
+      if (ownAccessLog && accessLog) await new Promise<void>((resolve) => accessLog.flush(() => resolve()));
     },
   };
 }
