@@ -216,7 +216,7 @@ async function benchStorage(storage: 'sqlite' | 'postgres', url?: string): Promi
       headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
       body: 'grant_type=client_credentials&scope=orders%3Aread',
     });
-    const token = ((await tokenRes.json()) as any).access_token as string;
+    const token = ((await tokenRes.json()) as { access_token: string }).access_token;
     await agent.close();
     rows.push(row(storage, 'introspection (JWT)', await cannon(`${run.url}/token/introspection`, ca, `token=${token}`, { authorization: auth })));
     rows.push(await logins(storage, file, state, run, ca));

@@ -188,6 +188,14 @@ test('OpenAPI path and query parameters: typed as the document says, 422 naming 
     assert.equal(detail(r), field, p);
   }
   assert.equal(up.seen.length, seen, 'no refused request reached the upstream');
+  // hostile: a repeated scalar, an empty name, a name of 4000 characters (echoed clipped, not whole)
+  assert.equal(detail(await call('/api/orders?limit=5&limit=6')), 'query/limit: must be integer');
+  assert.equal(detail(await call('/api/orders/7?=x')), 'query: unknown field ""');
+  const long = 'a'.repeat(4000);
+  const clipped = await call(`/api/orders/7?${long}=1`);
+  assert.equal(clipped.status, 422);
+  assert.equal(detail(clipped), `query: unknown field "${'a'.repeat(64)}…"`);
+  assert.equal(up.seen.length, seen);
   // valid ones pass, and the upstream gets the query exactly as sent (coercion is for checking only)
   const ok = await call('/api/orders?limit=5&status=open&status=shipped');
   assert.equal(ok.status, 200);
@@ -210,6 +218,10 @@ test('OpenAPI header and cookie parameters, through $ref and path-level paramete
   assert.equal((await call('/api/orders/0', { method: 'DELETE', headers: { 'x-confirm': 'yes' } })).status, 422);
   assert.equal(detail(await call('/api/orders/7', { headers: { cookie: 'a=b; session=TOOLONG' } })), 'cookies/session: must match pattern "^[a-z]{4}$"');
   assert.equal((await call('/api/orders/7', { headers: { cookie: 'a=b; session=abcd' } })).status, 200);
+  // the first of two cookies of one name decides (as browsers send the most specific first); junk parts are skipped
+  assert.equal((await call('/api/orders/7', { headers: { cookie: 'session=abcd; session=NOT-OK' } })).status, 200);
+  assert.equal((await call('/api/orders/7', { headers: { cookie: 'session=NOT-OK; session=abcd' } })).status, 422);
+  assert.equal((await call('/api/orders/7', { headers: { cookie: ';;=x; ;session' } })).status, 200);
 });
 
 test('OpenAPI request bodies: required, media types, JSON schema with $refs and formats; the upstream gets the checked bytes', async () => {
@@ -228,6 +240,9 @@ test('OpenAPI request bodies: required, media types, JSON schema with $refs and 
     ['{"items": [{"sku": "6f1c2a56-0f6e-4a43-9a55-3b1e0c2f7d10", "quantity": "1"}]}', 'body/items/0/quantity: must be integer'],
     ['{"items": [{"sku": "6f1c2a56-0f6e-4a43-9a55-3b1e0c2f7d10", "quantity": 1}], "admin": true}', 'body: unknown field "admin"'],
     ['[]', 'body: must be object'],
+    [`{"items": [{"sku": "6f1c2a56-0f6e-4a43-9a55-3b1e0c2f7d10", "quantity": 1}], "${'k'.repeat(500)}": 1}`, `body: unknown field "${'k'.repeat(64)}…"`],
+    ['{"items": [{"sku": "6f1c2a56-0f6e-4a43-9a55-3b1e0c2f7d10", "quantity": 1e400}]}', 'body/items/0/quantity: must be integer'],
+    ['null', 'body: must be object'],
   ];
   for (const [body, field] of cases) {
     const r = await post(body);

@@ -25,7 +25,7 @@ export async function sealConfidentialClaims(
 ): Promise<string> {
   const key = await importJWK(audienceKey, 'ECDH-ES+A256KW');
   return new CompactEncrypt(new TextEncoder().encode(JSON.stringify(claims)))
-    .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', cty: 'json', kid: audienceKey.kid, iss: issuer, aud: audience } as any)
+    .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', cty: 'json', kid: audienceKey.kid, iss: issuer, aud: audience })
     .encrypt(key);
 }
 

@@ -4,7 +4,7 @@
 // a parameter), then the longest prefix that ends on a segment boundary. No
 // per-request regex scan; tables without templates never walk the tree.
 import { ALL_METHODS, type RouteConfig } from '../topology/schema.ts';
-import { routeNameOf } from '../topology/resolve.ts';
+import { routeNameOf, TEMPLATE_SEGMENT } from '../topology/resolve.ts';
 
 export interface CompiledRoute {
   name: string;
@@ -39,8 +39,6 @@ interface PathTable {
   prefix: Map<string, RouteGroup>;
   templates?: TemplateNode;
 }
-
-const TEMPLATE_SEGMENT = /^\{([A-Za-z_][A-Za-z0-9_]{0,63})\}$/;
 
 /** The `{name}` segments of a route path, or undefined when it has none. */
 export function templateParams(path: string): { name: string; segment: number }[] | undefined {

@@ -48,24 +48,7 @@ export function parseTopology(text: string, file = 'gatehouse.yaml'): Topology {
 function parseWithPositions(text: string, file: string): Pick<LoadedTopology, 'topology'> & Required<Pick<LoadedTopology, 'locate'>> {
   if (Buffer.byteLength(text) > MAX_TOPOLOGY_BYTES)
     throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `the limit is ${MAX_TOPOLOGY_BYTES} bytes` }]);
-  const lineCounter = new LineCounter();
-  // YAML 1.2 core schema: no custom tags, no merge keys, duplicate keys are errors.
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: false });
-  const at = (offset: number) => {
-    const p = lineCounter.linePos(offset);
-    return { line: p.line, column: p.col };
-  };
-  const syntax = [...doc.errors];
-  if (syntax.length > 0)
-    throw new ConfigError(
-      syntax.map((e) => ({ file, ...at(e.pos[0]), path: '', message: `YAML: ${firstLine(e.message)}` })),
-    );
-  let data: unknown;
-  try {
-    data = doc.toJS({ maxAliasCount: 50 });
-  } catch (error) {
-    throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `YAML: ${firstLine(String((error as Error).message))}` }]);
-  }
+  const { doc, data, at } = parseYaml(text, file);
   if (data === null || typeof data !== 'object' || Array.isArray(data))
     throw new ConfigError([{ file, line: 1, column: 1, path: '', message: 'the file must be a mapping with version, trustDomain and zones' }]);
 
@@ -96,6 +79,41 @@ function parseWithPositions(text: string, file: string): Pick<LoadedTopology, 't
       sortIssues(problems.map((p) => ({ file, ...at(valueOffset(doc, p.path)), path: formatPath(p.path), message: p.message }))),
     );
   return { topology: parsed.data, locate: (p) => at(valueOffset(doc, p)) };
+}
+
+/** A parsed YAML (or JSON) file, positions kept for messages. */
+export interface ParsedYaml {
+  doc: Document;
+  data: unknown;
+  /** Line and column of an offset in the text. */
+  at(offset: number): { line: number; column: number };
+  /** Line and column of the value at `path` (its nearest existing parent when absent). */
+  locate(path: readonly PropertyKey[]): { line: number; column: number };
+}
+
+/**
+ * YAML 1.2 core schema, the hostile cases refused with their position: no
+ * custom tags, no merge keys, duplicate keys are errors, alias expansion bounded.
+ */
+export function parseYaml(text: string, file: string): ParsedYaml {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: false });
+  const at = (offset: number) => {
+    const p = lineCounter.linePos(offset);
+    return { line: p.line, column: p.col };
+  };
+  const syntax = [...doc.errors];
+  if (syntax.length > 0)
+    throw new ConfigError(
+      syntax.map((e) => ({ file, ...at(e.pos[0]), path: '', message: `YAML: ${firstLine(e.message)}` })),
+    );
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 50 });
+  } catch (error) {
+    throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `YAML: ${firstLine(String((error as Error).message))}` }]);
+  }
+  return { doc, data, at, locate: (p) => at(valueOffset(doc, p)) };
 }
 
 interface ZodIssueLike {

@@ -94,12 +94,15 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
   return problems;
 }
 
+/** A path segment that is a parameter: `{name}`, the whole segment. Shared with the router. */
+export const TEMPLATE_SEGMENT = /^\{([A-Za-z_][A-Za-z0-9_]{0,63})\}$/;
+
 /** What is wrong with a path template, or undefined: each `{name}` is a whole segment, names are unique. */
 function templateProblem(p: string): string | undefined {
   const names = new Set<string>();
   for (const seg of p.slice(1).split('/')) {
     if (!seg.includes('{') && !seg.includes('}')) continue;
-    const m = /^\{([A-Za-z_][A-Za-z0-9_]{0,63})\}$/.exec(seg);
+    const m = TEMPLATE_SEGMENT.exec(seg);
     if (!m) return `path segment ${JSON.stringify(seg)}: a parameter is a whole segment {name} (letters, digits, _; at most 64)`;
     if (names.has(m[1])) return `path parameter {${m[1]}} appears twice`;
     names.add(m[1]);

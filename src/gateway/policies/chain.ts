@@ -60,7 +60,7 @@ export async function provisionChain(route: RouteConfig, zone: ZoneConfig, ctx: 
   }
   if (route.cedar) units.push(await unit(cedar, route.cedar, ctx, route.cedar.shadow));
   if (route.validate)
-    units.push(await unit(validate, { contract: route.validate, route: { path: route.path, methods: route.methods } }, ctx, route.validate.shadow));
+    units.push(await unit(validate, { contract: route.validate, route: { path: route.path, methods: route.methods === '*' ? '*' : [...route.methods] } }, ctx, route.validate.shadow));
   if (units.length === 0) return undefined;
   units.sort((a, b) => a.phase - b.phase);
   const strip = new Set<string>();

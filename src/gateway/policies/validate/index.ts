@@ -7,6 +7,7 @@
 // to be checked; the upstream then gets exactly the bytes that were validated.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { z } from 'zod';
 import { Ajv2020, type ValidateFunction, type ErrorObject } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { FieldError, type Policy, type Exchange } from '../policy.ts';
@@ -15,11 +16,13 @@ import { GatehouseError } from '../../../shared/errors.ts';
 import { pathParams, templateParams } from '../../router.ts';
 import { readOpenApi, operationOf, templateNames, isJson, type OpenApiDocument, type Operation, type ParameterSet } from './openapi.ts';
 
-export interface Config {
-  contract: ValidateConfig;
-  /** The route the contract belongs to. */
-  route: { path: string; methods: '*' | readonly string[] };
-}
+export const Config = z.object({
+  contract: ValidateConfig,
+  route: z
+    .object({ path: z.string(), methods: z.union([z.literal('*'), z.array(z.string())]) })
+    .describe('the route the contract belongs to (its path and methods)'),
+});
+export type Config = z.infer<typeof Config>;
 
 type Where = 'path' | 'query' | 'headers' | 'cookies';
 
@@ -52,13 +55,17 @@ const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormat
 ) => Ajv2020;
 
 const UnsupportedMediaType = (detail: string) => new GatehouseError('unsupported_media_type', 415, 'Unsupported Media Type', detail);
+/** Names the client chose are echoed in problems, never more than this many characters of them. */
+const MAX_ECHO = 64;
+const clip = (s: string) => (s.length > MAX_ECHO ? `${s.slice(0, MAX_ECHO)}…` : s);
+
 const Unprocessable = (where: string, e: ErrorObject | undefined) => {
-  const field = e ? `${where}${e.instancePath}` : where;
+  const field = e ? `${where}${e.instancePath.split('/').map(clip).join('/')}` : where;
   const reason =
     e === undefined
       ? 'is required'
       : e.keyword === 'additionalProperties'
-        ? `unknown field ${JSON.stringify(e.params.additionalProperty)}`
+        ? `unknown field ${JSON.stringify(clip(String(e.params.additionalProperty)))}`
         : (e.message ?? 'is invalid');
   const error = new GatehouseError('unprocessable', 422, 'Unprocessable Content', `${field}: ${reason}`);
   return Object.assign(error, { field });
@@ -97,14 +104,18 @@ function cookieObject(header: string | undefined): Record<string, string> {
   return out;
 }
 
-/** The object a parameter check validates (a fresh one: coercion writes into it). */
+/**
+ * The object a parameter check validates. OpenAPI checks coerce (write into
+ * it), so they always get a fresh object holding only their names; the
+ * topology's schemas never coerce and see the request's own headers.
+ */
 function paramsOf(ex: Exchange, check: ParamCheck): Record<string, unknown> {
   if (check.where === 'query') return queryObject(ex.query, check.comma);
   let source: Record<string, unknown>;
   if (check.where === 'path') source = pathParams(ex.route, ex.path);
   else if (check.where === 'cookies') source = cookieObject(ex.headers.cookie);
   else source = ex.headers as Record<string, unknown>;
-  if (!check.names) return { ...source };
+  if (!check.names) return source;
   const out: Record<string, unknown> = {};
   for (const name of check.names) {
     const v = source[name];
@@ -264,7 +275,7 @@ function allowUnknownFormats(ajv: Ajv2020, schema: unknown): void {
 const policy: Policy<Config, State> = {
   id: 'validate',
   phase: 'contract',
-  schema: ValidateConfig as unknown as Policy<Config, State>['schema'],
+  schema: Config,
   provision(config, ctx) {
     const byMethod = new Map<string, Contract>();
     if (config.contract.openapi) for (const [m, c] of openApiContracts(config, ctx.topology.dir)) byMethod.set(m, c);

@@ -7,8 +7,8 @@
 // does not parse, OpenAPI 3.0 documents) is a config error naming the
 // document, its line and the field.
 import { readFileSync, statSync } from 'node:fs';
-import { LineCounter, parseDocument, isNode, type Document, type Node } from 'yaml';
-import { ConfigError } from '../../../topology/config-error.ts';
+import { ConfigError, formatPath } from '../../../topology/config-error.ts';
+import { parseYaml } from '../../../topology/load.ts';
 
 /** Documents larger than this are refused before parsing. */
 export const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024;
@@ -62,22 +62,9 @@ export function readOpenApi(file: string, shownAs: string): OpenApiDocument {
     const code = (error as NodeJS.ErrnoException).code;
     throw new ConfigError([{ file: shownAs, line: 1, column: 1, path: '', message: code ? `cannot read the OpenAPI document (${code})` : (error as Error).message }]);
   }
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: false });
-  const pos = (offset: number) => {
-    const p = lines.linePos(offset);
-    return { line: p.line, column: p.col };
-  };
-  if (doc.errors.length > 0)
-    throw new ConfigError(doc.errors.map((e) => ({ file: shownAs, ...pos(e.pos[0]), path: '', message: `YAML: ${e.message.split('\n')[0]}` })));
-  let data: unknown;
-  try {
-    data = doc.toJS({ maxAliasCount: 50 });
-  } catch (error) {
-    throw new ConfigError([{ file: shownAs, line: 1, column: 1, path: '', message: `YAML: ${(error as Error).message.split('\n')[0]}` }]);
-  }
+  const { data, locate } = parseYaml(text, shownAs);
   const fail = (p: (string | number)[], message: string): never => {
-    throw new ConfigError([{ file: shownAs, ...pos(offsetOf(doc, p)), path: pointerText(p), message }]);
+    throw new ConfigError([{ file: shownAs, ...locate(p), path: formatPath(p), message }]);
   };
   if (!isObject(data)) return fail([], 'an OpenAPI document is a mapping');
   const version = data.openapi;
@@ -230,18 +217,4 @@ function rewriteRefs(schema: unknown, at: (string | number)[], fail: OpenApiDocu
     } else out[k] = rewriteRefs(v, [...at, k], fail, bundleId);
   }
   return out;
-}
-
-function offsetOf(doc: Document, p: readonly (string | number)[]): number {
-  let node: unknown = doc.contents;
-  for (const part of p) {
-    const child = isNode(node) ? (node as unknown as { get?: (k: unknown, keep: boolean) => unknown }).get?.(part, true) : undefined;
-    if (!isNode(child)) break;
-    node = child;
-  }
-  return isNode(node) ? ((node as Node).range?.[0] ?? 0) : 0;
-}
-
-function pointerText(p: readonly (string | number)[]): string {
-  return p.map((s) => (typeof s === 'number' ? `[${s}]` : /^[A-Za-z_$][\w$-]*$/.test(s) ? `.${s}` : `[${JSON.stringify(s)}]`)).join('').replace(/^\./, '');
 }
