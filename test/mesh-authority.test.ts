@@ -20,7 +20,7 @@ import {
   createAuthorityTokens,
   createAccessTokenVerifier,
   createClient,
-  MeshError,
+  GatehouseError,
   TokenRequestError,
   type AuthorityTokens,
 } from '../src/mesh/index.ts';
@@ -219,13 +219,13 @@ test('createClient: into another zone only through its gateway, with the exchang
     assert.match(seen[0].clientCert ?? '', new RegExp(`URI:${serviceSpiffeId(TD, 'public', 'bff')}`), 'the gateway may ask for the SVID');
 
     // a bad subject token is the caller's problem (401), not a gateway failure
-    await assert.rejects(client.request('gateway:private', { path: '/api/orders', onBehalfOf: subject.slice(0, -4) + 'AAAA' }), (e: unknown) => e instanceof MeshError && e.status === 401);
+    await assert.rejects(client.request('gateway:private', { path: '/api/orders', onBehalfOf: subject.slice(0, -4) + 'AAAA' }), (e: unknown) => e instanceof GatehouseError && e.status === 401);
     // egress: the public gateway is not on the list; nor is a gateway whose TLS is not the expected CA's
-    await assert.rejects(client.request('gateway:public', { path: '/' }), (e: unknown) => e instanceof MeshError && e.code === 'egress_denied');
+    await assert.rejects(client.request('gateway:public', { path: '/' }), (e: unknown) => e instanceof GatehouseError && e.code === 'egress_denied');
     const untrusting = createClient({ name: 'bff', topology: loaded.topology, identity: bff, resolve, revocations: 'none', logger: silentLogger() });
     try {
-      await assert.rejects(untrusting.request('gateway:private', { path: '/' }), (e: unknown) => e instanceof MeshError && e.code === 'bad_gateway');
-      await assert.rejects(untrusting.request('gateway:private', { path: '/', onBehalfOf: subject }), (e: unknown) => e instanceof MeshError && e.code === 'token_unavailable');
+      await assert.rejects(untrusting.request('gateway:private', { path: '/' }), (e: unknown) => e instanceof GatehouseError && e.code === 'bad_gateway');
+      await assert.rejects(untrusting.request('gateway:private', { path: '/', onBehalfOf: subject }), (e: unknown) => e instanceof GatehouseError && e.code === 'token_unavailable');
     } finally {
       untrusting.close();
     }

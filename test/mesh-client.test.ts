@@ -15,7 +15,7 @@ import {
   type CaServer,
   type WorkloadIdentity,
 } from '../src/pki/index.ts';
-import { createService, createClient, MeshError, type MeshService } from '../src/mesh/index.ts';
+import { createService, createClient, GatehouseError, type MeshService } from '../src/mesh/index.ts';
 import { frozenClock } from '../src/shared/clock.ts';
 
 const id = (zone: string, svc: string) => `spiffe://${TD}/zone/${zone}/svc/${svc}`;
@@ -68,10 +68,10 @@ test('egress outside the allow-list is refused before any socket opens', async (
   const client = checkoutClient();
   try {
     const before = connections.reporting;
-    await assert.rejects(client.request('reporting', { path: '/orders' }), (e: unknown) => e instanceof MeshError && e.code === 'egress_denied');
-    await assert.rejects(client.request('api.example.com:443'), (e: unknown) => e instanceof MeshError && e.code === 'egress_denied');
-    await assert.rejects(client.request(`127.0.0.1:${new URL(services.reporting.url).port}`), (e: unknown) => e instanceof MeshError && e.code === 'egress_denied');
-    await assert.rejects(client.request('nonexistent'), (e: unknown) => e instanceof MeshError && e.code === 'egress_denied');
+    await assert.rejects(client.request('reporting', { path: '/orders' }), (e: unknown) => e instanceof GatehouseError && e.code === 'egress_denied');
+    await assert.rejects(client.request('api.example.com:443'), (e: unknown) => e instanceof GatehouseError && e.code === 'egress_denied');
+    await assert.rejects(client.request(`127.0.0.1:${new URL(services.reporting.url).port}`), (e: unknown) => e instanceof GatehouseError && e.code === 'egress_denied');
+    await assert.rejects(client.request('nonexistent'), (e: unknown) => e instanceof GatehouseError && e.code === 'egress_denied');
     assert.equal(connections.reporting, before, 'a socket was opened');
     assert.equal(client.mayCall('payments'), true);
     assert.equal(client.mayCall('reporting'), false);
@@ -86,7 +86,7 @@ test("the server must be the service named, not just any workload of the trust d
   // `payments` is allowed egress, but its address answers with orders' certificate.
   const client = checkoutClient((s) => (s === 'payments' ? services.orders.url : services[s]?.url));
   try {
-    await assert.rejects(client.request('payments', { path: '/payments' }), (e: unknown) => e instanceof MeshError && e.code === 'upstream_identity_mismatch');
+    await assert.rejects(client.request('payments', { path: '/payments' }), (e: unknown) => e instanceof GatehouseError && e.code === 'upstream_identity_mismatch');
   } finally {
     client.close();
   }
@@ -98,7 +98,7 @@ test("the server must be the service named, not just any workload of the trust d
   const port = (impostor.address() as import('node:net').AddressInfo).port;
   const c2 = checkoutClient(() => `https://127.0.0.1:${port}`);
   try {
-    await assert.rejects(c2.request('orders'), (e: unknown) => e instanceof MeshError && e.code === 'bad_gateway');
+    await assert.rejects(c2.request('orders'), (e: unknown) => e instanceof GatehouseError && e.code === 'bad_gateway');
   } finally {
     c2.close();
     impostor.close();

@@ -24,7 +24,7 @@ function problem(res: ServerResponse, requestId: string, error: GatehouseError):
 }
 
 const unauthorized = () =>
-  new GatehouseError('unauthorized', 401, 'Unauthorized', 'Authenticate as a client allowed to read the revocation feed (HTTP Basic client secret or a tls_client_auth client certificate with ?client_id=).', {
+  new GatehouseError('unauthorized', 'Authenticate as a client allowed to read the revocation feed (HTTP Basic client secret or a tls_client_auth client certificate with ?client_id=).', {
     headers: { 'www-authenticate': 'Basic realm="gatehouse-revocations", charset="UTF-8"' },
   });
 
@@ -65,12 +65,12 @@ async function authenticate(ctx: AuthorityContext, req: IncomingMessage, query: 
 
 export async function handleRevocationFeed(ctx: AuthorityContext, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    return problem(res, requestId, new GatehouseError('method_not_allowed', 405, 'Method Not Allowed', 'The revocation feed is read with GET.', { headers: { allow: 'GET, HEAD' } }));
+    return problem(res, requestId, new GatehouseError('method_not_allowed', 'The revocation feed is read with GET.', { headers: { allow: 'GET, HEAD' } }));
   }
   const url = new URL(req.url ?? '/', 'https://authority.invalid');
   for (const key of new Set(url.searchParams.keys())) {
-    if (key !== 'since' && key !== 'client_id') return problem(res, requestId, new GatehouseError('bad_request', 400, 'Bad Request', `Unknown query parameter ${JSON.stringify(key.slice(0, 40))}.`));
-    if (url.searchParams.getAll(key).length > 1) return problem(res, requestId, new GatehouseError('bad_request', 400, 'Bad Request', `Query parameter ${key} was given twice.`));
+    if (key !== 'since' && key !== 'client_id') return problem(res, requestId, new GatehouseError('bad_request', `Unknown query parameter ${JSON.stringify(key.slice(0, 40))}.`));
+    if (url.searchParams.getAll(key).length > 1) return problem(res, requestId, new GatehouseError('bad_request', `Query parameter ${key} was given twice.`));
   }
   const reader = await authenticate(ctx, req, url.searchParams);
   if (!reader) {
@@ -82,7 +82,7 @@ export async function handleRevocationFeed(ctx: AuthorityContext, req: IncomingM
   let since = 0;
   if (sinceRaw !== null) {
     if (!/^\d{1,15}$/.test(sinceRaw) || Number(sinceRaw) > now + 60_000)
-      return problem(res, requestId, new GatehouseError('bad_request', 400, 'Bad Request', 'since is the `until` of an earlier answer: milliseconds since the epoch, not in the future.'));
+      return problem(res, requestId, new GatehouseError('bad_request', 'since is the `until` of an earlier answer: milliseconds since the epoch, not in the future.'));
     since = Number(sinceRaw);
   }
   const rows = await ctx.db

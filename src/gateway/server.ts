@@ -433,7 +433,7 @@ function proxyUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, c
         metrics.requests.inc({ route: p.route.name, method: 'GET', status_class: '1xx' });
       },
       (error: unknown) => {
-        const e = error instanceof GatehouseError ? error : new GatehouseError('bad_gateway', 502, 'Bad Gateway', 'The upstream refused the upgrade.', { cause: error });
+        const e = error instanceof GatehouseError ? error : new GatehouseError('bad_gateway', 'The upstream refused the upgrade.', { cause: error });
         writeRawProblem(socket, e, p.requestId);
       },
     );

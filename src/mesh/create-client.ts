@@ -24,7 +24,8 @@ import type { IdentityManager } from '../pki/identity-manager.ts';
 import type { RevocationSource } from '../pki/revocation-feed.ts';
 import { verifySvid } from '../pki/verify-svid.ts';
 import { serviceSpiffeId } from '../pki/spiffe-id.ts';
-import { MeshError, EgressDenied } from './errors.ts';
+import { EgressDenied } from './errors.ts';
+import { GatehouseError } from '../shared/errors.ts';
 import type { ServiceTokenCache } from './service-token-cache.ts';
 import { TokenRequestError, type AuthorityTokens } from './authority-tokens.ts';
 
@@ -171,20 +172,20 @@ export function createClient(options: CreateClientOptions): MeshClient {
   async function tokenFor(zone: string, req: MeshRequest): Promise<{ token: string; source: AuthorityTokens | ServiceTokenCache } | undefined> {
     const authority = options.authorities?.[zone];
     if (req.onBehalfOf !== undefined) {
-      if (!authority) throw new MeshError('token_unavailable', 502, 'Bad Gateway', `this service has no client at the ${zone} zone's authority`);
+      if (!authority) throw new GatehouseError('token_unavailable', `this service has no client at the ${zone} zone's authority`);
       try {
         return { token: await authority.exchange(req.onBehalfOf), source: authority };
       } catch (error) {
         if (error instanceof TokenRequestError && (error.oauthError === 'invalid_grant' || error.oauthError === 'invalid_scope'))
-          throw new MeshError('unauthorized', 401, 'Unauthorized', 'The user token was not accepted.', { cause: error });
-        throw new MeshError('token_unavailable', 502, 'Bad Gateway', `no token from the ${zone} zone's authority`, { cause: error });
+          throw new GatehouseError('unauthorized', 'The user token was not accepted.', { cause: error });
+        throw new GatehouseError('token_unavailable', `no token from the ${zone} zone's authority`, { cause: error });
       }
     }
     if (authority) {
       try {
         return { token: await authority.serviceToken(), source: authority };
       } catch (error) {
-        throw new MeshError('token_unavailable', 502, 'Bad Gateway', `no token from the ${zone} zone's authority`, { cause: error });
+        throw new GatehouseError('token_unavailable', `no token from the ${zone} zone's authority`, { cause: error });
       }
     }
     if (options.tokens) return { token: await options.tokens.get(), source: options.tokens };
@@ -198,7 +199,7 @@ export function createClient(options: CreateClientOptions): MeshClient {
       throw EgressDenied(target.slice(0, 256));
     }
     const path = req.path ?? '/';
-    if (!path.startsWith('/') || path.startsWith('//')) throw new MeshError('ambiguous_request', 400, 'Bad Request', 'path must be origin-form');
+    if (!path.startsWith('/') || path.startsWith('//')) throw new GatehouseError('ambiguous_request', 'path must be origin-form');
     let url: URL;
     let agent: https.Agent;
     let zone: string | undefined;
@@ -209,14 +210,14 @@ export function createClient(options: CreateClientOptions): MeshClient {
       agent = externalAgent;
     } else {
       const base = options.resolve(target);
-      if (!base) throw new MeshError('bad_gateway', 502, 'Bad Gateway', `no address known for ${target}`);
+      if (!base) throw new GatehouseError('bad_gateway', `no address known for ${target}`);
       url = new URL(path, base);
-      if (url.protocol !== 'https:') throw new MeshError('bad_gateway', 502, 'Bad Gateway', 'services are called over https only');
+      if (url.protocol !== 'https:') throw new GatehouseError('bad_gateway', 'services are called over https only');
       zone = gateway ? gateway[1] : options.topology.services[target].zone;
       agent = gateway ? gatewayAgent(target) : serviceAgent(target);
     }
     if (external && req.onBehalfOf !== undefined)
-      throw new MeshError('token_unavailable', 502, 'Bad Gateway', 'user tokens are exchanged only for calls inside the trust domain');
+      throw new GatehouseError('token_unavailable', 'user tokens are exchanged only for calls inside the trust domain');
     const headers: Record<string, string> = { ...req.headers };
     const token = zone === undefined ? undefined : await tokenFor(zone, req);
     if (token) headers.authorization = `Bearer ${token.token}`;
@@ -237,10 +238,10 @@ export function createClient(options: CreateClientOptions): MeshClient {
       if (code === 'ERR_MESH_SERVER_IDENTITY') {
         calls.inc({ service: options.name, target: label, outcome: 'server_identity_refused' });
         log.warn({ event: 'security', kind: 'mesh_server_identity_refused', target: label, cause: (error as Error).message }, 'server identity refused');
-        throw new MeshError('upstream_identity_mismatch', 502, 'Bad Gateway', `${target} did not prove its identity`, { cause: error });
+        throw new GatehouseError('upstream_identity_mismatch', `${target} did not prove its identity`, { cause: error });
       }
       calls.inc({ service: options.name, target: label, outcome: 'error' });
-      throw new MeshError('bad_gateway', 502, 'Bad Gateway', `the call to ${target} failed`, { cause: error });
+      throw new GatehouseError('bad_gateway', `the call to ${target} failed`, { cause: error });
     }
   }
 

@@ -22,7 +22,10 @@ import type { RevocationSource } from '../pki/revocation-feed.ts';
 import { serviceSpiffeId, type WorkloadId } from '../pki/spiffe-id.ts';
 import { compilePolicy, decide, type CompiledPolicy } from './policy.ts';
 import { verifyPeer, type VerifiedPeer } from './lib/peer.ts';
-import { Forbidden, Ambiguous, Unauthorized, MeshError, sendProblem } from './errors.ts';
+import { Forbidden, Ambiguous, Unauthorized } from './errors.ts';
+import { GatehouseError } from '../shared/errors.ts';
+import { writeProblem } from '../shared/problem.ts';
+import { listen } from '../shared/listen.ts';
 
 export const IDENTITY_TOKEN_HEADER = 'x-gatehouse-identity';
 
@@ -159,7 +162,7 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
     const fieldsOf = () => ({ requestId, method: req.method, path: (req.url ?? '').split('?')[0].slice(0, 256), remote: socket.remoteAddress });
     if (!peer) {
       deny('unverified_connection', 'unknown', fieldsOf());
-      sendProblem(res, Forbidden(), requestId, true);
+      writeProblem(res, Forbidden(true), requestId);
       socket.destroy();
       return;
     }
@@ -167,7 +170,7 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
     // Re-checked per request so a long-lived connection cannot outlive its certificate.
     if (clock.now() > peer.notAfter || (revocations && revocations.isRevoked(peer.serial))) {
       deny(clock.now() > peer.notAfter ? 'expired' : 'revoked', label, { ...fieldsOf(), peer: peer.id.uri, serial: peer.serial });
-      sendProblem(res, Forbidden(), requestId, true);
+      writeProblem(res, Forbidden(true), requestId);
       req.on('end', () => socket.destroy());
       req.resume();
       return;
@@ -177,7 +180,7 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
       requests.inc({ service: options.name, caller: label, outcome: 'denied' });
       deny(decision.reason, label, { ...fieldsOf(), peer: peer.id.uri });
       const error = decision.reason === 'ambiguous_path' ? Ambiguous() : Forbidden();
-      sendProblem(res, error, requestId, decision.reason === 'ambiguous_path');
+      writeProblem(res, error, requestId);
       req.resume();
       return;
     }
@@ -192,37 +195,28 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
       let user: EndUser | undefined;
       if (token !== undefined) {
         user = await verifyIdentityToken(token, options, [selfId, options.name], clock).catch((error: unknown) => {
-          throw new MeshError('unauthorized', 401, 'Unauthorized', Unauthorized().message, { cause: error });
+          throw new GatehouseError('unauthorized', Unauthorized().message, { cause: error });
         });
       }
       countAllowed(label);
       await options.handler(req, res, { caller, user, requestId });
     };
     run().catch((error: unknown) => {
-      if (error instanceof MeshError) {
+      if (error instanceof GatehouseError) {
         requests.inc({ service: options.name, caller: label, outcome: 'denied' });
         deny('identity_token_invalid', label, { ...fieldsOf(), peer: peer.id.uri, cause: (error.cause as Error)?.message });
-        sendProblem(res, error, requestId);
+        writeProblem(res, error, requestId);
         req.resume();
         return;
       }
       log.error({ requestId, err: error }, 'handler failed');
-      sendProblem(res, new MeshError('internal', 500, 'Internal Server Error', 'The service failed to handle the request.'), requestId);
+      writeProblem(res, new GatehouseError('internal', 'The service failed to handle the request.'), requestId);
     });
   });
 
-  const listen = parseListen(options.listen ?? '127.0.0.1:0');
-  if (typeof listen === 'string') throw new Error(`listen: ${listen}`);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
+  const { url } = await listen(server, options.listen ?? '127.0.0.1:0', 'https');
   return {
-    url: `https://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
+    url,
     server,
     registry,
     setTopology(next) {

@@ -3,7 +3,7 @@
 // egress allow-list with a pinned bundle and a checked server identity.
 export { createService, IDENTITY_TOKEN_HEADER, type CreateServiceOptions, type MeshService, type MeshHandler, type RequestContext, type Caller, type EndUser } from './create-service.ts';
 export { compilePolicy, decide, canonicalPath, IDENTITY_HEADERS, METHOD_OVERRIDE_HEADERS, type PolicyDecision, type PolicyDenial } from './policy.ts';
-export { MeshError } from './errors.ts';
+export { GatehouseError } from '../shared/errors.ts';
 export { createClient, type CreateClientOptions, type MeshClient, type MeshRequest, type MeshResponse } from './create-client.ts';
 export { createServiceTokenCache, type ServiceTokenCache, type FetchedToken } from './service-token-cache.ts';
 export { startSidecar, type StartSidecarOptions, type Sidecar } from './start-sidecar.ts';

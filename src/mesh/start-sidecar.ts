@@ -20,7 +20,10 @@ import type { IdentityManager } from '../pki/identity-manager.ts';
 import type { RevocationSource } from '../pki/revocation-feed.ts';
 import { createService, IDENTITY_TOKEN_HEADER, type CreateServiceOptions } from './create-service.ts';
 import { createClient } from './create-client.ts';
-import { MeshError, sendProblem } from './errors.ts';
+import { GatehouseError } from '../shared/errors.ts';
+import { writeProblem } from '../shared/problem.ts';
+import { readBody } from '../shared/body.ts';
+import { listen } from '../shared/listen.ts';
 
 export interface StartSidecarOptions {
   service: string;
@@ -87,7 +90,7 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
         );
         up.on('error', (error) => {
           log.error({ requestId: ctx.requestId, err: error }, 'upstream failed');
-          sendProblem(res, new MeshError('bad_gateway', 502, 'Bad Gateway', 'The service failed to answer.'), ctx.requestId);
+          writeProblem(res, new GatehouseError('bad_gateway', 'The service failed to answer.'), ctx.requestId);
           resolve();
         });
         req.pipe(up);
@@ -106,20 +109,14 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
     const requestId = randomUUID();
     try {
       const target = (req.headers.host ?? '').toLowerCase();
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const c of req) {
-        size += (c as Buffer).length;
-        if (size > MAX_BODY) throw new MeshError('ambiguous_request', 413, 'Payload Too Large', 'The request body is too large.');
-        chunks.push(c as Buffer);
-      }
+      const body = await readBody(req, MAX_BODY);
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !HOP.has(k)) headers[k] = v;
       const r = await client.request(target, {
         method: req.method,
         path: req.url,
         headers,
-        body: chunks.length ? Buffer.concat(chunks) : undefined,
+        body: body.length ? body : undefined,
       });
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(r.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
@@ -127,16 +124,15 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
       res.writeHead(r.status, out);
       res.end(r.body);
     } catch (error) {
-      const e = error instanceof MeshError ? error : new MeshError('internal', 500, 'Internal Server Error', 'The sidecar failed.');
-      sendProblem(res, e, requestId);
+      const e = error instanceof GatehouseError ? error : new GatehouseError('internal', 'The sidecar failed.');
+      writeProblem(res, e, requestId);
     }
   });
   outbound.keepAliveTimeout = 5000;
-  await new Promise<void>((resolve) => outbound.listen(outListen.port, outListen.host, resolve));
-  const oa = outbound.address() as AddressInfo;
+  const { url: outboundUrl } = await listen(outbound, outListen, 'http');
   return {
     url: inbound.url,
-    outboundUrl: `http://${oa.family === 'IPv6' ? `[${oa.address}]` : oa.address}:${oa.port}`,
+    outboundUrl,
     async close() {
       client.close();
       const closing = new Promise<void>((r) => outbound.close(() => r()));

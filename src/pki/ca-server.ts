@@ -14,7 +14,6 @@ import https from 'node:https';
 import http from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 import { Registry, Counter } from 'prom-client';
 import type { Topology } from '../topology/schema.ts';
@@ -27,7 +26,10 @@ import { newKeyAndCsr } from './lib/workload-key.ts';
 import { lookupToken } from './lib/join-tokens.ts';
 import { verifySvid } from './verify-svid.ts';
 import { caSpiffeId } from './spiffe-id.ts';
-import { PkiError, problemOf } from './errors.ts';
+import { GatehouseError } from '../shared/errors.ts';
+import { writeProblem } from '../shared/problem.ts';
+import { readBody } from '../shared/body.ts';
+import { listen } from '../shared/listen.ts';
 import { REVOCATION_REFRESH_SECONDS } from './revoke-certificate.ts';
 
 export interface StartCaServerOptions {
@@ -60,8 +62,8 @@ const SERVER_CERT_TTL = 24 * 3600;
 export async function startCaServer(options: StartCaServerOptions): Promise<CaServer> {
   const ca = await openCa({ stateDir: options.stateDir, topology: options.topology, clock: options.clock, policy: options.policy });
   const log = (options.logger ?? createLogger({ name: 'ca' })).child({ component: 'ca' });
-  const listen = parseListen(options.listen ?? '127.0.0.1:0');
-  if (typeof listen === 'string') throw new PkiError('bad_request', `listen: ${listen}`);
+  const at = parseListen(options.listen ?? '127.0.0.1:0');
+  if (typeof at === 'string') throw new GatehouseError('bad_request', `listen: ${at}`);
 
   const registry = new Registry();
   const issued = new Counter({
@@ -83,8 +85,8 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
   });
 
   const serverIdentity = async () => {
-    const ip = isIP(listen.host) ? [listen.host] : [];
-    const dns = isIP(listen.host) ? ['localhost'] : [listen.host];
+    const ip = isIP(at.host) ? [at.host] : [];
+    const dns = isIP(at.host) ? ['localhost'] : [at.host];
     const { keyPem, certPem } = await issueServer(ca, { dns, ip });
     return { key: keyPem, cert: certPem };
   };
@@ -116,7 +118,7 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
     handle(req, requestId).then(
       (answer) => send(res, requestId, answer.status, answer.body, answer.type),
       (error: unknown) => {
-        const e = error instanceof PkiError ? error : new PkiError('internal', 'the CA failed to handle the request', { cause: error });
+        const e = error instanceof GatehouseError ? error : new GatehouseError('internal', 'the CA failed to handle the request', { cause: error });
         refused.inc({ reason: e.code });
         const fields = {
           requestId,
@@ -128,7 +130,7 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
         };
         if (e.status >= 500) log.error({ ...fields, err: e.cause }, 'ca request failed');
         else log.warn({ event: 'security', kind: 'ca_request_refused', ...fields }, e.message);
-        send(res, requestId, e.status, problemOf(e, requestId), 'application/problem+json');
+        writeProblem(res, e, requestId);
       },
     );
   });
@@ -154,8 +156,8 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
         const body = await readJson(req);
         const auth = req.headers.authorization ?? '';
         const m = /^Bearer ([^\s]+)$/.exec(auth);
-        if (!m) throw new PkiError('unauthorized', 'a join token is required (Authorization: Bearer)');
-        if (typeof body.service !== 'string') throw new PkiError('bad_request', 'service is required');
+        if (!m) throw new GatehouseError('unauthorized', 'a join token is required (Authorization: Bearer)');
+        if (typeof body.service !== 'string') throw new GatehouseError('bad_request', 'service is required');
         const pending = lookupToken(ca.paths.tokens, m[1], body.service, ca.clock.now());
         const cert = await issueCertificate(ca, { csr: body.csr as string, spiffeId: pending.record.spiffeId, ttlSeconds: ttlOf(body) });
         pending.consume(); // after every check passed: a refused attempt leaves the token usable
@@ -164,9 +166,9 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
       case 'POST /v1/renew': {
         const socket = req.socket as TLSSocket;
         const peer = socket.getPeerX509Certificate?.();
-        if (!peer) throw new PkiError('client_certificate_required', 'renewal needs the current certificate over mTLS');
+        if (!peer) throw new GatehouseError('client_certificate_required', 'renewal needs the current certificate over mTLS');
         if (!socket.authorized)
-          throw new PkiError('certificate_rejected', 'the client certificate is not from this trust domain', {
+          throw new GatehouseError('certificate_rejected', 'the client certificate is not from this trust domain', {
             cause: new Error(String(socket.authorizationError)),
           });
         const decision = verifySvid(peer.raw, {
@@ -177,19 +179,19 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
           isRevoked: (s) => ca.revocations.has(s),
         });
         if (!decision.ok)
-          throw new PkiError(decision.reason === 'revoked' ? 'certificate_revoked' : 'certificate_rejected', 'the client certificate is refused', {
+          throw new GatehouseError(decision.reason === 'revoked' ? 'certificate_revoked' : 'certificate_rejected', 'the client certificate is refused', {
             cause: new Error(decision.reason),
           });
         if (decision.id.kind === 'ca' || !workloadKnown(ca, decision.id))
-          throw new PkiError('unknown_workload', 'the topology has no such workload');
+          throw new GatehouseError('unknown_workload', 'the topology has no such workload');
         const body = await readJson(req);
         const cert = await issueCertificate(ca, { csr: body.csr as string, spiffeId: decision.id.uri, ttlSeconds: ttlOf(body) });
         return issuedAnswer(cert, 'renew', requestId);
       }
       default:
         if (['/healthz', '/v1/bundle', '/v1/revocations', '/v1/bootstrap', '/v1/renew'].includes(p))
-          throw new PkiError('method_not_allowed', 'this endpoint does not accept this method');
-        throw new PkiError('not_found', 'no such endpoint');
+          throw new GatehouseError('method_not_allowed', 'this endpoint does not accept this method');
+        throw new GatehouseError('not_found', 'no such endpoint');
     }
   }
 
@@ -210,21 +212,13 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
     };
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
-  const url = `https://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  const { url } = await listen(server, at, 'https');
 
   let admin: http.Server | undefined;
   let adminUrl: string | undefined;
   if (options.adminListen) {
     const a = parseListen(options.adminListen);
-    if (typeof a === 'string') throw new PkiError('bad_request', `adminListen: ${a}`);
+    if (typeof a === 'string') throw new GatehouseError('bad_request', `adminListen: ${a}`);
     admin = http.createServer((req, res) => {
       const p = pathOf(req.url);
       if (req.method === 'GET' && p === '/metrics')
@@ -233,11 +227,9 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
           res.end(text);
         });
       else if (req.method === 'GET' && p === '/healthz') send(res, randomUUID(), 200, { status: 'ok' });
-      else send(res, randomUUID(), 404, problemOf(new PkiError('not_found', 'no such endpoint'), ''), 'application/problem+json');
+      else writeProblem(res, new GatehouseError('not_found', 'no such endpoint'), randomUUID());
     });
-    await new Promise<void>((resolve) => admin!.listen(a.port, a.host, resolve));
-    const aa = admin.address() as AddressInfo;
-    adminUrl = `http://${aa.family === 'IPv6' ? `[${aa.address}]` : aa.address}:${aa.port}`;
+    adminUrl = (await listen(admin, a, 'http')).url;
   }
 
   return {
@@ -279,29 +271,21 @@ function pathOf(url: string | undefined): string {
 
 function ttlOf(body: Record<string, unknown>): number | undefined {
   if (body.ttlSeconds === undefined) return undefined;
-  if (typeof body.ttlSeconds !== 'number') throw new PkiError('ttl_out_of_policy', 'ttlSeconds must be a number');
+  if (typeof body.ttlSeconds !== 'number') throw new GatehouseError('ttl_out_of_policy', 'ttlSeconds must be a number');
   return body.ttlSeconds;
 }
 
 async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
   const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-  if (type !== 'application/json') throw new PkiError('unsupported_media_type', 'send application/json');
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > MAX_BODY) throw new PkiError('payload_too_large', `the body exceeds ${MAX_BODY} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new PkiError('payload_too_large', `the body exceeds ${MAX_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
+  if (type !== 'application/json') throw new GatehouseError('unsupported_media_type', 'send application/json');
+  const body = await readBody(req, MAX_BODY);
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    value = JSON.parse(body.toString('utf8'));
   } catch {
-    throw new PkiError('bad_request', 'the body is not valid JSON');
+    throw new GatehouseError('bad_request', 'the body is not valid JSON');
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new PkiError('bad_request', 'the body must be a JSON object');
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new GatehouseError('bad_request', 'the body must be a JSON object');
   return value as Record<string, unknown>;
 }
 

@@ -5,7 +5,7 @@ import { systemClock, type Clock } from '../shared/clock.ts';
 import { pkiPaths, ensureDirs } from './lib/files.ts';
 import { newTokenSecret, storeToken, sweepTokens } from './lib/join-tokens.ts';
 import { serviceSpiffeId } from './spiffe-id.ts';
-import { PkiError } from './errors.ts';
+import { GatehouseError } from '../shared/errors.ts';
 
 export interface CreateJoinTokenOptions {
   stateDir: string;
@@ -29,10 +29,10 @@ export const MAX_TOKEN_TTL_SECONDS = 3600;
 export function createJoinToken(options: CreateJoinTokenOptions): JoinToken {
   const clock = options.clock ?? systemClock;
   const service = options.topology.services[options.service];
-  if (!service) throw new PkiError('unknown_workload', `the topology has no service ${JSON.stringify(options.service)}`);
+  if (!service) throw new GatehouseError('unknown_workload', `the topology has no service ${JSON.stringify(options.service)}`);
   const ttl = options.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TOKEN_TTL_SECONDS)
-    throw new PkiError('bad_request', `a join token lives from 1 to ${MAX_TOKEN_TTL_SECONDS} seconds`);
+    throw new GatehouseError('bad_request', `a join token lives from 1 to ${MAX_TOKEN_TTL_SECONDS} seconds`);
   const paths = pkiPaths(options.stateDir);
   ensureDirs(paths);
   const now = clock.now();

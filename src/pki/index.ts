@@ -11,7 +11,7 @@ export { CaRequestError } from './lib/ca-client.ts';
 export { verifySvid, type SvidDecision, type SvidRejection, type VerifySvidOptions } from './verify-svid.ts';
 export { parseSpiffeId, serviceSpiffeId, gatewaySpiffeId, caSpiffeId, callerName, type WorkloadId } from './spiffe-id.ts';
 export type { WorkloadIdentity } from './workload-identity.ts';
-export { PkiError, type PkiErrorCode } from './errors.ts';
+export { GatehouseError, type ProblemCode } from '../shared/errors.ts';
 export { pkiPaths } from './lib/files.ts';
 
 import path from 'node:path';

@@ -11,7 +11,7 @@ import { x509, crypto, EC_ALG, generateKeyPair, privateKeyPem, importPrivateKeyD
 import type { Key } from './lib/x509.ts';
 import { sealKey, openKey, type KeyEnvelope } from './lib/key-envelope.ts';
 import { pkiPaths, issuerFiles, ensureDirs, writeAtomic, CONTROL_ISSUER } from './lib/files.ts';
-import { PkiError } from './errors.ts';
+import { GatehouseError } from '../shared/errors.ts';
 import { randomBytes } from 'node:crypto';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -93,7 +93,7 @@ export async function initCa(options: InitCaOptions): Promise<InitCaResult> {
   } else {
     const meta = JSON.parse(readFileSync(paths.meta, 'utf8')) as CaMeta;
     if (meta.trustDomain !== td)
-      throw new PkiError(
+      throw new GatehouseError(
         'bad_request',
         `the CA in ${paths.dir} is for trust domain ${meta.trustDomain}, the topology says ${td}`,
       );
@@ -140,15 +140,15 @@ export async function initCa(options: InitCaOptions): Promise<InitCaResult> {
 
 async function unlockRoot(paths: ReturnType<typeof pkiPaths>, passphrase: string | undefined): Promise<Key> {
   if (!existsSync(paths.rootKey))
-    throw new PkiError('ca_locked', 'new issuers need the root key, and root-key.enc.json is not in the state dir (offline?)');
+    throw new GatehouseError('ca_locked', 'new issuers need the root key, and root-key.enc.json is not in the state dir (offline?)');
   let secret = passphrase;
   if (secret === undefined && existsSync(paths.rootPassphrase)) secret = readFileSync(paths.rootPassphrase, 'utf8').trim();
-  if (secret === undefined) throw new PkiError('ca_locked', 'new issuers need the root key passphrase');
+  if (secret === undefined) throw new GatehouseError('ca_locked', 'new issuers need the root key passphrase');
   let der: Buffer;
   try {
     der = openKey(JSON.parse(readFileSync(paths.rootKey, 'utf8')) as KeyEnvelope, secret);
   } catch (error) {
-    throw new PkiError('ca_locked', 'the root key cannot be decrypted (wrong passphrase or altered file)', { cause: error });
+    throw new GatehouseError('ca_locked', 'the root key cannot be decrypted (wrong passphrase or altered file)', { cause: error });
   }
   try {
     return await importPrivateKeyDer(der);

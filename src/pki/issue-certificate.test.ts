@@ -10,7 +10,7 @@ import { issueCertificate } from './issue-certificate.ts';
 import { issueWorkloadIdentity } from './issue-workload-identity.ts';
 import { newKeyAndCsr } from './lib/workload-key.ts';
 import { openKey } from './lib/key-envelope.ts';
-import { PkiError } from './errors.ts';
+import { GatehouseError } from '../shared/errors.ts';
 import { frozenClock } from '../shared/clock.ts';
 
 const ORDERS = `spiffe://${TD}/zone/private/svc/orders`;
@@ -49,7 +49,7 @@ async function csrWith(params: { name?: string; extensions?: x509.Extension[]; a
 
 async function refused(csr: string, code: string, spiffeId = ORDERS, ttlSeconds?: number) {
   await assert.rejects(issueCertificate(ca, { csr, spiffeId, ttlSeconds }), (e: unknown) => {
-    assert.ok(e instanceof PkiError, String(e));
+    assert.ok(e instanceof GatehouseError, String(e));
     assert.equal(e.code, code);
     return true;
   });
@@ -155,12 +155,12 @@ test('the root key is encrypted at rest and can go offline', async () => {
     assert.equal(id.spiffeId, ORDERS);
     const bigger = testTopology().zones;
     const topology = { ...testTopology(), zones: { ...bigger, extra: bigger.public } };
-    await assert.rejects(initCa({ stateDir: env.stateDir, topology }), (e: unknown) => (e as PkiError).code === 'ca_locked');
+    await assert.rejects(initCa({ stateDir: env.stateDir, topology }), (e: unknown) => (e as GatehouseError).code === 'ca_locked');
   } finally {
     renameSync(path.join(env.stateDir, 'offline.json'), path.join(pki, 'root-key.enc.json'));
   }
   const topology = { ...testTopology(), zones: { ...testTopology().zones, extra: testTopology().zones.public } };
-  await assert.rejects(initCa({ stateDir: env.stateDir, topology, passphrase: 'wrong passphrase, long enough' }), (e: unknown) => (e as PkiError).code === 'ca_locked');
+  await assert.rejects(initCa({ stateDir: env.stateDir, topology, passphrase: 'wrong passphrase, long enough' }), (e: unknown) => (e as GatehouseError).code === 'ca_locked');
   assert.equal(existsSync(path.join(pki, 'issuers/extra.pem')), false);
   const r = await initCa({ stateDir: env.stateDir, topology, passphrase: 'correct horse battery staple' });
   assert.deepEqual(r.createdIssuers, ['extra']);

@@ -6,7 +6,7 @@ import { x509, EC_ALG, randomSerial, certPem, normalizeSerial } from './lib/x509
 import { parseAndCheckCsr } from './lib/csr.ts';
 import { CONTROL_ISSUER } from './lib/files.ts';
 import { parseSpiffeId, type WorkloadId } from './spiffe-id.ts';
-import { PkiError } from './errors.ts';
+import { GatehouseError } from '../shared/errors.ts';
 import type { Ca } from './open-ca.ts';
 
 export interface IssueCertificateRequest {
@@ -46,19 +46,19 @@ export function workloadKnown(ca: Ca, id: WorkloadId): boolean {
 
 export async function issueCertificate(ca: Ca, request: IssueCertificateRequest): Promise<IssuedCertificate> {
   const id = parseSpiffeId(request.spiffeId, ca.trustDomain);
-  if (!id) throw new PkiError('unknown_workload', 'not a workload identity of this trust domain');
-  if (!workloadKnown(ca, id)) throw new PkiError('unknown_workload', 'the topology has no such workload');
+  if (!id) throw new GatehouseError('unknown_workload', 'not a workload identity of this trust domain');
+  if (!workloadKnown(ca, id)) throw new GatehouseError('unknown_workload', 'the topology has no such workload');
   const ttl = request.ttlSeconds ?? ca.policy.defaultTtlSeconds;
   if (!Number.isInteger(ttl) || ttl < 60 || ttl > ca.policy.maxTtlSeconds)
-    throw new PkiError('ttl_out_of_policy', `lifetime must be a whole number of seconds from 60 to ${ca.policy.maxTtlSeconds}`);
+    throw new GatehouseError('ttl_out_of_policy', `lifetime must be a whole number of seconds from 60 to ${ca.policy.maxTtlSeconds}`);
   const name = id.kind === 'service' ? id.service : id.kind;
   const csr = await parseAndCheckCsr(request.csr, { uri: id.uri, name });
   const issuer = ca.issuers.get(id.kind === 'ca' ? CONTROL_ISSUER : id.zone);
-  if (!issuer) throw new PkiError('ca_not_initialized', `no issuer for zone ${id.kind === 'ca' ? 'control' : id.zone}; run \`gatehouse ca init\``);
+  if (!issuer) throw new GatehouseError('ca_not_initialized', `no issuer for zone ${id.kind === 'ca' ? 'control' : id.zone}; run \`gatehouse ca init\``);
 
   const now = ca.clock.now();
   const notAfter = Math.min(now + ttl * 1000, issuer.cert.notAfter.getTime());
-  if (notAfter <= now + 60_000) throw new PkiError('ca_not_initialized', 'the zone issuer expires too soon; rotate it with `gatehouse ca init`');
+  if (notAfter <= now + 60_000) throw new GatehouseError('ca_not_initialized', 'the zone issuer expires too soon; rotate it with `gatehouse ca init`');
   const sans: x509.JsonGeneralName[] = [{ type: 'url', value: id.uri }];
   for (const d of request.serverNames?.dns ?? []) sans.push({ type: 'dns', value: d });
   for (const ip of request.serverNames?.ip ?? []) sans.push({ type: 'ip', value: ip });

@@ -8,7 +8,7 @@ import { x509, importPrivateKeyPem } from './lib/x509.ts';
 import type { Key } from './lib/x509.ts';
 import { pkiPaths, issuerFiles, type PkiPaths } from './lib/files.ts';
 import { RevocationStore } from './lib/revocations.ts';
-import { PkiError } from './errors.ts';
+import { GatehouseError } from '../shared/errors.ts';
 import type { CaMeta } from './init-ca.ts';
 
 export interface CaPolicy {
@@ -51,16 +51,16 @@ export interface OpenCaOptions {
 export async function openCa(options: OpenCaOptions): Promise<Ca> {
   const paths = pkiPaths(options.stateDir);
   if (!existsSync(paths.meta) || !existsSync(paths.bundle))
-    throw new PkiError('ca_not_initialized', `no CA in ${paths.dir}; run \`gatehouse ca init\` first`);
+    throw new GatehouseError('ca_not_initialized', `no CA in ${paths.dir}; run \`gatehouse ca init\` first`);
   const meta = JSON.parse(readFileSync(paths.meta, 'utf8')) as CaMeta;
   if (options.topology && options.topology.trustDomain !== meta.trustDomain)
-    throw new PkiError(
+    throw new GatehouseError(
       'bad_request',
       `the CA in ${paths.dir} is for trust domain ${meta.trustDomain}, the topology says ${options.topology.trustDomain}`,
     );
   const policy = { ...DEFAULT_CA_POLICY, ...options.policy };
   if (policy.maxTtlSeconds > 86400 || policy.defaultTtlSeconds > policy.maxTtlSeconds || policy.defaultTtlSeconds < 60)
-    throw new PkiError('bad_request', 'certificate lifetimes must be between 60 s and 24 h, default ≤ maximum');
+    throw new GatehouseError('bad_request', 'certificate lifetimes must be between 60 s and 24 h, default ≤ maximum');
   const issuers = new Map<string, Issuer>();
   for (const f of readdirSync(paths.issuers)) {
     if (!f.endsWith('.pem')) continue;

@@ -5,7 +5,7 @@ import { systemClock, type Clock } from '../shared/clock.ts';
 import { pkiPaths, ensureDirs } from './lib/files.ts';
 import { RevocationStore } from './lib/revocations.ts';
 import { normalizeSerial } from './lib/x509.ts';
-import { PkiError } from './errors.ts';
+import { GatehouseError } from '../shared/errors.ts';
 
 /** How often peers re-read the revocation list; the bound on revocation. */
 export const REVOCATION_REFRESH_SECONDS = 10;
@@ -15,7 +15,7 @@ export function revokeCertificate(options: { stateDir: string; serial: string; r
   added: boolean;
 } {
   const serial = normalizeSerial(options.serial);
-  if (serial === null) throw new PkiError('bad_request', 'a serial number is hexadecimal (colons allowed)');
+  if (serial === null) throw new GatehouseError('bad_request', 'a serial number is hexadecimal (colons allowed)');
   const paths = pkiPaths(options.stateDir);
   ensureDirs(paths);
   const added = new RevocationStore(paths.revoked).add(serial, new Date((options.clock ?? systemClock).now()), options.reason);

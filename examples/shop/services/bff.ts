@@ -11,7 +11,7 @@
 // on its allow edge. Its `egress` list allows exactly those two.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeJwt } from 'jose';
-import { createService, createClient, bearerToken, MeshError, serviceOptions, type ServiceStartOptions } from 'gatehouse/mesh';
+import { createService, createClient, bearerToken, GatehouseError, serviceOptions, type ServiceStartOptions } from 'gatehouse/mesh';
 
 const MAX_BODY = 64 * 1024;
 const PRIVATE = 'private';
@@ -103,7 +103,7 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
         });
         return send(res, r.status, r.body.toString('utf8'), ctx.requestId, String(r.headers['content-type'] ?? 'application/json'));
       } catch (error) {
-        if (error instanceof MeshError) {
+        if (error instanceof GatehouseError) {
           o.logger.warn({ requestId: ctx.requestId, code: error.code, cause: (error.cause as Error | undefined)?.message }, 'orders call failed');
           return problem(res, error.status, error.title, ctx.requestId, error.status === 401 ? 'the user token was not accepted' : 'the orders backend is unavailable');
         }

@@ -3,7 +3,7 @@
 import https from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { verifySvid } from '../verify-svid.ts';
-import { PkiError, type PkiErrorCode } from '../errors.ts';
+import { GatehouseError, type ProblemCode } from '../../shared/errors.ts';
 
 export interface CaCallOptions {
   caUrl: string;
@@ -18,7 +18,7 @@ export interface CaCallOptions {
 /** An answer from the CA that is not a success; `code` is the CA's problem code. */
 export class CaRequestError extends Error {
   readonly status: number;
-  readonly code: PkiErrorCode | 'unreachable' | 'bad_answer';
+  readonly code: ProblemCode | 'unreachable' | 'bad_answer';
   readonly requestId?: string;
   constructor(status: number, code: CaRequestError['code'], message: string, requestId?: string) {
     super(message);
@@ -44,7 +44,7 @@ export function caRequest(
   options: CaCallOptions,
 ): Promise<{ status: number; json: unknown; text: string }> {
   const url = new URL(path, options.caUrl);
-  if (url.protocol !== 'https:') return Promise.reject(new PkiError('bad_request', 'the CA URL must be https'));
+  if (url.protocol !== 'https:') return Promise.reject(new GatehouseError('bad_request', 'the CA URL must be https'));
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = https.request(
@@ -86,7 +86,7 @@ export function caRequest(
           reject(
             new CaRequestError(
               status,
-              (problem.code as PkiErrorCode) ?? 'bad_answer',
+              (problem.code as ProblemCode) ?? 'bad_answer',
               `CA refused (${status} ${problem.code ?? ''}): ${problem.detail ?? 'no detail'}`,
               problem.request_id,
             ),

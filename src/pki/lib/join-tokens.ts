@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { PkiError } from '../errors.ts';
+import { GatehouseError } from '../../shared/errors.ts';
 
 export const TOKEN_PREFIX = 'ghjt_';
 const TOKEN = /^ghjt_[A-Za-z0-9_-]{43}$/;
@@ -55,27 +55,27 @@ export interface PendingRedemption {
  * service, expired, malformed) changes nothing.
  */
 export function lookupToken(dir: string, token: unknown, service: string, now: number): PendingRedemption {
-  if (typeof token !== 'string' || !TOKEN.test(token)) throw new PkiError('token_invalid', 'the join token is not valid');
+  if (typeof token !== 'string' || !TOKEN.test(token)) throw new GatehouseError('token_invalid', 'the join token is not valid');
   const base = fileOf(dir, token);
   let record: JoinTokenRecord;
   try {
     record = JSON.parse(readFileSync(base + '.json', 'utf8')) as JoinTokenRecord;
   } catch (error) {
     const reused = existsSync(base + '.used');
-    throw new PkiError('token_invalid', 'the join token is not valid', {
+    throw new GatehouseError('token_invalid', 'the join token is not valid', {
       cause: reused ? new Error('join token already used') : error,
     });
   }
-  if (!(Date.parse(record.expiresAt) > now)) throw new PkiError('token_expired', 'the join token has expired');
+  if (!(Date.parse(record.expiresAt) > now)) throw new GatehouseError('token_expired', 'the join token has expired');
   if (record.service !== service)
-    throw new PkiError('token_wrong_service', 'the join token is for another service');
+    throw new GatehouseError('token_wrong_service', 'the join token is for another service');
   return {
     record,
     consume() {
       try {
         renameSync(base + '.json', base + '.used');
       } catch (error) {
-        throw new PkiError('token_invalid', 'the join token is not valid', { cause: new Error('join token already used', { cause: error }) });
+        throw new GatehouseError('token_invalid', 'the join token is not valid', { cause: new Error('join token already used', { cause: error }) });
       }
     },
   };

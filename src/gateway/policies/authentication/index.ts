@@ -134,11 +134,7 @@ interface FeedGuard {
 }
 
 const RevocationUnknown = (retryAfter: number) =>
-  new GatehouseError(
-    'revocation_status_unknown',
-    503,
-    'Service Unavailable',
-    'The gateway cannot confirm that this token has not been revoked; retry shortly.',
+  new GatehouseError('revocation_status_unknown', 'The gateway cannot confirm that this token has not been revoked; retry shortly.',
     { headers: { 'retry-after': String(retryAfter) } },
   );
 

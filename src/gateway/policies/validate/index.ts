@@ -54,7 +54,7 @@ const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormat
   ajv: Ajv2020,
 ) => Ajv2020;
 
-const UnsupportedMediaType = (detail: string) => new GatehouseError('unsupported_media_type', 415, 'Unsupported Media Type', detail);
+const UnsupportedMediaType = (detail: string) => new GatehouseError('unsupported_media_type', detail);
 /** Names the client chose are echoed in problems, never more than this many characters of them. */
 const MAX_ECHO = 64;
 const clip = (s: string) => (s.length > MAX_ECHO ? `${s.slice(0, MAX_ECHO)}…` : s);
@@ -67,7 +67,7 @@ const Unprocessable = (where: string, e: ErrorObject | undefined) => {
       : e.keyword === 'additionalProperties'
         ? `unknown field ${JSON.stringify(clip(String(e.params.additionalProperty)))}`
         : (e.message ?? 'is invalid');
-  const error = new GatehouseError('unprocessable', 422, 'Unprocessable Content', `${field}: ${reason}`);
+  const error = new GatehouseError('unprocessable', `${field}: ${reason}`);
   return Object.assign(error, { field });
 };
 
@@ -151,7 +151,7 @@ async function checkBody(ex: Exchange, body: Contract['body']): Promise<Gatehous
   try {
     value = JSON.parse(raw.toString('utf8'));
   } catch {
-    return new GatehouseError('bad_request', 400, 'Bad Request', 'The body is not valid JSON.');
+    return new GatehouseError('bad_request', 'The body is not valid JSON.');
   }
   return validate(value) ? undefined : Unprocessable('body', validate.errors?.[0]);
 }
@@ -289,7 +289,7 @@ const policy: Policy<Config, State> = {
   async onRequest(ex, s) {
     const contract = s.byMethod.get(ex.method) ?? (ex.method === 'HEAD' ? s.byMethod.get('GET') : undefined) ?? s.byMethod.get('*');
     // the router only sends the route's methods here; anything else has no contract and is refused
-    if (!contract) return new GatehouseError('method_not_allowed', 405, 'Method Not Allowed', 'This method has no contract on this route.');
+    if (!contract) return new GatehouseError('method_not_allowed', 'This method has no contract on this route.');
     for (const check of contract.params) {
       const value = paramsOf(ex, check);
       if (!check.validate(value)) return Unprocessable(check.where, check.validate.errors?.[0]);
