@@ -31,6 +31,7 @@ import { writeProblem } from '../shared/problem.ts';
 import { readBody } from '../shared/body.ts';
 import { listen } from '../shared/listen.ts';
 import { REVOCATION_REFRESH_SECONDS } from './revoke-certificate.ts';
+import { ancestorsOf, pruneLineages } from './lib/lineage.ts';
 
 export interface StartCaServerOptions {
   topology: Topology;
@@ -112,6 +113,17 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
     );
   }, (SERVER_CERT_TTL / 2) * 1000);
   rotate.unref();
+  // Lineages whose every certificate expired can renew nothing: their records go.
+  const prune = () => {
+    try {
+      pruneLineages(ca.paths, ca.clock.now());
+    } catch (error) {
+      log.error({ err: error }, 'cannot prune expired lineages');
+    }
+  };
+  prune();
+  const pruning = setInterval(prune, 3600_000);
+  pruning.unref();
 
   server.on('request', (req, res) => {
     const requestId = randomUUID();
@@ -176,7 +188,7 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
           now: ca.clock.now(),
           maxLifetimeSeconds: ca.policy.maxTtlSeconds,
           purpose: 'client',
-          isRevoked: (s) => ca.revocations.has(s),
+          isRevoked: (s) => revokedInLineage(s) !== undefined,
         });
         if (!decision.ok)
           throw new GatehouseError(decision.reason === 'revoked' ? 'certificate_revoked' : 'certificate_rejected', 'the client certificate is refused', {
@@ -185,7 +197,14 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
         if (decision.id.kind === 'ca' || !workloadKnown(ca, decision.id))
           throw new GatehouseError('unknown_workload', 'the topology has no such workload');
         const body = await readJson(req);
-        const cert = await issueCertificate(ca, { csr: body.csr as string, spiffeId: decision.id.uri, ttlSeconds: ttlOf(body) });
+        const cert = await issueCertificate(ca, { csr: body.csr as string, spiffeId: decision.id.uri, ttlSeconds: ttlOf(body), parent: decision.serial });
+        // Re-checked after the new certificate is recorded: a revocation that
+        // ran meanwhile either sees the record or is seen here (revoke-certificate.ts).
+        const revokedAncestor = revokedInLineage(decision.serial);
+        if (revokedAncestor !== undefined) {
+          ca.revocations.add(cert.serial, new Date(ca.clock.now()), `descendant of ${revokedAncestor}`);
+          throw new GatehouseError('certificate_revoked', 'the client certificate is refused', { cause: new Error('revoked during renewal') });
+        }
         return issuedAnswer(cert, 'renew', requestId);
       }
       default:
@@ -193,6 +212,21 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
           throw new GatehouseError('method_not_allowed', 'this endpoint does not accept this method');
         throw new GatehouseError('not_found', 'no such endpoint');
     }
+  }
+
+  /**
+   * The revoked serial among `serial` and its ancestors, if any. A revoked
+   * ancestor whose descendants were not all listed (a revocation that crashed
+   * half way, or written by hand) is caught here, and `serial` joins the list
+   * so that peers refuse it too.
+   */
+  function revokedInLineage(serial: string): string | undefined {
+    if (ca.revocations.hasNow(serial)) return serial;
+    const ancestor = ancestorsOf(ca.paths, serial).find((a) => ca.revocations.hasNow(a));
+    if (ancestor === undefined) return undefined;
+    ca.revocations.add(serial, new Date(ca.clock.now()), `descendant of ${ancestor}`);
+    log.warn({ event: 'security', kind: 'lineage_revoked', serial, ancestor }, 'a descendant of a revoked certificate tried to renew');
+    return ancestor;
   }
 
   function issuedAnswer(cert: IssuedCertificate, via: string, requestId: string) {
@@ -242,6 +276,7 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
     ca,
     async close() {
       clearInterval(rotate);
+      clearInterval(pruning);
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closing;

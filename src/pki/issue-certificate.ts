@@ -5,6 +5,7 @@
 import { x509, EC_ALG, randomSerial, certPem, normalizeSerial } from './lib/x509.ts';
 import { parseAndCheckCsr } from './lib/csr.ts';
 import { CONTROL_ISSUER } from './lib/files.ts';
+import { recordIssued } from './lib/lineage.ts';
 import { parseSpiffeId, type WorkloadId } from './spiffe-id.ts';
 import { GatehouseError } from '../shared/errors.ts';
 import type { Ca } from './open-ca.ts';
@@ -16,6 +17,8 @@ export interface IssueCertificateRequest {
   spiffeId: string;
   /** Requested lifetime; absent: the policy default (1 hour). Above the policy maximum is refused. */
   ttlSeconds?: number;
+  /** The serial this is a renewal of (authenticated by the caller); absent: the first of a new lineage. */
+  parent?: string;
   /** Extra DNS / IP SANs, only for the CA's own serving certificate. */
   serverNames?: { dns?: string[]; ip?: string[] };
 }
@@ -81,9 +84,12 @@ export async function issueCertificate(ca: Ca, request: IssueCertificateRequest)
     ],
   });
   const leafPem = certPem(cert);
+  const serial = normalizeSerial(cert.serialNumber) ?? cert.serialNumber;
+  // Recorded before anyone sees it, so a revocation of an ancestor finds it.
+  recordIssued(ca.paths, { serial, parent: request.parent, spiffeId: id.uri, issuedAt: new Date(now), notAfter: cert.notAfter });
   return {
     spiffeId: id.uri,
-    serial: normalizeSerial(cert.serialNumber) ?? cert.serialNumber,
+    serial,
     notBefore: cert.notBefore,
     notAfter: cert.notAfter,
     leafPem,

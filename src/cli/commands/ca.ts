@@ -106,14 +106,15 @@ export function register(program: Command): void {
     });
 
   common(ca.command('revoke'))
-    .description('revoke a certificate by serial; refused by the CA at once and by every peer within the refresh bound')
+    .description('revoke a certificate by serial, and every certificate renewed from it; refused by the CA at once and by every peer within the refresh bound')
     .argument('<serial>', 'serial number (hex, colons allowed)')
     .option('--reason <text>', 'why (kept in the revocation record)')
     .action(async (serial: string, o: Common & { reason?: string }) => {
       const { revokeCertificate, REVOCATION_REFRESH_SECONDS } = await import('../../pki/index.ts');
       const r = revokeCertificate({ stateDir: o.stateDir, serial, reason: o.reason });
+      const also = r.descendants.length ? ` and ${r.descendants.length} certificate(s) renewed from it (${r.descendants.join(', ')})` : '';
       process.stdout.write(
-        `${r.added ? 'revoked' : 'already revoked'} ${r.serial}; peers refuse it within ${REVOCATION_REFRESH_SECONDS} s\n`,
+        `${r.added ? 'revoked' : 'already revoked'} ${r.serial}${also}; peers refuse it within ${REVOCATION_REFRESH_SECONDS} s\n`,
       );
     });
 }

@@ -14,6 +14,10 @@ export interface PkiPaths {
   issuers: string;
   tokens: string;
   revoked: string;
+  /** Renewal lineage records (lib/lineage.ts). */
+  lineages: string;
+  /** serial → lineage index (lib/lineage.ts). */
+  issued: string;
 }
 
 export function pkiPaths(stateDir: string): PkiPaths {
@@ -27,6 +31,8 @@ export function pkiPaths(stateDir: string): PkiPaths {
     issuers: path.join(dir, 'issuers'),
     tokens: path.join(dir, 'tokens'),
     revoked: path.join(dir, 'revoked'),
+    lineages: path.join(dir, 'lineages'),
+    issued: path.join(dir, 'issued'),
   };
 }
 

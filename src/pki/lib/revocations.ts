@@ -2,7 +2,7 @@
 // another process never races a read-modify-write). Readers re-list the folder
 // only when its mtime changes, and look at the mtime at most every `checkMs`
 // (default 1 s: the request path must not pay a syscall per request).
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { normalizeSerial } from './x509.ts';
 
@@ -54,6 +54,12 @@ export class RevocationStore {
   has(serial: string): boolean {
     const s = normalizeSerial(serial);
     return s === null || this.serials().has(s);
+  }
+
+  /** Asks the folder itself, past any cache (the CA's renewal path: a folder mtime may not tick between two writes). */
+  hasNow(serial: string): boolean {
+    const s = normalizeSerial(serial);
+    return s === null || existsSync(path.join(this.dir, `${s}.json`));
   }
 
   /** Adds `serial`; returns false when it was already revoked. */
