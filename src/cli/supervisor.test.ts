@@ -136,6 +136,7 @@ test('a crash after ready is restarted with growing jittered delays; 60 s health
   assert.equal(children.length, 4, 'a stop during the backoff cancels the restart');
   assert.equal(sup.status()[0].state, 'stopped');
   assert.deepEqual(result.killed, []);
+  assert.equal(result.clean, true, 'a crash before the stop does not make the stop unclean');
 });
 
 test('a component that never answers is tried 3 times, then reported once and left alone; code 2 is not retried', async () => {

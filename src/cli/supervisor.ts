@@ -111,7 +111,7 @@ export interface StopResult {
   clean: boolean;
   /** components that had to be killed */
   killed: string[];
-  /** components whose last instance exited with a non-zero code */
+  /** components this stop ended that exited otherwise than by themselves with code 0 (or on SIGTERM/SIGINT) */
   failed: string[];
   ms: number;
 }
@@ -282,6 +282,7 @@ export function createSupervisor(o: SupervisorOptions = {}): Supervisor {
     const started = t.now();
     const deadline = started + drainMs + graceMs;
     const killed: string[] = [];
+    const live0 = [...records.values()].filter((r) => r.handle);
     for (const r of records.values()) {
       if (r.timer !== undefined) t.clearTimeout(r.timer);
       r.timer = undefined;
@@ -315,13 +316,11 @@ export function createSupervisor(o: SupervisorOptions = {}): Supervisor {
         await Promise.race([exits, sleep(500)]);
       }
     }
-    const failed = [...records.values()]
-      .filter((r) => r.last && !r.killed && r.last.code !== 0 && r.last.code !== null)
+    // only the instances this stop ended count: one that crashed before (in its backoff now) does not make the stop unclean
+    const failed = live0
+      .filter((r) => !r.killed && !(r.last?.code === 0 || r.last?.signal === 'SIGTERM' || r.last?.signal === 'SIGINT'))
       .map((r) => r.spec.name);
-    const dirty = [...records.values()].some(
-      (r) => r.last && !(r.last.code === 0 || r.last.signal === 'SIGTERM' || r.last.signal === 'SIGINT'),
-    );
-    return { clean: killed.length === 0 && failed.length === 0 && !dirty, killed, failed, ms: t.now() - started };
+    return { clean: killed.length === 0 && failed.length === 0, killed, failed, ms: t.now() - started };
   };
 
   return {
