@@ -4,7 +4,10 @@
 // operation of an OpenAPI 3.1 document (parameters in path, query, header and
 // cookie, coerced to their schema types as OpenAPI reads them, and the body by
 // media type). A body is read (within the route's body limit) only when it has
-// to be checked; the upstream then gets exactly the bytes that were validated.
+// to be checked; the upstream then gets exactly the bytes that were validated,
+// so they must mean one thing to any parser: a JSON body is strict UTF-8 with
+// no duplicate keys (strict-json.ts), a number parameter is written as JSON
+// writes numbers (parameter-numbers.ts).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
@@ -12,9 +15,12 @@ import { Ajv2020, type ValidateFunction, type ErrorObject } from 'ajv/dist/2020.
 import addFormatsModule from 'ajv-formats';
 import { FieldError, type Policy, type Exchange } from '../policy.ts';
 import { ValidateConfig } from './schema.ts';
-import { GatehouseError } from '../../../shared/errors.ts';
+import { GatehouseError, UnsupportedMediaType } from '../../../shared/errors.ts';
 import { pathParams, templateParams } from '../../router.ts';
 import { readOpenApi, operationOf, templateNames, isJson, type OpenApiDocument, type Operation, type ParameterSet } from './openapi.ts';
+import { parseStrictJson } from './strict-json.ts';
+import { coerceNumbers, type NumberRule } from './parameter-numbers.ts';
+import { fieldOf, clip, unprocessable } from './refusals.ts';
 
 export const Config = z.object({
   contract: ValidateConfig,
@@ -33,6 +39,8 @@ interface ParamCheck {
   comma: ReadonlySet<string>;
   /** Only these names are read into the checked object (headers, cookies); undefined: all. */
   names?: readonly string[];
+  /** Parameters read as numbers (OpenAPI): their strings must be JSON numbers; absent: none. */
+  numbers?: ReadonlyMap<string, NumberRule>;
 }
 
 interface Contract {
@@ -54,21 +62,17 @@ const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormat
   ajv: Ajv2020,
 ) => Ajv2020;
 
-const UnsupportedMediaType = (detail: string) => new GatehouseError('unsupported_media_type', detail);
-/** Names the client chose are echoed in problems, never more than this many characters of them. */
-const MAX_ECHO = 64;
-const clip = (s: string) => (s.length > MAX_ECHO ? `${s.slice(0, MAX_ECHO)}…` : s);
-
+/** 422 for the first error ajv found (undefined: a required body is absent). */
 const Unprocessable = (where: string, e: ErrorObject | undefined) => {
-  const field = e ? `${where}${e.instancePath.split('/').map(clip).join('/')}` : where;
+  // ajv's instancePath is a JSON Pointer: its segments unescaped, fieldOf escapes them again after clipping
+  const segments = e ? e.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')) : [];
   const reason =
     e === undefined
       ? 'is required'
       : e.keyword === 'additionalProperties'
         ? `unknown field ${JSON.stringify(clip(String(e.params.additionalProperty)))}`
         : (e.message ?? 'is invalid');
-  const error = new GatehouseError('unprocessable', `${field}: ${reason}`);
-  return Object.assign(error, { field });
+  return unprocessable(fieldOf(where, segments), reason);
 };
 
 function newAjv(coerce: boolean): Ajv2020 {
@@ -147,13 +151,9 @@ async function checkBody(ex: Exchange, body: Contract['body']): Promise<Gatehous
     validate = body.anyJson;
   }
   if (!validate) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(raw.toString('utf8'));
-  } catch {
-    return new GatehouseError('bad_request', 'The body is not valid JSON.');
-  }
-  return validate(value) ? undefined : Unprocessable('body', validate.errors?.[0]);
+  const parsed = parseStrictJson(raw, typeof ex.headers['content-type'] === 'string' ? ex.headers['content-type'] : undefined);
+  if (parsed instanceof GatehouseError) return parsed;
+  return validate(parsed.value) ? undefined : Unprocessable('body', validate.errors?.[0]);
 }
 
 /** The contract written in the topology: the same for every method. */
@@ -247,6 +247,7 @@ function compileOperation(doc: OpenApiDocument, op: Operation, unknownQuery: boo
       validate: compile(params, schema, `${where} parameters`),
       comma: set.commaSeparated,
       names: where === 'headers' || where === 'cookies' ? names : undefined,
+      numbers: set.numbers.size > 0 ? set.numbers : undefined,
     });
   };
   add('path', op.path, false);
@@ -292,6 +293,10 @@ const policy: Policy<Config, State> = {
     if (!contract) return new GatehouseError('method_not_allowed', 'This method has no contract on this route.');
     for (const check of contract.params) {
       const value = paramsOf(ex, check);
+      if (check.numbers) {
+        const refused = coerceNumbers(value, check.numbers, check.where);
+        if (refused) return refused;
+      }
       if (!check.validate(value)) return Unprocessable(check.where, check.validate.errors?.[0]);
     }
     return checkBody(ex, contract.body);

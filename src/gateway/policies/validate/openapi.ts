@@ -9,6 +9,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { ConfigError, formatPath } from '../../../topology/config-error.ts';
 import { parseYaml } from '../../../topology/load.ts';
+import type { NumberRule } from './parameter-numbers.ts';
 
 /** Documents larger than this are refused before parsing. */
 export const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024;
@@ -32,6 +33,8 @@ export interface ParameterSet {
   schema: Json;
   /** Parameters whose array values are comma-separated in one string (simple style, form without explode). */
   commaSeparated: Set<string>;
+  /** Parameters typed integer or number (or arrays of them): their strings must be JSON numbers. */
+  numbers: Map<string, NumberRule>;
 }
 
 export interface Operation {
@@ -135,6 +138,8 @@ export function operationOf(d: OpenApiDocument, docPath: string, method: string)
     // arrays in one value: simple style (path, header) and form without explode are comma-separated
     const isArray = schema.type === 'array' || (Array.isArray(schema.type) && schema.type.includes('array'));
     if (isArray && !(location === 'query' && explode)) set.commaSeparated.add(name);
+    const numbers = numberRuleOf(d, p.schema, [...pAt, 'schema']);
+    if (numbers) set.numbers.set(name, numbers);
   }
 
   let body: Operation['body'];
@@ -163,7 +168,47 @@ export function isJson(type: string): boolean {
 }
 
 function emptySet(): ParameterSet {
-  return { schema: { type: 'object', properties: {}, required: [] }, commaSeparated: new Set() };
+  return { schema: { type: 'object', properties: {}, required: [] }, commaSeparated: new Set(), numbers: new Map() };
+}
+
+/**
+ * How a parameter's strings become numbers, when its schema (through
+ * `#/components/schemas` refs) is typed integer or number, or an array of
+ * them. Undefined when a string is a valid value too (type includes string),
+ * or when the type is not written where this looks (the schema itself, or the
+ * items of an array): such values are left to the schema as they are.
+ */
+function numberRuleOf(d: OpenApiDocument, schema: unknown, at: (string | number)[]): NumberRule | undefined {
+  const s = schemaOf(d, schema, at);
+  const types = typesOf(s);
+  if (!types.includes('array')) return scalarRule(types, false);
+  // an array (or null): its items
+  if (types.some((t) => t !== 'array' && t !== 'null')) return undefined;
+  return scalarRule(typesOf(schemaOf(d, s?.items, at)), true);
+}
+
+function scalarRule(types: string[], array: boolean): NumberRule | undefined {
+  if (types.includes('string') || !(types.includes('integer') || types.includes('number'))) return undefined;
+  return { integer: !types.includes('number'), types, array };
+}
+
+function typesOf(schema: Json | undefined): string[] {
+  const t = schema?.type;
+  return typeof t === 'string' ? [t] : Array.isArray(t) ? t.filter((x): x is string => typeof x === 'string') : [];
+}
+
+/** A schema with its `$ref`s to `#/components/schemas/…` followed (at most 16). */
+function schemaOf(d: OpenApiDocument, schema: unknown, at: (string | number)[]): Json | undefined {
+  let current = schema;
+  for (let hops = 0; isObject(current) && typeof current.$ref === 'string'; hops++) {
+    if (hops === 16) d.fail(at, 'too many $ref hops (a cycle?)');
+    const ref = current.$ref;
+    if (!ref.startsWith('#/components/schemas/')) return undefined;
+    const name = decodeURIComponent(ref.slice('#/components/schemas/'.length)).replace(/~1/g, '/').replace(/~0/g, '~');
+    const schemas = isObject(d.data.components) && isObject(d.data.components.schemas) ? d.data.components.schemas : {};
+    current = Object.hasOwn(schemas, name) ? schemas[name] : undefined;
+  }
+  return isObject(current) ? current : undefined;
 }
 
 function isObject(v: unknown): v is Json {
