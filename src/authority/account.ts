@@ -91,13 +91,13 @@ export function createAccountPages(getProvider: () => Provider, ctx: AuthorityCo
     async handle(req, res, path, requestId) {
       const provider = getProvider();
       const action = path === '/account' ? 'view' : path === '/account/webauthn/register' ? 'register' : path === '/account/webauthn/remove' ? 'remove' : undefined;
-      if (!action) throw new FormError(404, 'There is no such page.');
-      if (action === 'view' && req.method !== 'GET' && req.method !== 'HEAD') throw new FormError(405, 'Method not allowed.');
-      if (action !== 'view' && req.method !== 'POST') throw new FormError(405, 'Method not allowed.');
+      if (!action) throw new FormError('not_found', 'There is no such page.');
+      if (action === 'view' && req.method !== 'GET' && req.method !== 'HEAD') throw new FormError('method_not_allowed', 'Method not allowed.', { allow: 'GET, HEAD' });
+      if (action !== 'view' && req.method !== 'POST') throw new FormError('method_not_allowed', 'Method not allowed.', { allow: 'POST' });
 
       const s = await signedIn(provider, req, res);
       if (!s) {
-        if (action !== 'view') throw new FormError(401, 'You are not signed in. Sign in through an application of this zone first.');
+        if (action !== 'view') throw new FormError('unauthorized', 'You are not signed in. Sign in through an application of this zone first.');
         send(res, 401, messagePage('Not signed in', 'You are not signed in here. Sign in through an application of this zone, then come back to this page.', requestId), []);
         return;
       }
@@ -107,7 +107,7 @@ export function createAccountPages(getProvider: () => Provider, ctx: AuthorityCo
       }
 
       const form = await readForm(req, MAX_WEBAUTHN_FORM_BYTES);
-      if (!csrfOk(ctx, `account|${s.session.uid}`, form.get('csrf'), req)) throw new FormError(403, 'The form could not be verified. Reload the page and try again.');
+      if (!csrfOk(ctx, `account|${s.session.uid}`, form.get('csrf'), req)) throw new FormError('forbidden', 'The form could not be verified. Reload the page and try again.');
       const source = sourceOf(req);
       const blocked = enrolBlocked(s);
       if (blocked) {

@@ -27,7 +27,10 @@ export type AuditEvent =
   | 'webauthn.registered'
   | 'webauthn.refused'
   | 'webauthn.removed'
-  | 'revocations.refused';
+  | 'revocations.refused'
+  | 'client.auth_failure'
+  | 'token.exchange_refused'
+  | 'token.descendants_revoked';
 
 export interface AuditFields {
   client_id?: string;

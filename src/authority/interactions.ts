@@ -11,8 +11,11 @@ import type { AuthorityContext } from './context.ts';
 import { ACR_MFA, ACR_PASSWORD } from './context.ts';
 import { HTML_CSP_BASE, HTML_CSP_SCRIPT, loginPage, messagePage, otpPage } from './views.ts';
 import { MAX_PASSWORD } from './user-registry.ts';
-import type { Budget } from './throttle.ts';
+import type { Budget, Charge, Reservation } from './throttle.ts';
 import { amrFor, authenticationOptions, verifyAuthentication, WebAuthnError } from './webauthn.ts';
+import { GatehouseError, type ProblemCode } from '../shared/errors.ts';
+import { readBody } from '../shared/body.ts';
+import { writeProblem } from '../shared/problem.ts';
 
 const MAX_FORM_BYTES = 8 * 1024;
 /** forms that carry a WebAuthn response */
@@ -21,37 +24,27 @@ const MFA_PENDING_MS = 5 * 60_000;
 const GENERIC_LOGIN_ERROR = 'The username or password is not correct.';
 const GENERIC_OTP_ERROR = 'That code is not valid. Enter the current code from your app.';
 
-export class FormError extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
+/** A refused page or form: a registry code (status, title) and a message for the user. */
+export class FormError extends GatehouseError {
+  constructor(code: ProblemCode, message: string, headers?: Record<string, string>) {
+    super(code, message, { headers });
+    this.name = 'FormError';
   }
 }
 
-export function readForm(req: IncomingMessage, limit = MAX_FORM_BYTES): Promise<URLSearchParams> {
-  return new Promise((resolve, reject) => {
-    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-    if (type !== 'application/x-www-form-urlencoded') return reject(new FormError(415, 'The form must be sent as application/x-www-form-urlencoded.'));
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > limit) return reject(new FormError(413, 'The form is too large.'));
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.destroy();
-        reject(new FormError(413, 'The form is too large.'));
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => {
-      const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
-      for (const key of new Set(form.keys()))
-        if (form.getAll(key).length > 1) return reject(new FormError(400, 'A form field was sent twice.'));
-      resolve(form);
-    });
-    req.on('error', reject);
-  });
+export async function readForm(req: IncomingMessage, limit = MAX_FORM_BYTES): Promise<URLSearchParams> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/x-www-form-urlencoded') throw new FormError('unsupported_media_type', 'The form must be sent as application/x-www-form-urlencoded.');
+  let body: Buffer;
+  try {
+    body = await readBody(req, limit);
+  } catch (error) {
+    if (error instanceof GatehouseError && error.code === 'payload_too_large') throw new FormError('payload_too_large', 'The form is too large.');
+    throw error;
+  }
+  const form = new URLSearchParams(body.toString('utf8'));
+  for (const key of new Set(form.keys())) if (form.getAll(key).length > 1) throw new FormError('bad_request', 'A form field was sent twice.');
+  return form;
 }
 
 /** A CSRF token bound to `binding` (an interaction uid, or `account|<session uid>`). */
@@ -99,6 +92,11 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
   const t = ctx.config.throttle;
   const otpAccountBudget: Budget = { maxFailures: t.otp.maxFailures * 4, lockoutSeconds: t.otp.lockoutSeconds };
 
+  /** A failed attempt that was the last its budget allowed: the lockout starts now (it was charged before the check). */
+  function auditLocks(verdict: Reservation, fields: (key: string) => Record<string, unknown>): void {
+    for (const l of verdict.locks) ctx.audit('lockout', { ...fields(l.key), until: new Date(l.until).toISOString() });
+  }
+
   async function pendingFor(uid: string): Promise<string | undefined> {
     const row = await ctx.db.selectFrom('mfa_pending').selectAll().where('uid', '=', uid).executeTakeFirst();
     return row && Number(row.expires_at) > ctx.now() ? row.account_id : undefined;
@@ -144,18 +142,18 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
     async handle(req, res, path, requestId) {
       const provider = getProvider();
       const m = /^\/interaction\/([\w-]{1,64})(?:\/(login|otp|webauthn|abort))?$/.exec(path);
-      if (!m) throw new FormError(404, 'There is no such page.');
+      if (!m) throw new FormError('not_found', 'There is no such page.');
       const [, uid, action] = m;
       let details: any;
       try {
         details = await provider.interactionDetails(req, res);
       } catch {
-        throw new FormError(400, 'This sign-in request has expired or is not yours. Start again from the application.');
+        throw new FormError('bad_request', 'This sign-in request has expired or is not yours. Start again from the application.');
       }
-      if (details.uid !== uid) throw new FormError(400, 'This sign-in request does not match. Start again from the application.');
+      if (details.uid !== uid) throw new FormError('bad_request', 'This sign-in request does not match. Start again from the application.');
 
       if (action === undefined) {
-        if (req.method !== 'GET' && req.method !== 'HEAD') throw new FormError(405, 'Method not allowed.');
+        if (req.method !== 'GET' && req.method !== 'HEAD') throw new FormError('method_not_allowed', 'Method not allowed.', { allow: 'GET, HEAD' });
         if (details.prompt.name === 'login') {
           const pending = await pendingFor(uid);
           if (pending) return showOtp(res, details, pending, 200);
@@ -167,9 +165,9 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
         return;
       }
 
-      if (req.method !== 'POST') throw new FormError(405, 'Method not allowed.');
+      if (req.method !== 'POST') throw new FormError('method_not_allowed', 'Method not allowed.', { allow: 'POST' });
       const form = await readForm(req, action === 'webauthn' ? MAX_WEBAUTHN_FORM_BYTES : undefined);
-      if (!csrfOk(ctx, uid, form.get('csrf'), req)) throw new FormError(403, 'The form could not be verified. Reload the page and try again.');
+      if (!csrfOk(ctx, uid, form.get('csrf'), req)) throw new FormError('forbidden', 'The form could not be verified. Reload the page and try again.');
       const source = sourceOf(req);
 
       if (action === 'abort') {
@@ -177,17 +175,18 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
         await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'the user cancelled the sign-in' }, { mergeWithLastSubmission: false });
         return;
       }
-      if (details.prompt.name !== 'login') throw new FormError(400, 'This sign-in request is already complete.');
+      if (details.prompt.name !== 'login') throw new FormError('bad_request', 'This sign-in request is already complete.');
 
       if (action === 'login') {
         const username = (form.get('username') ?? '').trim();
         const password = form.get('password') ?? '';
         const keyName = username.toLowerCase().slice(0, 128);
-        const keys = [
+        const keys: Charge[] = [
           { key: `pwd:${keyName}`, budget: t.password },
           { key: `src:${source}`, budget: t.source, delays: false },
         ];
-        const verdict = await ctx.throttle.check(keys);
+        // charged before the password hash, so parallel guesses cannot all pass
+        const verdict = await ctx.throttle.reserve(keys);
         if (!verdict.allowed) {
           ctx.audit('login.failure', { username: keyName, source, reason: verdict.reason === 'locked' ? 'locked out' : 'too fast' });
           return showLogin(provider, res, details, 429, `Too many attempts. Try again in ${verdict.retryAfterSec} seconds.`, username, {
@@ -197,13 +196,11 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
         const valid = username.length > 0 && username.length <= 128 && password.length > 0 && password.length <= MAX_PASSWORD;
         const user = valid ? await ctx.users.checkPassword(username, password) : undefined;
         if (!user) {
-          for (const k of keys) {
-            const until = await ctx.throttle.fail(k.key, k.budget);
-            if (until) ctx.audit('lockout', { username: keyName, source, budget: k.key.split(':')[0], until: new Date(until).toISOString() });
-          }
+          auditLocks(verdict, (k) => ({ username: keyName, source, budget: k.split(':')[0] }));
           ctx.audit('login.failure', { username: keyName, source, reason: 'bad credentials' });
           return showLogin(provider, res, details, 401, GENERIC_LOGIN_ERROR, username);
         }
+        await ctx.throttle.refund(`src:${source}`, t.source);
         await ctx.throttle.reset(`pwd:${keyName}`);
         if (!user.mfa) {
           if (ctx.config.mfa.required) {
@@ -231,8 +228,8 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
       if (action === 'webauthn') {
         // An assertion cannot be guessed, so no growing delay; failures still
         // count towards an account-wide lockout (a stolen password hammering).
-        const keys = [{ key: `webauthn:${accountId}`, budget: otpAccountBudget, delays: false }];
-        const verdict = await ctx.throttle.check(keys);
+        const keys: Charge[] = [{ key: `webauthn:${accountId}`, budget: otpAccountBudget, delays: false }];
+        const verdict = await ctx.throttle.reserve(keys);
         if (!verdict.allowed) {
           ctx.audit('mfa.failure', { sub: accountId, source, reason: 'passkey: locked out' });
           return showOtp(res, details, accountId, 429, `Too many attempts. Try again in ${verdict.retryAfterSec} seconds.`, {
@@ -245,9 +242,11 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
         try {
           passkey = await verifyAuthentication(ctx, user, uid, form.get('response'));
         } catch (error) {
-          if (!(error instanceof WebAuthnError)) throw error;
-          const until = await ctx.throttle.fail(keys[0].key, keys[0].budget);
-          if (until) ctx.audit('lockout', { sub: accountId, source, budget: 'webauthn', until: new Date(until).toISOString() });
+          if (!(error instanceof WebAuthnError)) {
+            await ctx.throttle.refund(keys[0].key, keys[0].budget); // our failure, not the user's
+            throw error;
+          }
+          auditLocks(verdict, () => ({ sub: accountId, source, budget: 'webauthn' }));
           ctx.audit('mfa.failure', { sub: accountId, source, reason: `passkey: ${error.reason}` });
           return showOtp(res, details, accountId, error.reason === 'malformed' ? 400 : 401, error.message);
         }
@@ -258,11 +257,11 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
       }
 
       // action === 'otp'
-      const keys = [
+      const keys: Charge[] = [
         { key: `otp:${accountId}:${source}`, budget: t.otp },
         { key: `otp:${accountId}`, budget: otpAccountBudget, delays: false },
       ];
-      const verdict = await ctx.throttle.check(keys);
+      const verdict = await ctx.throttle.reserve(keys);
       if (!verdict.allowed) {
         ctx.audit('mfa.failure', { sub: accountId, source, reason: verdict.reason === 'locked' ? 'locked out' : 'too fast' });
         return showOtp(res, details, accountId, 429, `Too many attempts. Try again in ${verdict.retryAfterSec} seconds.`, {
@@ -273,13 +272,11 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
       const code = (form.get('otp') ?? '').replace(/\s/g, '');
       const result = user && !user.locked ? await ctx.users.checkTotp(accountId, code) : 'invalid';
       if (result !== 'ok') {
-        for (const k of keys) {
-          const until = await ctx.throttle.fail(k.key, k.budget);
-          if (until) ctx.audit('lockout', { sub: accountId, source, budget: k.key === `otp:${accountId}` ? 'otp-account' : 'otp', until: new Date(until).toISOString() });
-        }
+        auditLocks(verdict, (k) => ({ sub: accountId, source, budget: k === `otp:${accountId}` ? 'otp-account' : 'otp' }));
         ctx.audit('mfa.failure', { sub: accountId, source, reason: result === 'replayed' ? 'code already used' : 'wrong code' });
         return showOtp(res, details, accountId, 401, GENERIC_OTP_ERROR);
       }
+      await ctx.throttle.refund(`otp:${accountId}`, otpAccountBudget);
       await ctx.throttle.reset(`otp:${accountId}:${source}`);
       ctx.audit('mfa.success', { sub: accountId, source });
       return finishLogin(provider, req, res, uid, accountId, ['pwd', 'otp', 'mfa'], ACR_MFA);
@@ -287,22 +284,14 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
   };
 }
 
-export function sendFormError(res: ServerResponse, req: IncomingMessage, error: FormError, requestId: string): void {
+/** A refused page: an HTML page for browsers, problem+json (the registry's writer) for everything else. */
+export function sendFormError(res: ServerResponse, req: IncomingMessage, error: GatehouseError, requestId: string): void {
   const wantsHtml = (req.headers.accept ?? '').includes('text/html');
-  if (wantsHtml) {
-    send(res, error.status, messagePage('Sign-in problem', error.message, requestId), []);
+  if (wantsHtml && !res.headersSent) {
+    const headers: Record<string, string> = { ...error.headers };
+    if (error.closeConnection) headers.connection = 'close';
+    send(res, error.status, messagePage('Sign-in problem', error.message, requestId), [], headers);
     return;
   }
-  res.statusCode = error.status;
-  res.setHeader('content-type', 'application/problem+json');
-  res.setHeader('cache-control', 'no-store');
-  res.end(
-    JSON.stringify({
-      type: `urn:gatehouse:problem:${error.status === 404 ? 'not_found' : error.status === 403 ? 'forbidden' : error.status === 413 ? 'payload_too_large' : error.status === 415 ? 'unsupported_media_type' : error.status === 405 ? 'method_not_allowed' : 'bad_request'}`,
-      title: 'Sign-in request refused',
-      status: error.status,
-      detail: error.message,
-      request_id: requestId,
-    }),
-  );
+  writeProblem(res, error, requestId);
 }

@@ -11,6 +11,7 @@ import { apiScopesOf, compareClientSecret, OIDC_SCOPES, API_SCOPES_PROPERTY, REV
 import { customizeAccessToken } from './customize-token.ts';
 import { registerTokenExchange } from './token-exchange.ts';
 import { installJwtIntrospection } from './jwt-introspection.ts';
+import { installClientThrottle } from './client-throttle.ts';
 import { HTML_CSP_BASE, logoutPage, messagePage } from './views.ts';
 import { certificateMatchesSanUri, peerCertificate, verifiedPeerCertificate } from './client-certificate.ts';
 
@@ -215,6 +216,7 @@ export function buildProvider(ctx: AuthorityContext): Provider {
     return compareClientSecret(ctx.secretHashKey, this.clientSecret, actual);
   };
 
+  installClientThrottle(provider, ctx);
   registerTokenExchange(provider, ctx);
   installJwtIntrospection(provider, ctx);
   wireAudit(provider, ctx);

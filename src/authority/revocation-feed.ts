@@ -8,7 +8,9 @@ import type { AuthorityContext } from './context.ts';
 import { compareClientSecret, REVOCATION_FEED_PROPERTY } from './client-registry.ts';
 import { INDEX_GRACE_MS } from './access-token.ts';
 import { certificateMatchesSanUri, verifiedPeerCertificate } from './client-certificate.ts';
-import { GatehouseError, problemBody, PROBLEM_CONTENT_TYPE } from '../shared/errors.ts';
+import { GatehouseError, TooManyRequests } from '../shared/errors.ts';
+import { writeProblem } from '../shared/problem.ts';
+import { basicClientId, clientSecretThrottle } from './client-throttle.ts';
 
 /** A revocation written by one instance at time t is listed by every poll with since <= t + this. */
 export const FEED_OVERLAP_MS = 5_000;
@@ -16,11 +18,7 @@ export const FEED_OVERLAP_MS = 5_000;
 export const FEED_MAX_AGE_SECONDS = 5;
 
 function problem(res: ServerResponse, requestId: string, error: GatehouseError): void {
-  res.statusCode = error.status;
-  res.setHeader('content-type', PROBLEM_CONTENT_TYPE);
-  res.setHeader('cache-control', 'no-store');
-  for (const [k, v] of Object.entries(error.headers)) res.setHeader(k, v);
-  res.end(JSON.stringify(problemBody(error, requestId)));
+  writeProblem(res, error, requestId);
 }
 
 const unauthorized = () =>
@@ -42,14 +40,28 @@ function basicCredentials(header: string | undefined): { id: string; secret: str
   }
 }
 
-/** The client reading the feed, or undefined. Same answer and cost shape for unknown clients and wrong secrets. */
+/**
+ * The client reading the feed, or undefined. Same answer and cost shape for
+ * unknown clients and wrong secrets. A secret is charged to the client's
+ * throttle budget before it is compared (client-throttle.ts); a locked budget
+ * throws 429.
+ */
 async function authenticate(ctx: AuthorityContext, req: IncomingMessage, query: URLSearchParams): Promise<string | undefined> {
   const basic = basicCredentials(req.headers.authorization);
   if (basic) {
+    const throttle = clientSecretThrottle(ctx);
+    const source = req.socket.remoteAddress ?? 'unknown';
+    const id = basicClientId(req.headers.authorization) ?? basic.id.slice(0, 128);
+    const verdict = await throttle.reserve(id, source);
+    if (!verdict.allowed) throw TooManyRequests(verdict.retryAfterSec, 'Too many failed client authentications; retry later.');
     const client = await ctx.clients.find(basic.id);
     const stored = client?.secretHash ?? createHash('sha256').update('absent').digest('base64url');
     const ok = compareClientSecret(ctx.secretHashKey, stored, basic.secret);
-    if (!client || !ok || client.metadata.token_endpoint_auth_method !== 'client_secret_basic') return undefined;
+    if (!client || !ok || client.metadata.token_endpoint_auth_method !== 'client_secret_basic') {
+      throttle.failed(verdict, id, source);
+      return undefined;
+    }
+    await throttle.refund(verdict.charges);
     return client.metadata[REVOCATION_FEED_PROPERTY] === true ? basic.id : undefined;
   }
   if (req.headers.authorization !== undefined) return undefined;
@@ -72,7 +84,13 @@ export async function handleRevocationFeed(ctx: AuthorityContext, req: IncomingM
     if (key !== 'since' && key !== 'client_id') return problem(res, requestId, new GatehouseError('bad_request', `Unknown query parameter ${JSON.stringify(key.slice(0, 40))}.`));
     if (url.searchParams.getAll(key).length > 1) return problem(res, requestId, new GatehouseError('bad_request', `Query parameter ${key} was given twice.`));
   }
-  const reader = await authenticate(ctx, req, url.searchParams);
+  let reader: string | undefined;
+  try {
+    reader = await authenticate(ctx, req, url.searchParams);
+  } catch (error) {
+    if (error instanceof GatehouseError) return problem(res, requestId, error);
+    throw error;
+  }
   if (!reader) {
     ctx.audit('revocations.refused', { source: req.socket.remoteAddress, reason: 'client not authenticated or not allowed to read the feed' });
     return problem(res, requestId, unauthorized());

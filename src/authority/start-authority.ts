@@ -7,14 +7,15 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { LoadedTopology } from '../topology/load.ts';
 import { parseListen } from '../topology/schema.ts';
 import { openDevCa } from '../shared/dev-ca.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
-import { GatehouseError, NotFound, Internal, problemBody, PROBLEM_CONTENT_TYPE } from '../shared/errors.ts';
+import { NotFound, Internal, isGatehouseError, problemBody, PROBLEM_CONTENT_TYPE } from '../shared/errors.ts';
+import { writeProblem } from '../shared/problem.ts';
+import { listen as listenOn } from '../shared/listen.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import { openDatabase, type AuthorityDb } from './db/open-database.ts';
 import { loadKeyEncryptionKey } from './keys/key-encryption.ts';
@@ -27,7 +28,7 @@ import { createTrustedIssuers, publicFile } from './trusted-issuers.ts';
 import { loadAudienceKey } from './confidential-claims.ts';
 import { zoneAudience, type AuthorityContext, type ConfidentialAudience } from './context.ts';
 import { buildProvider } from './provider.ts';
-import { createInteractions, FormError, sendFormError } from './interactions.ts';
+import { createInteractions, sendFormError } from './interactions.ts';
 import { createAccountPages } from './account.ts';
 import { STYLESHEET, WEBAUTHN_SCRIPT } from './views.ts';
 import { handleRevocationFeed } from './revocation-feed.ts';
@@ -123,17 +124,6 @@ export async function openZoneStores(topology: LoadedTopology, zone: string, sta
 
 const requestIds = new WeakMap<IncomingMessage, string>();
 
-function writeProblem(res: ServerResponse, error: GatehouseError, requestId: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.statusCode = error.status;
-  res.setHeader('content-type', PROBLEM_CONTENT_TYPE);
-  res.setHeader('cache-control', 'no-store');
-  res.end(JSON.stringify(problemBody(error, requestId)));
-}
-
 export async function startAuthority(options: StartAuthorityOptions): Promise<RunningAuthority> {
   const { topology, zone, stateDir } = options;
   const clock = options.clock ?? systemClock;
@@ -202,18 +192,12 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
         });
       },
     );
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(listen.port, listen.host, () => {
-        server.off('error', reject);
-        undo.push(() => {
-          server.close();
-          server.closeAllConnections();
-        });
-        resolve();
-      });
+    const { address } = await listenOn(server, listen, 'https');
+    undo.push(() => {
+      server.close();
+      server.closeAllConnections();
     });
-    const port = (server.address() as AddressInfo).port;
+    const port = address.port;
     const hostForUrl = listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host.includes(':') ? `[${listen.host}]` : listen.host;
     const issuer = config.issuer ?? `https://${hostForUrl}:${port}`;
     const issuerUrl = new URL(issuer);
@@ -242,7 +226,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       keys,
       clients: stores.clients,
       users: stores.users,
-      throttle: new Throttle(storage.db, now),
+      throttle: new Throttle(storage.db, now, storage.kind),
       audit,
       log,
       now,
@@ -332,7 +316,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
         try {
           await account.handle(req, res, pathname, requestId);
         } catch (error) {
-          if (error instanceof FormError) sendFormError(res, req, error, requestId);
+          if (isGatehouseError(error)) sendFormError(res, req, error, requestId);
           else throw error;
         }
         return;
@@ -346,7 +330,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
         try {
           await interactions.handle(req, res, pathname, requestId);
         } catch (error) {
-          if (error instanceof FormError) sendFormError(res, req, error, requestId);
+          if (isGatehouseError(error)) sendFormError(res, req, error, requestId);
           else throw error;
         }
         return;

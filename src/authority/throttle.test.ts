@@ -18,34 +18,55 @@ test('delays grow 1 s, 2 s, 4 s … and stop at 30 s', () => {
   assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 9].map(delayAfter), [0, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
 });
 
-test('failures delay the next attempt, lock at the budget, and the lock ends', async () => {
+test('an attempt counts as a failure from its reservation: the next waits, the budget locks, the lock ends', async () => {
   const { db, clock, throttle } = await setup();
   const budget = { maxFailures: 3, lockoutSeconds: 60 };
   const keys = [{ key: 'pwd:a', budget }];
-  assert.deepEqual(await throttle.check(keys), { allowed: true });
-  await throttle.fail('pwd:a', budget);
-  assert.equal((await throttle.check(keys)).allowed, false);
+  assert.deepEqual(await throttle.reserve(keys), { allowed: true, locks: [] });
+  assert.deepEqual(await throttle.reserve(keys), { allowed: false, reason: 'slow_down', retryAfterSec: 1, key: 'pwd:a' }, 'one attempt at a time');
   clock.advance(1000);
-  assert.equal((await throttle.check(keys)).allowed, true);
-  await throttle.fail('pwd:a', budget);
+  assert.equal((await throttle.reserve(keys)).allowed, true);
   clock.advance(1000);
-  assert.deepEqual(await throttle.check(keys), { allowed: false, reason: 'slow_down', retryAfterSec: 1, key: 'pwd:a' });
+  assert.deepEqual(await throttle.reserve(keys), { allowed: false, reason: 'slow_down', retryAfterSec: 1, key: 'pwd:a' });
   clock.advance(1000);
-  assert.ok(await throttle.fail('pwd:a', budget), 'the third failure locks');
+  const third = await throttle.reserve(keys);
+  assert.deepEqual(third, { allowed: true, locks: [{ key: 'pwd:a', until: clock.now() + 60_000 }] }, 'the last attempt the budget allows');
   clock.advance(30_000);
-  assert.equal(((await throttle.check(keys)) as any).reason, 'locked');
+  assert.equal(((await throttle.reserve(keys)) as any).reason, 'locked');
   clock.advance(31_000);
-  assert.deepEqual(await throttle.check(keys), { allowed: true });
-  assert.equal(await throttle.fail('pwd:a', budget), undefined, 'a new failure after the lockout starts afresh');
+  assert.deepEqual(await throttle.reserve(keys), { allowed: true, locks: [] }, 'a new attempt after the lockout starts afresh');
   await db.destroy();
 });
 
-test('shared keys without delays only lock', async () => {
+test('a refund gives the charge (and the lock it set) back', async () => {
   const { db, throttle } = await setup();
   const budget = { maxFailures: 2, lockoutSeconds: 60 };
-  await throttle.fail('src:x', budget);
-  assert.deepEqual(await throttle.check([{ key: 'src:x', budget, delays: false }]), { allowed: true });
-  await throttle.fail('src:x', budget);
-  assert.equal(((await throttle.check([{ key: 'src:x', budget, delays: false }])) as any).reason, 'locked');
+  const keys = [{ key: 'src:x', budget, delays: false }];
+  assert.equal((await throttle.reserve(keys)).allowed, true);
+  const second = await throttle.reserve(keys);
+  assert.equal(second.allowed && second.locks.length, 1);
+  assert.equal(((await throttle.reserve(keys)) as any).reason, 'locked');
+  await throttle.refund('src:x', budget);
+  assert.equal((await throttle.reserve(keys)).allowed, true, 'one failure left: open again');
+  await db.destroy();
+});
+
+test('keys are charged together or not at all', async () => {
+  const { db, throttle } = await setup();
+  const small = { maxFailures: 1, lockoutSeconds: 60 };
+  const big = { maxFailures: 10, lockoutSeconds: 60 };
+  assert.equal((await throttle.reserve([{ key: 'b', budget: small, delays: false }])).allowed, true);
+  const denied = await throttle.reserve([{ key: 'a', budget: big, delays: false }, { key: 'b', budget: small, delays: false }]);
+  assert.equal(denied.allowed, false);
+  const row = await db.selectFrom('throttle').selectAll().where('key', '=', 'a').executeTakeFirst();
+  assert.equal(Number(row?.failures ?? 0), 0, 'the refused attempt charged nothing to the other key');
+  await db.destroy();
+});
+
+test('parallel reservations: exactly the budget goes through', async () => {
+  const { db, throttle } = await setup();
+  const budget = { maxFailures: 5, lockoutSeconds: 60 };
+  const results = await Promise.all(Array.from({ length: 50 }, () => throttle.reserve([{ key: 'src:y', budget, delays: false }])));
+  assert.equal(results.filter((r) => r.allowed).length, 5);
   await db.destroy();
 });

@@ -150,13 +150,18 @@ export const AuthorityConfig = z
       .object({
         password: Budget(5, 900, 'password').describe('per account'),
         otp: Budget(5, 900, 'one-time code').describe('per account and source; the account-wide budget is 4x'),
-        source: Budget(50, 900, 'sign-in').describe('per source address, across accounts'),
+        source: Budget(50, 900, 'sign-in').describe('per source address, across accounts (and, separately, across clients)'),
+        client: Budget(10, 900, 'client secret').describe(
+          'client secrets (HTTP Basic) at the token, introspection, revocation, PAR and revocation-feed endpoints: per client and source; the client-wide budget is 10x. Only a lock, no delay',
+        ),
       })
       .strict()
+      .describe('every attempt is charged to its budgets before the secret is checked; a success gives the charge back')
       .default({
         password: { maxFailures: 5, lockoutSeconds: 900 },
         otp: { maxFailures: 5, lockoutSeconds: 900 },
         source: { maxFailures: 50, lockoutSeconds: 900 },
+        client: { maxFailures: 10, lockoutSeconds: 900 },
       }),
     keyRotation: z
       .object({
