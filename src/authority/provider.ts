@@ -12,6 +12,7 @@ import { customizeAccessToken } from './customize-token.ts';
 import { registerTokenExchange } from './token-exchange.ts';
 import { installJwtIntrospection } from './jwt-introspection.ts';
 import { installClientThrottle } from './client-throttle.ts';
+import { httpOrigin, installHtmlPolicy } from './html-policy.ts';
 import { HTML_CSP_BASE, logoutPage, messagePage } from './views.ts';
 import { certificateMatchesSanUri, peerCertificate, verifiedPeerCertificate } from './client-certificate.ts';
 
@@ -216,6 +217,7 @@ export function buildProvider(ctx: AuthorityContext): Provider {
     return compareClientSecret(ctx.secretHashKey, this.clientSecret, actual);
   };
 
+  installHtmlPolicy(provider, ctx);
   installClientThrottle(provider, ctx);
   registerTokenExchange(provider, ctx);
   installJwtIntrospection(provider, ctx);
@@ -250,15 +252,4 @@ function wireAudit(provider: Provider, ctx: AuthorityContext): void {
   provider.on('end_session.success', (c: KoaContextWithOIDC) => {
     audit('logout', { client_id: c.oidc?.client?.clientId, source: c.ip });
   });
-}
-
-/** [origin] of an http(s) URL, else []: a CSP source for a redirect target. */
-function httpOrigin(uri: unknown): string[] {
-  if (typeof uri !== 'string') return [];
-  try {
-    const u = new URL(uri);
-    return u.protocol === 'https:' || u.protocol === 'http:' ? [u.origin] : [];
-  } catch {
-    return [];
-  }
 }

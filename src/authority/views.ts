@@ -221,6 +221,22 @@ ${form}
   );
 }
 
+/**
+ * A page with one form the user submits with a button: what oidc-provider's
+ * auto-submitting form_post page becomes (html-policy.ts), without script.
+ */
+export function continuePage(o: { title: string; message: string; zone: string; form?: { action: string; fields: [string, string][] } }): string {
+  const form = o.form
+    ? `<form method="post" action="${esc(o.form.action)}">
+${o.form.fields.map(([k, v]) => `<input type="hidden" name="${esc(k)}" value="${esc(v)}">`).join('\n')}
+<button type="submit" autofocus>Continue</button>
+</form>`
+    : '';
+  return page(`${o.title} - ${o.zone}`, `<h1>${esc(o.title)}</h1>
+<p>${esc(o.message)}</p>
+${form}`);
+}
+
 export const HTML_CSP_BASE = "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 /** pages that load /assets/webauthn.js: that file and nothing else may run */
 export const HTML_CSP_SCRIPT = `${HTML_CSP_BASE}; script-src 'self'; require-trusted-types-for 'script'`;
