@@ -1,9 +1,13 @@
 // Compiles the request contracts and Cedar policies of every route without
 // starting anything, so `gatehouse validate` reports a broken OpenAPI
 // document, JSON Schema or Cedar policy as the gateway would at start: with
-// the file, line and field. Errors of one route never hide another's.
+// the file, line and field. Errors of one route never hide another's. It also
+// finds route methods the target service's allow edges refuse from the gateway
+// (warnings: see routeMethodWarnings).
+import path from 'node:path';
 import { ConfigError, formatPath, type ConfigIssue } from '../topology/config-error.ts';
 import type { LoadedTopology } from '../topology/load.ts';
+import { routeMethodGaps } from '../topology/resolve.ts';
 import { systemClock } from '../shared/clock.ts';
 import { createLogger } from '../shared/logger.ts';
 import { createSharedResources } from './policies/policy.ts';
@@ -48,4 +52,22 @@ export async function checkContracts(loaded: LoadedTopology): Promise<void> {
     unique.push(i);
   }
   if (unique.length > 0) throw new ConfigError(unique);
+}
+
+/**
+ * Route methods the target service refuses from the gateway (a certain 403 for
+ * a request the gateway took and advertised in Allow), positioned at the
+ * route's methods. Warnings, not errors: a GET route always answers HEAD (the
+ * router adds it), so the only way to keep HEAD from a handler that does not
+ * take it safely is the service's edge, and that refusal fails closed. `gatehouse
+ * validate --strict` makes them errors (for CI).
+ */
+export function routeMethodWarnings(loaded: LoadedTopology): ConfigIssue[] {
+  const shown = path.relative(process.cwd(), loaded.file);
+  return routeMethodGaps(loaded.topology).map((gap) => ({
+    file: shown.startsWith('..') || path.isAbsolute(shown) ? loaded.file : shown,
+    ...(loaded.locate?.(gap.path) ?? { line: 1, column: 1 }),
+    path: formatPath(gap.path),
+    message: gap.message,
+  }));
 }

@@ -94,6 +94,92 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
   return problems;
 }
 
+/**
+ * Route methods the target service's mesh refuses from the gateway: for each
+ * route to a service Gatehouse meshes (it has a `run` module, or `allow` edges
+ * of its own), every method the gateway passes on (GET brings HEAD, '*' is
+ * every method) needs an `allow` edge for caller `gateway` that lists the
+ * method and reaches the route's upstream path (after a rewrite), or the
+ * service answers 403 to a request the gateway accepted and advertised in
+ * Allow. A path is "reached" when some request path matches both the route and
+ * the edge: narrowing the paths is the service's choice, a method it never
+ * takes on them is a mismatch. Services with only an `upstream` and no edges
+ * are not meshed by Gatehouse and are not checked.
+ *
+ * Not part of resolveReferences (loading never fails on it): `gatehouse
+ * validate` reports these as warnings at the route's methods (errors with
+ * --strict).
+ */
+export function routeMethodGaps(t: Topology): ReferenceProblem[] {
+  const problems: ReferenceProblem[] = [];
+  for (const [zoneName, zone] of Object.entries(t.zones))
+    zone.routes.forEach((route, i) => {
+      const service = t.services[route.service];
+      if (!service || service.zone !== zoneName || (service.run === undefined && service.allow.length === 0)) return;
+      const target = routePattern(route.rewrite?.prefix ?? route.path, route.match === 'prefix');
+      const edges = service.allow
+        .filter((e) => e.caller === 'gateway')
+        .map((e) => ({ methods: new Set<string>(e.methods), paths: e.paths.map((p) => edgePattern(p.path, p.match === 'prefix')) }));
+      const refused = [...methodSet(route.methods)].filter(
+        (m) => !edges.some((e) => e.methods.has(m) && e.paths.some((p) => overlaps(target, p))),
+      );
+      if (refused.length === 0) return;
+      // HEAD the route does not list comes with GET: it cannot be dropped from the route
+      const implicitHead = refused.includes('HEAD') && route.methods !== '*' && !route.methods.includes('HEAD');
+      const them = refused.length === 1 ? 'it' : 'them';
+      const fix =
+        implicitHead && refused.length === 1
+          ? 'a GET route answers HEAD too: list HEAD in the edge (with a handler that takes HEAD as GET)'
+          : `list ${them} in the edge, or drop ${them} from the route${implicitHead ? ' (a GET route answers HEAD too)' : ''}`;
+      problems.push({
+        path: ['zones', zoneName, 'routes', i, 'methods'],
+        message:
+          `service ${JSON.stringify(route.service)} refuses ${refused.join(', ')} from the gateway on ${route.rewrite?.prefix ?? route.path}: ` +
+          `none of its allow edges for caller gateway lists ${them} for this path; ${fix}`,
+      });
+    });
+  return problems;
+}
+
+/** A request path pattern: its segments (null: a `{parameter}`, any non-empty segment) and whether longer paths match. */
+interface PathPattern {
+  segments: (string | null)[];
+  prefix: boolean;
+}
+
+/** A route's upstream path: a prefix matches whole segments (a trailing / is not one). */
+function routePattern(p: string, prefix: boolean): PathPattern {
+  const segments = splitPath(prefix ? p.replace(/\/+$/, '') : p).map((s) => (TEMPLATE_SEGMENT.test(s) ? null : s));
+  return { segments, prefix };
+}
+
+/** An edge path as the mesh matches it: exact, or a prefix of whole segments (trailing / dropped; / is every path). */
+function edgePattern(p: string, prefix: boolean): PathPattern {
+  return { segments: splitPath(prefix ? p.replace(/\/+$/, '') : p), prefix };
+}
+
+function splitPath(p: string): string[] {
+  return p === '' ? [] : p.slice(1).split('/');
+}
+
+/** True when some path matches both patterns. */
+function overlaps(a: PathPattern, b: PathPattern): boolean {
+  const common = Math.min(a.segments.length, b.segments.length);
+  for (let k = 0; k < common; k++) {
+    const x = a.segments[k];
+    const y = b.segments[k];
+    if (x === null && y === null) continue;
+    if (x === null || y === null) {
+      if ((x ?? y) === '') return false;
+      continue;
+    }
+    if (x !== y) return false;
+  }
+  if (a.segments.length === b.segments.length) return true;
+  // the shorter one must be a prefix to match the longer one's paths
+  return a.segments.length < b.segments.length ? a.prefix : b.prefix;
+}
+
 /** A path segment that is a parameter: `{name}`, the whole segment. Shared with the router. */
 export const TEMPLATE_SEGMENT = /^\{([A-Za-z_][A-Za-z0-9_]{0,63})\}$/;
 

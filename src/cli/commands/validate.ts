@@ -5,18 +5,25 @@ export function register(program: Command): void {
     .command('validate')
     .description('check a topology file (and the contracts and Cedar policies it names) and report every problem with file:line:column')
     .argument('[file]', 'topology file', 'examples/shop/gatehouse.yaml')
-    .action(async (file: string) => {
+    .option('--strict', 'warnings are errors (exit 2): route methods a service refuses from the gateway')
+    .action(async (file: string, options: { strict?: boolean }) => {
       const { loadTopology } = await import('../../topology/load.ts');
-      const { checkContracts } = await import('../../gateway/contracts.ts');
+      const { checkContracts, routeMethodWarnings } = await import('../../gateway/contracts.ts');
+      const { ConfigError } = await import('../../topology/config-error.ts');
       const loaded = loadTopology(file);
       // request contracts (JSON Schema, OpenAPI documents) and Cedar policies compile as the gateway would
       await checkContracts(loaded);
+      // methods a route takes that its service's allow edges refuse from the gateway (a 403 behind the gateway)
+      const warnings = routeMethodWarnings(loaded);
+      if (options.strict && warnings.length > 0) throw new ConfigError(warnings);
+      for (const w of warnings) process.stderr.write(`${w.file}:${w.line}:${w.column}: warning: ${w.path}: ${w.message}\n`);
       const { topology } = loaded;
       const zones = Object.keys(topology.zones);
       const routes = Object.values(topology.zones).reduce((n, z) => n + z.routes.length, 0);
       process.stdout.write(
         `${file}: ok (trust domain ${topology.trustDomain}; ${zones.length} zone(s): ${zones.join(', ')}; ` +
-          `${Object.keys(topology.services).length} service(s); ${routes} route(s))\n`,
+          `${Object.keys(topology.services).length} service(s); ${routes} route(s)` +
+          `${warnings.length > 0 ? `; ${warnings.length} warning(s)` : ''})\n`,
       );
     });
 }
