@@ -260,6 +260,29 @@ test('OpenAPI request bodies: required, media types, JSON schema with $refs and 
   assert.deepEqual([stray.status, detail(stray)], [415, 'This operation takes no request body.']);
 });
 
+test('bodies and numbers that parsers read differently never reach the upstream: duplicate keys, other charsets, non-JSON numbers', async () => {
+  const line = '{"sku": "6f1c2a56-0f6e-4a43-9a55-3b1e0c2f7d10", "quantity": 1}';
+  const post = (body: string | Buffer, type = 'application/json') => call('/api/orders', { method: 'POST', body, headers: { 'content-type': type } });
+  const seen = up.seen.length;
+  // a first-key-wins parser upstream would act on quantity 1000000, never checked
+  const dup = await post(`{"items": [{"sku": "6f1c2a56-0f6e-4a43-9a55-3b1e0c2f7d10", "quantity": 1000000, "quantity": 1}]}`);
+  assert.deepEqual([dup.status, detail(dup)], [422, 'body/items/0: duplicate key "quantity"']);
+  assert.equal(dup.headers['content-type'], 'application/problem+json');
+  const escaped = await post(`{"items": [${line}], "\\u0069tems": []}`);
+  assert.deepEqual([escaped.status, detail(escaped)], [422, 'body: duplicate key "items"']);
+  assert.equal((await post(`{"items": [${line}]}`, 'application/json; charset=latin1')).status, 415);
+  assert.equal((await post(Buffer.from(`{"items": [${line}]}`, 'utf16le'), 'application/json')).status, 400);
+  assert.equal((await post(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`{"items": [${line}]}`)]))).status, 400);
+  for (const q of ['limit=1e2', 'limit=0x10', 'limit=%2B5', 'limit=5.0', 'limit=05']) {
+    const r = await call(`/api/orders?${q}`);
+    assert.deepEqual([r.status, detail(r)], [422, 'query/limit: must be integer'], q);
+  }
+  assert.deepEqual(detail(await call('/api/orders/1e1')), 'path/id: must be integer');
+  assert.equal(up.seen.length, seen, 'nothing refused reached the upstream');
+  assert.equal((await post(`{"items": [${line}]}`, 'application/json; charset=UTF-8')).status, 200);
+  assert.equal((await call('/api/orders?limit=10')).status, 200);
+});
+
 test('JSON Schema path parameters in the topology (values are strings)', async () => {
   assert.equal((await call('/api/shops/s1/items/ABC-123')).status, 200);
   const bad = await call('/api/shops/s1/items/abc-123');
