@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { makeCaDir, captureLogger, TD } from './support/pki-fixtures.ts';
 import { rawHttps, get } from './support/pki-tls.ts';
 import { issueWorkloadIdentity, localRevocations, type WorkloadIdentity } from '../src/pki/index.ts';
@@ -29,8 +30,16 @@ before(async () => {
     ids[n] = await issueWorkloadIdentity(env.stateDir, id(z, n));
   const logger = captureLogger('sidecar').logger;
   const common = { topology: env.topology, revocations: localRevocations(env.stateDir), logger, upstream: `http://127.0.0.1:${(app.address() as AddressInfo).port}` };
-  ordersCar = await startSidecar({ ...common, service: 'orders', identity: ids.orders, resolve: () => undefined });
-  reportingCar = await startSidecar({ ...common, service: 'reporting', identity: ids.reporting, resolve: (s) => (s === 'orders' ? ordersCar.url : undefined) });
+  // a loopback upstream (explicit) publishes its shared secret where the application reads it (mesh-sidecar-socket.test.ts)
+  const secretFile = (s: string) => path.join(env.stateDir, 'run', s, 'sidecar.secret');
+  ordersCar = await startSidecar({ ...common, service: 'orders', identity: ids.orders, secretFile: secretFile('orders'), resolve: () => undefined });
+  reportingCar = await startSidecar({
+    ...common,
+    service: 'reporting',
+    identity: ids.reporting,
+    secretFile: secretFile('reporting'),
+    resolve: (s) => (s === 'orders' ? ordersCar.url : undefined),
+  });
 });
 after(async () => {
   await reportingCar.close();

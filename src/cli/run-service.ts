@@ -4,16 +4,17 @@
 //   run-service.ts <module> <service> --config F --state-dir D --ca-url URL
 //                  [--authority zone=issuer …] [--client zone=client_id …]
 //     environment: GATEHOUSE_JOIN_TOKEN (one-time, from `gatehouse ca token`)
-//   run-service.ts <module> <service> --plain
-//     a plain-HTTP application on loopback, for `gatehouse sidecar` to front
+//   run-service.ts <module> <service> --plain --state-dir D [--app-listen 127.0.0.1:P]
+//     a plain-HTTP application on the Unix socket <D>/run/<service>/app.sock
+//     (or the loopback port named), for `gatehouse sidecar` to front
 //
 // In mesh mode the process first gets its own workload certificate: it
 // bootstraps over the CA server with the join token (the key is made here and
 // never leaves the process), then renews it automatically and follows the
 // CA's revocation list. The module's `start(options)` (ServiceStartOptions)
 // then serves with createService — mTLS, allow edges — and must answer with
-// an https URL; in plain mode it gets only { host, port, service } and must
-// answer with an http URL on loopback (see src/mesh/service-module.ts).
+// an https URL; in plain mode it gets PlainStartOptions (its socket and the
+// sidecar's secret file) and answers `unix:<socket>` (see src/mesh/service-module.ts).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -36,7 +37,9 @@ import {
   type ServiceStartOptions,
   type PlainStartOptions,
   type RunningServiceModule,
+  sidecarPaths,
 } from '../mesh/index.ts';
+import { parseListen } from '../topology/schema.ts';
 import { identityKeyPaths } from '../gateway/policies/authentication/identity-token.ts';
 
 interface ServiceModule {
@@ -54,19 +57,41 @@ const { values, positionals } = parseArgs({
     /** zone=client_id: this service is a client of that zone's authority (tls_client_auth with its certificate) */
     client: { type: 'string', multiple: true, default: [] },
     plain: { type: 'boolean', default: false },
+    /** plain mode: listen on this loopback host:port instead of the run folder's Unix socket */
+    'app-listen': { type: 'string' },
   },
 });
 const [modulePath, service] = positionals;
-const usage = 'usage: run-service <module> <service> (--config F --state-dir D --ca-url URL, with GATEHOUSE_JOIN_TOKEN set | --plain)';
+const usage =
+  'usage: run-service <module> <service> (--config F --state-dir D --ca-url URL, with GATEHOUSE_JOIN_TOKEN set | --plain --state-dir D [--app-listen 127.0.0.1:P])';
 if (!modulePath || !service) throw new Error(usage);
 const mod = (await import(pathToFileURL(modulePath).href)) as ServiceModule;
 if (typeof mod.start !== 'function') throw new Error(`${modulePath} does not export start()`);
 
 if (values.plain) {
-  const running = await mod.start({ host: '127.0.0.1', port: 0, service });
-  const url = new URL(running.url);
-  if (url.protocol !== 'http:' || url.hostname !== '127.0.0.1')
-    throw new Error(`${service}: a plain application answers on http://127.0.0.1 (its sidecar does TLS), not ${url.origin}`);
+  // The application listens on the Unix socket of its run folder (0600 in a
+  // 0700 folder under the state dir), or on a loopback port only when
+  // `--app-listen` says so; either way it is handed the sidecar's secret file.
+  if (!values['state-dir']) throw new Error(usage);
+  const paths = sidecarPaths(values['state-dir'], service);
+  let host = '127.0.0.1';
+  let port = 0;
+  if (values['app-listen'] !== undefined) {
+    const at = parseListen(values['app-listen']);
+    if (typeof at === 'string' || !['127.0.0.1', '::1', 'localhost'].includes(at.host))
+      throw new Error(`--app-listen: ${typeof at === 'string' ? at : `${at.host} is not loopback`} (an application behind a sidecar listens on loopback only)`);
+    ({ host, port } = at);
+  }
+  const running = await mod.start({
+    host,
+    port,
+    service,
+    ...(values['app-listen'] === undefined ? { socketPath: paths.socket } : {}),
+    sidecarSecretFile: paths.secretFile,
+  });
+  const expected = values['app-listen'] === undefined ? `unix:${paths.socket}` : undefined;
+  if (expected !== undefined ? running.url !== expected : !/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):\d+$/.test(running.url))
+    throw new Error(`${service}: a plain application answers on ${expected ?? 'http on loopback'} (listenForSidecar), not ${running.url}`);
   closeOnSignals(() => running.close());
   announceReady({ component: 'service', service, endpoints: { service: running.url } });
 } else {

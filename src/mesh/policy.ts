@@ -65,6 +65,7 @@ export const IDENTITY_HEADERS = [
   'x-gatehouse-caller',
   'x-gatehouse-peer',
   'x-gatehouse-user',
+  'x-gatehouse-sidecar',
   'x-forwarded-user',
   'x-remote-user',
   'x-authenticated-user',

@@ -4,8 +4,9 @@
 // Mesh mode (the default): `options` is ServiceStartOptions. The module serves
 // with createService (mTLS, the topology's allow edges) and calls out with
 // createClient; the url is https. Plain mode (`sidecar: true`): `options` is
-// PlainStartOptions, the module serves plain HTTP on loopback and
-// `gatehouse sidecar` does the rest.
+// PlainStartOptions, the module serves plain HTTP on the Unix socket of its run
+// folder (listenForSidecar), admits only requests that carry the sidecar's
+// shared secret (createSidecarGuard), and `gatehouse sidecar` does the rest.
 import type { Logger } from '../shared/logger.ts';
 import type { Topology } from '../topology/schema.ts';
 import type { IdentityManager } from '../pki/identity-manager.ts';
@@ -38,9 +39,14 @@ export interface ServiceStartOptions {
 }
 
 export interface PlainStartOptions {
+  /** Loopback host and port: used only when `socketPath` is absent (an explicitly configured loopback upstream). */
   host: string;
   port: number;
   service: string;
+  /** The Unix socket to serve on (0600, in the service's 0700 run folder): listenForSidecar(server, options). */
+  socketPath?: string;
+  /** The file holding the sidecar's shared secret: createSidecarGuard({ secretFile }) refuses what did not come through the sidecar. */
+  sidecarSecretFile: string;
 }
 
 export interface RunningServiceModule {

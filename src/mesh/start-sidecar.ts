@@ -2,16 +2,22 @@
 // any language, as two local proxies.
 //
 // Inbound  (mTLS, `listen`): exactly createService; an allowed request goes to
-//   the plain-HTTP `upstream` on loopback with `x-gatehouse-caller` (the
-//   verified SPIFFE ID) and, when an identity token verified, `x-gatehouse-user`.
-//   Callers can never set those headers themselves (they are refused).
-// Outbound (plain HTTP on loopback, `outboundListen`): the application sends
-//   `Host: <service>` (or `Host: host:port` for an outside endpoint); the
-//   sidecar calls it through createClient, so the egress allow-list and the
-//   server identity check apply.
+//   the application (`upstream`) with `x-gatehouse-caller` (the verified
+//   SPIFFE ID), `x-gatehouse-user` when an identity token verified, and
+//   `x-gatehouse-sidecar`: the sidecar's shared secret, which the application
+//   checks (createSidecarGuard) to refuse anything that did not come through
+//   here. Callers can never set those headers themselves (they are refused).
+//   The upstream is a Unix socket by default (`unix:/…/app.sock`, 0600 in a
+//   0700 folder: sidecar-paths.ts), or a loopback port when configured so
+//   explicitly. Upstream connections are pooled and kept alive (undici Pool).
+// Outbound (plain HTTP, `outboundListen`: a Unix socket or a loopback port):
+//   the application sends `Host: <service>` (or `Host: host:port` for an
+//   outside endpoint); the sidecar calls it through createClient (pooled mTLS
+//   connections), so the egress allow-list and the server identity check apply.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { Pool } from 'undici';
 import type { Topology } from '../topology/schema.ts';
 import { parseListen } from '../topology/schema.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
@@ -24,41 +30,106 @@ import { GatehouseError } from '../shared/errors.ts';
 import { writeProblem } from '../shared/problem.ts';
 import { readBody } from '../shared/body.ts';
 import { listen } from '../shared/listen.ts';
+import { rotateSecret, SIDECAR_SECRET_HEADER } from './lib/sidecar-secret.ts';
+import { listenOnSocket } from './listen-for-sidecar.ts';
+import { checkSocketPath, ensurePrivateDir } from './sidecar-paths.ts';
 
 export interface StartSidecarOptions {
   service: string;
   topology: Topology;
   identity: WorkloadIdentity | IdentityManager;
-  /** http://127.0.0.1:P: the application (loopback only). */
+  /**
+   * The application: `unix:/abs/path.sock` (the default under `gatehouse up`:
+   * sidecarPaths(stateDir, service).socket), or `http://127.0.0.1:P` — a
+   * loopback port, only when configured so explicitly.
+   */
   upstream: string;
+  /**
+   * Where the shared secret is published for the application (0600, rotated).
+   * Absent: `sidecar.secret` beside a socket upstream; a loopback upstream must name one.
+   */
+  secretFile?: string;
+  /** How often the shared secret changes (default 15 minutes); a new one is published min(5 s, a quarter of this) before it is sent. */
+  secretRotateMs?: number;
   revocations: RevocationSource | 'none';
   resolve: (service: string) => string | undefined;
   identityToken?: CreateServiceOptions['identityToken'];
   /** mTLS listener (default 127.0.0.1:0). */
   listen?: string;
-  /** Loopback listener for the application's outbound calls (default 127.0.0.1:0). */
+  /** The application's way out: `unix:/abs/path.sock`, or a loopback host:port (default 127.0.0.1:0). */
   outboundListen?: string;
+  /** Kept-alive connections to the application (default 128). */
+  upstreamConnections?: number;
   logger?: Logger;
 }
 
 export interface Sidecar {
   url: string;
+  /** `unix:/path` or `http://127.0.0.1:P`. */
   outboundUrl: string;
   close(): Promise<void>;
 }
 
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'content-length']);
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'expect', 'http2-settings']);
 const MAX_BODY = 16 * 1024 * 1024;
+const LOOPBACK = ['127.0.0.1', 'localhost', '[::1]'];
+
+interface Upstream {
+  pool: Pool;
+  secretFile: string | undefined;
+}
+
+function upstreamOf(options: StartSidecarOptions): Upstream {
+  const u = options.upstream;
+  const pool = (origin: string, socketPath?: string) =>
+    new Pool(origin, {
+      ...(socketPath ? { socketPath } : {}),
+      connections: options.upstreamConnections ?? 128,
+      pipelining: 1,
+      keepAliveTimeout: 4_000,
+      headersTimeout: 30_000,
+      bodyTimeout: 30_000,
+    });
+  if (typeof u !== 'string') throw new GatehouseError('invalid_config', 'upstream: required (unix:/path.sock or http://127.0.0.1:P)');
+  if (u.startsWith('unix:')) {
+    const file = u.slice(5);
+    if (!path.isAbsolute(file)) throw new GatehouseError('invalid_config', `upstream: ${JSON.stringify(u.slice(0, 200))} is not unix:<absolute path>`);
+    checkSocketPath(file, 'upstream');
+    return { pool: pool('http://localhost', file), secretFile: options.secretFile ?? path.join(path.dirname(file), 'sidecar.secret') };
+  }
+  let url: URL;
+  try {
+    url = new URL(u);
+  } catch {
+    throw new GatehouseError('invalid_config', `upstream: ${JSON.stringify(u.slice(0, 200))} is neither unix:/path.sock nor http://127.0.0.1:P`);
+  }
+  if (url.protocol !== 'http:' || !LOOPBACK.includes(url.hostname) || url.username || url.password || (url.pathname !== '/' && url.pathname !== ''))
+    throw new GatehouseError('invalid_config', `upstream: ${JSON.stringify(u.slice(0, 200))}: the application is unix:/path.sock or plain http on loopback (http://127.0.0.1:P)`);
+  if (!options.secretFile)
+    throw new GatehouseError(
+      'invalid_config',
+      'secretFile: a loopback upstream is open to every local process; name the file the application reads the sidecar secret from (createSidecarGuard)',
+    );
+  return { pool: pool(url.origin), secretFile: options.secretFile };
+}
 
 export async function startSidecar(options: StartSidecarOptions): Promise<Sidecar> {
   const log = options.logger ?? createLogger({ name: 'sidecar' });
-  const upstream = new URL(options.upstream);
-  if (upstream.protocol !== 'http:' || !['127.0.0.1', 'localhost', '[::1]'].includes(upstream.hostname))
-    throw new Error('the sidecar upstream must be http on loopback (http://127.0.0.1:P)');
-  const outListen = parseListen(options.outboundListen ?? '127.0.0.1:0');
-  if (typeof outListen === 'string' || !['127.0.0.1', '::1', 'localhost'].includes(outListen.host))
-    throw new Error('the outbound listener must be on loopback');
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const upstream = upstreamOf(options);
+  const outboundAt = options.outboundListen ?? '127.0.0.1:0';
+  let outSocket: string | undefined;
+  let outListen: { host: string; port: number } | undefined;
+  if (outboundAt.startsWith('unix:')) {
+    outSocket = outboundAt.slice(5);
+    if (!path.isAbsolute(outSocket)) throw new GatehouseError('invalid_config', 'outboundListen: unix:<absolute path>');
+  } else {
+    const at = parseListen(outboundAt);
+    if (typeof at === 'string') throw new GatehouseError('invalid_config', `outboundListen: ${at}`);
+    if (!['127.0.0.1', '::1', 'localhost'].includes(at.host)) throw new GatehouseError('invalid_config', 'outboundListen: the outbound listener must be a Unix socket or on loopback');
+    outListen = at;
+  }
+  if (upstream.secretFile) ensurePrivateDir(path.dirname(upstream.secretFile));
+  const secret = rotateSecret(upstream.secretFile!, { rotateMs: options.secretRotateMs });
 
   const inbound = await createService({
     name: options.service,
@@ -68,33 +139,41 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
     identityToken: options.identityToken,
     listen: options.listen,
     logger: log,
-    handler: (req, res, ctx) =>
-      new Promise<void>((resolve) => {
-        const headers: Record<string, string | string[]> = {};
-        for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && k !== IDENTITY_TOKEN_HEADER) headers[k] = v;
-        headers['x-gatehouse-caller'] = ctx.caller.spiffeId;
-        if (ctx.user) headers['x-gatehouse-user'] = ctx.user.sub;
-        headers['x-request-id'] = ctx.requestId;
-        if (req.headers['content-length']) headers['content-length'] = req.headers['content-length'];
-        const up = http.request(
-          { host: upstream.hostname.replace(/^\[|\]$/g, ''), port: upstream.port, method: req.method, path: req.url, headers, agent },
-          (ur) => {
+    handler: async (req, res, ctx) => {
+      const headers: Record<string, string | string[]> = {};
+      const h = req.headers;
+      for (const k in h) {
+        const v = h[k];
+        if (v !== undefined && !HOP.has(k) && k !== IDENTITY_TOKEN_HEADER) headers[k] = v;
+      }
+      headers['x-gatehouse-caller'] = ctx.caller.spiffeId;
+      if (ctx.user) headers['x-gatehouse-user'] = ctx.user.sub;
+      else delete headers['x-gatehouse-user'];
+      headers['x-request-id'] = ctx.requestId;
+      headers[SIDECAR_SECRET_HEADER] = secret.current();
+      const hasBody = h['content-length'] !== undefined ? h['content-length'] !== '0' : h['transfer-encoding'] !== undefined;
+      try {
+        await upstream.pool.stream(
+          { path: req.url ?? '/', method: (req.method ?? 'GET') as 'GET', headers, body: hasBody ? req : undefined },
+          ({ statusCode, headers: got }) => {
             const out: Record<string, string | string[]> = {};
-            for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
-            if (ur.headers['content-length']) out['content-length'] = ur.headers['content-length'];
-            res.writeHead(ur.statusCode ?? 502, out);
-            ur.pipe(res);
-            ur.on('end', resolve);
-            ur.on('error', () => (res.destroy(), resolve()));
+            for (const k in got) {
+              const v = got[k];
+              if (v !== undefined && !HOP.has(k)) out[k] = v;
+            }
+            res.writeHead(statusCode, out);
+            return res;
           },
         );
-        up.on('error', (error) => {
-          log.error({ requestId: ctx.requestId, err: error }, 'upstream failed');
-          writeProblem(res, new GatehouseError('bad_gateway', 'The service failed to answer.'), ctx.requestId);
-          resolve();
-        });
-        req.pipe(up);
-      }),
+      } catch (error) {
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        log.error({ requestId: ctx.requestId, err: error }, 'upstream failed');
+        writeProblem(res, new GatehouseError('bad_gateway', 'The service failed to answer.'), ctx.requestId);
+      }
+    },
   });
 
   const client = createClient({
@@ -111,7 +190,7 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
       const target = (req.headers.host ?? '').toLowerCase();
       const body = await readBody(req, MAX_BODY);
       const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !HOP.has(k)) headers[k] = v;
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !HOP.has(k) && k !== 'content-length') headers[k] = v;
       const r = await client.request(target, {
         method: req.method,
         path: req.url,
@@ -119,7 +198,7 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
         body: body.length ? body : undefined,
       });
       const out: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(r.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+      for (const [k, v] of Object.entries(r.headers)) if (v !== undefined && !HOP.has(k) && k !== 'content-length') out[k] = v;
       out['content-length'] = String(r.body.length);
       res.writeHead(r.status, out);
       res.end(r.body);
@@ -129,16 +208,17 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
     }
   });
   outbound.keepAliveTimeout = 5000;
-  const { url: outboundUrl } = await listen(outbound, outListen, 'http');
+  const outboundUrl = outSocket ? `unix:${await listenOnSocket(outbound, outSocket)}` : (await listen(outbound, outListen!, 'http')).url;
   return {
     url: inbound.url,
     outboundUrl,
     async close() {
       client.close();
+      secret.close();
       const closing = new Promise<void>((r) => outbound.close(() => r()));
       outbound.closeAllConnections();
       await Promise.all([closing, inbound.close()]);
-      agent.destroy();
+      await upstream.pool.destroy();
     },
   };
 }

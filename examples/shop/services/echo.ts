@@ -1,16 +1,23 @@
 // Demo echo service: answers { method, path, headers } exactly as it received
 // them, so anyone can see what an upstream receives through the gateway.
 //
-// A plain HTTP server on loopback with no Gatehouse code at all — it could be
-// written in any language. The topology sets `sidecar: true`, so
-// `gatehouse up` puts `gatehouse sidecar` in front of it: the sidecar
-// terminates mTLS, enforces the allow edges, and tells the application who
-// called in `x-gatehouse-caller` (the verified SPIFFE ID).
+// A plain HTTP server — it could be written in any language. The topology
+// sets `sidecar: true`, so `gatehouse up` puts `gatehouse sidecar` in front of
+// it: the sidecar terminates mTLS, enforces the allow edges, and tells the
+// application who called in `x-gatehouse-caller` (the verified SPIFFE ID).
+// The application listens on a Unix socket in its own 0700 run folder (no
+// port another local process could reach), and believes those headers only
+// from a request that carries the sidecar's shared secret: two small calls
+// from the mesh SDK (in another language: listen on the socket path given,
+// and compare the x-gatehouse-sidecar header in constant time against the
+// lines of the secret file).
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createSidecarGuard, listenForSidecar, type PlainStartOptions } from 'gatehouse/mesh';
 
-export async function start(o: { host: string; port: number }): Promise<{ url: string; close(): Promise<void> }> {
+export async function start(o: PlainStartOptions): Promise<{ url: string; close(): Promise<void> }> {
+  const guard = createSidecarGuard({ secretFile: o.sidecarSecretFile });
   const server = http.createServer((req, res) => {
+    if (!guard.admit(req, res)) return;
     let size = 0;
     req.on('data', (chunk: Buffer) => (size += chunk.length));
     req.on('end', () => {
@@ -25,10 +32,9 @@ export async function start(o: { host: string; port: number }): Promise<{ url: s
     });
   });
   server.keepAliveTimeout = 10_000;
-  await new Promise<void>((resolve) => server.listen(o.port, o.host, resolve));
-  const a = server.address() as AddressInfo;
+  const url = await listenForSidecar(server, o);
   return {
-    url: `http://${a.address}:${a.port}`,
+    url,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

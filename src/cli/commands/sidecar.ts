@@ -5,23 +5,32 @@ export function register(program: Command): void {
     .command('sidecar')
     .description('mTLS proxy in front of a service in any language: inbound allow edges, outbound egress allow-list')
     .requiredOption('--service <name>', 'the service this sidecar speaks for')
-    .requiredOption('--upstream <url>', 'the application, plain HTTP on loopback (http://127.0.0.1:P)')
+    .option(
+      '--upstream <url>',
+      'the application: unix:/path.sock, or http://127.0.0.1:P (then --secret-file is where it reads the shared secret); absent: unix:<state-dir>/run/<service>/app.sock',
+    )
+    .option('--secret-file <file>', 'where the shared secret the application checks is published (0600, rotated); absent: <state-dir>/run/<service>/sidecar.secret')
     .option('--config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
     .option('--state-dir <dir>', 'state directory', '.gatehouse')
     .option('--listen <host:port>', 'mTLS listener', '127.0.0.1:0')
-    .option('--outbound-listen <host:port>', 'loopback listener for the application\'s outbound calls (Host: <service>)', '127.0.0.1:0')
+    .option(
+      '--outbound-listen <where>',
+      'the application\'s way out (Host: <service>): unix:/path.sock or a loopback host:port; absent: unix:<state-dir>/run/<service>/outbound.sock',
+    )
     .option('--ca-url <url>', 'CA to bootstrap from (with GATEHOUSE_JOIN_TOKEN); absent: issue directly from the CA in the state dir (dev)')
-    .action(async (o: { service: string; upstream: string; config: string; stateDir: string; listen: string; outboundListen: string; caUrl?: string }) => {
+    .action(
+      async (o: { service: string; upstream?: string; secretFile?: string; config: string; stateDir: string; listen: string; outboundListen?: string; caUrl?: string }) => {
       const { readFileSync } = await import('node:fs');
       const path = await import('node:path');
       const { loadTopology } = await import('../../topology/load.ts');
       const pki = await import('../../pki/index.ts');
-      const { startSidecar, resolveFromEndpoints, jwksFromFile } = await import('../../mesh/index.ts');
+      const { startSidecar, resolveFromEndpoints, jwksFromFile, sidecarPaths } = await import('../../mesh/index.ts');
       const { announceReady, closeOnSignals } = await import('../ready.ts');
       const { topology } = loadTopology(o.config);
       const svc = topology.services[o.service];
       if (!svc) throw new Error(`the topology has no service ${JSON.stringify(o.service)}`);
       const td = topology.trustDomain;
+      const run = sidecarPaths(o.stateDir, o.service);
       let identity: import('../../pki/index.ts').IdentityManager;
       let revocations: import('../../pki/index.ts').RevocationSource;
       if (o.caUrl) {
@@ -45,13 +54,14 @@ export function register(program: Command): void {
         service: o.service,
         topology,
         identity,
-        upstream: o.upstream,
+        upstream: o.upstream ?? `unix:${run.socket}`,
+        secretFile: o.secretFile ?? run.secretFile,
         revocations,
         resolve: resolveFromEndpoints(path.join(o.stateDir, 'endpoints.json')),
         // identity tokens of the zone gateway, keys from the file it publishes in the state dir
         identityToken: { keys: jwksFromFile(identityKeyPaths(o.stateDir, svc.zone).jwks), issuer: pki.gatewaySpiffeId(td, svc.zone), algorithms: ['EdDSA'] },
         listen: o.listen,
-        outboundListen: o.outboundListen,
+        outboundListen: o.outboundListen ?? `unix:${run.outboundSocket}`,
       });
       announceReady({ component: 'sidecar', service: o.service, endpoints: { service: car.url, outbound: car.outboundUrl } });
       closeOnSignals(async () => {
@@ -59,5 +69,6 @@ export function register(program: Command): void {
         revocations.close();
         await car.close();
       });
-    });
+      },
+    );
 }
