@@ -47,6 +47,8 @@ export const ValidateConfig = z
     message: 'openapi takes the whole contract from the document: drop path, query, headers and body',
     path: ['openapi'],
   })
-  .describe('request validation: 415 for a body that is not JSON, 422 naming the offending field');
+  .describe(
+    'request validation: 415 for a body that is not JSON or declares a charset other than UTF-8, 400 for bytes that are not UTF-8 JSON, 422 naming the offending field (a duplicate key included); number parameters are read as JSON writes numbers',
+  );
 
 export type ValidateConfig = z.infer<typeof ValidateConfig>;
