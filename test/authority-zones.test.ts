@@ -140,7 +140,7 @@ test('token exchange across zones: only from a trusted zone; the result is this 
   const stateDir = path.join(tmp.dir, 'state');
   const file = writeTopology(tmp.dir, {
     public: 'authority:\n  scopes: [orders:read, orders:write, catalog:read]\n',
-    private: 'authority:\n  scopes: [orders:read, orders:write]\n  trustedZones: [public]\n',
+    private: 'authority:\n  scopes: [orders:read, orders:write]\n  trustedZones: [public]\n  tokenExchange:\n    actors:\n      private-service: {}\n',
     partner: 'authority:\n  scopes: [orders:read]\n',
   });
   const topology = loadTopology(file);

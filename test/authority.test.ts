@@ -155,7 +155,9 @@ test('token exchange: user token for a narrower one that names the client as act
   assert.equal(payload.client_id, 'public-service');
   assert.deepEqual(payload.act, { sub: 'public-service' });
   assert.equal(payload.scope, 'orders:read');
-  assert.deepEqual(payload.amr, ['pwd', 'otp', 'mfa']);
+  // public-service is not an allowed actor (tokenExchange.actors, may_act): no MFA claims of the user
+  assert.equal(payload.amr, undefined);
+  assert.equal(payload.acr, undefined);
   assert.ok(payload.exp! <= decodeJwt(tokens.access_token).exp!, 'never outlives the subject token');
 
   // widening is refused

@@ -4,6 +4,8 @@
 import { createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { AuthorityContext } from './context.ts';
 import type { KeySet } from './keys/key-store.ts';
+import type { Kysely } from 'kysely';
+import type { Database } from './db/schema.ts';
 
 export const MAX_TOKEN_LENGTH = 8192;
 /** token_index rows outlive the token's `exp` by this much (then the sweep drops them). */
@@ -70,11 +72,48 @@ export async function isLive(ctx: AuthorityContext, claims: AccessTokenClaims): 
   return ctx.clients.exists(claims.client_id);
 }
 
-/** Marks a JWT access token revoked until it would have expired anyway. */
+/** Marks a JWT access token revoked until it would have expired anyway, and every token exchanged from it. */
 export async function revokeJti(ctx: AuthorityContext, claims: AccessTokenClaims): Promise<void> {
   await ctx.db
     .insertInto('token_index')
     .values({ jti: claims.jti, client_id: claims.client_id, grant_id: null, expires_at: claims.exp * 1000 + INDEX_GRACE_MS, revoked: 1, revoked_at: ctx.now() })
     .onConflict((oc) => oc.column('jti').doUpdateSet({ revoked: 1, revoked_at: ctx.now() }).where('token_index.revoked', '=', 0))
     .execute();
+  const n = await revokeDescendants(ctx.db, ctx.issuer, ctx.issuer, [claims.jti], ctx.now());
+  if (n > 0) ctx.audit('token.descendants_revoked', { jti: claims.jti, reason: `${n} token(s) exchanged from it` });
+}
+
+const MAX_EXCHANGE_DEPTH = 16;
+
+/**
+ * Revokes the tokens exchanged (RFC 8693) from the subject tokens `jtis` of
+ * `subjectIssuer`, then those exchanged from them, and so on (this zone's
+ * tokens have issuer `ownIssuer`). Idempotent; returns how many it revoked.
+ * The revocation feed lists them from then on.
+ */
+export async function revokeDescendants(db: Kysely<Database>, ownIssuer: string, subjectIssuer: string, jtis: string[], at: number): Promise<number> {
+  let total = 0;
+  let issuer = subjectIssuer;
+  let level = [...new Set(jtis)];
+  for (let depth = 0; depth < MAX_EXCHANGE_DEPTH && level.length > 0; depth++) {
+    const next: string[] = [];
+    for (let i = 0; i < level.length; i += 500) {
+      const chunk = level.slice(i, i + 500);
+      const rows = await db
+        .selectFrom('token_index')
+        .select('jti')
+        .where('subject_iss', '=', issuer)
+        .where('subject_jti', 'in', chunk)
+        .where('revoked', '=', 0)
+        .execute();
+      if (rows.length === 0) continue;
+      const ids = rows.map((r) => r.jti);
+      await db.updateTable('token_index').set({ revoked: 1, revoked_at: at }).where('jti', 'in', ids).where('revoked', '=', 0).execute();
+      next.push(...ids);
+    }
+    total += next.length;
+    level = next;
+    issuer = ownIssuer;
+  }
+  return total;
 }

@@ -12,6 +12,7 @@ import type { UserRegistry } from './user-registry.ts';
 import type { Throttle } from './throttle.ts';
 import type { Audit } from './audit.ts';
 import type { TrustedIssuers } from './trusted-issuers.ts';
+import type { IssuerRevocations } from './issuer-revocations.ts';
 import type { ClientCertPolicy } from './client-certificate.ts';
 
 export interface ConfidentialAudience {
@@ -43,6 +44,8 @@ export interface AuthorityContext {
   csrfKey: Buffer;
   cookieKeys: string[];
   trusted: TrustedIssuers;
+  /** revocation status of trusted zones' tokens, at their issuers (token exchange) */
+  issuerRevocations: IssuerRevocations;
   confidential: Map<string, ConfidentialAudience>;
   /** how client certificates are matched to clients (tls_client_auth, revocation feed) */
   clientCerts: ClientCertPolicy;

@@ -5,7 +5,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { sealConfidentialClaims } from './confidential-claims.ts';
-import { exchangeClaims, exchangeGrant } from './token-exchange.ts';
+import { exchangeClaims, exchangeGrant, exchangeSubject } from './token-exchange.ts';
 import { INDEX_GRACE_MS } from './access-token.ts';
 
 export async function customizeAccessToken(
@@ -27,10 +27,20 @@ export async function customizeAccessToken(
     }
   }
   const grantId: string | undefined = token.grantId ?? exchangeGrant.get(token);
-  if (grantId) {
+  // an exchanged token is always indexed with its subject token: revoking that revokes this
+  const subject = exchangeSubject.get(token);
+  if (grantId || subject) {
     await ctx.db
       .insertInto('token_index')
-      .values({ jti: p.jti, client_id: p.client_id, grant_id: grantId, expires_at: p.exp * 1000 + INDEX_GRACE_MS, revoked: 0 })
+      .values({
+        jti: p.jti,
+        client_id: p.client_id,
+        grant_id: grantId ?? null,
+        expires_at: p.exp * 1000 + INDEX_GRACE_MS,
+        revoked: 0,
+        subject_jti: subject?.jti ?? null,
+        subject_iss: subject?.iss ?? null,
+      })
       .onConflict((oc) => oc.column('jti').doNothing())
       .execute();
   }

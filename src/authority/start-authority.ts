@@ -25,6 +25,8 @@ import { UserRegistry } from './user-registry.ts';
 import { Throttle } from './throttle.ts';
 import { createAudit } from './audit.ts';
 import { createTrustedIssuers, publicFile } from './trusted-issuers.ts';
+import { createIssuerRevocations, ISSUER_POLL_MS } from './issuer-revocations.ts';
+import { grantTrustingZones } from './zone-trust.ts';
 import { loadAudienceKey } from './confidential-claims.ts';
 import { zoneAudience, type AuthorityContext, type ConfidentialAudience } from './context.ts';
 import { buildProvider } from './provider.ts';
@@ -234,6 +236,16 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       csrfKey: await keyStore.secret('csrf-hmac'),
       cookieKeys: [(await keyStore.secret('cookie-signing')).toString('base64url')],
       trusted: createTrustedIssuers(stateDir, config.trustedZones, now),
+      issuerRevocations: createIssuerRevocations({
+        stateDir,
+        zone,
+        ownIssuer: issuer,
+        trustedZones: config.trustedZones,
+        db: storage.db,
+        now,
+        log,
+        onDescendantsRevoked: (iss, count) => audit('token.descendants_revoked', { subject_issuer: iss, reason: `${count} token(s) exchanged from tokens revoked there` }),
+      }),
       confidential,
       clientCerts,
       webauthn: { rpId, rpName: config.webauthn.rpName ?? `Gatehouse ${zone}`, origin: issuerUrl.origin },
@@ -338,6 +350,9 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       providerHandler(req, res);
     };
 
+    // zones that trust this one get a client to read its revocation feed (zone-trust.ts)
+    await grantTrustingZones(ctx, stateDir);
+
     let devCredentials: ZoneDevCredentials | undefined;
     let devFeedClient: DevFeedClient | undefined;
     if (options.dev) {
@@ -353,6 +368,9 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       setInterval(() => {
         reloadKeys().catch((err: unknown) => log.error({ err }, 'key reload failed'));
       }, options.keyPollMs ?? 5_000),
+      setInterval(() => {
+        ctx.issuerRevocations.poll().catch((err: unknown) => log.error({ err }, 'trusted issuer revocation poll failed'));
+      }, ISSUER_POLL_MS),
       setInterval(() => {
         sweepExpired(storage.db, now())
           .then(() => keyStore.dropUnpublished())

@@ -3,11 +3,23 @@
 // trusts; the result narrows (never widens) audience and scope, keeps the
 // subject, and names the calling client as the actor (`act`), nesting any
 // earlier actor chain.
+//
+// Revocation: a subject token of this zone must be live here; one of a
+// trusted zone is checked at its issuer's revocation feed, read afresh for
+// the exchange (issuer-revocations.ts); when that cannot be read the exchange
+// is refused (fail closed). The exchanged token records its subject token's
+// jti and issuer, so revoking the subject revokes it too (access-token.ts).
+//
+// Acting for the user (RFC 8693 §4.4): a subject token with `may_act` may be
+// exchanged only by the client it names. The user's authentication (acr, amr)
+// carries over only to an actor allowed to act for the user at that audience:
+// named by may_act, or listed in the zone's tokenExchange.actors for it.
 import { decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { apiScopesOf, TOKEN_EXCHANGE } from './client-registry.ts';
 import { isLive, looksLikeJwt, ownKeys, type AccessTokenClaims } from './access-token.ts';
+import { RevocationStatusUnknown } from './issuer-revocations.ts';
 
 /** Claims an exchanged token carries (act, auth_time …), read by customize-token.ts at signing. */
 export const exchangeClaims = new WeakMap<object, Record<string, unknown>>();
@@ -17,6 +29,8 @@ export const exchangeClaims = new WeakMap<object, Record<string, unknown>>();
  * too (introspection, revocation feed).
  */
 export const exchangeGrant = new WeakMap<object, string>();
+/** The subject token an exchanged token was made from (jti, issuer): indexed at signing. */
+export const exchangeSubject = new WeakMap<object, { jti: string; iss: string }>();
 
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
@@ -33,6 +47,15 @@ const PARAMS = [
 
 function fail(description: string): never {
   throw new errors.InvalidRequest(description);
+}
+
+/** RFC 8693 §4.4: whether `may_act` (absent: no restriction) lets `clientId` of `issuer` act for the subject. */
+export function mayActAllows(mayAct: unknown, clientId: string, issuer: string): boolean | undefined {
+  if (mayAct === undefined) return undefined;
+  if (typeof mayAct !== 'object' || mayAct === null || Array.isArray(mayAct)) return false;
+  const m = mayAct as { sub?: unknown; iss?: unknown };
+  if (m.sub !== clientId) return false;
+  return m.iss === undefined || m.iss === issuer;
 }
 
 export function registerTokenExchange(provider: Provider, ctx: AuthorityContext): void {
@@ -74,8 +97,24 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
       } catch {
         throw new errors.InvalidGrant('subject token is invalid or expired');
       }
-      if (own && !(await isLive(ctx, subject as AccessTokenClaims)))
-        throw new errors.InvalidGrant('subject token is revoked');
+      if (own && !(await isLive(ctx, subject as AccessTokenClaims))) throw new errors.InvalidGrant('subject token is revoked');
+      if (!own) {
+        let revoked: boolean;
+        try {
+          revoked = await ctx.issuerRevocations.isRevoked(iss as string, trusted!.zone, subject.jti as string);
+        } catch (error) {
+          if (!(error instanceof RevocationStatusUnknown)) throw error;
+          ctx.audit('token.exchange_refused', { client_id: client.clientId, subject_issuer: iss as string, reason: `revocation status unknown: ${error.message}`, source: c.ip });
+          // RFC 6749 §5.2: token endpoint errors are 400; the code says it is temporary
+          throw new errors.TemporarilyUnavailable('the subject token’s revocation status cannot be checked at its issuer now; retry later');
+        }
+        if (revoked) throw new errors.InvalidGrant('subject token is revoked');
+      }
+      const mayAct = mayActAllows(subject.may_act, client.clientId, ctx.issuer);
+      if (mayAct === false) {
+        ctx.audit('token.exchange_refused', { client_id: client.clientId, sub: subject.sub, reason: 'may_act names another actor', source: c.ip });
+        throw new errors.InvalidGrant('the subject token does not allow this client to act for it (may_act)');
+      }
 
       // Scope: only narrows. Absent: what the subject has that the client may hold.
       const subjectScopes = new Set(typeof subject.scope === 'string' ? subject.scope.split(' ').filter(Boolean) : []);
@@ -111,7 +150,11 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
       const act: Record<string, unknown> = { sub: client.clientId };
       if (subject.act && typeof subject.act === 'object') act.act = subject.act;
       const extra: Record<string, unknown> = { act };
-      for (const k of ['auth_time', 'acr', 'amr'] as const) if (subject[k] !== undefined) extra[k] = subject[k];
+      if (subject.auth_time !== undefined) extra.auth_time = subject.auth_time;
+      // the user's authentication goes only to an actor allowed to act for them here
+      const listed = ctx.config.tokenExchange.actors[client.clientId];
+      const actsForUser = mayAct === true || (listed !== undefined && (listed.audiences ?? [ctx.audience]).includes(audience));
+      if (actsForUser) for (const k of ['acr', 'amr'] as const) if (subject[k] !== undefined) extra[k] = subject[k];
       if (!own) extra.subject_iss = iss;
 
       const at = new provider.AccessToken({
@@ -121,6 +164,7 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
         gty: 'token_exchange',
       });
       exchangeClaims.set(at, extra);
+      exchangeSubject.set(at, { jti: subject.jti as string, iss: iss as string });
       if (own) {
         const row = await ctx.db.selectFrom('token_index').select('grant_id').where('jti', '=', subject.jti as string).executeTakeFirst();
         if (row?.grant_id) exchangeGrant.set(at, row.grant_id);
@@ -135,6 +179,11 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
       });
       c.oidc.entity('AccessToken', at);
       const value = await at.save();
+      // a subject revoked while this was being made: its cascade may have missed this one
+      if (own && !(await isLive(ctx, subject as AccessTokenClaims))) {
+        await ctx.db.updateTable('token_index').set({ revoked: 1, revoked_at: ctx.now() }).where('jti', '=', at.jti).where('revoked', '=', 0).execute();
+        throw new errors.InvalidGrant('subject token is revoked');
+      }
       ctx.audit('token.exchanged', {
         client_id: client.clientId,
         sub: subject.sub,
@@ -143,6 +192,7 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
         aud: audience,
         jti: at.jti,
         subject_issuer: iss as string,
+        reason: actsForUser ? 'acts for the user (acr, amr kept)' : 'not an allowed actor here: acr and amr not carried',
         source: c.ip,
       });
       c.body = {

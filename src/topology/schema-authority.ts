@@ -42,9 +42,32 @@ const TrustedZone = z.union([
       zone: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/).describe('the zone name'),
       issuer: z.string().url().describe("issuer of that zone's authority"),
       jwksUri: z.string().url().regex(/^https:/, 'jwksUri must be https').describe("that authority's JWKS URL"),
+      revocationFeed: z
+        .object({
+          url: z.string().url().regex(/^https:/, 'the feed URL must be https').optional().describe("that authority's revocation feed; absent: <issuer>/revocations"),
+          clientId: z.string().min(3).max(128).describe('a feed-only client of that authority (gatehouse clients add --revocation-feed there)'),
+          clientSecretEnv: z
+            .string()
+            .regex(/^[A-Z_][A-Z0-9_]{0,127}$/, 'an environment variable name')
+            .describe('environment variable holding that client’s secret (never the secret itself in the topology)'),
+        })
+        .strict()
+        .describe(
+          "how this authority checks, before an exchange, that a token of that zone is not revoked (that authority's revocation feed); required: without it every exchange of that zone's tokens would have to be refused",
+        ),
     })
     .strict(),
 ]);
+
+const Actor = z
+  .object({
+    audiences: z
+      .array(Audience)
+      .min(1)
+      .optional()
+      .describe("audiences at which this client acts for users with their authentication (acr, amr); absent: the zone's own audience only"),
+  })
+  .strict();
 
 const Budget = (failures: number, lockoutSeconds: number, what: string) =>
   z
@@ -120,6 +143,18 @@ export const AuthorityConfig = z
       .array(TrustedZone)
       .default([])
       .describe('zones whose access tokens may be exchanged here (RFC 8693); empty: only this zone’s own tokens'),
+    tokenExchange: z
+      .object({
+        actors: z
+          .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{2,127}$/, 'a client id'), Actor)
+          .default({})
+          .describe(
+            "clients (by id) allowed to act for any user at the listed audiences: a token they get by exchange (RFC 8693) keeps the user's acr and amr. Any other client with the token-exchange grant still gets a token, without acr and amr (so an MFA route refuses it), unless the subject token's may_act names it. Empty: only may_act carries acr/amr",
+          ),
+      })
+      .strict()
+      .default({ actors: {} })
+      .describe('who may act for a user (RFC 8693 §4.4 may_act, or this allow-list)'),
     confidentialClaims: z
       .record(
         Audience,
@@ -241,6 +276,11 @@ export const AuthorityConfig = z
           ctx.addIssue({ code: 'custom', path: ['dev', 'serviceClients', i, 'scopes'], message: `scope ${JSON.stringify(scope)} is not in this zone's scopes` });
     });
     const known = new Set([value.audience, ...value.audiences].filter(Boolean));
+    for (const [client, actor] of Object.entries(value.tokenExchange.actors))
+      for (const aud of actor.audiences ?? [])
+        // the default zone audience (urn:gatehouse:<trustDomain>:<zone>) is not known here
+        if (!known.has(aud) && !aud.startsWith('urn:gatehouse:'))
+          ctx.addIssue({ code: 'custom', path: ['tokenExchange', 'actors', client, 'audiences'], message: `audience ${JSON.stringify(aud)} is not one of this zone's audiences` });
     for (const aud of Object.keys(value.confidentialClaims))
       if (!known.has(aud) && aud !== value.audience)
         ctx.addIssue({

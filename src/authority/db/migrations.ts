@@ -122,6 +122,15 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('token_index_revoked_at').on('token_index').column('revoked_at').execute();
     },
   },
+  // Exchanged tokens remember their subject token (RFC 8693): revoking the
+  // subject revokes what was exchanged from it, here and across zones.
+  '0003_exchange_subject': {
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('token_index').addColumn('subject_jti', 'varchar(128)').execute();
+      await db.schema.alterTable('token_index').addColumn('subject_iss', 'varchar(512)').execute();
+      await db.schema.createIndex('token_index_subject').on('token_index').columns(['subject_jti', 'subject_iss']).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

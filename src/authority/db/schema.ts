@@ -78,6 +78,9 @@ export interface TokenIndexTable {
   revoked: number;
   /** when it was revoked (ms); null while live. What the gateway's revocation feed reads. */
   revoked_at: number | null;
+  /** exchanged tokens (RFC 8693): the jti and issuer of the subject token; null otherwise */
+  subject_jti?: string | null;
+  subject_iss?: string | null;
 }
 
 export interface WebAuthnCredentialTable {
