@@ -6,7 +6,7 @@ export { compilePolicy, decide, canonicalPath, IDENTITY_HEADERS, METHOD_OVERRIDE
 export { GatehouseError } from '../shared/errors.ts';
 export { createClient, type CreateClientOptions, type MeshClient, type MeshRequest, type MeshResponse } from './create-client.ts';
 export { createServiceTokenCache, type ServiceTokenCache, type FetchedToken } from './service-token-cache.ts';
-export { startSidecar, type StartSidecarOptions, type Sidecar } from './start-sidecar.ts';
+export { startSidecar, checkSidecarAddresses, type StartSidecarOptions, type Sidecar } from './start-sidecar.ts';
 export { createSidecarGuard, SIDECAR_SECRET_HEADER, type SidecarGuard } from './create-sidecar-guard.ts';
 export { listenForSidecar, type SidecarListenOptions } from './listen-for-sidecar.ts';
 export { sidecarPaths, type SidecarPaths } from './sidecar-paths.ts';

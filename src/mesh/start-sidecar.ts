@@ -75,27 +75,43 @@ const MAX_BODY = 16 * 1024 * 1024;
 const LOOPBACK = ['127.0.0.1', 'localhost', '[::1]'];
 
 interface Upstream {
-  pool: Pool;
-  secretFile: string | undefined;
+  origin: string;
+  socketPath?: string;
+  secretFile: string;
 }
 
-function upstreamOf(options: StartSidecarOptions): Upstream {
+/**
+ * Checks the sidecar's addresses before anything starts (the CLI calls it
+ * first): the upstream, where the secret goes, the outbound listener. Throws
+ * invalid_config naming the option.
+ */
+export function checkSidecarAddresses(options: Pick<StartSidecarOptions, 'upstream' | 'secretFile' | 'outboundListen'>): void {
+  upstreamOf(options);
+  outboundOf(options.outboundListen);
+}
+
+function outboundOf(at = '127.0.0.1:0'): { socket: string } | { host: string; port: number } {
+  if (at.startsWith('unix:')) {
+    const socket = at.slice(5);
+    if (!path.isAbsolute(socket)) throw new GatehouseError('invalid_config', 'outboundListen: unix:<absolute path>');
+    checkSocketPath(socket, 'outboundListen');
+    return { socket };
+  }
+  const parsed = parseListen(at);
+  if (typeof parsed === 'string') throw new GatehouseError('invalid_config', `outboundListen: ${parsed}`);
+  if (!['127.0.0.1', '::1', 'localhost'].includes(parsed.host))
+    throw new GatehouseError('invalid_config', 'outboundListen: the outbound listener must be a Unix socket or on loopback');
+  return parsed;
+}
+
+function upstreamOf(options: Pick<StartSidecarOptions, 'upstream' | 'secretFile'>): Upstream {
   const u = options.upstream;
-  const pool = (origin: string, socketPath?: string) =>
-    new Pool(origin, {
-      ...(socketPath ? { socketPath } : {}),
-      connections: options.upstreamConnections ?? 128,
-      pipelining: 1,
-      keepAliveTimeout: 4_000,
-      headersTimeout: 30_000,
-      bodyTimeout: 30_000,
-    });
   if (typeof u !== 'string') throw new GatehouseError('invalid_config', 'upstream: required (unix:/path.sock or http://127.0.0.1:P)');
   if (u.startsWith('unix:')) {
     const file = u.slice(5);
     if (!path.isAbsolute(file)) throw new GatehouseError('invalid_config', `upstream: ${JSON.stringify(u.slice(0, 200))} is not unix:<absolute path>`);
     checkSocketPath(file, 'upstream');
-    return { pool: pool('http://localhost', file), secretFile: options.secretFile ?? path.join(path.dirname(file), 'sidecar.secret') };
+    return { origin: 'http://localhost', socketPath: file, secretFile: options.secretFile ?? path.join(path.dirname(file), 'sidecar.secret') };
   }
   let url: URL;
   try {
@@ -110,26 +126,25 @@ function upstreamOf(options: StartSidecarOptions): Upstream {
       'invalid_config',
       'secretFile: a loopback upstream is open to every local process; name the file the application reads the sidecar secret from (createSidecarGuard)',
     );
-  return { pool: pool(url.origin), secretFile: options.secretFile };
+  return { origin: url.origin, secretFile: options.secretFile };
 }
 
 export async function startSidecar(options: StartSidecarOptions): Promise<Sidecar> {
   const log = options.logger ?? createLogger({ name: 'sidecar' });
-  const upstream = upstreamOf(options);
-  const outboundAt = options.outboundListen ?? '127.0.0.1:0';
-  let outSocket: string | undefined;
-  let outListen: { host: string; port: number } | undefined;
-  if (outboundAt.startsWith('unix:')) {
-    outSocket = outboundAt.slice(5);
-    if (!path.isAbsolute(outSocket)) throw new GatehouseError('invalid_config', 'outboundListen: unix:<absolute path>');
-  } else {
-    const at = parseListen(outboundAt);
-    if (typeof at === 'string') throw new GatehouseError('invalid_config', `outboundListen: ${at}`);
-    if (!['127.0.0.1', '::1', 'localhost'].includes(at.host)) throw new GatehouseError('invalid_config', 'outboundListen: the outbound listener must be a Unix socket or on loopback');
-    outListen = at;
-  }
-  if (upstream.secretFile) ensurePrivateDir(path.dirname(upstream.secretFile));
-  const secret = rotateSecret(upstream.secretFile!, { rotateMs: options.secretRotateMs });
+  const target = upstreamOf(options);
+  const out = outboundOf(options.outboundListen);
+  ensurePrivateDir(path.dirname(target.secretFile));
+  const secret = rotateSecret(target.secretFile, { rotateMs: options.secretRotateMs });
+  const upstream = {
+    pool: new Pool(target.origin, {
+      ...(target.socketPath ? { socketPath: target.socketPath } : {}),
+      connections: options.upstreamConnections ?? 128,
+      pipelining: 1,
+      keepAliveTimeout: 4_000,
+      headersTimeout: 30_000,
+      bodyTimeout: 30_000,
+    }),
+  };
 
   const inbound = await createService({
     name: options.service,
@@ -208,7 +223,7 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
     }
   });
   outbound.keepAliveTimeout = 5000;
-  const outboundUrl = outSocket ? `unix:${await listenOnSocket(outbound, outSocket)}` : (await listen(outbound, outListen!, 'http')).url;
+  const outboundUrl = 'socket' in out ? `unix:${await listenOnSocket(outbound, out.socket)}` : (await listen(outbound, out, 'http')).url;
   return {
     url: inbound.url,
     outboundUrl,

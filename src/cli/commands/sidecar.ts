@@ -24,13 +24,34 @@ export function register(program: Command): void {
       const path = await import('node:path');
       const { loadTopology } = await import('../../topology/load.ts');
       const pki = await import('../../pki/index.ts');
-      const { startSidecar, resolveFromEndpoints, jwksFromFile, sidecarPaths } = await import('../../mesh/index.ts');
+      const { startSidecar, checkSidecarAddresses, resolveFromEndpoints, jwksFromFile, sidecarPaths, GatehouseError } = await import('../../mesh/index.ts');
       const { announceReady, closeOnSignals } = await import('../ready.ts');
       const { topology } = loadTopology(o.config);
       const svc = topology.services[o.service];
       if (!svc) throw new Error(`the topology has no service ${JSON.stringify(o.service)}`);
       const td = topology.trustDomain;
-      const run = sidecarPaths(o.stateDir, o.service);
+      const FLAGS: Record<string, string> = { upstream: '--upstream', secretFile: '--secret-file', outboundListen: '--outbound-listen', service: '--service', socket: '--state-dir' };
+      const addresses = () => {
+        const run = sidecarPaths(o.stateDir, o.service);
+        const chosen = {
+          upstream: o.upstream ?? `unix:${run.socket}`,
+          secretFile: o.secretFile ?? run.secretFile,
+          outboundListen: o.outboundListen ?? `unix:${run.outboundSocket}`,
+        };
+        checkSidecarAddresses(chosen);
+        return chosen;
+      };
+      let chosen: ReturnType<typeof addresses>;
+      try {
+        chosen = addresses();
+      } catch (error) {
+        // a bad flag is a usage error (exit 2) that names the flag, checked before any certificate is made
+        if (!(error instanceof GatehouseError) || error.code !== 'invalid_config') throw error;
+        const m = /^(\w+): ([\s\S]*)$/.exec(error.message);
+        process.stderr.write(`gatehouse sidecar: ${m ? `${FLAGS[m[1]] ?? m[1]}: ${m[2]}` : error.message}\n`);
+        process.exitCode = 2;
+        return;
+      }
       let identity: import('../../pki/index.ts').IdentityManager;
       let revocations: import('../../pki/index.ts').RevocationSource;
       if (o.caUrl) {
@@ -54,14 +75,14 @@ export function register(program: Command): void {
         service: o.service,
         topology,
         identity,
-        upstream: o.upstream ?? `unix:${run.socket}`,
-        secretFile: o.secretFile ?? run.secretFile,
+        upstream: chosen.upstream,
+        secretFile: chosen.secretFile,
         revocations,
         resolve: resolveFromEndpoints(path.join(o.stateDir, 'endpoints.json')),
         // identity tokens of the zone gateway, keys from the file it publishes in the state dir
         identityToken: { keys: jwksFromFile(identityKeyPaths(o.stateDir, svc.zone).jwks), issuer: pki.gatewaySpiffeId(td, svc.zone), algorithms: ['EdDSA'] },
         listen: o.listen,
-        outboundListen: o.outboundListen ?? `unix:${run.outboundSocket}`,
+        outboundListen: chosen.outboundListen,
       });
       announceReady({ component: 'sidecar', service: o.service, endpoints: { service: car.url, outbound: car.outboundUrl } });
       closeOnSignals(async () => {
