@@ -4,7 +4,7 @@
 // port; the application checks the sidecar's secret); handshakes/s with
 // and without session resumption. The servers run in a child process so the
 // load generator does not share their core.
-//   sh scripts/node.sh bench/mesh.ts [seconds per run, default 3] [concurrency, default 32]
+//   sh scripts/node.sh bench/mesh.ts [seconds per run, default 3] [concurrency, default 32] [rounds, default 3]
 import { fork } from 'node:child_process';
 import http from 'node:http';
 import https from 'node:https';
@@ -213,18 +213,31 @@ async function handshakes(url: string, opts: tls.ConnectionOptions, seconds: num
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 3);
   const concurrency = Number(process.argv[3] ?? 32);
+  const rounds = Number(process.argv[4] ?? 3);
   const child = fork(fileURLToPath(import.meta.url), ['--serve'], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const urls = await new Promise<Urls>((r) => child.once('message', (m) => r(m as Urls)));
   const mtlsOpts = { ca: urls.bundle, cert: urls.client.cert, key: urls.client.key };
-  const rows: [string, { rps: number; p99: number; errors: number }][] = [];
-  rows.push(['plain HTTP', await load(urls.plain, {}, seconds, concurrency)]);
-  rows.push(['TLS', await load(urls.tls, { ca: urls.serverCa }, seconds, concurrency)]);
-  rows.push(['mTLS + policy (SDK)', await load(urls.mtls, mtlsOpts, seconds, concurrency)]);
-  rows.push(['mTLS via sidecar', await load(urls.sidecar, mtlsOpts, seconds, concurrency)]);
-  rows.push(['mTLS via sidecar (loopback app port)', await load(urls.sidecarLoopback, mtlsOpts, seconds, concurrency)]);
+  const paths: [string, string, https.AgentOptions][] = [
+    ['plain HTTP', urls.plain, {}],
+    ['TLS', urls.tls, { ca: urls.serverCa }],
+    ['mTLS + policy (SDK)', urls.mtls, mtlsOpts],
+    ['mTLS via sidecar', urls.sidecar, mtlsOpts],
+    ['mTLS via sidecar (loopback app port)', urls.sidecarLoopback, mtlsOpts],
+  ];
+  // Rows run interleaved, `rounds` times, and each reports its median round: on a
+  // shared machine the load drifts, and a row measured in one bad moment would
+  // otherwise skew every ratio.
+  const samples = paths.map(() => [] as { rps: number; p99: number; errors: number }[]);
+  for (let round = 0; round < rounds; round++)
+    for (const [i, [, url, opts]] of paths.entries()) samples[i].push(await load(url, opts, seconds, concurrency));
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const rows: [string, { rps: number; p99: number; errors: number }][] = paths.map(([name], i) => [
+    name,
+    { rps: median(samples[i].map((r) => r.rps)), p99: median(samples[i].map((r) => r.p99)), errors: samples[i].reduce((n, r) => n + r.errors, 0) },
+  ]);
   const tlsRps = rows[1][1].rps;
   const mtlsRps = rows[2][1].rps;
-  console.log(`\nrequests between two services (keep-alive, ${concurrency} concurrent, ${seconds}s each)\n`);
+  console.log(`\nrequests between two services (keep-alive, ${concurrency} concurrent, ${seconds}s each, median of ${rounds} interleaved rounds)\n`);
   console.log('| path | req/s | p99 ms | errors | ratio |');
   console.log('|---|---:|---:|---:|---|');
   for (const [name, r] of rows) {
