@@ -11,6 +11,9 @@ export interface GatewayMetrics {
   tlsFailures: client.Counter;
   refused: client.Counter<'reason'>;
   circuit: client.Gauge<'service'>;
+  circuitOpened: client.Counter<'service' | 'reason'>;
+  connectionsShed: client.Counter<'reason'>;
+  http2SessionErrors: client.Counter;
   reloads: client.Counter<'result'>;
 }
 
@@ -54,7 +57,7 @@ export function createMetrics(labels: Record<string, string>): GatewayMetrics {
     }),
     refused: new client.Counter({
       name: 'gatehouse_gateway_refused_total',
-      help: 'Requests refused by the gateway itself, by reason',
+      help: 'Requests the gateway answered with a problem of its own (refusals, upstream failures), by code; shadow_<code>: what a unit in shadow mode would have refused',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -62,6 +65,23 @@ export function createMetrics(labels: Record<string, string>): GatewayMetrics {
       name: 'gatehouse_gateway_circuit_open',
       help: '1 while the circuit breaker of an upstream is open or half open',
       labelNames: ['service'] as const,
+      registers,
+    }),
+    circuitOpened: new client.Counter({
+      name: 'gatehouse_gateway_circuit_opened_total',
+      help: 'Times the circuit breaker of an upstream opened, by the failure that opened it',
+      labelNames: ['service', 'reason'] as const,
+      registers,
+    }),
+    connectionsShed: new client.Counter({
+      name: 'gatehouse_gateway_connections_shed_total',
+      help: 'Client connections closed by the gateway to protect the others: handshake_timeout, per_source, shed (made room), full',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    http2SessionErrors: new client.Counter({
+      name: 'gatehouse_gateway_http2_session_errors_total',
+      help: 'HTTP/2 sessions that ended in an error (a client that reset or vanished)',
       registers,
     }),
     reloads: new client.Counter({

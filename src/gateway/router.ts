@@ -3,6 +3,7 @@
 // templates (`/api/orders/{id}`: a segment tree where a literal segment beats
 // a parameter), then the longest prefix that ends on a segment boundary. No
 // per-request regex scan; tables without templates never walk the tree.
+import { isIP } from 'node:net';
 import { ALL_METHODS, type RouteConfig } from '../topology/schema.ts';
 import { routeNameOf, TEMPLATE_SEGMENT } from '../topology/resolve.ts';
 
@@ -89,24 +90,42 @@ export interface Router {
   routes: readonly CompiledRoute[];
 }
 
+/**
+ * Host (or :authority) by its grammar (RFC 9110 §7.2, RFC 3986 §3.2.2): an
+ * IPv6 literal in brackets, an IPv4 address or a DNS name, then an optional
+ * port 0-65535. Returns the lower-case host without port or trailing dot, or
+ * undefined when the value is anything else (IPvFuture, user info, a path …).
+ */
 export function normaliseHost(raw: string): string | undefined {
   let host = raw.toLowerCase();
+  let port: string | undefined;
   if (host.startsWith('[')) {
     const end = host.indexOf(']');
     if (end === -1) return undefined;
     const rest = host.slice(end + 1);
-    if (rest !== '' && !/^:\d{1,5}$/.test(rest)) return undefined;
-    return host.slice(0, end + 1);
+    if (rest !== '') {
+      if (rest.charCodeAt(0) !== 0x3a /* : */) return undefined;
+      port = rest.slice(1);
+    }
+    host = host.slice(0, end + 1);
+    if (isIP(host.slice(1, -1)) !== 6) return undefined;
+  } else {
+    const colon = host.indexOf(':');
+    if (colon !== -1) {
+      port = host.slice(colon + 1);
+      host = host.slice(0, colon);
+    }
+    if (host.endsWith('.')) host = host.slice(0, -1);
+    if (host === '' || host.length > 253 || !DNS_NAME.test(host)) return undefined;
+    // all-numeric labels are an IPv4 address, and must be a valid one
+    if (/^[0-9.]+$/.test(host) && isIP(host) !== 4) return undefined;
   }
-  const colon = host.indexOf(':');
-  if (colon !== -1) {
-    if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return undefined;
-    host = host.slice(0, colon);
-  }
-  if (host.endsWith('.')) host = host.slice(0, -1);
-  if (host === '' || !/^[a-z0-9.-]+$/.test(host) || host.length > 253) return undefined;
+  if (port !== undefined && (!/^[0-9]{1,5}$/.test(port) || Number(port) > 65535)) return undefined;
   return host;
 }
+
+/** Dot-separated labels of letters, digits and inner hyphens, each at most 63 long. */
+const DNS_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 export function compileRoutes(routes: readonly RouteConfig[]): Router {
   const exactHosts = new Map<string, PathTable>();

@@ -6,34 +6,30 @@ import https from 'node:https';
 import http2 from 'node:http2';
 import { watch, readFileSync, existsSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
+import { collectDefaultMetrics } from 'prom-client';
 import { loadTopology, type LoadedTopology } from '../topology/load.ts';
 import { parseListen } from '../topology/schema.ts';
 import { ConfigError } from '../topology/config-error.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import { createLogger, createAccessLogger, type Logger } from '../shared/logger.ts';
-import {
-  GatehouseError,
-  AmbiguousRequest,
-  BadRequest,
-  HeadersTooLarge,
-  RequestTimeout,
-  Internal,
-  UnsupportedTarget,
-  problemBody,
-  PROBLEM_CONTENT_TYPE,
-} from '../shared/errors.ts';
+import { AmbiguousRequest, BadRequest, HeadersTooLarge, RequestTimeout, type GatehouseError } from '../shared/errors.ts';
+import { writeProblem, writeRawProblem } from '../shared/problem.ts';
+import { listen as listenOn } from '../shared/listen.ts';
+import { normaliseAddress } from '../shared/address.ts';
 import { buildState, type GatewayState } from './state.ts';
 import { createMetrics, type GatewayMetrics } from './metrics.ts';
-import { abortUpload, createHandler, prepare, upstreamHeaders, wasRefused, type PipelineContext } from './pipeline.ts';
-import { upstreamPath, normaliseHost } from './router.ts';
+import { abortUpload, createHandler, createUpgradeHandler, wasRefused, type PipelineContext } from './pipeline.ts';
+import { logUnparsed } from './phases/respond.ts';
+import { normaliseHost } from './router.ts';
 import { canonicalTarget } from './hygiene.ts';
 import { loadTlsMaterial, secureOptions, type TlsMaterial } from './tls.ts';
 import { createAdminServer } from './admin.ts';
 import { openGatewayIdentity } from './mtls.ts';
+import { guardConnections } from './connections.ts';
 import { createSharedResources } from './policies/policy.ts';
 import { createRateLimitMetrics, RATE_LIMIT_METRICS } from './policies/rate-limit/metrics.ts';
 
@@ -61,7 +57,8 @@ export interface RunningGateway {
   metrics: GatewayMetrics;
   state(): GatewayState;
   reload(): Promise<{ ok: true; generation: number } | { ok: false; error: string }>;
-  close(): Promise<void>;
+  /** Stop accepting, let in-flight requests finish for up to `drainMs` (default: limits.drainTimeoutMs), then cut and close. */
+  close(drainMs?: number): Promise<void>;
 }
 
 /** Service addresses discovered by `gatehouse up`, from `<stateDir>/services.json`. */
@@ -72,51 +69,6 @@ export function readServiceAddresses(stateDir: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, s] of Object.entries(data.services ?? {})) if (s.upstream) out[name] = s.upstream;
   return out;
-}
-
-function listenOn(server: { listen: (port: number, host: string, cb: () => void) => unknown; once: Function; address: () => AddressInfo | string | null }, listen: string): Promise<AddressInfo> {
-  const parsed = parseListen(listen);
-  if (typeof parsed === 'string') throw new Error(parsed);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(parsed.port, parsed.host, () => resolve(server.address() as AddressInfo));
-  });
-}
-
-function urlOf(scheme: string, a: AddressInfo): string {
-  return `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-}
-
-/** Write a problem+json response directly on a socket (parser errors, refused upgrades). */
-export function writeRawProblem(socket: Duplex, error: GatehouseError, requestId: string): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = JSON.stringify(problemBody(error, requestId));
-  const extra = Object.entries(error.headers)
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join('');
-  socket.end(
-    `HTTP/1.1 ${error.status} ${error.title}\r\n` +
-      `content-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `cache-control: no-store\r\nx-content-type-options: nosniff\r\nx-request-id: ${requestId}\r\n${extra}connection: close\r\n\r\n${body}`,
-  );
-  (socket as Socket).destroySoon?.();
-}
-
-/** Answer a response object with a problem and close the connection after it. */
-function respondProblem(res: http.ServerResponse, error: GatehouseError, requestId: string): void {
-  const body = JSON.stringify(problemBody(error, requestId));
-  res.writeHead(error.status, {
-    'content-type': PROBLEM_CONTENT_TYPE,
-    'content-length': String(Buffer.byteLength(body)),
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-    'x-request-id': requestId,
-    connection: 'close',
-  });
-  res.end(body);
 }
 
 function parserError(code: string | undefined): GatehouseError {
@@ -151,9 +103,21 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   // resources shared by every config generation (JWKS caches, token cache, API keys)
   const shared = createSharedResources();
   const metrics = createMetrics({ zone: options.zone });
+  collectDefaultMetrics({ register: metrics.registry });
   shared.get(RATE_LIMIT_METRICS, () => createRateLimitMetrics(metrics.registry));
-  const build = (l: LoadedTopology, gen: number, previous?: GatewayState) =>
-    buildState({ loaded: l, zone: options.zone, stateDir: options.stateDir, addresses: addresses(), clock, logger, generation: gen, shared, previous, tls: upstreamTls });
+  const build = async (l: LoadedTopology, gen: number, previous?: GatewayState) => {
+    const next = await buildState({ loaded: l, zone: options.zone, stateDir: options.stateDir, addresses: addresses(), clock, logger, generation: gen, shared, previous, tls: upstreamTls });
+    // the breaker's state, and why it opened, in the metrics
+    for (const up of next.upstreams.values())
+      up.breaker.onChange ??= (open, reason) => {
+        metrics.circuit.set({ service: up.name }, open ? 1 : 0);
+        if (open) {
+          metrics.circuitOpened.inc({ service: up.name, reason: reason ?? 'bad_gateway' });
+          logger.warn({ service: up.name, reason }, 'circuit opened');
+        } else logger.info({ service: up.name }, 'circuit closed');
+      };
+    return next;
+  };
   let current = await build(loaded, generation);
   const config = current.config;
   const ownAccessLog = options.accessLog === undefined && config.accessLog.enabled;
@@ -172,8 +136,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     logHeaders: config.accessLog.headers,
     proto: config.plaintext ? 'http' : 'https',
     logger,
+    clock,
+    draining: false,
   };
   const handler = createHandler(ctx);
+  const upgradeHandler = createUpgradeHandler(ctx);
   const limits = config.limits;
   const httpOptions: http.ServerOptions = {
     maxHeaderSize: limits.maxHeaderBytes,
@@ -206,7 +173,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       ...(listenHost === '0.0.0.0' || listenHost === '::' || listenHost === 'localhost' ? [] : [listenHost]),
     ].filter((v, i, a) => a.indexOf(v) === i));
     server = https.createServer(
-      { ...httpOptions, ...secureOptions(tlsMaterial), ALPNProtocols: ['h2', 'http/1.1'] },
+      { ...httpOptions, ...secureOptions(tlsMaterial), ALPNProtocols: ['h2', 'http/1.1'], handshakeTimeout: limits.handshakeTimeoutMs },
       handler as http.RequestListener,
     );
     h2 = http2.createServer(
@@ -222,24 +189,30 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     h2.on('session', (session: http2.ServerHttp2Session) => {
       h2Sessions.add(session);
       session.once('close', () => h2Sessions.delete(session));
+      if (ctx.draining) session.close();
     });
-    // CONNECT gets the same 400 problem as on HTTP/1 (Node would answer a bare 405)
+    // CONNECT (extended CONNECT included) gets the same 400 problem as on HTTP/1 (Node would answer a bare 405)
     h2.on('connect', handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-    h2.on('sessionError', () => metrics.refused.inc({ reason: 'http2_session_error' }));
+    // a session that broke (a client that reset or vanished) is no refused request
+    h2.on('sessionError', () => metrics.http2SessionErrors.inc());
     // ALPN decides: h2 sessions go to the HTTP/2 server, the rest to HTTP/1.1
     const h1Listener = server.listeners('secureConnection')[0] as (s: TLSSocket) => void;
     server.removeAllListeners('secureConnection');
     const h2Server = h2;
     server.on('secureConnection', (socket: TLSSocket) => {
+      guard.established(socket);
       if (socket.alpnProtocol === 'h2') h2Server.emit('connection', socket);
       else h1Listener.call(server, socket);
     });
     server.on('tlsClientError', () => metrics.tlsFailures.inc());
   }
-  server.maxConnections = limits.maxConnections;
-  server.on('connection', (socket: Socket) => {
-    metrics.connections.inc();
-    socket.once('close', () => metrics.connections.dec());
+  // connections: bounded per source and in total, unfinished handshakes timed out and shed first
+  const guard = guardConnections(server, {
+    max: limits.maxConnections,
+    perSource: limits.maxConnectionsPerSource ?? Math.max(64, Math.floor(limits.maxConnections / 10)),
+    handshakeTimeoutMs: limits.handshakeTimeoutMs,
+    plaintext: config.plaintext,
+    metrics,
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     // Bytes after a request that ends the connection (Connection: close, a
@@ -248,34 +221,30 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       if (!(socket as Socket & { _httpMessage?: unknown })._httpMessage) (socket as Socket).destroySoon();
       return;
     }
-    const e = parserError(error.code);
-    metrics.refused.inc({ reason: e.code });
     if (error.code === 'ECONNRESET' || error.code === 'EPIPE') {
       socket.destroy();
       return;
     }
+    const e = parserError(error.code);
+    const id = randomUUID();
     // a request already being proxied whose body turned out malformed: answer it
     // (once) if nothing was sent yet, otherwise cut the connection
     const inflight = (socket as Socket & { _httpMessage?: http.ServerResponse })._httpMessage;
     if (inflight) {
       abortUpload(inflight);
       if (inflight.headersSent) socket.destroy();
-      else respondProblem(inflight, e, randomUUID());
+      else writeProblem(inflight, e, id);
+      metrics.refused.inc({ reason: e.code });
       return;
     }
-    writeRawProblem(socket, e, randomUUID());
+    logUnparsed(ctx, e, id, normaliseAddress((socket as Socket).remoteAddress));
+    writeRawProblem(socket, e, id);
   });
-  // CONNECT is never proxied; Node would otherwise just drop the socket
-  server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
-    metrics.refused.inc({ reason: 'unsupported_target' });
-    writeRawProblem(socket, UnsupportedTarget('CONNECT is not proxied'), randomUUID());
-  });
-  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
-    proxyUpgrade(req, socket, head, ctx, metrics),
-  );
+  // CONNECT and upgrades take the same phases as any request; CONNECT is refused in hygiene
+  server.on('connect', upgradeHandler as (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void);
+  server.on('upgrade', upgradeHandler as (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void);
 
-  const mainAddress = await listenOn(server as never, listen);
-  const url = urlOf(config.plaintext ? 'http' : 'https', mainAddress);
+  const { url, address: mainAddress } = await listenOn(server, listen, config.plaintext ? 'http' : 'https');
 
   let redirect: http.Server | undefined;
   let redirectUrl: string | undefined;
@@ -291,16 +260,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         res.writeHead(308, { location, 'content-length': '0', 'x-request-id': id, 'cache-control': 'no-store' });
         res.end();
       } catch (error) {
-        const e = error instanceof GatehouseError ? error : Internal(error);
-        const body = JSON.stringify(problemBody(e, id));
-        res.writeHead(e.status, { 'content-type': PROBLEM_CONTENT_TYPE, 'x-request-id': id, connection: 'close' });
-        res.end(body);
+        writeProblem(res, error, id);
       }
     });
-    redirect.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
-      writeRawProblem(socket, parserError(error.code), randomUUID()),
-    );
-    redirectUrl = urlOf('http', await listenOn(redirect as never, redirectListen));
+    redirect.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => writeRawProblem(socket, parserError(error.code), randomUUID()));
+    redirectUrl = (await listenOn(redirect, redirectListen, 'http')).url;
   }
 
   // certificate files: reload on change without dropping connections
@@ -357,12 +321,41 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       listen: adminListen,
       metrics: () => metrics.registry.metrics(),
       contentType: metrics.registry.contentType,
-      ready: () => server.listening,
+      ready: () => server.listening && !ctx.draining,
       reload,
     });
   }
 
-  let closed = false;
+  let closing: Promise<void> | undefined;
+  const close = async (drainMs: number) => {
+    // stop accepting; tell every client to go (GOAWAY, Connection: close); let what is in flight finish
+    ctx.draining = true;
+    for (const w of watchers) w.close();
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    h2?.close();
+    for (const session of h2Sessions) session.close(); // GOAWAY; open streams finish
+    redirect?.close();
+    redirect?.closeAllConnections();
+    guard.close();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), drainMs)));
+    const drained = setInterval(() => server.closeIdleConnections(), 100);
+    if ((await Promise.race([stopped.then(() => 'drained' as const), late])) === 'late') {
+      logger.warn({ drainMs }, 'drain timeout: cutting the connections still open');
+      server.closeAllConnections();
+      for (const session of h2Sessions) session.destroy();
+      await stopped;
+    }
+    clearTimeout(timer);
+    clearInterval(drained);
+    await admin?.close();
+    await Promise.all([...current.upstreams.values()].map((u) => u.close(1_000)));
+    upstreamTls?.close();
+    await shared.close();
+    clearInterval(accessLogFlush);
+    if (ownAccessLog && accessLog) await new Promise<void>((resolve) => accessLog.flush(() => resolve()));
+  };
   return {
     url,
     adminUrl: admin?.url,
@@ -370,71 +363,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     metrics,
     state: () => current,
     reload,
-    async close() {
-      if (closed) return;
-      closed = true;
-      for (const w of watchers) w.close();
-      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      h2?.close();
-      for (const session of h2Sessions) session.close(); // GOAWAY; open streams finish
-      redirect?.close();
-      redirect?.closeAllConnections();
-      await admin?.close();
-      const force = setTimeout(() => server.closeAllConnections(), 5_000);
-      await stopped;
-      clearTimeout(force);
-      await Promise.all([...current.upstreams.values()].map((u) => u.close()));
-      upstreamTls?.close();
-      await shared.close();
-      clearInterval(accessLogFlush);
-      if (ownAccessLog && accessLog) await new Promise<void>((resolve) => accessLog.flush(() => resolve()));
+    close(drainMs = current.config.limits.drainTimeoutMs) {
+      return (closing ??= close(drainMs));
     },
   };
-}
-
-/** WebSocket upgrades, proxied after the same checks as any request; other upgrades (h2c) are refused. */
-function proxyUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, ctx: PipelineContext, metrics: GatewayMetrics): void {
-  const state = ctx.state();
-  const idBox = { id: '' };
-  let prepared;
-  try {
-    prepared = prepare(req, ctx, state, idBox);
-    if (req.method !== 'GET' || prepared.inbound.upgrade?.toLowerCase() !== 'websocket')
-      throw BadRequest('only WebSocket upgrades are proxied');
-  } catch (error) {
-    const e = error instanceof GatehouseError ? error : Internal(error);
-    metrics.refused.inc({ reason: e.code });
-    writeRawProblem(socket, e, idBox.id || randomUUID());
-    return;
-  }
-  const p = prepared;
-  const upstream = state.upstreams.get(p.route.config.service)!;
-  const headers = upstreamHeaders(p, ctx.proto);
-  const path = upstreamPath(p.route, p.path);
-  socket.on('error', () => socket.destroy());
-  upstream.pool
-    .upgrade({ path: p.query ? `${path}?${p.query}` : path, method: 'GET', headers, protocol: 'websocket' })
-    .then(
-      ({ headers: upHeaders, socket: upSocket }) => {
-        let response = 'HTTP/1.1 101 Switching Protocols\r\n';
-        for (const [name, value] of Object.entries(upHeaders)) {
-          if (value === undefined || name === 'server' || name === 'x-powered-by') continue;
-          for (const v of Array.isArray(value) ? value : [value]) response += `${name}: ${v}\r\n`;
-        }
-        response += `x-request-id: ${p.requestId}\r\n\r\n`;
-        socket.write(response);
-        if (head.length > 0) upSocket.write(head);
-        upSocket.on('error', () => socket.destroy());
-        socket.on('close', () => upSocket.destroy());
-        upSocket.on('close', () => socket.destroy());
-        upSocket.pipe(socket);
-        socket.pipe(upSocket);
-        metrics.requests.inc({ route: p.route.name, method: 'GET', status_class: '1xx' });
-      },
-      (error: unknown) => {
-        const e = error instanceof GatehouseError ? error : new GatehouseError('bad_gateway', 'The upstream refused the upgrade.', { cause: error });
-        writeRawProblem(socket, e, p.requestId);
-      },
-    );
 }

@@ -1,6 +1,6 @@
 // A gateway's compiled configuration: everything the request path needs,
 // built once per (re)load. In-flight requests keep the state they started with.
-import { BlockList, isIP } from 'node:net';
+import { compileCidrs } from '../shared/address.ts';
 import type { LoadedTopology } from '../topology/load.ts';
 import type { GatewayConfig, ZoneConfig } from '../topology/schema.ts';
 import { ConfigError } from '../topology/config-error.ts';
@@ -12,7 +12,8 @@ import type { UpstreamTls } from './mtls.ts';
 import type { Logger } from '../shared/logger.ts';
 import { provisionChain, type Chain } from './policies/chain.ts';
 import type { SharedResources } from './policies/policy.ts';
-import { openIdentitySigner, type IdentitySigner } from './policies/authentication/identity-token.ts';
+
+export { normaliseAddress, compileCidrs } from '../shared/address.ts';
 
 export interface GatewayState {
   generation: number;
@@ -23,36 +24,10 @@ export interface GatewayState {
   upstreams: Map<string, Upstream>;
   /** Policy chain per route index; undefined: nothing to check. */
   chains: (Chain | undefined)[];
-  /** Signs identity tokens for upstreams; present when any route authenticates. */
-  identity: IdentitySigner | undefined;
   trustDomain: string;
   isTrustedProxy(address: string): boolean;
   /** Security headers per frame-options setting, precomputed. */
   securityHeaders: Record<'DENY' | 'SAMEORIGIN' | 'off', Readonly<Record<string, string>>>;
-}
-
-/** IPv4-mapped IPv6 (::ffff:1.2.3.4) is the IPv4 address it carries. */
-export function normaliseAddress(address: string | undefined): string {
-  if (address === undefined) return '';
-  if (address.startsWith('::ffff:') && isIP(address.slice(7)) === 4) return address.slice(7);
-  return address;
-}
-
-export function compileCidrs(cidrs: readonly string[]): (address: string) => boolean {
-  if (cidrs.length === 0) return () => false;
-  const list = new BlockList();
-  for (const c of cidrs) {
-    const [addr, bits] = c.split('/');
-    const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    const mapped = family === 'ipv6' && addr.toLowerCase().startsWith('::ffff:') && isIP(addr.slice(7)) === 4;
-    if (mapped) list.addSubnet(addr.slice(7), bits === undefined ? 32 : Math.max(0, Number(bits) - 96), 'ipv4');
-    else if (bits === undefined) list.addAddress(addr, family);
-    else list.addSubnet(addr, Number(bits), family);
-  }
-  return (address) => {
-    const family = isIP(address);
-    return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
-  };
 }
 
 function securityHeaders(config: GatewayConfig, frame: 'DENY' | 'SAMEORIGIN' | 'off'): Record<string, string> {
@@ -133,15 +108,6 @@ export async function buildState(o: BuildOptions): Promise<GatewayState> {
       throw new ConfigError(routeIssues(loaded, zone, i, error));
     }
   }
-  const identity = chains.some((c) => c?.authenticated)
-    ? await openIdentitySigner({
-        stateDir: o.stateDir,
-        zone,
-        trustDomain: loaded.topology.trustDomain,
-        ttlSeconds: zoneConfig.authentication.identity.ttlSeconds,
-        clock,
-      })
-    : undefined;
   return {
     generation,
     zone,
@@ -150,7 +116,6 @@ export async function buildState(o: BuildOptions): Promise<GatewayState> {
     router: compileRoutes(zoneConfig.routes),
     upstreams,
     chains,
-    identity,
     trustDomain: loaded.topology.trustDomain,
     isTrustedProxy: trusted,
     securityHeaders: {

@@ -1,12 +1,18 @@
 // One keep-alive pool and one circuit breaker per upstream service. Retries
 // happen only for idempotent requests without a body that never reached the
-// upstream (the connection was never made).
+// upstream (the connection was never made). Only the upstream's own failures
+// count against its breaker: a client that broke off or overran its upload is
+// neutral, an upstream that resets while the body is still coming is 502
+// upstream_reset and counts.
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { ServiceConfig } from '../topology/schema.ts';
 import type { Clock } from '../shared/clock.ts';
-import { BadGateway, GatewayTimeout, UpstreamUnavailable, GatehouseError } from '../shared/errors.ts';
+import { AmbiguousRequest, BadGateway, GatewayTimeout, UpstreamUnavailable, UpstreamReset, GatehouseError } from '../shared/errors.ts';
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
+
+/** Why an upstream request failed, as the breaker counts it. */
+export type FailureReason = 'connect_refused' | 'timeout' | 'upstream_reset' | 'bad_gateway';
 
 /** Consecutive-failure circuit breaker with a single trial request when half open. */
 export class CircuitBreaker {
@@ -16,6 +22,10 @@ export class CircuitBreaker {
   readonly threshold: number;
   readonly openMs: number;
   readonly clock: Clock;
+  /** The failure that last opened the circuit. */
+  reason: FailureReason | undefined;
+  /** Called when the circuit opens (with why) or closes again. */
+  onChange: ((open: boolean, reason: FailureReason | undefined) => void) | undefined;
 
   constructor(threshold: number, openMs: number, clock: Clock) {
     this.threshold = threshold;
@@ -45,14 +55,35 @@ export class CircuitBreaker {
 
   success(trial: boolean): void {
     if (trial) this.#trialInFlight = false;
+    const wasOpen = this.#failures >= this.threshold;
     this.#failures = 0;
+    if (wasOpen) {
+      this.reason = undefined;
+      this.onChange?.(false, undefined);
+    }
   }
 
-  failure(trial: boolean): void {
+  failure(trial: boolean, reason: FailureReason = 'bad_gateway'): void {
     if (trial) this.#trialInFlight = false;
     this.#failures++;
-    if (this.#failures >= this.threshold) this.#openUntil = this.clock.now() + this.openMs;
+    if (this.#failures >= this.threshold) {
+      this.#openUntil = this.clock.now() + this.openMs;
+      this.reason = reason;
+      this.onChange?.(true, reason);
+    }
   }
+}
+
+/** An upload being forwarded: who stopped it decides who is blamed. */
+export interface Upload {
+  /** The client's whole body was read. */
+  ended: boolean;
+  /** The client's side stopped the upload (reset, closed, broke the framing). */
+  clientAborted: boolean;
+  /** The gateway's own refusal of the body (over the limit, longer or shorter than declared). */
+  error: GatehouseError | undefined;
+  /** Breaks the upstream request off when the client went away. */
+  abort: AbortController;
 }
 
 export interface UpstreamRequest {
@@ -62,14 +93,26 @@ export interface UpstreamRequest {
   body: Dispatcher.DispatchOptions['body'];
   idempotentRetry: boolean;
   headersTimeout?: number;
-  /** Aborts the upstream request (the client went away mid-body). */
-  signal?: AbortSignal;
-  /** The error to answer when a failure was the client's doing (a body over the limit, broken off or malformed); the breaker ignores it. */
-  clientFailure?: () => GatehouseError | undefined;
+  /** The client's upload, when the request streams a body. */
+  upload?: Upload;
 }
 
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT']);
 const TIMEOUT_ERRORS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+const RESET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+
+/** The upstream's own failure, as a problem and a reason for the breaker. */
+function upstreamFailure(error: unknown, uploading: boolean): { problem: GatehouseError; reason: FailureReason } {
+  const code = errorCode(error);
+  if (TIMEOUT_ERRORS.has(code)) return { problem: GatewayTimeout(error), reason: 'timeout' };
+  if (CONNECT_ERRORS.has(code)) return { problem: BadGateway(error), reason: 'connect_refused' };
+  if (RESET_ERRORS.has(code) || uploading) {
+    // the rest of the client's body is never read: the connection closes after the answer
+    const problem = UpstreamReset(error);
+    return { problem: uploading ? new GatehouseError(problem.code, problem.message, { cause: error, closeConnection: true }) : problem, reason: 'upstream_reset' };
+  }
+  return { problem: BadGateway(error), reason: 'bad_gateway' };
+}
 
 export function errorCode(error: unknown): string {
   let e: unknown = error;
@@ -116,13 +159,14 @@ export class Upstream {
    */
   async stream(r: UpstreamRequest, factory: Dispatcher.StreamFactory): Promise<void> {
     const trial = this.breaker.admit();
+    const upload = r.upload;
     const options: Dispatcher.RequestOptions = {
       path: r.path,
       method: r.method as Dispatcher.HttpMethod,
       headers: r.headers,
       body: r.body,
       headersTimeout: r.headersTimeout,
-      signal: r.signal,
+      signal: upload?.abort.signal,
     };
     let answered = false;
     const onHead: Dispatcher.StreamFactory = (data) => {
@@ -139,15 +183,29 @@ export class Upstream {
       }
     } catch (error) {
       if (answered) throw error; // the upstream answered; the failure is the client's or mid-body
-      const clientError = r.clientFailure?.() ?? (error instanceof GatehouseError ? error : undefined);
+      const clientError = upload !== undefined ? (upload.error ?? (upload.clientAborted ? ClientBrokeOff(error) : undefined)) : undefined;
       if (clientError) {
         this.breaker.neutral(trial);
         throw clientError;
       }
-      this.breaker.failure(trial);
+      const { problem, reason } = upstreamFailure(error, upload !== undefined && !upload.ended);
+      this.breaker.failure(trial, reason);
+      throw problem;
+    }
+  }
+
+  /** A WebSocket upgrade through the breaker; an upstream that answers without switching is healthy (502 all the same). */
+  async upgrade(r: { path: string; headers: string[] }): Promise<Dispatcher.UpgradeData> {
+    const trial = this.breaker.admit();
+    try {
+      const data = await this.pool.upgrade({ path: r.path, method: 'GET', headers: r.headers, protocol: 'websocket' });
+      this.breaker.success(trial);
+      return data;
+    } catch (error) {
       const code = errorCode(error);
-      if (TIMEOUT_ERRORS.has(code)) throw GatewayTimeout(error);
-      throw BadGateway(error);
+      if (CONNECT_ERRORS.has(code) || TIMEOUT_ERRORS.has(code)) this.breaker.failure(trial, TIMEOUT_ERRORS.has(code) ? 'timeout' : 'connect_refused');
+      else this.breaker.neutral(trial);
+      throw BadGateway(error, 'The upstream refused the upgrade.');
     }
   }
 
@@ -164,5 +222,7 @@ export class Upstream {
     return this.pool.destroy();
   }
 }
+
+const ClientBrokeOff = (cause: unknown) => AmbiguousRequest('the request body was broken off', cause);
 
 export const isUndiciError = (e: unknown): boolean => e instanceof undiciErrors.UndiciError;

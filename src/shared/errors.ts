@@ -90,7 +90,7 @@ export const isGatehouseError = (e: unknown): e is GatehouseError => e instanceo
 
 export const BadRequest = (detail: string, close = true) => new GatehouseError('bad_request', detail, { closeConnection: close });
 export const AmbiguousPath = (detail: string) => new GatehouseError('ambiguous_path', detail);
-export const AmbiguousRequest = (detail: string) => new GatehouseError('ambiguous_request', detail);
+export const AmbiguousRequest = (detail: string, cause?: unknown) => new GatehouseError('ambiguous_request', detail, { cause });
 export const UnsupportedTarget = (detail: string) => new GatehouseError('unsupported_target', detail);
 export const UnsupportedUpgrade = (detail: string) => new GatehouseError('unsupported_upgrade', detail);
 export const NotFound = (detail = 'No route matches this request.') => new GatehouseError('not_found', detail);

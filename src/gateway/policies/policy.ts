@@ -2,11 +2,15 @@
 // same shape: `id`, a zod `schema` (description and default on every field),
 // `provision` (once per config load: compile, fetch, build) and `onRequest`,
 // which returns a decision and never writes the response — only the pipeline
-// does. Units run in a fixed order of phases:
+// does. A unit runs in one of the policy phases of the request path (the whole
+// list is in ../phases.ts):
 //
-//   ip → rate → authenticate → authorize → contract → (proxy)
+//   ip → rate → authenticate → authorize → cedar → contract
 //
-// A unit in shadow mode logs and counts what it would deny, and lets it pass.
+// and may also take part in the identity phase (what the upstream is told about
+// the caller). Units are registered in registry.ts, never wired by hand. Any unit
+// whose config says `shadow: true` logs and counts what it would deny, and lets
+// it pass: one mechanism for every unit, run by the pipeline.
 import type { z } from 'zod';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatehouseError } from '../../shared/errors.ts';
@@ -15,8 +19,7 @@ import type { Logger } from '../../shared/logger.ts';
 import type { LoadedTopology } from '../../topology/load.ts';
 import type { CompiledRoute } from '../router.ts';
 
-export type Phase = 'ip' | 'rate' | 'authenticate' | 'authorize' | 'contract';
-export const PHASES: readonly Phase[] = ['ip', 'rate', 'authenticate', 'authorize', 'contract'];
+export type Phase = 'ip' | 'rate' | 'authenticate' | 'authorize' | 'cedar' | 'contract';
 
 /** Who is calling, as established by authentication. */
 export interface Identity {
@@ -64,6 +67,8 @@ export interface Exchange {
   onDone: (() => void)[];
   /** The whole request body, read once within the route's body limit (413 beyond); the upstream then gets these bytes. */
   readBody(): Promise<Buffer>;
+  /** Request headers never forwarded on this route (the caller's credentials), set in the identity phase. */
+  stripHeaders?: ReadonlySet<string>;
 }
 
 export type Decision = GatehouseError | undefined;
@@ -84,11 +89,18 @@ export interface SharedResources {
 }
 
 export interface Policy<Config, State> {
+  /** lowercase with underscores; the folder is the kebab-case form. */
   id: string;
+  /** The phase `onRequest` runs in. */
   phase: Phase;
+  /** Validates the unit's part of the topology at provision (errors name the route field). */
   schema: z.ZodType<Config>;
+  /** A phase other than `phase` for this config (a limit keyed by the caller runs once the caller is known). */
+  phaseFor?(config: Config): Phase;
   provision(config: Config, ctx: ProvisionContext): State | Promise<State>;
   onRequest(exchange: Exchange, state: State): Decision | Promise<Decision>;
+  /** Runs in the identity phase, after every check passed: headers the upstream gets about the caller. */
+  onIdentity?(exchange: Exchange, state: State): void | Promise<void>;
 }
 
 /** A provisioning error about one field of the route (path relative to the route, e.g. ['validate', 'openapi']). */

@@ -1,7 +1,10 @@
 // Authentication unit: who is calling. Accepts, per route, JWT access tokens
 // of trusted issuers, partner API keys and (opaque) introspected tokens. A
 // request presenting two kinds of credential is judged on the route's
-// preferred one, or refused — never on the union of both.
+// preferred one, or refused — never on the union of both. Sources whose
+// credentials keep failing are slowed, then blocked. In the identity phase it
+// tells the upstream who called: the caller's credentials are stripped and a
+// short-lived identity token for exactly that service is added.
 import { z } from 'zod';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -14,6 +17,7 @@ import { openApiKeyVerifier, type ApiKeyVerifier } from './api-keys.ts';
 import { createIntrospector, type Introspector } from './introspect.ts';
 import { pollRevocations, type RevocationPoller } from './revocation-feed.ts';
 import { Unauthorized, BadRequest, GatehouseError } from '../../../shared/errors.ts';
+import { openIdentitySigner, IDENTITY_HEADER, type IdentitySigner } from './identity-token.ts';
 import { AuthFailureTracker } from '../rate-limit/auth-failures.ts';
 import { AuthFailureConfig } from '../rate-limit/schema.ts';
 import { rateLimitMetricsOf } from '../rate-limit/metrics.ts';
@@ -21,8 +25,14 @@ import { rateLimitMetricsOf } from '../rate-limit/metrics.ts';
 type Method = 'jwt' | 'api_key' | 'introspection';
 export type RouteAuthObject = Exclude<RouteAuth, string>;
 
-export const AuthenticationConfig = z.object({ zone: ZoneAuthentication, route: z.custom<RouteAuthObject>(), failures: AuthFailureConfig });
-export type AuthenticationConfig = { zone: ZoneAuthentication; route: RouteAuthObject; failures: AuthFailureConfig };
+/** `shadow` is the route's `auth.shadow`, where the chain reads every unit's. */
+export const AuthenticationConfig = z.object({ zone: ZoneAuthentication, route: z.custom<RouteAuthObject>(), failures: AuthFailureConfig, shadow: z.boolean() });
+
+/** A route's `auth` as its object form (`'jwt'` is `{ accept: ['jwt'] }`). */
+export function routeAuthOf(auth: Exclude<RouteAuth, 'anonymous'>): RouteAuthObject {
+  return typeof auth === 'string' ? (RouteAuth.parse({ accept: [auth] }) as RouteAuthObject) : auth;
+}
+export type AuthenticationConfig = { zone: ZoneAuthentication; route: RouteAuthObject; failures: AuthFailureConfig; shadow: boolean };
 
 export interface AuthenticationState {
   realm: string;
@@ -36,6 +46,11 @@ export interface AuthenticationState {
   apiKeys: ApiKeyVerifier | undefined;
   introspection: Introspector | undefined;
   failures: AuthFailureTracker;
+  /** Credential headers never forwarded on this route. */
+  strip: ReadonlySet<string>;
+  signer: IdentitySigner;
+  /** SPIFFE ID prefix of this zone's services: the identity token's audience is one of them. */
+  audiencePrefix: string;
 }
 
 /** The zone's own authority, as it published itself in the state dir. */
@@ -166,7 +181,18 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
     const jwt = accept.has('jwt') ? tokenVerifier(zone, ctx) : undefined;
     // start with the current revocation list (a failed first read leaves the feed stale: fail closed)
     if (jwt?.feed) await jwt.feed.poller.first;
+    const trustDomain = ctx.topology.topology.trustDomain;
+    const ttlSeconds = zone.identity.ttlSeconds;
+    const signer = await ctx.shared.get(`auth:identity-signer:${ttlSeconds}`, () =>
+      openIdentitySigner({ stateDir: ctx.stateDir, zone: ctx.zone, trustDomain, ttlSeconds, clock: ctx.clock }),
+    );
+    const strip = new Set<string>();
+    if (!config.route.forwardToken) strip.add('authorization');
+    if (accept.has('api_key')) strip.add(zone.apiKeyHeader);
     return {
+      strip,
+      signer,
+      audiencePrefix: `spiffe://${trustDomain}/zone/${ctx.zone}/svc/`,
       realm: ctx.zone,
       accept,
       prefer: config.route.prefer,
@@ -193,6 +219,13 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
       });
     if (decision?.status === 401) s.failures.record(ex.clientAddress);
     return decision;
+  },
+  onIdentity(ex, s) {
+    ex.stripHeaders = s.strip;
+    if (ex.identity === undefined) return; // shadow mode let an unauthenticated request pass
+    const token = s.signer.sign(ex.identity, s.audiencePrefix + ex.route.config.service);
+    if (typeof token === 'string') ex.upstreamHeaders.push(IDENTITY_HEADER, token);
+    else return token.then((t) => void ex.upstreamHeaders.push(IDENTITY_HEADER, t));
   },
 };
 

@@ -119,6 +119,10 @@ export const RouteAuth = z.union([
         .regex(/^[a-z][a-z0-9_]{0,63}$/)
         .optional()
         .describe('query parameter that may carry the API key on this route; absent: never the query string'),
+      shadow: z
+        .boolean()
+        .default(false)
+        .describe('log and count the requests authentication or authorization would refuse, and let them pass (no identity token then)'),
     })
     .strict(),
 ]);

@@ -41,8 +41,8 @@ function exchange(o: { method?: string; route?: string; path?: string; ip?: stri
     requestId: 'req-42',
     zone: 'public',
     route: { name: o.route ?? 'orders', config: { service: 'orders-api' } } as CompiledRoute,
-    // deliberately far from the clock: the unit reads ctx.clock, not exchange.now
-    now: 0,
+    // the request's one instant, read from the gateway's clock when the request arrived
+    now: clock.now(),
     identity: o.identity,
     upstreamHeaders: [],
     responseHeaders: {},
@@ -79,7 +79,7 @@ test('schema: defaults, strictness, shadow round-trips, file or inline', () => {
   assert.equal(isPolicyFile('permit(principal, action, resource);\n// see x.cedar'), false);
   assert.equal(isPolicyFile('// a.cedar\nx.cedar'), false, 'a newline makes it inline text');
   assert.equal(cedar.id, 'cedar');
-  assert.equal(cedar.phase, 'authorize');
+  assert.equal(cedar.phase, 'cedar');
 });
 
 test('permit by scope', async () => {

@@ -15,8 +15,8 @@
 //   resource   Route::"<route name>" { path: the canonical path, service, zone }
 //   context    { ip: ipaddr (IPv4-mapped IPv6 is the IPv4 address), time: Long epoch seconds,
 //                hour: Long 0-23 UTC, mfa: Bool, method: String, path: String }
-// Time comes from the provision context's clock (ctx.clock.now()), not
-// exchange.now, so tests can freeze it.
+// Time is the request's own `now` (exchange.now, from the gateway's injected
+// clock, read once per request), so rate limits and Cedar see the same instant.
 //
 // Why validate: a forbid with a misspelt attribute would never apply. Strict
 // validation refuses such a policy at load time rather than at every request.
@@ -40,7 +40,7 @@ import type { Logger } from '../../../shared/logger.ts';
 import { AccessDenied } from '../../../shared/errors.ts';
 import { ConfigError } from '../../../topology/config-error.ts';
 import { ALL_METHODS } from '../../../topology/schema.ts';
-import { normaliseAddress } from '../../state.ts';
+import { normaliseAddress } from '../../../shared/address.ts';
 import { CedarConfig, isPolicyFile } from './schema.ts';
 
 export type Config = CedarConfig;
@@ -173,7 +173,7 @@ export function cedarRequest(ex: Exchange, now: number, policySetId: string): St
 
 export default {
   id: 'cedar',
-  phase: 'authorize',
+  phase: 'cedar',
   schema: CedarConfig,
   async provision(config, ctx): Promise<State> {
     let text = config.policies;
@@ -192,7 +192,7 @@ export default {
     return { policySetId: compile(text, file, ctx.logger), clock: ctx.clock, logger: ctx.logger };
   },
   onRequest(ex, state) {
-    const call = cedarRequest(ex, state.clock.now(), state.policySetId);
+    const call = cedarRequest(ex, ex.now, state.policySetId);
     if (!call) {
       state.logger.warn({ unit: 'cedar', requestId: ex.requestId }, 'cedar: the client address is not an IP address; refused');
       return AccessDenied('denied by policy');

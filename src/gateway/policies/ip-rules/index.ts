@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import type { Policy } from '../policy.ts';
 import { IpRulesConfig } from './schema.ts';
-import { compileCidrs, normaliseAddress } from '../../state.ts';
+import { compileCidrs, normaliseAddress } from '../../../shared/address.ts';
 import { Forbidden } from '../../../shared/errors.ts';
 
 export type Config = IpRulesConfig;

@@ -3,7 +3,7 @@
 // (an identity may hold any character) can make two different tuples collide.
 import { isIP } from 'node:net';
 import type { Exchange, Identity } from '../policy.ts';
-import { normaliseAddress } from '../../state.ts';
+import { normaliseAddress } from '../../../shared/address.ts';
 import type { KeyPart } from './schema.ts';
 
 type PartOf = (exchange: Exchange) => string | undefined;

@@ -143,6 +143,8 @@ export default {
   id: 'rate_limit',
   phase: 'rate',
   schema: RateLimitConfig,
+  // keyed by the caller: counted once authentication said who it is, before authorization
+  phaseFor: (config: Config) => (needsIdentity(config) ? 'authorize' : 'rate'),
   async provision(config: Config, ctx: ProvisionContext): Promise<State> {
     const metrics = rateLimitMetricsOf(ctx.shared);
     const name = policyName(config);
