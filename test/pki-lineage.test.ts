@@ -18,12 +18,14 @@ import {
   revokeCertificate,
   fetchRevocations,
   createRevocationFeed,
+  issueWorkloadIdentity,
   CaRequestError,
   pkiPaths,
   type CaServer,
   type WorkloadIdentity,
 } from '../src/pki/index.ts';
 
+const ORDERS = `spiffe://${TD}/zone/private/svc/orders`;
 let env: Awaited<ReturnType<typeof makeCaDir>>;
 let server: CaServer;
 
@@ -117,6 +119,17 @@ test('an ancestor revoked without its descendants (by hand, or a revocation cut 
   await refusedAsRevoked(renew(c));
   const list = await revoked();
   assert.ok(list.has(c.serial), 'the refused descendant joins the revocation feed');
+});
+
+test('direct renewal from the state dir (a dev sidecar) keeps the lineage and stops at a revoked ancestor', async () => {
+  const a = await issueWorkloadIdentity(env.stateDir, ORDERS, { topology: env.topology });
+  const b = await issueWorkloadIdentity(env.stateDir, ORDERS, { topology: env.topology, parent: a.serial });
+  const r = revokeCertificate({ stateDir: env.stateDir, serial: a.serial });
+  assert.deepEqual(r.descendants, [b.serial]);
+  await assert.rejects(
+    issueWorkloadIdentity(env.stateDir, ORDERS, { topology: env.topology, parent: b.serial }),
+    (e: unknown) => (e as { code?: string }).code === 'certificate_revoked',
+  );
 });
 
 test('a revocation request with a hostile serial or reason is refused before anything is written', () => {

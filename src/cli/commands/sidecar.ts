@@ -66,7 +66,7 @@ export function register(program: Command): void {
       } else {
         const spiffeId = pki.serviceSpiffeId(td, svc.zone, o.service);
         const first = await pki.issueWorkloadIdentity(o.stateDir, spiffeId, { topology });
-        identity = pki.createIdentityManager({ initial: first, renew: () => pki.issueWorkloadIdentity(o.stateDir, spiffeId, { topology }) });
+        identity = pki.createIdentityManager({ initial: first, renew: (current) => pki.issueWorkloadIdentity(o.stateDir, spiffeId, { topology, parent: current.serial }) });
         revocations = pki.localRevocations(o.stateDir);
       }
       identity.on('alert', (a: unknown) => process.stderr.write(`gatehouse sidecar: ALERT ${JSON.stringify(a)}\n`));
