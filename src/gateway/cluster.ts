@@ -1,13 +1,14 @@
 // `gatehouse gateway`: one process, or a primary with N workers sharing the
 // listening socket (node:cluster). The primary owns the admin listener,
-// aggregates the workers' metrics, and validates a reload before any worker
-// sees it.
+// aggregates the workers' metrics, validates a reload before any worker sees
+// it, shares circuit-breaker state between the workers (an upstream that fails
+// trips once for all of them) and replaces a worker that dies, with backoff.
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
-import { announceReady, closeOnSignals } from '../cli/ready.ts';
+import { announceReady, closeOnSignals, drainTimeoutMs } from '../cli/ready.ts';
 import { loadTopology } from '../topology/load.ts';
 import { createAdminServer } from './admin.ts';
-import { startGateway, type RunningGateway } from './server.ts';
+import { startGateway, type RunningGateway, type CircuitChange } from './server.ts';
 import { createLogger } from '../shared/logger.ts';
 import { openDevCa } from '../shared/dev-ca.ts';
 
@@ -23,13 +24,17 @@ export interface GatewayProcessOptions {
 
 type WorkerMessage =
   | { type: 'gatehouse:worker-ready'; url: string; redirectUrl?: string }
-  | { type: 'gatehouse:reloaded'; ok: boolean; error?: string; generation?: number };
+  | { type: 'gatehouse:reloaded'; ok: boolean; error?: string; generation?: number }
+  | { type: 'gatehouse:circuit'; change: CircuitChange };
+
+/** The drain on SIGTERM: the topology's, within what the supervisor (`up --drain-timeout`) waits for. */
+const drainFor = (gw: RunningGateway) => Math.max(0, Math.min(gw.state().config.limits.drainTimeoutMs, drainTimeoutMs() - 500));
 
 export async function runGatewayProcess(o: GatewayProcessOptions): Promise<void> {
   if (o.workers <= 1 && !cluster.isWorker) {
     const gw = await startGateway({ ...o });
     process.on('SIGHUP', () => void gw.reload());
-    closeOnSignals(() => gw.close());
+    closeOnSignals(() => gw.close(drainFor(gw)));
     announceReady({ component: 'gateway', zone: o.zone, endpoints: endpointsOf(gw) });
     return;
   }
@@ -45,17 +50,22 @@ function endpointsOf(gw: RunningGateway): Record<string, string> {
 }
 
 async function runWorker(o: GatewayProcessOptions): Promise<void> {
-  const gw = await startGateway({ ...o, adminListen: false });
+  const gw = await startGateway({
+    ...o,
+    adminListen: false,
+    onCircuit: (change) => process.send?.({ type: 'gatehouse:circuit', change } satisfies WorkerMessage),
+  });
   // constructing one installs the worker's answer to the primary's metrics requests
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries([gw.metrics.registry]);
-  process.on('message', (m: { type?: string }) => {
+  process.on('message', (m: { type?: string; change?: CircuitChange }) => {
+    if (m?.type === 'gatehouse:circuit' && m.change) gw.applyCircuit(m.change);
     if (m?.type === 'gatehouse:reload')
       void gw.reload().then((r) =>
         process.send?.({ type: 'gatehouse:reloaded', ok: r.ok, error: r.ok ? undefined : r.error, generation: r.ok ? r.generation : undefined }),
       );
   });
-  const stop = () => gw.close().then(() => process.exit(0));
+  const stop = () => gw.close(drainFor(gw)).then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   process.on('disconnect', stop);
@@ -73,27 +83,52 @@ async function runPrimary(o: GatewayProcessOptions): Promise<void> {
   let stopping = false;
   let url = '';
   let redirectUrl: string | undefined;
+  // consecutive upstream failures counted across the workers: the breaker opens once, for all of them
+  const failures = new Map<string, number>();
+  const shareCircuit = (c: CircuitChange) => {
+    if (c.kind !== 'outcome') return;
+    if (c.failure === undefined) return void failures.delete(c.service);
+    const n = (failures.get(c.service) ?? 0) + 1;
+    failures.set(c.service, n);
+    if (n < c.threshold) return;
+    failures.delete(c.service);
+    const open: WorkerMessage = { type: 'gatehouse:circuit', change: { service: c.service, kind: 'state', open: true, reason: c.failure, until: Date.now() + c.openMs } };
+    for (const w of workers) if (w?.isConnected()) w.send(open);
+  };
+  let serving = false;
+  let restarts = 0;
+  let healthySince = Date.now();
   const ready = new Promise<void>((resolve, reject) => {
     let count = 0;
-    for (let i = 0; i < o.workers; i++) {
+    const fork = (i: number) => {
       const w = cluster.fork({ GATEHOUSE_WORKER: String(i) });
-      workers.push(w);
+      workers[i] = w;
       w.on('message', (m: WorkerMessage) => {
         if (m.type === 'gatehouse:worker-ready') {
           url = m.url;
           redirectUrl = m.redirectUrl;
-          if (++count === o.workers) resolve();
-        }
+          if (++count === o.workers) {
+            serving = true;
+            resolve();
+          }
+        } else if (m.type === 'gatehouse:circuit') shareCircuit(m.change);
       });
-      w.on('exit', (code) => {
+      w.on('exit', (code, signal) => {
         if (stopping) return;
-        if (count < o.workers) reject(new Error(`gateway worker exited during start (code ${code})`));
-        else {
-          logger.error({ code }, 'gateway worker died; stopping the gateway (fail closed)');
-          void shutdown(1);
-        }
+        if (!serving) return reject(new Error(`gateway worker exited during start (code ${code})`));
+        // the other workers keep serving; this one comes back after a backoff (0.5 s doubling to 30 s, reset after a minute up)
+        if (Date.now() - healthySince > 60_000) restarts = 0;
+        const delay = Math.min(30_000, 500 * 2 ** restarts++) * (0.5 + Math.random() / 2);
+        logger.error({ code, signal, worker: i, restartInMs: Math.round(delay) }, 'gateway worker died; replacing it');
+        count--;
+        setTimeout(() => {
+          if (stopping) return;
+          healthySince = Date.now();
+          fork(i);
+        }, delay).unref();
       });
-    }
+    };
+    for (let i = 0; i < o.workers; i++) fork(i);
   });
   // workers inherit argv and run the same command; they take the worker branch
   await ready;

@@ -31,6 +31,7 @@ import { createAdminServer } from './admin.ts';
 import { openGatewayIdentity } from './mtls.ts';
 import { guardConnections } from './connections.ts';
 import { createSharedResources } from './policies/policy.ts';
+import type { FailureReason } from './upstream.ts';
 import { createRateLimitMetrics, RATE_LIMIT_METRICS } from './policies/rate-limit/metrics.ts';
 
 export interface GatewayOptions {
@@ -48,7 +49,18 @@ export interface GatewayOptions {
   logger?: Logger;
   /** Where access-log lines go; default stdout. `false` disables them. */
   accessLog?: Logger | false;
+  /** Told when a breaker of this gateway opens or closes (the cluster primary shares it with the other workers). */
+  onCircuit?: (change: CircuitChange) => void;
 }
+
+/**
+ * What workers of one gateway share about an upstream: each counted outcome
+ * (`failure` set, or a success after failures) with the breaker's settings, and
+ * the decision the primary takes from them (`open` until when, or closed).
+ */
+export type CircuitChange =
+  | { service: string; kind: 'outcome'; failure?: FailureReason; threshold: number; openMs: number }
+  | { service: string; kind: 'state'; open: boolean; reason?: FailureReason; until?: number };
 
 export interface RunningGateway {
   url: string;
@@ -57,6 +69,8 @@ export interface RunningGateway {
   metrics: GatewayMetrics;
   state(): GatewayState;
   reload(): Promise<{ ok: true; generation: number } | { ok: false; error: string }>;
+  /** Apply what another worker's breaker saw (the circuit opens or closes here too). */
+  applyCircuit(change: CircuitChange): void;
   /** Stop accepting, let in-flight requests finish for up to `drainMs` (default: limits.drainTimeoutMs), then cut and close. */
   close(drainMs?: number): Promise<void>;
 }
@@ -116,6 +130,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
           logger.warn({ service: up.name, reason }, 'circuit opened');
         } else logger.info({ service: up.name }, 'circuit closed');
       };
+    if (options.onCircuit)
+      for (const up of next.upstreams.values())
+        up.breaker.onOutcome ??= (failure) =>
+          options.onCircuit!({ service: up.name, kind: 'outcome', failure, threshold: up.breaker.threshold, openMs: up.breaker.openMs });
     return next;
   };
   let current = await build(loaded, generation);
@@ -363,6 +381,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     metrics,
     state: () => current,
     reload,
+    applyCircuit(change) {
+      const up = current.upstreams.get(change.service);
+      if (up === undefined || change.kind !== 'state') return;
+      if (change.open && change.until !== undefined) up.breaker.openUntil(change.until, change.reason ?? 'bad_gateway');
+      else if (!change.open) up.breaker.closeNow();
+    },
     close(drainMs = current.config.limits.drainTimeoutMs) {
       return (closing ??= close(drainMs));
     },

@@ -26,6 +26,8 @@ export class CircuitBreaker {
   reason: FailureReason | undefined;
   /** Called when the circuit opens (with why) or closes again. */
   onChange: ((open: boolean, reason: FailureReason | undefined) => void) | undefined;
+  /** Called on every counted outcome (the cluster primary counts them across workers). */
+  onOutcome: ((failure: FailureReason | undefined) => void) | undefined;
 
   constructor(threshold: number, openMs: number, clock: Clock) {
     this.threshold = threshold;
@@ -55,6 +57,7 @@ export class CircuitBreaker {
 
   success(trial: boolean): void {
     if (trial) this.#trialInFlight = false;
+    if (this.#failures > 0) this.onOutcome?.(undefined);
     const wasOpen = this.#failures >= this.threshold;
     this.#failures = 0;
     if (wasOpen) {
@@ -63,8 +66,30 @@ export class CircuitBreaker {
     }
   }
 
+  /** Open until `until` because another worker of this gateway saw the upstream fail (no callback: it was told, not the teller). */
+  openUntil(until: number, reason: FailureReason): void {
+    if (until <= this.clock.now()) return;
+    const wasOpen = this.#failures >= this.threshold && this.clock.now() < this.#openUntil;
+    this.#failures = Math.max(this.#failures, this.threshold);
+    this.#openUntil = Math.max(this.#openUntil, until);
+    this.reason = reason;
+    if (!wasOpen) this.onChange?.(true, reason);
+  }
+
+  /** Closed again because another worker's trial request succeeded. */
+  closeNow(): void {
+    this.#failures = 0;
+    this.reason = undefined;
+  }
+
+  /** When an open circuit will let a trial through (ms since the epoch). */
+  get openUntilMs(): number {
+    return this.#openUntil;
+  }
+
   failure(trial: boolean, reason: FailureReason = 'bad_gateway'): void {
     if (trial) this.#trialInFlight = false;
+    this.onOutcome?.(reason);
     this.#failures++;
     if (this.#failures >= this.threshold) {
       this.#openUntil = this.clock.now() + this.openMs;
