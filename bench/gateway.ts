@@ -4,6 +4,7 @@
 //
 //   sh scripts/node.sh bench/gateway.ts [--seconds 10] [--runs 3] [--connections 64] [--only a,b]
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { openDevCa } from '../src/shared/dev-ca.ts';
 import { tmpdir, availableParallelism } from 'node:os';
 import path from 'node:path';
 import { benchArgs, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, UPSTREAM_BODY, wrk, median, table, type Proc } from './lib.ts';
@@ -25,9 +26,16 @@ const pin = tools.has('taskset');
 
 const BODY = UPSTREAM_BODY;
 
-/** nginx as a keep-alive reverse proxy to the upstream. */
-const nginxProxyBlock = (p: number, u: string) => `upstream up { server ${new URL(u).host}; keepalive 128; }
-  server { listen 127.0.0.1:${p}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }`;
+/** nginx as a keep-alive reverse proxy to the upstream (terminating TLS with the bench certificate when `tls`). */
+const nginxProxyBlock = (p: number, u: string, tls = false) => `upstream up { server ${new URL(u).host}; keepalive 128; }
+  server { listen 127.0.0.1:${p}${tls ? ` ssl; ssl_certificate ${certFile}; ssl_certificate_key ${keyFile}; ssl_protocols TLSv1.3; ssl_session_cache shared:S:1m` : ''}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }`;
+
+// one server certificate for every TLS peer (Gatehouse makes its own from the same dev CA)
+const serverPair = await (await openDevCa(dir, 'bench.local')).issueServer(['127.0.0.1', 'localhost']);
+const certFile = path.join(dir, 'server.pem');
+const keyFile = path.join(dir, 'server-key.pem');
+writeFileSync(certFile, serverPair.cert);
+writeFileSync(keyFile, serverPair.key, { mode: 0o600 });
 
 function gatehouseYaml(port: number, upstream: string, plaintext: boolean, accessLog: boolean): string {
   return `version: 1
@@ -66,11 +74,11 @@ async function gatehouse(port: number, upstream: string, plaintext: boolean, acc
   );
 }
 
-const peer = (file: string) => (port: number, upstream: string) =>
+const peer = (file: string, env: NodeJS.ProcessEnv = {}) => (port: number, upstream: string) =>
   startProc([node, path.join(root, 'bench/peers', file)], {
     cpus: pin ? PROXY_CPU : undefined,
     ready: /ready/,
-    env: { PORT: String(port), UPSTREAM: upstream },
+    env: { PORT: String(port), UPSTREAM: upstream, ...env },
   });
 
 const targets: Target[] = [
@@ -79,6 +87,17 @@ const targets: Target[] = [
   { name: 'gatehouse-http', note: '1 worker, plaintext', scheme: 'http', start: (p, u) => gatehouse(p, u, true, false, 1, PROXY_CPU) },
   { name: 'gatehouse-https', note: '1 worker, TLS 1.3 (h1)', scheme: 'https', start: (p, u) => gatehouse(p, u, false, false, 1, PROXY_CPU) },
   { name: 'gatehouse-https+log', note: '1 worker, TLS, access log on', scheme: 'https', start: (p, u) => gatehouse(p, u, false, true, 1, PROXY_CPU) },
+  { name: 'bare-node-https', note: 'node:https + undici Pool, no features', scheme: 'https', start: peer('bare-proxy.ts', { CERT: certFile, KEY: keyFile }) },
+  ...(tools.has('nginx')
+    ? [
+        {
+          name: 'nginx-https',
+          note: '1 worker, TLS 1.3, keepalive upstream',
+          scheme: 'https' as const,
+          start: (p: number, u: string) => startNginx(dir, pin, p, 1, nginxProxyBlock(p, u, true), PROXY_CPU),
+        },
+      ]
+    : []),
   ...(tools.has('nginx')
     ? [
         {
@@ -213,6 +232,9 @@ console.log(
 );
 const ratio = (a?: Row, b?: Row) => (a && b ? a.rps / b.rps : NaN);
 const checks: [string, number, number][] = [
+  ['gatehouse-https+log / bare-node-https (the Node ceiling over TLS)', ratio(by('gatehouse-https+log'), by('bare-node-https')), 0.9],
+  ['gatehouse-https+log / nginx-https', ratio(by('gatehouse-https+log'), by('nginx-https')), NaN],
+  ['bare-node-https / nginx-https (Node\'s own ceiling)', ratio(by('bare-node-https'), by('nginx-https')), NaN],
   ['gatehouse-http / bare-node-proxy', ratio(by('gatehouse-http'), by('bare-node-proxy')), 0.95],
   ['gatehouse-http / fast-gateway', ratio(by('gatehouse-http'), by('fast-gateway')), 1.2],
   ['gatehouse-https / gatehouse-http', ratio(by('gatehouse-https'), by('gatehouse-http')), 0.85],

@@ -185,6 +185,11 @@ test('BFF: a signed-in user places and lists orders; orders sees the user as sub
   const mine = orders.find((o) => o.id === order.id);
   assert.ok(mine, 'the new order is listed');
   assert.equal(mine.items[0].name, 'Sencha green tea', 'names come from the catalog over the BFF → catalog edge');
+  // HEAD, which the gateway passes on every GET route, is allowed by the BFF's and the orders' edges and answered as GET
+  const head = await request(shop, { dispatcher: ex.edge, method: 'HEAD', headers: bearer });
+  assert.equal(head.statusCode, 200);
+  assert.equal(head.headers['content-type'], 'application/json');
+  assert.equal(await head.body.text(), '');
 
   // the user's public-zone token is no key to the private gateway
   const direct = await request(ex.endpoints.zones.private.gateway + '/api/orders', { dispatcher: ex.edge, headers: bearer });
@@ -219,6 +224,9 @@ test('a private-zone token reads orders through the private gateway: only its ow
   const r = await get('/api/orders?limit=10');
   assert.equal(r.statusCode, 200);
   assert.deepEqual(await json(r), { orders: [] });
+  const head = await request(ex.endpoints.zones.private.gateway + '/api/orders?limit=10', { dispatcher: ex.edge, method: 'HEAD', headers: { authorization } });
+  assert.equal(head.statusCode, 200, 'HEAD on a GET route reaches orders and is answered as GET');
+  await head.body.dump();
   // GET /api/orders/{id}: a user's order is not found under another subject
   assert.ok(placedOrder, 'the BFF test placed an order');
   const other = await get(`/api/orders/${placedOrder}`);

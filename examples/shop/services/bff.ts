@@ -82,7 +82,8 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
         return problem(res, 401, 'Unauthorized', ctx.requestId, 'sign in: this API acts for a signed-in user');
       if (!tokens) return problem(res, 503, 'Service Unavailable', ctx.requestId, 'the orders backend is not configured');
       try {
-        if (req.method === 'GET') {
+        // HEAD is GET without the body (node:http drops it); downstream it stays a GET
+        if (req.method === 'GET' || req.method === 'HEAD') {
           const [r, names] = await Promise.all([
             client.request(`gateway:${PRIVATE}`, { method: 'GET', path: '/api/orders', onBehalfOf: userToken, headers: { accept: 'application/json' } }),
             productNames(),
@@ -91,7 +92,7 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
           const { orders } = JSON.parse(r.body.toString('utf8')) as { orders: { items: { sku: string; quantity: number }[] }[] };
           return send(res, 200, { orders: orders.map((order) => ({ ...order, items: order.items.map((i) => ({ ...i, name: names.get(i.sku) })) })) }, ctx.requestId);
         }
-        // POST (the allow edge admits nothing else)
+        // POST (the allow edge admits nothing else: GET, HEAD, POST)
         const body = await readBody(req);
         if (body === undefined) return problem(res, 413, 'Payload Too Large', ctx.requestId);
         const r = await client.request(`gateway:${PRIVATE}`, {

@@ -45,7 +45,9 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
       const path = (req.url ?? '/').split('?')[0];
       // /api/orders/{id}: the gateway checked the id against openapi/orders.yaml (a uuid)
       const one = /^\/api\/orders\/([0-9a-f-]{36})$/.exec(path);
-      if (path !== '/api/orders' && !(one && req.method === 'GET')) return problem(res, 404, 'Not Found', ctx.requestId);
+      // HEAD is GET without the body (node:http drops it): the gateway passes HEAD on every GET route
+      const read = req.method === 'GET' || req.method === 'HEAD';
+      if (path !== '/api/orders' && !(one && read)) return problem(res, 404, 'Not Found', ctx.requestId);
       const raw = bearerToken(req.headers.authorization);
       let token: VerifiedAccessToken | undefined;
       try {
@@ -57,7 +59,7 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
       if (!token || !ctx.user || token.sub !== ctx.user.sub || token.claims.jti !== ctx.user.claims.orig_jti)
         return problem(res, 401, 'Unauthorized', ctx.requestId, 'a private-zone access token is required');
       const mine = (order: Order) => order.customer === token.sub;
-      if (req.method === 'GET') {
+      if (read) {
         if (!token.scopes.includes('orders:read')) return problem(res, 403, 'Forbidden', ctx.requestId, 'needs orders:read');
         if (one) {
           // someone else's order is as absent as a missing one
