@@ -3,9 +3,9 @@
 // errors are problem+json like everywhere else.
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import { parseListen } from '../topology/schema.ts';
-import { PROBLEM_CONTENT_TYPE } from '../shared/errors.ts';
+import { GatehouseError, MethodNotAllowed, NotFound, type ProblemCode } from '../shared/errors.ts';
+import { writeProblem } from '../shared/problem.ts';
+import { listen } from '../shared/listen.ts';
 
 export interface AdminOptions {
   listen: string;
@@ -16,11 +16,8 @@ export interface AdminOptions {
 }
 
 export async function createAdminServer(o: AdminOptions): Promise<{ url: string; close(): Promise<void> }> {
-  const problem = (res: http.ServerResponse, status: number, code: string, title: string, detail: string) => {
-    const id = randomUUID();
-    res.writeHead(status, { 'content-type': PROBLEM_CONTENT_TYPE, 'x-request-id': id, 'cache-control': 'no-store' });
-    res.end(JSON.stringify({ type: `urn:gatehouse:problem:${code}`, title, status, detail, code, request_id: id }));
-  };
+  const problem = (res: http.ServerResponse, error: GatehouseError) => void writeProblem(res, error, randomUUID());
+  const fail = (code: ProblemCode, detail: string) => new GatehouseError(code, detail, { closeConnection: false });
   const json = (res: http.ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(JSON.stringify(body));
@@ -30,7 +27,7 @@ export async function createAdminServer(o: AdminOptions): Promise<{ url: string;
     const route = `${req.method} ${url.split('?')[0]}`;
     // a request body is never needed; refuse large ones early
     if (Number(req.headers['content-length'] ?? 0) > 0) {
-      problem(res, 413, 'payload_too_large', 'Payload Too Large', 'Admin endpoints take no request body.');
+      problem(res, fail('payload_too_large', 'Admin endpoints take no request body.'));
       return;
     }
     switch (route) {
@@ -44,31 +41,25 @@ export async function createAdminServer(o: AdminOptions): Promise<{ url: string;
             res.writeHead(200, { 'content-type': o.contentType });
             res.end(text);
           },
-          () => problem(res, 500, 'internal', 'Internal Server Error', 'Metrics could not be collected.'),
+          () => problem(res, fail('internal', 'Metrics could not be collected.')),
         );
         return;
       case 'POST /reload':
         o.reload().then((r) =>
           r.ok
             ? json(res, 200, { status: 'reloaded', generation: r.generation })
-            : problem(res, 422, 'invalid_config', 'Configuration refused', r.error),
+            : problem(res, fail('invalid_config', r.error)),
         );
         return;
       default:
         if (['/healthz', '/readyz', '/metrics', '/reload'].includes(url.split('?')[0]))
-          return problem(res, 405, 'method_not_allowed', 'Method Not Allowed', 'This endpoint does not accept this method.');
-        return problem(res, 404, 'not_found', 'Not Found', 'No such admin endpoint.');
+          return problem(res, MethodNotAllowed([url.split('?')[0] === '/reload' ? 'POST' : 'GET'], 'This endpoint does not accept this method.'));
+        return problem(res, NotFound('No such admin endpoint.'));
     }
   });
-  const parsed = parseListen(o.listen);
-  if (typeof parsed === 'string') throw new Error(parsed);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(parsed.port, parsed.host, () => resolve());
-  });
-  const a = server.address() as AddressInfo;
+  const { url } = await listen(server, o.listen, 'http');
   return {
-    url: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`,
+    url,
     close: () =>
       new Promise((resolve) => {
         server.close(() => resolve());

@@ -63,7 +63,6 @@ test('host grammar: brackets hold an IPv6 address only, never IPvFuture or a nam
 
 test(
   'host grammar: an IPv6 zone id is no part of the Host grammar (RFC 3986 IP-literal, RFC 9110 §7.2)',
-  { todo: 'gateway bug (minor): normaliseHost hands the bracket contents to net.isIP, which accepts a zone id, so [fe80::1%eth0] is taken as a host' },
   () => {
     for (const bad of ['[fe80::1%eth0]', '[fe80::1%25eth0]:8443']) assert.equal(normaliseHost(bad), undefined, bad);
   },

@@ -108,7 +108,8 @@ export function normaliseHost(raw: string): string | undefined {
       port = rest.slice(1);
     }
     host = host.slice(0, end + 1);
-    if (isIP(host.slice(1, -1)) !== 6) return undefined;
+    // an IPv6 literal, without a zone id (RFC 9110 §4.2.3 has none in Host)
+    if (host.includes('%') || isIP(host.slice(1, -1)) !== 6) return undefined;
   } else {
     const colon = host.indexOf(':');
     if (colon !== -1) {

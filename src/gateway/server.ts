@@ -359,7 +359,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), drainMs)));
     const drained = setInterval(() => server.closeIdleConnections(), 100);
-    if ((await Promise.race([stopped.then(() => 'drained' as const), late])) === 'late') {
+    const cut = (await Promise.race([stopped.then(() => 'drained' as const), late])) === 'late';
+    if (cut) {
       logger.warn({ drainMs }, 'drain timeout: cutting the connections still open');
       server.closeAllConnections();
       for (const session of h2Sessions) session.destroy();
@@ -368,7 +369,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     clearTimeout(timer);
     clearInterval(drained);
     await admin?.close();
-    await Promise.all([...current.upstreams.values()].map((u) => u.close(1_000)));
+    // after a cut nobody waits for what the upstreams still owe: their requests end with the connections
+    await Promise.all([...current.upstreams.values()].map((u) => (cut ? u.destroy() : u.close(1_000))));
     upstreamTls?.close();
     await shared.close();
     clearInterval(accessLogFlush);

@@ -38,13 +38,7 @@ export async function listenOnSocket(server: Server, file: string): Promise<stri
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(file, () => {
-      server.removeListener('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, { path: file }, 'http');
   chmodSync(file, 0o600);
   return file;
 }

@@ -1,11 +1,13 @@
 // The one way a Gatehouse server starts listening: a `host:port` string (as the
-// topology writes it) or a parsed address; resolves once bound, with the URL
-// clients use (port 0 becomes the port the system chose).
+// topology writes it), a parsed address, or a Unix socket path; resolves once
+// bound, with the URL clients use (port 0 becomes the port the system chose;
+// a socket is `unix:<path>`).
 import type { AddressInfo } from 'node:net';
 import { parseListen } from '../topology/schema.ts';
 
 interface Listenable {
   listen(port: number, host: string, callback: () => void): unknown;
+  listen(path: string, callback: () => void): unknown;
   once(event: 'error', listener: (error: Error) => void): unknown;
   removeListener(event: 'error', listener: (error: Error) => void): unknown;
   address(): AddressInfo | string | null;
@@ -21,7 +23,15 @@ export function urlOf(scheme: string, a: AddressInfo): string {
   return `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
 }
 
-export function listen(server: Listenable, at: string | { host: string; port: number }, scheme: 'http' | 'https'): Promise<Bound> {
+export function listen(server: Listenable, at: string | { host: string; port: number } | { path: string }, scheme: 'http' | 'https'): Promise<Bound> {
+  if (typeof at === 'object' && 'path' in at)
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(at.path, () => {
+        server.removeListener('error', reject);
+        resolve({ address: { address: at.path, family: 'unix', port: 0 }, url: `unix:${at.path}` });
+      });
+    });
   const parsed = typeof at === 'string' ? parseListen(at) : at;
   if (typeof parsed === 'string') return Promise.reject(new Error(parsed));
   return new Promise((resolve, reject) => {

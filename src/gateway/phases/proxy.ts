@@ -150,6 +150,8 @@ function send(ex: GatewayExchange, upstream: Upstream, preread: Buffer | undefin
         if (route.config.cors) Object.assign(out, corsHeaders(route, ex.headers.origin, false));
         if (frame !== 'off' && out['content-security-policy'] === undefined)
           out['content-security-policy'] = frame === 'DENY' ? "frame-ancestors 'none'" : "frame-ancestors 'self'";
+        // draining: an answer that started before shutdown is still this connection's last
+        if (ex.ctx.draining && !isHttp2(req)) out.connection = 'close';
         (res as ServerResponse).writeHead(ex.status, out);
         return res as unknown as Writable;
       },
@@ -189,6 +191,9 @@ async function* bodyChunks(req: Req, limit: number, declared: number | undefined
     if (declared !== undefined && total > declared) throw (upload.error = AmbiguousRequest('the body is longer than its content-length'));
     yield next.value;
   }
+  // HTTP/2: a body ends at END_STREAM; a stream reset without it ends the request too —
+  // a reset stream is closed (and has its code) by the time its end is read
+  if (isHttp2(req) && (req.stream.destroyed || (req.stream.rstCode ?? 0) !== 0)) upload.clientAborted = true;
   if (upload.clientAborted) throw (upload.error ??= AmbiguousRequest('the request body was broken off'));
   if (declared !== undefined && total !== declared) throw (upload.error = AmbiguousRequest('the body is shorter than its content-length'));
   upload.ended = true;

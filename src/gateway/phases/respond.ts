@@ -45,6 +45,7 @@ export function refuse(ex: GatewayExchange, error: GatehouseError): void {
 
 function baseHeaders(ex: GatewayExchange): Record<string, string> {
   const security = ex.state.securityHeaders.DENY;
+  if (ex.ctx.draining && !isHttp2(ex.req)) return { ...security, ...ex.responseHeaders, connection: 'close' };
   for (const _ in ex.responseHeaders) return { ...security, ...ex.responseHeaders };
   return security;
 }
