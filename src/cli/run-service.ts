@@ -40,7 +40,7 @@ import {
   sidecarPaths,
 } from '../mesh/index.ts';
 import { parseListen } from '../topology/schema.ts';
-import { identityKeyPaths } from '../gateway/policies/authentication/identity-token.ts';
+import { identityKeyPaths } from '../gateway/index.ts';
 
 interface ServiceModule {
   start(o: ServiceStartOptions | PlainStartOptions): Promise<RunningServiceModule>;

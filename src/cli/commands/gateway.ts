@@ -23,7 +23,7 @@ export function register(program: Command): void {
       if (!gateway) throw new Error(`zone ${JSON.stringify(opts.zone)} has no gateway in ${opts.config}`);
       const workers = opts.workers !== undefined ? Number(opts.workers) : (gateway.workers ?? availableParallelism());
       if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new Error('--workers must be a whole number from 1 to 256');
-      const { runGatewayProcess } = await import('../../gateway/cluster.ts');
+      const { runGatewayProcess } = await import('../../gateway/index.ts');
       await runGatewayProcess({
         config: opts.config,
         zone: opts.zone,

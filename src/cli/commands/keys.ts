@@ -53,7 +53,7 @@ function registerApiKeys(keys: Command): void {
     .option('--tier <tier>', 'rate-limit tier of the consumer')
     .action(async (o: { config: string; stateDir: string; zone: string; consumer: string; scopes: string; tier?: string }) => {
       await zoneOf(o);
-      const { addApiKey } = await import('../../gateway/policies/authentication/api-keys.ts');
+      const { addApiKey } = await (await import('../../gateway/index.ts')).apiKeys();
       const scopes = o.scopes.split(',').map((x) => x.trim()).filter(Boolean);
       const { key, prefix } = addApiKey(o.stateDir, o.zone, { consumer: o.consumer, scopes, tier: o.tier });
       process.stdout.write(`${JSON.stringify({ key, prefix, consumer: o.consumer, scopes, tier: o.tier ?? null }, null, 2)}\nstore the key now: it is not shown again\n`);
@@ -62,7 +62,7 @@ function registerApiKeys(keys: Command): void {
     .description('list keys by their public prefix (never the key)')
     .action(async (o: { config: string; stateDir: string; zone: string }) => {
       await zoneOf(o);
-      const { listApiKeys } = await import('../../gateway/policies/authentication/api-keys.ts');
+      const { listApiKeys } = await (await import('../../gateway/index.ts')).apiKeys();
       process.stdout.write(JSON.stringify(listApiKeys(o.stateDir, o.zone), null, 2) + '\n');
     });
   common(api.command('revoke'))
@@ -70,7 +70,7 @@ function registerApiKeys(keys: Command): void {
     .requiredOption('--prefix <prefix>', 'the key prefix shown by add and list')
     .action(async (o: { config: string; stateDir: string; zone: string; prefix: string }) => {
       await zoneOf(o);
-      const { revokeApiKey } = await import('../../gateway/policies/authentication/api-keys.ts');
+      const { revokeApiKey } = await (await import('../../gateway/index.ts')).apiKeys();
       if (!revokeApiKey(o.stateDir, o.zone, o.prefix)) throw new Error(`no active key with prefix ${o.prefix}`);
       process.stdout.write(`revoked ${o.prefix}\n`);
     });

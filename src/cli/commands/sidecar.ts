@@ -70,7 +70,7 @@ export function register(program: Command): void {
         revocations = pki.localRevocations(o.stateDir);
       }
       identity.on('alert', (a: unknown) => process.stderr.write(`gatehouse sidecar: ALERT ${JSON.stringify(a)}\n`));
-      const { identityKeyPaths } = await import('../../gateway/policies/authentication/identity-token.ts');
+      const { identityKeyPaths } = await import('../../gateway/index.ts');
       const car = await startSidecar({
         service: o.service,
         topology,

@@ -8,13 +8,13 @@ export function register(program: Command): void {
     .option('--strict', 'warnings are errors (exit 2): route methods a service refuses from the gateway')
     .action(async (file: string, options: { strict?: boolean }) => {
       const { loadTopology } = await import('../../topology/load.ts');
-      const { checkContracts, routeMethodWarnings } = await import('../../gateway/contracts.ts');
+      const { checkContracts, routeMethodWarnings } = await import('../../gateway/index.ts');
       const { ConfigError } = await import('../../topology/config-error.ts');
       const loaded = loadTopology(file);
       // request contracts (JSON Schema, OpenAPI documents) and Cedar policies compile as the gateway would
       await checkContracts(loaded);
       // methods a route takes that its service's allow edges refuse from the gateway (a 403 behind the gateway)
-      const warnings = routeMethodWarnings(loaded);
+      const warnings = await routeMethodWarnings(loaded);
       if (options.strict && warnings.length > 0) throw new ConfigError(warnings);
       for (const w of warnings) process.stderr.write(`${w.file}:${w.line}:${w.column}: warning: ${w.path}: ${w.message}\n`);
       const { topology } = loaded;

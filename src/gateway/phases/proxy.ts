@@ -76,8 +76,11 @@ function forwardedNode(address: string): string {
 
 /** RFC 7239 §4 / RFC 9110 §5.6.4: a quoted-string with `"` and `\` escaped, controls dropped. */
 export function quoted(value: string): string {
+  // the Host it quotes passed its grammar already: the escaping is for anything else
+  if (!NEEDS_ESCAPE.test(value)) return `"${value}"`;
   return `"${value.replace(/[\u0000-\u001f\u007f]/g, '').replace(/["\\]/g, '\\$&')}"`;
 }
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f]/;
 
 function hasBody(ex: GatewayExchange): boolean {
   const req = ex.req;

@@ -10,18 +10,14 @@ import path from 'node:path';
 import type { Clock } from '../../../shared/clock.ts';
 import type { Identity } from '../policy.ts';
 
-export const IDENTITY_HEADER = 'x-gatehouse-identity';
+export { IDENTITY_HEADER, identityKeyPaths } from './identity-paths.ts';
+import { identityKeyPaths } from './identity-paths.ts';
 
 export interface IdentitySigner {
   issuer: string;
   jwks: { keys: JWK[] };
   /** A token for `audience` (the service's SPIFFE ID), reused until half its lifetime has passed. */
   sign(identity: Identity, audience: string): string | Promise<string>;
-}
-
-export function identityKeyPaths(stateDir: string, zone: string) {
-  const dir = path.join(stateDir, 'gateway', zone);
-  return { dir, key: path.join(dir, 'identity-key.json'), jwks: path.join(dir, 'identity-jwks.json') };
 }
 
 export async function openIdentitySigner(o: {
