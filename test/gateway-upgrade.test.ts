@@ -447,11 +447,6 @@ test('upgrades count against the rate limit: 3 pass, the 4th gets 429 (and so do
 
 test(
   'a concurrency limit holds its slot while the tunnel is open: a second WebSocket of the same key is 429 until the first closes',
-  {
-    todo:
-      'gateway bug: the respond phase runs (and onDone releases the concurrency slot) as soon as the 101 is written, ' +
-      'so a client with concurrency: 1 can hold any number of WebSockets open at once',
-  },
   async () => {
     const headers = { authorization: `Bearer ${await iss.sign()}`, 'x-forwarded-for': freshClient() };
     const first = await openWs('/ws-one', headers);

@@ -44,7 +44,7 @@ export function writeProblem(res: ServerResponse | Http2ServerResponse, error: u
 }
 
 /** Write a problem as a whole HTTP/1.1 response on a bare socket (parser errors, refused upgrades), then close it. */
-export function writeRawProblem(socket: Duplex, error: unknown, requestId: string): GatehouseError {
+export function writeRawProblem(socket: Duplex, error: unknown, requestId: string, baseHeaders?: Readonly<Record<string, string>>): GatehouseError {
   const e = asProblem(error);
   if (!socket.writable) {
     socket.destroy();
@@ -52,6 +52,8 @@ export function writeRawProblem(socket: Duplex, error: unknown, requestId: strin
   }
   const body = JSON.stringify(problemBody(e, requestId));
   let extra = '';
+  const fixed = /^(content-type|content-length|cache-control|x-content-type-options|x-request-id|connection)$/;
+  for (const name in baseHeaders) if (!(name in e.headers) && !fixed.test(name)) extra += `${name}: ${baseHeaders[name]}\r\n`;
   for (const name in e.headers) extra += `${name}: ${e.headers[name]}\r\n`;
   socket.end(
     `HTTP/1.1 ${e.status} ${e.title}\r\n` +

@@ -230,7 +230,8 @@ function tunnel(ex: GatewayExchange, upstream: Upstream): Outcome | Promise<Outc
       upSocket.pipe(socket);
       socket.pipe(upSocket);
       ex.status = 101;
-      return ANSWERED;
+      // the request lasts as long as its tunnel: what it holds (a concurrency slot) is released, and it is logged, at close
+      return new Promise<Outcome>((resolve) => socket.once('close', () => resolve(ANSWERED)));
     });
 }
 

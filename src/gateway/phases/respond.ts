@@ -21,7 +21,7 @@ export function refuse(ex: GatewayExchange, error: GatehouseError): void {
   else if (error.code === 'internal') log.error({ request_id: ex.requestId, err: error.cause }, 'gateway error');
   if (ex.upgrade) {
     ex.status = error.status;
-    writeRawProblem(ex.upgrade.socket, error, ex.requestId);
+    writeRawProblem(ex.upgrade.socket, error, ex.requestId, baseHeaders(ex));
     return;
   }
   const res = ex.res!;
