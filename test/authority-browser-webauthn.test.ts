@@ -16,7 +16,8 @@
 // which ignores errors for that one key only (not --ignore-certificate-errors,
 // which would accept any certificate).
 //
-// Skipped, with the reason, where /usr/bin/chromium is missing: not a CI requirement.
+// Skipped, with the reason, where /usr/bin/chromium is missing; under CI=true it must
+// run (.ci/run installs Debian's chromium), so a missing browser fails there.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -76,6 +77,7 @@ const SHOT_DIR = path.join(tmpdir(), 'gatehouse-browser-webauthn');
 test('Chromium + virtual authenticator: enrol a security key at /account, sign in with it; no inline script, works without JS', { timeout: 60_000 }, async (t) => {
   const missing = chromiumMissing();
   if (missing) {
+    if (process.env.CI === 'true') assert.fail(`CI=true: the browser test must run: ${missing}`);
     t.skip(missing);
     return;
   }

@@ -135,8 +135,28 @@ const migrations: Record<string, Migration> = {
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
-export async function migrate(db: Kysely<any>): Promise<void> {
-  const migrator = new Migrator({ db, provider, migrationTableName: 'gh_migrations', migrationLockTableName: 'gh_migrations_lock' });
-  const { error } = await migrator.migrateToLatest();
-  if (error) throw new Error('authority database migration failed', { cause: error });
+/** pg_advisory_lock key of authority migrations ('ghmi'). */
+const MIGRATION_LOCK = 0x6768_6d69;
+
+/**
+ * Bring the schema to the latest version. On PostgreSQL several authorities
+ * may start at once against one database: a session advisory lock makes them
+ * migrate one after the other (the migrator's own lock table is created
+ * without one, and two creating it at once fail).
+ */
+export async function migrate(db: Kysely<any>, o: { postgres?: boolean } = {}): Promise<void> {
+  const run = async (on: Kysely<any>) => {
+    const migrator = new Migrator({ db: on, provider, migrationTableName: 'gh_migrations', migrationLockTableName: 'gh_migrations_lock' });
+    const { error } = await migrator.migrateToLatest();
+    if (error) throw new Error('authority database migration failed', { cause: error });
+  };
+  if (!o.postgres) return run(db);
+  await db.connection().execute(async (conn) => {
+    await sql`select pg_advisory_lock(${MIGRATION_LOCK})`.execute(conn);
+    try {
+      await run(conn);
+    } finally {
+      await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(conn);
+    }
+  });
 }

@@ -48,6 +48,6 @@ export async function openDatabase(storage: string, zoneDir: string): Promise<Au
     }
   }
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  await migrate(db);
+  await migrate(db, { postgres: true });
   return { db, kind: 'postgres', close: () => db.destroy() };
 }
