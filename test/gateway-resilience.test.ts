@@ -284,6 +284,35 @@ describe('client resets never open the circuit breaker', () => {
     }
   });
 
+  it('five HTTP/2 uploads whose connection drops mid-body leave the next client served (the attack run: every client got 503)', async () => {
+    const up = await startRecordingUpstream();
+    const gw = await startGw(up.url, { failures: 5 });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const before = up.seen.length;
+        // a fresh session each time: one byte of a declared 100, then the TCP connection is dropped (no END_STREAM, no GOAWAY)
+        const session = http2.connect(`https://localhost:${gw.port}`, { ca: gw.ca });
+        session.on('error', () => undefined);
+        const stream = session.request(
+          { ':method': 'POST', ':path': `/api/upload/drop/${i}`, 'content-type': 'application/octet-stream', 'content-length': '100' },
+          { endStream: false },
+        );
+        stream.on('error', () => undefined);
+        stream.write(Buffer.from('x'));
+        await waitFor(() => up.seen.length > before, `the upstream receives HTTP/2 upload ${i}`);
+        session.socket.destroy();
+        await settled(up, before, `the upstream side of dropped upload ${i} is over`);
+        assert.equal(up.seen[before].complete, false, 'a dropped upload never completes upstream');
+      }
+      const res = await httpsRequest(gw, '/api/after');
+      assert.equal(res.status, 200, `an innocent request after five dropped uploads: ${res.status} ${res.text}`);
+      assert.equal(metric(await gw.metrics(), 'gatehouse_gateway_circuit_opened_total'), 0, 'the circuit never opened');
+    } finally {
+      await gw.close();
+      await up.close();
+    }
+  });
+
   it('an HTTP/1.1 chunked upload the client cuts off never reaches the upstream as a whole request', async () => {
     const up = await startRecordingUpstream();
     const gw = await startGw(up.url);
