@@ -26,6 +26,15 @@ export function caSpiffeId(trustDomain: string): string {
 }
 
 /**
+ * The control plane's identity: its certificate certifies the Ed25519 key that
+ * signs policy bundles. Deliberately not a WorkloadId (parseSpiffeId refuses
+ * it), so no mesh peer or gateway ever accepts it as a caller.
+ */
+export function controlSpiffeId(trustDomain: string): string {
+  return `spiffe://${trustDomain}/control`;
+}
+
+/**
  * Parses `uri` as a workload ID of `trustDomain`; returns null for anything that
  * is not exactly in the form Gatehouse issues (including other trust domains).
  */

@@ -53,6 +53,17 @@ export const PROBLEMS = {
   egress_denied: { status: 403, title: 'Forbidden' },
   upstream_identity_mismatch: { status: 502, title: 'Bad Gateway' },
   token_unavailable: { status: 502, title: 'Bad Gateway' },
+  // policy bundles (a PEP refusing what it fetched; the control plane serving it)
+  bundle_malformed: { status: 422, title: 'Policy bundle refused' },
+  bundle_too_large: { status: 422, title: 'Policy bundle refused' },
+  bundle_not_canonical: { status: 422, title: 'Policy bundle refused' },
+  bundle_signature_invalid: { status: 422, title: 'Policy bundle refused' },
+  bundle_signer_untrusted: { status: 422, title: 'Policy bundle refused' },
+  bundle_wrong_trust_domain: { status: 422, title: 'Policy bundle refused' },
+  bundle_wrong_audience: { status: 422, title: 'Policy bundle refused' },
+  bundle_expired: { status: 422, title: 'Policy bundle refused' },
+  bundle_rollback: { status: 422, title: 'Policy bundle refused' },
+  bundle_unavailable: { status: 503, title: 'Service Unavailable' },
   // anything unexpected
   internal: { status: 500, title: 'Internal Server Error' },
 } as const satisfies Record<string, { status: number; title: string; close?: boolean }>;

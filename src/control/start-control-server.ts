@@ -1,0 +1,279 @@
+// `gatehouse control`: serves each workload of the trust domain its own signed
+// bundle over mTLS. Lifecycle: provision (signer, first compile) → serve
+// (bundles, long-poll, status reports) → watch (topology file and the CA's
+// revocations, recompiled on change; re-signed every ttl/4) → close.
+//
+//   GET /v1/bundles/<spiffe path>.bundle[?wait=N][&revision=R]
+//     the caller's own bundle only (identity from its verified client
+//     certificate); ETag / If-None-Match → 304; `wait` (0..maxWaitSeconds)
+//     holds a matching If-None-Match until a new bundle or the time is up;
+//     `revision` (or header gatehouse-pep-revision) is the status report: the
+//     revision the PEP enforces.
+// Admin listener (loopback, plain HTTP): GET /status, POST /publish, GET /healthz.
+import https from 'node:https';
+import http from 'node:http';
+import { mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { verifySvid, pkiPaths } from '../pki/index.ts';
+import { listen } from '../shared/listen.ts';
+import { writeProblem } from '../shared/problem.ts';
+import { GatehouseError, NotFound, MethodNotAllowed } from '../shared/errors.ts';
+import { systemClock, type Clock } from '../shared/clock.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import { createPublisher, type Publisher } from './lib/publisher.ts';
+import { BUNDLE_MEDIA_TYPE, bundlePath, readRevokedSerials, type DecisionInputs, type PepKind } from '../policy/index.ts';
+
+export interface StartControlServerOptions {
+  /** The topology file; watched and recompiled on change. */
+  config: string;
+  stateDir: string;
+  /** HTTPS (mTLS) listener; default 127.0.0.1:0. */
+  listen?: string;
+  /** Loopback admin listener; default 127.0.0.1:0. */
+  adminListen?: string;
+  clock?: Clock;
+  logger?: Logger;
+  /** Bundle lifetime (default 3600 s); bundles are re-signed every quarter of it. */
+  ttlSeconds?: number;
+  /** Longest long-poll a PEP may ask for (default 60 s). */
+  maxWaitSeconds?: number;
+  /** How often the topology file and the revocations folder are checked (default 250 ms). */
+  watchMs?: number;
+  /** A PEP not seen for this long is stale (default maxWaitSeconds + 30 s). */
+  staleAfterMs?: number;
+  decisions?: () => Omit<DecisionInputs, 'revokedSerials'>;
+}
+
+export interface PepStatus {
+  id: string;
+  kind: PepKind;
+  revision: number;
+  lastSeen: string;
+  stale: boolean;
+}
+
+export interface ControlStatus {
+  revision: number;
+  peps: PepStatus[];
+}
+
+export interface ControlServer {
+  url: string;
+  /** Base URL a bundle client polls: `${url}/v1/bundles`. */
+  bundlesUrl: string;
+  adminUrl: string;
+  revision(): number;
+  publish(options?: { force?: boolean }): Promise<number>;
+  status(): ControlStatus;
+  close(): Promise<void>;
+}
+
+export async function startControlServer(options: StartControlServerOptions): Promise<ControlServer> {
+  const clock = options.clock ?? systemClock;
+  const log = (options.logger ?? createLogger({ name: 'control' })).child({ component: 'control' });
+  const maxWait = options.maxWaitSeconds ?? 60;
+  const staleAfterMs = options.staleAfterMs ?? (maxWait + 30) * 1000;
+  const publisher: Publisher = await createPublisher({
+    config: options.config,
+    stateDir: options.stateDir,
+    clock,
+    ttlSeconds: options.ttlSeconds,
+    decisions: options.decisions,
+  });
+  const revokedDir = pkiPaths(options.stateDir).revoked;
+  let revoked = new Set(readRevokedSerials(options.stateDir));
+  const peps = new Map<string, { kind: PepKind; revision: number; lastSeen: number }>();
+  let waiters = new Set<() => void>();
+  const wake = () => {
+    const w = waiters;
+    waiters = new Set();
+    for (const f of w) f();
+  };
+
+  async function publish(o: { force?: boolean } = {}): Promise<number> {
+    try {
+      const r = await publisher.publish(o);
+      if (r.changed) {
+        log.info({ revision: r.revision }, 'bundles published');
+        wake();
+      }
+      return r.revision;
+    } catch (error) {
+      log.error({ err: error }, 'recompile failed; the last bundles stay');
+      throw error;
+    }
+  }
+
+  const server = https.createServer(
+    {
+      cert: publisher.signer.chainPem,
+      key: publisher.signer.keyPem,
+      ca: publisher.signer.bundlePem,
+      requestCert: true,
+      rejectUnauthorized: true, // a client without a certificate of the trust domain never gets past TLS
+      minVersion: 'TLSv1.2',
+    },
+    (req, res) => {
+      const requestId = randomUUID();
+      handle(req, res).catch((error) => {
+        if (!(error instanceof GatehouseError)) log.error({ err: error, requestId }, 'request failed');
+        writeProblem(res, error, requestId);
+      });
+    },
+  );
+  server.keepAliveTimeout = (maxWait + 15) * 1000;
+  server.requestTimeout = (maxWait + 30) * 1000;
+  server.headersTimeout = 10_000;
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const cert = (req.socket as TLSSocket).getPeerCertificate(false);
+    const decision = cert?.raw
+      ? verifySvid(cert.raw, { trustDomain: publisher.trustDomain, now: clock.now(), purpose: 'client', isRevoked: (s) => revoked.has(s) })
+      : ({ ok: false, reason: 'unparseable' } as const);
+    if (!decision.ok) throw new GatehouseError('certificate_rejected', 'the client certificate is not a workload identity of this trust domain');
+    const url = new URL(req.url ?? '/', 'https://control.invalid');
+    if (!url.pathname.startsWith('/v1/bundles/')) throw NotFound('No such resource.');
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw MethodNotAllowed(['GET', 'HEAD']);
+    const own = bundlePath(decision.id.uri, publisher.trustDomain);
+    if (url.pathname !== `/v1/bundles/${own}`) throw new GatehouseError('forbidden', 'a workload may fetch only its own bundle');
+    const audience = decision.id.uri;
+    const reported = Number(url.searchParams.get('revision') ?? req.headers['gatehouse-pep-revision'] ?? 0);
+    const wait = Math.min(maxWait, Math.max(0, Number(url.searchParams.get('wait') ?? 0) || 0));
+    const seen = () => {
+      const e = publisher.entry(audience);
+      if (e) peps.set(audience, { kind: e.kind, revision: Number.isSafeInteger(reported) && reported >= 0 ? reported : 0, lastSeen: clock.now() });
+    };
+    seen();
+    let entry = publisher.entry(audience);
+    if (!entry) throw new GatehouseError('unknown_workload', 'the topology has no bundle for this workload');
+    const inm = req.headers['if-none-match'];
+    if (inm === `"${entry.digest}"` && wait > 0) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          waiters.delete(done);
+          res.off('close', done);
+          resolve();
+        };
+        const timer = setTimeout(done, wait * 1000);
+        waiters.add(done);
+        res.once('close', done);
+      });
+      if (res.destroyed) return;
+      seen();
+      entry = publisher.entry(audience);
+      if (!entry) throw new GatehouseError('unknown_workload', 'the topology has no bundle for this workload any more');
+    }
+    const headers = {
+      etag: `"${entry.digest}"`,
+      'cache-control': 'no-cache',
+      'gatehouse-revision': String(entry.revision),
+      'x-content-type-options': 'nosniff',
+    };
+    if (inm === `"${entry.digest}"`) {
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+    res.writeHead(200, { ...headers, 'content-type': BUNDLE_MEDIA_TYPE, 'content-length': String(entry.bytes.length) });
+    res.end(req.method === 'HEAD' ? undefined : entry.bytes);
+  }
+
+  function status(): ControlStatus {
+    const now = clock.now();
+    const current = publisher.revision();
+    return {
+      revision: current,
+      peps: [...peps.entries()]
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([id, p]) => ({
+          id,
+          kind: p.kind,
+          revision: p.revision,
+          lastSeen: new Date(p.lastSeen).toISOString(),
+          stale: p.revision < current || now - p.lastSeen > staleAfterMs,
+        })),
+    };
+  }
+
+  const admin = http.createServer((req, res) => {
+    const requestId = randomUUID();
+    const path_ = new URL(req.url ?? '/', 'http://admin.invalid').pathname;
+    const json = (code: number, body: unknown) => {
+      const text = JSON.stringify(body);
+      res.writeHead(code, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store' });
+      res.end(text);
+    };
+    (async () => {
+      if (path_ === '/status' && req.method === 'GET') return json(200, status());
+      if (path_ === '/healthz' && req.method === 'GET') return json(200, { ok: true, revision: publisher.revision() });
+      if (path_ === '/publish') {
+        if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
+        return json(200, { revision: await publish({ force: false }) });
+      }
+      throw NotFound('No such resource.');
+    })().catch((error) => {
+      if (!(error instanceof GatehouseError)) log.error({ err: error, requestId }, 'admin request failed');
+      writeProblem(res, error instanceof GatehouseError ? error : new GatehouseError('invalid_config', 'the topology does not load; the last bundles stay', { cause: error }), requestId);
+    });
+  });
+
+  const bound = await listen(server, options.listen ?? '127.0.0.1:0', 'https');
+  const adminBound = await listen(admin, options.adminListen ?? '127.0.0.1:0', 'http');
+
+  // watch: the topology file (mtime, size) and the CA's revocations folder (mtime)
+  const fingerprint = () => {
+    const f = (p: string) => {
+      try {
+        const s = statSync(p);
+        return `${s.mtimeMs}:${s.size}`;
+      } catch {
+        return 'absent';
+      }
+    };
+    return `${f(options.config)}|${f(revokedDir)}`;
+  };
+  let last = fingerprint();
+  let watching = false;
+  const watchTimer = setInterval(() => {
+    const now = fingerprint();
+    if (now === last || watching) return;
+    last = now;
+    revoked = new Set(readRevokedSerials(options.stateDir));
+    watching = true;
+    publish().catch(() => undefined).finally(() => (watching = false));
+  }, options.watchMs ?? 250);
+  watchTimer.unref();
+  const ttl = options.ttlSeconds ?? 3600;
+  const resignTimer = setInterval(() => void publish({ force: true }).catch(() => undefined), (ttl * 1000) / 4);
+  resignTimer.unref();
+
+  // where `gatehouse control publish` and `gatehouse status` find this server
+  const infoFile = path.resolve(options.stateDir, 'control', 'control.json');
+  mkdirSync(path.dirname(infoFile), { recursive: true, mode: 0o700 });
+  writeFileSync(`${infoFile}.tmp`, JSON.stringify({ url: bound.url, bundles: `${bound.url}/v1/bundles`, admin: adminBound.url, pid: process.pid }) + '\n', { mode: 0o600 });
+  renameSync(`${infoFile}.tmp`, infoFile);
+
+  return {
+    url: bound.url,
+    bundlesUrl: `${bound.url}/v1/bundles`,
+    adminUrl: adminBound.url,
+    revision: () => publisher.revision(),
+    publish,
+    status,
+    async close() {
+      clearInterval(watchTimer);
+      clearInterval(resignTimer);
+      wake();
+      const closed = Promise.all([
+        new Promise<void>((r) => server.close(() => r())),
+        new Promise<void>((r) => admin.close(() => r())),
+      ]);
+      server.closeAllConnections();
+      admin.closeAllConnections();
+      await closed;
+    },
+  };
+}
