@@ -75,7 +75,7 @@ export async function verifyBundle(input: Uint8Array, options: VerifyBundleOptio
   const leaf = checkSigner(header.x5c, options);
 
   try {
-    await flattenedVerify({ protected: protectedB64, payload, signature }, leaf.publicKey, { algorithms: ['EdDSA'] });
+    await flattenedVerify({ protected: protectedB64, payload: Buffer.from(payload).toString('base64url'), signature }, leaf.publicKey, { algorithms: ['EdDSA'] });
   } catch (error) {
     refuse('bundle_signature_invalid', 'the signature does not match the bundle bytes', error);
   }
