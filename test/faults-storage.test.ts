@@ -137,14 +137,6 @@ async function postgresDatabases(names: string[]): Promise<{ urls: string[]; adm
 
 test(
   'PostgreSQL: the two authorities of one topology, each in its own schema of one database, both open their storage',
-  {
-    todo:
-      'bug: src/authority/db/migrations.ts runs the Kysely Migrator without migrationTableSchema; its table-exists check ' +
-      '(introspection.getTables, every schema of the database) then finds gh_migrations_lock of ANOTHER schema, skips creating it, ' +
-      'and `select from gh_migrations_lock` under search_path=<own schema> fails: "relation gh_migrations_lock does not exist" → ' +
-      '"authority database migration failed". Any authority whose ?schema= is new fails once any other schema of the database holds ' +
-      'the migration tables (fix: pass migrationTableSchema: schema ?? "public" to the Migrator in migrate())',
-  },
   async (t) => {
     const a = await postgresForTests();
     if ('skip' in a) return void t.skip(a.skip);

@@ -142,11 +142,19 @@ const MIGRATION_LOCK = 0x6768_6d69;
  * Bring the schema to the latest version. On PostgreSQL several authorities
  * may start at once against one database: a session advisory lock makes them
  * migrate one after the other (the migrator's own lock table is created
- * without one, and two creating it at once fail).
+ * without one, and two creating it at once fail). Its tables live in the
+ * authority's own schema (`?schema=`), never found in another one.
  */
-export async function migrate(db: Kysely<any>, o: { postgres?: boolean } = {}): Promise<void> {
+export async function migrate(db: Kysely<any>, o: { postgres?: { schema: string } } = {}): Promise<void> {
   const run = async (on: Kysely<any>) => {
-    const migrator = new Migrator({ db: on, provider, migrationTableName: 'gh_migrations', migrationLockTableName: 'gh_migrations_lock' });
+    const migrator = new Migrator({
+      db: on,
+      provider,
+      migrationTableName: 'gh_migrations',
+      migrationLockTableName: 'gh_migrations_lock',
+      // the migrator looks its tables up by schema: another schema's in the same database are not ours
+      migrationTableSchema: o.postgres?.schema,
+    });
     const { error } = await migrator.migrateToLatest();
     if (error) throw new Error('authority database migration failed', { cause: error });
   };

@@ -48,6 +48,11 @@ export async function openDatabase(storage: string, zoneDir: string): Promise<Au
     }
   }
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  await migrate(db, { postgres: true });
+  try {
+    await migrate(db, { postgres: { schema: schema ?? 'public' } });
+  } catch (error) {
+    await db.destroy(); // nothing keeps the process alive after a failed start
+    throw error;
+  }
   return { db, kind: 'postgres', close: () => db.destroy() };
 }
