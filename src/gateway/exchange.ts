@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../shared/logger.ts';
+import type { AccessLog, Logger } from '../shared/logger.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { GatehouseError } from '../shared/errors.ts';
 import { readBody } from '../shared/body.ts';
@@ -23,7 +23,7 @@ export type Res = ServerResponse | Http2ServerResponse;
 export interface PipelineContext {
   state(): GatewayState;
   metrics: GatewayMetrics;
-  accessLog: Logger | undefined;
+  accessLog: AccessLog | undefined;
   logHeaders: boolean;
   /** 'https' or 'http': what this listener speaks. */
   proto: 'https' | 'http';

@@ -15,7 +15,7 @@ import { loadTopology, type LoadedTopology } from '../topology/load.ts';
 import { parseListen } from '../topology/schema.ts';
 import { ConfigError } from '../topology/config-error.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
-import { createLogger, createAccessLogger, type Logger } from '../shared/logger.ts';
+import { createLogger, createAccessLogger, type AccessLog, type Logger } from '../shared/logger.ts';
 import { AmbiguousRequest, BadRequest, HeadersTooLarge, RequestTimeout, type GatehouseError } from '../shared/errors.ts';
 import { writeProblem, writeRawProblem } from '../shared/problem.ts';
 import { listen as listenOn } from '../shared/listen.ts';
@@ -48,7 +48,7 @@ export interface GatewayOptions {
   clock?: Clock;
   logger?: Logger;
   /** Where access-log lines go; default stdout. `false` disables them. */
-  accessLog?: Logger | false;
+  accessLog?: AccessLog | false;
   /** Told when a breaker of this gateway opens or closes (the cluster primary shares it with the other workers). */
   onCircuit?: (change: CircuitChange) => void;
 }
