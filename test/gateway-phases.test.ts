@@ -11,57 +11,17 @@
 // X-Forwarded-For, so each case has its own rate-limit bucket.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
 import http2 from 'node:http2';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
-import { SignJWT, generateKeyPair, exportJWK, jwtVerify, createLocalJWKSet, type JWK } from 'jose';
+import { jwtVerify, createLocalJWKSet } from 'jose';
 import { startUpstream, startFixture, tempDir, type Upstream, type Fixture } from './support/gateway-fixture.ts';
 import { sendRaw, sleep, type RawResponse, type RawTarget } from './support/gateway-harness.ts';
-import { openDevCa } from '../src/shared/dev-ca.ts';
 import { identityKeyPaths } from '../src/gateway/policies/authentication/identity-token.ts';
 import { PHASES } from '../src/gateway/phases.ts';
-
-// ---------------------------------------------------------------------------
-// A token issuer the zone trusts
-
-interface Issuer {
-  issuer: string;
-  jwksUri: string;
-  sign(claims?: Record<string, unknown>): Promise<string>;
-  close(): void;
-}
-
-async function startIssuer(stateDir: string): Promise<Issuer> {
-  // the gateway trusts its own dev CA (stateDir/tls/dev-ca.pem) for JWKS fetches: serve from a certificate of it
-  const ca = await openDevCa(stateDir);
-  const pair = await ca.issueServer(['127.0.0.1']);
-  const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
-  const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'test-1', alg: 'EdDSA', use: 'sig' };
-  const server = https.createServer(pair, (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ keys: [jwk] }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    issuer: base,
-    jwksUri: `${base}/jwks`,
-    sign(claims = {}) {
-      const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ iss: base, aud: 'urn:test:edge', sub: 'alice', client_id: 'shop-app', iat: now, exp: now + 300, jti: randomUUID(), scope: 'orders:read', ...claims })
-        .setProtectedHeader({ alg: 'EdDSA', kid: 'test-1', typ: 'at+jwt' })
-        .sign(privateKey);
-    },
-    close: () => {
-      server.closeAllConnections();
-      server.close();
-    },
-  };
-}
+import { startIssuer, type Issuer } from './support/test-issuer.ts';
 
 // ---------------------------------------------------------------------------
 
@@ -76,7 +36,7 @@ let target: RawTarget;
 before(async () => {
   stateDir = tempDir('gh-phases-');
   up = await startUpstream();
-  iss = await startIssuer(stateDir);
+  iss = await startIssuer(stateDir, { client_id: 'shop-app', scope: 'orders:read' });
   fx = await startFixture(
     `version: 1
 trustDomain: t

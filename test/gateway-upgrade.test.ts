@@ -15,61 +15,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import https from 'node:https';
 import http2 from 'node:http2';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import WebSocket, { WebSocketServer } from 'ws';
-import { SignJWT, generateKeyPair, exportJWK, jwtVerify, createLocalJWKSet, type JWK, type CryptoKey } from 'jose';
+import { jwtVerify, createLocalJWKSet } from 'jose';
 import { startFixture, tempDir, type Fixture } from './support/gateway-fixture.ts';
 import { sendRaw, sleep, type RawResponse, type RawTarget } from './support/gateway-harness.ts';
-import { openDevCa } from '../src/shared/dev-ca.ts';
 import { identityKeyPaths } from '../src/gateway/policies/authentication/identity-token.ts';
-
-// ---------------------------------------------------------------------------
-// A token issuer the zone trusts, and one it does not know
-
-interface Issuer {
-  issuer: string;
-  jwksUri: string;
-  sign(claims?: Record<string, unknown>): Promise<string>;
-  /** A token that looks right (same iss, kid, claims) but is signed by a key the JWKS does not hold. */
-  forge(claims?: Record<string, unknown>): Promise<string>;
-  close(): void;
-}
-
-async function startIssuer(stateDir: string): Promise<Issuer> {
-  // the gateway trusts its own dev CA (stateDir/tls/dev-ca.pem) for JWKS fetches: serve from a certificate of it
-  const ca = await openDevCa(stateDir);
-  const pair = await ca.issueServer(['127.0.0.1']);
-  const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
-  const stranger = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
-  const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'test-1', alg: 'EdDSA', use: 'sig' };
-  const server = https.createServer(pair, (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ keys: [jwk] }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const mint = (key: CryptoKey, claims: Record<string, unknown>) => {
-    const now = Math.floor(Date.now() / 1000);
-    return new SignJWT({ iss: base, aud: 'urn:test:edge', sub: 'alice', client_id: 'chat-app', iat: now, exp: now + 300, jti: randomUUID(), scope: 'chat:join', ...claims })
-      .setProtectedHeader({ alg: 'EdDSA', kid: 'test-1', typ: 'at+jwt' })
-      .sign(key);
-  };
-  return {
-    issuer: base,
-    jwksUri: `${base}/jwks`,
-    sign: (claims = {}) => mint(privateKey, claims),
-    forge: (claims = {}) => mint(stranger.privateKey, claims),
-    close: () => {
-      server.closeAllConnections();
-      server.close();
-    },
-  };
-}
+import { startIssuer, type Issuer } from './support/test-issuer.ts';
 
 // ---------------------------------------------------------------------------
 // An upstream that counts every HTTP request and every upgrade
@@ -131,7 +87,7 @@ let gatewayUrl: string;
 before(async () => {
   stateDir = tempDir('gh-upgrade-');
   up = await startWsUpstream();
-  iss = await startIssuer(stateDir);
+  iss = await startIssuer(stateDir, { client_id: 'chat-app', scope: 'chat:join' });
   fx = await startFixture(
     `version: 1
 trustDomain: t
