@@ -97,6 +97,16 @@ export interface Router {
  * undefined when the value is anything else (IPvFuture, user info, a path …).
  */
 export function normaliseHost(raw: string): string | undefined {
+  // nearly every request of a connection, and of a gateway, names the same Host: answer it from the last one
+  if (raw === lastHost.raw) return lastHost.host;
+  const host = parseHost(raw);
+  lastHost.raw = raw;
+  lastHost.host = host;
+  return host;
+}
+const lastHost: { raw: string | undefined; host: string | undefined } = { raw: undefined, host: undefined };
+
+function parseHost(raw: string): string | undefined {
   let host = raw.toLowerCase();
   let port: string | undefined;
   if (host.startsWith('[')) {
