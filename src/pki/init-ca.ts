@@ -4,7 +4,7 @@
 // only here: once the intermediates exist, root-key.enc.json can be moved
 // offline and `ca serve` keeps working. Running init again adds issuers for new
 // zones (which needs the root key back) and changes nothing else.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Topology } from '../topology/schema.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import { x509, crypto, EC_ALG, generateKeyPair, privateKeyPem, importPrivateKeyDer, randomSerial, certPem } from './lib/x509.ts';
@@ -85,7 +85,7 @@ export async function initCa(options: InitCaOptions): Promise<InitCaResult> {
     const pkcs8 = new Uint8Array(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
     writeAtomic(paths.rootKey, JSON.stringify(sealKey(pkcs8, passphrase), null, 2) + '\n');
     pkcs8.fill(0);
-    writeFileSync(paths.bundle, certPem(rootCert), { mode: 0o644 });
+    writeAtomic(paths.bundle, certPem(rootCert), 0o644);
     const meta: CaMeta = { version: 1, trustDomain: td, createdAt: new Date(now).toISOString() };
     writeAtomic(paths.meta, JSON.stringify(meta, null, 2) + '\n', 0o644);
     rootKey = keys.privateKey;

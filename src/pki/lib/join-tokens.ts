@@ -3,9 +3,10 @@
 // `.used`, which the filesystem lets exactly one process win, so a token is
 // single-use even with `ca token` and `ca serve` in different processes.
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, statSync, unlinkSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { GatehouseError } from '../../shared/errors.ts';
+import { createOnce } from './files.ts';
 
 export const TOKEN_PREFIX = 'ghjt_';
 const TOKEN = /^ghjt_[A-Za-z0-9_-]{43}$/;
@@ -25,11 +26,17 @@ function fileOf(dir: string, token: string): string {
   return path.join(dir, createHash('sha256').update(token).digest('hex'));
 }
 
+/**
+ * Stores the record of a new token, whole or not at all (a failure throws a
+ * StateWriteError naming the tokens folder, and the token must not be handed out).
+ */
 export function storeToken(dir: string, token: string, record: JoinTokenRecord): void {
-  writeFileSync(fileOf(dir, token) + '.json', JSON.stringify(record) + '\n', { mode: 0o600, flag: 'wx' });
+  const label = `a join token record in ${dir}`;
+  if (!createOnce(fileOf(dir, token) + '.json', JSON.stringify(record) + '\n', 0o600, label))
+    throw new Error(`cannot write ${label}: that token exists already`);
 }
 
-/** Deletes expired tokens and used markers older than a day. */
+/** Deletes expired tokens, and used markers and temporary files (a crash mid-write) older than a day. */
 export function sweepTokens(dir: string, now: number): void {
   for (const f of readdirSync(dir)) {
     const file = path.join(dir, f);
@@ -37,7 +44,7 @@ export function sweepTokens(dir: string, now: number): void {
       if (f.endsWith('.json')) {
         const r = JSON.parse(readFileSync(file, 'utf8')) as JoinTokenRecord;
         if (Date.parse(r.expiresAt) < now) unlinkSync(file);
-      } else if (f.endsWith('.used') && statSync(file).mtimeMs < now - 86_400_000) unlinkSync(file);
+      } else if ((f.endsWith('.used') || f.endsWith('.tmp')) && statSync(file).mtimeMs < now - 86_400_000) unlinkSync(file);
     } catch {
       // a file another process just consumed or swept
     }

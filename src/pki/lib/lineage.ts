@@ -9,12 +9,15 @@
 //   pki/lineages/<lineage>/<serial>.json  the record: { serial, parent?, lineage, spiffeId, issuedAt, notAfter }
 //   pki/issued/<serial>                   the lineage id of <serial> (an index: `ca revoke` names a serial only)
 //
-// One file per certificate, written once ('wx'), like revoked/: a `ca revoke`
-// in another process never races a read-modify-write. A lineage is deleted
-// (prune) once every certificate in it has expired: nothing in it can renew.
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+// One file per certificate, created once and whole (files.ts createOnce), like
+// revoked/: a `ca revoke` in another process never races a read-modify-write,
+// and a failed issuance (a full disk) leaves no record of a certificate nobody
+// received. A lineage is deleted (prune) once every certificate in it has
+// expired: nothing in it can renew.
+import { mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { normalizeSerial } from './x509.ts';
+import { createOnce, stateWriteError } from './files.ts';
 
 export interface LineageRecord {
   serial: string;
@@ -74,19 +77,45 @@ export function recordIssued(dirs: LineageDirs, entry: { serial: string; parent?
   return record;
 }
 
+/**
+ * Writes the record and the index entry of `record`, both or neither. An
+ * existing entry is an error (a serial is recorded once), unless `mayExist`.
+ * A failure removes what this call created (files, and the lineage folder if
+ * it made it) and throws a StateWriteError naming the file.
+ */
 function write(dirs: LineageDirs, record: LineageRecord, mayExist: boolean): void {
   const dir = path.join(dirs.lineages, record.lineage);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  mkdirSync(dirs.issued, { recursive: true, mode: 0o700 });
-  for (const [file, data] of [
-    [path.join(dir, `${record.serial}.json`), JSON.stringify(record) + '\n'],
-    [path.join(dirs.issued, record.serial), record.lineage + '\n'],
-  ] as const) {
-    try {
-      writeFileSync(file, data, { mode: 0o600, flag: 'wx' });
-    } catch (error) {
-      if (!(mayExist && (error as NodeJS.ErrnoException).code === 'EEXIST')) throw error;
+  const made: string[] = [];
+  const undo = () => {
+    for (const p of made.reverse()) {
+      try {
+        if (p === dir) rmdirSync(p);
+        else unlinkSync(p);
+      } catch {
+        // not ours to remove after all (another record arrived in the folder)
+      }
     }
+  };
+  try {
+    for (const d of [dir, dirs.issued]) {
+      let created: string | undefined;
+      try {
+        created = mkdirSync(d, { recursive: true, mode: 0o700 });
+      } catch (error) {
+        throw stateWriteError(d, error, 'create');
+      }
+      if (d === dir && created !== undefined) made.push(dir); // the first folder made is `dir` or a parent of it
+    }
+    for (const [file, data] of [
+      [path.join(dir, `${record.serial}.json`), JSON.stringify(record) + '\n'],
+      [path.join(dirs.issued, record.serial), record.lineage + '\n'],
+    ] as const) {
+      if (createOnce(file, data, 0o600)) made.push(file);
+      else if (!mayExist) throw stateWriteError(file, Object.assign(new Error('EEXIST: file already exists'), { code: 'EEXIST' }));
+    }
+  } catch (error) {
+    undo();
+    throw error;
   }
 }
 

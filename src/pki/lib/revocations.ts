@@ -2,9 +2,13 @@
 // another process never races a read-modify-write). Readers re-list the folder
 // only when its mtime changes, and look at the mtime at most every `checkMs`
 // (default 1 s: the request path must not pay a syscall per request).
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+// A record appears whole or not at all (files.ts createOnce): the file's name
+// is the revocation, so a half-written one would revoke although `ca revoke`
+// failed, and block the retry that would complete it.
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { normalizeSerial } from './x509.ts';
+import { createOnce, writeAtomic } from './files.ts';
 
 export interface RevocationEntry {
   serial: string;
@@ -62,19 +66,35 @@ export class RevocationStore {
     return s === null || existsSync(path.join(this.dir, `${s}.json`));
   }
 
-  /** Adds `serial`; returns false when it was already revoked. */
+  /**
+   * Adds `serial`; returns false when it was already revoked. Throws (a
+   * StateWriteError naming the record) when the record cannot be written, and
+   * then nothing was stored: the serial is not revoked and a retry can add it.
+   */
   add(serial: string, at: Date, reason?: string): boolean {
     const s = normalizeSerial(serial);
     if (s === null) throw new Error('a serial number is hexadecimal (at most 64 digits)');
     const entry: RevocationEntry = { serial: s, revokedAt: at.toISOString(), ...(reason ? { reason } : {}) };
-    try {
-      writeFileSync(path.join(this.dir, `${s}.json`), JSON.stringify(entry) + '\n', { mode: 0o644, flag: 'wx' });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw error;
+    const file = path.join(this.dir, `${s}.json`);
+    const data = JSON.stringify(entry) + '\n';
+    if (!createOnce(file, data, 0o644)) {
+      // Revoked before. A record left empty or cut short by an older version
+      // (which created the file, then wrote it) is completed now; a whole one is kept.
+      if (!wholeRecord(file)) writeAtomic(file, data, 0o644);
+      return false;
     }
     this.#mtime = -1;
     this.#checkedAt = -Infinity;
     return true;
+  }
+}
+
+function wholeRecord(file: string): boolean {
+  try {
+    const r = JSON.parse(readFileSync(file, 'utf8')) as Partial<RevocationEntry>;
+    return typeof r.revokedAt === 'string';
+  } catch (error) {
+    // unreadable for another reason than its content: leave it alone
+    return !(error instanceof SyntaxError);
   }
 }
