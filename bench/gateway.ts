@@ -1,6 +1,7 @@
 // Gateway benchmark (issue: gateway core). One run, the same upstream for
 // every proxy; wrk pinned to CPU 0 with the upstream, each proxy pinned to
-// CPU 1. Prints requests/s, p50, p99 and ratios. Not a test.
+// CPU 1; rounds interleaved across targets, medians reported. Prints
+// requests/s, p50, p99 and ratios. Not a test.
 //
 //   sh scripts/node.sh bench/gateway.ts [--seconds 10] [--runs 3] [--connections 64] [--only a,b]
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -189,34 +190,47 @@ interface Row {
 }
 const rows: Row[] = [];
 process.stderr.write(`bench: ${runs} × ${seconds}s per target, wrk -t1 -c${connections}, ${cores} cores, ${pin ? `wrk+upstream on CPU ${LOAD_CPU}, proxy on CPU ${PROXY_CPU}` : 'unpinned'}\n`);
+// Every target is started first (an idle proxy costs nothing), then the rounds
+// run interleaved — target A, B, C, then A, B, C again — so a machine whose speed
+// drifts during the run does not favour whichever target ran in its fast minutes.
+interface Running {
+  t: Target;
+  url: string;
+  loadCpus: string | undefined;
+  proc: Proc | undefined;
+  results: ReturnType<typeof wrk>[];
+}
+const running: Running[] = [];
 for (const t of targets) {
   if (only && !only.includes(t.name)) continue;
   const port = t.start ? await freePort() : upstreamPort;
-  let proc: Proc | undefined;
   try {
-    proc = t.start ? await t.start(port, upstreamUrl) : undefined;
+    const proc = t.start ? await t.start(port, upstreamUrl) : undefined;
     const url = `${t.scheme}://127.0.0.1:${port}/api/bench`;
     const loadCpus = 'loadCpus' in t ? t.loadCpus : pin ? LOAD_CPU : undefined;
     wrk(url, { seconds: 2, connections, cpus: loadCpus }); // warm-up
-    const results = Array.from({ length: runs }, () => wrk(url, { seconds, connections, cpus: loadCpus }));
-    const row = {
-      name: t.name,
-      note: t.note,
-      rps: median(results.map((r) => r.rps)),
-      p50: median(results.map((r) => r.p50)),
-      p99: median(results.map((r) => r.p99)),
-      errors: results.reduce((a, r) => a + r.errors, 0),
-    };
-    // a run with error answers measures how fast errors are made: not counted
-    if (row.errors > 0) Object.assign(row, { rps: NaN, note: `${row.note} (errors: not counted)` });
-    rows.push(row);
-    process.stderr.write(`bench: ${t.name}: ${Math.round(row.rps)} req/s, p99 ${row.p99.toFixed(2)} ms\n`);
+    running.push({ t, url, loadCpus, proc, results: [] });
   } catch (error) {
     process.stderr.write(`bench: ${t.name} failed: ${(error as Error).message.slice(0, 300)}\n`);
     rows.push({ name: t.name, note: `failed to run`, rps: NaN, p50: NaN, p99: NaN, errors: NaN });
-  } finally {
-    await proc?.stop();
   }
+}
+for (let round = 0; round < runs; round++)
+  for (const r of running) r.results.push(wrk(r.url, { seconds, connections, cpus: r.loadCpus }));
+for (const { t, proc, results } of running) {
+  const row = {
+    name: t.name,
+    note: t.note,
+    rps: median(results.map((r) => r.rps)),
+    p50: median(results.map((r) => r.p50)),
+    p99: median(results.map((r) => r.p99)),
+    errors: results.reduce((a, r) => a + r.errors, 0),
+  };
+  // a run with error answers measures how fast errors are made: not counted
+  if (row.errors > 0) Object.assign(row, { rps: NaN, note: `${row.note} (errors: not counted)` });
+  rows.push(row);
+  process.stderr.write(`bench: ${t.name}: ${Math.round(row.rps)} req/s, p99 ${row.p99.toFixed(2)} ms (rounds: ${results.map((r) => Math.round(r.rps)).join(', ')})\n`);
+  await proc?.stop();
 }
 await upstream.stop();
 
