@@ -4,8 +4,11 @@ import { Kysely } from 'kysely';
 import { nodeSqliteDialect } from './db/sqlite-dialect.ts';
 import { migrate } from './db/migrations.ts';
 import type { Database } from './db/schema.ts';
-import { Throttle, delayAfter } from './throttle.ts';
+import { Throttle, delayAfter, type ThrottleVerdict } from './throttle.ts';
 import { frozenClock } from '../shared/clock.ts';
+
+/** Why the throttle refused, or undefined when it allowed. */
+const denialOf = (v: ThrottleVerdict) => (v.allowed ? undefined : v.reason);
 
 async function setup() {
   const db = new Kysely<Database>({ dialect: nodeSqliteDialect(':memory:').dialect });
@@ -32,7 +35,7 @@ test('an attempt counts as a failure from its reservation: the next waits, the b
   const third = await throttle.reserve(keys);
   assert.deepEqual(third, { allowed: true, locks: [{ key: 'pwd:a', until: clock.now() + 60_000 }] }, 'the last attempt the budget allows');
   clock.advance(30_000);
-  assert.equal(((await throttle.reserve(keys)) as any).reason, 'locked');
+  assert.equal(denialOf(await throttle.reserve(keys)), 'locked');
   clock.advance(31_000);
   assert.deepEqual(await throttle.reserve(keys), { allowed: true, locks: [] }, 'a new attempt after the lockout starts afresh');
   await db.destroy();
@@ -45,7 +48,7 @@ test('a refund gives the charge (and the lock it set) back', async () => {
   assert.equal((await throttle.reserve(keys)).allowed, true);
   const second = await throttle.reserve(keys);
   assert.equal(second.allowed && second.locks.length, 1);
-  assert.equal(((await throttle.reserve(keys)) as any).reason, 'locked');
+  assert.equal(denialOf(await throttle.reserve(keys)), 'locked');
   await throttle.refund('src:x', budget);
   assert.equal((await throttle.reserve(keys)).allowed, true, 'one failure left: open again');
   await db.destroy();
