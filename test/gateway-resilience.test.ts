@@ -44,7 +44,7 @@ interface Gw {
   close(drainMs?: number): Promise<void>;
 }
 
-async function startGw(upstreamUrl: string, o: { limits?: string; failures?: number } = {}): Promise<Gw> {
+async function startGw(upstreamUrl: string, o: { limits?: string; failures?: number; gateway?: string } = {}): Promise<Gw> {
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-resilience-'));
   const file = path.join(dir, 'gatehouse.yaml');
   writeFileSync(
@@ -57,7 +57,7 @@ zones:
       listen: 127.0.0.1:0
       tls: dev
       admin: { listen: 127.0.0.1:0 }
-      accessLog: { enabled: false }
+      accessLog: { enabled: false }${o.gateway ? `\n      ${o.gateway}` : ''}
       limits: { maxBodyBytes: 65536, headersTimeoutMs: 2000, requestTimeoutMs: 10000${o.limits ? `, ${o.limits}` : ''} }
     routes:
       - { name: api, path: /api, match: prefix, methods: '*', service: up, auth: anonymous }
@@ -468,6 +468,29 @@ describe('connections: handshake timeout, shedding, per-source share', () => {
       const other = await httpsRequest(gw, '/api/ok', { localAddress: '127.0.0.2' });
       assert.equal(other.status, 200, `another source is served: ${other.status} ${other.text}`);
       assert.equal(metric(await gw.metrics(), 'gatehouse_gateway_connections_shed_total', { reason: 'per_source' }), 1);
+    } finally {
+      for (const c of silent) c.socket.destroy();
+      await gw.close();
+      await up.close();
+    }
+  });
+});
+
+describe('connections from a trusted proxy', () => {
+  it('a trusted proxy (a load balancer every client comes through) is not held to one source\'s share', async () => {
+    const up = await startRecordingUpstream();
+    const gw = await startGw(up.url, { limits: 'maxConnectionsPerSource: 2, handshakeTimeoutMs: 10000', gateway: "trustedProxies: ['127.0.0.1']" });
+    const silent: Conn[] = [];
+    try {
+      for (let i = 0; i < 4; i++) silent.push(await rawTcp(gw.port, '127.0.0.1'));
+      await waitFor(async () => metric(await gw.metrics(), 'gatehouse_gateway_open_connections') === 4, 'the gateway holds all four');
+      assert.equal(silent.some((c) => c.isClosed()), false, 'none was closed for its source');
+      assert.equal(metric(await gw.metrics(), 'gatehouse_gateway_connections_shed_total', { reason: 'per_source' }), 0);
+      // another source is still held to its share
+      const others: Conn[] = [];
+      for (let i = 0; i < 3; i++) others.push(await rawTcp(gw.port, '127.0.0.2'));
+      silent.push(...others);
+      await within(others[2].closed, 1000, 'the third connection from 127.0.0.2 being closed');
     } finally {
       for (const c of silent) c.socket.destroy();
       await gw.close();

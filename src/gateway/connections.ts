@@ -16,6 +16,8 @@ export interface ConnectionLimits {
   handshakeTimeoutMs: number;
   /** Plaintext: a connection is established by its first request, not a handshake. */
   plaintext: boolean;
+  /** Sources not held to one source's share: trusted proxies (a load balancer every client comes through). */
+  exempt?: (address: string) => boolean;
   metrics: Pick<GatewayMetrics, 'connections' | 'connectionsShed'>;
 }
 
@@ -57,7 +59,7 @@ export function guardConnections(server: NetServer, o: ConnectionLimits): Connec
   server.on('connection', (socket: Socket) => {
     const source = normaliseAddress(socket.remoteAddress);
     const held = bySource.get(source) ?? 0;
-    if (held >= o.perSource) {
+    if (held >= o.perSource && !o.exempt?.(source)) {
       shed('per_source');
       socket.destroy();
       return;

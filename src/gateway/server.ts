@@ -231,6 +231,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     handshakeTimeoutMs: limits.handshakeTimeoutMs,
     plaintext: config.plaintext,
     metrics,
+    exempt: (address) => current.isTrustedProxy(address),
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     // Bytes after a request that ends the connection (Connection: close, a

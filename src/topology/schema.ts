@@ -100,7 +100,7 @@ export const GatewayLimits = z
       .min(1)
       .max(1_000_000)
       .optional()
-      .describe("open connections one client address may hold; absent: a tenth of maxConnections (at least 64)"),
+      .describe("open connections one client address may hold (trustedProxies are exempt); absent: a tenth of maxConnections (at least 64)"),
     handshakeTimeoutMs: ms(5_000, 100, 60_000, 'time a new connection has to finish its TLS handshake (or, in plaintext, to send a request head)'),
     drainTimeoutMs: ms(10_000, 0, 600_000, 'on shutdown, how long in-flight requests may take to finish before connections are cut'),
   })
