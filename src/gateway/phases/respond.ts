@@ -84,7 +84,7 @@ export function respond(ex: GatewayExchange): undefined {
     if (ex.error !== undefined) {
       entry.code = ex.error.code;
       // a target that could not be made canonical is logged as sent, bounded (the logger escapes it)
-      if (ex.path === '') entry.target = redactQuery(clip(ex.req.url ?? ''));
+      if (ex.path === '') entry.target = rawTarget(ex.req.url ?? '');
     }
     if (ex.upgrade) entry.upgrade = 'websocket';
     if (ctx.logHeaders) entry.req = { headers: loggableHeaders(ex.headers, ex.state.zoneConfig.authentication.apiKeyHeader) };
@@ -109,6 +109,12 @@ export function logUnparsed(
 }
 
 const clip = (s: string): string => (s.length > 512 ? `${s.slice(0, 512)}…` : s);
+
+/** A target that could not be made canonical, as sent: its query's secret-looking values redacted, then bounded. */
+export function rawTarget(url: string): string {
+  const q = url.indexOf('?');
+  return clip(q === -1 ? url : `${url.slice(0, q)}?${redactQuery(url.slice(q + 1))}`);
+}
 
 /** Credentials (and the zone's API-key header, whatever its name) are censored here; pseudo-headers and Referer dropped. */
 const CENSORED = new Set<string>(SECRET_HEADERS);
