@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { openDevCa } from '../src/shared/dev-ca.ts';
 import { tmpdir, availableParallelism } from 'node:os';
 import path from 'node:path';
-import { benchArgs, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, UPSTREAM_BODY, wrk, median, table, type Proc } from './lib.ts';
+import { benchArgs, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, UPSTREAM_BODY, wrk, table, summarise, type Proc } from './lib.ts';
 
 const { seconds, runs, connections, only } = benchArgs();
 
@@ -218,16 +218,7 @@ for (const t of targets) {
 for (let round = 0; round < runs; round++)
   for (const r of running) r.results.push(wrk(r.url, { seconds, connections, cpus: r.loadCpus }));
 for (const { t, proc, results } of running) {
-  const row = {
-    name: t.name,
-    note: t.note,
-    rps: median(results.map((r) => r.rps)),
-    p50: median(results.map((r) => r.p50)),
-    p99: median(results.map((r) => r.p99)),
-    errors: results.reduce((a, r) => a + r.errors, 0),
-  };
-  // a run with error answers measures how fast errors are made: not counted
-  if (row.errors > 0) Object.assign(row, { rps: NaN, note: `${row.note} (errors: not counted)` });
+  const row = summarise(t.name, t.note, results);
   rows.push(row);
   process.stderr.write(`bench: ${t.name}: ${Math.round(row.rps)} req/s, p99 ${row.p99.toFixed(2)} ms (rounds: ${results.map((r) => Math.round(r.rps)).join(', ')})\n`);
   await proc?.stop();

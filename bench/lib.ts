@@ -191,3 +191,17 @@ export function benchArgs(): { seconds: number; runs: number; connections: numbe
     only: values.only?.split(','),
   };
 }
+
+/** One table row from a target's wrk runs: medians, and errors summed (a run with error answers measures how fast errors are made: its req/s is not counted). */
+export function summarise(name: string, note: string, results: WrkResult[]) {
+  const row = {
+    name,
+    note,
+    rps: median(results.map((r) => r.rps)),
+    p50: median(results.map((r) => r.p50)),
+    p99: median(results.map((r) => r.p99)),
+    errors: results.reduce((a, r) => a + r.errors, 0),
+  };
+  if (row.errors > 0) Object.assign(row, { rps: NaN, note: `${row.note} (errors: not counted)` });
+  return row;
+}

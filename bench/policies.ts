@@ -11,7 +11,7 @@ import { Socket } from 'node:net';
 import https from 'node:https';
 import path from 'node:path';
 import { SignJWT, generateKeyPair, exportJWK, exportSPKI } from 'jose';
-import { benchArgs, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, wrk, median, table, type Proc } from './lib.ts';
+import { benchArgs, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, wrk, table, summarise, type Proc } from './lib.ts';
 import { openDevCa } from '../src/shared/dev-ca.ts';
 import { Agent, request } from 'undici';
 
@@ -198,16 +198,7 @@ for (const t of targets) {
     const o = { seconds, connections, cpus: pin ? LOAD_CPU : undefined, headers };
     wrk(url, { ...o, seconds: 2 });
     const results = Array.from({ length: runs }, () => wrk(url, o));
-    const row = {
-      name: t.name,
-      note: t.note,
-      rps: median(results.map((r) => r.rps)),
-      p50: median(results.map((r) => r.p50)),
-      p99: median(results.map((r) => r.p99)),
-      errors: results.reduce((a, r) => a + r.errors, 0),
-    };
-    // a run with error answers measures how fast errors are made: not counted
-    if (row.errors > 0) Object.assign(row, { rps: NaN, note: `${row.note} (errors: not counted)` });
+    const row = summarise(t.name, t.note, results);
     rows.push(row);
     process.stderr.write(`bench: ${t.name}: ${Math.round(row.rps)} req/s, p99 ${row.p99.toFixed(2)} ms, errors ${row.errors}\n`);
   } catch (error) {
