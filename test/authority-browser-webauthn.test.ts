@@ -123,7 +123,8 @@ test('Chromium + virtual authenticator: enrol a security key at /account, sign i
     const password = async (tb: Tab, start: Started) => {
       const login = await tb.goto(start.url, (x) => x.startsWith(`${issuer}/interaction/`));
       assert.doesNotMatch(csp(tb, login), /script-src/, 'the password page runs no script');
-      assert.equal(await tb.evaluate('document.activeElement && document.activeElement.id'), 'username', 'autofocus on the username');
+      // autofocus applies at the browser's next rendering opportunity, which a loaded machine delays: wait for it, boundedly
+      await tb.until(async () => (await tb.evaluate('document.activeElement && document.activeElement.id')) === 'username', 'autofocus on the username', 3_000);
       await tb.type(user.username);
       await tb.press('Tab');
       await tb.type(user.password);
