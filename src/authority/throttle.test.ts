@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Kysely } from 'kysely';
-import { nodeSqliteDialect } from './db/sqlite-dialect.ts';
+import { nodeSqliteDialect } from '../shared/sqlite-dialect.ts';
 import { migrate } from './db/migrations.ts';
 import type { Database } from './db/schema.ts';
 import { Throttle, delayAfter, type ThrottleVerdict } from './throttle.ts';
