@@ -288,6 +288,33 @@ export const Service = z
   })
   .strict();
 
+/** What a host runs: a service, a zone's gateway or authority, the CA or the control plane. */
+const HostComponent = z
+  .string()
+  .regex(
+    /^(?:[a-z][a-z0-9-]{0,62}|(?:gateway|authority):[a-z][a-z0-9-]{0,62}|gatehouse:(?:ca|control))$/,
+    'a component is a service name, gateway:<zone>, authority:<zone>, gatehouse:ca or gatehouse:control',
+  );
+
+/** One machine of a multi-host deployment (`gatehouse export nftables --host`). */
+export const HostConfig = z
+  .object({
+    address: z
+      .string()
+      .refine((v) => isIP(v) !== 0, 'address must be an IPv4 or IPv6 address (no name: firewall rules match addresses)')
+      .describe('the address the other hosts reach this one at'),
+    runs: z
+      .record(HostComponent, z.number().int().min(1).max(65535).nullable())
+      .describe(
+        "components on this host and the TCP port each listens on; null (empty): the port the topology gives it (gateway and authority listen, a service's upstream); the CA and the control plane always need one",
+      ),
+    loopback: z
+      .boolean()
+      .default(true)
+      .describe('accept all traffic on the loopback interface (admin listeners, sidecars); false: only the declared flows'),
+  })
+  .strict();
+
 export const Topology = z
   .object({
     version: z.literal(1).describe('schema version; must be 1'),
@@ -297,6 +324,10 @@ export const Topology = z
       .describe('SPIFFE trust domain of every identity in this topology'),
     zones: z.record(name('zone'), Zone).describe('zones by name'),
     services: z.record(name('service'), Service).default({}).describe('services by name'),
+    hosts: z
+      .record(name('host'), HostConfig)
+      .default({})
+      .describe('machines of a multi-host deployment, by name; absent or empty: one machine (gatehouse up)'),
   })
   .strict();
 
@@ -305,3 +336,4 @@ export type ZoneConfig = z.infer<typeof Zone>;
 export type GatewayConfig = z.infer<typeof GatewayConfig>;
 export type RouteConfig = z.infer<typeof Route>;
 export type ServiceConfig = z.infer<typeof Service>;
+export type HostConfig = z.infer<typeof HostConfig>;
