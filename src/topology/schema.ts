@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { AuthorityConfig } from './schema-authority.ts';
 import { ServiceMeshFields } from './schema-mesh.ts';
+import { VaultConfig } from './schema-vault.ts';
 import { RouteAuth, ZoneAuthentication } from '../gateway/policies/authentication/schema.ts';
 import { IpRulesConfig } from '../gateway/policies/ip-rules/schema.ts';
 import { RateLimitConfig, AuthFailureConfig } from '../gateway/policies/rate-limit/schema.ts';
@@ -328,6 +329,7 @@ export const Topology = z
       .record(name('host'), HostConfig)
       .default({})
       .describe('machines of a multi-host deployment, by name; absent or empty: one machine (gatehouse up)'),
+    vault: VaultConfig.optional().describe('the vault (encryption, tokenization) and its key grants; absent: no vault runs'),
   })
   .strict();
 
