@@ -64,6 +64,22 @@ export const PROBLEMS = {
   bundle_expired: { status: 422, title: 'Policy bundle refused' },
   bundle_rollback: { status: 422, title: 'Policy bundle refused' },
   bundle_unavailable: { status: 503, title: 'Service Unavailable' },
+  // vault (keys, ciphertexts, tokens); a refusal never says more than its code
+  vault_key_not_found: { status: 404, title: 'Unknown key' },
+  vault_key_exists: { status: 409, title: 'Key exists' },
+  vault_key_in_use: { status: 409, title: 'Key still decrypts' },
+  vault_key_mismatch: { status: 400, title: 'Ciphertext of another key' },
+  vault_ciphertext_malformed: { status: 400, title: 'Malformed ciphertext' },
+  vault_decrypt_failed: { status: 400, title: 'Decryption failed' },
+  vault_version_retired: { status: 400, title: 'Key version retired' },
+  vault_version_invalid: { status: 400, title: 'Invalid key version' },
+  vault_context_invalid: { status: 400, title: 'Invalid encryption context' },
+  vault_value_invalid: { status: 400, title: 'Value refused' },
+  vault_token_not_found: { status: 404, title: 'Unknown token' },
+  vault_token_wrong_key: { status: 400, title: 'Token of another key' },
+  vault_token_revoked: { status: 410, title: 'Token revoked' },
+  vault_not_allowed: { status: 403, title: 'Forbidden' },
+  vault_unavailable: { status: 503, title: 'Service Unavailable' },
   // anything unexpected
   internal: { status: 500, title: 'Internal Server Error' },
 } as const satisfies Record<string, { status: number; title: string; close?: boolean }>;
