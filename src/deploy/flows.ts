@@ -1,0 +1,258 @@
+// Every network flow a topology declares, independent of where things run:
+// the one model both exports (nftables per host, Kubernetes NetworkPolicies)
+// turn into rules. Deny by default: what is not a flow here is refused by
+// both. A flow the mesh would refuse anyway (an egress entry the target's
+// `allow` edges do not answer, a service calling another zone's service
+// directly) is not a flow: the firewall refuses it a layer below the mesh.
+import type { Topology, ZoneConfig } from '../topology/index.ts';
+import { parseListen } from '../topology/index.ts';
+import { isIP } from 'node:net';
+
+/** A Gatehouse component: a service name, `gateway:<zone>`, `authority:<zone>`, `gatehouse:ca`, `gatehouse:control`. */
+export type ComponentId = string;
+
+export const CA: ComponentId = 'gatehouse:ca';
+export const CONTROL: ComponentId = 'gatehouse:control';
+
+export type TopologyPath = (string | number)[];
+
+export interface Component {
+  id: ComponentId;
+  kind: 'gateway' | 'authority' | 'service' | 'ca' | 'control';
+  /** The zone of a gateway, authority or service. */
+  zone?: string;
+  /** TCP ports the topology gives its listeners, by listener (main, redirect); absent: none fixed (port 0, a `run` service, the CA). */
+  ports: { main?: number; redirect?: number };
+  /** Where it is declared. */
+  at: TopologyPath;
+}
+
+/** Who a flow comes from: a component, any client, or clients of a CIDR (a zone's ingress). */
+export type Source = { component: ComponentId } | { anywhere: true } | { cidr: string };
+
+/** Where a flow goes: a listener of a component, or an endpoint outside the topology (egress host:port, a database, Redis). */
+export type Target = { component: ComponentId; listener: 'main' | 'redirect' } | { outside: { host: string; port: number } };
+
+export interface Flow {
+  from: Source;
+  to: Target;
+  /** What the flow is for, said in the exported rules' comments. */
+  why: string;
+  /** The topology field that declares it. */
+  at: TopologyPath;
+}
+
+export interface DeploymentModel {
+  components: Map<ComponentId, Component>;
+  flows: Flow[];
+  /** Flows no rule can express safely (an ingress CIDR wider than /8, an outside endpoint given by name): errors, never a permissive rule. */
+  problems: { at: TopologyPath; message: string }[];
+}
+
+/** A zone's ingress (who outside the topology reaches its gateway and authority), when the zone declares one. */
+export interface ZoneIngress {
+  clientCertificate?: 'required' | 'optional';
+  sources?: string[];
+}
+
+export function ingressOf(zone: ZoneConfig): ZoneIngress | undefined {
+  return (zone as ZoneConfig & { ingress?: ZoneIngress }).ingress;
+}
+
+export function deploymentFlows(t: Topology): DeploymentModel {
+  const components = new Map<ComponentId, Component>();
+  const flows: Flow[] = [];
+  const add = (c: Component) => components.set(c.id, c);
+  const portOf = (listen: string | undefined) => {
+    if (listen === undefined) return undefined;
+    const parsed = parseListen(listen);
+    return typeof parsed === 'string' || parsed.port === 0 ? undefined : parsed.port;
+  };
+
+  // the CA and the control plane are declared where a host runs them
+  const runAt = (id: ComponentId): TopologyPath => {
+    const host = Object.keys(t.hosts).find((h) => Object.hasOwn(t.hosts[h].runs, id));
+    return host === undefined ? ['hosts'] : ['hosts', host, 'runs', id];
+  };
+  add({ id: CA, kind: 'ca', ports: {}, at: runAt(CA) });
+  add({ id: CONTROL, kind: 'control', ports: {}, at: runAt(CONTROL) });
+  for (const [zoneName, zone] of Object.entries(t.zones)) {
+    if (zone.gateway)
+      add({
+        id: `gateway:${zoneName}`,
+        kind: 'gateway',
+        zone: zoneName,
+        ports: { main: portOf(zone.gateway.listen), redirect: portOf(zone.gateway.redirectListen) },
+        at: ['zones', zoneName, 'gateway'],
+      });
+    if (zone.authority)
+      add({ id: `authority:${zoneName}`, kind: 'authority', zone: zoneName, ports: { main: portOf(zone.authority.listen) }, at: ['zones', zoneName, 'authority'] });
+  }
+  for (const [name, service] of Object.entries(t.services))
+    add({ id: name, kind: 'service', zone: service.zone, ports: { main: upstreamPort(service.upstream) }, at: ['services', name] });
+
+  const flow = (from: Source, to: Target, why: string, at: TopologyPath) => flows.push({ from, to, why, at });
+  const to = (component: ComponentId, listener: 'main' | 'redirect' = 'main'): Target => ({ component, listener });
+
+  for (const [zoneName, zone] of Object.entries(t.zones)) {
+    const gateway = `gateway:${zoneName}`;
+    const authority = `authority:${zoneName}`;
+    const ingress = ingressOf(zone);
+    // clients outside the topology: a zone's ingress sources, nobody when it only admits workload certificates, else anyone
+    const outside: { source: Source; at: TopologyPath }[] = ingress
+      ? (ingress.sources ?? []).map((cidr, i) => ({ source: { cidr }, at: ['zones', zoneName, 'ingress', 'sources', i] }))
+      : [{ source: { anywhere: true }, at: [] }];
+    if (zone.gateway) {
+      for (const o of outside) {
+        flow(o.source, to(gateway), `clients of zone ${zoneName} reach its gateway`, o.at.length ? o.at : ['zones', zoneName, 'gateway', 'listen']);
+        if (zone.gateway.redirectListen)
+          flow(o.source, to(gateway, 'redirect'), `clients of zone ${zoneName} are redirected to HTTPS`, ['zones', zoneName, 'gateway', 'redirectListen']);
+      }
+      const routed = new Set<string>();
+      zone.routes.forEach((route, i) => {
+        const service = t.services[route.service];
+        if (!service || service.zone !== zoneName || routed.has(route.service)) return;
+        routed.add(route.service);
+        flow({ component: gateway }, to(route.service), `the ${zoneName} gateway routes to ${route.service}`, ['zones', zoneName, 'routes', i, 'service']);
+      });
+      if (zone.authority) flow({ component: gateway }, to(authority), `the ${zoneName} gateway reads its authority's keys and revocations`, ['zones', zoneName, 'authority']);
+      forEachStore(zone, (url, at) => {
+        const endpoint = urlEndpoint(url, 6379);
+        if (endpoint) flow({ component: gateway }, { outside: endpoint }, `the ${zoneName} gateway shares rate limits in Redis`, ['zones', zoneName, ...at]);
+      });
+    }
+    if (zone.authority) {
+      for (const o of outside)
+        flow(o.source, to(authority), `clients of zone ${zoneName} sign in at its authority`, o.at.length ? o.at : ['zones', zoneName, 'authority', 'listen']);
+      zone.authority.trustedZones.forEach((trusted, i) => {
+        const other = typeof trusted === 'string' ? trusted : trusted.zone;
+        if (t.zones[other]?.authority && other !== zoneName)
+          flow({ component: authority }, to(`authority:${other}`), `the ${zoneName} authority checks ${other} tokens before an exchange`, ['zones', zoneName, 'authority', 'trustedZones', i]);
+      });
+      const storage = urlEndpoint(zone.authority.storage, 5432);
+      if (storage) flow({ component: authority }, { outside: storage }, `the ${zoneName} authority keeps its state in PostgreSQL`, ['zones', zoneName, 'authority', 'storage']);
+    }
+  }
+
+  for (const [name, service] of Object.entries(t.services)) {
+    if (t.zones[service.zone]?.authority)
+      flow({ component: name }, to(`authority:${service.zone}`), `${name} gets and checks tokens of its zone`, ['services', name, 'zone']);
+    service.egress.forEach((entry, i) => {
+      const at: TopologyPath = ['services', name, 'egress', i];
+      const gatewayZone = /^gateway:(.+)$/.exec(entry)?.[1];
+      if (gatewayZone !== undefined) {
+        const zone = t.zones[gatewayZone];
+        if (!zone?.gateway) return;
+        flow({ component: name }, to(`gateway:${gatewayZone}`), `${name} calls zone ${gatewayZone} through its gateway`, at);
+        if (zone.authority && gatewayZone !== service.zone)
+          flow({ component: name }, to(`authority:${gatewayZone}`), `${name} exchanges tokens for zone ${gatewayZone}`, at);
+        return;
+      }
+      const target = t.services[entry];
+      if (target) {
+        // both sides must agree, and the mesh never crosses a zone without a gateway
+        if (target.zone === service.zone && target.allow.some((e) => e.caller === name))
+          flow({ component: name }, to(entry), `${name} calls ${entry}`, at);
+        return;
+      }
+      const endpoint = hostPort(entry);
+      if (endpoint) flow({ component: name }, { outside: endpoint }, `${name} calls ${entry} outside the topology`, at);
+    });
+  }
+
+  // every workload proves its identity with a CA certificate and fetches its policy bundle
+  for (const c of components.values()) {
+    if (c.kind === 'ca') continue;
+    flow({ component: c.id }, to(CA), `${c.id} renews its certificate`, c.at);
+    if (c.kind !== 'control') flow({ component: c.id }, to(CONTROL), `${c.id} fetches its policy bundle`, c.at);
+  }
+  return { components, flows, problems: flows.flatMap(flowProblems) };
+}
+
+/** Why a flow cannot become a firewall rule, if it cannot. */
+function flowProblems(f: Flow): { at: TopologyPath; message: string }[] {
+  if ('cidr' in f.from) {
+    const problem = cidrProblem(f.from.cidr);
+    if (problem) return [{ at: f.at, message: problem }];
+  }
+  if ('outside' in f.to && isIP(f.to.outside.host) === 0)
+    return [
+      {
+        at: f.at,
+        message: `${f.to.outside.host} is a name: network rules match addresses, so an outside endpoint needs its IP address (a name would have to allow whatever it resolves to)`,
+      },
+    ];
+  return [];
+}
+
+/** The widest source block a zone's ingress may admit, per address family (a /8 of IPv4; a /32 of IPv6). */
+const WIDEST_PREFIX = { 4: 8, 6: 32 } as const;
+
+/** What is wrong with a CIDR as a firewall source, or undefined. */
+export function cidrProblem(cidr: string): string | undefined {
+  const [address, bits] = cidr.split('/');
+  const family = isIP(address) as 0 | 4 | 6;
+  if (family === 0) return `${JSON.stringify(cidr)} is not an IP address or CIDR block`;
+  const max = family === 4 ? 32 : 128;
+  const prefix = bits === undefined ? max : Number(bits);
+  if (prefix < WIDEST_PREFIX[family])
+    return `${cidr} is wider than /${WIDEST_PREFIX[family]}: an ingress that admits this much is not locked; list the networks that need it`;
+  if (hasHostBits(address, family, prefix)) return `${cidr} has host bits set: write the network address (ambiguous otherwise)`;
+  return undefined;
+}
+
+function hasHostBits(address: string, family: 4 | 6, prefix: number): boolean {
+  const bytes = addressBytes(address, family);
+  for (let bit = prefix; bit < bytes.length * 8; bit++) if ((bytes[bit >> 3] >> (7 - (bit & 7))) & 1) return true;
+  return false;
+}
+
+/** The bytes of an IP address: 4 for IPv4, 16 for IPv6. */
+export function addressBytes(address: string, family: 4 | 6): number[] {
+  if (family === 4) return address.split('.').map(Number);
+  const [head, tail] = address.includes('::') ? address.split('::') : [address, undefined];
+  const words = (part: string | undefined) => (part ? part.split(':') : []).flatMap((w) => (w.includes('.') ? ipv4Words(w) : [parseInt(w, 16)]));
+  const left = words(head);
+  const right = words(tail);
+  const all = tail === undefined ? left : [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  return all.flatMap((w) => [w >> 8, w & 0xff]);
+}
+
+function ipv4Words(v4: string): number[] {
+  const [a, b, c, d] = v4.split('.').map(Number);
+  return [(a << 8) | b, (c << 8) | d];
+}
+
+function upstreamPort(upstream: string | undefined): number | undefined {
+  if (upstream === undefined) return undefined;
+  const url = new URL(upstream);
+  return url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
+}
+
+/** host:port of a URL (redis://, postgres://), or undefined for 'sqlite' and the like. */
+function urlEndpoint(value: string, defaultPort: number): { host: string; port: number } | undefined {
+  if (!/^[a-z]+:\/\//.test(value)) return undefined;
+  try {
+    const url = new URL(value);
+    if (url.hostname === '') return undefined;
+    return { host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port === '' ? defaultPort : Number(url.port) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** An egress entry host:port (IPv6 in brackets). */
+function hostPort(entry: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(entry);
+  return m ? { host: m[1] ?? m[2], port: Number(m[3]) } : undefined;
+}
+
+/** Every Redis rate-limit store of a zone (its default and its routes'), with where it is declared. */
+function forEachStore(zone: ZoneConfig, visit: (url: string, at: TopologyPath) => void): void {
+  const zoneStore = zone.policies.rate_limit?.store;
+  if (zoneStore?.type === 'redis') visit(zoneStore.url, ['policies', 'rate_limit', 'store', 'url']);
+  zone.routes.forEach((route, i) => {
+    const store = route.policies.rate_limit ? route.policies.rate_limit.store : undefined;
+    if (store?.type === 'redis') visit(store.url, ['routes', i, 'policies', 'rate_limit', 'store', 'url']);
+  });
+}

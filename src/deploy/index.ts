@@ -1,0 +1,5 @@
+// The deploy component's door: exports of a topology for the machines it runs
+// on (an nftables ruleset per host, Kubernetes manifests), and the flow model
+// both are made from.
+export { exportNftables, NFT_TABLE } from './export-nftables.ts';
+export { deploymentFlows, cidrProblem, type DeploymentModel, type Flow, type Component } from './flows.ts';

@@ -1,0 +1,58 @@
+// Where each component runs in a multi-host deployment: the topology's
+// `hosts:` mapping, checked whole (unknown components, a port the topology
+// contradicts, two components on one port of one host, two hosts on one address).
+import { isIP } from 'node:net';
+import type { Topology } from '../topology/index.ts';
+import type { ComponentId, DeploymentModel } from './flows.ts';
+import type { Issues } from './lib/issues.ts';
+
+export interface Placement {
+  host: string;
+  address: string;
+  family: 4 | 6;
+  /** TCP ports of its listeners on that host. */
+  ports: { main: number; redirect?: number };
+}
+
+/** Every component's placements (a stateless one, such as a gateway, may run on several hosts). */
+export function placeComponents(t: Topology, model: DeploymentModel, issues: Issues): Map<ComponentId, Placement[]> {
+  const placements = new Map<ComponentId, Placement[]>();
+  const addresses = new Map<string, string>();
+  for (const [host, config] of Object.entries(t.hosts)) {
+    const owner = addresses.get(config.address);
+    if (owner) issues.add(['hosts', host, 'address'], `address ${config.address} is already host ${owner}'s`);
+    addresses.set(config.address, host);
+    const taken = new Map<number, ComponentId>();
+    const claim = (port: number, id: ComponentId) => {
+      const other = taken.get(port);
+      if (other !== undefined) issues.add(['hosts', host, 'runs', id], `port ${port} of host ${host} is already ${other}'s`);
+      taken.set(port, id);
+    };
+    for (const [id, given] of Object.entries(config.runs)) {
+      const at = ['hosts', host, 'runs', id];
+      const component = model.components.get(id);
+      if (!component) {
+        issues.add(at, `unknown component ${JSON.stringify(id)} (${knownComponents(model)})`);
+        continue;
+      }
+      const fixed = component.ports.main;
+      if (given !== null && fixed !== undefined && given !== fixed)
+        issues.add(at, `${id} listens on port ${fixed} in the topology (${component.at.join('.')}); write null or ${fixed}`);
+      const main = given ?? fixed;
+      if (main === undefined) {
+        issues.add(at, `${id} has no fixed port in the topology: give the port it listens on here`);
+        continue;
+      }
+      claim(main, id);
+      if (component.ports.redirect !== undefined) claim(component.ports.redirect, id);
+      const list = placements.get(id) ?? [];
+      list.push({ host, address: config.address, family: isIP(config.address) as 4 | 6, ports: { main, redirect: component.ports.redirect } });
+      placements.set(id, list);
+    }
+  }
+  return placements;
+}
+
+function knownComponents(model: DeploymentModel): string {
+  return `components: ${[...model.components.keys()].join(', ')}`;
+}
