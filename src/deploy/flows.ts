@@ -190,10 +190,11 @@ const WIDEST_PREFIX = { 4: 8, 6: 32 } as const;
 
 /** What is wrong with a CIDR as a firewall source, or undefined. */
 export function cidrProblem(cidr: string): string | undefined {
-  const [address, bits] = cidr.split('/');
+  const [address, bits, ...rest] = cidr.split('/');
   const family = isIP(address) as 0 | 4 | 6;
-  if (family === 0) return `${JSON.stringify(cidr)} is not an IP address or CIDR block`;
   const max = family === 4 ? 32 : 128;
+  if (family === 0 || rest.length > 0 || (bits !== undefined && (!/^\d{1,3}$/.test(bits) || Number(bits) > max)))
+    return `${JSON.stringify(cidr)} is not an IP address or CIDR block`;
   const prefix = bits === undefined ? max : Number(bits);
   if (prefix < WIDEST_PREFIX[family])
     return `${cidr} is wider than /${WIDEST_PREFIX[family]}: an ingress that admits this much is not locked; list the networks that need it`;
