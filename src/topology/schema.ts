@@ -51,8 +51,8 @@ export function parseListen(value: string): { host: string; port: number } | str
   return { host, port };
 }
 
-export { Cidr } from './primitives.ts';
-import { Cidr } from './primitives.ts';
+export { Cidr, ZoneIngress } from './primitives.ts';
+import { Cidr, ZoneIngress } from './primitives.ts';
 
 const TlsFiles = z
   .object({
@@ -244,6 +244,9 @@ export const Zone = z
   .object({
     gateway: GatewayConfig.optional().describe('the zone gateway; absent: the zone has no entry point'),
     authority: AuthorityConfig.optional().describe('the zone OAuth 2 / OIDC authority; absent: none'),
+    ingress: ZoneIngress.optional().describe(
+      "who may connect to the zone's gateway (client networks, workload certificates); absent: any client that completes TLS",
+    ),
     policies: ZonePolicies.default({}).describe('policy defaults of every route of this zone'),
     authFailures: AuthFailureConfig.default(AuthFailureConfig.parse({})).describe(
       'sources whose credentials keep failing are slowed, then blocked for a while',
