@@ -46,6 +46,10 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
         });
     }
     if (zone.authority) claimPort(zone.authority.listen, ['zones', zoneName, 'authority', 'listen']);
+    if (zone.ingress && !zone.gateway)
+      problems.push({ path: ['zones', zoneName, 'ingress'], message: "ingress locks the zone's gateway; this zone has none" });
+    else if (zone.ingress?.clientCertificate && zone.gateway?.plaintext)
+      problems.push({ path: ['zones', zoneName, 'ingress', 'clientCertificate'], message: 'client certificates need an HTTPS gateway (plaintext is true)' });
     if (zone.routes.length > 0 && !zone.gateway)
       problems.push({ path: ['zones', zoneName, 'routes'], message: 'routes need a gateway in this zone' });
 
