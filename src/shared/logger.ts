@@ -1,6 +1,7 @@
 // One pino setup for every component: JSON lines, secrets redacted by path.
 // Anything that can carry a credential is censored before it is serialised.
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { maskText } from './mask.ts';
 
 export type { Logger };
 
@@ -50,6 +51,8 @@ export function createLogger(options: {
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // every serialized line goes through the one masker (cards, e-mails, JWTs, credentials … in messages and errors too)
+      hooks: { streamWrite: maskText },
     },
     options.destination ?? pino.destination({ dest: 1, sync: false, minLength: options.bufferBytes ?? 0 }),
   );
