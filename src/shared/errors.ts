@@ -5,6 +5,8 @@
 // problem+json body (see problem.ts) with the code and the request id; the cause
 // goes to the log, never the body.
 
+import { maskText } from './mask.ts';
+
 /** code → HTTP status and title. `close`: the connection is closed after the answer. */
 export const PROBLEMS = {
   // request framing and routing
@@ -181,7 +183,7 @@ export function problemBody(error: GatehouseError, requestId: string): ProblemBo
     type: problemType(error.code),
     title: error.title,
     status: error.status,
-    detail: error.message,
+    detail: maskText(error.message),
     code: error.code,
     request_id: requestId,
   };
