@@ -5,6 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import { writeProblem, writeRawProblem } from '../../shared/problem.ts';
 import type { GatehouseError } from '../../shared/errors.ts';
 import { redactQuery, SECRET_HEADERS } from '../../shared/logger.ts';
+import { maskText } from '../../shared/mask.ts';
 import type { CompiledRoute } from '../router.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { isHttp2, type GatewayExchange } from '../exchange.ts';
@@ -73,8 +74,9 @@ export function respond(ex: GatewayExchange): undefined {
     const entry: Record<string, unknown> = {
       request_id: ex.requestId,
       method: ex.method,
-      path: ex.path === '' ? undefined : ex.path,
-      query: ex.query ? redactQuery(ex.query) : undefined,
+      // path, query and a raw target are the entry's only client-chosen text: masked (cards, e-mails, JWTs …)
+      path: ex.path === '' ? undefined : maskText(ex.path),
+      query: ex.query ? maskText(redactQuery(ex.query)) : undefined,
       status: ex.status,
       route: route?.name,
       duration_ms: Math.round(seconds * 100_000) / 100,
@@ -84,7 +86,7 @@ export function respond(ex: GatewayExchange): undefined {
     if (ex.error !== undefined) {
       entry.code = ex.error.code;
       // a target that could not be made canonical is logged as sent, bounded (the logger escapes it)
-      if (ex.path === '') entry.target = rawTarget(ex.req.url ?? '');
+      if (ex.path === '') entry.target = maskText(rawTarget(ex.req.url ?? ''));
     }
     if (ex.upgrade) entry.upgrade = 'websocket';
     if (ctx.logHeaders) entry.req = { headers: loggableHeaders(ex.headers, ex.state.zoneConfig.authentication.apiKeyHeader) };
