@@ -2,6 +2,7 @@
 // secret, password, one-time code, session id or opaque token id; callers pass
 // only the fields listed in AuditFields, and anything else is dropped here.
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { maskText } from '../shared/mask.ts';
 
 export type AuditEvent =
   | 'login.success'
@@ -74,7 +75,8 @@ export function createAudit(options: {
   if (options.file) stream = createWriteStream(options.file, { flags: 'a', mode: 0o600 });
   const audit = ((event: AuditEvent, fields: AuditFields = {}) => {
     const line: Record<string, unknown> = { time: new Date(options.now()).toISOString(), zone: options.zone, event };
-    for (const [k, v] of Object.entries(fields)) if (ALLOWED.has(k) && v !== undefined) line[k] = v;
+    // values pass the one masker too (an e-mail as username, a secret pasted into a reason)
+    for (const [k, v] of Object.entries(fields)) if (ALLOWED.has(k) && v !== undefined) line[k] = typeof v === 'string' ? maskText(v) : v;
     options.sink?.(line);
     stream?.write(JSON.stringify(line) + '\n');
   }) as Audit;
