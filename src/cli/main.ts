@@ -6,6 +6,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../topology/config-error.ts';
+import { maskText } from '../shared/mask.ts';
 
 export interface CommandModule {
   register(program: Command): void;
@@ -36,6 +37,6 @@ main(process.argv).catch((error: unknown) => {
     process.exitCode = 2;
     return;
   }
-  process.stderr.write(`gatehouse: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`gatehouse: ${maskText(error instanceof Error ? error.message : String(error))}\n`);
   process.exitCode = 1;
 });
