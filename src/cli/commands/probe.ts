@@ -1,0 +1,61 @@
+import type { Command } from 'commander';
+import { CONFIG_HELP } from '../config-path.ts';
+
+export function register(program: Command): void {
+  program
+    .command('probe')
+    .description(
+      'an active, bounded attack run against a live deployment (smuggling, path tricks, spoofed headers, forged tokens, ' +
+        'WebSocket, rate-limit evasion, direct and undeclared ports, TLS posture); exit 1 on any high finding',
+    )
+    .option('-e, --endpoints <file>', "endpoints.json of a running topology (default: <state-dir>/endpoints.json)")
+    .option('-t, --target <url>', 'probe one URL (a gateway) instead of the endpoints of a topology')
+    .option('-s, --state-dir <dir>', 'state directory of `gatehouse up`', '.gatehouse')
+    .option('-c, --config <file>', `${CONFIG_HELP}; gives the probe the routes (absent: route-based checks are skipped)`)
+    .option('-f, --format <format>', 'text | json | sarif | junit', 'text')
+    .option('--only <families>', 'comma-separated check families (h1-framing, paths, h2-paths, headers, tokens, websocket, direct, tls, ports, rate-limit)')
+    .option('--max-requests <n>', 'most requests of the whole run', '2000')
+    .option('--max-seconds <n>', 'wall-clock bound of the whole run', '180')
+    .option('--timeout <ms>', 'bound of one request', '5000')
+    .action(
+      async (o: { endpoints?: string; target?: string; stateDir: string; config?: string; format: string; only?: string; maxRequests: string; maxSeconds: string; timeout: string }) => {
+        const { existsSync } = await import('node:fs');
+        const path = await import('node:path');
+        const { runProbe, exitCodeOf, formatReport, planFromEndpoints, planFromTarget, FORMATS, FAMILIES } = await import('../../audit/probe/index.ts');
+        const { loadTopology } = await import('../../topology/load.ts');
+        const { defaultConfigPath } = await import('../config-path.ts');
+        const usage = (message: string) => {
+          process.stderr.write(`gatehouse probe: ${message}\n`);
+          process.exitCode = 2;
+        };
+        if (!(FORMATS as readonly string[]).includes(o.format)) return usage(`--format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(o.format)}`);
+        const only = o.only?.split(',').map((s) => s.trim()).filter(Boolean);
+        const unknown = only?.filter((f) => !FAMILIES.some(([n]) => n === f));
+        if (unknown?.length) return usage(`unknown check famil${unknown.length === 1 ? 'y' : 'ies'} ${unknown.join(', ')}; known: ${FAMILIES.map(([n]) => n).join(', ')}`);
+        const numbers = { maxRequests: Number(o.maxRequests), maxMs: Number(o.maxSeconds) * 1000, timeoutMs: Number(o.timeout) };
+        for (const [k, v] of Object.entries(numbers)) if (!Number.isFinite(v) || v <= 0) return usage(`${k} must be a positive number`);
+        // routes come from the topology: an explicit --config must exist; the default is used when it does
+        const configFile = o.config ?? defaultConfigPath();
+        const topology = o.config !== undefined || existsSync(configFile) ? loadTopology(configFile).topology : undefined;
+        let plan;
+        if (o.target) {
+          try {
+            plan = planFromTarget(o.target, topology);
+          } catch (e) {
+            return usage((e as Error).message);
+          }
+        } else {
+          const file = o.endpoints ?? path.join(o.stateDir, 'endpoints.json');
+          if (!existsSync(file)) return usage(`no endpoints file at ${file} (is \`gatehouse up\` running? give --endpoints FILE or --target URL)`);
+          try {
+            plan = planFromEndpoints(file, topology);
+          } catch (e) {
+            return usage(`cannot read ${file}: ${(e as Error).message}`);
+          }
+        }
+        const report = await runProbe(plan, numbers, only);
+        process.stdout.write(formatReport(report, o.format as (typeof FORMATS)[number]));
+        process.exitCode = exitCodeOf(report);
+      },
+    );
+}
