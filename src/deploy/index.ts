@@ -2,4 +2,5 @@
 // on (an nftables ruleset per host, Kubernetes manifests), and the flow model
 // both are made from.
 export { exportNftables, NFT_TABLE } from './export-nftables.ts';
+export { exportK8s, isImageReference, DEFAULT_IMAGE, type K8sExportOptions } from './export-k8s.ts';
 export { deploymentFlows, cidrProblem, type DeploymentModel, type Flow, type Component } from './flows.ts';

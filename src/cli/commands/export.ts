@@ -15,4 +15,30 @@ export function register(program: Command): void {
       const { exportNftables } = await import('../../deploy/index.ts');
       process.stdout.write(exportNftables(loadTopology(o.config), o.host));
     });
+
+  exporter
+    .command('k8s')
+    .description('Kubernetes manifests: a namespace per zone (Pod Security restricted), hardened Deployments, Services, quotas, default-deny NetworkPolicies in and out plus exactly the topology\'s flows')
+    .option('--config <file>', 'topology file (default $GATEHOUSE_CONFIG, else ./gatehouse.yaml)', CONFIG)
+    .option('--image <ref>', 'image of every container (pin it by digest: registry/gatehouse@sha256:…)')
+    .option('--out <dir>', 'write one file per namespace into this directory; absent: every document on stdout')
+    .action(async (o: { config: string; image?: string; out?: string }) => {
+      const { loadTopology } = await import('../../topology/index.ts');
+      const { exportK8s, isImageReference } = await import('../../deploy/index.ts');
+      if (o.image !== undefined && !isImageReference(o.image)) {
+        process.stderr.write(`gatehouse: --image ${JSON.stringify(o.image)} is not an image reference (registry/name[:tag][@sha256:digest])\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const files = exportK8s(loadTopology(o.config), { image: o.image });
+      if (o.out === undefined) {
+        process.stdout.write([...files.values()].join(''));
+        return;
+      }
+      const { mkdirSync, writeFileSync } = await import('node:fs');
+      const path = await import('node:path');
+      mkdirSync(o.out, { recursive: true });
+      for (const [name, text] of files) writeFileSync(path.join(o.out, name), text);
+      process.stderr.write(`gatehouse: wrote ${[...files.keys()].join(', ')} to ${o.out}\n`);
+    });
 }

@@ -1,0 +1,332 @@
+// `gatehouse export k8s`: the topology as Kubernetes manifests. A namespace
+// per zone (gh-<zone>) and one for the CA and the control plane (gatehouse),
+// each enforcing Pod Security "restricted", with a quota, container limits,
+// default-deny NetworkPolicies both ways, DNS to kube-dns, and one policy per
+// pod allowing exactly the topology's flows (the model export nftables uses).
+// Every document starts with comments naming the topology lines it came from.
+// Same topology and image, same bytes.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import type { INamespace } from 'kubernetes-models/v1/Namespace';
+import type { IResourceQuota } from 'kubernetes-models/v1/ResourceQuota';
+import type { ILimitRange } from 'kubernetes-models/v1/LimitRange';
+import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import type { LoadedTopology, Topology } from '../topology/index.ts';
+import { formatPath } from '../topology/config-error.ts';
+import { deploymentFlows, CA, CONTROL, type Component, type ComponentId, type Flow, type TopologyPath } from './flows.ts';
+import { Issues, commentText, sourceLine } from './lib/issues.ts';
+import { STATE_DIR, TOPOLOGY_CONFIGMAP, TOPOLOGY_DIR, TOPOLOGY_FILE, cpu, memory, workloadObjects, type Resources, type Workload } from './lib/k8s-workload.ts';
+import { allowDns, denyAll, podPeer, podPolicy, type Peer, type PodRule } from './lib/k8s-network.ts';
+
+/** The image `docker build -t gatehouse:0.1.0 .` makes from this repository's Dockerfile. */
+export const DEFAULT_IMAGE = 'gatehouse:0.1.0';
+export const SYSTEM_NAMESPACE = 'gatehouse';
+
+export interface K8sExportOptions {
+  /** Image of every container (a digest pins it: registry/gatehouse@sha256:…); default DEFAULT_IMAGE. */
+  image?: string;
+}
+
+/** Ports of the components the topology gives none (listen port 0, the CA, the control plane, `run` services). */
+const DEFAULT_PORTS = { gateway: 8443, authority: 8444, ca: 8600, control: 8700, service: 8080 } as const;
+
+const RESOURCES: Record<Workload['component'], Resources> = {
+  gateway: { requests: { cpu: 250, memory: 256 }, limits: { cpu: 1000, memory: 512 } },
+  authority: { requests: { cpu: 100, memory: 192 }, limits: { cpu: 500, memory: 384 } },
+  service: { requests: { cpu: 100, memory: 128 }, limits: { cpu: 500, memory: 256 } },
+  ca: { requests: { cpu: 50, memory: 96 }, limits: { cpu: 250, memory: 192 } },
+  control: { requests: { cpu: 100, memory: 128 }, limits: { cpu: 500, memory: 256 } },
+};
+
+interface Placed {
+  component: Component;
+  namespace: string;
+  name: string;
+  ports: { main: number; redirect?: number };
+  /** Absent: not run in the cluster (a service reached at its `upstream` only). */
+  workload?: Workload;
+}
+
+interface Doc {
+  comments: string[];
+  object: object;
+}
+
+/** registry/name[:tag][@sha256:digest]: nothing that could end a YAML scalar or a line. */
+export function isImageReference(image: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/.test(image);
+}
+
+/** File name → multi-document YAML, in a fixed order. */
+export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}): Map<string, string> {
+  const t = loaded.topology;
+  const image = options.image ?? DEFAULT_IMAGE;
+  if (!isImageReference(image)) throw new Error(`--image ${JSON.stringify(image)} is not an image reference`);
+  const issues = new Issues(loaded);
+  const model = deploymentFlows(t);
+  for (const p of model.problems) issues.add(p.at, p.message);
+  const where = (at: TopologyPath) => `${formatPath(at) || 'hosts'} (${sourceLine(loaded, at)})`;
+
+  const placed = new Map<ComponentId, Placed>();
+  for (const c of model.components.values()) {
+    const p = place(t, c, issues);
+    if (p) placed.set(c.id, p);
+  }
+  const caUrl = `https://ca.${SYSTEM_NAMESPACE}.svc:${placed.get(CA)!.ports.main}`;
+  const controlUrl = `https://control.${SYSTEM_NAMESPACE}.svc:${placed.get(CONTROL)!.ports.main}/v1/bundles`;
+  for (const p of placed.values()) if (p.workload) p.workload.args = argsOf(t, p, caUrl, controlUrl, p.workload);
+
+  // every flow becomes an egress rule of its source pod and an ingress rule of its target pod
+  const rules = new Map<string, { rules: PodRule[]; why: string[] }>();
+  const ruleOf = (id: ComponentId, rule: PodRule, flow: Flow) => {
+    const entry = rules.get(id) ?? { rules: [], why: [] };
+    entry.rules.push(rule);
+    const why = `${flow.why}: ${where(flow.at)}`;
+    if (!entry.why.includes(why)) entry.why.push(why);
+    rules.set(id, entry);
+  };
+  const peerOf = (id: ComponentId): Peer | null => {
+    const p = placed.get(id);
+    if (!p) return null;
+    if (p.workload) return podPeer(p.namespace, p.name);
+    const host = upstreamHost(t, id);
+    if (isIP(host) === 0) {
+      issues.add(['services', id, 'upstream'], `${host} is a name: a NetworkPolicy matches addresses, so a service outside the cluster needs an IP upstream (or a run: module)`);
+      return null;
+    }
+    return { ipBlock: { cidr: hostBlock(host) } };
+  };
+  for (const flow of model.flows) {
+    if ('component' in flow.to) {
+      const target = placed.get(flow.to.component);
+      const port = flow.to.listener === 'redirect' ? target?.ports.redirect : target?.ports.main;
+      if (!target || port === undefined) continue;
+      if (target.workload) {
+        const peer = 'anywhere' in flow.from ? undefined : 'cidr' in flow.from ? { ipBlock: { cidr: flow.from.cidr } } : peerOf(flow.from.component);
+        if (peer !== null) ruleOf(flow.to.component, { direction: 'ingress', peer, port }, flow);
+      }
+      if ('component' in flow.from && placed.get(flow.from.component)?.workload) {
+        const peer = peerOf(flow.to.component);
+        if (peer) ruleOf(flow.from.component, { direction: 'egress', peer, port }, flow);
+      }
+    } else if ('component' in flow.from && placed.get(flow.from.component)?.workload) {
+      const { host, port } = flow.to.outside;
+      // a loopback endpoint is inside the pod: no network policy concerns it
+      if (isIP(host) !== 0 && !/^127\.|^::1$/.test(host)) ruleOf(flow.from.component, { direction: 'egress', peer: { ipBlock: { cidr: hostBlock(host) } }, port }, flow);
+    }
+  }
+  issues.check();
+
+  // a gateway that clients outside the topology reach may have a load balancer; nothing else may
+  const reachedFromOutside = new Set(model.flows.flatMap((f) => ('component' in f.to && !('component' in f.from) ? [f.to.component] : [])));
+  const topologyText = readFileSync(loaded.file, 'utf8');
+  const namespaces: { namespace: string; at: TopologyPath; about: string; members: Placed[] }[] = [
+    { namespace: SYSTEM_NAMESPACE, at: placed.get(CA)!.component.at, about: `the CA and the control plane of trust domain ${t.trustDomain}`, members: [] },
+    ...Object.keys(t.zones).map((zone) => ({ namespace: `gh-${zone}`, at: ['zones', zone] as TopologyPath, about: `zone ${zone}`, members: [] as Placed[] })),
+  ];
+  for (const p of placed.values()) if (p.workload) namespaces.find((n) => n.namespace === p.namespace)!.members.push(p);
+
+  const files = new Map<string, string>();
+  for (const ns of namespaces) {
+    const docs: Doc[] = [
+      { comments: [`${ns.about}: ${where(ns.at)}`], object: namespaceObject(ns.namespace) },
+      { comments: [`what the pods of ${ns.about} may request together: ${where(ns.at)}`], object: quotaOf(ns.namespace, ns.members, ns.members.some((p) => p.component.kind === 'gateway' && reachedFromOutside.has(p.component.id))) },
+      { comments: [`defaults and bounds of a container of ${ns.about}: ${where(ns.at)}`], object: limitRangeOf(ns.namespace) },
+      { comments: [`the topology the pods of ${ns.about} read: ${where(ns.at)}`], object: configMapOf(ns.namespace, topologyText) },
+      { comments: [`deny by default: no pod of ${ns.about} receives or sends anything not allowed below: ${where(ns.at)}`], object: denyAll(ns.namespace) },
+      { comments: [`names resolve at kube-dns (UDP and TCP 53): ${where(ns.at)}`], object: allowDns(ns.namespace) },
+    ];
+    for (const p of ns.members) {
+      const objects = workloadObjects(p.workload!, image);
+      for (const o of objects) docs.push({ comments: [`${p.component.id}: ${where(p.component.at)}`], object: o });
+      const r = rules.get(p.component.id) ?? { rules: [], why: [] };
+      docs.push({ comments: [`exactly the flows of ${p.component.id}:`, ...r.why], object: podPolicy(p.namespace, p.name, r.rules) });
+    }
+    files.set(`${ns.namespace}.yaml`, render(loaded, docs));
+  }
+  return files;
+}
+
+function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
+  const kind = c.kind;
+  const namespace = c.zone === undefined ? SYSTEM_NAMESPACE : `gh-${c.zone}`;
+  if (namespace.length > 63) {
+    issues.add(['zones', c.zone!], `zone name too long for a Kubernetes namespace (gh-${c.zone} is over 63 characters)`);
+    return undefined;
+  }
+  const name = kind === 'service' ? c.id : kind;
+  if (kind === 'service' && (c.id === 'gateway' || c.id === 'authority' || c.id === 'ca' || c.id === 'control')) {
+    issues.add(c.at, `a service named ${c.id} would share its Kubernetes name with a Gatehouse component: rename it`);
+    return undefined;
+  }
+  const main = c.ports.main ?? DEFAULT_PORTS[kind];
+  const ports = { main, redirect: c.ports.redirect };
+  const service = kind === 'service' ? t.services[c.id] : undefined;
+  if (service && service.run === undefined) return { component: c, namespace, name, ports };
+  const authority = c.zone === undefined ? undefined : t.zones[c.zone].authority;
+  const persistent = kind === 'ca' || kind === 'control' || (kind === 'authority' && authority?.storage === 'sqlite');
+  const replicas = persistent ? 1 : 2;
+  const workload: Workload = {
+    name,
+    namespace,
+    component: kind,
+    replicas,
+    persistent,
+    args: [],
+    ports: [{ name: kind === 'gateway' || kind === 'authority' ? 'https' : 'mtls', port: main }, ...(ports.redirect ? [{ name: 'redirect', port: ports.redirect }] : [])],
+    secretEnv: secretEnvOf(t, c, name),
+    resources: RESOURCES[kind],
+  };
+  if (kind === 'service') workload.command = ['node', '/app/src/cli/run-service.ts'];
+  return { component: c, namespace, name, ports, workload };
+}
+
+function argsOf(t: Topology, p: Placed, caUrl: string, controlUrl: string, w: Workload): string[] {
+  const common = ['--config', TOPOLOGY_FILE, '--state-dir', STATE_DIR];
+  const listen = (port: number) => `0.0.0.0:${port}`;
+  switch (w.component) {
+    case 'gateway':
+      return [
+        'gateway',
+        ...common,
+        '--zone',
+        p.component.zone!,
+        '--listen',
+        listen(p.ports.main),
+        ...(p.ports.redirect ? ['--redirect-listen', listen(p.ports.redirect)] : []),
+        '--control',
+        controlUrl,
+      ];
+    case 'authority':
+      return ['authority', ...common, '--zone', p.component.zone!, '--listen', listen(p.ports.main)];
+    case 'ca':
+      return ['ca', 'serve', ...common, '--listen', listen(p.ports.main)];
+    case 'control':
+      return ['control', ...common, '--listen', listen(p.ports.main)];
+    case 'service':
+      return [path.posix.join(TOPOLOGY_DIR, t.services[p.component.id].run!), p.component.id, ...common, '--ca-url', caUrl];
+  }
+}
+
+/** Secrets a component reads from its environment: the variable names the topology gives, in a Secret named for the component. */
+function secretEnvOf(t: Topology, c: Component, name: string): [string, string][] {
+  const zone = c.zone === undefined ? undefined : t.zones[c.zone];
+  const secret = `${name}-secrets`;
+  switch (c.kind) {
+    case 'gateway': {
+      const auth = zone!.authentication;
+      return [auth.revocationFeed?.clientSecretEnv, auth.introspection?.clientSecretEnv].filter((v) => v !== undefined).map((v) => [v, secret]);
+    }
+    case 'authority':
+      return zone!.authority!.trustedZones.flatMap((z) => (typeof z === 'string' ? [] : [[z.revocationFeed.clientSecretEnv, secret] as [string, string]]));
+    case 'ca':
+      return [['GATEHOUSE_CA_PASSPHRASE', secret]];
+    case 'service':
+      // the one-time token the service bootstraps its workload certificate with (gatehouse ca token)
+      return [['GATEHOUSE_JOIN_TOKEN', `${name}-join-token`]];
+    case 'control':
+      return [];
+  }
+}
+
+function upstreamHost(t: Topology, service: string): string {
+  return new URL(t.services[service].upstream!).hostname.replace(/^\[|\]$/g, '');
+}
+
+function hostBlock(address: string): string {
+  return `${address}/${isIP(address) === 4 ? 32 : 128}`;
+}
+
+function namespaceObject(name: string): INamespace {
+  return {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: {
+      name,
+      labels: {
+        'app.kubernetes.io/part-of': 'gatehouse',
+        'pod-security.kubernetes.io/enforce': 'restricted',
+        'pod-security.kubernetes.io/enforce-version': 'latest',
+        'pod-security.kubernetes.io/audit': 'restricted',
+        'pod-security.kubernetes.io/warn': 'restricted',
+      },
+    },
+  };
+}
+
+/** Room for every replica plus one surge pod per rolling component, and nothing exposed on nodes. */
+function quotaOf(namespace: string, members: Placed[], loadBalancer: boolean): IResourceQuota {
+  const sum = { requests: { cpu: 0, memory: 0 }, limits: { cpu: 0, memory: 0 }, pods: 0, claims: 0 };
+  for (const p of members) {
+    const w = p.workload!;
+    const pods = w.replicas + (w.persistent ? 0 : 1);
+    sum.pods += pods;
+    sum.claims += w.persistent ? 1 : 0;
+    for (const k of ['requests', 'limits'] as const) {
+      sum[k].cpu += pods * w.resources[k].cpu;
+      sum[k].memory += pods * w.resources[k].memory;
+    }
+  }
+  return {
+    apiVersion: 'v1',
+    kind: 'ResourceQuota',
+    metadata: { name: 'gatehouse', namespace },
+    spec: {
+      hard: {
+        pods: String(sum.pods),
+        'requests.cpu': cpu(sum.requests.cpu),
+        'requests.memory': memory(sum.requests.memory),
+        'limits.cpu': cpu(sum.limits.cpu),
+        'limits.memory': memory(sum.limits.memory),
+        persistentvolumeclaims: String(sum.claims),
+        'requests.storage': `${sum.claims}Gi`,
+        services: String(members.length),
+        'services.nodeports': '0',
+        'services.loadbalancers': loadBalancer ? '1' : '0',
+      },
+    },
+  };
+}
+
+function limitRangeOf(namespace: string): ILimitRange {
+  return {
+    apiVersion: 'v1',
+    kind: 'LimitRange',
+    metadata: { name: 'gatehouse', namespace },
+    spec: {
+      limits: [
+        {
+          type: 'Container',
+          default: { cpu: '500m', memory: '256Mi' },
+          defaultRequest: { cpu: '100m', memory: '128Mi' },
+          max: { cpu: '2', memory: '1Gi' },
+        },
+      ],
+    },
+  };
+}
+
+function configMapOf(namespace: string, text: string): IConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: TOPOLOGY_CONFIGMAP, namespace, labels: { 'app.kubernetes.io/part-of': 'gatehouse' } },
+    immutable: false,
+    data: { 'gatehouse.yaml': text },
+  };
+}
+
+function render(loaded: LoadedTopology, docs: Doc[]): string {
+  const header = [
+    `# Written by \`gatehouse export k8s\` from ${commentText(path.basename(loaded.file))} (trust domain ${loaded.topology.trustDomain}): regenerate it from the topology, do not edit it.`,
+  ];
+  return (
+    header.join('\n') +
+    '\n' +
+    docs
+      .map((d) => `---\n${d.comments.map((c) => `# ${commentText(c)}`).join('\n')}\n${stringify(d.object, { lineWidth: 0, aliasDuplicateObjects: false })}`)
+      .join('')
+  );
+}

@@ -1,0 +1,167 @@
+// One Gatehouse component as Kubernetes objects: ServiceAccount (no API
+// token), Deployment whose pod meets Pod Security Standards "restricted" and
+// more (read-only root, emptyDir only where written, requests and limits),
+// Service, PodDisruptionBudget when replicated, a volume claim when it keeps
+// state. Secrets are referenced by name and key, never written here.
+import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
+import type { IPersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClaim';
+import type { IService } from 'kubernetes-models/v1/Service';
+import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
+import type { IVolume } from 'kubernetes-models/v1/Volume';
+import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
+
+/** Where the pod finds the topology (a ConfigMap key) and keeps what it writes. */
+export const TOPOLOGY_DIR = '/srv/topology';
+export const TOPOLOGY_FILE = `${TOPOLOGY_DIR}/gatehouse.yaml`;
+export const TOPOLOGY_CONFIGMAP = 'gatehouse-topology';
+export const STATE_DIR = '/var/lib/gatehouse';
+/** The image's user (Dockerfile): not root, not a user of the node. */
+export const RUN_AS = 10001;
+
+/** CPU in millicores, memory in MiB. */
+export interface Resources {
+  requests: { cpu: number; memory: number };
+  limits: { cpu: number; memory: number };
+}
+
+export interface Workload {
+  name: string;
+  namespace: string;
+  component: 'gateway' | 'authority' | 'service' | 'ca' | 'control';
+  replicas: number;
+  /** The state dir survives restarts (CA, control plane, SQLite authority): a volume claim, one replica, Recreate. */
+  persistent: boolean;
+  command?: string[];
+  args: string[];
+  ports: { name: string; port: number }[];
+  /** Environment variables read from Secrets: variable → Secret name (the key is the variable's name). */
+  secretEnv: [variable: string, secret: string][];
+  resources: Resources;
+}
+
+export const labelsOf = (w: { name: string; component: string }): Record<string, string> => ({
+  'app.kubernetes.io/name': w.name,
+  'app.kubernetes.io/component': w.component,
+  'app.kubernetes.io/part-of': 'gatehouse',
+});
+
+export const selectorOf = (name: string): Record<string, string> => ({ 'app.kubernetes.io/name': name });
+
+export function cpu(millicores: number): string {
+  return millicores % 1000 === 0 ? String(millicores / 1000) : `${millicores}m`;
+}
+
+export function memory(mebibytes: number): string {
+  return `${mebibytes}Mi`;
+}
+
+function quantities(r: { cpu: number; memory: number }): { cpu: string; memory: string } {
+  return { cpu: cpu(r.cpu), memory: memory(r.memory) };
+}
+
+export function workloadObjects(w: Workload, image: string): (IServiceAccount | IDeployment | IService | IPodDisruptionBudget | IPersistentVolumeClaim)[] {
+  const metadata = { name: w.name, namespace: w.namespace, labels: labelsOf(w) };
+  const env: IEnvVar[] = [
+    { name: 'NODE_ENV', value: 'production' },
+    ...w.secretEnv.map(([variable, secret]) => ({ name: variable, valueFrom: { secretKeyRef: { name: secret, key: variable } } })),
+  ];
+  const volumes: IVolume[] = [
+    { name: 'topology', configMap: { name: TOPOLOGY_CONFIGMAP, defaultMode: 0o444 } },
+    // Node and its libraries write temporary files: the only writable place besides the state dir
+    { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '64Mi' } },
+    w.persistent ? { name: 'state', persistentVolumeClaim: { claimName: `${w.name}-state` } } : { name: 'state', emptyDir: { sizeLimit: '256Mi' } },
+  ];
+  const mounts: IVolumeMount[] = [
+    { name: 'topology', mountPath: TOPOLOGY_FILE, subPath: 'gatehouse.yaml', readOnly: true },
+    { name: 'tmp', mountPath: '/tmp' },
+    { name: 'state', mountPath: STATE_DIR },
+  ];
+  const container: IContainer = {
+    name: w.component,
+    image,
+    imagePullPolicy: 'IfNotPresent',
+    ...(w.command ? { command: w.command } : {}),
+    args: w.args,
+    ports: w.ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: 'TCP' })),
+    env,
+    resources: { requests: quantities(w.resources.requests), limits: quantities(w.resources.limits) },
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: RUN_AS,
+      runAsGroup: RUN_AS,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    // admin listeners stay on loopback (never on a pod address): the probes test the listener itself
+    readinessProbe: { tcpSocket: { port: w.ports[0].port }, periodSeconds: 5, failureThreshold: 3 },
+    livenessProbe: { tcpSocket: { port: w.ports[0].port }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 6 },
+    volumeMounts: mounts,
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  const deployment: IDeployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata,
+    spec: {
+      replicas: w.replicas,
+      revisionHistoryLimit: 3,
+      selector: { matchLabels: selectorOf(w.name) },
+      strategy: w.persistent ? { type: 'Recreate' } : { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: { labels: labelsOf(w) },
+        spec: {
+          serviceAccountName: w.name,
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          hostNetwork: false,
+          hostPID: false,
+          hostIPC: false,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: RUN_AS,
+            runAsGroup: RUN_AS,
+            fsGroup: RUN_AS,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          terminationGracePeriodSeconds: 30,
+          containers: [container],
+          volumes,
+        },
+      },
+    },
+  };
+  const objects: (IServiceAccount | IDeployment | IService | IPodDisruptionBudget | IPersistentVolumeClaim)[] = [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata, automountServiceAccountToken: false },
+  ];
+  if (w.persistent)
+    objects.push({
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { ...metadata, name: `${w.name}-state` },
+      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+    });
+  objects.push(deployment, {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata,
+    spec: {
+      type: 'ClusterIP',
+      selector: selectorOf(w.name),
+      ports: w.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: 'TCP' })),
+    },
+  });
+  if (w.replicas > 1)
+    objects.push({
+      apiVersion: 'policy/v1',
+      kind: 'PodDisruptionBudget',
+      metadata,
+      spec: { minAvailable: w.replicas - 1, selector: { matchLabels: selectorOf(w.name) } },
+    });
+  return objects;
+}

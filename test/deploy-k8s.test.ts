@@ -1,0 +1,218 @@
+// `gatehouse export k8s` on the example: every document validates offline
+// against the Kubernetes schemas (kubernetes-models), every pod meets Pod
+// Security "restricted" and more, every namespace denies by default both ways,
+// and the NetworkPolicies, evaluated as a cluster would, let through exactly
+// the example's flows.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
+
+const run = promisify(execFile);
+const CLI = path.resolve('src/cli/main.ts');
+const EXAMPLE = path.resolve('examples/shop/gatehouse.yaml');
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  spec?: any;
+  [key: string]: any;
+}
+
+async function exportTo(config: string, ...extra: string[]): Promise<{ files: Map<string, string>; objects: K8sObject[] }> {
+  const out = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-'));
+  try {
+    await run(process.execPath, [CLI, 'export', 'k8s', '--config', config, '--out', out, ...extra]);
+    const files = new Map(readdirSync(out).sort().map((f) => [f, readFileSync(path.join(out, f), 'utf8')]));
+    const objects: K8sObject[] = [];
+    for (const text of files.values())
+      for (const doc of parseAllDocuments(text)) {
+        assert.deepEqual(doc.errors, []);
+        if (doc.contents !== null) objects.push(doc.toJS() as K8sObject);
+      }
+    return { files, objects };
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+const example = exportTo(EXAMPLE);
+
+test('every exported document validates against the Kubernetes schemas', async () => {
+  const { objects } = await example;
+  const counts = new Map<string, number>();
+  for (const o of objects) {
+    const module = (await import(`kubernetes-models/${o.apiVersion}/${o.kind}`)) as Record<string, new (data: unknown) => { validate(): void }>;
+    const Model = module[o.kind];
+    assert.ok(Model, `${o.apiVersion} ${o.kind} is a Kubernetes kind`);
+    assert.doesNotThrow(() => new Model(o).validate(), `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`);
+    counts.set(o.kind, (counts.get(o.kind) ?? 0) + 1);
+  }
+  process.stdout.write(`# validated ${objects.length} objects: ${[...counts].map(([k, n]) => `${n} ${k}`).join(', ')}\n`);
+  assert.equal(counts.get('Namespace'), 3);
+  assert.equal(counts.get('Deployment'), 10); // 2 gateways, 2 authorities, 4 services, CA, control
+});
+
+test('every namespace enforces Pod Security restricted and denies all traffic by default, DNS to kube-dns excepted', async () => {
+  const { objects } = await example;
+  for (const ns of objects.filter((o) => o.kind === 'Namespace')) {
+    const name = ns.metadata.name;
+    assert.equal(ns.metadata.labels?.['pod-security.kubernetes.io/enforce'], 'restricted', name);
+    const inNs = objects.filter((o) => o.metadata.namespace === name);
+    const deny = inNs.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'default-deny');
+    assert.deepEqual(deny?.spec, { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }, name);
+    const dns = inNs.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'allow-dns');
+    assert.deepEqual(dns?.spec.egress[0].ports, [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }]);
+    assert.deepEqual(dns?.spec.egress[0].to[0].podSelector, { matchLabels: { 'k8s-app': 'kube-dns' } });
+    assert.equal(dns?.spec.ingress, undefined);
+    assert.ok(inNs.some((o) => o.kind === 'ResourceQuota'), `${name} has a quota`);
+    assert.ok(inNs.some((o) => o.kind === 'LimitRange'), `${name} has a limit range`);
+  }
+});
+
+test('every pod meets Pod Security restricted, with a read-only root, limits, no API token and no inlined secret', async () => {
+  const { objects } = await example;
+  for (const d of objects.filter((o) => o.kind === 'Deployment')) {
+    const where = `${d.metadata.namespace}/${d.metadata.name}`;
+    const pod = d.spec.template.spec;
+    assert.equal(pod.automountServiceAccountToken, false, where);
+    assert.equal(pod.securityContext.runAsNonRoot, true, where);
+    assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault', where);
+    const sa = objects.find((o) => o.kind === 'ServiceAccount' && o.metadata.namespace === d.metadata.namespace && o.metadata.name === pod.serviceAccountName);
+    assert.equal(sa?.automountServiceAccountToken, false, where);
+    for (const c of pod.containers) {
+      const sc = c.securityContext;
+      assert.equal(sc.runAsNonRoot, true, where);
+      assert.ok(sc.runAsUser > 0, where);
+      assert.equal(sc.allowPrivilegeEscalation, false, where);
+      assert.deepEqual(sc.capabilities, { drop: ['ALL'] }, where);
+      assert.equal(sc.seccompProfile.type, 'RuntimeDefault', where);
+      assert.equal(sc.readOnlyRootFilesystem, true, where);
+      for (const k of ['requests', 'limits']) assert.ok(c.resources[k].cpu && c.resources[k].memory, `${where} ${k}`);
+      for (const e of c.env) assert.ok(e.name === 'NODE_ENV' || e.valueFrom?.secretKeyRef, `${where}: ${e.name} comes from a Secret`);
+    }
+    for (const v of pod.volumes) assert.ok(v.emptyDir || v.configMap || v.persistentVolumeClaim, `${where}: volume ${v.name}`);
+    if (d.spec.replicas > 1)
+      assert.ok(objects.some((o) => o.kind === 'PodDisruptionBudget' && o.metadata.namespace === d.metadata.namespace && o.metadata.name === d.metadata.name), `${where} has a PDB`);
+  }
+  assert.ok(!objects.some((o) => o.kind === 'Secret'), 'no Secret is written');
+});
+
+test('the NetworkPolicies let through exactly the example flows (evaluated as the cluster would)', async () => {
+  const { objects } = await example;
+  const allowed = (from: string, to: string, port: number) => evaluate(objects, pod(objects, from), pod(objects, to), port);
+  const declared: [string, string, number][] = [
+    ['gh-public/gateway', 'gh-public/catalog', 8080],
+    ['gh-public/gateway', 'gh-public/echo', 8080],
+    ['gh-public/gateway', 'gh-public/bff', 8080],
+    ['gh-public/gateway', 'gh-public/authority', 8444],
+    ['gh-public/bff', 'gh-public/catalog', 8080],
+    ['gh-public/bff', 'gh-private/gateway', 9443],
+    ['gh-public/bff', 'gh-private/authority', 9444],
+    ['gh-private/gateway', 'gh-private/orders', 8080],
+    ['gh-private/authority', 'gh-public/authority', 8444],
+    ['gh-private/orders', 'gatehouse/ca', 8600],
+    ['gh-public/gateway', 'gatehouse/control', 8700],
+    ['gatehouse/control', 'gatehouse/ca', 8600],
+  ];
+  const undeclared: [string, string, number][] = [
+    ['gh-public/bff', 'gh-private/orders', 8080], // another zone's service, no gateway between
+    ['gh-public/gateway', 'gh-private/orders', 8080],
+    ['gh-public/catalog', 'gh-public/bff', 8080], // catalog has no egress
+    ['gh-public/echo', 'gh-public/catalog', 8080],
+    ['gh-public/bff', 'gh-public/catalog', 9999], // wrong port
+    ['gh-private/orders', 'gh-public/bff', 8080],
+    ['gh-public/bff', 'gh-public/echo', 8080], // echo does not allow bff
+    ['gatehouse/ca', 'gh-public/catalog', 8080],
+    ['gh-public/catalog', 'gh-private/authority', 9444],
+  ];
+  for (const [from, to, port] of declared) assert.ok(allowed(from, to, port), `declared ${from} → ${to}:${port} is refused`);
+  for (const [from, to, port] of undeclared) assert.ok(!allowed(from, to, port), `undeclared ${from} → ${to}:${port} is allowed`);
+  // clients outside the cluster reach the gateways (the example declares no ingress), and no service
+  assert.ok(ingressAllowsAnyone(objects, pod(objects, 'gh-public/gateway'), 8443));
+  assert.ok(!ingressAllowsAnyone(objects, pod(objects, 'gh-public/catalog'), 8080));
+});
+
+test('the same topology exports the same bytes', async () => {
+  const a = await example;
+  const b = await exportTo(EXAMPLE);
+  assert.deepEqual([...b.files], [...a.files]);
+  // each document names the topology line it came from
+  for (const text of a.files.values())
+    for (const doc of text.split(/^---\n/m).slice(1)) assert.match(doc, /^# .*\(gatehouse\.yaml:\d+\)$/m, doc.slice(0, 200));
+});
+
+test('hostile strings stay data: a run path with a newline and ---, a hostile file name', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-hostile-'));
+  try {
+    const run = 'x.ts"\n---\napiVersion: v1\nkind: Secret\n# \u202e';
+    const file = path.join(dir, 'evil"\n---\nkind: Secret.yaml');
+    writeFileSync(
+      file,
+      `version: 1\ntrustDomain: h.test\nzones:\n  z:\n    gateway: { listen: 127.0.0.1:8443 }\n    routes: [{ path: /a, service: s, auth: anonymous }]\nservices:\n  s:\n    zone: z\n    run: ${JSON.stringify(run)}\n    allow: [{ caller: gateway, paths: [{ path: /a }] }]\n`,
+    );
+    const { objects, files } = await exportTo(file);
+    assert.ok(!objects.some((o) => o.kind === 'Secret'));
+    const deployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 's')!;
+    assert.equal(deployment.spec.template.spec.containers[0].args[0], `/srv/topology/${run}`);
+    for (const text of files.values()) for (const line of text.split('\n')) if (line.startsWith('#')) assert.doesNotMatch(line, /[^\x20-\x7e]/);
+    // a look-alike name never gets this far
+    writeFileSync(file, readFileSync(file, 'utf8').replace('  s:\n', '  ѕ:\n'));
+    await assert.rejects(run_(file), (e: { code: number; stderr: string }) => e.code === 2 && /:9:\d+: services\["ѕ"\]/.test(e.stderr));
+    await assert.rejects(run_(EXAMPLE, '--image', 'x\nkind: Secret'), (e: { code: number }) => e.code === 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function run_(config: string, ...extra: string[]) {
+  return run(process.execPath, [CLI, 'export', 'k8s', '--config', config, ...extra]);
+}
+
+function pod(objects: K8sObject[], ref: string): K8sObject {
+  const [namespace, name] = ref.split('/');
+  const d = objects.find((o) => o.kind === 'Deployment' && o.metadata.namespace === namespace && o.metadata.name === name);
+  assert.ok(d, ref);
+  return d;
+}
+
+const labelsOf = (d: K8sObject): Record<string, string> => d.spec.template.metadata.labels;
+const matches = (selector: { matchLabels?: Record<string, string> } | undefined, labels: Record<string, string>) =>
+  Object.entries(selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+
+/** NetworkPolicy semantics for pod → pod on TCP: each side's selecting policies (if any) must have a rule that admits the other. */
+function evaluate(objects: K8sObject[], from: K8sObject, to: K8sObject, port: number): boolean {
+  const policies = (d: K8sObject, type: 'Ingress' | 'Egress') =>
+    objects.filter((o) => o.kind === 'NetworkPolicy' && o.metadata.namespace === d.metadata.namespace && o.spec.policyTypes.includes(type) && matches(o.spec.podSelector, labelsOf(d)));
+  const peerAdmits = (peer: any, d: K8sObject) =>
+    !peer.ipBlock &&
+    (peer.namespaceSelector ? peer.namespaceSelector.matchLabels['kubernetes.io/metadata.name'] === d.metadata.namespace : true) &&
+    matches(peer.podSelector, labelsOf(d));
+  const side = (d: K8sObject, other: K8sObject, type: 'Ingress' | 'Egress') => {
+    const selecting = policies(d, type);
+    if (selecting.length === 0) return true;
+    const key = type === 'Ingress' ? 'ingress' : 'egress';
+    const peers = type === 'Ingress' ? 'from' : 'to';
+    return selecting.some((p) =>
+      (p.spec[key] ?? []).some(
+        (r: any) => (r.ports ?? []).some((x: any) => x.protocol === 'TCP' && x.port === port) && (r[peers] === undefined || r[peers].some((peer: any) => peerAdmits(peer, other))),
+      ),
+    );
+  };
+  return side(from, to, 'Egress') && side(to, from, 'Ingress');
+}
+
+function ingressAllowsAnyone(objects: K8sObject[], d: K8sObject, port: number): boolean {
+  return objects.some(
+    (o) =>
+      o.kind === 'NetworkPolicy' &&
+      o.metadata.namespace === d.metadata.namespace &&
+      matches(o.spec.podSelector, labelsOf(d)) &&
+      (o.spec.ingress ?? []).some((r: any) => r.from === undefined && r.ports.some((x: any) => x.port === port)),
+  );
+}
