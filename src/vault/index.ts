@@ -4,3 +4,5 @@ export { openVault, type Vault, type VaultKeyInfo, type OpenVaultOptions, type T
 export { parseCiphertext, STRING_PREFIX, MAX_PLAINTEXT_BYTES, type ParsedCiphertext } from './lib/ciphertext.ts';
 export { loadKms, localKms, transitKms, MasterKeyError, type Kms } from './lib/master-key.ts';
 export { luhnValid, isCardNumber, isCardToken, CARD_TOKEN_PREFIX } from './lib/card-token.ts';
+export { startVaultServer, grantsOf, VAULT_OPERATIONS, type StartVaultServerOptions, type VaultServer, type VaultOperation } from './start-vault-server.ts';
+export { createVaultClient, VaultRequestError, type VaultClient, type VaultClientOptions, type FieldSpec } from './create-vault-client.ts';

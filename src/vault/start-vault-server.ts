@@ -1,0 +1,246 @@
+// `gatehouse vault`: the vault's HTTP API over mTLS, in the spirit of Vault's
+// transit engine. Lifecycle: provision (topology, store, master key check,
+// the topology's keys created when missing, TLS) → serve → close.
+//
+//   POST /v1/<op>/<key>   op: encrypt | decrypt | rewrap | datakey | tokenize | detokenize
+//     one field:  encrypt { plaintext: base64, context } → { ciphertext }
+//                 decrypt { ciphertext, context } → { plaintext: base64 }
+//                 rewrap { ciphertext, context } → { ciphertext }
+//                 datakey { context } → { plaintext: base64, ciphertext }
+//                 tokenize { value } → { token };  detokenize { token } → { value }
+//     a batch:    { batch: [ <one field>, … ] } (at most 1000) → { batch: [ { … } | { error: { code, detail } } ] }
+//
+// The caller is the SPIFFE ID of its verified client certificate (the trust
+// domain's CA; revoked serials refused); the topology's `vault.keys.<key>.<op>`
+// must name the caller's service, else 403 vault_not_allowed (deny by
+// default). Every request is audited (lib/audit.ts). The server certificate is
+// the dev CA's (the gateways' and authorities' caBundle), like the authority's.
+import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import type { TLSSocket } from 'node:tls';
+import { loadTopology } from '../topology/load.ts';
+import type { VaultConfig } from '../topology/schema-vault.ts';
+import { verifySvid, callerName, trustBundlePath, localRevocations } from '../pki/index.ts';
+import { openDevCa } from '../shared/dev-ca.ts';
+import { listen } from '../shared/listen.ts';
+import { readBody } from '../shared/body.ts';
+import { writeProblem, asProblem } from '../shared/problem.ts';
+import { GatehouseError, MethodNotAllowed, NotFound, UnsupportedMediaType } from '../shared/errors.ts';
+import { systemClock, type Clock } from '../shared/clock.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import { parseListen } from '../topology/schema.ts';
+import { openVault, type Vault } from './open-vault.ts';
+import { createVaultAudit, type VaultAudit } from './lib/audit.ts';
+
+export const VAULT_OPERATIONS = ['encrypt', 'decrypt', 'rewrap', 'datakey', 'tokenize', 'detokenize'] as const;
+export type VaultOperation = (typeof VAULT_OPERATIONS)[number];
+
+/** Largest request body: a batch of 1000 fields, or one field of 1 MiB as base64. */
+const MAX_BODY_BYTES = 2 * 1024 * 1024;
+const MAX_BATCH = 1000;
+
+export interface StartVaultServerOptions {
+  config: string;
+  stateDir: string;
+  /** Overrides `vault.listen`. */
+  listen?: string;
+  clock?: Clock;
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface VaultServer {
+  url: string;
+  vault: Vault;
+  close(): Promise<void>;
+}
+
+type Field = Record<string, unknown>;
+
+const FIELDS: Record<VaultOperation, readonly string[]> = {
+  encrypt: ['plaintext', 'context'],
+  decrypt: ['ciphertext', 'context'],
+  rewrap: ['ciphertext', 'context'],
+  datakey: ['context'],
+  tokenize: ['value'],
+  detokenize: ['token'],
+};
+
+const bad = (detail: string) => new GatehouseError('bad_request', detail);
+
+function base64Field(v: unknown): Buffer {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v) || v.length % 4 !== 0) throw bad('plaintext must be base64');
+  return Buffer.from(v, 'base64');
+}
+
+async function runOne(vault: Vault, op: VaultOperation, key: string, f: unknown): Promise<Field> {
+  if (f === null || typeof f !== 'object' || Array.isArray(f)) throw bad('each field is a JSON object');
+  const allowed = FIELDS[op];
+  for (const k of Object.keys(f)) if (!allowed.includes(k)) throw bad(`${op} takes ${allowed.join(', ')}`);
+  const o = f as Field;
+  const str = (name: string): string => {
+    if (typeof o[name] !== 'string') throw bad(`${name} must be a string`);
+    return o[name] as string;
+  };
+  switch (op) {
+    case 'encrypt':
+      return { ciphertext: await vault.encrypt(key, base64Field(o.plaintext), str('context')) };
+    case 'decrypt':
+      return { plaintext: (await vault.decrypt(key, str('ciphertext'), str('context'))).toString('base64') };
+    case 'rewrap':
+      return { ciphertext: await vault.rewrap(key, str('ciphertext'), str('context')) };
+    case 'datakey': {
+      const dk = await vault.datakey(key, str('context'));
+      return { plaintext: dk.plaintext.toString('base64'), ciphertext: dk.ciphertext };
+    }
+    case 'tokenize':
+      return { token: await vault.tokenize(key, str('value')) };
+    case 'detokenize':
+      return { value: await vault.detokenize(key, str('token')) };
+  }
+}
+
+/** Who may do what: `op` on `key` for these service names (from the topology; absent key or op: nobody). */
+export function grantsOf(config: VaultConfig): (key: string, op: VaultOperation, service: string) => boolean {
+  const table = new Map<string, Set<string>>();
+  for (const [key, k] of Object.entries(config.keys)) for (const op of VAULT_OPERATIONS) table.set(`${key}\0${op}`, new Set(k[op]));
+  return (key, op, service) => table.get(`${key}\0${op}`)?.has(service) === true;
+}
+
+export async function startVaultServer(options: StartVaultServerOptions): Promise<VaultServer> {
+  const clock = options.clock ?? systemClock;
+  const log = (options.logger ?? createLogger({ name: 'vault' })).child({ component: 'vault' });
+  const loaded = loadTopology(options.config);
+  const { topology } = loaded;
+  const config = topology.vault;
+  if (!config) throw new Error(`${loaded.file} has no vault section; nothing to serve`);
+  for (const [key, k] of Object.entries(config.keys))
+    for (const op of VAULT_OPERATIONS)
+      for (const s of k[op])
+        if (!topology.services[s]) throw new Error(`vault.keys.${key}.${op}: no service ${s} in the topology`);
+  const at = parseListen(options.listen ?? config.listen);
+  if (typeof at === 'string') throw new Error(`vault listen: ${at}`);
+  const bundle = trustBundlePath(options.stateDir);
+  if (!existsSync(bundle)) throw new Error(`the vault needs the trust domain's CA in the state dir (gatehouse ca init); ${bundle} is missing`);
+
+  const vault = await openVault({ stateDir: options.stateDir, storage: config.storage, clock, env: options.env });
+  const revocations = localRevocations(options.stateDir);
+  try {
+    for (const [name, k] of Object.entries(config.keys)) {
+      const info = await vault.ensureKey(name, { tokens: k.tokens, deterministic: k.deterministic });
+      if (info.tokens !== k.tokens || info.deterministic !== k.deterministic)
+        log.warn({ key: name }, 'the stored key keeps the token settings it was created with; the topology says otherwise');
+    }
+  } catch (error) {
+    await vault.close();
+    throw error;
+  }
+  const allowed = grantsOf(config);
+  const audit: VaultAudit = createVaultAudit(options.stateDir, clock.now);
+  const devCa = await openDevCa(options.stateDir, topology.trustDomain);
+  const tls = await devCa.issueServer([...new Set(['127.0.0.1', 'localhost', '::1', at.host])]);
+
+  const server = https.createServer(
+    {
+      cert: tls.cert,
+      key: tls.key,
+      ca: readFileSync(bundle, 'utf8'),
+      requestCert: true,
+      rejectUnauthorized: true, // no certificate of the trust domain: no TLS session at all
+      minVersion: 'TLSv1.2',
+      maxHeaderSize: 16 * 1024,
+      headersTimeout: 10_000,
+      requestTimeout: 30_000,
+      keepAliveTimeout: 5_000,
+    },
+    (req, res) => {
+      const requestId = randomUUID();
+      const seen: { caller?: string; op?: string; key?: string; items?: number } = {};
+      handle(req, res, requestId, seen).catch((error: unknown) => {
+        const e = asProblem(error);
+        if (e.code === 'internal') log.error({ err: error, request_id: requestId }, 'vault request failed');
+        audit({ caller: seen.caller ?? 'unverified', op: seen.op ?? 'unknown', key: seen.key, items: seen.items, outcome: e.status >= 500 ? 'error' : 'refused', code: e.code, request_id: requestId });
+        writeProblem(res, e, requestId);
+      });
+    },
+  );
+
+  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, seen: { caller?: string; op?: string; key?: string; items?: number }): Promise<void> {
+    const cert = (req.socket as TLSSocket).getPeerCertificate(false);
+    const decision = cert?.raw
+      ? verifySvid(cert.raw, { trustDomain: topology.trustDomain, now: clock.now(), purpose: 'client', isRevoked: (s) => revocations.isRevoked(s) })
+      : ({ ok: false, reason: 'unparseable' } as const);
+    if (!decision.ok) throw new GatehouseError('certificate_rejected', 'the client certificate is not a workload identity of this trust domain');
+    seen.caller = decision.id.uri;
+    const m = /^\/v1\/([a-z]+)\/([a-z][a-z0-9-]{0,62})$/.exec(req.url ?? '');
+    if (!m || !(VAULT_OPERATIONS as readonly string[]).includes(m[1])) throw NotFound('No such vault operation.');
+    const op = m[1] as VaultOperation;
+    const key = m[2];
+    seen.op = op;
+    seen.key = key;
+    if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
+    // deny by default: only a service the topology names for this key and operation
+    if (decision.id.kind !== 'service' || !allowed(key, op, callerName(decision.id)))
+      throw new GatehouseError('vault_not_allowed', `this workload may not ${op} with key ${key}`);
+    const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    if (type !== 'application/json') throw UnsupportedMediaType('send application/json');
+    const raw = await readBody(req, MAX_BODY_BYTES);
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw bad('the body is not JSON');
+    }
+    let answer: unknown;
+    let failed = 0;
+    if (body !== null && typeof body === 'object' && !Array.isArray(body) && 'batch' in body) {
+      const batch = (body as { batch: unknown }).batch;
+      if (Object.keys(body).length !== 1 || !Array.isArray(batch) || batch.length === 0 || batch.length > MAX_BATCH)
+        throw bad(`batch is an array of 1 to ${MAX_BATCH} fields`);
+      seen.items = batch.length;
+      const out: unknown[] = [];
+      // one after another: a batch is no way around the store's pace, and its order is the answer's
+      for (const f of batch) {
+        try {
+          out.push(await runOne(vault, op, key, f));
+        } catch (error) {
+          const e = asProblem(error);
+          if (e.code === 'internal') throw error;
+          failed++;
+          out.push({ error: { code: e.code, detail: e.message } });
+        }
+      }
+      answer = { batch: out };
+    } else {
+      seen.items = 1;
+      answer = await runOne(vault, op, key, body);
+    }
+    const text = JSON.stringify(answer);
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      'x-request-id': requestId,
+    });
+    res.end(text);
+    audit({ caller: seen.caller, op, key, items: seen.items, ...(failed > 0 ? { failed } : {}), outcome: 'ok', request_id: requestId });
+  }
+
+  const bound = await listen(server, at, 'https');
+  log.info({ url: bound.url, keys: Object.keys(config.keys), storage: vault.kind, master_key: vault.masterKeySource }, 'vault serving');
+  return {
+    url: bound.url,
+    vault,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      revocations.close();
+      await vault.close();
+    },
+  };
+}
