@@ -33,6 +33,7 @@ import { zoneAudience } from '../authority/context.ts';
 import {
   createAuthorityTokens,
   jwksFromFile,
+  openMeshPolicy,
   resolveFromEndpoints,
   type ServiceStartOptions,
   type PlainStartOptions,
@@ -59,6 +60,8 @@ const { values, positionals } = parseArgs({
     plain: { type: 'boolean', default: false },
     /** plain mode: listen on this loopback host:port instead of the run folder's Unix socket */
     'app-listen': { type: 'string' },
+    /** the control plane's bundles URL: edges and egress as this service's signed bundle says */
+    control: { type: 'string' },
   },
 });
 const [modulePath, service] = positionals;
@@ -147,11 +150,22 @@ if (values.plain) {
     };
   }
 
+  const policy = await openMeshPolicy({
+    control: values.control,
+    service,
+    spiffeId: first.spiffeId,
+    identity,
+    trustDomain,
+    bundlePem,
+    stateDir,
+    logger,
+  });
   const running = await mod.start({
     host: '127.0.0.1',
     port: 0,
     service,
     topology,
+    policy: policy?.source,
     identity,
     revocations,
     // the zone gateway's identity tokens, keys from the file it publishes in the state dir
@@ -168,6 +182,7 @@ if (values.plain) {
     await Promise.all(Object.values(authorities).map((a) => a.tokens?.close()));
     identity.close();
     revocations.close();
+    await policy?.close();
   });
   announceReady({ component: 'service', service, endpoints: { service: running.url } });
 }

@@ -73,6 +73,8 @@ export interface Endpoints {
   caBundle: string;
   /** The trust domain's CA (workload certificates: join-token bootstrap, renewal, revocations). */
   ca?: string;
+  /** The control plane (signed policy bundles over mTLS; `gatehouse status`). */
+  control?: string;
   zones: Record<string, { gateway?: string; authority?: string; admin?: string; redirect?: string }>;
   services: Record<string, { zone: string; url: string }>;
   console?: string;
@@ -106,7 +108,7 @@ function tierOf(name: string): number {
 
 /** Listen flags a restart keeps on the port of the first start, and the endpoint that says which. */
 const PINNED: Record<string, string[]> = {
-  '--listen': ['ca', 'authority', 'gateway'],
+  '--listen': ['ca', 'control', 'authority', 'gateway'],
   '--admin-listen': ['admin'],
   '--redirect-listen': ['redirect'],
 };
@@ -320,6 +322,9 @@ export function up(o: UpOptions): UpSession {
     // there) and the zone authorities, side by side: neither needs the other.
     // Without them nothing else can start: a failure here ends `up`.
     const caChild = start('ca', ['ca', 'serve', ...common, '--listen', '127.0.0.1:0']);
+    // the control plane: every gateway, service and sidecar enforces the bundle
+    // it serves (and follows the topology file's changes through it)
+    const controlChild = start('control', ['control', ...common, '--listen', '127.0.0.1:0']);
     const zones: Endpoints['zones'] = {};
     const devCredentials: Record<string, unknown> = {};
     const feedSecrets: Record<string, string> = {};
@@ -329,8 +334,9 @@ export function up(o: UpOptions): UpSession {
         zone,
         child: start(`authority-${zone}`, ['authority', ...common, '--zone', zone, ...(o.dev ? ['--dev'] : []), ...ephemeral('--listen')]),
       }));
-    const [caReady, ...authorityReady] = await Promise.all([caChild.ready, ...authorityChildren.map((a) => a.child.ready)]);
+    const [caReady, controlReady, ...authorityReady] = await Promise.all([caChild.ready, controlChild.ready, ...authorityChildren.map((a) => a.child.ready)]);
     const caUrl = caReady.endpoints.ca;
+    const controlArgs = ['--control', `${controlReady.endpoints.control}/v1/bundles`];
     authorityChildren.forEach((a, i) => {
       const m = authorityReady[i];
       zones[a.zone] = { ...zones[a.zone], authority: m.endpoints.authority };
@@ -368,14 +374,14 @@ export function up(o: UpOptions): UpSession {
     const startService = async (name: string, s: (typeof topology.services)[string]): Promise<string> => {
       const module = path.resolve(loaded.dir, s.run!);
       if (!s.sidecar) {
-        const args = [module, name, ...common, '--ca-url', caUrl, ...authorityArgs(name, s.zone)];
+        const args = [module, name, ...common, '--ca-url', caUrl, ...controlArgs, ...authorityArgs(name, s.zone)];
         const child = start(`service-${name}`, args, runService, joinToken(name));
         return (await child.ready).endpoints.service;
       }
       // the application listens on the Unix socket of its 0700 run folder (state dir), never on a port
       const app = start(`service-${name}`, [module, name, '--plain', ...common], runService);
       const appUrl = (await app.ready).endpoints.service;
-      const sidecar = start(`sidecar-${name}`, ['sidecar', '--service', name, '--upstream', appUrl, ...common, '--ca-url', caUrl], MAIN, joinToken(name));
+      const sidecar = start(`sidecar-${name}`, ['sidecar', '--service', name, '--upstream', appUrl, ...common, '--ca-url', caUrl, ...controlArgs], MAIN, joinToken(name));
       return (await sidecar.ready).endpoints.service;
     };
     // a service that fails at start is reported (supervisor) and left out; the rest comes up
@@ -419,6 +425,7 @@ export function up(o: UpOptions): UpSession {
             zone,
             '--workers',
             '1',
+            ...controlArgs,
             ...ephemeral('--listen'),
             ...ephemeral('--admin-listen'),
             ...(z.gateway!.redirectListen ? ephemeral('--redirect-listen') : []),
@@ -441,6 +448,7 @@ export function up(o: UpOptions): UpSession {
       trustDomain: topology.trustDomain,
       caBundle: path.join(stateDir, 'tls', 'dev-ca.pem'),
       ca: caUrl,
+      control: controlReady.endpoints.control,
       zones,
       services,
       up: { admin: admin.url },

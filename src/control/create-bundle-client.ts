@@ -20,8 +20,12 @@ export interface BundleClientOptions {
   url?: string;
   /** A folder of exported bundles (`gatehouse control export`). */
   dir?: string;
-  /** The workload's identity: its SPIFFE ID is the audience; cert/key are the mTLS client certificate. */
-  identity: { spiffeId: string; certPem: string; keyPem: string };
+  /**
+   * The workload's identity: its SPIFFE ID is the audience; cert/key are the
+   * mTLS client certificate. A function is asked before each fetch, so a
+   * renewed certificate is used for the next connection.
+   */
+  identity: PepIdentity | (() => PepIdentity);
   trustDomain: string;
   /** PEM root(s) of the trust domain. */
   caBundle: string;
@@ -46,6 +50,12 @@ export interface BundleClientOptions {
   controlServer?: boolean;
 }
 
+export interface PepIdentity {
+  spiffeId: string;
+  certPem: string;
+  keyPem: string;
+}
+
 export interface BundleClientStats {
   applied: number;
   refused: Record<string, number>;
@@ -62,6 +72,12 @@ export interface BundleClient {
   current(): VerifiedBundle | undefined;
   /** The revision in force (0: none). */
   revision(): number;
+  /**
+   * Told of every change of the bundle in force: a newer one applied, or
+   * undefined when the one in force expired (refuse everything). Returns the
+   * unsubscribe function.
+   */
+  subscribe(listener: (bundle: VerifiedBundle | undefined) => void): () => void;
   /** Resolves when a bundle of at least `revision` is in force. */
   waitFor(revision: number, timeoutMs?: number): Promise<VerifiedBundle>;
   stats(): BundleClientStats;
@@ -71,7 +87,8 @@ export interface BundleClient {
 export function createBundleClient(options: BundleClientOptions): BundleClient {
   if ((options.url === undefined) === (options.dir === undefined)) throw new TypeError('give exactly one of url or dir');
   const clock = options.clock ?? systemClock;
-  const audience = options.identity.spiffeId;
+  const identity = typeof options.identity === 'function' ? options.identity : ((id) => () => id)(options.identity);
+  const audience = identity().spiffeId;
   const rel = bundlePath(audience, options.trustDomain);
   const diskFile = path.resolve(options.stateDir, 'bundles', rel.replace(/\//g, '_'));
   const wait = options.waitSeconds ?? 30;
@@ -82,21 +99,42 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
   let inflight: http.ClientRequest | undefined;
   let sleeping: { timer: NodeJS.Timeout; resolve(): void } | undefined;
   const waiters = new Set<{ revision: number; resolve(b: VerifiedBundle): void }>();
+  const listeners = new Set<(bundle: VerifiedBundle | undefined) => void>();
+  let expiry: NodeJS.Timeout | undefined;
 
-  const agent = options.url?.startsWith('https:')
-    ? new https.Agent({
-        keepAlive: true,
-        maxSockets: 1,
-        cert: options.identity.certPem,
-        key: options.identity.keyPem,
-        ca: options.caBundle,
-        checkServerIdentity: (_host, cert) => {
-          if (options.controlServer === false) return undefined;
-          const expected = `URI:${controlSpiffeId(options.trustDomain)}`;
-          return cert.subjectaltname === expected ? undefined : new Error(`the server is not ${expected}`);
-        },
-      })
-    : undefined;
+  // one keep-alive connection, rebuilt when the workload certificate was renewed
+  let agent: https.Agent | undefined;
+  let agentCert: string | undefined;
+  const agentFor = (): https.Agent | undefined => {
+    if (!options.url?.startsWith('https:')) return undefined;
+    const id = identity();
+    if (agent && agentCert === id.certPem) return agent;
+    agent?.destroy();
+    agentCert = id.certPem;
+    agent = new https.Agent({
+      keepAlive: true,
+      maxSockets: 1,
+      cert: id.certPem,
+      key: id.keyPem,
+      ca: options.caBundle,
+      checkServerIdentity: (_host, cert) => {
+        if (options.controlServer === false) return undefined;
+        const expected = `URI:${controlSpiffeId(options.trustDomain)}`;
+        return cert.subjectaltname === expected ? undefined : new Error(`the server is not ${expected}`);
+      },
+    });
+    return agent;
+  };
+
+  const notify = (bundle: VerifiedBundle | undefined) => {
+    for (const l of listeners) {
+      try {
+        l(bundle);
+      } catch {
+        // a listener's failure is its own; the others are still told
+      }
+    }
+  };
 
   const verify = (bytes: Uint8Array, minRevision: number) =>
     verifyBundle(bytes, { trustDomain: options.trustDomain, audience, caBundle: options.caBundle, now: clock.now(), minRevision });
@@ -112,6 +150,13 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
     current = v;
     stats.applied++;
     stats.source = source;
+    // the moment this bundle stops being valid, PEPs are told (they refuse until a newer one)
+    clearTimeout(expiry);
+    const left = Date.parse(v.bundle.expiresAt) - clock.now();
+    expiry = setTimeout(() => {
+      if (current === v && inForce() === undefined) notify(undefined);
+    }, Math.min(Math.max(left, 0) + 5, 2 ** 31 - 1));
+    expiry.unref();
     if (source === 'remote') {
       mkdirSync(path.dirname(diskFile), { recursive: true, mode: 0o700 });
       const tmp = `${diskFile}.${process.pid}.tmp`;
@@ -119,6 +164,7 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
       renameSync(tmp, diskFile);
     }
     options.onBundle?.(v);
+    notify(v);
     for (const w of waiters) if (v.revision >= w.revision) {
       waiters.delete(w);
       w.resolve(v);
@@ -164,7 +210,7 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
         u,
         {
           method: 'GET',
-          agent,
+          agent: agentFor(),
           headers: { ...(held ? { 'if-none-match': `"${held.digest}"` } : {}), 'gatehouse-pep-revision': String(held?.revision ?? 0) },
           timeout: (wait + 15) * 1000,
         },
@@ -263,9 +309,15 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
         waiters.add(w);
       });
     },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     stats: () => ({ ...stats, refused: { ...stats.refused } }),
     async close() {
       closed = true;
+      clearTimeout(expiry);
+      listeners.clear();
       inflight?.destroy();
       if (sleeping) {
         clearTimeout(sleeping.timer);

@@ -12,6 +12,8 @@ export interface AdminOptions {
   metrics(): Promise<string>;
   contentType: string;
   ready(): boolean;
+  /** Why the gateway is not ready, when it is running but refusing everything. */
+  notReadyReason?(): string | undefined;
   reload(): Promise<{ ok: true; generation: number } | { ok: false; error: string }>;
 }
 
@@ -34,7 +36,11 @@ export async function createAdminServer(o: AdminOptions): Promise<{ url: string;
       case 'GET /healthz':
         return json(res, 200, { status: 'ok' });
       case 'GET /readyz':
-        return o.ready() ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'starting' });
+        if (o.ready()) return json(res, 200, { status: 'ready' });
+        {
+          const reason = o.notReadyReason?.();
+          return json(res, 503, reason ? { status: 'refusing', reason } : { status: 'starting' });
+        }
       case 'GET /metrics':
         o.metrics().then(
           (text) => {

@@ -11,6 +11,7 @@ import { createAdminServer } from './admin.ts';
 import { startGateway, type RunningGateway, type CircuitChange } from './server.ts';
 import { createLogger } from '../shared/logger.ts';
 import { openDevCa } from '../shared/dev-ca.ts';
+import type { PepBundleSource } from '../control/index.ts';
 
 export interface GatewayProcessOptions {
   config: string;
@@ -20,6 +21,8 @@ export interface GatewayProcessOptions {
   listen?: string;
   adminListen?: string;
   redirectListen?: string;
+  /** Follow the control plane or exported bundles (see GatewayOptions.bundles). */
+  bundles?: PepBundleSource;
 }
 
 type WorkerMessage =

@@ -15,6 +15,9 @@ export interface GatewayMetrics {
   connectionsShed: client.Counter<'reason'>;
   http2SessionErrors: client.Counter;
   reloads: client.Counter<'result'>;
+  bundleRevision: client.Gauge;
+  bundlesRefused: client.Counter<'code'>;
+  ingressRefused: client.Counter<'reason'>;
 }
 
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -88,6 +91,23 @@ export function createMetrics(labels: Record<string, string>): GatewayMetrics {
       name: 'gatehouse_gateway_reloads_total',
       help: 'Configuration reloads, by result',
       labelNames: ['result'] as const,
+      registers,
+    }),
+    bundleRevision: new client.Gauge({
+      name: 'gatehouse_gateway_bundle_revision',
+      help: 'The policy bundle revision in force (0: none, every request refused; or the gateway enforces its topology file)',
+      registers,
+    }),
+    bundlesRefused: new client.Counter({
+      name: 'gatehouse_gateway_bundles_refused_total',
+      help: 'Policy bundles refused (never applied), by bundle_* code',
+      labelNames: ['code'] as const,
+      registers,
+    }),
+    ingressRefused: new client.Counter({
+      name: 'gatehouse_gateway_ingress_refused_total',
+      help: "Connections closed at the zone's locked ingress, by reason (source, no_certificate, certificate_invalid, not_a_caller)",
+      labelNames: ['reason'] as const,
       registers,
     }),
   };

@@ -20,6 +20,8 @@ import {
 
 export interface UpstreamTls {
   spiffeId: string;
+  /** The certificate in force (renewed at half its lifetime). */
+  identity(): WorkloadIdentity;
   /** An undici connector for `service` of this zone: our certificate, the pinned bundle, the service's exact ID. */
   connectorFor(service: string): buildConnector.connector;
   close(): void;
@@ -60,6 +62,7 @@ export async function openGatewayIdentity(
 
   return {
     spiffeId,
+    identity: () => manager.current(),
     connectorFor(service) {
       const expected = serviceSpiffeId(td, zone, service);
       let identity = manager.current();

@@ -33,6 +33,11 @@ import { guardConnections } from './connections.ts';
 import { createSharedResources } from './policies/policy.ts';
 import type { FailureReason } from './upstream.ts';
 import { createRateLimitMetrics, RATE_LIMIT_METRICS } from './policies/rate-limit/metrics.ts';
+import { REVOKED_TOKEN_IDS } from './policies/policy.ts';
+import { effectiveTopology } from './bundle-policy.ts';
+import { applyIngressTls, guardIngress } from './ingress.ts';
+import { localRevocations, trustBundlePath } from '../pki/index.ts';
+import { openPepBundles, type PepBundleSource } from '../control/index.ts';
 
 export interface GatewayOptions {
   /** Topology file; re-read on reload. */
@@ -51,6 +56,12 @@ export interface GatewayOptions {
   accessLog?: AccessLog | false;
   /** Told when a breaker of this gateway opens or closes (the cluster primary shares it with the other workers). */
   onCircuit?: (change: CircuitChange) => void;
+  /**
+   * Follow the control plane (or exported bundles): the zone is enforced as
+   * the newest verified bundle says, and with none in force every request is
+   * refused. Absent: the topology file is enforced.
+   */
+  bundles?: PepBundleSource;
 }
 
 /**
@@ -119,8 +130,52 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const metrics = createMetrics({ zone: options.zone });
   collectDefaultMetrics({ register: metrics.registry });
   shared.get(RATE_LIMIT_METRICS, () => createRateLimitMetrics(metrics.registry));
-  const build = async (l: LoadedTopology, gen: number, previous?: GatewayState) => {
-    const next = await buildState({ loaded: l, zone: options.zone, stateDir: options.stateDir, addresses: addresses(), clock, logger, generation: gen, shared, previous, tls: upstreamTls });
+  // a gateway following the control plane enforces its bundle (bundle-policy.ts)
+  const pep =
+    options.bundles?.control !== undefined || options.bundles?.bundles !== undefined
+      ? await (() => {
+          if (!upstreamTls) throw new Error('following the control plane needs the trust-domain CA in the state dir (the gateway identity)');
+          const tls = upstreamTls;
+          return openPepBundles({
+            ...options.bundles,
+            identity: () => ({ spiffeId: tls.spiffeId, certPem: tls.identity().certPem, keyPem: tls.identity().keyPem }),
+            trustDomain: loaded.topology.trustDomain,
+            caBundle: tls.identity().bundlePem,
+            stateDir: path.join(options.stateDir, 'gateway', options.zone),
+            logger,
+            onRefused: (code) => metrics.bundlesRefused.inc({ code }),
+          });
+        })()
+      : undefined;
+  const revokedTokenIds = shared.get(REVOKED_TOKEN_IDS, () => new Set<string>());
+  // client certificates at a locked ingress: revoked as the bundle says, else as the CA's list in the state dir says
+  const fileRevocations = upstreamTls ? localRevocations(options.stateDir) : undefined;
+  const build = async (file: LoadedTopology, gen: number, previous?: GatewayState) => {
+    const bundle = pep?.current();
+    const effective = pep ? effectiveTopology(file, options.zone, bundle) : { loaded: file, revision: 0, closed: undefined };
+    if (pep && bundle) {
+      revokedTokenIds.clear();
+      for (const id of bundle.bundle.decisions.revokedTokenIds) revokedTokenIds.add(id);
+    }
+    const next = await buildState({
+      loaded: effective.loaded,
+      zone: options.zone,
+      stateDir: options.stateDir,
+      addresses: addresses(),
+      clock,
+      logger,
+      generation: gen,
+      shared,
+      previous,
+      tls: upstreamTls,
+      closed: effective.closed,
+      revision: effective.revision,
+      ingressCallers: 'ingressCallers' in effective ? effective.ingressCallers : undefined,
+      isRevoked:
+        'revokedSerials' in effective && effective.revokedSerials
+          ? (serial) => effective.revokedSerials!.has(serial)
+          : (fileRevocations?.isRevoked ?? (() => false)),
+    });
     // the breaker's state, and why it opened, in the metrics
     for (const up of next.upstreams.values())
       up.breaker.onChange ??= (open, reason) => {
@@ -137,6 +192,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     return next;
   };
   let current = await build(loaded, generation);
+  metrics.bundleRevision.set(current.revision);
+  // a new bundle (or the one in force expiring) rebuilds the state; in-flight requests keep theirs
+  const unsubscribe = pep?.subscribe(() => void reload().then(() => metrics.bundleRevision.set(current.revision)));
   const config = current.config;
   const ownAccessLog = options.accessLog === undefined && config.accessLog.enabled;
   const accessLog =
@@ -173,6 +231,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   };
 
   let tlsMaterial: TlsMaterial | undefined;
+  // a locked ingress checks client certificates against the trust domain's roots
+  const trustCa = upstreamTls ? readFileSync(trustBundlePath(options.stateDir), 'utf8') : undefined;
+  const tlsContext = (m: TlsMaterial) => ({ ...secureOptions(m), ...(trustCa ? { ca: trustCa } : {}) });
   let server: http.Server | https.Server;
   let h2: http2.Http2Server | undefined;
   const h2Sessions = new Set<http2.ServerHttp2Session>();
@@ -191,7 +252,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       ...(listenHost === '0.0.0.0' || listenHost === '::' || listenHost === 'localhost' ? [] : [listenHost]),
     ].filter((v, i, a) => a.indexOf(v) === i));
     server = https.createServer(
-      { ...httpOptions, ...secureOptions(tlsMaterial), ALPNProtocols: ['h2', 'http/1.1'], handshakeTimeout: limits.handshakeTimeoutMs },
+      { ...httpOptions, ...tlsContext(tlsMaterial), ALPNProtocols: ['h2', 'http/1.1'], handshakeTimeout: limits.handshakeTimeoutMs },
       handler as http.RequestListener,
     );
     h2 = http2.createServer(
@@ -218,11 +279,22 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     server.removeAllListeners('secureConnection');
     const h2Server = h2;
     server.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.destroyed) return; // refused at the ingress (guardIngress)
       guard.established(socket);
       if (socket.alpnProtocol === 'h2') h2Server.emit('connection', socket);
       else h1Listener.call(server, socket);
     });
     server.on('tlsClientError', () => metrics.tlsFailures.inc());
+    guardIngress(server as https.Server, {
+      current: () => current.ingress,
+      trustDomain: loaded.topology.trustDomain,
+      clock,
+      onRefused: (reason, detail) => {
+        metrics.ingressRefused.inc({ reason });
+        logger.warn({ event: 'security', kind: 'ingress_refused', reason, ...detail }, 'connection refused at the ingress');
+      },
+    });
+    applyIngressTls(server as https.Server, current.ingress);
   }
   // connections: bounded per source and in total, unfinished handshakes timed out and shed first
   const guard = guardConnections(server, {
@@ -291,7 +363,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const reloadCertificates = async () => {
     if (!tlsMaterial || tlsMaterial.files.length === 0 || config.tls === 'dev') return;
     const fresh = await loadTlsMaterial(current.config.tls, loaded.dir, options.stateDir, loaded.topology.trustDomain, []);
-    (server as https.Server).setSecureContext(secureOptions(fresh));
+    (server as https.Server).setSecureContext(tlsContext(fresh));
     tlsMaterial = fresh;
     logger.info('certificate reloaded');
   };
@@ -311,7 +383,14 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     }
   }
 
-  const reload: RunningGateway['reload'] = async () => {
+  // one reload at a time, in order (a signal, the admin endpoint and a new bundle may meet)
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reload: RunningGateway['reload'] = () => {
+    const run = reloading.then(reloadNow, reloadNow);
+    reloading = run;
+    return run;
+  };
+  const reloadNow = async (): Promise<Awaited<ReturnType<RunningGateway['reload']>>> => {
     try {
       const next = loadTopology(options.config);
       const nextState = await build(next, generation + 1, current);
@@ -319,11 +398,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       loaded = next;
       generation++;
       current = nextState;
+      if (!config.plaintext) applyIngressTls(server as https.Server, nextState.ingress);
       await reloadCertificates();
       // pools no longer used finish their in-flight requests, then close
       for (const [name, up] of previous.upstreams) if (nextState.upstreams.get(name) !== up) void up.close();
       metrics.reloads.inc({ result: 'ok' });
-      logger.info({ generation }, 'configuration reloaded');
+      logger.info({ generation, revision: nextState.revision, ...(nextState.closed ? { refusing: nextState.closed } : {}) }, 'configuration reloaded');
       return { ok: true, generation };
     } catch (error) {
       metrics.reloads.inc({ result: 'error' });
@@ -340,7 +420,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       listen: adminListen,
       metrics: () => metrics.registry.metrics(),
       contentType: metrics.registry.contentType,
-      ready: () => server.listening && !ctx.draining,
+      ready: () => server.listening && !ctx.draining && current.closed === undefined,
+      notReadyReason: () => current.closed,
       reload,
     });
   }
@@ -349,6 +430,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const close = async (drainMs: number) => {
     // stop accepting; tell every client to go (GOAWAY, Connection: close); let what is in flight finish
     ctx.draining = true;
+    unsubscribe?.();
+    await pep?.close();
     for (const w of watchers) w.close();
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
@@ -373,6 +456,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     // after a cut nobody waits for what the upstreams still owe: their requests end with the connections
     await Promise.all([...current.upstreams.values()].map((u) => (cut ? u.destroy() : u.close(1_000))));
     upstreamTls?.close();
+    fileRevocations?.close();
     await shared.close();
     clearInterval(accessLogFlush);
     if (ownAccessLog && accessLog) await new Promise<void>((resolve) => accessLog.flush(() => resolve()));

@@ -11,6 +11,9 @@ import type { Clock } from '../shared/clock.ts';
 import type { UpstreamTls } from './mtls.ts';
 import type { Logger } from '../shared/logger.ts';
 import { provisionChain, type Chain } from './policies/chain.ts';
+import { compileIngress, type CompiledIngress } from './ingress.ts';
+import { gatewayCallers } from '../topology/resolve.ts';
+import { serviceSpiffeId } from '../pki/spiffe-id.ts';
 import type { SharedResources } from './policies/policy.ts';
 
 export { normaliseAddress, compileCidrs } from '../shared/address.ts';
@@ -28,6 +31,12 @@ export interface GatewayState {
   isTrustedProxy(address: string): boolean;
   /** Security headers per frame-options setting, precomputed. */
   securityHeaders: Record<'DENY' | 'SAMEORIGIN' | 'off', Readonly<Record<string, string>>>;
+  /** Why every request is refused (no valid policy bundle in force); undefined: serving. */
+  closed?: string;
+  /** The policy bundle revision this state enforces (0: the topology file, or none). */
+  revision: number;
+  /** The zone's locked ingress (ingress.ts); undefined: any client that completes TLS. */
+  ingress?: CompiledIngress;
 }
 
 function securityHeaders(config: GatewayConfig, frame: 'DENY' | 'SAMEORIGIN' | 'off'): Record<string, string> {
@@ -51,6 +60,13 @@ export interface BuildOptions {
   shared: SharedResources;
   previous?: GatewayState;
   tls?: UpstreamTls;
+  /** See GatewayState.closed. */
+  closed?: string;
+  revision?: number;
+  /** SPIFFE IDs a locked ingress admits; absent: the topology's services whose egress names this gateway. */
+  ingressCallers?: readonly string[];
+  /** Is a client certificate revoked (the bundle's decisions, or the CA's list in the state dir)? */
+  isRevoked?: (serial: string) => boolean;
 }
 
 export async function buildState(o: BuildOptions): Promise<GatewayState> {
@@ -118,6 +134,13 @@ export async function buildState(o: BuildOptions): Promise<GatewayState> {
     chains,
     trustDomain: loaded.topology.trustDomain,
     isTrustedProxy: trusted,
+    closed: o.closed,
+    revision: o.revision ?? 0,
+    ingress: compileIngress(
+      zoneConfig.ingress,
+      o.ingressCallers ?? gatewayCallers(loaded.topology, zone).map((n) => serviceSpiffeId(loaded.topology.trustDomain, loaded.topology.services[n].zone, n)),
+      o.isRevoked ?? (() => false),
+    ),
     securityHeaders: {
       DENY: securityHeaders(config, 'DENY'),
       SAMEORIGIN: securityHeaders(config, 'SAMEORIGIN'),

@@ -28,6 +28,7 @@ import { EgressDenied } from './errors.ts';
 import { GatehouseError } from '../shared/errors.ts';
 import type { ServiceTokenCache } from './service-token-cache.ts';
 import { TokenRequestError, type AuthorityTokens } from './authority-tokens.ts';
+import { topologyWithPolicy, type MeshPolicySource } from './policy-source.ts';
 
 export interface CreateClientOptions {
   name: string;
@@ -50,6 +51,8 @@ export interface CreateClientOptions {
   registry?: Registry;
   /** Keep-alive sockets per target (default 64). */
   maxSockets?: number;
+  /** Egress from the control plane (meshPolicyFromBundles); with none in force no call goes out. Absent: the topology's. */
+  policy?: MeshPolicySource;
 }
 
 export interface MeshRequest {
@@ -89,7 +92,10 @@ export function createClient(options: CreateClientOptions): MeshClient {
   const clock = options.clock ?? systemClock;
   const log = (options.logger ?? createLogger({ name: 'mesh' })).child({ component: 'mesh-client', service: options.name });
   const td = options.topology.trustDomain;
-  const egress = new Set(options.topology.services[options.name]?.egress ?? []); // no policy: no egress
+  // no policy: no egress
+  const egressOf = () => new Set(topologyWithPolicy(options.topology, options.name, options.policy).services[options.name]?.egress ?? []);
+  let egress = egressOf();
+  const unsubscribe = options.policy?.subscribe(() => (egress = egressOf()));
   const revocations = options.revocations === 'none' ? null : options.revocations;
   const registry = options.registry ?? new Registry();
   const calls = new Counter({
@@ -251,6 +257,7 @@ export function createClient(options: CreateClientOptions): MeshClient {
     registry,
     close() {
       manager?.off('rotated', onRotated);
+      unsubscribe?.();
       agents.forEach((a) => a.destroy());
       externalAgent.destroy();
     },

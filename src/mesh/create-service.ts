@@ -21,6 +21,7 @@ import type { IdentityManager } from '../pki/identity-manager.ts';
 import type { RevocationSource } from '../pki/revocation-feed.ts';
 import { serviceSpiffeId, type WorkloadId } from '../pki/spiffe-id.ts';
 import { compilePolicy, decide, type CompiledPolicy } from './policy.ts';
+import { topologyWithPolicy, type MeshPolicySource } from './policy-source.ts';
 import { verifyPeer, type VerifiedPeer } from './lib/peer.ts';
 import { Forbidden, Ambiguous, Unauthorized } from './errors.ts';
 import { GatehouseError } from '../shared/errors.ts';
@@ -69,6 +70,12 @@ export interface CreateServiceOptions {
   registry?: Registry;
   /** Idle keep-alive timeout in ms (default 5000). */
   keepAliveTimeoutMs?: number;
+  /**
+   * Edges from the control plane (meshPolicyFromBundles): they replace the
+   * topology's `allow` of this service, and with none in force every request
+   * is refused. Absent: the topology's edges.
+   */
+  policy?: MeshPolicySource;
 }
 
 export interface MeshService {
@@ -87,8 +94,22 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
   const log = (options.logger ?? createLogger({ name: 'mesh' })).child({ component: 'mesh', service: options.name });
   const trustDomain = options.topology.trustDomain;
   let topology: Topology | undefined = options.topology;
-  let policy: CompiledPolicy | null = compilePolicy(topology, options.name);
-  if (!policy) log.error({ event: 'security', kind: 'mesh_no_policy' }, 'the topology has no such service; every request is refused');
+  const source = options.policy;
+  const compile = (): CompiledPolicy | null => {
+    if (!topology || (source && !source.current())) return null;
+    return compilePolicy(topologyWithPolicy(topology, options.name, source), options.name);
+  };
+  let policy = compile();
+  const explainNone = () =>
+    source && topology?.services[options.name]
+      ? log.error({ event: 'security', kind: 'mesh_no_policy', revision: source.revision() }, 'no policy bundle in force; every request is refused')
+      : log.error({ event: 'security', kind: 'mesh_no_policy' }, 'the topology has no such service; every request is refused');
+  if (!policy) explainNone();
+  const unsubscribe = source?.subscribe(() => {
+    policy = compile();
+    if (policy) log.info({ revision: source.revision() }, 'policy bundle in force');
+    else explainNone();
+  });
   const revocations = options.revocations === 'none' ? null : options.revocations;
   const selfId = serviceSpiffeId(trustDomain, options.topology.services[options.name]?.zone ?? 'none', options.name);
 
@@ -221,11 +242,12 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
     registry,
     setTopology(next) {
       topology = next;
-      policy = compilePolicy(next, options.name);
-      if (!policy) log.error({ event: 'security', kind: 'mesh_no_policy' }, 'the topology has no such service; every request is refused');
+      policy = compile();
+      if (!policy) explainNone();
     },
     async close() {
       manager?.off('rotated', onRotated);
+      unsubscribe?.();
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closing;

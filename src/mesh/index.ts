@@ -4,6 +4,7 @@
 export { createService, IDENTITY_TOKEN_HEADER, type CreateServiceOptions, type MeshService, type MeshHandler, type RequestContext, type Caller, type EndUser } from './create-service.ts';
 export { compilePolicy, decide, canonicalPath, IDENTITY_HEADERS, METHOD_OVERRIDE_HEADERS, type PolicyDecision, type PolicyDenial } from './policy.ts';
 export { GatehouseError } from '../shared/errors.ts';
+export { meshPolicyFromBundles, openMeshPolicy, topologyWithPolicy, type OpenMeshPolicyOptions, type MeshPolicy, type MeshPolicySource } from './policy-source.ts';
 export { createClient, type CreateClientOptions, type MeshClient, type MeshRequest, type MeshResponse } from './create-client.ts';
 export { createServiceTokenCache, type ServiceTokenCache, type FetchedToken } from './service-token-cache.ts';
 export { startSidecar, checkSidecarAddresses, type StartSidecarOptions, type Sidecar } from './start-sidecar.ts';

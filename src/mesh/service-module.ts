@@ -13,6 +13,7 @@ import type { IdentityManager } from '../pki/identity-manager.ts';
 import type { RevocationSource } from '../pki/revocation-feed.ts';
 import type { CreateServiceOptions } from './create-service.ts';
 import type { AuthorityTokens } from './authority-tokens.ts';
+import type { MeshPolicySource } from './policy-source.ts';
 
 export interface ServiceStartOptions {
   host: string;
@@ -36,6 +37,12 @@ export interface ServiceStartOptions {
    */
   authorities: Record<string, { issuer: string; audience: string; tokens?: AuthorityTokens }>;
   logger: Logger;
+  /**
+   * The service's edges and egress from the control plane, when `gatehouse up`
+   * runs one: pass it to createService and createClient (serviceOptions does
+   * for createService). With none in force they refuse everything.
+   */
+  policy?: MeshPolicySource;
 }
 
 export interface PlainStartOptions {
@@ -63,6 +70,7 @@ export function serviceOptions(o: ServiceStartOptions) {
     revocations: o.revocations,
     identityToken: o.identityToken,
     logger: o.logger,
+    policy: o.policy,
     listen: `${o.host}:${o.port}`,
   };
 }

@@ -26,6 +26,7 @@ import type { IdentityManager } from '../pki/identity-manager.ts';
 import type { RevocationSource } from '../pki/revocation-feed.ts';
 import { createService, IDENTITY_TOKEN_HEADER, type CreateServiceOptions } from './create-service.ts';
 import { createClient } from './create-client.ts';
+import type { MeshPolicySource } from './policy-source.ts';
 import { GatehouseError } from '../shared/errors.ts';
 import { writeProblem } from '../shared/problem.ts';
 import { readBody } from '../shared/body.ts';
@@ -54,6 +55,8 @@ export interface StartSidecarOptions {
   revocations: RevocationSource | 'none';
   resolve: (service: string) => string | undefined;
   identityToken?: CreateServiceOptions['identityToken'];
+  /** Edges and egress from the control plane (see CreateServiceOptions.policy); absent: the topology's. */
+  policy?: MeshPolicySource;
   /** mTLS listener (default 127.0.0.1:0). */
   listen?: string;
   /** The application's way out: `unix:/abs/path.sock`, or a loopback host:port (default 127.0.0.1:0). */
@@ -152,6 +155,7 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
     identity: options.identity,
     revocations: options.revocations,
     identityToken: options.identityToken,
+    policy: options.policy,
     listen: options.listen,
     logger: log,
     handler: async (req, res, ctx) => {
@@ -197,6 +201,7 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
     identity: options.identity,
     resolve: options.resolve,
     revocations: options.revocations,
+    policy: options.policy,
     logger: log,
   });
   const outbound = http.createServer(async (req, res) => {

@@ -9,7 +9,7 @@
 // serials, quarantines still in force), sorted.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Topology } from '../topology/index.ts';
+import { gatewayCallers, type Topology } from '../topology/index.ts';
 import { gatewaySpiffeId, serviceSpiffeId } from '../pki/index.ts';
 import { canonicalJson } from './lib/canonical.ts';
 import { BUNDLE_SCHEMA, type Bundle, type Decisions, type PepKind, type Quarantine } from './lib/bundle.ts';
@@ -64,6 +64,9 @@ export function compileBundles(topology: Topology, inputs: DecisionInputs, optio
         authentication: zone.authentication,
         authFailures: zone.authFailures,
         trustedZones: zone.authority?.trustedZones ?? [],
+        ingress: zone.ingress,
+        // the workloads a locked ingress admits: services whose egress names this gateway
+        ingressCallers: gatewayCallers(topology, zoneName).map((n) => serviceSpiffeId(td, topology.services[n].zone, n)),
       }),
       decisions,
     });

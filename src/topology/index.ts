@@ -1,4 +1,4 @@
 export { loadTopology, parseTopology, MAX_TOPOLOGY_BYTES, type LoadedTopology } from './load.ts';
 export { ConfigError, formatIssue, type ConfigIssue } from './config-error.ts';
 export * from './schema.ts';
-export { routeNameOf } from './resolve.ts';
+export { routeNameOf, gatewayCallers } from './resolve.ts';

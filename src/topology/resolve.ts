@@ -211,3 +211,10 @@ export function routeNameOf(p: string): string {
   const trimmed = p.replace(/^\/+|\/+$/g, '').replace(/[^a-z0-9]+/gi, '-').toLowerCase();
   return trimmed === '' ? 'root' : trimmed;
 }
+
+/** Services whose egress names `gateway:<zone>`, sorted: the workloads a zone's locked ingress admits. */
+export function gatewayCallers(t: Topology, zone: string): string[] {
+  return Object.keys(t.services)
+    .filter((name) => (t.services[name].egress ?? []).includes(`gateway:${zone}`))
+    .sort();
+}

@@ -48,6 +48,7 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
     resolve: o.resolve,
     gatewayCa: o.edgeCa,
     authorities: tokens ? { [PRIVATE]: tokens } : {},
+    policy: o.policy, // egress from the control plane when `gatehouse up` runs one
     logger: o.logger,
   });
 

@@ -12,11 +12,13 @@ export function register(program: Command): void {
     .option('--listen <host:port>', 'override the listen address')
     .option('--admin-listen <host:port>', 'override the admin listen address')
     .option('--redirect-listen <host:port>', 'override the redirect listener address')
+    .option('--control <url>', "follow the control plane (its bundles URL, https://…/v1/bundles): the zone is enforced as its signed bundle says; with none in force every request is refused")
+    .option('--bundles <url|dir>', 'follow exported bundles (gatehouse control export) in a folder or on a web server, instead of --control')
     .addHelpText(
       'after',
       '\nSignals: SIGHUP reloads the topology (a bad one is refused, the old one keeps serving);\nSIGINT/SIGTERM drain and stop. Admin: GET /healthz /readyz /metrics, POST /reload.',
     )
-    .action(async (opts: { config: string; zone: string; stateDir: string; workers?: string; listen?: string; adminListen?: string; redirectListen?: string }) => {
+    .action(async (opts: { config: string; zone: string; stateDir: string; workers?: string; listen?: string; adminListen?: string; redirectListen?: string; control?: string; bundles?: string }) => {
       const { loadTopology } = await import('../../topology/load.ts');
       const { topology } = loadTopology(opts.config);
       const gateway = topology.zones[opts.zone]?.gateway;
@@ -32,6 +34,7 @@ export function register(program: Command): void {
         listen: opts.listen,
         adminListen: opts.adminListen,
         redirectListen: opts.redirectListen,
+        bundles: { control: opts.control, bundles: opts.bundles },
       });
     });
 }

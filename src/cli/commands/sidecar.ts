@@ -18,13 +18,16 @@ export function register(program: Command): void {
       'the application\'s way out (Host: <service>): unix:/path.sock or a loopback host:port; absent: unix:<state-dir>/run/<service>/outbound.sock',
     )
     .option('--ca-url <url>', 'CA to bootstrap from (with GATEHOUSE_JOIN_TOKEN); absent: issue directly from the CA in the state dir (dev)')
+    .option('--control <url>', "follow the control plane (https://…/v1/bundles): edges and egress as the signed bundle says; with none in force everything is refused")
+    .option('--bundles <url|dir>', 'follow exported bundles (gatehouse control export) instead of --control')
     .action(
-      async (o: { service: string; upstream?: string; secretFile?: string; config: string; stateDir: string; listen: string; outboundListen?: string; caUrl?: string }) => {
+      async (o: { service: string; upstream?: string; secretFile?: string; config: string; stateDir: string; listen: string; outboundListen?: string; caUrl?: string; control?: string; bundles?: string }) => {
       const { readFileSync } = await import('node:fs');
       const path = await import('node:path');
       const { loadTopology } = await import('../../topology/load.ts');
       const pki = await import('../../pki/index.ts');
-      const { startSidecar, checkSidecarAddresses, resolveFromEndpoints, jwksFromFile, sidecarPaths, GatehouseError } = await import('../../mesh/index.ts');
+      const { startSidecar, checkSidecarAddresses, resolveFromEndpoints, jwksFromFile, sidecarPaths, openMeshPolicy, GatehouseError } = await import('../../mesh/index.ts');
+      const { createLogger } = await import('../../shared/logger.ts');
       const { announceReady, closeOnSignals } = await import('../ready.ts');
       const { topology } = loadTopology(o.config);
       const svc = topology.services[o.service];
@@ -71,6 +74,17 @@ export function register(program: Command): void {
       }
       identity.on('alert', (a: unknown) => process.stderr.write(`gatehouse sidecar: ALERT ${JSON.stringify(a)}\n`));
       const { identityKeyPaths } = await import('../../gateway/index.ts');
+      const policy = await openMeshPolicy({
+        control: o.control,
+        bundles: o.bundles,
+        service: o.service,
+        spiffeId: pki.serviceSpiffeId(td, svc.zone, o.service),
+        identity,
+        trustDomain: td,
+        bundlePem: readFileSync(pki.trustBundlePath(o.stateDir), 'utf8'),
+        stateDir: o.stateDir,
+        logger: createLogger({ name: `sidecar-${o.service}` }),
+      });
       const car = await startSidecar({
         service: o.service,
         topology,
@@ -81,6 +95,7 @@ export function register(program: Command): void {
         resolve: resolveFromEndpoints(path.join(o.stateDir, 'endpoints.json')),
         // identity tokens of the zone gateway, keys from the file it publishes in the state dir
         identityToken: { keys: jwksFromFile(identityKeyPaths(o.stateDir, svc.zone).jwks), issuer: pki.gatewaySpiffeId(td, svc.zone), algorithms: ['EdDSA'] },
+        policy: policy?.source,
         listen: o.listen,
         outboundListen: chosen.outboundListen,
       });
@@ -89,6 +104,7 @@ export function register(program: Command): void {
         identity.close();
         revocations.close();
         await car.close();
+        await policy?.close();
       });
       },
     );

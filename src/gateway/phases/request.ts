@@ -5,6 +5,7 @@ import {
   AccessDenied,
   AmbiguousPath,
   BadRequest,
+  GatehouseError,
   MethodNotAllowed,
   NotFound,
   PayloadTooLarge,
@@ -47,6 +48,8 @@ export function hygiene(ex: GatewayExchange): Outcome {
 
 export function route(ex: GatewayExchange): Outcome {
   const state = ex.state;
+  // fail closed: without a policy bundle in force no route exists
+  if (state.closed !== undefined) return new GatehouseError('bundle_unavailable', 'The gateway has no valid policy in force; retry shortly.');
   const group = state.router.match(ex.hostname, ex.path);
   if (!group) return NotFound();
   let route = group.byMethod.get(ex.method);

@@ -112,6 +112,12 @@ export class FieldError extends Error {
   }
 }
 
+/**
+ * Key of the shared set of token ids the control plane revoked (a policy
+ * bundle's decisions.revokedTokenIds); the gateway refills it with every bundle.
+ */
+export const REVOKED_TOKEN_IDS = 'decisions:revokedTokenIds';
+
 export function createSharedResources(): SharedResources {
   const values = new Map<string, { value: unknown; close?: (v: unknown) => void | Promise<void> }>();
   return {

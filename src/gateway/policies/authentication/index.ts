@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Policy, ProvisionContext, Exchange, Identity } from '../policy.ts';
+import { REVOKED_TOKEN_IDS, type Policy, type ProvisionContext, type Exchange, type Identity } from '../policy.ts';
 import type { Logger } from '../../../shared/logger.ts';
 import { ZoneAuthentication, RouteAuth } from './schema.ts';
 import { createJwksCache } from './jwks.ts';
@@ -104,6 +104,7 @@ function tokenVerifier(zone: ZoneAuthentication, ctx: ProvisionContext): { verif
       maxTokenBytes: zone.maxTokenBytes,
       cacheSize: zone.tokenCache,
       clock: ctx.clock,
+      revokedIds: ctx.shared.get(REVOKED_TOKEN_IDS, () => new Set<string>()),
     });
     const feed = zone.revocationFeed;
     const own = authority ? zoneIssuer(ctx) : undefined;

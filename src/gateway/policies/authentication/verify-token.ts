@@ -35,10 +35,14 @@ export function createTokenVerifier(o: {
   maxTokenBytes: number;
   cacheSize: number;
   clock: Clock;
+  /** Token ids revoked by the control plane's bundle (decisions.revokedTokenIds); absent: none. */
+  revokedIds?: { has(jti: string): boolean };
 }): TokenVerifier {
   const byIssuer = new Map(o.issuers.map((i) => [i.issuer, i]));
   const cache = new Map<string, { identity: Identity; expiresAt: number }>();
-  const revoked = new Map<string, number>();
+  const fed = new Map<string, number>();
+  const decided = o.revokedIds;
+  const revoked = { has: (jti: string) => fed.has(jti) || (decided !== undefined && decided.has(jti)) };
 
   const check = async (token: string): Promise<Identity> => {
     if (token.length > o.maxTokenBytes) throw new TokenRejected('the token is too large');
@@ -114,9 +118,9 @@ export function createTokenVerifier(o: {
       });
     },
     revoke(jti, expSeconds) {
-      revoked.set(jti, expSeconds);
+      fed.set(jti, expSeconds);
       // forget revocations of tokens that expired anyway
-      if (revoked.size > 100_000) for (const [j, e] of revoked) if (e * 1000 < o.clock.now()) revoked.delete(j);
+      if (fed.size > 100_000) for (const [j, e] of fed) if (e * 1000 < o.clock.now()) fed.delete(j);
     },
     size: () => cache.size,
   };

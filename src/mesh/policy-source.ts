@@ -1,0 +1,76 @@
+// Where a mesh service's edges and egress come from when it follows the
+// control plane: its signed bundle (`allow`, `egress`), not its copy of the
+// topology file. With no bundle in force (none yet, or the last one expired)
+// the service admits no caller and calls nobody: fail closed.
+import path from 'node:path';
+import type { Topology } from '../topology/schema.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { IdentityManager } from '../pki/identity-manager.ts';
+import { openPepBundles, type BundleClient, type PepBundleSource } from '../control/index.ts';
+
+type ServiceConfig = Topology['services'][string];
+
+export interface MeshPolicy {
+  allow: ServiceConfig['allow'];
+  egress: ServiceConfig['egress'];
+}
+
+export interface MeshPolicySource {
+  /** The service's edges and egress in force; undefined: refuse everything. */
+  current(): MeshPolicy | undefined;
+  /** Told when what current() answers changed; returns the unsubscribe function. */
+  subscribe(listener: () => void): () => void;
+  /** The bundle revision in force (0: none). */
+  revision(): number;
+}
+
+/** A mesh service's policy from its bundles (createBundleClient / openPepBundles). */
+export function meshPolicyFromBundles(client: BundleClient, service: string): MeshPolicySource {
+  return {
+    current() {
+      const b = client.current();
+      const p = b?.bundle.policy as { service?: string; allow?: MeshPolicy['allow']; egress?: MeshPolicy['egress'] } | undefined;
+      if (!b || (b.bundle.kind !== 'service' && b.bundle.kind !== 'sidecar') || p?.service !== service) return undefined;
+      return { allow: p.allow ?? [], egress: p.egress ?? [] };
+    },
+    subscribe: (listener) => client.subscribe(() => listener()),
+    revision: () => client.revision(),
+  };
+}
+
+/**
+ * The topology as the service enforces it: its own entry with the source's
+ * edges and egress, or without any when the source has none in force.
+ */
+export function topologyWithPolicy(topology: Topology, service: string, source: MeshPolicySource | undefined): Topology {
+  const own = topology.services[service];
+  if (!source || !own) return topology;
+  const policy = source.current() ?? { allow: [], egress: [] };
+  return { ...topology, services: { ...topology.services, [service]: { ...own, allow: policy.allow, egress: policy.egress } } };
+}
+
+export interface OpenMeshPolicyOptions extends PepBundleSource {
+  service: string;
+  spiffeId: string;
+  identity: IdentityManager;
+  trustDomain: string;
+  /** PEM of the trust domain's root(s). */
+  bundlePem: string;
+  /** The state dir: the last verified bundle is kept in <stateDir>/mesh/<service> (0600). */
+  stateDir: string;
+  logger: Logger;
+}
+
+/** A service's or sidecar's policy from `--control` / `--bundles`; undefined when given neither (the topology's edges). */
+export async function openMeshPolicy(o: OpenMeshPolicyOptions): Promise<{ source: MeshPolicySource; close(): Promise<void> } | undefined> {
+  const client = await openPepBundles({
+    control: o.control,
+    bundles: o.bundles,
+    identity: () => ({ spiffeId: o.spiffeId, certPem: o.identity.current().certPem, keyPem: o.identity.current().keyPem }),
+    trustDomain: o.trustDomain,
+    caBundle: o.bundlePem,
+    stateDir: path.join(o.stateDir, 'mesh', o.service),
+    logger: o.logger,
+  });
+  return client && { source: meshPolicyFromBundles(client, o.service), close: () => client.close() };
+}
