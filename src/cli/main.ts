@@ -28,6 +28,9 @@ export async function main(argv: string[]): Promise<void> {
     const mod = (await import(path.join(dir, f))) as CommandModule;
     mod.register(program);
   }
+  // set once every verb is registered (so no verb inherits it): the program's own options (--version) come
+  // before a verb, and a verb may have an option of the same name (vault keys set-min-version --version N)
+  program.enablePositionalOptions();
   await program.parseAsync(argv);
 }
 
