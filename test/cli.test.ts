@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync, statSync, existsSync, readdirSync, mkdirSy
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { startUpstream, tempDir } from './support/gateway-fixture.ts';
+import { privateGatewayAgent } from './support/example-up.ts';
 
 const root = path.join(import.meta.dirname, '..');
 const main = path.join(root, 'src/cli/main.ts');
@@ -224,12 +225,16 @@ test('up: the example comes up as a new user sees it, writes endpoints.json, and
     assert.equal(seen.path, '/api/echo/any/path?q=1');
     assert.equal(seen.headers['x-real-ip'], undefined);
     assert.equal(seen.headers['x-forwarded-proto'], 'https');
-    const anonymousOrders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: agent });
+    // the private gateway's ingress is locked: a client needs the BFF's workload certificate
+    await assert.rejects(request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: agent, headers: { authorization: `Bearer ${tokens.private}` } }));
+    const privateAgent = await privateGatewayAgent(dir, endpoints.caBundle);
+    const anonymousOrders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: privateAgent });
     assert.equal(anonymousOrders.statusCode, 401);
     await anonymousOrders.body.dump();
-    const orders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: agent, headers: { authorization: `Bearer ${tokens.private}` } });
+    const orders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: privateAgent, headers: { authorization: `Bearer ${tokens.private}` } });
     assert.equal(orders.statusCode, 200);
     await orders.body.dump();
+    await privateAgent.close();
     // every zone has an authority; the seeded service client gets a short-lived JWT from it
     const credsFile = path.join(dir, 'dev-credentials.json');
     assert.equal(statSync(credsFile).mode & 0o777, 0o600);

@@ -5,7 +5,7 @@
 // user's token exchanged for a private one naming the BFF as actor.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request, fetch as undiciFetch } from 'undici';
+import { request, fetch as undiciFetch, type Agent } from 'undici';
 import * as oidc from 'openid-client';
 import { generate } from 'otplib';
 import { decodeJwt } from 'jose';
@@ -191,8 +191,8 @@ test('BFF: a signed-in user places and lists orders; orders sees the user as sub
   assert.equal(head.headers['content-type'], 'application/json');
   assert.equal(await head.body.text(), '');
 
-  // the user's public-zone token is no key to the private gateway
-  const direct = await request(ex.endpoints.zones.private.gateway + '/api/orders', { dispatcher: ex.edge, headers: bearer });
+  // the user's public-zone token is no key to the private gateway (even over the BFF's certificate)
+  const direct = await request(ex.endpoints.zones.private.gateway + '/api/orders', { dispatcher: await bffEdge(), headers: bearer });
   assert.equal(direct.statusCode, 401);
   await direct.body.dump();
   // no token, no orders
@@ -218,13 +218,33 @@ async function serviceToken(zoneName: string): Promise<string> {
 
 let placedOrder: string | undefined;
 
+/** The private gateway's ingress is locked: only the BFF's workload certificate gets past TLS. */
+let bff: Promise<Agent> | undefined;
+const bffEdge = () => (bff ??= ex.edgeAs(serviceSpiffeId('shop.local', 'public', 'bff')));
+
+test('the private gateway is locked: a valid private token without a client certificate, or over another workload’s, is refused at TLS; over the BFF’s it is served', async () => {
+  const authorization = `Bearer ${await serviceToken('private')}`;
+  const url = ex.endpoints.zones.private.gateway + '/api/orders?limit=10';
+  await assert.rejects(request(url, { dispatcher: ex.edge, headers: { authorization } }), 'no client certificate: the handshake fails');
+  const catalog = await ex.edgeAs(serviceSpiffeId('shop.local', 'public', 'catalog'));
+  await assert.rejects(request(url, { dispatcher: catalog, headers: { authorization } }), 'catalog has no egress to gateway:private');
+  const r = await request(url, { dispatcher: await bffEdge(), headers: { authorization } });
+  assert.equal(r.statusCode, 200);
+  await r.body.dump();
+  // the public gateway is not locked: any client reaches it
+  const open = await request(ex.endpoints.zones.public.gateway + '/api/catalog', { dispatcher: ex.edge });
+  assert.equal(open.statusCode, 200);
+  await open.body.dump();
+});
+
 test('a private-zone token reads orders through the private gateway: only its own subject’s (none)', async () => {
   const authorization = `Bearer ${await serviceToken('private')}`;
-  const get = (p: string) => request(ex.endpoints.zones.private.gateway + p, { dispatcher: ex.edge, headers: { authorization } });
+  const privateEdge = await bffEdge();
+  const get = (p: string) => request(ex.endpoints.zones.private.gateway + p, { dispatcher: privateEdge, headers: { authorization } });
   const r = await get('/api/orders?limit=10');
   assert.equal(r.statusCode, 200);
   assert.deepEqual(await json(r), { orders: [] });
-  const head = await request(ex.endpoints.zones.private.gateway + '/api/orders?limit=10', { dispatcher: ex.edge, method: 'HEAD', headers: { authorization } });
+  const head = await request(ex.endpoints.zones.private.gateway + '/api/orders?limit=10', { dispatcher: privateEdge, method: 'HEAD', headers: { authorization } });
   assert.equal(head.statusCode, 200, 'HEAD on a GET route reaches orders and is answered as GET');
   await head.body.dump();
   // GET /api/orders/{id}: a user's order is not found under another subject

@@ -75,7 +75,7 @@ async function clientToken(u: RunningUp, zone: Zone, scope = 'orders:read'): Pro
 /** What the zone's gateway answers for a route with this bearer token. */
 async function gatewayStatus(u: RunningUp, zone: Zone, token: string): Promise<number> {
   const url = zone.name === 'public' ? u.endpoints.zones.public.gateway + '/api/echo/x' : u.endpoints.zones.private.gateway + '/api/orders';
-  const r = await request(url, { dispatcher: u.edge, headers: { authorization: `Bearer ${token}` } });
+  const r = await request(url, { dispatcher: zone.name === 'public' ? u.edge : u.privateEdge, headers: { authorization: `Bearer ${token}` } });
   await r.body.dump();
   return r.statusCode;
 }

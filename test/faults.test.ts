@@ -16,7 +16,7 @@ import * as oidc from 'openid-client';
 import { generate } from 'otplib';
 import type { Endpoints } from '../src/cli/up.ts';
 import type { DevCredentials } from './support/example-up.ts';
-import { certificateFor } from './support/example-up.ts';
+import { certificateFor, privateGatewayAgent } from './support/example-up.ts';
 import { signIn, codeTokens } from './support/authority-flows.ts';
 import type { Harness, TestFetch } from './support/authority-harness.ts';
 import { gatewaySpiffeId, trustBundlePath } from '../src/pki/index.ts';
@@ -40,6 +40,8 @@ interface Up {
   endpoints: Endpoints;
   credentials: DevCredentials;
   edge: Agent;
+  /** For the private gateway (locked ingress): presents the BFF's certificate. */
+  privateEdge: Agent;
   output(): string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
   readyz(): Promise<{ status: number; body: { ready: boolean; unhealthy: Component[]; components: Component[] } }>;
@@ -51,7 +53,7 @@ const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
   for (const c of cleanups) await c().catch(() => {});
   for (const u of running) if (u.child.exitCode === null && u.child.signalCode === null) u.child.kill('SIGKILL');
-  for (const u of running) await u.edge.close().catch(() => {});
+  for (const u of running) await Promise.all([u.edge.close(), u.privateEdge.close()]).catch(() => {});
 });
 
 /** Gone: no such process, or a zombie nobody has reaped yet (it runs nothing). */
@@ -74,7 +76,10 @@ async function startUp(args: string[] = [], marker = /gatehouse: ready\n/): Prom
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ready after 60 s:\n${output}`)), 60_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // its components follow it (they watch their IPC channel)
+      reject(new Error(`not ready after 90 s:\n${output}`));
+    }, 90_000);
     const poll = setInterval(() => {
       if (marker.test(output)) {
         clearTimeout(timer);
@@ -91,6 +96,7 @@ async function startUp(args: string[] = [], marker = /gatehouse: ready\n/): Prom
   const endpoints = JSON.parse(readFileSync(path.join(stateDir, 'endpoints.json'), 'utf8')) as Endpoints;
   const credentials = JSON.parse(readFileSync(path.join(stateDir, 'dev-credentials.json'), 'utf8')) as DevCredentials;
   const edge = new Agent({ connect: { ca: readFileSync(endpoints.caBundle, 'utf8') }, connections: 16 });
+  const privateEdge = await privateGatewayAgent(stateDir, endpoints.caBundle);
   const readyz = async () => {
     const r = await undiciFetch(endpoints.up!.admin + '/readyz');
     return { status: r.status, body: (await r.json()) as { ready: boolean; unhealthy: Component[]; components: Component[] } };
@@ -101,6 +107,7 @@ async function startUp(args: string[] = [], marker = /gatehouse: ready\n/): Prom
     endpoints,
     credentials,
     edge,
+    privateEdge,
     output: () => output,
     exited,
     readyz,
@@ -172,7 +179,7 @@ function load(u: Up, tokens: { public: string; private: string }) {
   const routes: { route: string; url: string; every: number; headers?: Record<string, string>; ok: number[]; via?: Agent }[] = [
     { route: 'catalog (anonymous)', url: gw.public.gateway + '/api/catalog', every: 900, ok: [200] },
     { route: 'echo (jwt, public)', url: gw.public.gateway + '/api/echo/load', every: 120, headers: { authorization: `Bearer ${tokens.public}` }, ok: [200] },
-    { route: 'orders (jwt, private)', url: gw.private.gateway + '/api/orders', every: 120, headers: { authorization: `Bearer ${tokens.private}` }, ok: [200] },
+    { route: 'orders (jwt, private)', url: gw.private.gateway + '/api/orders', every: 120, headers: { authorization: `Bearer ${tokens.private}` }, ok: [200], via: u.privateEdge },
     { route: 'echo without token (refused)', url: gw.public.gateway + '/api/echo/load', every: 300, ok: [401, 429], via: refusedFrom },
   ];
   const loops = routes.map(async (r) => {

@@ -3,7 +3,7 @@
 // credentials, TLS agents that trust the dev CA (gateways, authorities) or
 // the trust domain's CA with a workload certificate (services).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
@@ -33,19 +33,31 @@ export interface RunningExample {
   output(): string;
   /** An agent trusting the dev CA (gateways, authorities). */
   edge: Agent;
+  /**
+   * The same, presenting a workload certificate for `spiffeId` (issued from the
+   * CA in the state dir): what a locked ingress (the private gateway) admits
+   * when the topology lets that workload call the gateway.
+   */
+  edgeAs(spiffeId: string): Promise<Agent>;
   /** Stops with SIGINT; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
 
-export async function upExample(timeoutMs = 45_000): Promise<RunningExample> {
+/** `args`: more flags for `gatehouse up` (e.g. `--config` of a copy of the example). */
+export async function upExample(timeoutMs = 90_000, args: string[] = []): Promise<RunningExample> {
   const stateDir = mkdtempSync(path.join(tmpdir(), 'gh-example-'));
-  const child: ChildProcess = spawn(process.execPath, [main, 'up', '--ephemeral-ports', '--state-dir', stateDir], {
+  const child: ChildProcess = spawn(process.execPath, [main, 'up', '--ephemeral-ports', '--state-dir', stateDir, ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gatehouse up not ready after ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // never leave it running: its components follow it (they watch their IPC channel)
+      child.kill('SIGKILL');
+      rmSync(stateDir, { recursive: true, force: true });
+      reject(new Error(`gatehouse up not ready after ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
     const on = (d: Buffer) => {
       output += d;
       if (/gatehouse: ready/.test(output)) {
@@ -63,14 +75,22 @@ export async function upExample(timeoutMs = 45_000): Promise<RunningExample> {
   const endpoints = JSON.parse(readFileSync(path.join(stateDir, 'endpoints.json'), 'utf8')) as Endpoints;
   const credentials = JSON.parse(readFileSync(path.join(stateDir, 'dev-credentials.json'), 'utf8')) as DevCredentials;
   const edge = new Agent({ connect: { ca: readFileSync(endpoints.caBundle, 'utf8') } });
+  const agents: Agent[] = [];
   return {
     stateDir,
     endpoints,
     credentials,
     output: () => output,
     edge,
+    async edgeAs(spiffeId) {
+      const id = await certificateFor(stateDir, spiffeId);
+      const agent = new Agent({ connect: { ca: readFileSync(endpoints.caBundle, 'utf8'), cert: id.certPem, key: id.keyPem } });
+      agents.push(agent);
+      return agent;
+    },
     async stop() {
       await edge.close();
+      for (const a of agents) await a.close();
       const code = await new Promise<number | null>((resolve) => {
         if (child.exitCode !== null) return resolve(child.exitCode);
         child.once('exit', (c) => resolve(c));
@@ -104,4 +124,28 @@ export function meshAgent(stateDir: string, expectedSpiffeId: string, identity?:
 /** A certificate for `spiffeId` straight from the CA in the state dir (what `gatehouse ca issue` does). */
 export function certificateFor(stateDir: string, spiffeId: string): Promise<WorkloadIdentity> {
   return issueWorkloadIdentity(stateDir, spiffeId, { ttlSeconds: 600 });
+}
+
+/**
+ * A copy of the example topology in `dir` (the services and contracts stay
+ * where they are: paths become absolute), for a test that edits it.
+ */
+export function copyExample(dir: string): string {
+  const example = path.join(root, 'examples', 'shop');
+  const yaml = readFileSync(path.join(example, 'gatehouse.yaml'), 'utf8')
+    .replaceAll('run: services/', `run: ${example}/services/`)
+    .replaceAll('openapi: openapi/', `openapi: ${example}/openapi/`);
+  const file = path.join(dir, 'gatehouse.yaml');
+  writeFileSync(file, yaml);
+  return file;
+}
+
+/**
+ * An agent for the example's private gateway, whose ingress is locked: it
+ * trusts the dev CA and presents a certificate of the BFF (the one workload
+ * whose egress names gateway:private), issued from the CA in the state dir.
+ */
+export async function privateGatewayAgent(stateDir: string, caBundle: string): Promise<Agent> {
+  const bff = await certificateFor(stateDir, 'spiffe://shop.local/zone/public/svc/bff');
+  return new Agent({ connect: { ca: readFileSync(caBundle, 'utf8'), cert: bff.certPem, key: bff.keyPem } });
 }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
 import type { Endpoints } from '../../src/cli/up.ts';
-import type { DevCredentials } from './example-up.ts';
+import { privateGatewayAgent, type DevCredentials } from './example-up.ts';
 
 const root = path.join(import.meta.dirname, '..', '..');
 export const MAIN = path.join(root, 'src/cli/main.ts');
@@ -29,6 +29,8 @@ export interface RunningUp {
   credentials: DevCredentials;
   /** An agent trusting the dev CA (gateways, authorities). */
   edge: Agent;
+  /** For the private gateway (locked ingress): presents the BFF's certificate. */
+  privateEdge: Agent;
   output(): string;
   components(): Promise<Component[]>;
   component(name: string): Promise<Component | undefined>;
@@ -68,6 +70,7 @@ export async function startUp(config: string, stateDir: string, timeoutMs = 60_0
   const endpoints = JSON.parse(readFileSync(path.join(stateDir, 'endpoints.json'), 'utf8')) as Endpoints;
   const credentials = JSON.parse(readFileSync(path.join(stateDir, 'dev-credentials.json'), 'utf8')) as DevCredentials;
   const edge = new Agent({ connect: { ca: readFileSync(endpoints.caBundle, 'utf8') } });
+  const privateEdge = await privateGatewayAgent(stateDir, endpoints.caBundle);
   const components = async () => {
     const r = await undiciFetch(endpoints.up!.admin + '/readyz');
     return ((await r.json()) as { components: Component[] }).components;
@@ -78,11 +81,13 @@ export async function startUp(config: string, stateDir: string, timeoutMs = 60_0
     endpoints,
     credentials,
     edge,
+    privateEdge,
     output: () => output,
     components,
     component: async (name) => (await components()).find((c) => c.name === name),
     async stop(graceMs = 15_000) {
       await edge.close().catch(() => {});
+      await privateEdge.close().catch(() => {});
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
