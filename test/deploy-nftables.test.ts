@@ -22,12 +22,16 @@ zones:
   public:
     gateway: { listen: 0.0.0.0:8443 }
     authority: { listen: 0.0.0.0:8444, scopes: [orders:read] }
+    # the clients' network only
+    ingress: { sources: [10.77.0.8/29] }
     routes:
       - { path: /api/catalog, service: catalog, auth: anonymous }
       - { path: /api/shop, service: bff, auth: jwt }
   private:
     gateway: { listen: 0.0.0.0:9443 }
     authority: { listen: 0.0.0.0:9444, scopes: [orders:read], trustedZones: [public] }
+    # workloads whose egress names gateway:private only (the BFF)
+    ingress: { clientCertificate: required }
     routes:
       - { path: /api/orders, service: orders, auth: jwt }
 services:
@@ -58,7 +62,7 @@ hosts:
 `;
 
 const FIREWALLED = ['edge', 'app', 'core', 'data', 'infra'];
-/** Machines outside the topology: a client on the network, the database bff may reach. No firewall. */
+/** The hosts; client, stranger (outside the public ingress) and db (which bff may reach) are outside the topology, with no firewall. */
 const HOSTS = [
   { name: 'edge', address: '10.77.0.2' },
   { name: 'app', address: '10.77.0.3' },
@@ -66,6 +70,7 @@ const HOSTS = [
   { name: 'data', address: '10.77.0.5' },
   { name: 'infra', address: '10.77.0.6' },
   { name: 'client', address: '10.77.0.9' },
+  { name: 'stranger', address: '10.77.0.30' },
   { name: 'db', address: '10.77.0.20' },
 ];
 const address = (host: string) => HOSTS.find((h) => h.name === host)!.address;
@@ -78,15 +83,15 @@ const LISTEN: Record<string, number[]> = {
   data: [7003, 22],
   infra: [8600, 8700, 22],
   client: [443],
+  stranger: [443],
   db: [5432, 5433],
 };
 
 type Check = [from: string, to: string, port: number, why: string];
 
 const DECLARED: Check[] = [
-  ['client', 'edge', 8443, 'a client reaches the public gateway'],
-  ['client', 'edge', 8444, 'a client signs in at the public authority'],
-  ['client', 'core', 9443, 'the private zone declares no ingress: its gateway is open'],
+  ['client', 'edge', 8443, 'a client (public ingress sources) reaches the public gateway'],
+  ['client', 'edge', 8444, 'a client (public ingress sources) signs in at the public authority'],
   ['edge', 'app', 7001, 'public gateway → catalog (route)'],
   ['edge', 'app', 7002, 'public gateway → bff (route)'],
   ['app', 'core', 9443, 'bff → private gateway (egress gateway:private)'],
@@ -104,6 +109,9 @@ const DECLARED: Check[] = [
 ];
 
 const UNDECLARED: Check[] = [
+  ['stranger', 'edge', 8443, 'a client outside the public ingress sources'],
+  ['client', 'core', 9443, 'a client to the private gateway (its ingress admits workload certificates only)'],
+  ['client', 'core', 9444, 'a client to the private authority'],
   ['client', 'app', 7001, 'a client straight to a service (wrong peer: not the gateway)'],
   ['client', 'data', 7003, 'a client straight to a private service'],
   ['client', 'edge', 22, 'wrong port on the gateway host'],

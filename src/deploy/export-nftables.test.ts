@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadTopology } from '../topology/index.ts';
 import { exportNftables } from './export-nftables.ts';
-import { cidrProblem } from './flows.ts';
+import { cidrHasHostBits } from './flows.ts';
 
 const BASE = `version: 1
 trustDomain: net.test
@@ -134,17 +134,15 @@ test('a hostile file name is escaped in the comments: the ruleset stays one rule
   if (process.getuid?.() === 0 && hasNft()) execFileSync('nft', ['-c', '-f', '-'], { input: rules });
 });
 
-test('cidrProblem: no ingress wider than /8 (IPv4) or /32 (IPv6), no host bits', () => {
-  assert.equal(cidrProblem('10.0.0.0/8'), undefined);
-  assert.equal(cidrProblem('10.1.2.3'), undefined);
-  assert.equal(cidrProblem('2001:db8::/32'), undefined);
-  assert.equal(cidrProblem('::ffff:10.0.0.0/104'), undefined);
-  assert.match(cidrProblem('0.0.0.0/0')!, /wider than \/8/);
-  assert.match(cidrProblem('8.0.0.0/7')!, /wider than \/8/);
-  assert.match(cidrProblem('::/0')!, /wider than \/32/);
-  assert.match(cidrProblem('10.0.0.1/8')!, /host bits/);
-  assert.match(cidrProblem('2001:db8::1/64')!, /host bits/);
-  assert.match(cidrProblem('10.0.0.0/24junk')!, /not an IP/);
+test('cidrHasHostBits: bits past the prefix are ambiguous', () => {
+  assert.equal(cidrHasHostBits('10.0.0.0/8'), false);
+  assert.equal(cidrHasHostBits('10.1.2.3'), false);
+  assert.equal(cidrHasHostBits('2001:db8::/32'), false);
+  assert.equal(cidrHasHostBits('::ffff:10.0.0.0/104'), false);
+  assert.equal(cidrHasHostBits('10.0.0.1/8'), true);
+  assert.equal(cidrHasHostBits('10.0.0.128/25'), false);
+  assert.equal(cidrHasHostBits('10.0.0.129/25'), true);
+  assert.equal(cidrHasHostBits('2001:db8::1/64'), true);
 });
 
 function hasNft(): boolean {

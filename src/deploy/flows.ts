@@ -6,6 +6,7 @@
 // directly) is not a flow: the firewall refuses it a layer below the mesh.
 import type { Topology, ZoneConfig } from '../topology/index.ts';
 import { parseListen } from '../topology/index.ts';
+import { addressBytes, ingressCidrProblem } from '../topology/primitives.ts';
 import { isIP } from 'node:net';
 
 /** A Gatehouse component: a service name, `gateway:<zone>`, `authority:<zone>`, `gatehouse:ca`, `gatehouse:control`. */
@@ -49,16 +50,6 @@ export interface DeploymentModel {
   problems: { at: TopologyPath; message: string }[];
 }
 
-/** A zone's ingress (who outside the topology reaches its gateway and authority), when the zone declares one. */
-export interface ZoneIngress {
-  clientCertificate?: 'required' | 'optional';
-  sources?: string[];
-}
-
-export function ingressOf(zone: ZoneConfig): ZoneIngress | undefined {
-  return (zone as ZoneConfig & { ingress?: ZoneIngress }).ingress;
-}
-
 export function deploymentFlows(t: Topology): DeploymentModel {
   const components = new Map<ComponentId, Component>();
   const flows: Flow[] = [];
@@ -97,11 +88,15 @@ export function deploymentFlows(t: Topology): DeploymentModel {
   for (const [zoneName, zone] of Object.entries(t.zones)) {
     const gateway = `gateway:${zoneName}`;
     const authority = `authority:${zoneName}`;
-    const ingress = ingressOf(zone);
-    // clients outside the topology: a zone's ingress sources, nobody when it only admits workload certificates, else anyone
-    const outside: { source: Source; at: TopologyPath }[] = ingress
-      ? (ingress.sources ?? []).map((cidr, i) => ({ source: { cidr }, at: ['zones', zoneName, 'ingress', 'sources', i] }))
-      : [{ source: { anywhere: true }, at: [] }];
+    const ingress = zone.ingress;
+    // clients outside the topology reach the zone's gateway and authority: from its ingress sources when it
+    // lists them; from nowhere when it admits workload certificates only (the workloads have flows of their own);
+    // else from anywhere
+    const outside: { source: Source; at: TopologyPath }[] = ingress?.sources
+      ? ingress.sources.map((cidr, i) => ({ source: { cidr }, at: ['zones', zoneName, 'ingress', 'sources', i] }))
+      : ingress?.clientCertificate === 'required'
+        ? []
+        : [{ source: { anywhere: true }, at: [] }];
     if (zone.gateway) {
       for (const o of outside) {
         flow(o.source, to(gateway), `clients of zone ${zoneName} reach its gateway`, o.at.length ? o.at : ['zones', zoneName, 'gateway', 'listen']);
@@ -172,7 +167,7 @@ export function deploymentFlows(t: Topology): DeploymentModel {
 /** Why a flow cannot become a firewall rule, if it cannot. */
 function flowProblems(f: Flow): { at: TopologyPath; message: string }[] {
   if ('cidr' in f.from) {
-    const problem = cidrProblem(f.from.cidr);
+    const problem = ingressCidrProblem(f.from.cidr);
     if (problem) return [{ at: f.at, message: problem }];
   }
   if ('outside' in f.to && isIP(f.to.outside.host) === 0)
@@ -185,45 +180,15 @@ function flowProblems(f: Flow): { at: TopologyPath; message: string }[] {
   return [];
 }
 
-/** The widest source block a zone's ingress may admit, per address family (a /8 of IPv4; a /32 of IPv6). */
-const WIDEST_PREFIX = { 4: 8, 6: 32 } as const;
-
-/** What is wrong with a CIDR as a firewall source, or undefined. */
-export function cidrProblem(cidr: string): string | undefined {
-  const [address, bits, ...rest] = cidr.split('/');
+/** True when a CIDR has bits set past its prefix (10.0.0.1/8): which network was meant is ambiguous. */
+export function cidrHasHostBits(cidr: string): boolean {
+  const [address, bits] = cidr.split('/');
   const family = isIP(address) as 0 | 4 | 6;
-  const max = family === 4 ? 32 : 128;
-  if (family === 0 || rest.length > 0 || (bits !== undefined && (!/^\d{1,3}$/.test(bits) || Number(bits) > max)))
-    return `${JSON.stringify(cidr)} is not an IP address or CIDR block`;
-  const prefix = bits === undefined ? max : Number(bits);
-  if (prefix < WIDEST_PREFIX[family])
-    return `${cidr} is wider than /${WIDEST_PREFIX[family]}: an ingress that admits this much is not locked; list the networks that need it`;
-  if (hasHostBits(address, family, prefix)) return `${cidr} has host bits set: write the network address (ambiguous otherwise)`;
-  return undefined;
-}
-
-function hasHostBits(address: string, family: 4 | 6, prefix: number): boolean {
+  if (family === 0 || bits === undefined) return false;
   const bytes = addressBytes(address, family);
-  for (let bit = prefix; bit < bytes.length * 8; bit++) if ((bytes[bit >> 3] >> (7 - (bit & 7))) & 1) return true;
+  for (let bit = Number(bits); bit < bytes.length * 8; bit++) if ((bytes[bit >> 3] >> (7 - (bit & 7))) & 1) return true;
   return false;
 }
-
-/** The bytes of an IP address: 4 for IPv4, 16 for IPv6. */
-export function addressBytes(address: string, family: 4 | 6): number[] {
-  if (family === 4) return address.split('.').map(Number);
-  const [head, tail] = address.includes('::') ? address.split('::') : [address, undefined];
-  const words = (part: string | undefined) => (part ? part.split(':') : []).flatMap((w) => (w.includes('.') ? ipv4Words(w) : [parseInt(w, 16)]));
-  const left = words(head);
-  const right = words(tail);
-  const all = tail === undefined ? left : [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
-  return all.flatMap((w) => [w >> 8, w & 0xff]);
-}
-
-function ipv4Words(v4: string): number[] {
-  const [a, b, c, d] = v4.split('.').map(Number);
-  return [(a << 8) | b, (c << 8) | d];
-}
-
 function upstreamPort(upstream: string | undefined): number | undefined {
   if (upstream === undefined) return undefined;
   const url = new URL(upstream);
