@@ -75,6 +75,8 @@ export interface Endpoints {
   ca?: string;
   /** The control plane (signed policy bundles over mTLS; `gatehouse status`). */
   control?: string;
+  /** The vault (encryption, tokenization over mTLS), when the topology has a vault section. */
+  vault?: string;
   zones: Record<string, { gateway?: string; authority?: string; admin?: string; redirect?: string }>;
   services: Record<string, { zone: string; url: string }>;
   console?: string;
@@ -108,7 +110,7 @@ function tierOf(name: string): number {
 
 /** Listen flags a restart keeps on the port of the first start, and the endpoint that says which. */
 const PINNED: Record<string, string[]> = {
-  '--listen': ['ca', 'control', 'authority', 'gateway'],
+  '--listen': ['ca', 'control', 'vault', 'authority', 'gateway'],
   '--admin-listen': ['admin'],
   '--redirect-listen': ['redirect'],
 };
@@ -325,6 +327,8 @@ export function up(o: UpOptions): UpSession {
     // the control plane: every gateway, service and sidecar enforces the bundle
     // it serves (and follows the topology file's changes through it)
     const controlChild = start('control', ['control', ...common, '--listen', '127.0.0.1:0']);
+    // the vault, when the topology has one: services learn its URL (GATEHOUSE_VAULT_URL) and keep their data in DIR/data/<service>
+    const vaultChild = topology.vault ? start('vault', ['vault', ...common, ...ephemeral('--listen')]) : undefined;
     const zones: Endpoints['zones'] = {};
     const devCredentials: Record<string, unknown> = {};
     const feedSecrets: Record<string, string> = {};
@@ -337,6 +341,7 @@ export function up(o: UpOptions): UpSession {
     const [caReady, controlReady, ...authorityReady] = await Promise.all([caChild.ready, controlChild.ready, ...authorityChildren.map((a) => a.child.ready)]);
     const caUrl = caReady.endpoints.ca;
     const controlArgs = ['--control', `${controlReady.endpoints.control}/v1/bundles`];
+    const vaultUrl = vaultChild ? (await vaultChild.ready).endpoints.vault : undefined;
     authorityChildren.forEach((a, i) => {
       const m = authorityReady[i];
       zones[a.zone] = { ...zones[a.zone], authority: m.endpoints.authority };
@@ -359,6 +364,13 @@ export function up(o: UpOptions): UpSession {
         return createJoinToken({ stateDir, topology, service: name, ttlSeconds: 120 }).token;
       },
     });
+    const serviceEnv = (name: string): Record<string, string> => {
+      const env = joinToken(name); // Object.assign keeps its getter: the token is still minted per start
+      if (!vaultUrl) return env;
+      const data = path.join(stateDir, 'data', name);
+      mkdirSync(data, { recursive: true, mode: 0o700 });
+      return Object.assign(env, { GATEHOUSE_VAULT_URL: vaultUrl, GATEHOUSE_DATA_DIR: data });
+    };
     const authorityArgs = (name: string, zone: string): string[] => {
       const args: string[] = [];
       const spiffeId = serviceSpiffeId(topology.trustDomain, zone, name);
@@ -375,7 +387,7 @@ export function up(o: UpOptions): UpSession {
       const module = path.resolve(loaded.dir, s.run!);
       if (!s.sidecar) {
         const args = [module, name, ...common, '--ca-url', caUrl, ...controlArgs, ...authorityArgs(name, s.zone)];
-        const child = start(`service-${name}`, args, runService, joinToken(name));
+        const child = start(`service-${name}`, args, runService, serviceEnv(name));
         return (await child.ready).endpoints.service;
       }
       // the application listens on the Unix socket of its 0700 run folder (state dir), never on a port
@@ -449,6 +461,7 @@ export function up(o: UpOptions): UpSession {
       caBundle: path.join(stateDir, 'tls', 'dev-ca.pem'),
       ca: caUrl,
       control: controlReady.endpoints.control,
+      ...(vaultUrl ? { vault: vaultUrl } : {}),
       zones,
       services,
       up: { admin: admin.url },
@@ -487,6 +500,7 @@ export function up(o: UpOptions): UpSession {
       } else if (next.component === 'authority' && next.zone) zones[next.zone] = { ...zones[next.zone], authority: next.endpoints.authority };
       else if (next.component === 'gateway' && next.zone) zones[next.zone] = { ...zones[next.zone], gateway: next.endpoints.gateway, admin: next.endpoints.admin };
       else if (next.component === 'ca') endpoints.ca = next.endpoints.ca;
+      else if (next.component === 'vault') endpoints.vault = next.endpoints.vault;
       writeEndpoints();
     };
     complete = true;
