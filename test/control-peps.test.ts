@@ -149,6 +149,26 @@ test('control plane down: the gateway keeps its bundle; restarted with a tampere
   await until('converged', () => get(again, '/a'), (r) => r.status === 200, 8000);
 });
 
+test('a PEP that refuses what it is served says so on its polls: gatehouse status shows the refusal and the PEP as stale', async () => {
+  const id = await issueWorkloadIdentity(dir, serviceSpiffeId(TD, 'edge', 'app'));
+  // a PEP whose clock runs ten hours ahead finds every bundle expired
+  const skewed = createBundleClient({
+    url: control.bundlesUrl,
+    identity: id,
+    trustDomain: TD,
+    caBundle: id.bundlePem,
+    stateDir: tempDir('gh-peps-skew-'),
+    clock: { now: () => Date.now() + 10 * 3600_000 },
+    waitSeconds: 1,
+    pollIntervalMs: 100,
+    retryMs: 50,
+  });
+  closers.push(() => skewed.close());
+  const seen = await until('reported', () => control.status().peps.find((p) => p.id === id.spiffeId), (p) => p?.lastRefusal !== undefined);
+  assert.deepEqual({ revision: seen!.revision, stale: seen!.stale, lastRefusal: seen!.lastRefusal }, { revision: 0, stale: true, lastRefusal: 'bundle_expired' });
+  assert.equal(skewed.current(), undefined);
+});
+
 test('a mesh service and client take edges and egress from their bundle, live; no bundle: nothing in or out', async () => {
   const ordersId = await issueWorkloadIdentity(dir, serviceSpiffeId(TD, 'edge', 'orders'));
   const appId = await issueWorkloadIdentity(dir, serviceSpiffeId(TD, 'edge', 'app'));

@@ -150,6 +150,7 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
     current = v;
     stats.applied++;
     stats.source = source;
+    if (source === 'remote') stats.lastRefusal = undefined; // as OPA's status: an error is reported until a good bundle replaces it
     // the moment this bundle stops being valid, PEPs are told (they refuse until a newer one)
     clearTimeout(expiry);
     const left = Date.parse(v.bundle.expiresAt) - clock.now();
@@ -211,7 +212,12 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
         {
           method: 'GET',
           agent: agentFor(),
-          headers: { ...(held ? { 'if-none-match': `"${held.digest}"` } : {}), 'gatehouse-pep-revision': String(held?.revision ?? 0) },
+          headers: {
+            ...(held ? { 'if-none-match': `"${held.digest}"` } : {}),
+            'gatehouse-pep-revision': String(held?.revision ?? 0),
+            // the status report: what this PEP last refused (shown by `gatehouse status`)
+            ...(stats.lastRefusal ? { 'gatehouse-pep-refused': stats.lastRefusal } : {}),
+          },
           timeout: (wait + 15) * 1000,
         },
         (res) => {

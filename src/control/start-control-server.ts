@@ -52,6 +52,8 @@ export interface PepStatus {
   revision: number;
   lastSeen: string;
   stale: boolean;
+  /** The bundle_* code of the last bundle this PEP refused, as it reported on its poll (absent: none). */
+  lastRefusal?: string;
 }
 
 export interface ControlStatus {
@@ -84,7 +86,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
   });
   const revokedDir = pkiPaths(options.stateDir).revoked;
   let revoked = new Set(readRevokedSerials(options.stateDir));
-  const peps = new Map<string, { kind: PepKind; revision: number; lastSeen: number }>();
+  const peps = new Map<string, { kind: PepKind; revision: number; lastSeen: number; lastRefusal?: string }>();
   let waiters = new Set<() => void>();
   const wake = () => {
     const w = waiters;
@@ -92,9 +94,16 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     for (const f of w) f();
   };
 
+  let servedSigner = publisher.signer;
   async function publish(o: { force?: boolean } = {}): Promise<number> {
     try {
       const r = await publisher.publish(o);
+      // the signing certificate was renewed: new connections get it (open ones keep theirs)
+      if (publisher.signer !== servedSigner) {
+        servedSigner = publisher.signer;
+        server.setSecureContext(tlsOptions());
+        log.info({ notAfter: new Date(servedSigner.notAfter).toISOString() }, 'control certificate renewed');
+      }
       if (r.changed) {
         log.info({ revision: r.revision }, 'bundles published');
         wake();
@@ -106,11 +115,10 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     }
   }
 
+  const tlsOptions = () => ({ cert: publisher.signer.chainPem, key: publisher.signer.keyPem, ca: publisher.signer.bundlePem });
   const server = https.createServer(
     {
-      cert: publisher.signer.chainPem,
-      key: publisher.signer.keyPem,
-      ca: publisher.signer.bundlePem,
+      ...tlsOptions(),
       requestCert: true,
       rejectUnauthorized: true, // a client without a certificate of the trust domain never gets past TLS
       minVersion: 'TLSv1.2',
@@ -140,10 +148,12 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     if (url.pathname !== `/v1/bundles/${own}`) throw new GatehouseError('forbidden', 'a workload may fetch only its own bundle');
     const audience = decision.id.uri;
     const reported = Number(url.searchParams.get('revision') ?? req.headers['gatehouse-pep-revision'] ?? 0);
+    const refusal = req.headers['gatehouse-pep-refused'];
+    const lastRefusal = typeof refusal === 'string' && /^bundle_[a-z_]{1,40}$/.test(refusal) ? refusal : undefined;
     const wait = Math.min(maxWait, Math.max(0, Number(url.searchParams.get('wait') ?? 0) || 0));
     const seen = () => {
       const e = publisher.entry(audience);
-      if (e) peps.set(audience, { kind: e.kind, revision: Number.isSafeInteger(reported) && reported >= 0 ? reported : 0, lastSeen: clock.now() });
+      if (e) peps.set(audience, { kind: e.kind, revision: Number.isSafeInteger(reported) && reported >= 0 ? reported : 0, lastSeen: clock.now(), lastRefusal });
     };
     seen();
     let entry = publisher.entry(audience);
@@ -194,6 +204,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
           revision: p.revision,
           lastSeen: new Date(p.lastSeen).toISOString(),
           stale: p.revision < current || now - p.lastSeen > staleAfterMs,
+          ...(p.lastRefusal ? { lastRefusal: p.lastRefusal } : {}),
         })),
     };
   }

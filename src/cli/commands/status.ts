@@ -24,13 +24,16 @@ export function register(program: Command): void {
         process.exitCode = 1;
         return;
       }
-      const s = (await res.json()) as { revision: number; peps: { id: string; kind: string; revision: number; lastSeen: string; stale: boolean }[] };
+      const s = (await res.json()) as { revision: number; peps: { id: string; kind: string; revision: number; lastSeen: string; stale: boolean; lastRefusal?: string }[] };
       if (o.json) {
         process.stdout.write(JSON.stringify({ revision: s.revision, peps: s.peps.map((p) => ({ id: p.id, kind: p.kind, revision: p.revision, lastSeen: p.lastSeen, stale: p.stale })) }) + '\n');
         return;
       }
       process.stdout.write(`revision ${s.revision}\n`);
-      for (const p of s.peps) process.stdout.write(`${p.stale ? 'STALE' : 'ok   '} ${p.kind.padEnd(8)} r${String(p.revision).padEnd(6)} ${p.lastSeen}  ${p.id}\n`);
+      for (const p of s.peps)
+        process.stdout.write(
+          `${p.stale ? 'STALE' : 'ok   '} ${p.kind.padEnd(8)} r${String(p.revision).padEnd(6)} ${p.lastSeen}  ${p.id}${p.lastRefusal ? `  (last refused: ${p.lastRefusal})` : ''}\n`,
+        );
       if (s.peps.some((p) => p.stale)) process.exitCode = 1;
     });
 }
