@@ -1,0 +1,159 @@
+// `gatehouse audit`: the posture of a topology, read without running it. Each
+// finding names its rule (rules.ts), the topology field and its line, and the
+// fix. A topology that does not load is not audited: the loader's errors
+// (file:line) come first, as with `gatehouse validate`.
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { LoadedTopology, RouteConfig, ZoneConfig } from '../topology/index.ts';
+import { ALL_METHODS } from '../topology/index.ts';
+import { formatPath } from '../topology/config-error.ts';
+import { routeMethodGaps } from '../topology/resolve.ts';
+import { cidrHasHostBits } from '../deploy/index.ts';
+import { ruleNamed, type RuleName, type Severity } from './rules.ts';
+
+export interface Finding {
+  ruleId: string;
+  rule: RuleName;
+  severity: Severity;
+  /** The topology file, as given. */
+  file: string;
+  line: number;
+  column: number;
+  /** The field, like zones.public.routes[0].auth. */
+  path: string;
+  message: string;
+  fix: string;
+}
+
+export interface AuditReport {
+  file: string;
+  findings: Finding[];
+  summary: Record<Severity, number>;
+}
+
+const WRITE_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
+const MAX_TOKEN_SECONDS = 15 * 60;
+
+export function auditTopology(loaded: LoadedTopology, file: string): AuditReport {
+  const t = loaded.topology;
+  const findings: Finding[] = [];
+  const find = (rule: RuleName, at: (string | number)[], message: string) => {
+    const r = ruleNamed(rule);
+    const { line, column } = loaded.locate?.(at) ?? { line: 1, column: 1 };
+    findings.push({ ruleId: r.id, rule, severity: r.severity, file, line, column, path: formatPath(at), message, fix: r.fix });
+  };
+  const privateZones = new Set(
+    Object.values(t.services).flatMap((s) => s.egress.flatMap((e) => (e.startsWith('gateway:') && e.slice(8) !== s.zone ? [e.slice(8)] : []))),
+  );
+
+  for (const [zoneName, zone] of Object.entries(t.zones)) {
+    const at = ['zones', zoneName];
+    const ingress = zone.ingress;
+    if (zone.gateway?.plaintext) find('plaintext-listener', [...at, 'gateway', 'plaintext'], `the ${zoneName} gateway serves plain HTTP on ${zone.gateway.listen}`);
+    if (!zone.authority) find('zone-without-authority', at, `zone ${zoneName} has no authority: its tokens come from elsewhere or nowhere`);
+    else if (zone.authority.accessTokenTtl > MAX_TOKEN_SECONDS)
+      find('token-lifetime-over-15-minutes', [...at, 'authority', 'accessTokenTtl'], `access tokens of zone ${zoneName} live ${zone.authority.accessTokenTtl} s`);
+    if (zone.gateway && privateZones.has(zoneName) && !(ingress && (ingress.clientCertificate === 'required' || (ingress.sources ?? []).length > 0)))
+      find(
+        'private-zone-ingress-not-locked',
+        ingress ? [...at, 'ingress'] : [...at, 'gateway'],
+        `zone ${zoneName} is called by other zones' services (egress gateway:${zoneName}), yet its gateway admits any client on the network`,
+      );
+    if (zone.authentication.revocationFeed?.whenStale === 'accept')
+      find('revocation-feed-fails-open', [...at, 'authentication', 'revocationFeed', 'whenStale'], `zone ${zoneName} accepts revoked tokens while its feed is unreachable`);
+    forEachCidr(zone, (cidr, where) => {
+      if (cidrHasHostBits(cidr)) find('cidr-host-bits', [...at, ...where], `${cidr} has host bits set`);
+    });
+    zone.routes.forEach((route, i) => auditRoute(zoneName, zone, route, ['zones', zoneName, 'routes', i], privateZones.has(zoneName) || ingress !== undefined, find));
+  }
+
+  for (const gap of routeMethodGaps(t)) find('route-method-refused', gap.path, gap.message);
+
+  const routed = new Set(Object.values(t.zones).flatMap((z) => z.routes.map((r) => r.service)));
+  for (const [name, service] of Object.entries(t.services)) {
+    const at = ['services', name];
+    if (service.upstream?.startsWith('http://') && !service.sidecar)
+      find('plaintext-upstream', [...at, 'upstream'], `${name} is reached at ${service.upstream}, in plain HTTP`);
+    else if (service.upstream !== undefined && service.run === undefined && service.allow.length === 0)
+      find('upstream-outside-mesh', [...at, 'upstream'], `${name} is reached at ${service.upstream} without the mesh`);
+    if (routed.has(name) && service.allow.length === 0)
+      find('routed-service-without-allow', at, `a gateway routes to ${name}, which declares no allow edge`);
+    if (service.sidecar && service.upstream !== undefined) find('sidecar-with-upstream', [...at, 'upstream'], `${name} has sidecar: true and an upstream`);
+    if (service.run !== undefined && !isFile(path.resolve(loaded.dir, service.run))) find('run-module-missing', [...at, 'run'], `${service.run} does not exist next to the topology`);
+
+    service.egress.forEach((entry, i) => {
+      const where = [...at, 'egress', i];
+      const gatewayZone = /^gateway:(.+)$/.exec(entry)?.[1];
+      if (gatewayZone !== undefined) {
+        if (!t.zones[gatewayZone]?.gateway) find('unknown-egress-target', where, `${entry}: zone ${gatewayZone} ${t.zones[gatewayZone] ? 'has no gateway' : 'does not exist'}`);
+        return;
+      }
+      const hostPort = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(entry);
+      if (hostPort) {
+        const host = hostPort[1] ?? hostPort[2];
+        if (host === '0.0.0.0' || /^::?0*$/.test(host) || host === '*') find('egress-to-anywhere', where, `${name} may call ${entry}: any address`);
+        return;
+      }
+      const target = t.services[entry];
+      if (!target) find('unknown-egress-target', where, `${entry} is no service of the topology`);
+      else if (target.zone !== service.zone)
+        find('cross-zone-without-gateway', where, `${name} (zone ${service.zone}) calls ${entry} (zone ${target.zone}) directly; use egress gateway:${target.zone}`);
+      else if (!target.allow.some((e) => e.caller === name)) find('one-sided-edge', where, `${name} may call ${entry}, but ${entry} allows no call from ${name}`);
+    });
+    service.allow.forEach((edge, i) => {
+      if (edge.caller === 'gateway') return;
+      const where = [...at, 'allow', i, 'caller'];
+      const caller = t.services[edge.caller];
+      if (!caller) find('unknown-caller', where, `${edge.caller} is no service of the topology`);
+      else if (caller.zone !== service.zone)
+        find('cross-zone-without-gateway', where, `${name} (zone ${service.zone}) allows ${edge.caller} of zone ${caller.zone} directly; callers of another zone come through this zone's gateway`);
+      else if (!caller.egress.includes(name)) find('one-sided-edge', where, `${name} allows ${edge.caller}, whose egress does not list ${name}`);
+    });
+  }
+
+  findings.sort((a, b) => a.line - b.line || a.column - b.column || a.ruleId.localeCompare(b.ruleId));
+  const summary: Record<Severity, number> = { error: 0, warning: 0, note: 0 };
+  for (const f of findings) summary[f.severity]++;
+  return { file, findings, summary };
+}
+
+function auditRoute(
+  zoneName: string,
+  zone: ZoneConfig,
+  route: RouteConfig,
+  at: (string | number)[],
+  privateZone: boolean,
+  find: (rule: RuleName, at: (string | number)[], message: string) => void,
+): void {
+  const name = route.name ?? route.path;
+  const methods = route.methods === '*' ? ALL_METHODS : route.methods;
+  const writes = methods.filter((m) => WRITE_METHODS.includes(m));
+  const rateLimited = route.policies.rate_limit !== undefined ? route.policies.rate_limit !== false : zone.policies.rate_limit !== undefined;
+  if (route.auth === 'anonymous') {
+    if (!rateLimited) find('anonymous-route-without-rate-limit', [...at, 'auth'], `route ${name} of zone ${zoneName} is anonymous and unlimited`);
+    if (writes.length > 0) find('anonymous-write', [...at, 'methods'], `route ${name} takes ${writes.join(', ')} from anyone`);
+    return;
+  }
+  const auth = typeof route.auth === 'string' ? undefined : route.auth;
+  if (writes.length > 0 && !privateZone && auth?.mfa !== 'required')
+    find('write-without-mfa', [...at, 'methods'], `route ${name} of zone ${zoneName} takes ${writes.join(', ')} without MFA`);
+  if (auth?.shadow) find('route-auth-shadow', [...at, 'auth', 'shadow'], `route ${name} lets refused requests pass (shadow)`);
+  if (auth?.apiKeyQuery) find('api-key-in-query', [...at, 'auth', 'apiKeyQuery'], `route ${name} reads API keys from ?${auth.apiKeyQuery}=`);
+}
+
+/** Every CIDR a zone declares (trusted proxies, address rules, ingress sources), with where. */
+function forEachCidr(zone: ZoneConfig, visit: (cidr: string, at: (string | number)[]) => void): void {
+  zone.gateway?.trustedProxies.forEach((c, i) => visit(c, ['gateway', 'trustedProxies', i]));
+  const rules = (r: { allow?: string[]; deny: string[] } | false | undefined, at: (string | number)[]) => {
+    if (!r) return;
+    r.allow?.forEach((c, i) => visit(c, [...at, 'allow', i]));
+    r.deny.forEach((c, i) => visit(c, [...at, 'deny', i]));
+  };
+  rules(zone.policies.ip_rules, ['policies', 'ip_rules']);
+  zone.routes.forEach((route, i) => rules(route.policies.ip_rules, ['routes', i, 'policies', 'ip_rules']));
+  zone.ingress?.sources?.forEach((c, i) => visit(c, ['ingress', 'sources', i]));
+}
+
+function isFile(p: string): boolean {
+  return existsSync(p) && statSync(p).isFile();
+}

@@ -1,0 +1,22 @@
+import type { Command } from 'commander';
+import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
+
+export function register(program: Command): void {
+  program
+    .command('audit')
+    .description('posture lint of a topology: one rule per practice (stable ids), each finding with its line and fix; exit 1 on any error-level finding')
+    .option('--config <file>', CONFIG_HELP, defaultConfigPath())
+    .option('--format <format>', 'text, json or sarif (SARIF 2.1.0, for code scanning)', 'text')
+    .action(async (o: { config: string; format: string }) => {
+      const { auditTopology, formatAudit, AUDIT_FORMATS } = await import('../../audit/index.ts');
+      if (!(AUDIT_FORMATS as readonly string[]).includes(o.format)) {
+        process.stderr.write(`gatehouse: --format must be one of ${AUDIT_FORMATS.join(', ')}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const { loadTopology } = await import('../../topology/index.ts');
+      const report = auditTopology(loadTopology(o.config), o.config);
+      process.stdout.write(formatAudit(report, o.format as (typeof AUDIT_FORMATS)[number], program.version() ?? '0.1.0'));
+      if (report.summary.error > 0) process.exitCode = 1;
+    });
+}
