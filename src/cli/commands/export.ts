@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-
-const CONFIG = process.env.GATEHOUSE_CONFIG ?? 'gatehouse.yaml';
+import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
 export function register(program: Command): void {
   const exporter = program.command('export').description('write what the topology declares in the formats of the machines it runs on');
@@ -8,7 +7,7 @@ export function register(program: Command): void {
   exporter
     .command('nftables')
     .description('the nftables ruleset of one host of the hosts: mapping (default drop in and out, exactly its flows), on stdout for nft -f')
-    .option('--config <file>', 'topology file (default $GATEHOUSE_CONFIG, else ./gatehouse.yaml)', CONFIG)
+    .option('--config <file>', CONFIG_HELP, defaultConfigPath())
     .requiredOption('--host <name>', 'the host (a key of hosts:)')
     .action(async (o: { config: string; host: string }) => {
       const { loadTopology } = await import('../../topology/index.ts');
@@ -19,7 +18,7 @@ export function register(program: Command): void {
   exporter
     .command('k8s')
     .description('Kubernetes manifests: a namespace per zone (Pod Security restricted), hardened Deployments, Services, quotas, default-deny NetworkPolicies in and out plus exactly the topology\'s flows')
-    .option('--config <file>', 'topology file (default $GATEHOUSE_CONFIG, else ./gatehouse.yaml)', CONFIG)
+    .option('--config <file>', CONFIG_HELP, defaultConfigPath())
     .option('--image <ref>', 'image of every container (pin it by digest: registry/gatehouse@sha256:…)')
     .option('--out <dir>', 'write one file per namespace into this directory; absent: every document on stdout')
     .action(async (o: { config: string; image?: string; out?: string }) => {
