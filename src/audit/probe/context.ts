@@ -18,11 +18,19 @@ export interface ProbeContext {
   requests(): number;
   /** ms left before the deadline. */
   left(): number;
+  /**
+   * A loopback source address of its own (127.0.0.2 …) for a connection to
+   * `host`, when `host` is IPv4 loopback on Linux: a gateway's per-source
+   * auth-failure throttle would otherwise turn every check after the third
+   * refusal into a 429 that proves nothing. Undefined elsewhere.
+   */
+  freshSource(host: string): string | undefined;
 }
 
 export function createContext(plan: ProbePlan, limits: ProbeLimits, hosts: Set<string>, now = () => Date.now()): ProbeContext {
   const deadline = now() + limits.maxMs;
   let count = 0;
+  let source = 0;
   return {
     plan,
     limits,
@@ -33,6 +41,11 @@ export function createContext(plan: ProbePlan, limits: ProbeLimits, hosts: Set<s
       count++;
     },
     requests: () => count,
+    freshSource(host) {
+      if (process.platform !== 'linux' || !/^127\.\d+\.\d+\.\d+$/.test(host)) return undefined;
+      source = (source % 250) + 1;
+      return `127.0.${1 + Math.floor(count / 250) % 200}.${source + 1}`;
+    },
     left: () => deadline - now(),
   };
 }

@@ -2,12 +2,15 @@
 // that does not offer h2 in ALPN is reported as such, not as a failure.
 import http2 from 'node:http2';
 import type { ProbeContext } from './context.ts';
+import { certificateFor } from './http1.ts';
 
 export type H2Answer = { status: number; headers: Record<string, string>; body: Buffer } | { error: string; noH2?: boolean };
 
 export function h2Request(ctx: ProbeContext, origin: string, headers: Record<string, string>, body?: string): Promise<H2Answer> {
   const u = new URL(origin);
-  ctx.take(u.hostname.replace(/^\[|\]$/g, ''));
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  ctx.take(host);
+  const localAddress = ctx.freshSource(host);
   return new Promise((resolve) => {
     let done = false;
     const session = http2.connect(origin, {
@@ -16,6 +19,8 @@ export function h2Request(ctx: ProbeContext, origin: string, headers: Record<str
       maxHeaderListPairs: 256,
       settings: { maxHeaderListSize: 64 * 1024 },
       maxSendHeaderBlockLength: 64 * 1024,
+      ...(certificateFor(ctx, u) ?? {}),
+      ...(localAddress ? { localAddress } : {}),
     } as http2.SecureClientSessionOptions);
     const finish = (a: H2Answer) => {
       if (done) return;

@@ -29,24 +29,37 @@ export interface ExchangeOptions {
   graceMs?: number;
   /** Plain TCP even for an https URL's port (to try plaintext on a TLS port). */
   plaintext?: boolean;
-  /** TLS client certificate and key (PEM); absent: none is presented. */
+  /** TLS client certificate and key (PEM); absent: the plan's, at a gateway (see certificateFor). */
   cert?: { cert: string; key: string };
+  /** Present no certificate at all, whatever the plan holds. */
+  bare?: boolean;
+  /** Connect from a source address of its own where the context has one (see ProbeContext.freshSource). */
+  freshSource?: boolean;
+  /** Connect from this local address. */
+  source?: string;
+}
+
+/** The workload certificate to present at `url`: only to gateways, and only when the plan has one. */
+export function certificateFor(ctx: ProbeContext, url: URL): { cert: string; key: string } | undefined {
+  return ctx.plan.clientCert && ctx.plan.zones.some((z) => z.gateway && new URL(z.gateway).origin === url.origin) ? ctx.plan.clientCert : undefined;
 }
 
 export function connect(ctx: ProbeContext, url: URL, o: ExchangeOptions = {}): net.Socket {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   ctx.take(host);
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  const localAddress = o.source ?? (o.freshSource ? ctx.freshSource(host) : undefined);
   if (url.protocol === 'https:' && !o.plaintext)
     return tls.connect({
       host,
       port,
+      ...(localAddress ? { localAddress } : {}),
       servername: net.isIP(host) ? undefined : host,
       rejectUnauthorized: false,
       ALPNProtocols: ['http/1.1'],
-      ...(o.cert ?? {}),
+      ...(o.bare ? {} : (o.cert ?? certificateFor(ctx, url) ?? {})),
     });
-  return net.connect({ host, port });
+  return net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
 }
 
 /** Sends `data` on a new connection and reads back what comes, bounded. Never throws for network trouble. */

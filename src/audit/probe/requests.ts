@@ -1,7 +1,7 @@
 // Small requests the checks share: a GET with Connection: close, a genuine
 // token for a zone (dev mode: client credentials from dev-credentials.json),
 // the authority's JWKS, and the route that reflects request headers (if any).
-import { exchange, rawRequest, type Exchange, type ParsedResponse } from './http1.ts';
+import { exchange, rawRequest, type Exchange, type ExchangeOptions, type ParsedResponse } from './http1.ts';
 import type { ProbeContext } from './context.ts';
 import type { RouteInfo, ZoneTarget } from './types.ts';
 
@@ -15,8 +15,9 @@ export async function send(
   target: string,
   headers: string[] = [],
   body?: string,
+  o: ExchangeOptions = {},
 ): Promise<{ res?: ParsedResponse; x: Exchange }> {
-  const x = await exchange(ctx, origin, rawRequest(method, target, hostOf(origin), [...headers, 'Connection: close'], body), { graceMs: 0 });
+  const x = await exchange(ctx, origin, rawRequest(method, target, hostOf(origin), [...headers, 'Connection: close'], body), { graceMs: 0, ...o });
   return { res: x.responses[0], x };
 }
 
@@ -110,11 +111,14 @@ export async function findReflector(ctx: ProbeContext, zone: ZoneTarget, nonce: 
       if (!t) continue;
       auth = [`Authorization: Bearer ${t}`];
     }
-    const { res } = await send(ctx, zone.gateway, 'GET', route.path, [...auth, `X-Probe-Reflect: ${nonce}`]);
+    const { res } = await send(ctx, zone.gateway, 'GET', route.path, [...auth, `X-Probe-Reflect: ${nonce}`], undefined, { freshSource: true });
     if (res && res.status < 300 && res.body.includes(nonce)) return { route, auth };
   }
   return undefined;
 }
+
+/** Refusals that prove nothing about the request: the source was throttled first. */
+export const THROTTLED = 429;
 
 export const statusList = (xs: Array<number | string>) => {
   const counts = new Map<string, number>();

@@ -1,7 +1,8 @@
 // One probe run: the check families in a fixed order (the rate-limit run
 // last, since it spends the limit it tests), each bounded by the context and
 // none able to stop the others.
-import { createContext, BudgetSpent, type ProbeContext } from './context.ts';
+import { createContext, BudgetSpent, result, pass, skip, type ProbeContext } from './context.ts';
+import { exchange, rawRequest } from './http1.ts';
 import { framingChecks } from './checks/framing.ts';
 import { pathChecks, h2PathChecks } from './checks/paths.ts';
 import { headerChecks } from './checks/headers.ts';
@@ -12,6 +13,9 @@ import { tlsChecks } from './checks/tls.ts';
 import { portChecks } from './checks/ports.ts';
 import { rateLimitChecks } from './checks/rate-limit.ts';
 import { DEFAULT_LIMITS, type CheckResult, type ProbeLimits, type ProbePlan, type ProbeReport } from './types.ts';
+
+/** Families that speak HTTP to a gateway: a gateway that refuses the probe at TLS (no client certificate) is left out of them. */
+const HTTP_FAMILIES = new Set(['h1-framing', 'paths', 'h2-paths', 'headers', 'tokens', 'websocket', 'rate-limit']);
 
 export const FAMILIES: Array<[name: string, run: (ctx: ProbeContext) => Promise<CheckResult[]>]> = [
   ['h1-framing', framingChecks],
@@ -36,10 +40,12 @@ export async function runProbe(plan: ProbePlan, limits: Partial<ProbeLimits> = {
   const started = Date.now();
   const ctx = createContext(plan, { ...DEFAULT_LIMITS, ...limits }, declaredHosts(plan));
   const results: CheckResult[] = [];
+  const closed = await gatewaysRequiringCertificate(ctx, results);
+  const open: ProbeContext = { ...ctx, plan: { ...plan, zones: plan.zones.map((z) => (closed.has(z.name) ? { ...z, gateway: undefined } : z)) } };
   for (const [name, run] of FAMILIES) {
     if (only && !only.includes(name)) continue;
     try {
-      results.push(...(await run(ctx)));
+      results.push(...(await run(HTTP_FAMILIES.has(name) ? open : ctx)));
     } catch (e) {
       // one family failing (budget spent, a target answering garbage) never stops the others
       results.push({
@@ -72,6 +78,33 @@ export async function runProbe(plan: ProbePlan, limits: Partial<ProbeLimits> = {
     },
     results,
   };
+}
+
+/**
+ * Gateways that end the TLS handshake of a client without a certificate. Without
+ * plan.clientCert the HTTP checks cannot reach them: that refusal is reported
+ * (it is what an outsider meets) and the checks behind it are listed as skipped.
+ */
+async function gatewaysRequiringCertificate(ctx: ProbeContext, results: CheckResult[]): Promise<Set<string>> {
+  const closed = new Set<string>();
+  for (const z of ctx.plan.zones) {
+    if (!z.gateway?.startsWith('https:')) continue;
+    let x;
+    try {
+      x = await exchange(ctx, z.gateway, rawRequest('GET', '/', new URL(z.gateway).host, ['Connection: close']), { graceMs: 0, cert: undefined, bare: true });
+    } catch {
+      continue;
+    }
+    if (!x.error || !/CERTIFICATE_REQUIRED|certificate required|HANDSHAKE_FAILURE|BAD_CERTIFICATE/i.test(x.error)) continue;
+    const where = `${z.name} gateway ${z.gateway}`;
+    results.push(result('gateway.client-certificate', 'a client without a certificate at a gateway that requires one', 'low', where, 'refused in the TLS handshake', pass(x.error)));
+    if (ctx.plan.clientCert) continue;
+    closed.add(z.name);
+    results.push(
+      result('gateway.behind-mtls', 'the HTTP checks behind the TLS handshake', 'low', where, 'run with a workload certificate', skip('the gateway requires a client certificate: give --cert and --key of a workload (a compromised-workload run) to check behind it')),
+    );
+  }
+  return closed;
 }
 
 /** 1 when a high finding was made, or when nothing could be checked at all; else 0. */

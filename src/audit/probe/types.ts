@@ -58,6 +58,11 @@ export interface ProbePlan {
   services: { name: string; zone: string; url: string }[];
   /** Every other declared URL (CA, control plane, admin listeners, console, …): TLS posture, and declared ports for the scan. */
   declared: { label: string; url: string }[];
+  /**
+   * A workload certificate (PEM) presented to gateways that require one: the probe then plays a
+   * compromised workload of the trust domain. Absent: such a gateway is only checked from outside.
+   */
+  clientCert?: { cert: string; key: string };
   /** Dev mode: a confidential client-credentials client per zone, to get a genuine token. */
   clients: Record<string, DevClient | undefined>;
 }

@@ -13,12 +13,14 @@ export function register(program: Command): void {
     .option('-s, --state-dir <dir>', 'state directory of `gatehouse up`', '.gatehouse')
     .option('-c, --config <file>', `${CONFIG_HELP}; gives the probe the routes (absent: route-based checks are skipped)`)
     .option('-f, --format <format>', 'text | json | sarif | junit', 'text')
+    .option('--cert <file>', 'a workload certificate (PEM) to present to gateways that require one: checks behind mTLS, as a compromised workload would')
+    .option('--key <file>', 'the private key (PEM) of --cert')
     .option('--only <families>', 'comma-separated check families (h1-framing, paths, h2-paths, headers, tokens, websocket, direct, tls, ports, rate-limit)')
     .option('--max-requests <n>', 'most requests of the whole run', '2000')
     .option('--max-seconds <n>', 'wall-clock bound of the whole run', '180')
     .option('--timeout <ms>', 'bound of one request', '5000')
     .action(
-      async (o: { endpoints?: string; target?: string; stateDir: string; config?: string; format: string; only?: string; maxRequests: string; maxSeconds: string; timeout: string }) => {
+      async (o: { endpoints?: string; target?: string; cert?: string; key?: string; stateDir: string; config?: string; format: string; only?: string; maxRequests: string; maxSeconds: string; timeout: string }) => {
         const { existsSync } = await import('node:fs');
         const path = await import('node:path');
         const { runProbe, exitCodeOf, formatReport, planFromEndpoints, planFromTarget, FORMATS, FAMILIES } = await import('../../audit/probe/index.ts');
@@ -51,6 +53,15 @@ export function register(program: Command): void {
             plan = planFromEndpoints(file, topology);
           } catch (e) {
             return usage(`cannot read ${file}: ${(e as Error).message}`);
+          }
+        }
+        if ((o.cert === undefined) !== (o.key === undefined)) return usage('--cert and --key go together');
+        if (o.cert && o.key) {
+          const { readFileSync } = await import('node:fs');
+          try {
+            plan.clientCert = { cert: readFileSync(o.cert, 'utf8'), key: readFileSync(o.key, 'utf8') };
+          } catch (e) {
+            return usage(`cannot read the client certificate: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
           }
         }
         const report = await runProbe(plan, numbers, only);

@@ -73,7 +73,7 @@ export async function framingChecks(ctx: ProbeContext): Promise<CheckResult[]> {
     const path = zone.routes[0]?.path ?? '/';
     const smuggled = `GET /probe-smuggled-${randomBytes(4).toString('hex')} HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
     for (const c of CASES) {
-      const x = await exchange(ctx, zone.gateway, c.bytes(path, host, smuggled), { graceMs: 400 });
+      const x = await exchange(ctx, zone.gateway, c.bytes(path, host, smuggled), { graceMs: 400, freshSource: true });
       const accepted = x.responses.filter((r) => r.status < 400);
       const verdict =
         x.responses.length > 1

@@ -1,7 +1,7 @@
 // Path normalisation: ambiguous request targets must be refused, never
 // forwarded; a protected route spelled differently must still need a credential.
 import { result, pass, fail, error, skip, type ProbeContext } from '../context.ts';
-import { send, protectedRoute, statusList } from '../requests.ts';
+import { send, protectedRoute, statusList, THROTTLED } from '../requests.ts';
 import { h2Request } from '../h2.ts';
 import type { CheckResult, RouteInfo } from '../types.ts';
 
@@ -54,7 +54,7 @@ export async function pathChecks(ctx: ProbeContext): Promise<CheckResult[]> {
     const forwarded: string[] = [];
     let answered = 0;
     for (const t of ambiguousTargets(basePath)) {
-      const { res, x } = await send(ctx, zone.gateway, 'GET', t);
+      const { res, x } = await send(ctx, zone.gateway, 'GET', t, [], undefined, { freshSource: true });
       seen.push(res ? String(res.status) : (x.error ?? x.cut ?? 'closed'));
       if (res) answered++;
       if (res && res.status < 400) forwarded.push(`${t} → ${res.status}`);
@@ -77,10 +77,11 @@ export async function pathChecks(ctx: ProbeContext): Promise<CheckResult[]> {
     const seen2: string[] = [];
     const open: string[] = [];
     for (const t of bypassTargets(prot.path)) {
-      const { res, x } = await send(ctx, zone.gateway, 'GET', t);
+      const { res, x } = await send(ctx, zone.gateway, 'GET', t, [], undefined, { freshSource: true });
       seen2.push(res ? String(res.status) : (x.error ?? x.cut ?? 'closed'));
       if (res && res.status < 400) open.push(`${t} → ${res.status}`);
     }
+    const throttled = seen2.filter((s) => s === String(THROTTLED)).length;
     out.push(
       result(
         'path.auth-bypass',
@@ -88,7 +89,13 @@ export async function pathChecks(ctx: ProbeContext): Promise<CheckResult[]> {
         'high',
         where,
         'every spelling needs a credential (401) or is refused (400/404)',
-        open.length > 0 ? fail(`answered without a credential: ${open.join('; ')}`) : seen2.some((s) => /^\d+$/.test(s)) ? pass(statusList(seen2)) : error(statusList(seen2)),
+        open.length > 0
+          ? fail(`answered without a credential: ${open.join('; ')}`)
+          : throttled > 0
+            ? error(`throttled (429) before the route was judged: ${statusList(seen2)}`)
+            : seen2.some((s) => /^\d+$/.test(s))
+              ? pass(statusList(seen2))
+              : error(statusList(seen2)),
       ),
     );
   }
@@ -126,7 +133,15 @@ export async function h2PathChecks(ctx: ProbeContext): Promise<CheckResult[]> {
         'high',
         where,
         'every one refused (400/404) or needing a credential (401)',
-        noH2 ? skip(`no HTTP/2 (${seen[seen.length - 1]})`) : open.length > 0 ? fail(`answered: ${open.join('; ')}`) : seen.some((s) => /^\d+$/.test(s)) ? pass(statusList(seen)) : error(statusList(seen)),
+        noH2
+          ? skip(`no HTTP/2 (${seen[seen.length - 1]})`)
+          : open.length > 0
+            ? fail(`answered: ${open.join('; ')}`)
+            : seen.includes(String(THROTTLED))
+              ? error(`throttled (429) before the request was judged: ${statusList(seen)}`)
+              : seen.some((s) => /^\d+$/.test(s))
+                ? pass(statusList(seen))
+                : error(statusList(seen)),
       ),
     );
   }

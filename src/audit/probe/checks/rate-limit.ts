@@ -23,9 +23,11 @@ export async function rateLimitChecks(ctx: ProbeContext): Promise<CheckResult[]>
     let limitedAt = 0;
     let answered = 0;
     let lastProblem = '';
+    // one source address for the whole run (its own, on loopback): the limit under test counts it
+    const source = ctx.freshSource(new URL(zone.gateway).hostname);
     for (let i = 1; i <= budget; i++) {
       const ip = `198.51.100.${i % 250}`;
-      const { res, x } = await send(ctx, zone.gateway, 'GET', route.path, [`X-Forwarded-For: ${ip}`, `X-Real-IP: ${ip}`, `Forwarded: for=${ip}`, `True-Client-IP: ${ip}`]);
+      const { res, x } = await send(ctx, zone.gateway, 'GET', route.path, [`X-Forwarded-For: ${ip}`, `X-Real-IP: ${ip}`, `Forwarded: for=${ip}`, `True-Client-IP: ${ip}`], undefined, source ? { source } : {});
       if (!res) {
         lastProblem = x.error ?? x.cut ?? 'no answer';
         continue;
@@ -35,6 +37,7 @@ export async function rateLimitChecks(ctx: ProbeContext): Promise<CheckResult[]>
         limitedAt = i;
         break;
       }
+      if (res.status >= 400) lastProblem = `answered ${res.status}`;
     }
     const expected = `429 within ${budget} requests (limit ${route.rateLimit.limit}, burst ${route.rateLimit.burst})`;
     out.push(
@@ -44,8 +47,10 @@ export async function rateLimitChecks(ctx: ProbeContext): Promise<CheckResult[]>
         'high',
         `${where} route ${route.name}`,
         expected,
-        limitedAt > 0
-          ? pass(`429 at request ${limitedAt}: the spoofed addresses did not reset the limit`)
+        limitedAt === 1
+          ? error('429 at the first request: the source was limited before the check began')
+          : limitedAt > 0
+            ? pass(`429 at request ${limitedAt}: the spoofed addresses did not reset the limit`)
           : answered === 0
             ? error(`no answer (${lastProblem})`)
             : fail(`${answered} requests answered, none limited: each spoofed address got its own allowance (or there is no limit)`),

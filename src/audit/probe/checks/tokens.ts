@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { SignJWT, generateKeyPair, type JWTPayload } from 'jose';
 import { result, pass, fail, skip, error, type ProbeContext } from '../context.ts';
-import { send, jwtRoute, jwks, genuineToken, discovery } from '../requests.ts';
+import { send, jwtRoute, jwks, genuineToken, discovery, THROTTLED } from '../requests.ts';
 import type { CheckResult, RouteInfo, ZoneTarget } from '../types.ts';
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -101,12 +101,13 @@ export async function tokenChecks(ctx: ProbeContext): Promise<CheckResult[]> {
     const judge = async (tokens: string[]) => {
       const seen: string[] = [];
       for (const t of tokens) {
-        const { res, x } = await send(ctx, zone.gateway!, 'GET', route.path, t ? [`Authorization: Bearer ${t}`] : []);
+        const { res, x } = await send(ctx, zone.gateway!, 'GET', route.path, t ? [`Authorization: Bearer ${t}`] : [], undefined, { freshSource: true });
         seen.push(res ? String(res.status) : (x.error ?? x.cut ?? 'no answer'));
       }
       const numeric = seen.filter((s) => /^\d+$/.test(s)).map(Number);
       if (numeric.some((s) => s < 400)) return fail(`accepted: ${seen.join(', ')}`);
       if (numeric.some((s) => s >= 500)) return fail(`an error instead of a refusal: ${seen.join(', ')}`);
+      if (numeric.includes(THROTTLED)) return error(`throttled (429) before the token was judged: ${seen.join(', ')}`);
       if (numeric.length === 0) return error(seen.join(', '));
       return pass(seen.join(', '));
     };
@@ -117,7 +118,7 @@ export async function tokenChecks(ctx: ProbeContext): Promise<CheckResult[]> {
     const genuine = await genuineToken(ctx, zone, route.scopes);
     if (genuine) {
       // the control: a genuine token is accepted, so the refusals above are about the forgery
-      const { res } = await send(ctx, zone.gateway, 'GET', route.path, [`Authorization: Bearer ${genuine}`]);
+      const { res } = await send(ctx, zone.gateway, 'GET', route.path, [`Authorization: Bearer ${genuine}`], undefined, { freshSource: true });
       const s = res?.status;
       out.push(result('token.control', 'a genuine token of the zone (control for the checks above)', 'low', target, 'accepted (not 401)', s === undefined ? error('no answer') : s === 401 ? fail('401: the genuine token was refused too, so the refusals above prove less') : pass(String(s))));
     }

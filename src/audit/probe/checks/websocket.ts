@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { exchange, rawRequest, describe } from '../http1.ts';
 import { result, pass, fail, skip, error, type ProbeContext } from '../context.ts';
-import { hostOf, protectedRoute } from '../requests.ts';
+import { hostOf, protectedRoute, THROTTLED } from '../requests.ts';
 import type { CheckResult } from '../types.ts';
 
 export async function websocketChecks(ctx: ProbeContext): Promise<CheckResult[]> {
@@ -24,7 +24,7 @@ export async function websocketChecks(ctx: ProbeContext): Promise<CheckResult[]>
       'Sec-WebSocket-Version: 13',
       `Origin: ${zone.gateway}`,
     ]);
-    const x = await exchange(ctx, zone.gateway, bytes, { graceMs: 0 });
+    const x = await exchange(ctx, zone.gateway, bytes, { graceMs: 0, freshSource: true });
     const first = x.responses[0];
     out.push(
       result(
@@ -33,7 +33,15 @@ export async function websocketChecks(ctx: ProbeContext): Promise<CheckResult[]>
         'high',
         `${where} route ${route.name}`,
         'refused (4xx), no 101 Switching Protocols',
-        !first ? (x.closed && !x.error ? pass(describe(x)) : error(describe(x))) : first.status === 101 || first.status < 400 ? fail(describe(x)) : pass(describe(x)),
+        !first
+          ? x.closed && !x.error
+            ? pass(describe(x))
+            : error(describe(x))
+          : first.status < 400
+            ? fail(describe(x))
+            : first.status === THROTTLED
+              ? error(`throttled: ${describe(x)}`)
+              : pass(describe(x)),
       ),
     );
   }
