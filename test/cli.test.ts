@@ -264,11 +264,15 @@ test('up: a token revoked at the authority is refused by the gateway within the 
   const { child } = await start(['up', '--ephemeral-ports', '--state-dir', dir], /gatehouse: ready/);
   const endpoints = JSON.parse(readFileSync(path.join(dir, 'endpoints.json'), 'utf8'));
   const agent = new Agent({ connect: { ca: readFileSync(endpoints.caBundle) } });
+  const publicAgent = agent;
   try {
     const creds = JSON.parse(readFileSync(path.join(dir, 'dev-credentials.json'), 'utf8'));
     const routes = { public: '/api/echo/revoked', private: '/api/orders' };
+    // the private gateway's ingress is locked: it admits the BFF's certificate only
+    const privateAgent = await privateGatewayAgent(dir, endpoints.caBundle);
     const waited = await Promise.all(
       Object.entries(routes).map(async ([zone, route]) => {
+        const agent = zone === 'private' ? privateAgent : publicAgent;
         const { authority, gateway } = endpoints.zones[zone];
         const client = creds.zones[zone].clients.find((c: { grant_types: string[]; client_secret?: string }) => c.grant_types.includes('client_credentials') && c.client_secret);
         const token = await clientCredentialsToken(agent, authority, client, 'orders:read');
@@ -280,6 +284,7 @@ test('up: a token revoked at the authority is refused by the gateway within the 
         return ms;
       }),
     );
+    await privateAgent.close();
     t.diagnostic(`revoked tokens refused after ${waited.join(' and ')} ms`);
     for (const ms of waited) assert.ok(ms <= POLL_MS + 2_000, `refused ${ms} ms after the revocation`);
 

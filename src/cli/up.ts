@@ -1,10 +1,11 @@
 // `gatehouse up`: runs a whole topology on one machine. Every component runs
 // in its own process (the same CLI verbs an operator would run), started in
-// trust order — the trust domain's CA and the zone authorities, services (each
-// with its own workload certificate, bootstrapped from a one-time join token),
-// gateways
-// — and `endpoints.json` is written only when every one of them has said it
-// answers.
+// trust order — the trust domain's CA, the control plane and the zone
+// authorities, services (each with its own workload certificate, bootstrapped
+// from a one-time join token), gateways — and `endpoints.json` is written only
+// when every one of them has said it answers. Every gateway, mesh service and
+// sidecar follows the control plane (`--control`): it enforces its signed
+// bundle, and an edit of the topology file reaches them all through it.
 //
 // Each component is supervised (supervisor.ts): one that crashes is restarted
 // after a jittered exponential backoff while the rest keeps serving, on the

@@ -67,6 +67,8 @@ export function register(program: Command): void {
         }
         const { endpoints, unhealthy } = result;
         const lines = [`trust domain ${endpoints.trustDomain}; CA bundle ${endpoints.caBundle}${endpoints.ca ? `; workload CA ${endpoints.ca}` : ''}`];
+        if (endpoints.control)
+          lines.push(`control plane ${endpoints.control}: every gateway, service and sidecar enforces its signed bundle (gatehouse status --state-dir ${opts.stateDir})`);
         for (const [zone, z] of Object.entries(endpoints.zones))
           lines.push(`zone ${zone}: ${Object.entries(z).map(([k, v]) => `${k} ${v}`).join(', ')}`);
         process.stdout.write(lines.join('\n') + '\n');
