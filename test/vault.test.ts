@@ -300,3 +300,41 @@ test('PostgreSQL store: the same operations; two vaults on one schema', async (t
     tmp.remove();
   }
 });
+
+test('streams: envelope encryption with crypto_secretstream; tampered, truncated, extended or wrong-context streams refused', () =>
+  withVault(async (v) => {
+    const { encryptStream, decryptStream } = await import('../src/vault/index.ts');
+    const { pipeline } = await import('node:stream/promises');
+    const { Readable, Writable } = await import('node:stream');
+    const { randomBytes } = await import('node:crypto');
+    await v.createKey('files');
+    const run = async (input: Buffer, t: import('node:stream').Transform) => {
+      const out: Buffer[] = [];
+      await pipeline(Readable.from([input.subarray(0, 1000), input.subarray(1000)]), t, new Writable({ write: (c, _e, cb) => (out.push(c), cb()) }));
+      return Buffer.concat(out);
+    };
+    for (const size of [0, 1, 65536, 300_000]) {
+      const data = randomBytes(size);
+      const sealed = await run(data, encryptStream(v, 'files', 'invoice/1'));
+      if (size >= 16) assert.ok(!sealed.includes(data.subarray(0, 16)), 'no plaintext in the stream');
+      assert.deepEqual(await run(sealed, decryptStream(v, 'files', 'invoice/1')), data);
+    }
+    const data = randomBytes(200_000);
+    const sealed = await run(data, encryptStream(v, 'files', 'invoice/1'));
+    const refusedWith = async (bytes: Buffer, context = 'invoice/1') => {
+      try {
+        await run(bytes, decryptStream(v, 'files', context));
+        return 'accepted';
+      } catch (e) {
+        return (e as GatehouseError).code;
+      }
+    };
+    assert.equal(await refusedWith(sealed.subarray(0, sealed.length - 10)), 'vault_ciphertext_malformed');
+    assert.equal(await refusedWith(sealed.subarray(0, sealed.length - 65536 - 17 - 4)), 'vault_ciphertext_malformed');
+    const flipped = Buffer.from(sealed);
+    flipped[sealed.length - 100] ^= 1;
+    assert.equal(await refusedWith(flipped), 'vault_decrypt_failed');
+    assert.equal(await refusedWith(Buffer.concat([sealed, sealed.subarray(sealed.length - 30)])), 'vault_ciphertext_malformed');
+    assert.equal(await refusedWith(sealed, 'invoice/2'), 'vault_decrypt_failed');
+    assert.equal(await refusedWith(Buffer.from('not a stream at all')), 'vault_ciphertext_malformed');
+  }));

@@ -6,3 +6,4 @@ export { loadKms, localKms, transitKms, MasterKeyError, type Kms } from './lib/m
 export { luhnValid, isCardNumber, isCardToken, CARD_TOKEN_PREFIX } from './lib/card-token.ts';
 export { startVaultServer, grantsOf, VAULT_OPERATIONS, type StartVaultServerOptions, type VaultServer, type VaultOperation } from './start-vault-server.ts';
 export { createVaultClient, VaultRequestError, type VaultClient, type VaultClientOptions, type FieldSpec } from './create-vault-client.ts';
+export { encryptStream, decryptStream, type DataKeySource } from './encrypt-stream.ts';
