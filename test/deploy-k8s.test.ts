@@ -103,6 +103,19 @@ test('every pod meets Pod Security restricted, with a read-only root, limits, no
   assert.ok(!objects.some((o) => o.kind === 'Secret'), 'no Secret is written');
 });
 
+test('a sidecar service is two containers: the plain application on the pod loopback, the sidecar on the pod port', async () => {
+  const { objects } = await example;
+  const [app, sidecar] = pod(objects, 'gh-public/echo').spec.template.spec.containers;
+  assert.equal(app.name, 'app');
+  assert.deepEqual(app.ports, []);
+  assert.deepEqual(app.args, ['/srv/topology/services/echo.ts', 'echo', '--plain', '--state-dir', '/var/lib/gatehouse', '--app-listen', '127.0.0.1:8081']);
+  assert.equal(sidecar.name, 'sidecar');
+  assert.deepEqual(sidecar.args.slice(0, 5), ['sidecar', '--service', 'echo', '--upstream', 'http://127.0.0.1:8081']);
+  assert.deepEqual(sidecar.ports, [{ name: 'mtls', containerPort: 8080, protocol: 'TCP' }]);
+  const service = objects.find((o) => o.kind === 'Service' && o.metadata.namespace === 'gh-public' && o.metadata.name === 'echo')!;
+  assert.deepEqual(service.spec.ports, [{ name: 'mtls', port: 8080, targetPort: 'mtls', protocol: 'TCP' }]);
+});
+
 test('the NetworkPolicies let through exactly the example flows (evaluated as the cluster would)', async () => {
   const { objects } = await example;
   const allowed = (from: string, to: string, port: number) => evaluate(objects, pod(objects, from), pod(objects, to), port);

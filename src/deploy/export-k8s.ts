@@ -29,6 +29,10 @@ export interface K8sExportOptions {
   image?: string;
 }
 
+const RUN_SERVICE = ['node', '/app/src/cli/run-service.ts'];
+/** Where the application behind a sidecar listens, on its pod's loopback. */
+const APP_LISTEN = '127.0.0.1:8081';
+
 /** Ports of the components the topology gives none (listen port 0, the CA, the control plane, `run` services). */
 const DEFAULT_PORTS = { gateway: 8443, authority: 8444, ca: 8600, control: 8700, service: 8080 } as const;
 
@@ -76,7 +80,11 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
   }
   const caUrl = `https://ca.${SYSTEM_NAMESPACE}.svc:${placed.get(CA)!.ports.main}`;
   const controlUrl = `https://control.${SYSTEM_NAMESPACE}.svc:${placed.get(CONTROL)!.ports.main}/v1/bundles`;
-  for (const p of placed.values()) if (p.workload) p.workload.args = argsOf(t, p, caUrl, controlUrl, p.workload);
+  const authorities = Object.keys(t.zones).flatMap((z) => {
+    const a = placed.get(`authority:${z}`);
+    return a ? ['--authority', `${z}=https://authority.${a.namespace}.svc:${a.ports.main}`] : [];
+  });
+  for (const p of placed.values()) for (const c of p.workload?.containers ?? []) c.args = argsOf(t, p, c.name, { caUrl, controlUrl, authorities });
 
   // every flow becomes an egress rule of its source pod and an ingress rule of its target pod
   const rules = new Map<string, { rules: PodRule[]; why: string[] }>();
@@ -174,19 +182,31 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
     component: kind,
     replicas,
     persistent,
-    args: [],
-    ports: [{ name: kind === 'gateway' || kind === 'authority' ? 'https' : 'mtls', port: main }, ...(ports.redirect ? [{ name: 'redirect', port: ports.redirect }] : [])],
-    secretEnv: secretEnvOf(t, c, name),
+    containers: [
+      {
+        name: kind,
+        args: [],
+        ports: [{ name: kind === 'gateway' || kind === 'authority' ? 'https' : 'mtls', port: main }, ...(ports.redirect ? [{ name: 'redirect', port: ports.redirect }] : [])],
+        secretEnv: secretEnvOf(t, c, name),
+      },
+    ],
     resources: RESOURCES[kind],
   };
-  if (kind === 'service') workload.command = ['node', '/app/src/cli/run-service.ts'];
+  if (service?.sidecar) {
+    // the application, plain HTTP on the pod's loopback, behind the sidecar that serves mTLS on the pod port
+    workload.containers[0].name = 'sidecar';
+    workload.containers.unshift({ name: 'app', command: RUN_SERVICE, args: [], ports: [], secretEnv: [] });
+  }
+  else if (kind === 'service') workload.containers[0].command = RUN_SERVICE;
   return { component: c, namespace, name, ports, workload };
 }
 
-function argsOf(t: Topology, p: Placed, caUrl: string, controlUrl: string, w: Workload): string[] {
+function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string; controlUrl: string; authorities: string[] }): string[] {
   const common = ['--config', TOPOLOGY_FILE, '--state-dir', STATE_DIR];
   const listen = (port: number) => `0.0.0.0:${port}`;
-  switch (w.component) {
+  const service = p.component.kind === 'service' ? t.services[p.component.id] : undefined;
+  const module = service ? path.posix.join(TOPOLOGY_DIR, service.run!) : '';
+  switch (p.component.kind) {
     case 'gateway':
       return [
         'gateway',
@@ -197,7 +217,7 @@ function argsOf(t: Topology, p: Placed, caUrl: string, controlUrl: string, w: Wo
         listen(p.ports.main),
         ...(p.ports.redirect ? ['--redirect-listen', listen(p.ports.redirect)] : []),
         '--control',
-        controlUrl,
+        urls.controlUrl,
       ];
     case 'authority':
       return ['authority', ...common, '--zone', p.component.zone!, '--listen', listen(p.ports.main)];
@@ -206,7 +226,10 @@ function argsOf(t: Topology, p: Placed, caUrl: string, controlUrl: string, w: Wo
     case 'control':
       return ['control', ...common, '--listen', listen(p.ports.main)];
     case 'service':
-      return [path.posix.join(TOPOLOGY_DIR, t.services[p.component.id].run!), p.component.id, ...common, '--ca-url', caUrl];
+      if (container === 'app') return [module, p.component.id, '--plain', '--state-dir', STATE_DIR, '--app-listen', APP_LISTEN];
+      if (service!.sidecar)
+        return ['sidecar', '--service', p.component.id, '--upstream', `http://${APP_LISTEN}`, ...common, '--listen', listen(p.ports.main), '--ca-url', urls.caUrl, '--control', urls.controlUrl];
+      return [module, p.component.id, ...common, '--ca-url', urls.caUrl, '--control', urls.controlUrl, ...urls.authorities];
   }
 }
 
@@ -265,8 +288,8 @@ function quotaOf(namespace: string, members: Placed[], loadBalancer: boolean): I
     sum.pods += pods;
     sum.claims += w.persistent ? 1 : 0;
     for (const k of ['requests', 'limits'] as const) {
-      sum[k].cpu += pods * w.resources[k].cpu;
-      sum[k].memory += pods * w.resources[k].memory;
+      sum[k].cpu += pods * w.containers.length * w.resources[k].cpu;
+      sum[k].memory += pods * w.containers.length * w.resources[k].memory;
     }
   }
   return {

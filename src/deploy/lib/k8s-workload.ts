@@ -27,6 +27,16 @@ export interface Resources {
   limits: { cpu: number; memory: number };
 }
 
+export interface ContainerSpec {
+  name: string;
+  command?: string[];
+  args: string[];
+  /** Ports served on the pod's address (probed, and the Service's); none: it listens on loopback only. */
+  ports: { name: string; port: number }[];
+  /** Environment variables read from Secrets: variable → Secret name (the key is the variable's name). */
+  secretEnv: [variable: string, secret: string][];
+}
+
 export interface Workload {
   name: string;
   namespace: string;
@@ -34,11 +44,9 @@ export interface Workload {
   replicas: number;
   /** The state dir survives restarts (CA, control plane, SQLite authority): a volume claim, one replica, Recreate. */
   persistent: boolean;
-  command?: string[];
-  args: string[];
-  ports: { name: string; port: number }[];
-  /** Environment variables read from Secrets: variable → Secret name (the key is the variable's name). */
-  secretEnv: [variable: string, secret: string][];
+  /** One container, or an application and the `gatehouse sidecar` in front of it (they share the state dir). */
+  containers: ContainerSpec[];
+  /** Of each container. */
   resources: Resources;
 }
 
@@ -64,10 +72,6 @@ function quantities(r: { cpu: number; memory: number }): { cpu: string; memory: 
 
 export function workloadObjects(w: Workload, image: string): (IServiceAccount | IDeployment | IService | IPodDisruptionBudget | IPersistentVolumeClaim)[] {
   const metadata = { name: w.name, namespace: w.namespace, labels: labelsOf(w) };
-  const env: IEnvVar[] = [
-    { name: 'NODE_ENV', value: 'production' },
-    ...w.secretEnv.map(([variable, secret]) => ({ name: variable, valueFrom: { secretKeyRef: { name: secret, key: variable } } })),
-  ];
   const volumes: IVolume[] = [
     { name: 'topology', configMap: { name: TOPOLOGY_CONFIGMAP, defaultMode: 0o444 } },
     // Node and its libraries write temporary files: the only writable place besides the state dir
@@ -79,31 +83,43 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
     { name: 'tmp', mountPath: '/tmp' },
     { name: 'state', mountPath: STATE_DIR },
   ];
-  const container: IContainer = {
-    name: w.component,
-    image,
-    imagePullPolicy: 'IfNotPresent',
-    ...(w.command ? { command: w.command } : {}),
-    args: w.args,
-    ports: w.ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: 'TCP' })),
-    env,
-    resources: { requests: quantities(w.resources.requests), limits: quantities(w.resources.limits) },
-    securityContext: {
-      runAsNonRoot: true,
-      runAsUser: RUN_AS,
-      runAsGroup: RUN_AS,
-      allowPrivilegeEscalation: false,
-      privileged: false,
-      readOnlyRootFilesystem: true,
-      capabilities: { drop: ['ALL'] },
-      seccompProfile: { type: 'RuntimeDefault' },
-    },
-    // admin listeners stay on loopback (never on a pod address): the probes test the listener itself
-    readinessProbe: { tcpSocket: { port: w.ports[0].port }, periodSeconds: 5, failureThreshold: 3 },
-    livenessProbe: { tcpSocket: { port: w.ports[0].port }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 6 },
-    volumeMounts: mounts,
-    terminationMessagePolicy: 'FallbackToLogsOnError',
-  };
+  const containers = w.containers.map((c): IContainer => {
+    const env: IEnvVar[] = [
+      { name: 'NODE_ENV', value: 'production' },
+      ...c.secretEnv.map(([variable, secret]) => ({ name: variable, valueFrom: { secretKeyRef: { name: secret, key: variable } } })),
+    ];
+    const probed = c.ports[0]?.port;
+    return {
+      name: c.name,
+      image,
+      imagePullPolicy: 'IfNotPresent',
+      ...(c.command ? { command: c.command } : {}),
+      args: c.args,
+      ports: c.ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: 'TCP' })),
+      env,
+      resources: { requests: quantities(w.resources.requests), limits: quantities(w.resources.limits) },
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: RUN_AS,
+        runAsGroup: RUN_AS,
+        allowPrivilegeEscalation: false,
+        privileged: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
+      // admin listeners stay on loopback (never on a pod address): the probes test the listener itself
+      ...(probed === undefined
+        ? {}
+        : {
+            readinessProbe: { tcpSocket: { port: probed }, periodSeconds: 5, failureThreshold: 3 },
+            livenessProbe: { tcpSocket: { port: probed }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 6 },
+          }),
+      volumeMounts: mounts,
+      terminationMessagePolicy: 'FallbackToLogsOnError',
+    };
+  });
+  const ports = w.containers.flatMap((c) => c.ports);
   const deployment: IDeployment = {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -130,7 +146,7 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
             seccompProfile: { type: 'RuntimeDefault' },
           },
           terminationGracePeriodSeconds: 30,
-          containers: [container],
+          containers,
           volumes,
         },
       },
@@ -153,7 +169,7 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
     spec: {
       type: 'ClusterIP',
       selector: selectorOf(w.name),
-      ports: w.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: 'TCP' })),
+      ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: 'TCP' })),
     },
   });
   if (w.replicas > 1)
