@@ -104,6 +104,10 @@ test('topologies that cannot be expressed safely are refused with their line, ne
   assert.deepEqual(refusal(topology({ replace: ["'gateway:public': null", "'gateway:public': 9999"] }), 'edge'), [
     '15: gateway:public listens on port 8443 in the topology (zones.public.gateway); write null or 8443',
   ]);
+  // an ingress wider than /8 (the loader refuses it at its line)
+  assert.deepEqual(refusal(topology({ replace: ['    routes:\n', '    ingress: { sources: [8.0.0.0/7] }\n    routes:\n'] })), [
+    '6: 8.0.0.0/7 is wider than /8: an ingress that admits this much is not locked; list the networks that need it',
+  ]);
   assert.deepEqual(refusal(topology({ replace: ["'gatehouse:ca': 8600", "'gatehouse:ca': null"] }), 'infra'), [
     '17: gatehouse:ca has no fixed port in the topology: give the port it listens on here',
   ]);
