@@ -3,7 +3,7 @@
 // test machine's own network is never touched), an agent per host that
 // listens and connects on command (netns-agent.ts). Names are unique per run;
 // dispose() removes every namespace it made, whatever happened before.
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
@@ -91,8 +91,19 @@ export async function createLab(hosts: { name: string; address: string }[], pref
         agent.child.stdin.end();
         agent.child.kill('SIGKILL');
       }
-      for (const ns of made.reverse()) await run('ip', ['netns', 'del', ns]).catch(() => {});
+      for (const ns of [...made].reverse()) await run('ip', ['netns', 'del', ns]).catch(() => {});
+      made.length = 0;
     },
+  };
+  // a run cut short (test timeout, Ctrl-C) still leaves no namespace behind
+  const onExit = () => {
+    for (const ns of made) spawnSync('ip', ['netns', 'del', ns]);
+  };
+  process.once('exit', onExit);
+  const dispose = lab.dispose;
+  lab.dispose = async () => {
+    await dispose();
+    process.removeListener('exit', onExit);
   };
   try {
     await run('ip', ['netns', 'add', swns]);
