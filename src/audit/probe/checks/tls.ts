@@ -12,18 +12,18 @@ import type { CheckResult } from '../types.ts';
 export interface TlsEndpoint {
   label: string;
   url: string;
-  /** Workload certificates name a SPIFFE ID, not a host. */
-  workload: boolean;
+  /** What the certificate must name and chain to: edge (the host; the declared CA), workload (a SPIFFE ID; the trust bundle), or either (other declared endpoints). */
+  kind: 'edge' | 'workload' | 'either';
 }
 
 export function tlsEndpoints(ctx: ProbeContext): TlsEndpoint[] {
   const out: TlsEndpoint[] = [];
   for (const z of ctx.plan.zones) {
-    if (z.gateway?.startsWith('https:')) out.push({ label: `${z.name} gateway`, url: z.gateway, workload: false });
-    if (z.authority?.startsWith('https:')) out.push({ label: `${z.name} authority`, url: z.authority, workload: false });
+    if (z.gateway?.startsWith('https:')) out.push({ label: `${z.name} gateway`, url: z.gateway, kind: 'edge' });
+    if (z.authority?.startsWith('https:')) out.push({ label: `${z.name} authority`, url: z.authority, kind: 'edge' });
   }
-  for (const s of ctx.plan.services) if (s.url.startsWith('https:')) out.push({ label: `service ${s.name}`, url: s.url, workload: true });
-  for (const d of ctx.plan.declared) if (d.url.startsWith('https:') && !out.some((o) => o.url === d.url)) out.push({ label: d.label, url: d.url, workload: true });
+  for (const s of ctx.plan.services) if (s.url.startsWith('https:')) out.push({ label: `service ${s.name}`, url: s.url, kind: 'workload' });
+  for (const d of ctx.plan.declared) if (d.url.startsWith('https:') && !out.some((o) => o.url === d.url)) out.push({ label: d.label, url: d.url, kind: 'either' });
   return out;
 }
 
@@ -78,15 +78,17 @@ export function chainsTo(chain: X509Certificate[], anchors: X509Certificate[]): 
 }
 
 /** Problems with a presented chain: not from `cas`, wrong name, out of date, weak key. */
-export function certificateProblems(chain: X509Certificate[], cas: X509Certificate[], host: string, workload: boolean, trustDomain?: string, now = new Date()): string[] {
+export function certificateProblems(chain: X509Certificate[], cas: X509Certificate[], host: string, kind: TlsEndpoint['kind'], trustDomain?: string, now = new Date()): string[] {
   const problems: string[] = [];
   const cert = chain[0];
   if (cas.length > 0 && !chainsTo(chain, cas)) problems.push(`issued by "${cert.issuer.replace(/\n/g, ', ')}", which does not chain to the declared CA`);
   if (new Date(cert.validTo) < now) problems.push(`expired ${cert.validTo}`);
   if (new Date(cert.validFrom) > now) problems.push(`not valid before ${cert.validFrom}`);
-  if (workload) {
-    if (trustDomain && !(cert.subjectAltName ?? '').includes(`URI:spiffe://${trustDomain}/`)) problems.push(`no SPIFFE ID of ${trustDomain}`);
-  } else if (!(net.isIP(host) ? cert.checkIP(host) : cert.checkHost(host))) problems.push(`does not name ${host}`);
+  const spiffe = trustDomain !== undefined && (cert.subjectAltName ?? '').includes(`URI:spiffe://${trustDomain}/`);
+  const named = !!(net.isIP(host) ? cert.checkIP(host) : cert.checkHost(host));
+  if (kind === 'workload' && trustDomain && !spiffe) problems.push(`no SPIFFE ID of ${trustDomain}`);
+  if (kind === 'edge' && !named) problems.push(`does not name ${host}`);
+  if (kind === 'either' && !named && !spiffe) problems.push(`names neither ${host} nor a SPIFFE ID${trustDomain ? ` of ${trustDomain}` : ''}`);
   const key = cert.publicKey;
   const d = key.asymmetricKeyDetails;
   if (key.asymmetricKeyType === 'rsa' && (d?.modulusLength ?? 0) < 2048) problems.push(`RSA key of ${d?.modulusLength} bits`);
@@ -123,19 +125,23 @@ export async function tlsChecks(ctx: ProbeContext): Promise<CheckResult[]> {
       ),
     );
     const cert = await peerCertificate(ctx, e.url);
-    const anchors = e.workload ? trust : cas;
+    const anchors = e.kind === 'workload' ? trust : e.kind === 'edge' ? cas : [...cas, ...trust];
     if (typeof cert === 'string') out.push(result('tls.certificate', 'the certificate presented', 'high', where, 'chains to the declared CA, names the host, in date, strong key', error(cert)));
-    else if (anchors.length === 0 && e.workload && !ctx.plan.trustDomain)
+    else if (anchors.length === 0 && e.kind !== 'edge' && !ctx.plan.trustDomain)
       out.push(result('tls.certificate', 'the certificate presented', 'high', where, 'chains to the declared CA', skip('no trust bundle declared')));
     else {
-      const problems = certificateProblems(cert, anchors, host, e.workload, ctx.plan.trustDomain);
+      const problems = certificateProblems(cert, anchors, host, e.kind, ctx.plan.trustDomain);
       out.push(
         result(
           'tls.certificate',
           'the certificate presented',
           'high',
           where,
-          e.workload ? 'chains to the trust bundle, names a SPIFFE ID of the trust domain, in date, strong key' : 'chains to the declared CA, names the host, in date, strong key',
+          {
+            edge: 'chains to the declared CA, names the host, in date, strong key',
+            workload: 'chains to the trust bundle, names a SPIFFE ID of the trust domain, in date, strong key',
+            either: 'chains to the declared CA or the trust bundle, names the host or a SPIFFE ID, in date, strong key',
+          }[e.kind],
           problems.length > 0 ? fail(problems.join('; ')) : pass(`${cert[0].subject.replace(/\n/g, ', ')}; valid to ${cert[0].validTo}`),
         ),
       );
