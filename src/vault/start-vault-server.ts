@@ -22,7 +22,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { TLSSocket } from 'node:tls';
 import { loadTopology } from '../topology/load.ts';
 import type { VaultConfig } from '../topology/schema-vault.ts';
-import { verifySvid, callerName, trustBundlePath, localRevocations } from '../pki/index.ts';
+import { verifySvid, callerName, trustBundlePath, localRevocations, type SvidDecision } from '../pki/index.ts';
 import { openDevCa } from '../shared/dev-ca.ts';
 import { listen } from '../shared/listen.ts';
 import { readBody } from '../shared/body.ts';
@@ -167,12 +167,24 @@ export async function startVaultServer(options: StartVaultServerOptions): Promis
     },
   );
 
+  const peers = new WeakMap<TLSSocket, SvidDecision>();
+  const peerOf = (socket: TLSSocket): SvidDecision => {
+    let d = peers.get(socket);
+    if (!d) {
+      const cert = socket.getPeerCertificate(false);
+      d = cert?.raw
+        ? verifySvid(cert.raw, { trustDomain: topology.trustDomain, now: clock.now(), purpose: 'client', isRevoked: (s) => revocations.isRevoked(s) })
+        : { ok: false, reason: 'unparseable' };
+      peers.set(socket, d);
+    }
+    return d;
+  };
+
   async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, seen: { caller?: string; op?: string; key?: string; items?: number }): Promise<void> {
-    const cert = (req.socket as TLSSocket).getPeerCertificate(false);
-    const decision = cert?.raw
-      ? verifySvid(cert.raw, { trustDomain: topology.trustDomain, now: clock.now(), purpose: 'client', isRevoked: (s) => revocations.isRevoked(s) })
-      : ({ ok: false, reason: 'unparseable' } as const);
-    if (!decision.ok) throw new GatehouseError('certificate_rejected', 'the client certificate is not a workload identity of this trust domain');
+    const decision = peerOf(req.socket as TLSSocket);
+    // a kept-alive connection's certificate is verified once; its lifetime and revocation on every request
+    if (!decision.ok || clock.now() > decision.notAfter.getTime() || revocations.isRevoked(decision.serial))
+      throw new GatehouseError('certificate_rejected', 'the client certificate is not a workload identity of this trust domain');
     seen.caller = decision.id.uri;
     const m = /^\/v1\/([a-z]+)\/([a-z][a-z0-9-]{0,62})$/.exec(req.url ?? '');
     if (!m || !(VAULT_OPERATIONS as readonly string[]).includes(m[1])) throw NotFound('No such vault operation.');
