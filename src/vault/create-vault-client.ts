@@ -63,7 +63,7 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     if (!agent || id.serial !== serial) {
       agent?.destroy();
       serial = id.serial;
-      agent = new https.Agent({ cert: id.certPem, key: id.keyPem, ca: options.ca, keepAlive: true, maxSockets: 16, minVersion: 'TLSv1.2' });
+      agent = new https.Agent({ cert: id.certPem, key: id.keyPem, ca: options.ca, keepAlive: true, maxSockets: 16, minVersion: 'TLSv1.3' });
     }
     return agent;
   };

@@ -149,7 +149,8 @@ export async function startVaultServer(options: StartVaultServerOptions): Promis
       ca: readFileSync(bundle, 'utf8'),
       requestCert: true,
       rejectUnauthorized: true, // no certificate of the trust domain: no TLS session at all
-      minVersion: 'TLSv1.2',
+      // TLS 1.3 only: every caller is a Gatehouse SDK or CLI, and 1.3 has AEAD suites only (no CBC, no SHA-1)
+      minVersion: 'TLSv1.3',
       maxHeaderSize: 16 * 1024,
       headersTimeout: 10_000,
       requestTimeout: 30_000,
