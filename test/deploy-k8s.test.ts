@@ -85,7 +85,7 @@ test('every pod meets Pod Security restricted, with a read-only root, limits, no
     assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault', where);
     const sa = objects.find((o) => o.kind === 'ServiceAccount' && o.metadata.namespace === d.metadata.namespace && o.metadata.name === pod.serviceAccountName);
     assert.equal(sa?.automountServiceAccountToken, false, where);
-    for (const c of pod.containers) {
+    for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
       const sc = c.securityContext;
       assert.equal(sc.runAsNonRoot, true, where);
       assert.ok(sc.runAsUser > 0, where);
@@ -101,6 +101,14 @@ test('every pod meets Pod Security restricted, with a read-only root, limits, no
       assert.ok(objects.some((o) => o.kind === 'PodDisruptionBudget' && o.metadata.namespace === d.metadata.namespace && o.metadata.name === d.metadata.name), `${where} has a PDB`);
   }
   assert.ok(!objects.some((o) => o.kind === 'Secret'), 'no Secret is written');
+});
+
+test('the CA pod initialises its state (idempotent ca init) before it serves', async () => {
+  const { objects } = await example;
+  const spec = pod(objects, 'gatehouse/ca').spec.template.spec;
+  assert.deepEqual(spec.initContainers.map((c: { args: string[] }) => c.args.slice(0, 2)), [['ca', 'init']]);
+  assert.deepEqual(spec.containers.map((c: { args: string[] }) => c.args.slice(0, 2)), [['ca', 'serve']]);
+  assert.equal(spec.initContainers[0].env[1].valueFrom.secretKeyRef.name, 'ca-secrets');
 });
 
 test('a sidecar service is two containers: the plain application on the pod loopback, the sidecar on the pod port', async () => {

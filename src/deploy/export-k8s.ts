@@ -192,6 +192,8 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
     ],
     resources: RESOURCES[kind],
   };
+  // the CA creates its root and zone issuers on first start (ca init finds them on the next)
+  if (kind === 'ca') workload.containers.unshift({ name: 'ca-init', args: [], ports: [], secretEnv: [['GATEHOUSE_CA_PASSPHRASE', `${name}-secrets`]], init: true });
   if (service?.sidecar) {
     // the application, plain HTTP on the pod's loopback, behind the sidecar that serves mTLS on the pod port
     workload.containers[0].name = 'sidecar';
@@ -222,7 +224,7 @@ function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string
     case 'authority':
       return ['authority', ...common, '--zone', p.component.zone!, '--listen', listen(p.ports.main)];
     case 'ca':
-      return ['ca', 'serve', ...common, '--listen', listen(p.ports.main)];
+      return container === 'ca-init' ? ['ca', 'init', ...common] : ['ca', 'serve', ...common, '--listen', listen(p.ports.main)];
     case 'control':
       return ['control', ...common, '--listen', listen(p.ports.main)];
     case 'service':
@@ -288,8 +290,10 @@ function quotaOf(namespace: string, members: Placed[], loadBalancer: boolean): I
     sum.pods += pods;
     sum.claims += w.persistent ? 1 : 0;
     for (const k of ['requests', 'limits'] as const) {
-      sum[k].cpu += pods * w.containers.length * w.resources[k].cpu;
-      sum[k].memory += pods * w.containers.length * w.resources[k].memory;
+      // init containers run before the others, never beside them
+      const running = w.containers.filter((c) => !c.init).length;
+      sum[k].cpu += pods * running * w.resources[k].cpu;
+      sum[k].memory += pods * running * w.resources[k].memory;
     }
   }
   return {

@@ -35,6 +35,8 @@ export interface ContainerSpec {
   ports: { name: string; port: number }[];
   /** Environment variables read from Secrets: variable → Secret name (the key is the variable's name). */
   secretEnv: [variable: string, secret: string][];
+  /** Runs to completion before the others start (an idempotent preparation, such as `ca init`). */
+  init?: boolean;
 }
 
 export interface Workload {
@@ -83,7 +85,7 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
     { name: 'tmp', mountPath: '/tmp' },
     { name: 'state', mountPath: STATE_DIR },
   ];
-  const containers = w.containers.map((c): IContainer => {
+  const specs = w.containers.map((c): IContainer => {
     const env: IEnvVar[] = [
       { name: 'NODE_ENV', value: 'production' },
       ...c.secretEnv.map(([variable, secret]) => ({ name: variable, valueFrom: { secretKeyRef: { name: secret, key: variable } } })),
@@ -119,6 +121,8 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
       terminationMessagePolicy: 'FallbackToLogsOnError',
     };
   });
+  const initContainers = specs.filter((_, i) => w.containers[i].init);
+  const containers = specs.filter((_, i) => !w.containers[i].init);
   const ports = w.containers.flatMap((c) => c.ports);
   const deployment: IDeployment = {
     apiVersion: 'apps/v1',
@@ -146,6 +150,7 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
             seccompProfile: { type: 'RuntimeDefault' },
           },
           terminationGracePeriodSeconds: 30,
+          ...(initContainers.length > 0 ? { initContainers } : {}),
           containers,
           volumes,
         },
