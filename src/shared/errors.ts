@@ -53,6 +53,8 @@ export const PROBLEMS = {
   ca_locked: { status: 500, title: 'Internal Server Error' },
   // mesh
   egress_denied: { status: 403, title: 'Forbidden' },
+  // a decision of the control plane (gatehouse quarantine): a source, client, subject or service
+  quarantined: { status: 403, title: 'Forbidden' },
   upstream_identity_mismatch: { status: 502, title: 'Bad Gateway' },
   token_unavailable: { status: 502, title: 'Bad Gateway' },
   // policy bundles (a PEP refusing what it fetched; the control plane serving it)
