@@ -263,14 +263,25 @@ test('tokenization: card tokens keep length and last four, pass Luhn, start with
     await assert.rejects(v.revokeToken('emails', d2), code('vault_token_wrong_key'));
   }));
 
-test('tokens survive key rotation; a value stored under a retired version no longer detokenizes', () =>
+test('tokens survive key rotation and are rewrapped under the newest version; a value stored under a retired version no longer detokenizes', () =>
   withVault(async (v) => {
     await v.createKey('cards', { tokens: 'card' });
     const t = await v.tokenize('cards', CARD);
     await v.rotateKey('cards');
     assert.equal(await v.detokenize('cards', t), CARD);
+    const other = await v.tokenize('cards', '5555555555554444');
+    assert.deepEqual(await v.rewrapTokens('cards'), { tokens: 2, rewrapped: 1 });
+    assert.deepEqual(await v.rewrapTokens('cards'), { tokens: 2, rewrapped: 0 });
     await v.setMinDecryptionVersion('cards', 2);
-    await assert.rejects(v.detokenize('cards', t), code('vault_version_retired'));
+    assert.equal(await v.detokenize('cards', t), CARD, 'rewrapped: still detokenizes');
+    assert.equal(await v.detokenize('cards', other), '5555555555554444');
+    await v.rotateKey('cards');
+    const stale = await v.tokenize('cards', '378282246310005');
+    await v.setMinDecryptionVersion('cards', 1);
+    await v.rotateKey('cards');
+    await v.rotateKey('cards');
+    await v.setMinDecryptionVersion('cards', 5);
+    await assert.rejects(v.detokenize('cards', stale), code('vault_version_retired'));
   }));
 
 test('PostgreSQL store: the same operations; two vaults on one schema', async (t) => {

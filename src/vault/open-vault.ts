@@ -66,6 +66,8 @@ export interface Vault {
   tokenize(name: string, value: string): Promise<string>;
   detokenize(name: string, token: string): Promise<string>;
   revokeToken(name: string, token: string): Promise<void>;
+  /** The stored values of a key's tokens re-encrypted under its newest version (compare-and-set per token: safe to interrupt and rerun). */
+  rewrapTokens(name: string): Promise<{ tokens: number; rewrapped: number }>;
   close(): Promise<void>;
 }
 
@@ -414,6 +416,25 @@ export async function openVault(options: OpenVaultOptions): Promise<Vault> {
       if (row.key_name !== name) throw new GatehouseError('vault_token_wrong_key', 'the token is of another key');
       // a deterministic value gets a fresh token after this one is revoked
       await db.updateTable('vault_tokens').set({ revoked_at: clock.now(), lookup: null }).where('token', '=', token).execute();
+    },
+
+    async rewrapTokens(name) {
+      checkName(name);
+      const latest = (await load(name)).info.latest;
+      let last = '';
+      const result = { tokens: 0, rewrapped: 0 };
+      for (;;) {
+        const page = await db.selectFrom('vault_tokens').select(['token', 'value']).where('key_name', '=', name).where('token', '>', last).orderBy('token').limit(500).execute();
+        if (page.length === 0) return result;
+        for (const row of page) {
+          result.tokens++;
+          if (parseCiphertext(row.value).version >= latest) continue;
+          const next = await vault.rewrap(name, row.value, `token:${name}:${row.token}`);
+          const r = await db.updateTable('vault_tokens').set({ value: next }).where('token', '=', row.token).where('value', '=', row.value).executeTakeFirst();
+          result.rewrapped += Number(r.numUpdatedRows);
+        }
+        last = page[page.length - 1].token;
+      }
     },
 
     async close() {

@@ -172,15 +172,23 @@ export function register(program: Command): void {
     });
 
   withKey(vault.command('rewrap'))
-    .description("re-encrypt a table column's ciphertexts under the key's newest version (safe to interrupt and rerun)")
-    .requiredOption('--db <file|url>', 'the SQLite file or postgres:// URL of the table')
-    .requiredOption('--table <name>', 'the table')
-    .requiredOption('--column <name>', 'the column holding gh:v1: ciphertexts')
+    .description("re-encrypt a table column's ciphertexts (or, with --tokens, the key's token values) under the key's newest version (safe to interrupt and rerun)")
+    .option('--tokens', "the vault's own token store instead of a table", false)
+    .option('--db <file|url>', 'the SQLite file or postgres:// URL of the table')
+    .option('--table <name>', 'the table')
+    .option('--column <name>', 'the column holding gh:v1: ciphertexts')
     .option('--id-column <name>', 'its primary key', 'id')
     .option('--context <template>', 'each row\'s context: {table}, {column}, {id} filled in', '{table}/{id}/{column}')
     .option('--json', 'the result as one JSON document', false)
     .action(async (_: unknown, cmd: Command) => {
-      const o = opts<{ key: string; db: string; table: string; column: string; idColumn: string; context: string; json: boolean }>(cmd);
+      const o = opts<{ key: string; tokens: boolean; db?: string; table?: string; column?: string; idColumn: string; context: string; json: boolean }>(cmd);
+      if (o.tokens) {
+        const t = await asOperator(o, 'rewrap-tokens', o.key, (v) => v.rewrapTokens(o.key));
+        if (t) process.stdout.write(o.json ? JSON.stringify(t) + '\n' : `rewrapped ${t.rewrapped} of ${t.tokens} tokens\n`);
+        return;
+      }
+      if (!o.db || !o.table || !o.column) throw Object.assign(new Error('rewrap needs --db, --table and --column (or --tokens)'), { exit: 2 });
+      const table = { db: o.db, table: o.table, column: o.column };
       const { rewrapTable } = await import('../../vault/rewrap-table.ts');
       const tty = process.stderr.isTTY === true;
       const bar = (done: number, total: number) => {
@@ -190,7 +198,7 @@ export function register(program: Command): void {
         process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`);
       };
       const r = await asOperator(o, 'rewrap', o.key, (v) =>
-        rewrapTable(v, { key: o.key, db: o.db, table: o.table, column: o.column, idColumn: o.idColumn, context: o.context, onProgress: bar }),
+        rewrapTable(v, { key: o.key, ...table, idColumn: o.idColumn, context: o.context, onProgress: bar }),
       );
       if (tty) process.stderr.write('\n');
       if (!r) return;
