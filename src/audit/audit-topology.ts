@@ -3,12 +3,13 @@
 // fix. A topology that does not load is not audited: the loader's errors
 // (file:line) come first, as with `gatehouse validate`.
 import { existsSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import type { LoadedTopology, RouteConfig, ZoneConfig } from '../topology/index.ts';
 import { ALL_METHODS } from '../topology/index.ts';
 import { formatPath } from '../topology/config-error.ts';
 import { routeMethodGaps } from '../topology/resolve.ts';
-import { cidrHasHostBits } from '../deploy/index.ts';
+import { cidrHasHostBits, egressEndpoint } from '../deploy/index.ts';
 import { ruleNamed, type RuleName, type Severity } from './rules.ts';
 
 export interface Finding {
@@ -88,10 +89,10 @@ export function auditTopology(loaded: LoadedTopology, file: string): AuditReport
         if (!t.zones[gatewayZone]?.gateway) find('unknown-egress-target', where, `${entry}: zone ${gatewayZone} ${t.zones[gatewayZone] ? 'has no gateway' : 'does not exist'}`);
         return;
       }
-      const hostPort = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(entry);
-      if (hostPort) {
-        const host = hostPort[1] ?? hostPort[2];
-        if (host === '0.0.0.0' || /^::?0*$/.test(host) || host === '*') find('egress-to-anywhere', where, `${name} may call ${entry}: any address`);
+      const endpoint = egressEndpoint(entry);
+      if (endpoint) {
+        // the unspecified address: whatever the service connects to
+        if (isIP(endpoint.host) !== 0 && /^(0\.0\.0\.0|[0:]+)$/.test(endpoint.host)) find('egress-to-anywhere', where, `${name} may call ${entry}: any address`);
         return;
       }
       const target = t.services[entry];

@@ -150,7 +150,7 @@ export function deploymentFlows(t: Topology): DeploymentModel {
           flow({ component: name }, to(entry), `${name} calls ${entry}`, at);
         return;
       }
-      const endpoint = hostPort(entry);
+      const endpoint = egressEndpoint(entry);
       if (endpoint) flow({ component: name }, { outside: endpoint }, `${name} calls ${entry} outside the topology`, at);
     });
   }
@@ -207,8 +207,8 @@ function urlEndpoint(value: string, defaultPort: number): { host: string; port: 
   }
 }
 
-/** An egress entry host:port (IPv6 in brackets). */
-function hostPort(entry: string): { host: string; port: number } | undefined {
+/** An egress entry host:port (IPv6 in brackets), or undefined for a service or gateway:<zone>. */
+export function egressEndpoint(entry: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(entry);
   return m ? { host: m[1] ?? m[2], port: Number(m[3]) } : undefined;
 }

@@ -3,4 +3,4 @@
 // both are made from.
 export { exportNftables, NFT_TABLE } from './export-nftables.ts';
 export { exportK8s, isImageReference, DEFAULT_IMAGE, type K8sExportOptions } from './export-k8s.ts';
-export { deploymentFlows, cidrHasHostBits, type DeploymentModel, type Flow, type Component } from './flows.ts';
+export { deploymentFlows, cidrHasHostBits, egressEndpoint, type DeploymentModel, type Flow, type Component } from './flows.ts';
