@@ -15,7 +15,7 @@ import type { ILimitRange } from 'kubernetes-models/v1/LimitRange';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { LoadedTopology, Topology } from '../topology/index.ts';
 import { formatPath } from '../topology/config-error.ts';
-import { deploymentFlows, CA, CONTROL, type Component, type ComponentId, type Flow, type TopologyPath } from './flows.ts';
+import { deploymentFlows, isLoopbackHost, CA, CONTROL, type Component, type ComponentId, type Flow, type TopologyPath } from './flows.ts';
 import { Issues, commentText, sourceLine } from './lib/issues.ts';
 import { STATE_DIR, TOPOLOGY_CONFIGMAP, TOPOLOGY_DIR, TOPOLOGY_FILE, cpu, memory, workloadObjects, type Resources, type Workload } from './lib/k8s-workload.ts';
 import { allowDns, denyAll, podPeer, podPolicy, type Peer, type PodRule } from './lib/k8s-network.ts';
@@ -122,7 +122,7 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
     } else if ('component' in flow.from && placed.get(flow.from.component)?.workload) {
       const { host, port } = flow.to.outside;
       // a loopback endpoint is inside the pod: no network policy concerns it
-      if (isIP(host) !== 0 && !/^127\.|^::1$/.test(host)) ruleOf(flow.from.component, { direction: 'egress', peer: { ipBlock: { cidr: hostBlock(host) } }, port }, flow);
+      if (isIP(host) !== 0 && !isLoopbackHost(host)) ruleOf(flow.from.component, { direction: 'egress', peer: { ipBlock: { cidr: hostBlock(host) } }, port }, flow);
     }
   }
   issues.check();

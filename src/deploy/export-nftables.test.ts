@@ -108,6 +108,14 @@ test('topologies that cannot be expressed safely are refused with their line, ne
   assert.deepEqual(refusal(topology({ replace: ['    routes:\n', '    ingress: { sources: [8.0.0.0/7] }\n    routes:\n'] })), [
     '6: 8.0.0.0/7 is wider than /8: an ingress that admits this much is not locked; list the networks that need it',
   ]);
+  // a listener on loopback that other machines are meant to reach
+  assert.deepEqual(refusal(topology({ replace: ['0.0.0.0:8443', '127.0.0.1:8443'] }), 'edge'), [
+    '5: gateway:public listens on 127.0.0.1, which other machines cannot reach (clients of zone public reach its gateway): listen on 0.0.0.0 or 10.0.0.2',
+  ]);
+  // a service the gateway reaches at one address, placed on a host at another
+  assert.deepEqual(refusal(topology({ replace: ['run: catalog.ts', 'upstream: https://10.0.0.9:7001'] }).replace('catalog: 7001', 'catalog: null')), [
+    '16: catalog is reached at 10.0.0.9 (services.catalog.upstream), but host app is 10.0.0.3',
+  ]);
   assert.deepEqual(refusal(topology({ replace: ["'gatehouse:ca': 8600", "'gatehouse:ca': null"] }), 'infra'), [
     '17: gatehouse:ca has no fixed port in the topology: give the port it listens on here',
   ]);

@@ -7,7 +7,7 @@
 import { isIP } from 'node:net';
 import type { LoadedTopology } from '../topology/index.ts';
 import { formatPath } from '../topology/config-error.ts';
-import { deploymentFlows, type DeploymentModel, type Flow } from './flows.ts';
+import { deploymentFlows, isLoopbackHost, type DeploymentModel, type Flow } from './flows.ts';
 import { placeComponents, type Placement } from './place-hosts.ts';
 import { Issues, commentText, sourceLine } from './lib/issues.ts';
 
@@ -53,6 +53,10 @@ export function exportNftables(loaded: LoadedTopology, hostName: string): string
       const listener = flow.to.listener;
       for (const target of placed(flow.to.component, flow, 'to')) {
         if (target.host !== hostName) continue;
+        const bind = model.components.get(flow.to.component)?.bind;
+        const local = 'component' in flow.from && (placements.get(flow.from.component) ?? []).every((p) => p.host === hostName);
+        if (bind && isLoopbackHost(bind.host) && !local)
+          issues.add(bind.at, `${flow.to.component} listens on ${bind.host}, which other machines cannot reach (${flow.why}): listen on 0.0.0.0 or ${self.address}`);
         const port = listener === 'redirect' ? target.ports.redirect : target.ports.main;
         if (port === undefined) continue;
         const dest = `${family(self)} daddr ${self.address} tcp dport ${port} accept`;
@@ -68,7 +72,7 @@ export function exportNftables(loaded: LoadedTopology, hostName: string): string
     if ('outside' in flow.to) {
       const { host: address, port } = flow.to.outside;
       const outsideFamily = isIP(address) as 4 | 6;
-      if (host!.loopback && isLoopback(address)) continue; // the loopback interface is accepted whole
+      if (host!.loopback && isLoopbackHost(address)) continue; // the loopback interface is accepted whole
       rule('output', `${outsideFamily === 4 ? 'ip' : 'ip6'} daddr ${address} tcp dport ${port} accept`, flow);
       continue;
     }
@@ -85,10 +89,6 @@ export function exportNftables(loaded: LoadedTopology, hostName: string): string
 
 function family(p: { family: 4 | 6 }): 'ip' | 'ip6' {
   return p.family === 4 ? 'ip' : 'ip6';
-}
-
-function isLoopback(address: string): boolean {
-  return address === '::1' || /^127\./.test(address);
 }
 
 function render(loaded: LoadedTopology, hostName: string, self: Placement, loopback: boolean, model: DeploymentModel, rules: Rule[]): string {

@@ -24,6 +24,8 @@ export interface Component {
   zone?: string;
   /** TCP ports the topology gives its listeners, by listener (main, redirect); absent: none fixed (port 0, a `run` service, the CA). */
   ports: { main?: number; redirect?: number };
+  /** The address the topology has it listen on (a listen host, an upstream's host), and where; absent: none given. */
+  bind?: { host: string; at: TopologyPath };
   /** Where it is declared. */
   at: TopologyPath;
 }
@@ -74,13 +76,28 @@ export function deploymentFlows(t: Topology): DeploymentModel {
         kind: 'gateway',
         zone: zoneName,
         ports: { main: portOf(zone.gateway.listen), redirect: portOf(zone.gateway.redirectListen) },
+        bind: bindOf(zone.gateway.listen, ['zones', zoneName, 'gateway', 'listen']),
         at: ['zones', zoneName, 'gateway'],
       });
     if (zone.authority)
-      add({ id: `authority:${zoneName}`, kind: 'authority', zone: zoneName, ports: { main: portOf(zone.authority.listen) }, at: ['zones', zoneName, 'authority'] });
+      add({
+        id: `authority:${zoneName}`,
+        kind: 'authority',
+        zone: zoneName,
+        ports: { main: portOf(zone.authority.listen) },
+        bind: bindOf(zone.authority.listen, ['zones', zoneName, 'authority', 'listen']),
+        at: ['zones', zoneName, 'authority'],
+      });
   }
   for (const [name, service] of Object.entries(t.services))
-    add({ id: name, kind: 'service', zone: service.zone, ports: { main: upstreamPort(service.upstream) }, at: ['services', name] });
+    add({
+      id: name,
+      kind: 'service',
+      zone: service.zone,
+      ports: { main: upstreamPort(service.upstream) },
+      bind: service.upstream === undefined ? undefined : { host: new URL(service.upstream).hostname.replace(/^\[|\]$/g, ''), at: ['services', name, 'upstream'] },
+      at: ['services', name],
+    });
 
   const flow = (from: Source, to: Target, why: string, at: TopologyPath) => flows.push({ from, to, why, at });
   const to = (component: ComponentId, listener: 'main' | 'redirect' = 'main'): Target => ({ component, listener });
@@ -189,6 +206,16 @@ export function cidrHasHostBits(cidr: string): boolean {
   for (let bit = Number(bits); bit < bytes.length * 8; bit++) if ((bytes[bit >> 3] >> (7 - (bit & 7))) & 1) return true;
   return false;
 }
+function bindOf(listen: string, at: TopologyPath): Component['bind'] {
+  const parsed = parseListen(listen);
+  return typeof parsed === 'string' ? undefined : { host: parsed.host, at };
+}
+
+/** 127.0.0.0/8, ::1 and localhost: reachable from the same machine only. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
 function upstreamPort(upstream: string | undefined): number | undefined {
   if (upstream === undefined) return undefined;
   const url = new URL(upstream);

@@ -3,7 +3,7 @@
 // contradicts, two components on one port of one host, two hosts on one address).
 import { isIP } from 'node:net';
 import type { Topology } from '../topology/index.ts';
-import type { ComponentId, DeploymentModel } from './flows.ts';
+import { isLoopbackHost, type ComponentId, type DeploymentModel } from './flows.ts';
 import type { Issues } from './lib/issues.ts';
 
 export interface Placement {
@@ -43,6 +43,10 @@ export function placeComponents(t: Topology, model: DeploymentModel, issues: Iss
         issues.add(at, `${id} has no fixed port in the topology: give the port it listens on here`);
         continue;
       }
+      // a service the gateway reaches at its upstream address must run at that address
+      const bind = component.bind;
+      if (component.kind === 'service' && bind && isIP(bind.host) !== 0 && !isLoopbackHost(bind.host) && !/^(0\.0\.0\.0|[0:]+)$/.test(bind.host) && bind.host !== config.address)
+        issues.add(at, `${id} is reached at ${bind.host} (${bind.at.join('.')}), but host ${host} is ${config.address}`);
       claim(main, id);
       if (component.ports.redirect !== undefined) claim(component.ports.redirect, id);
       const list = placements.get(id) ?? [];
