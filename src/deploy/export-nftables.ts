@@ -25,15 +25,14 @@ export function exportNftables(loaded: LoadedTopology, hostName: string): string
   const host = Object.hasOwn(t.hosts, hostName) ? t.hosts[hostName] : undefined;
   if (!host) {
     const names = Object.keys(t.hosts);
-    issues.add(['hosts'], `no host named ${JSON.stringify(hostName)} (${names.length > 0 ? `hosts: ${names.join(', ')}` : 'the topology has no hosts: mapping'})`);
-    issues.check();
+    throw issues.refuse(['hosts'], `no host named ${JSON.stringify(hostName)} (${names.length > 0 ? `hosts: ${names.join(', ')}` : 'the topology has no hosts: mapping'})`);
   }
   const model = deploymentFlows(t);
   for (const p of model.problems) issues.add(p.at, p.message);
   const placements = placeComponents(t, model, issues);
   issues.check();
 
-  const self: Placement = { host: hostName, address: host!.address, family: isIP(host!.address) as 4 | 6, ports: { main: 0 } };
+  const self: Placement = { host: hostName, address: host.address, family: isIP(host.address) as 4 | 6, ports: { main: 0 } };
   const rules = new Map<string, Rule>();
   const rule = (chain: Rule['chain'], match: string, flow: Flow) => {
     const why = `${flow.why}: ${formatPath(flow.at)} (${sourceLine(loaded, flow.at)})`;
@@ -72,7 +71,7 @@ export function exportNftables(loaded: LoadedTopology, hostName: string): string
     if ('outside' in flow.to) {
       const { host: address, port } = flow.to.outside;
       const outsideFamily = isIP(address) as 4 | 6;
-      if (host!.loopback && isLoopbackHost(address)) continue; // the loopback interface is accepted whole
+      if (host.loopback && isLoopbackHost(address)) continue; // the loopback interface is accepted whole
       rule('output', `${outsideFamily === 4 ? 'ip' : 'ip6'} daddr ${address} tcp dport ${port} accept`, flow);
       continue;
     }
@@ -84,7 +83,7 @@ export function exportNftables(loaded: LoadedTopology, hostName: string): string
     }
   }
   issues.check();
-  return render(loaded, hostName, self, host!.loopback, model, [...rules.values()]);
+  return render(loaded, hostName, self, host.loopback, model, [...rules.values()]);
 }
 
 function family(p: { family: 4 | 6 }): 'ip' | 'ip6' {

@@ -22,7 +22,17 @@ export class Issues {
 
   /** Throws every problem found so far. */
   check(): void {
-    if (this.#issues.length > 0) throw new ConfigError([...this.#issues].sort((a, b) => a.line - b.line || a.column - b.column));
+    if (this.#issues.length > 0) throw this.#error();
+  }
+
+  /** The error to throw for a problem that stops the export here (with those found before it). */
+  refuse(at: TopologyPath, message: string): ConfigError {
+    this.add(at, message);
+    return this.#error();
+  }
+
+  #error(): ConfigError {
+    return new ConfigError([...this.#issues].sort((a, b) => a.line - b.line || a.column - b.column));
   }
 }
 
