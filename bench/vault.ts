@@ -12,7 +12,8 @@ import { loadTopology } from '../src/topology/load.ts';
 import { createLogger } from '../src/shared/logger.ts';
 import { initCa, issueWorkloadIdentity, serviceSpiffeId } from '../src/pki/index.ts';
 import { openVault, startVaultServer, createVaultClient, type Vault } from '../src/vault/index.ts';
-import { table } from './lib.ts';
+import { spawn } from 'node:child_process';
+import { table, have } from './lib.ts';
 
 const seconds = Number(process.argv[2] ?? 2);
 const TD = 'bench.local';
@@ -84,6 +85,29 @@ vault:
   rows.push(['decrypt 1 KiB over mTLS, batches of 100 (4 callers)', fmt(await rate(() => client.decryptBatch('bench', back), 100, 4)), 'fields/s']);
   rows.push(['encrypt 1 KiB over mTLS, one field a request (8 callers)', fmt(await rate(() => client.encrypt('bench', field, 'orders/1/address'), 1, 8)), 'fields/s']);
   client.close();
+
+  // the same over the API of a vault in its own process, alone on one core (taskset -c 1 when there),
+  // this process being the client: what one vault core serves
+  const main = path.join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
+  const argv = [main, 'vault', '--config', config, '--state-dir', dir, '--listen', '127.0.0.1:0'];
+  const child = have('taskset') ? spawn('taskset', ['-c', '1', process.execPath, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let err = '';
+      child.stderr!.on('data', (d: Buffer) => {
+        err += d;
+        const m = /ready: vault (https:\/\/\S+)/.exec(err);
+        if (m) resolve(m[1]);
+      });
+      child.once('exit', (code) => reject(new Error(`gatehouse vault exited (${code}): ${err}`)));
+    });
+    const remote = createVaultClient({ url, identity, ca: readFileSync(path.join(dir, 'tls', 'dev-ca.pem'), 'utf8') });
+    rows.push(['encrypt 1 KiB over mTLS, batches of 100 (4 callers), vault alone on one core', fmt(await rate(() => remote.encryptBatch('bench', batch), 100, 4)), 'fields/s']);
+    rows.push(['decrypt 1 KiB over mTLS, batches of 100 (4 callers), vault alone on one core', fmt(await rate(() => remote.decryptBatch('bench', back), 100, 4)), 'fields/s']);
+    remote.close();
+  } finally {
+    child.kill('SIGTERM');
+  }
 
   await tokenRows(v, 'on SQLite');
   await server.close();
