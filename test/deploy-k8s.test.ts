@@ -157,6 +157,13 @@ test('the NetworkPolicies let through exactly the example flows (evaluated as th
   // clients outside the cluster reach the gateways (the example declares no ingress), and no service
   assert.ok(ingressAllowsAnyone(objects, pod(objects, 'gh-public/gateway'), 8443));
   assert.ok(!ingressAllowsAnyone(objects, pod(objects, 'gh-public/catalog'), 8080));
+  // every ipBlock is in CIDR notation (the example's private ingress lists the single address ::1)
+  const blocks = objects
+    .filter((o) => o.kind === 'NetworkPolicy')
+    .flatMap((o) => [...(o.spec.ingress ?? []).flatMap((r: any) => r.from ?? []), ...(o.spec.egress ?? []).flatMap((r: any) => r.to ?? [])])
+    .flatMap((peer: any) => (peer.ipBlock ? [peer.ipBlock.cidr] : []));
+  assert.ok(blocks.includes('::1/128'), blocks.join(' '));
+  for (const cidr of blocks) assert.match(cidr, /\/\d{1,3}$/);
 });
 
 test('the same topology exports the same bytes', async () => {

@@ -112,7 +112,7 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
       const port = flow.to.listener === 'redirect' ? target?.ports.redirect : target?.ports.main;
       if (!target || port === undefined) continue;
       if (target.workload) {
-        const peer = 'anywhere' in flow.from ? undefined : 'cidr' in flow.from ? { ipBlock: { cidr: flow.from.cidr } } : peerOf(flow.from.component);
+        const peer = 'anywhere' in flow.from ? undefined : 'cidr' in flow.from ? { ipBlock: { cidr: cidrBlock(flow.from.cidr) } } : peerOf(flow.from.component);
         if (peer !== null) ruleOf(flow.to.component, { direction: 'ingress', peer, port }, flow);
       }
       if ('component' in flow.from && placed.get(flow.from.component)?.workload) {
@@ -262,6 +262,11 @@ function upstreamHost(t: Topology, service: string): string {
 
 function hostBlock(address: string): string {
   return `${address}/${isIP(address) === 4 ? 32 : 128}`;
+}
+
+/** An ipBlock needs CIDR notation: a single address becomes its /32 or /128. */
+function cidrBlock(cidr: string): string {
+  return cidr.includes('/') ? cidr : hostBlock(cidr);
 }
 
 function namespaceObject(name: string): INamespace {
