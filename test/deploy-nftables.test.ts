@@ -131,7 +131,7 @@ const mustRun = process.env.CI === 'true';
 
 test(
   'export nftables: in network namespaces, every declared flow connects and undeclared ones are refused',
-  { skip: unavailable && !mustRun ? `${unavailable} (CI=true runs it and fails instead)` : false, timeout: 60_000 },
+  { skip: unavailable && !mustRun ? `${unavailable} (CI=true runs it and fails instead)` : false, timeout: 120_000 },
   async () => {
     assert.equal(unavailable, undefined, `CI=true: the netns test must run here, but ${unavailable}`);
     const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-nft-'));
