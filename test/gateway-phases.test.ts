@@ -171,7 +171,7 @@ const upstreamSeen = async () => {
 test('the phase list is the documented one, in order', () => {
   assert.deepEqual(
     PHASES.map((p) => p.name),
-    ['hygiene', 'route', 'cors', 'ip', 'rate', 'authenticate', 'authorize', 'cedar', 'contract', 'identity', 'proxy', 'respond'],
+    ['hygiene', 'route', 'cors', 'ip', 'rate', 'authenticate', 'quarantine', 'authorize', 'cedar', 'contract', 'identity', 'proxy', 'respond'],
   );
 });
 

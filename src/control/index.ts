@@ -4,3 +4,4 @@ export { startControlServer, type StartControlServerOptions, type ControlServer,
 export { createBundleClient, spiffeIdOf, type BundleClient, type BundleClientOptions, type BundleClientStats, type PepIdentity } from './create-bundle-client.ts';
 export { openPepBundles, type OpenPepBundlesOptions, type PepBundleSource } from './open-pep-bundles.ts';
 export { exportBundles, type ExportBundlesOptions } from './export-bundles.ts';
+export { controlAdminUrl } from './control-admin-url.ts';

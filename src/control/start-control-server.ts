@@ -23,6 +23,8 @@ import { GatehouseError, NotFound, MethodNotAllowed } from '../shared/errors.ts'
 import { systemClock, type Clock } from '../shared/clock.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createPublisher, type Publisher } from './lib/publisher.ts';
+import { readBody } from '../shared/body.ts';
+import { openQuarantineStore, parseDuration, type QuarantineRequest, type QuarantineScope, type QuarantineStore } from '../monitor/index.ts';
 import { BUNDLE_MEDIA_TYPE, bundlePath, readRevokedSerials, type DecisionInputs, type PepKind } from '../policy/index.ts';
 
 export interface StartControlServerOptions {
@@ -77,13 +79,21 @@ export async function startControlServer(options: StartControlServerOptions): Pr
   const log = (options.logger ?? createLogger({ name: 'control' })).child({ component: 'control' });
   const maxWait = options.maxWaitSeconds ?? 60;
   const staleAfterMs = options.staleAfterMs ?? (maxWait + 30) * 1000;
+  // quarantines (gatehouse quarantine …) travel in every bundle's decisions
+  let publisherRef: Publisher | undefined;
+  const quarantines: QuarantineStore = openQuarantineStore(options.stateDir, clock, () => publisherRef!.topology());
+  const decisions = () => {
+    const extra = options.decisions?.() ?? {};
+    return { ...extra, quarantines: [...(extra.quarantines ?? []), ...quarantines.list()] };
+  };
   const publisher: Publisher = await createPublisher({
     config: options.config,
     stateDir: options.stateDir,
     clock,
     ttlSeconds: options.ttlSeconds,
-    decisions: options.decisions,
+    decisions,
   });
+  publisherRef = publisher;
   const revokedDir = pkiPaths(options.stateDir).revoked;
   let revoked = new Set(readRevokedSerials(options.stateDir));
   const peps = new Map<string, { kind: PepKind; revision: number; lastSeen: number; lastRefusal?: string }>();
@@ -95,9 +105,19 @@ export async function startControlServer(options: StartControlServerOptions): Pr
   };
 
   let servedSigner = publisher.signer;
+  // the moment the next quarantine ends, the bundles are published without it
+  let expiryTimer: NodeJS.Timeout | undefined;
+  const scheduleExpiry = () => {
+    clearTimeout(expiryTimer);
+    const next = quarantines.nextExpiry();
+    if (next === undefined) return;
+    expiryTimer = setTimeout(() => void publish().catch(() => undefined), Math.min(Math.max(next - clock.now(), 0) + 20, 2 ** 31 - 1));
+    expiryTimer.unref();
+  };
   async function publish(o: { force?: boolean } = {}): Promise<number> {
     try {
       const r = await publisher.publish(o);
+      scheduleExpiry();
       // the signing certificate was renewed: new connections get it (open ones keep theirs)
       if (publisher.signer !== servedSigner) {
         servedSigner = publisher.signer;
@@ -224,6 +244,23 @@ export async function startControlServer(options: StartControlServerOptions): Pr
         if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
         return json(200, { revision: await publish({ force: false }) });
       }
+      if (path_ === '/quarantines') {
+        if (req.method === 'GET') return json(200, quarantines.list());
+        if (req.method === 'POST') {
+          const q = quarantines.add(quarantineRequest(await readBody(req, 16 * 1024)));
+          log.warn({ event: 'security', kind: 'quarantine_added', ...q }, 'quarantine added');
+          return json(201, { quarantine: q, revision: await publish() });
+        }
+        if (req.method === 'DELETE') {
+          const u = new URL(req.url ?? '/', 'http://admin.invalid');
+          const scope = u.searchParams.get('scope') as QuarantineScope;
+          const value = u.searchParams.get('value') ?? '';
+          if (!quarantines.remove(scope, value)) throw NotFound(`No quarantine of ${scope} ${JSON.stringify(value.slice(0, 64))} is in force.`);
+          log.warn({ event: 'security', kind: 'quarantine_removed', scope, value }, 'quarantine removed');
+          return json(200, { revision: await publish() });
+        }
+        throw MethodNotAllowed(['GET', 'POST', 'DELETE']);
+      }
       throw NotFound('No such resource.');
     })().catch((error) => {
       if (!(error instanceof GatehouseError)) log.error({ err: error, requestId }, 'admin request failed');
@@ -277,6 +314,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     async close() {
       clearInterval(watchTimer);
       clearInterval(resignTimer);
+      clearTimeout(expiryTimer);
       wake();
       const closed = Promise.all([
         new Promise<void>((r) => server.close(() => r())),
@@ -287,4 +325,20 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       await closed;
     },
   };
+}
+
+/** POST /quarantines: { scope, value, for: '15m', reason, origin? } (JSON). */
+function quarantineRequest(raw: Buffer): QuarantineRequest {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new GatehouseError('bad_request', 'The body is not JSON.');
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new GatehouseError('unprocessable', 'The body is a JSON object.');
+  const b = body as Record<string, unknown>;
+  const unknown = Object.keys(b).filter((k) => !['scope', 'value', 'for', 'reason', 'origin'].includes(k));
+  if (unknown.length > 0) throw new GatehouseError('unprocessable', `unknown field ${JSON.stringify(unknown[0].slice(0, 40))}`);
+  if (typeof b.for !== 'string') throw new GatehouseError('unprocessable', 'for is a duration such as 15m');
+  return { scope: b.scope as QuarantineScope, value: b.value as string, forMs: parseDuration(b.for), reason: b.reason as string, origin: b.origin as string | undefined };
 }

@@ -9,6 +9,7 @@
 //   ip            ┐
 //   rate          │ the route's policy units (policies/registry.ts), each
 //   authenticate  │ returning a decision; the first refusal not in shadow
+//   quarantine    │ decisions of the control plane: source, client, subject
 //   authorize     │ mode decides
 //   cedar         │
 //   contract      ┘
@@ -27,6 +28,7 @@ import type { ChainUnit } from './policies/chain.ts';
 import type { GatewayExchange } from './exchange.ts';
 import { hygiene, route, cors } from './phases/request.ts';
 import { identity } from './phases/identity.ts';
+import { quarantine } from './phases/quarantine.ts';
 import { proxy } from './phases/proxy.ts';
 import { refuse, respond } from './phases/respond.ts';
 import { ANSWERED, type Outcome, type PhaseRun } from './phases/outcome.ts';
@@ -46,6 +48,7 @@ export const PHASES: readonly { name: string; run: PhaseRun }[] = [
   { name: 'ip', run: policies('ip') },
   { name: 'rate', run: policies('rate') },
   { name: 'authenticate', run: policies('authenticate') },
+  { name: 'quarantine', run: quarantine },
   { name: 'authorize', run: policies('authorize') },
   { name: 'cedar', run: policies('cedar') },
   { name: 'contract', run: policies('contract') },

@@ -171,6 +171,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       closed: effective.closed,
       revision: effective.revision,
       ingressCallers: 'ingressCallers' in effective ? effective.ingressCallers : undefined,
+      quarantines: bundle?.bundle.decisions.quarantines,
       isRevoked:
         'revokedSerials' in effective && effective.revokedSerials
           ? (serial) => effective.revokedSerials!.has(serial)

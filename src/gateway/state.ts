@@ -12,6 +12,8 @@ import type { UpstreamTls } from './mtls.ts';
 import type { Logger } from '../shared/logger.ts';
 import { provisionChain, type Chain } from './policies/chain.ts';
 import { compileIngress, type CompiledIngress } from './ingress.ts';
+import { compileQuarantines, type CompiledQuarantines } from './phases/quarantine.ts';
+import type { Quarantine } from '../policy/index.ts';
 import { gatewayCallers } from '../topology/resolve.ts';
 import { serviceSpiffeId } from '../pki/spiffe-id.ts';
 import type { SharedResources } from './policies/policy.ts';
@@ -37,6 +39,8 @@ export interface GatewayState {
   revision: number;
   /** The zone's locked ingress (ingress.ts); undefined: any client that completes TLS. */
   ingress?: CompiledIngress;
+  /** Quarantines of the control plane in force (phases/quarantine.ts); undefined: none. */
+  quarantine?: CompiledQuarantines;
 }
 
 function securityHeaders(config: GatewayConfig, frame: 'DENY' | 'SAMEORIGIN' | 'off'): Record<string, string> {
@@ -67,6 +71,8 @@ export interface BuildOptions {
   ingressCallers?: readonly string[];
   /** Is a client certificate revoked (the bundle's decisions, or the CA's list in the state dir)? */
   isRevoked?: (serial: string) => boolean;
+  /** The bundle's quarantines. */
+  quarantines?: readonly Quarantine[];
 }
 
 export async function buildState(o: BuildOptions): Promise<GatewayState> {
@@ -141,6 +147,7 @@ export async function buildState(o: BuildOptions): Promise<GatewayState> {
       o.ingressCallers ?? gatewayCallers(loaded.topology, zone).map((n) => serviceSpiffeId(loaded.topology.trustDomain, loaded.topology.services[n].zone, n)),
       o.isRevoked ?? (() => false),
     ),
+    quarantine: compileQuarantines(o.quarantines ?? []),
     securityHeaders: {
       DENY: securityHeaders(config, 'DENY'),
       SAMEORIGIN: securityHeaders(config, 'SAMEORIGIN'),

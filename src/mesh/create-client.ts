@@ -28,7 +28,7 @@ import { EgressDenied } from './errors.ts';
 import { GatehouseError } from '../shared/errors.ts';
 import type { ServiceTokenCache } from './service-token-cache.ts';
 import { TokenRequestError, type AuthorityTokens } from './authority-tokens.ts';
-import { topologyWithPolicy, type MeshPolicySource } from './policy-source.ts';
+import { quarantinedUntil, topologyWithPolicy, type MeshPolicySource } from './policy-source.ts';
 
 export interface CreateClientOptions {
   name: string;
@@ -168,6 +168,8 @@ export function createClient(options: CreateClientOptions): MeshClient {
 
   function mayCall(target: string): boolean {
     if (!egress.has(target)) return false;
+    // quarantined by the control plane: no call goes out until it ends
+    if (quarantinedUntil(options.policy, options.name) > clock.now()) return false;
     if (HOST_PORT.test(target)) return true;
     const gw = GATEWAY.exec(target);
     if (gw) return options.topology.zones[gw[1]]?.gateway !== undefined;

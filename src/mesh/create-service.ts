@@ -100,6 +100,9 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
     return compilePolicy(topologyWithPolicy(topology, options.name, source), options.name);
   };
   let policy = compile();
+  // services quarantined by the control plane: they reach nobody and nobody reaches them
+  let quarantined: ReadonlyMap<string, number> = source?.current()?.quarantined ?? new Map();
+  const isQuarantined = (name: string) => quarantined.size > 0 && (quarantined.get(name) ?? 0) > clock.now();
   const explainNone = () =>
     source && topology?.services[options.name]
       ? log.error({ event: 'security', kind: 'mesh_no_policy', revision: source.revision() }, 'no policy bundle in force; every request is refused')
@@ -107,6 +110,7 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
   if (!policy) explainNone();
   const unsubscribe = source?.subscribe(() => {
     policy = compile();
+    quarantined = source.current()?.quarantined ?? new Map();
     if (policy) log.info({ revision: source.revision() }, 'policy bundle in force');
     else explainNone();
   });
@@ -193,6 +197,13 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
       deny(clock.now() > peer.notAfter ? 'expired' : 'revoked', label, { ...fieldsOf(), peer: peer.id.uri, serial: peer.serial });
       writeProblem(res, Forbidden(true), requestId);
       req.on('end', () => socket.destroy());
+      req.resume();
+      return;
+    }
+    if (isQuarantined(options.name) || (peer.id.kind === 'service' && isQuarantined(peer.id.service))) {
+      requests.inc({ service: options.name, caller: label, outcome: 'denied' });
+      deny('quarantined', label, { ...fieldsOf(), peer: peer.id.uri });
+      writeProblem(res, new GatehouseError('quarantined', 'A service on this call is quarantined.'), requestId);
       req.resume();
       return;
     }

@@ -13,6 +13,8 @@ type ServiceConfig = Topology['services'][string];
 export interface MeshPolicy {
   allow: ServiceConfig['allow'];
   egress: ServiceConfig['egress'];
+  /** Quarantined services (gatehouse quarantine --service) → when the quarantine ends (ms): they lose every edge, in and out. */
+  quarantined?: ReadonlyMap<string, number>;
 }
 
 export interface MeshPolicySource {
@@ -26,16 +28,34 @@ export interface MeshPolicySource {
 
 /** A mesh service's policy from its bundles (createBundleClient / openPepBundles). */
 export function meshPolicyFromBundles(client: BundleClient, service: string): MeshPolicySource {
+  // read once per bundle: current() is asked on every outbound call
+  let seen: object | undefined;
+  let policy: MeshPolicy | undefined;
   return {
     current() {
       const b = client.current();
-      const p = b?.bundle.policy as { service?: string; allow?: MeshPolicy['allow']; egress?: MeshPolicy['egress'] } | undefined;
-      if (!b || (b.bundle.kind !== 'service' && b.bundle.kind !== 'sidecar') || p?.service !== service) return undefined;
-      return { allow: p.allow ?? [], egress: p.egress ?? [] };
+      if (b !== seen) {
+        seen = b;
+        const p = b?.bundle.policy as { service?: string; allow?: MeshPolicy['allow']; egress?: MeshPolicy['egress'] } | undefined;
+        policy =
+          !b || (b.bundle.kind !== 'service' && b.bundle.kind !== 'sidecar') || p?.service !== service
+            ? undefined
+            : {
+                allow: p.allow ?? [],
+                egress: p.egress ?? [],
+                quarantined: new Map(b.bundle.decisions.quarantines.filter((q) => q.scope === 'service').map((q) => [q.value, Date.parse(q.until)] as const)),
+              };
+      }
+      return policy;
     },
     subscribe: (listener) => client.subscribe(() => listener()),
     revision: () => client.revision(),
   };
+}
+
+/** When `service`'s quarantine ends (ms since the epoch), or 0 when it is not quarantined. */
+export function quarantinedUntil(source: MeshPolicySource | undefined, service: string): number {
+  return source?.current()?.quarantined?.get(service) ?? 0;
 }
 
 /**

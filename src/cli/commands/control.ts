@@ -12,13 +12,10 @@ function common(cmd: Command): Command {
 }
 
 async function adminUrl(stateDir: string): Promise<string> {
-  const { readFileSync } = await import('node:fs');
-  const path = await import('node:path');
-  try {
-    return (JSON.parse(readFileSync(path.resolve(stateDir, 'control', 'control.json'), 'utf8')) as { admin: string }).admin;
-  } catch {
-    throw Object.assign(new Error(`no control plane runs from ${stateDir} (start \`gatehouse control\`)`), { exit: 1 });
-  }
+  const { controlAdminUrl } = await import('../../control/index.ts');
+  const admin = controlAdminUrl(stateDir);
+  if (!admin) throw new Error(`no control plane runs from ${stateDir} (start \`gatehouse control\`)`);
+  return admin;
 }
 
 export function register(program: Command): void {

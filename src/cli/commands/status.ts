@@ -8,12 +8,9 @@ export function register(program: Command): void {
     .option('--config <file>', 'topology file (unused: the running control plane answers)', process.env.GATEHOUSE_CONFIG ?? 'gatehouse.yaml')
     .option('--json', 'one JSON document: { revision, peps: [ { id, kind, revision, lastSeen, stale } ] }')
     .action(async (o: { stateDir: string; json?: boolean }) => {
-      const { readFileSync } = await import('node:fs');
-      const path = await import('node:path');
-      let admin: string;
-      try {
-        admin = (JSON.parse(readFileSync(path.resolve(o.stateDir, 'control', 'control.json'), 'utf8')) as { admin: string }).admin;
-      } catch {
+      const { controlAdminUrl } = await import('../../control/index.ts');
+      const admin = controlAdminUrl(o.stateDir);
+      if (!admin) {
         process.stderr.write(`gatehouse status: no control plane runs from ${o.stateDir}\n`);
         process.exitCode = 1;
         return;

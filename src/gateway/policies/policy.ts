@@ -5,7 +5,7 @@
 // does. A unit runs in one of the policy phases of the request path (the whole
 // list is in ../phases.ts):
 //
-//   ip → rate → authenticate → authorize → cedar → contract
+//   ip → rate → authenticate → (quarantine) → authorize → cedar → contract
 //
 // and may also take part in the identity phase (what the upstream is told about
 // the caller). Units are registered in registry.ts, never wired by hand. Any unit
