@@ -1,6 +1,7 @@
 // Shared by the authority admin verbs (clients, users): the options that name
 // a zone, and opening that zone's authority stores without serving.
 import type { Command } from 'commander';
+import { CONFIG_HELP, defaultConfigPath } from './config-path.ts';
 
 export interface ZoneOptions {
   config: string;
@@ -10,7 +11,7 @@ export interface ZoneOptions {
 
 export const zoneOptions = (c: Command, what: string) =>
   c
-    .option('--config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+    .option('--config <file>', CONFIG_HELP, defaultConfigPath())
     .option('--state-dir <dir>', 'state directory', '.gatehouse')
     .requiredOption('--zone <zone>', `zone whose authority holds the ${what}`);
 

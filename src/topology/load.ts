@@ -35,7 +35,9 @@ export function loadTopology(file: string): LoadedTopology {
   } catch (error) {
     if (error instanceof ConfigError) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `cannot read the file (${code})` }]);
+    // a missing file is most often the default ./gatehouse.yaml: say how to name another
+    const hint = code === 'ENOENT' ? ': give --config FILE, set GATEHOUSE_CONFIG, or write one with gatehouse init' : '';
+    throw new ConfigError([{ file, line: 1, column: 1, path: '', message: `cannot read the file (${code})${hint}` }]);
   }
   const { topology, locate } = parseWithPositions(text, file);
   return { file: abs, dir: path.dirname(abs), topology, locate };

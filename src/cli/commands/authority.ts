@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
+import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
 export function register(program: Command): void {
   program
     .command('authority')
     .description("run a zone's OAuth 2 / OpenID Connect authority (HTTPS)")
-    .requiredOption('--config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+    .requiredOption('--config <file>', CONFIG_HELP, defaultConfigPath())
     .requiredOption('--zone <zone>', 'the zone whose authority to run')
     .option('--state-dir <dir>', 'state directory', '.gatehouse')
     .option('--listen <host:port>', "override the zone's authority listen address")

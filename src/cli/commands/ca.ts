@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
+import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
-const CONFIG = 'examples/shop/gatehouse.yaml';
 const STATE = '.gatehouse';
 
 interface Common {
@@ -10,7 +10,7 @@ interface Common {
 
 function common(cmd: Command): Command {
   return cmd
-    .option('--config <file>', 'topology file', CONFIG)
+    .option('--config <file>', CONFIG_HELP, defaultConfigPath())
     .option('--state-dir <dir>', 'state directory (the CA lives in <dir>/pki)', STATE);
 }
 

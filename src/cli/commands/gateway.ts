@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { availableParallelism } from 'node:os';
+import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
 export function register(program: Command): void {
   program
     .command('gateway')
     .description("run one zone's gateway (HTTPS edge proxy and policy enforcement point)")
-    .option('-c, --config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+    .option('-c, --config <file>', CONFIG_HELP, defaultConfigPath())
     .requiredOption('-z, --zone <zone>', 'zone whose gateway to run')
     .option('-s, --state-dir <dir>', 'state directory (dev CA, discovered service addresses)', '.gatehouse')
     .option('-w, --workers <n>', 'worker processes (default: the zone setting, else one per core)')

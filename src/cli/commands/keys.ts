@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
 // `gatehouse keys …`: key management. `rotate` rotates a zone authority's
 // signing key; `keys api …` manages the gateway's partner API keys.
@@ -9,7 +10,7 @@ export function register(program: Command): void {
   keys
     .command('rotate')
     .description('add a new signing key: published in JWKS now, signing after the zone publish lead; the old key leaves JWKS once its tokens expired')
-    .option('--config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+    .option('--config <file>', CONFIG_HELP, defaultConfigPath())
     .option('--state-dir <dir>', 'state directory', '.gatehouse')
     .requiredOption('--zone <zone>', 'zone whose authority key to rotate')
     .action(async (o: { config: string; stateDir: string; zone: string }) => {
@@ -39,7 +40,7 @@ function registerApiKeys(keys: Command): void {
   const api = keys.command('api').description("partner API keys of a zone's gateway (only a hash is stored)");
   const common = (c: Command) =>
     c
-      .option('--config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+      .option('--config <file>', CONFIG_HELP, defaultConfigPath())
       .option('--state-dir <dir>', 'state directory', '.gatehouse')
       .requiredOption('--zone <zone>', 'zone whose gateway accepts the key');
   const zoneOf = async (o: { config: string; zone: string }) => {

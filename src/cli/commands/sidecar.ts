@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
 export function register(program: Command): void {
   program
@@ -10,7 +11,7 @@ export function register(program: Command): void {
       'the application: unix:/path.sock, or http://127.0.0.1:P (then --secret-file is where it reads the shared secret); absent: unix:<state-dir>/run/<service>/app.sock',
     )
     .option('--secret-file <file>', 'where the shared secret the application checks is published (0600, rotated); absent: <state-dir>/run/<service>/sidecar.secret')
-    .option('--config <file>', 'topology file', 'examples/shop/gatehouse.yaml')
+    .option('--config <file>', CONFIG_HELP, defaultConfigPath())
     .option('--state-dir <dir>', 'state directory', '.gatehouse')
     .option('--listen <host:port>', 'mTLS listener', '127.0.0.1:0')
     .option(

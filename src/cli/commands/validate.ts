@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
+import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
 export function register(program: Command): void {
   program
     .command('validate')
     .description('check a topology file (and the contracts and Cedar policies it names) and report every problem with file:line:column')
-    .argument('[file]', 'topology file', 'examples/shop/gatehouse.yaml')
+    .argument('[file]', CONFIG_HELP, defaultConfigPath())
     .option('--strict', 'warnings are errors (exit 2): route methods a service refuses from the gateway')
     .action(async (file: string, options: { strict?: boolean }) => {
       const { loadTopology } = await import('../../topology/load.ts');
