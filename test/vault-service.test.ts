@@ -215,6 +215,7 @@ test('audit: every request and refusal is a line with caller, operation, key and
   const lines = audit.trim().split('\n').map((l) => JSON.parse(l));
   assert.ok(lines.some((l) => l.outcome === 'refused' && l.code === 'vault_not_allowed' && l.caller.endsWith('/svc/reports')));
   assert.ok(lines.some((l) => l.outcome === 'ok' && l.op === 'encrypt' && l.items === 100));
+  assert.ok(lines.some((l) => l.op === 'tls' && l.outcome === 'refused' && l.caller === 'unverified'), 'a TLS refusal is audited');
   for (const secret of [CARD, 'Rue de la Paix', 'ann@example.com', 'orders/o-1', 'row/1']) {
     assert.ok(!audit.includes(secret), `${secret} in the audit log`);
     assert.ok(!log.text().includes(secret), `${secret} in the vault log`);

@@ -242,6 +242,11 @@ export async function startVaultServer(options: StartVaultServerOptions): Promis
     audit({ caller: seen.caller, op, key, items: seen.items, ...(failed > 0 ? { failed } : {}), outcome: 'ok', request_id: requestId });
   }
 
+  // a peer without a certificate of the trust domain never reaches a handler: its refusal is audited here
+  server.on('tlsClientError', (error: Error & { code?: string }) => {
+    audit({ caller: 'unverified', op: 'tls', outcome: 'refused', code: 'client_certificate_required' });
+    log.warn({ code: error.code }, 'TLS handshake refused');
+  });
   const bound = await listen(server, at, 'https');
   log.info({ url: bound.url, keys: Object.keys(config.keys), storage: vault.kind, master_key: vault.masterKeySource }, 'vault serving');
   return {
