@@ -162,6 +162,7 @@ test('removing a client lists the access tokens of its grants', async () => {
     redirectUris: [REDIRECT],
     scope: 'openid orders:read',
     authMethod: 'client_secret_basic',
+    firstParty: true,
   });
   const cfg = await h.discover(c.client_id, oidc.ClientSecretBasic(c.client_secret!), { redirect_uris: [REDIRECT] });
   const user = await newUser();
@@ -182,6 +183,7 @@ test('logout (RP-initiated): the session and every grant made in it end; the gat
     redirectUris: [REDIRECT],
     scope: 'openid orders:read',
     authMethod: 'client_secret_basic',
+    firstParty: true,
   });
   const otherCfg = await h.discover(other.client_id, oidc.ClientSecretBasic(other.client_secret!), { redirect_uris: [REDIRECT] });
   const sso = await authorize(h, otherCfg, { scope: 'openid orders:read' }, browser);

@@ -87,7 +87,7 @@ test('authorization code + PKCE through the login and TOTP forms; refresh rotate
   const account = await h.auth.admin.users.byUsername(user.username);
   assert.equal(payload.sub, account!.id);
   assert.equal(payload.client_id, 'public-web');
-  assert.equal(payload.scope, 'orders:read');
+  assert.equal(payload.scope, 'openid orders:read', 'the granted OpenID scope stays, for userinfo');
   assert.deepEqual(payload.amr, ['pwd', 'otp', 'mfa']);
   assert.equal(payload.acr, 'urn:gatehouse:acr:mfa');
   assert.ok(typeof payload.auth_time === 'number');

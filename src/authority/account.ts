@@ -14,6 +14,7 @@ import { csrfFor, csrfOk, FormError, MAX_WEBAUTHN_FORM_BYTES, readForm, send, so
 import { accountPage, messagePage } from './views.ts';
 import type { UserRecord } from './user-registry.ts';
 import { amrFor, registrationOptions, verifyRegistration, WebAuthnError } from './webauthn.ts';
+import { consentsOf, endSession, revokeConsent, scopeWords, sessionsOf } from './consent.ts';
 
 /** a factor is added or removed only this long after signing in */
 export const ENROL_MAX_AGE_S = 15 * 60;
@@ -21,6 +22,15 @@ export const ENROL_MAX_AGE_S = 15 * 60;
 const NOTICES: Record<string, string> = {
   added: 'The passkey was added. It works as your second factor from your next sign-in.',
   removed: 'The passkey was removed.',
+  revoked: "The application's access was revoked; its tokens no longer work.",
+  ended: 'That sign-in was ended.',
+};
+
+const ACTIONS: Record<string, 'register' | 'remove' | 'revoke' | 'end'> = {
+  '/account/webauthn/register': 'register',
+  '/account/webauthn/remove': 'remove',
+  '/account/consents/revoke': 'revoke',
+  '/account/sessions/end': 'end',
 };
 
 interface SignedIn {
@@ -72,6 +82,15 @@ export function createAccountPages(getProvider: () => Provider, ctx: AuthorityCo
         totp: s.user.totp,
         registerOptions,
         enrolBlocked: blocked,
+        consents: await Promise.all(
+          (await consentsOf(ctx, s.user.id)).map(async (c) => ({
+            clientId: c.clientId,
+            client: (await ctx.clients.find(c.clientId))?.metadata.client_name?.toString() ?? c.clientId,
+            grantedAt: c.grantedAt,
+            scopes: c.scopes.map((k) => k.split('|').pop()!).map((x) => ({ scope: x, words: scopeWords(x) })),
+          })),
+        ),
+        sessions: (await sessionsOf(ctx, s.user.id)).map((x) => ({ ...x, current: x.uid === s.session.uid, mfa: x.acr === ACR_MFA })),
         ...extra,
       }),
       [],
@@ -90,7 +109,7 @@ export function createAccountPages(getProvider: () => Provider, ctx: AuthorityCo
   return {
     async handle(req, res, path, requestId) {
       const provider = getProvider();
-      const action = path === '/account' ? 'view' : path === '/account/webauthn/register' ? 'register' : path === '/account/webauthn/remove' ? 'remove' : undefined;
+      const action = path === '/account' ? 'view' : Object.hasOwn(ACTIONS, path) ? ACTIONS[path] : undefined;
       if (!action) throw new FormError('not_found', 'There is no such page.');
       if (action === 'view' && req.method !== 'GET' && req.method !== 'HEAD') throw new FormError('method_not_allowed', 'Method not allowed.', { allow: 'GET, HEAD' });
       if (action !== 'view' && req.method !== 'POST') throw new FormError('method_not_allowed', 'Method not allowed.', { allow: 'POST' });
@@ -109,6 +128,19 @@ export function createAccountPages(getProvider: () => Provider, ctx: AuthorityCo
       const form = await readForm(req, MAX_WEBAUTHN_FORM_BYTES);
       if (!csrfOk(ctx, `account|${s.session.uid}`, form.get('csrf'), req)) throw new FormError('forbidden', 'The form could not be verified. Reload the page and try again.');
       const source = sourceOf(req);
+      // taking access away needs no recent sign-in: it only ever lowers what is allowed
+      if (action === 'revoke') {
+        const clientId = form.get('client') ?? '';
+        if (!(await revokeConsent(ctx, s.user.id, clientId))) return show(res, s, 404, { error: 'You have not allowed such an application.' });
+        ctx.audit('consent.revoked', { sub: s.user.id, client_id: clientId, source });
+        return seeOther(res, '/account?done=revoked');
+      }
+      if (action === 'end') {
+        const uid = form.get('session') ?? '';
+        if (!(await endSession(ctx, s.user.id, uid))) return show(res, s, 404, { error: 'You have no such sign-in.' });
+        ctx.audit('session.ended', { sub: s.user.id, source, reason: uid === s.session.uid ? 'this browser' : 'another sign-in' });
+        return seeOther(res, uid === s.session.uid ? '/account' : '/account?done=ended');
+      }
       const blocked = enrolBlocked(s);
       if (blocked) {
         ctx.audit('webauthn.refused', { sub: s.user.id, source, reason: 'sign-in not recent or without second factor' });

@@ -31,7 +31,11 @@ export type AuditEvent =
   | 'revocations.refused'
   | 'client.auth_failure'
   | 'token.exchange_refused'
-  | 'token.descendants_revoked';
+  | 'token.descendants_revoked'
+  | 'consent.granted'
+  | 'consent.refused'
+  | 'consent.revoked'
+  | 'session.ended';
 
 export interface AuditFields {
   client_id?: string;

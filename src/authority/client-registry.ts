@@ -13,6 +13,12 @@ export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'];
 export const API_SCOPES_PROPERTY = 'gh_api_scopes';
 /** A client with this metadata set to true may read GET /revocations (revocation-feed.ts): the zone's gateway. */
 export const REVOCATION_FEED_PROPERTY = 'gh_revocation_feed';
+/** A client with this metadata set to true is the zone's own (first party): its users are not asked to consent unless it asks (prompt=consent). */
+export const FIRST_PARTY_PROPERTY = 'gh_first_party';
+
+export function isFirstParty(client: { metadata(): Record<string, unknown> }): boolean {
+  return client.metadata()[FIRST_PARTY_PROPERTY] === true;
+}
 
 export function apiScopesOf(client: { metadata(): Record<string, unknown> }): Set<string> {
   const v = client.metadata()[API_SCOPES_PROPERTY];
@@ -36,6 +42,12 @@ export interface ClientSpec {
   name?: string;
   /** may read the revocation feed (GET /revocations); for the zone's gateway. With no grant types it can do nothing else. */
   revocationFeed?: boolean;
+  /** the zone's own application: users are not asked to consent (unless prompt=consent). Absent: false, a third party. */
+  firstParty?: boolean;
+  /** RFC 8705 §3: access tokens are bound to the client certificate (cnf.x5t#S256); needs tls_client_auth */
+  certificateBound?: boolean;
+  /** RFC 9449 §5.2: the token endpoint refuses requests without a DPoP proof (dpop_bound_access_tokens) */
+  dpopBound?: boolean;
 }
 
 export interface ClientSummary {
@@ -45,6 +57,8 @@ export interface ClientSummary {
   scope: string;
   token_endpoint_auth_method: string;
   revocation_feed: boolean;
+  first_party: boolean;
+  sender_constraint?: 'mtls' | 'dpop';
   created_at: string;
 }
 
@@ -124,6 +138,12 @@ export class ClientRegistry {
     };
     if (spec.jwks) metadata.jwks = { keys: spec.jwks.keys.map((k) => ({ ...k, d: undefined })) };
     if (spec.tlsSanUri) metadata.tls_client_auth_san_uri = spec.tlsSanUri;
+    if (spec.firstParty) metadata[FIRST_PARTY_PROPERTY] = true;
+    if (spec.certificateBound) {
+      if (spec.authMethod !== 'tls_client_auth') throw new ClientError('certificate-bound tokens need tls_client_auth (the certificate the token is bound to)');
+      metadata.tls_client_certificate_bound_access_tokens = true;
+    }
+    if (spec.dpopBound) metadata.dpop_bound_access_tokens = true;
     if (spec.revocationFeed) {
       if (spec.authMethod !== 'client_secret_basic' && spec.authMethod !== 'tls_client_auth')
         throw new ClientError('the revocation feed is read with client_secret_basic or tls_client_auth');
@@ -156,6 +176,8 @@ export class ClientRegistry {
         scope: [m.scope, m[API_SCOPES_PROPERTY]].filter(Boolean).join(' '),
         token_endpoint_auth_method: m.token_endpoint_auth_method,
         revocation_feed: m[REVOCATION_FEED_PROPERTY] === true,
+        first_party: m[FIRST_PARTY_PROPERTY] === true,
+        sender_constraint: m.tls_client_certificate_bound_access_tokens ? 'mtls' : m.dpop_bound_access_tokens ? 'dpop' : undefined,
         created_at: new Date(Number(r.created_at)).toISOString(),
       };
     });

@@ -14,6 +14,7 @@ import type { Audit } from './audit.ts';
 import type { TrustedIssuers } from './trusted-issuers.ts';
 import type { IssuerRevocations } from './issuer-revocations.ts';
 import type { ClientCertPolicy } from './client-certificate.ts';
+import type { DpopNonces } from '../shared/sender-constraint.ts';
 
 export interface ConfidentialAudience {
   claims: string[];
@@ -51,6 +52,8 @@ export interface AuthorityContext {
   clientCerts: ClientCertPolicy;
   /** WebAuthn relying party: ID (a host name) and the one origin assertions must come from */
   webauthn: { rpId: string; rpName: string; origin: string };
+  /** DPoP (RFC 9449): the nonce secret oidc-provider's token endpoint uses, and the nonces of the zone's own resource endpoints (userinfo) */
+  dpop: { requireNonce: boolean; nonceSecret: Buffer; nonces: DpopNonces };
 }
 
 export const ACR_PASSWORD = 'urn:gatehouse:acr:pwd';

@@ -8,6 +8,9 @@ import { sealConfidentialClaims } from './confidential-claims.ts';
 import { exchangeClaims, exchangeGrant, exchangeSubject } from './token-exchange.ts';
 import { INDEX_GRACE_MS } from './access-token.ts';
 
+/** OpenID scopes an access token carries for userinfo (offline_access says nothing at a resource) */
+const OPENID_TOKEN_SCOPES = new Set(['openid', 'profile', 'email']);
+
 export async function customizeAccessToken(
   ctx: AuthorityContext,
   c: KoaContextWithOIDC,
@@ -24,6 +27,10 @@ export async function customizeAccessToken(
       if (source.authTime !== undefined) p.auth_time = source.authTime;
       if (source.acr !== undefined) p.acr = source.acr;
       if (Array.isArray(source.amr)) p.amr = source.amr;
+      // an audience-bound token keeps only the audience's scopes; the OpenID ones
+      // the user granted stay, so the token also reads userinfo (/me)
+      const granted = String(source.scope ?? '').split(' ').filter((s: string) => OPENID_TOKEN_SCOPES.has(s));
+      if (granted.length > 0) p.scope = [...new Set([...granted, ...String(p.scope ?? '').split(' ').filter(Boolean)])].join(' ');
     }
   }
   const grantId: string | undefined = token.grantId ?? exchangeGrant.get(token);

@@ -2,7 +2,7 @@
 // same on every restart (the issued secrets are kept sealed under the
 // key-encryption key so they can be handed to `gatehouse up` again).
 import type { AuthorityContext } from './context.ts';
-import { TOKEN_EXCHANGE, type GrantType } from './client-registry.ts';
+import { FIRST_PARTY_PROPERTY, TOKEN_EXCHANGE, type GrantType } from './client-registry.ts';
 import { serviceSpiffeId } from '../pki/index.ts';
 
 export interface DevClient {
@@ -39,7 +39,9 @@ export async function seedDev(ctx: AuthorityContext, sealedGet: () => Promise<st
     const sameServiceClients =
       JSON.stringify(creds.clients.filter((c) => c.tls_client_auth_san_uri).map((c) => [c.client_id, c.tls_client_auth_san_uri, c.grant_types, c.scope])) ===
       JSON.stringify(serviceClients(ctx).map((c) => [c.client_id, c.tls_client_auth_san_uri, c.grant_types, c.scope]));
-    if (present.every(Boolean) && users.every((u) => u && u.mfa) && sameServiceClients) return creds;
+    // state seeded before first-party clients existed is seeded again (its web client would ask for consent)
+    const webFirstParty = (await ctx.clients.find(`${ctx.zone}-web`))?.metadata[FIRST_PARTY_PROPERTY] === true;
+    if (present.every(Boolean) && users.every((u) => u && u.mfa) && sameServiceClients && webFirstParty) return creds;
     for (const c of creds.clients) await ctx.clients.remove(c.client_id);
   }
   const scope = ctx.scopes.join(' ');
@@ -54,7 +56,7 @@ export async function seedDev(ctx: AuthorityContext, sealedGet: () => Promise<st
     authMethod: 'client_secret_basic',
   });
   const redirect = ctx.config.dev.redirectUri;
-  const webScope = ['openid', 'offline_access', ...ctx.scopes].join(' ');
+  const webScope = ['openid', 'profile', 'offline_access', ...ctx.scopes].join(' ');
   const w = await ctx.clients.add({
     clientId: web,
     name: `${ctx.zone} demo web app`,
@@ -63,6 +65,7 @@ export async function seedDev(ctx: AuthorityContext, sealedGet: () => Promise<st
     postLogoutRedirectUris: [redirect],
     scope: webScope,
     authMethod: 'client_secret_basic',
+    firstParty: true,
   });
   const username = 'alice';
   const existing = await ctx.users.byUsername(username);

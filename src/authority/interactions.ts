@@ -9,7 +9,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { ACR_MFA, ACR_PASSWORD } from './context.ts';
-import { HTML_CSP_BASE, HTML_CSP_SCRIPT, loginPage, messagePage, otpPage } from './views.ts';
+import { consentPage, HTML_CSP_BASE, HTML_CSP_SCRIPT, loginPage, messagePage, otpPage } from './views.ts';
+import { apiScopesOf, isFirstParty, OIDC_SCOPES } from './client-registry.ts';
+import { consentKeys, recordConsent, scopeWords } from './consent.ts';
 import { MAX_PASSWORD } from './user-registry.ts';
 import type { Budget, Charge, Reservation } from './throttle.ts';
 import { amrFor, authenticationOptions, verifyAuthentication, WebAuthnError } from './webauthn.ts';
@@ -131,6 +133,40 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
     );
   }
 
+  /** What the consent page grants: the request's scopes the client may have, OpenID and per audience (as loadExistingGrant narrows them). */
+  async function consentRequest(provider: Provider, details: any) {
+    const client = await provider.Client.find(String(details.params.client_id));
+    if (!client) return undefined;
+    const allowed = new Set<string>([...String(client.scope ?? '').split(' '), ...apiScopesOf(client)]);
+    const requested = String(details.params.scope ?? '').split(' ').filter((x) => x && allowed.has(x));
+    const audience = typeof details.params.resource === 'string' && ctx.audiences.includes(details.params.resource) ? details.params.resource : ctx.audience;
+    const api = requested.filter((x) => ctx.scopes.includes(x));
+    const oidcScopes = requested.filter((x) => OIDC_SCOPES.includes(x));
+    const resources: Record<string, string[]> = api.length > 0 ? { [audience]: api } : {};
+    return { client, oidc: oidcScopes, resources, api, keys: consentKeys(oidcScopes, resources) };
+  }
+
+  async function showConsent(provider: Provider, res: ServerResponse, details: any) {
+    const wanted = await consentRequest(provider, details);
+    if (!wanted) throw new FormError('bad_request', 'This application is not registered here.');
+    send(
+      res,
+      200,
+      consentPage({
+        uid: details.uid,
+        csrf: csrfFor(ctx, details.uid),
+        zone: ctx.zone,
+        client: wanted.client.clientName ?? wanted.client.clientId,
+        clientId: wanted.client.clientId,
+        firstParty: isFirstParty(wanted.client),
+        scopes: [...wanted.oidc, ...wanted.api].map((x) => ({ scope: x, words: scopeWords(x) })),
+        audiences: Object.keys(wanted.resources),
+        keys: wanted.keys.join(' '),
+      }),
+      redirectOrigin(details),
+    );
+  }
+
   async function finishLogin(provider: Provider, req: IncomingMessage, res: ServerResponse, uid: string, accountId: string, amr: string[], acr: string) {
     await ctx.db.deleteFrom('mfa_pending').where('uid', '=', uid).execute();
     const user = await ctx.users.byId(accountId);
@@ -141,7 +177,7 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
   return {
     async handle(req, res, path, requestId) {
       const provider = getProvider();
-      const m = /^\/interaction\/([\w-]{1,64})(?:\/(login|otp|webauthn|abort))?$/.exec(path);
+      const m = /^\/interaction\/([\w-]{1,64})(?:\/(login|otp|webauthn|consent|abort))?$/.exec(path);
       if (!m) throw new FormError('not_found', 'There is no such page.');
       const [, uid, action] = m;
       let details: any;
@@ -159,9 +195,8 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
           if (pending) return showOtp(res, details, pending, 200);
           return showLogin(provider, res, details, 200);
         }
-        // Consent is implicit for the zone's registered clients (loadExistingGrant);
-        // reaching here means the grant could not be built: refuse.
-        await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'consent cannot be given here' }, { mergeWithLastSubmission: false });
+        if (details.prompt.name === 'consent') return showConsent(provider, res, details);
+        await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'this sign-in step is not offered here' }, { mergeWithLastSubmission: false });
         return;
       }
 
@@ -173,6 +208,27 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
       if (action === 'abort') {
         await ctx.db.deleteFrom('mfa_pending').where('uid', '=', uid).execute();
         await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'the user cancelled the sign-in' }, { mergeWithLastSubmission: false });
+        return;
+      }
+      if (action === 'consent') {
+        if (details.prompt.name !== 'consent' || details.result?.consent) throw new FormError('bad_request', 'This request is already complete.');
+        for (const key of form.keys()) if (key !== 'csrf' && key !== 'scopes') throw new FormError('bad_request', 'The consent form does not match this request.');
+        const wanted = await consentRequest(provider, details);
+        if (!wanted || form.get('scopes') !== wanted.keys.join(' ')) {
+          ctx.audit('consent.refused', { sub: details.session?.accountId, client_id: details.params.client_id, source, reason: 'form does not match the request' });
+          throw new FormError('bad_request', 'The consent form does not match this request. Start again from the application.');
+        }
+        const accountId = details.session?.accountId as string | undefined;
+        if (!accountId) throw new FormError('bad_request', 'Sign in first.');
+        const clientId = String(details.params.client_id);
+        const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined) ?? new provider.Grant({ accountId, clientId });
+        if (grant.accountId !== accountId || grant.clientId !== clientId) throw new FormError('bad_request', 'This request is not yours.');
+        grant.addOIDCScope(wanted.oidc.join(' '));
+        for (const [aud, scopes] of Object.entries(wanted.resources)) grant.addResourceScope(aud, scopes.join(' '));
+        const grantId = await grant.save();
+        await recordConsent(ctx, accountId, clientId, wanted.keys);
+        ctx.audit('consent.granted', { sub: accountId, client_id: clientId, scope: wanted.keys.join(' '), source });
+        await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
         return;
       }
       if (details.prompt.name !== 'login') throw new FormError('bad_request', 'This sign-in request is already complete.');

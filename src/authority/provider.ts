@@ -7,7 +7,8 @@
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { createAdapterClass } from './oidc-adapter.ts';
-import { apiScopesOf, compareClientSecret, OIDC_SCOPES, API_SCOPES_PROPERTY, REVOCATION_FEED_PROPERTY, TOKEN_EXCHANGE } from './client-registry.ts';
+import { apiScopesOf, compareClientSecret, isFirstParty, OIDC_SCOPES, API_SCOPES_PROPERTY, REVOCATION_FEED_PROPERTY, FIRST_PARTY_PROPERTY, TOKEN_EXCHANGE } from './client-registry.ts';
+import { consentedKeys } from './consent.ts';
 import { customizeAccessToken } from './customize-token.ts';
 import { registerTokenExchange } from './token-exchange.ts';
 import { installJwtIntrospection } from './jwt-introspection.ts';
@@ -17,6 +18,18 @@ import { HTML_CSP_BASE, logoutPage, messagePage } from './views.ts';
 import { certificateMatchesSanUri, peerCertificate, verifiedPeerCertificate } from './client-certificate.ts';
 
 export const INTERACTION_TTL = 600;
+
+/** What an authorization request asks for, narrowed to what the client may have: OpenID scopes, and API scopes per audience. */
+export function requestedScopes(oidc: any): { oidc: string[]; resources: Record<string, string[]> } {
+  const allowed = new Set<string>([...String(oidc.client.scope ?? '').split(' '), ...apiScopesOf(oidc.client)]);
+  const requested = [...(oidc.requestParamScopes as Set<string>)].filter((s) => allowed.has(s));
+  const resources: Record<string, string[]> = {};
+  for (const [indicator, rs] of Object.entries(oidc.resourceServers ?? {}) as [string, any][]) {
+    const scopes = requested.filter((s) => rs.scopes.has(s));
+    if (scopes.length > 0) resources[indicator] = scopes;
+  }
+  return { oidc: requested.filter((s) => OIDC_SCOPES.includes(s)), resources };
+}
 
 export function buildProvider(ctx: AuthorityContext): Provider {
   const { config } = ctx;
@@ -105,21 +118,29 @@ export function buildProvider(ctx: AuthorityContext): Provider {
     expiresWithSession: async () => true,
     conformIdTokenClaims: true,
     interactions: { url: (_c: KoaContextWithOIDC, interaction: any) => `/interaction/${interaction.uid}` },
-    // Clients are registered by the zone's administrator (first party): the
-    // user is not asked to consent; the grant holds what the client may have.
+    // A first-party client (FIRST_PARTY_PROPERTY) gets what it may have
+    // without asking the user; a third-party one gets what the user consented
+    // to (consent.ts), and the consent page is shown for anything more. A
+    // grant made on the consent page (result.consent.grantId) is used as is.
     async loadExistingGrant(c: KoaContextWithOIDC) {
       const { oidc } = c;
       if (!oidc.session?.accountId) return undefined;
-      const grantId = oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(oidc.client.clientId);
+      const accountId = oidc.session.accountId;
+      const clientId = oidc.client.clientId;
+      const resumed = oidc.result?.consent?.grantId;
+      const grantId = resumed ?? oidc.session.grantIdFor(clientId);
       let grant = grantId ? await oidc.provider.Grant.find(grantId) : undefined;
-      if (!grant || grant.accountId !== oidc.session.accountId || grant.clientId !== oidc.client.clientId)
-        grant = new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId });
-      const allowed = new Set<string>([...String(oidc.client.scope ?? '').split(' '), ...apiScopesOf(oidc.client)]);
-      const requested = [...(oidc.requestParamScopes as Set<string>)].filter((s) => allowed.has(s));
-      grant.addOIDCScope(requested.filter((s) => OIDC_SCOPES.includes(s)).join(' '));
-      for (const [indicator, rs] of Object.entries(oidc.resourceServers ?? {}) as [string, any][]) {
-        const scopes = requested.filter((s) => rs.scopes.has(s));
-        if (scopes.length > 0) grant.addResourceScope(indicator, scopes.join(' '));
+      if (grant && (grant.accountId !== accountId || grant.clientId !== clientId)) grant = undefined;
+      if (resumed) return grant;
+      const consented = isFirstParty(oidc.client) ? undefined : await consentedKeys(ctx, accountId, clientId);
+      if (!isFirstParty(oidc.client) && !consented) return grant;
+      grant ??= new oidc.provider.Grant({ clientId, accountId });
+      const requested = requestedScopes(oidc);
+      const ok = (key: string) => consented === undefined || consented.has(key);
+      grant.addOIDCScope(requested.oidc.filter(ok).join(' '));
+      for (const [indicator, scopes] of Object.entries(requested.resources)) {
+        const kept = scopes.filter((s) => ok(`${indicator}|${s}`));
+        if (kept.length > 0) grant.addResourceScope(indicator, kept.join(' '));
       }
       await grant.save();
       return grant;
@@ -172,7 +193,9 @@ export function buildProvider(ctx: AuthorityContext): Provider {
         },
       },
       userinfo: { enabled: true },
-      dPoP: { enabled: false },
+      // RFC 9449: any client that sends a proof to the token endpoint gets a
+      // DPoP-bound token (cnf.jkt); one registered with dpop_bound_access_tokens must
+      dPoP: { enabled: true, nonceSecret: ctx.dpop.nonceSecret, requireNonce: () => ctx.dpop.requireNonce, allowReplay: false },
       registration: { enabled: false },
       deviceFlow: { enabled: false },
       ciba: { enabled: false },
@@ -180,7 +203,8 @@ export function buildProvider(ctx: AuthorityContext): Provider {
       mTLS: {
         enabled: mtls,
         tlsClientAuth: mtls,
-        certificateBoundAccessTokens: false,
+        // RFC 8705 §3: clients registered with tls_client_certificate_bound_access_tokens get cnf.x5t#S256
+        certificateBoundAccessTokens: mtls,
         getCertificate(c: KoaContextWithOIDC) {
           return peerCertificate(c.socket)?.toString();
         },
@@ -195,8 +219,10 @@ export function buildProvider(ctx: AuthorityContext): Provider {
     },
     formats: { customizers: { jwt: (c: KoaContextWithOIDC, token: any, jwt: any) => customizeAccessToken(ctx, c, token, jwt) } },
     extraClientMetadata: {
-      properties: [API_SCOPES_PROPERTY, REVOCATION_FEED_PROPERTY],
+      properties: [API_SCOPES_PROPERTY, REVOCATION_FEED_PROPERTY, FIRST_PARTY_PROPERTY],
       validator(_c: unknown, key: string, value: unknown) {
+        if (key === FIRST_PARTY_PROPERTY && value !== undefined && typeof value !== 'boolean')
+          throw new errors.InvalidClientMetadata(`${FIRST_PARTY_PROPERTY} must be a boolean`);
         if (key === API_SCOPES_PROPERTY && value !== undefined && typeof value !== 'string')
           throw new errors.InvalidClientMetadata(`${API_SCOPES_PROPERTY} must be a string`);
         if (key === REVOCATION_FEED_PROPERTY && value !== undefined && typeof value !== 'boolean')
@@ -208,7 +234,21 @@ export function buildProvider(ctx: AuthorityContext): Provider {
       c.set('content-security-policy', HTML_CSP_BASE);
       c.body = messagePage('Sign-in problem', `${out.error}: ${out.error_description ?? ''}`, c.response.get('x-request-id'));
     },
-    discovery: { service_documentation: undefined },
+    discovery: {
+      service_documentation: undefined,
+      // RFC 8705 §5: this listener asks every client for a certificate, so the mTLS endpoints are the same URLs
+      ...(mtls
+        ? {
+            mtls_endpoint_aliases: {
+              token_endpoint: `${ctx.issuer}/token`,
+              introspection_endpoint: `${ctx.issuer}/token/introspection`,
+              revocation_endpoint: `${ctx.issuer}/token/revocation`,
+              pushed_authorization_request_endpoint: `${ctx.issuer}/request`,
+              userinfo_endpoint: `${ctx.issuer}/me`,
+            },
+          }
+        : {}),
+    },
   });
   provider.proxy = false;
 
@@ -217,6 +257,14 @@ export function buildProvider(ctx: AuthorityContext): Provider {
     return compareClientSecret(ctx.secretHashKey, this.clientSecret, actual);
   };
 
+  // scopes_supported: the OpenID scopes and the zone's API scopes (the library lists only the former)
+  provider.use(async (c: KoaContextWithOIDC, next) => {
+    await next();
+    if (c.oidc?.route === 'discovery' && c.body && typeof c.body === 'object') {
+      const body = c.body as Record<string, unknown>;
+      body.scopes_supported = [...new Set([...(body.scopes_supported as string[]), ...ctx.scopes])];
+    }
+  });
   installHtmlPolicy(provider, ctx);
   installClientThrottle(provider, ctx);
   registerTokenExchange(provider, ctx);

@@ -34,6 +34,8 @@ import { createInteractions, sendFormError } from './interactions.ts';
 import { createAccountPages } from './account.ts';
 import { STYLESHEET, WEBAUTHN_SCRIPT } from './views.ts';
 import { handleRevocationFeed } from './revocation-feed.ts';
+import { dbReplayCache, handleUserinfo, USERINFO_PATH } from './userinfo.ts';
+import { dpopNonces } from '../shared/sender-constraint.ts';
 import type { ClientCertPolicy } from './client-certificate.ts';
 import { localRevocations, trustBundlePath } from '../pki/index.ts';
 import { seedDev, DEV_CREDENTIALS_SECRET, type ZoneDevCredentials } from './dev-seed.ts';
@@ -249,6 +251,10 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       confidential,
       clientCerts,
       webauthn: { rpId, rpName: config.webauthn.rpName ?? `Gatehouse ${zone}`, origin: issuerUrl.origin },
+      dpop: await (async () => {
+        const nonceSecret = await keyStore.secret('dpop-nonce');
+        return { requireNonce: config.dpop.requireNonce, nonceSecret, nonces: dpopNonces(nonceSecret, now) };
+      })(),
     };
 
     const publish = () => {
@@ -294,6 +300,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
 
     const interactions = createInteractions(() => provider, ctx);
     const account = createAccountPages(() => provider, ctx);
+    const userinfoReplay = dbReplayCache(() => provider, issuer);
     handler = async (req, res) => {
       const requestId = randomUUID();
       requestIds.set(req, requestId);
@@ -331,6 +338,10 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
           if (isGatehouseError(error)) sendFormError(res, req, error, requestId);
           else throw error;
         }
+        return;
+      }
+      if (pathname === USERINFO_PATH) {
+        await handleUserinfo(ctx, userinfoReplay, req, res, requestId);
         return;
       }
       if (pathname === '/healthz') {

@@ -150,23 +150,51 @@ export function accountPage(o: {
   enrolBlocked?: string;
   notice?: string;
   error?: string;
+  consents?: { clientId: string; client: string; scopes: { scope: string; words: string }[]; grantedAt: number }[];
+  sessions?: { uid: string; current: boolean; loginTs?: number; mfa: boolean; clients: string[] }[];
 }): string {
   const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
-  const list =
-    o.passkeys.length === 0
-      ? '<p>You have no passkey or security key yet.</p>'
+  /** a list of things the user can take away, one form (and one labelled button) per item; `html` parts are escaped by the caller */
+  const list = <T>(items: T[], empty: string, item: (x: T) => { title: string; smallHtml: string; action: string; field: [string, string]; button: string; label: string }) =>
+    items.length === 0
+      ? `<p>${esc(empty)}</p>`
       : `<ul class="passkeys">
-${o.passkeys
-  .map(
-    (p) => `<li><strong>${esc(p.name)}</strong> <small>${esc(p.kind)}; added ${day(p.createdAt)}; ${p.lastUsedAt === null ? 'never used' : `last used ${day(p.lastUsedAt)}`}</small>
-<form method="post" action="/account/webauthn/remove">
+${items
+  .map((x) => {
+    const i = item(x);
+    return `<li><strong>${esc(i.title)}</strong> <small>${i.smallHtml}</small>
+<form method="post" action="${esc(i.action)}">
 <input type="hidden" name="csrf" value="${esc(o.csrf)}">
-<input type="hidden" name="credential" value="${esc(p.id)}">
-<button type="submit" class="secondary" aria-label="Remove ${esc(p.name)}">Remove</button>
-</form></li>`,
-  )
+<input type="hidden" name="${esc(i.field[0])}" value="${esc(i.field[1])}">
+<button type="submit" class="secondary" aria-label="${esc(i.label)}">${esc(i.button)}</button>
+</form></li>`;
+  })
   .join('\n')}
 </ul>`;
+  const consents = list(o.consents ?? [], 'You have not allowed any other application.', (c) => ({
+    title: c.client,
+    smallHtml: `since ${day(c.grantedAt)}: ${c.scopes.map((s) => esc(s.words)).join('; ')}`,
+    action: '/account/consents/revoke',
+    field: ['client', c.clientId],
+    button: 'Revoke',
+    label: `Revoke access of ${c.client}`,
+  }));
+  const sessions = list(o.sessions ?? [], 'You are signed in nowhere else.', (x) => ({
+    title: x.current ? 'This browser' : 'Another sign-in',
+    smallHtml: `signed in ${x.loginTs ? new Date(x.loginTs * 1000).toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : 'at an unknown time'}${x.mfa ? ' with a second factor' : ''}${x.clients.length ? `; used by ${x.clients.map(esc).join(', ')}` : ''}`,
+    action: '/account/sessions/end',
+    field: ['session', x.uid],
+    button: 'Sign out',
+    label: `Sign out ${x.current ? 'this browser' : 'that sign-in'}`,
+  }));
+  const passkeys = list(o.passkeys, 'You have no passkey or security key yet.', (p) => ({
+    title: p.name,
+    smallHtml: `${esc(p.kind)}; added ${day(p.createdAt)}; ${p.lastUsedAt === null ? 'never used' : `last used ${day(p.lastUsedAt)}`}`,
+    action: '/account/webauthn/remove',
+    field: ['credential', p.id],
+    button: 'Remove',
+    label: `Remove ${p.name}`,
+  }));
   const add =
     o.registerOptions !== undefined
       ? `<section data-webauthn-section hidden aria-labelledby="add-heading">
@@ -190,9 +218,52 @@ ${errorBox(o.error)}${o.notice ? `<p class="notice" role="status">${esc(o.notice
 <h2>Authenticator app</h2>
 <p>${o.totp ? 'A one-time code app is set up.' : 'No one-time code app is set up.'}</p>
 <h2>Passkeys and security keys</h2>
-${list}
-${add}`,
+${passkeys}
+${add}
+<h2>Applications you allowed</h2>
+${consents}
+<h2>Where you are signed in</h2>
+${sessions}`,
     o.registerOptions !== undefined,
+  );
+}
+
+/**
+ * The consent page: which application, what it may do (each scope in plain
+ * words, the scope itself beside it), at which API (the audience), and two
+ * buttons. `scopes` echoes the exact set shown, so a form edited to ask for
+ * more is refused (interactions.ts).
+ */
+export function consentPage(o: {
+  uid: string;
+  csrf: string;
+  zone: string;
+  client: string;
+  clientId: string;
+  firstParty: boolean;
+  scopes: { scope: string; words: string }[];
+  audiences: string[];
+  keys: string;
+}): string {
+  const items = o.scopes.map((s) => `<li>${esc(s.words)} <small><code>${esc(s.scope)}</code></small></li>`).join('\n');
+  return page(
+    `Allow access - ${o.zone}`,
+    `<h1 id="consent-heading">Allow ${esc(o.client)} access?</h1>
+<p><strong>${esc(o.client)}</strong> <small>(client <code>${esc(o.clientId)}</code>${o.firstParty ? '' : ', not operated by this zone'})</small> asks to:</p>
+<ul aria-labelledby="consent-heading">
+${items}
+</ul>
+${o.audiences.length > 0 ? `<p>at ${o.audiences.map((a) => `<code>${esc(a)}</code>`).join(', ')}.</p>` : ''}
+<p>You can take this back at any time on your account page.</p>
+<form method="post" action="/interaction/${esc(o.uid)}/consent">
+<input type="hidden" name="csrf" value="${esc(o.csrf)}">
+<input type="hidden" name="scopes" value="${esc(o.keys)}">
+<button type="submit" autofocus>Allow</button>
+</form>
+<form method="post" action="/interaction/${esc(o.uid)}/abort">
+<input type="hidden" name="csrf" value="${esc(o.csrf)}">
+<button type="submit" class="secondary">Deny</button>
+</form>`,
   );
 }
 

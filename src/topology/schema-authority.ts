@@ -217,6 +217,16 @@ export const AuthorityConfig = z
       .describe(
         "CA for tls_client_auth (mTLS clients): 'trust-domain' for the trust domain's CA in the state dir (`gatehouse ca init`; client certificates must then be X509-SVIDs of this trust domain, not revoked, matched on their SPIFFE ID), or a PEM CA bundle file relative to the topology (matched on a URI SAN); absent: no client certificate is requested",
       ),
+    dpop: z
+      .object({
+        requireNonce: z
+          .boolean()
+          .default(false)
+          .describe('DPoP proofs (RFC 9449) at the token endpoint and userinfo must carry a nonce this authority issued (§8): the first request is answered use_dpop_nonce with a DPoP-Nonce header; false: a fresh iat (60 s) is enough'),
+      })
+      .strict()
+      .default({ requireNonce: false })
+      .describe('DPoP-bound access tokens (cnf.jkt) for any client that sends a DPoP proof to the token endpoint; a client registered with dpop_bound_access_tokens must send one'),
     webauthn: z
       .object({
         rpId: z

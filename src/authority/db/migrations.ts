@@ -131,6 +131,19 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('token_index_subject').on('token_index').columns(['subject_jti', 'subject_iss']).execute();
     },
   },
+  // What a user consented to, per client (consent.ts): outlives browser sessions.
+  '0004_consents': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('consents')
+        .addColumn('account_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('client_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('scopes', 'text', (c) => c.notNull())
+        .addColumn('granted_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('consents_pk', ['account_id', 'client_id'])
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

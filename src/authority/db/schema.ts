@@ -113,6 +113,14 @@ export interface WebAuthnChallengeTable {
   expires_at: number;
 }
 
+export interface ConsentTable {
+  account_id: string;
+  client_id: string;
+  /** space-separated: OpenID scopes and `<audience>|<scope>` for API scopes, as consented */
+  scopes: string;
+  granted_at: number;
+}
+
 export interface Database {
   oidc_models: OidcModelTable;
   clients: ClientTable;
@@ -124,6 +132,7 @@ export interface Database {
   token_index: TokenIndexTable;
   webauthn_credentials: WebAuthnCredentialTable;
   webauthn_challenges: WebAuthnChallengeTable;
+  consents: ConsentTable;
   /** used only for the type of Generated; keeps kysely's import */
   _unused?: { id: Generated<number> };
 }

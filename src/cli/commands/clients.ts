@@ -19,7 +19,10 @@ export function register(program: Command): void {
     .option('--tls-san-uri <uri>', 'SAN URI the client certificate must carry (tls_client_auth)')
     .option('--name <name>', 'display name')
     .option('--revocation-feed', "may read GET /revocations (the zone gateway's client; client_secret_basic or tls_client_auth); without --grant it can do nothing else", false)
-    .action(async (o: Common & { id?: string; grant?: string[]; redirectUri?: string[]; scope: string; auth: string; jwks?: string; tlsSanUri?: string; name?: string; revocationFeed: boolean }) => {
+    .option('--first-party', "the zone's own application: its users are not asked to consent (default: a third party, consent once per scope set)", false)
+    .option('--certificate-bound', 'access tokens bound to the client certificate (RFC 8705 cnf.x5t#S256; tls_client_auth)', false)
+    .option('--dpop-bound', 'the token endpoint requires a DPoP proof (RFC 9449): every access token is DPoP-bound', false)
+    .action(async (o: Common & { id?: string; grant?: string[]; redirectUri?: string[]; scope: string; auth: string; jwks?: string; tlsSanUri?: string; name?: string; revocationFeed: boolean; firstParty: boolean; certificateBound: boolean; dpopBound: boolean }) => {
       const { readFileSync } = await import('node:fs');
       const { TOKEN_EXCHANGE } = await import('../../authority/index.ts');
       const s = await open(o);
@@ -45,6 +48,9 @@ export function register(program: Command): void {
           tlsSanUri: o.tlsSanUri,
           name: o.name,
           revocationFeed: o.revocationFeed,
+          firstParty: o.firstParty,
+          certificateBound: o.certificateBound,
+          dpopBound: o.dpopBound,
         });
         process.stdout.write(JSON.stringify(created, null, 2) + '\n');
         if (created.client_secret) process.stderr.write('gatehouse: the client secret is shown once; store it now\n');
