@@ -79,6 +79,33 @@ test('the vault refuses a service the topology does not name for a key (BFF asks
   }
 });
 
+test('kill -9 of the vault under gatehouse up: it comes back on its port and orders with an address work again', async () => {
+  const readyz = async () => {
+    const r = await request(`${ex.endpoints.up!.admin}/readyz`);
+    return ((await r.body.json()) as { components: { name: string; pid?: number; healthy: boolean }[] }).components.find((c) => c.name === 'vault')!;
+  };
+  const before = await readyz();
+  assert.ok(before.healthy && before.pid);
+  process.kill(before.pid, 'SIGKILL');
+  const deadline = Date.now() + 30_000;
+  let after = await readyz();
+  while (!(after.healthy && after.pid !== before.pid) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    after = await readyz();
+  }
+  assert.ok(after.healthy && after.pid !== before.pid, 'the vault is back');
+  const shop = ex.endpoints.zones.public.gateway + '/api/shop/orders';
+  const headers = { authorization: `Bearer ${userToken}`, 'content-type': 'application/json' };
+  let status = 0;
+  for (let i = 0; i < 20 && status !== 201; i++) {
+    const r = await request(shop, { dispatcher: ex.edge, method: 'POST', headers, body: JSON.stringify({ items: [{ sku: 'tea-001', quantity: 1 }], address: ADDRESS }) });
+    status = r.statusCode;
+    await r.body.dump();
+    if (status !== 201) await new Promise((res) => setTimeout(res, 250));
+  }
+  assert.equal(status, 201);
+});
+
 test('no log of the run holds a card, the address, a password, a TOTP or client secret or the access token', () => {
   const logs = path.join(ex.stateDir, 'logs');
   const audit = path.join(ex.stateDir, 'vault', 'audit.log');
