@@ -116,3 +116,45 @@ test('usage errors exit 2 with the reason', async () => {
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /no endpoints file at .*nowhere\/endpoints.json/);
 });
+
+function gatehouse(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [main, ...args], { cwd: root });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const claims = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8')) as Record<string, unknown>;
+
+// gatehouse token needs a running topology in dev mode: it shares this file's `gatehouse up`
+test('gatehouse token: a client token and a signed-in user token that the gateway accepts; dev mode only', async () => {
+  const client = await gatehouse(['token', '--zone', 'public', '--state-dir', ex.stateDir, '--scope', 'catalog:read']);
+  assert.equal(client.code, 0, client.stderr);
+  const t = client.stdout.trim();
+  assert.equal(claims(t).scope, 'catalog:read');
+  const echo = `${ex.endpoints.zones.public.gateway}/api/echo/x`;
+  const { request } = await import('undici');
+  const res = await request(echo, { dispatcher: ex.edge, headers: { authorization: `Bearer ${t}` } });
+  assert.equal(res.statusCode, 200);
+  await res.body.dump();
+  const user = await gatehouse(['token', '-z', 'public', '--state-dir', ex.stateDir, '--user', ex.credentials.zones.public.users[0].username, '-s', 'orders:read', '--json']);
+  assert.equal(user.code, 0, user.stderr);
+  const u = claims((JSON.parse(user.stdout) as { access_token: string }).access_token);
+  assert.notEqual(u.sub, u.client_id, 'the subject is the user, not the client');
+  assert.deepEqual(String(u.scope).split(' ').sort(), ['openid', 'orders:read'], 'the scopes asked for (and openid, for signing in)');
+  const refused = await gatehouse(['token', '--zone', 'public', '--state-dir', ex.stateDir, '--scope', 'admin']);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /may not have admin/);
+  const typo = await gatehouse(['token', '--zone', 'publik', '--state-dir', ex.stateDir]);
+  assert.match(typo.stderr, /did you mean public\?/);
+  const { mkdtempSync, copyFileSync } = await import('node:fs');
+  const noDev = mkdtempSync(path.join(ex.stateDir, 'no-dev-'));
+  copyFileSync(path.join(ex.stateDir, 'endpoints.json'), path.join(noDev, 'endpoints.json'));
+  const prod = await gatehouse(['token', '--zone', 'public', '--state-dir', noDev]);
+  assert.equal(prod.code, 1);
+  assert.match(prod.stderr, /dev mode only/);
+});

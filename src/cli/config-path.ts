@@ -10,4 +10,4 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env): string 
   return env.GATEHOUSE_CONFIG || 'gatehouse.yaml';
 }
 
-export const CONFIG_HELP = 'topology file (default: $GATEHOUSE_CONFIG, else ./gatehouse.yaml)';
+export const CONFIG_HELP = 'topology file; absent: $GATEHOUSE_CONFIG, else ./gatehouse.yaml';

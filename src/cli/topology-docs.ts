@@ -60,6 +60,12 @@ function deref(root: Json, n: Node): Node {
 
 const isObject = (n: Node) => n.type === 'object' && !!n.properties;
 
+/** How one object of a union is told apart: its constant field (`type: redis`), else its position. */
+function variantName(n: Node, i: number): string {
+  const tag = Object.entries(n.properties ?? {}).find(([, v]) => v.const !== undefined);
+  return tag ? `${tag[0]}: ${String(tag[1].const)}` : `variant ${i + 1}`;
+}
+
 /** A short type for a table: `string`, `one of a, b`, `list of …`, `map of name → …`. */
 function typeOf(root: Json, raw: Node, anchor: (n: Node) => string | undefined): string {
   const n = deref(root, raw);
@@ -70,7 +76,11 @@ function typeOf(root: Json, raw: Node, anchor: (n: Node) => string | undefined):
   if (n.type === 'array' && n.items) return `list of ${typeOf(root, n.items, anchor)}`;
   if (n.type === 'object') {
     const link = anchor(n);
-    if (isObject(n)) return link ? `[object](#${link})` : 'object';
+    if (isObject(n)) {
+      const tag = Object.entries(n.properties ?? {}).find(([, v]) => v.const !== undefined);
+      const label = tag ? `object (${tag[0]}: ${String(tag[1].const)})` : 'object';
+      return link ? `[${label}](#${link})` : label;
+    }
     if (n.additionalProperties && typeof n.additionalProperties === 'object') return `map of name → ${typeOf(root, n.additionalProperties, anchor)}`;
     return 'object';
   }
@@ -109,7 +119,9 @@ export function configurationReference(): string {
       for (const [k, child] of Object.entries(n.properties!)) visit(child, p ? `${p}.${k}` : k);
       return;
     }
-    for (const a of n.anyOf ?? n.oneOf ?? []) visit(a, p);
+    const alts = n.anyOf ?? n.oneOf ?? [];
+    const objects = alts.filter((a) => isObject(deref(root, a))).length;
+    alts.forEach((a, i) => visit(a, objects > 1 ? `${p} (${variantName(deref(root, a), i)})` : p));
     if (n.items) visit(n.items, `${p}[]`);
     if (n.additionalProperties && typeof n.additionalProperties === 'object') visit(n.additionalProperties, `${p}.<name>`);
   };
