@@ -77,7 +77,7 @@ test('every problem is reported at once, in file order', () => {
 test('a wrong element in a list names its index', () => {
   const lines = issues(ok.replace('        service: catalog\n', '        service: catalog\n        methods: [GET, FETCH]\n'));
   assert.equal(lines.length, 1);
-  assert.match(lines[0], /^g\.yaml:10:24: zones\.public\.routes\[0\]\.methods\[1\]: Invalid option/);
+  assert.match(lines[0], /^g\.yaml:10:24: zones\.public\.routes\[0\]\.methods\[1\]: "FETCH" is not one of GET, HEAD, POST, /);
 });
 
 test('a missing required field points at the object that lacks it', () => {
@@ -133,8 +133,8 @@ services:
 });
 
 test('hostile YAML: syntax errors, duplicate keys, alias bombs, custom tags, non-mappings', () => {
-  assert.match(issues('version: 1\n  bad: [\n')[0], /^g\.yaml:\d+:\d+: YAML: /);
-  assert.match(issues('version: 1\nversion: 1\n')[0], /^g\.yaml:2:1: YAML: .*[Uu]nique|duplicate/);
+  assert.match(issues('version: 1\n  bad: [\n')[0], /^g\.yaml:\d+:\d+: YAML structure: /);
+  assert.match(issues('version: 1\nversion: 1\n')[0], /^g\.yaml:2:1: YAML structure: .*[Uu]nique|duplicate/);
   const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
   for (let i = 0; i < 8; i++) bomb.push(`${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill('*' + String.fromCharCode(97 + i)).join(', ')}]`);
   assert.match(issues(bomb.join('\n') + '\n')[0], /YAML: .*alias/i);
@@ -210,4 +210,38 @@ test('a value of the wrong type is named as such, not as missing', () => {
   const lines = issues(ok.replace('listen: 127.0.0.1:8443', "listen: 127.0.0.1:8443\n      limits: { maxBodyBytes: 'lots' }"));
   assert.equal(lines.length, 1);
   assert.match(lines[0], /limits\.maxBodyBytes: expected number, received string$/);
+});
+
+test('an enum mismatch lists the allowed values and suggests the nearest', () => {
+  const lines = issues(ok.replace('        service: catalog\n', '        service: catalog\n        match: prefx\n'));
+  assert.deepEqual(lines, ['g.yaml:10:16: zones.public.routes[0].match: "prefx" is not one of exact, prefix (did you mean "prefix"?)']);
+  const far = issues(ok.replace('        service: catalog\n', '        service: catalog\n        match: regex\n'));
+  assert.deepEqual(far, ['g.yaml:10:16: zones.public.routes[0].match: "regex" is not one of exact, prefix']);
+});
+
+test("a value of a union (auth: anonymus) lists every word it takes, not 'Invalid input'", () => {
+  assert.deepEqual(issues(ok.replace('auth: anonymous', 'auth: anonymus')), [
+    'g.yaml:10:15: zones.public.routes[0].auth: "anonymus" is not one of anonymous, jwt, api_key, introspection, or a mapping of its options (did you mean "anonymous"?)',
+  ]);
+});
+
+test('a misspelled service or zone gets a did-you-mean, and a misspelled zone no cascade', () => {
+  assert.deepEqual(issues(ok.replace('        service: catalog\n', '        service: catalgo\n')), [
+    'g.yaml:9:18: zones.public.routes[0].service: unknown service "catalgo" (did you mean "catalog"?)',
+  ]);
+  // the service's zone is misspelled: its routes are not reported again as "in zone publc"
+  assert.deepEqual(issues(ok.replace('    zone: public', '    zone: publc')), [
+    'g.yaml:13:11: services.catalog.zone: unknown zone "publc" (zones: public) (did you mean "public"?)',
+  ]);
+});
+
+test('a slip of indentation is one message naming the line and the indentation expected, not a cascade', () => {
+  const slipped = ok.replace('        service: catalog\n', '       service: catalog\n');
+  const lines = issues(slipped);
+  assert.equal(lines.length, 1, lines.join('\n'));
+  assert.match(lines[0], /^g\.yaml:9:8: YAML structure: line 9 is indented 7 spaces, the lines it belongs under use 6 or 8: check its indentation \(parser: .*\)$/);
+  const item = issues(ok.replace('      - path: /api/catalog', '     - path: /api/catalog'));
+  assert.equal(item.length, 1, item.join('\n'));
+  assert.match(item[0], /^g\.yaml:8:6: YAML structure: line 8 is indented 5 spaces, the lines it belongs under use 4/);
+  assert.match(issues(ok.replace('    gateway:', '\tgateway:'))[0], /^g\.yaml:5:1: YAML structure: line 5 is indented with a tab; YAML indents with spaces only/);
 });

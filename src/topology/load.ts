@@ -5,8 +5,8 @@ import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, isNode, type Document, type Node } from 'yaml';
 import { Topology } from './schema.ts';
 import { ConfigError, formatPath, type ConfigIssue } from './config-error.ts';
-import { keysAt, nearest } from './suggest.ts';
-import { resolveReferences } from './resolve.ts';
+import { keysAt, nearest, editDistance } from './suggest.ts';
+import { resolveReferences, type ReferenceProblem } from './resolve.ts';
 
 /** Topology files larger than this are refused before parsing. */
 export const MAX_TOPOLOGY_BYTES = 1024 * 1024;
@@ -75,7 +75,7 @@ function parseWithPositions(text: string, file: string): Pick<LoadedTopology, 't
     }
     throw new ConfigError(sortIssues(issues));
   }
-  const problems = resolveReferences(parsed.data);
+  const problems = withSuggestions(resolveReferences(parsed.data), parsed.data);
   if (problems.length > 0)
     throw new ConfigError(
       sortIssues(problems.map((p) => ({ file, ...at(valueOffset(doc, p.path)), path: formatPath(p.path), message: p.message }))),
@@ -105,10 +105,7 @@ export function parseYaml(text: string, file: string): ParsedYaml {
     return { line: p.line, column: p.col };
   };
   const syntax = [...doc.errors];
-  if (syntax.length > 0)
-    throw new ConfigError(
-      syntax.map((e) => ({ file, ...at(e.pos[0]), path: '', message: `YAML: ${firstLine(e.message)}` })),
-    );
+  if (syntax.length > 0) throw new ConfigError([structureIssue(text, file, syntax, at)]);
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: 50 });
@@ -125,6 +122,26 @@ interface ZodIssueLike {
   input?: unknown;
   keys?: string[];
   errors?: ZodIssueLike[][];
+  /** invalid_value: the values allowed */
+  values?: unknown[];
+  /** invalid_type: the type wanted */
+  expected?: string;
+}
+
+function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
+  let v: unknown = data;
+  for (const part of path) v = v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[part] : undefined;
+  return v;
+}
+
+/** `"prefx" is not one of exact, prefix (did you mean "prefix"?)` */
+function notOneOf(value: unknown, allowed: readonly unknown[], more?: string): string {
+  const names = [...new Set(allowed.map(String))];
+  const hint = typeof value === 'string' ? nearest(value, names) : undefined;
+  return (
+    `${JSON.stringify(value)} is not one of ${names.join(', ')}${more ? `, ${more}` : ''}` +
+    (hint ? ` (did you mean ${JSON.stringify(hint)}?)` : '')
+  );
 }
 
 /**
@@ -163,7 +180,14 @@ function isMissing(data: unknown, path: readonly PropertyKey[]): boolean {
   return v === undefined;
 }
 
-function describe(issue: { code: string; message: string; path: PropertyKey[] }, data: unknown): string {
+function describe(issue: ZodIssueLike, data: unknown): string {
+  if (issue.code === 'invalid_value' && issue.values && issue.values.length > 1) return notOneOf(valueAt(data, issue.path), issue.values);
+  if (issue.code === 'invalid_union' && issue.errors) {
+    // every branch failed at the value itself: list what each would take
+    const values = issue.errors.flat().flatMap((i) => (i.path.length === 0 && i.code === 'invalid_value' ? (i.values ?? []) : []));
+    const object = issue.errors.flat().some((i) => i.path.length === 0 && i.code === 'invalid_type' && i.expected === 'object');
+    if (values.length > 0) return notOneOf(valueAt(data, issue.path), values, object ? 'or a mapping of its options' : undefined);
+  }
   if (issue.code === 'invalid_type' && isMissing(data, issue.path)) {
     const last = issue.path[issue.path.length - 1];
     return last === 'auth' && issue.path.includes('routes')
@@ -210,4 +234,71 @@ function keyOffset(doc: Document, p: readonly PropertyKey[], key: string): numbe
     for (const pair of node.items)
       if (isScalar(pair.key) && String(pair.key.value) === key) return pair.key.range?.[0] ?? 0;
   return node?.range?.[0] ?? 0;
+}
+
+/**
+ * Cross-reference problems as a person can act on them: an unknown service or
+ * zone gets the nearest declared name, and what only follows from a misspelled
+ * zone (its services "in zone x" routed by another zone) is left out: fixing
+ * the name fixes those.
+ */
+function withSuggestions(problems: ReferenceProblem[], t: Topology): ReferenceProblem[] {
+  const zones = Object.keys(t.zones);
+  const services = Object.keys(t.services);
+  const unknownZones = new Set(problems.flatMap((p) => /^unknown zone "([^"]+)"/.exec(p.message)?.[1] ?? []));
+  return problems
+    .filter((p) => ![...unknownZones].some((z) => p.message.includes(`is in zone "${z}"`)))
+    .map((p) => {
+      const m = /^unknown (service|zone|caller|egress target|service or zone) "([^"]+)"/.exec(p.message);
+      if (!m || /did you mean/.test(p.message)) return p;
+      const hint = nearest(m[2], m[1] === 'zone' ? zones : m[1] === 'service' || m[1] === 'caller' ? services : [...services, ...zones]);
+      // a name that shares nothing with the one written is not a typo of it
+      return hint && editDistance(m[2], hint) < m[2].length ? { ...p, message: `${p.message} (did you mean ${JSON.stringify(hint)}?)` } : p;
+    });
+}
+
+const indentOf = (line: string) => /^ */.exec(line)![0].length;
+const blank = (line: string) => /^\s*(#.*)?$/.test(line);
+
+/**
+ * A YAML syntax error as one message: the parser reports a slip of indentation
+ * as a cascade of errors, out of line order. Report the earliest, say how the
+ * line is indented against the lines that hold it, and count the rest.
+ */
+function structureIssue(text: string, file: string, errors: { pos: [number, number]; message: string }[], at: (offset: number) => { line: number; column: number }): ConfigIssue {
+  const first = [...errors].sort((a, b) => a.pos[0] - b.pos[0])[0];
+  const where = at(first.pos[0]);
+  const lines = text.split('\n');
+  const line = lines[where.line - 1] ?? '';
+  const rest = errors.length > 1 ? `; ${errors.length - 1} more error${errors.length === 2 ? '' : 's'} follow from it` : '';
+  const parser = `(parser: ${firstLine(first.message)}${rest})`;
+  if (/^ *\t/.test(line)) return { file, line: where.line, column: 1, path: '', message: `YAML structure: line ${where.line} is indented with a tab; YAML indents with spaces only ${parser}` };
+  // the indentations of the lines that enclose this one, nearest first
+  const levels = new Set<number>();
+  let floor = Infinity;
+  for (let i = where.line - 2; i >= 0 && floor > 0; i--) {
+    if (blank(lines[i])) continue;
+    const n = indentOf(lines[i]);
+    if (n <= floor) {
+      levels.add(n);
+      // a list item's keys sit after its "- "
+      const item = /^( *- +)\S/.exec(lines[i]);
+      if (item) levels.add(item[1].length);
+      floor = n;
+    }
+  }
+  const mine = indentOf(line);
+  if (!blank(line) && levels.size > 0 && !levels.has(mine)) {
+    const below = Math.max(-1, ...[...levels].filter((n) => n < mine));
+    const above = Math.min(Infinity, ...[...levels].filter((n) => n > mine));
+    const options = [below >= 0 ? below : undefined, above < Infinity ? above : undefined].filter((n) => n !== undefined).join(' or ');
+    return {
+      file,
+      line: where.line,
+      column: mine + 1,
+      path: '',
+      message: `YAML structure: line ${where.line} is indented ${mine} space${mine === 1 ? '' : 's'}, the lines it belongs under use ${options}: check its indentation ${parser}`,
+    };
+  }
+  return { file, ...where, path: '', message: `YAML structure: check the indentation and the "key: value" form of line ${where.line} and the line before it ${parser}` };
 }
