@@ -13,7 +13,7 @@ export function register(program: Command): void {
     .option('--id <client_id>', 'client id (default: generated)')
     .option('--grant <type...>', 'grant types: client_credentials, authorization_code, refresh_token, token-exchange (default: client_credentials; none with --revocation-feed)')
     .option('--redirect-uri <uri...>', 'exact redirect URIs (authorization_code)')
-    .option('--scope <scopes>', 'space-separated scopes the client may have', '')
+    .option('--scope <scopes>', 'scopes the client may have, space- or comma-separated', '')
     .option('--auth <method>', 'client_secret_basic | private_key_jwt | tls_client_auth | none (public, PKCE)', 'client_secret_basic')
     .option('--jwks <file>', 'public JWK set file (private_key_jwt)')
     .option('--tls-san-uri <uri>', 'SAN URI the client certificate must carry (tls_client_auth)')
@@ -42,7 +42,7 @@ export function register(program: Command): void {
           clientId: o.id,
           grantTypes,
           redirectUris: o.redirectUri,
-          scope: o.scope,
+          scope: o.scope.split(/[\s,]+/).filter(Boolean).join(' '),
           authMethod,
           jwks: o.jwks ? JSON.parse(readFileSync(o.jwks, 'utf8')) : undefined,
           tlsSanUri: o.tlsSanUri,

@@ -50,12 +50,12 @@ function registerApiKeys(keys: Command): void {
   common(api.command('add'))
     .description('create a key for a consumer and print it once (the gateway sees it within 2 s)')
     .requiredOption('--consumer <name>', 'who the key belongs to (lowercase, digits, -)')
-    .option('--scopes <list>', 'comma-separated scopes the key carries', '')
+    .option('--scopes <list>', 'scopes the key carries, space- or comma-separated', '')
     .option('--tier <tier>', 'rate-limit tier of the consumer')
     .action(async (o: { config: string; stateDir: string; zone: string; consumer: string; scopes: string; tier?: string }) => {
       await zoneOf(o);
       const { addApiKey } = await (await import('../../gateway/index.ts')).apiKeys();
-      const scopes = o.scopes.split(',').map((x) => x.trim()).filter(Boolean);
+      const scopes = o.scopes.split(/[\s,]+/).filter(Boolean);
       const { key, prefix } = addApiKey(o.stateDir, o.zone, { consumer: o.consumer, scopes, tier: o.tier });
       process.stdout.write(`${JSON.stringify({ key, prefix, consumer: o.consumer, scopes, tier: o.tier ?? null }, null, 2)}\nstore the key now: it is not shown again\n`);
     });
