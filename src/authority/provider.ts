@@ -19,6 +19,9 @@ import { certificateMatchesSanUri, peerCertificate, verifiedPeerCertificate } fr
 
 export const INTERACTION_TTL = 600;
 
+/** token requests refused for a replayed DPoP proof (answered invalid_dpop_proof) */
+const dpopReplays = new WeakSet<object>();
+
 /** What an authorization request asks for, narrowed to what the client may have: OpenID scopes, and API scopes per audience. */
 export function requestedScopes(oidc: any): { oidc: string[]; resources: Record<string, string[]> } {
   const allowed = new Set<string>([...String(oidc.client.scope ?? '').split(' '), ...apiScopesOf(oidc.client)]);
@@ -257,13 +260,22 @@ export function buildProvider(ctx: AuthorityContext): Provider {
     return compareClientSecret(ctx.secretHashKey, this.clientSecret, actual);
   };
 
-  // scopes_supported: the OpenID scopes and the zone's API scopes (the library lists only the former)
   provider.use(async (c: KoaContextWithOIDC, next) => {
     await next();
+    // a replayed DPoP proof is invalid_dpop_proof (RFC 9449 §5.10), where the library says invalid_grant
+    const err = c.body as { error?: string; error_description?: string } | undefined;
+    if (c.oidc?.route === 'token' && err?.error === 'invalid_grant' && dpopReplays.has(c)) {
+      err.error = 'invalid_dpop_proof';
+      err.error_description = 'DPoP proof was already used';
+    }
+    // scopes_supported: the OpenID scopes and the zone's API scopes (the library lists only the former)
     if (c.oidc?.route === 'discovery' && c.body && typeof c.body === 'object') {
       const body = c.body as Record<string, unknown>;
       body.scopes_supported = [...new Set([...(body.scopes_supported as string[]), ...ctx.scopes])];
     }
+  });
+  provider.on('grant.error', (c: KoaContextWithOIDC, e: { error_detail?: string }) => {
+    if (e.error_detail === 'DPoP proof JWT Replay detected') dpopReplays.add(c);
   });
   installHtmlPolicy(provider, ctx);
   installClientThrottle(provider, ctx);

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { AccessLog, Logger } from '../shared/logger.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { GatehouseError } from '../shared/errors.ts';
@@ -101,6 +102,16 @@ export class GatewayExchange implements Exchange {
     this.now = ctx.clock.now();
     this.started = performance.now();
     this.requestId = randomUUID();
+  }
+
+  peerCertificate(): Buffer | undefined {
+    const socket = (isHttp2(this.req) ? this.req.stream.session?.socket : this.req.socket) as TLSSocket | undefined;
+    if (typeof socket?.getPeerCertificate !== 'function') return undefined;
+    return socket.getPeerCertificate(false)?.raw;
+  }
+
+  requestUrl(): string {
+    return `${this.ctx.proto}://${this.host}${this.path}`;
   }
 
   readBody(): Promise<Buffer> {

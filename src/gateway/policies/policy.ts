@@ -69,6 +69,10 @@ export interface Exchange {
   readBody(): Promise<Buffer>;
   /** Request headers never forwarded on this route (the caller's credentials), set in the identity phase. */
   stripHeaders?: ReadonlySet<string>;
+  /** DER of the TLS client certificate of this connection (certificate-bound tokens, RFC 8705); undefined: none. Optional for test doubles. */
+  peerCertificate?(): Buffer | undefined;
+  /** The URL the client sent this request to, without the query (DPoP `htu`, RFC 9449): <listener scheme>://<Host><path>. Optional for test doubles. */
+  requestUrl?(): string;
 }
 
 export type Decision = GatehouseError | undefined;

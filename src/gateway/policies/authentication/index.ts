@@ -8,11 +8,13 @@
 import { z } from 'zod';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { REVOKED_TOKEN_IDS, type Policy, type ProvisionContext, type Exchange, type Identity } from '../policy.ts';
+import { REVOKED_TOKEN_IDS, type Decision, type Policy, type ProvisionContext, type Exchange, type Identity } from '../policy.ts';
 import type { Logger } from '../../../shared/logger.ts';
 import { ZoneAuthentication, RouteAuth } from './schema.ts';
 import { createJwksCache } from './jwks.ts';
-import { createTokenVerifier, TokenRejected, type TokenVerifier, type TrustedIssuer } from './verify-token.ts';
+import { createTokenVerifier, TokenRejected, tokenBinding, type TokenVerifier, type TrustedIssuer } from './verify-token.ts';
+import { checkSenderConstraint, dpopNonces, memoryReplayCache, presentedToken, SenderConstraintRejected, senderChallenge, type DpopNonces, type ReplayCache } from '../../../shared/sender-constraint.ts';
+import { randomBytes } from 'node:crypto';
 import { openApiKeyVerifier, type ApiKeyVerifier } from './api-keys.ts';
 import { createIntrospector, type Introspector } from './introspect.ts';
 import { pollRevocations, type RevocationPoller } from './revocation-feed.ts';
@@ -51,6 +53,10 @@ export interface AuthenticationState {
   signer: IdentitySigner;
   /** SPIFFE ID prefix of this zone's services: the identity token's audience is one of them. */
   audiencePrefix: string;
+  /** refuse JWTs without a sender constraint (the route's or the zone's senderConstrained: required) */
+  requireBound: boolean;
+  /** DPoP proofs seen (each accepted once) and, when the zone asks for them, this gateway's nonces */
+  dpop: { replay: ReplayCache; nonces: DpopNonces | undefined };
 }
 
 /** The zone's own authority, as it published itself in the state dir. */
@@ -154,10 +160,10 @@ const RevocationUnknown = (retryAfter: number) =>
     { headers: { 'retry-after': String(retryAfter) } },
   );
 
-function bearerOf(header: string | undefined): string | undefined {
+/** The token of an Authorization header and its scheme (Bearer, or DPoP: RFC 9449 §7.1); '' when the header is neither. */
+function credentialOf(header: string | undefined): { scheme: 'Bearer' | 'DPoP'; token: string } | '' | undefined {
   if (header === undefined) return undefined;
-  const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);
-  return m ? m[1] : '';
+  return presentedToken(header) ?? '';
 }
 
 const policy: Policy<AuthenticationConfig, AuthenticationState> = {
@@ -188,9 +194,17 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
       openIdentitySigner({ stateDir: ctx.stateDir, zone: ctx.zone, trustDomain, ttlSeconds, clock: ctx.clock }),
     );
     const strip = new Set<string>();
-    if (!config.route.forwardToken) strip.add('authorization');
+    if (!config.route.forwardToken) {
+      strip.add('authorization');
+      strip.add('dpop');
+    }
     if (accept.has('api_key')) strip.add(zone.apiKeyHeader);
+    const replay = ctx.shared.get('auth:dpop-replay', () => memoryReplayCache(() => ctx.clock.now()));
+    // a nonce secret per gateway process: replicas each issue and accept their own (a client retries once on use_dpop_nonce)
+    const nonces = zone.dpopNonce ? ctx.shared.get('auth:dpop-nonces', () => dpopNonces(randomBytes(32), () => ctx.clock.now())) : undefined;
     return {
+      requireBound: config.route.senderConstrained === 'required' || zone.senderConstrained === 'required',
+      dpop: { replay, nonces },
       strip,
       signer,
       audiencePrefix: `spiffe://${trustDomain}/zone/${ctx.zone}/svc/`,
@@ -237,8 +251,9 @@ function rejected(error: unknown, s: AuthenticationState): GatehouseError {
 }
 
 function authenticate(ex: Exchange, s: AuthenticationState): GatehouseError | undefined | Promise<GatehouseError | undefined> {
-  const bearer = bearerOf(ex.headers.authorization);
-  if (bearer === '') return Unauthorized(s.realm, 'the Authorization header is not a Bearer token', 'invalid_request');
+  const credential = credentialOf(ex.headers.authorization);
+  if (credential === '') return Unauthorized(s.realm, 'the Authorization header is not a Bearer or DPoP token', 'invalid_request');
+  const bearer = credential?.token;
   let apiKey = s.accept.has('api_key') ? headerValue(ex.headers[s.apiKeyHeader]) : undefined;
   if (apiKey === undefined && s.apiKeyQuery !== undefined) apiKey = queryValue(ex.query, s.apiKeyQuery);
   const isJwt = bearer !== undefined && bearer.split('.').length === 3;
@@ -270,18 +285,62 @@ function authenticate(ex: Exchange, s: AuthenticationState): GatehouseError | un
     };
     return undefined;
   }
+  // only this zone's JWTs can carry a binding the gateway checks (cnf); an opaque token is a bearer token
+  if (method === 'introspection' && (credential!.scheme === 'DPoP' || s.requireBound))
+    return Unauthorized(s.realm, 'this route needs a sender-constrained JWT', 'invalid_token');
   let result: Identity | Promise<Identity>;
   try {
     result = method === 'jwt' ? s.tokens!.verify(bearer!) : s.introspection!.verify(bearer!);
   } catch (error) {
     return rejected(error, s);
   }
+  if (method === 'introspection') {
+    if (result instanceof Promise)
+      return result.then(
+        (identity) => accepted(ex, s, identity),
+        (error: unknown) => rejected(error, s),
+      );
+    return accepted(ex, s, result);
+  }
   if (result instanceof Promise)
     return result.then(
-      (identity) => accepted(ex, s, identity),
+      (identity) => bound(ex, s, identity, credential!),
       (error: unknown) => rejected(error, s),
     );
-  return accepted(ex, s, result);
+  return bound(ex, s, result, credential!);
+}
+
+/**
+ * A verified JWT (fresh or from the cache) held by its sender: the DPoP proof
+ * or the connection's certificate must match its `cnf` (sender-constraint.ts).
+ * A bearer token presented as Bearer where none is required stays synchronous.
+ */
+function bound(ex: Exchange, s: AuthenticationState, identity: Identity, credential: { scheme: 'Bearer' | 'DPoP'; token: string }): Decision | Promise<Decision> {
+  const binding = tokenBinding(identity);
+  if (binding === undefined && credential.scheme === 'Bearer' && !s.requireBound) return accepted(ex, s, identity);
+  return checkSenderConstraint({
+    scheme: credential.scheme,
+    token: credential.token,
+    claims: binding ?? {},
+    peerCertificate: ex.peerCertificate?.(),
+    requireBound: s.requireBound,
+    dpop: {
+      proof: ex.headers.dpop,
+      method: ex.method,
+      url: ex.requestUrl?.() ?? `https://${ex.host}${ex.path}`,
+      now: () => ex.now,
+      replay: s.dpop.replay,
+      nonces: s.dpop.nonces,
+    },
+  }).then(
+    () => accepted(ex, s, identity),
+    (error: unknown) => {
+      if (!(error instanceof SenderConstraintRejected)) throw error;
+      const headers: Record<string, string> = { 'www-authenticate': senderChallenge(s.realm, error) };
+      if (error.nonce) headers['dpop-nonce'] = error.nonce;
+      return new GatehouseError('unauthorized', error.message, { headers });
+    },
+  );
 }
 
 /** A verified credential: unless the revocation feed that covers its issuer has gone stale (then 503, fail closed). */

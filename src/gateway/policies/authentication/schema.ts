@@ -85,6 +85,16 @@ export const ZoneAuthentication = z
       })
       .strict()
       .default({ ttlSeconds: 60, forwardAccessToken: false }),
+    senderConstrained: z
+      .enum(['optional', 'required'])
+      .default('optional')
+      .describe(
+        "'required': every JWT must be sender-constrained — DPoP (cnf.jkt, RFC 9449: `Authorization: DPoP` and a proof for this request) or bound to the TLS client certificate of the connection (cnf.x5t#S256, RFC 8705); 'optional': bearer tokens pass too. A bound token is always checked, whatever this says",
+      ),
+    dpopNonce: z
+      .boolean()
+      .default(false)
+      .describe('DPoP proofs must carry a nonce this gateway issued (RFC 9449 §9): a proof without one is answered 401 use_dpop_nonce with a DPoP-Nonce header; false: a fresh iat (60 s) is enough'),
   })
   .strict();
 
@@ -123,6 +133,10 @@ export const RouteAuth = z.union([
         .boolean()
         .default(false)
         .describe('log and count the requests authentication or authorization would refuse, and let them pass (no identity token then)'),
+      senderConstrained: z
+        .literal('required')
+        .optional()
+        .describe("'required': only sender-constrained JWTs (DPoP or certificate-bound) on this route; absent: the zone's senderConstrained"),
     })
     .strict(),
 ]);

@@ -21,6 +21,13 @@ export class TokenRejected extends Error {
   }
 }
 
+const bindings = new WeakMap<Identity, Record<string, unknown>>();
+
+/** The `cnf` claim (RFC 7800) of the token an identity was verified from, kept with it in the cache; undefined: a bearer token. */
+export function tokenBinding(identity: Identity): Record<string, unknown> | undefined {
+  return bindings.get(identity);
+}
+
 export interface TokenVerifier {
   /** The caller of a valid token; synchronous on a cache hit. Rejects/throws TokenRejected. */
   verify(token: string): Identity | Promise<Identity>;
@@ -85,7 +92,7 @@ export function createTokenVerifier(o: {
     if (jti !== undefined && revoked.has(jti)) throw new TokenRejected('the token was revoked');
     const clientId = typeof payload.client_id === 'string' ? payload.client_id : undefined;
     const sub = String(payload.sub);
-    return {
+    const identity: Identity = {
       kind: clientId !== undefined && clientId === sub ? 'client' : 'user',
       sub,
       clientId,
@@ -99,6 +106,8 @@ export function createTokenVerifier(o: {
       token,
       act: payload.act !== null && typeof payload.act === 'object' && !Array.isArray(payload.act) ? (payload.act as Record<string, unknown>) : undefined,
     };
+    if (payload.cnf !== undefined) bindings.set(identity, { cnf: payload.cnf });
+    return identity;
   };
 
   return {
