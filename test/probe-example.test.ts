@@ -50,8 +50,8 @@ function probe(args: string[]): Promise<{ code: number | null; stdout: string; s
 function known(r: CheckResult): boolean {
   if (r.id === 'tls.weak-cipher') return !/ gateway /.test(r.target);
   if (r.id === 'ports.undeclared') {
-    const control = JSON.parse(readFileSync(path.join(ex.stateDir, 'control', 'control.json'), 'utf8')) as { admin: string };
-    return r.observed === `undeclared: ${new URL(control.admin).port} (pid ${(JSON.parse(readFileSync(path.join(ex.stateDir, 'control', 'control.json'), 'utf8')) as { pid: number }).pid})`;
+    const control = JSON.parse(readFileSync(path.join(ex.stateDir, 'control', 'control.json'), 'utf8')) as { admin: string; pid: number };
+    return r.observed === `undeclared: ${new URL(control.admin).port} (pid ${control.pid})`;
   }
   return false;
 }
