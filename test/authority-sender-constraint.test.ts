@@ -20,7 +20,11 @@ import { loadTopology } from '../src/topology/load.ts';
 import { initCa, issueWorkloadIdentity, serviceSpiffeId, type WorkloadIdentity } from '../src/pki/index.ts';
 import { startAuthority, type RunningAuthority } from '../src/authority/index.ts';
 import { startGateway, type RunningGateway } from '../src/gateway/server.ts';
-import { certificateThumbprint } from '../src/shared/sender-constraint.ts';
+import { certificateThumbprint, SenderConstraintRejected, senderChallenge } from '../src/shared/sender-constraint.ts';
+import { createAccessTokenVerifier } from '../src/mesh/index.ts';
+import { openDevCa } from '../src/shared/dev-ca.ts';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { generate } from 'otplib';
 
 const TD = 'bind.test';
@@ -293,4 +297,61 @@ test('certificate-bound tokens (RFC 8705) with openid-client TlsClientAuth: the 
     assert.match(r.challenge, /error="invalid_token"/, what);
     assert.equal(r.reached, false, what);
   }
+});
+
+test('a mesh service checks the binding itself (verifyRequest): DPoP and certificate-bound tokens from their sender only', async () => {
+  const verifier = createAccessTokenVerifier({ issuer: auth.issuer, audience: auth.audience, ca });
+  const pair = await openDevCa(stateDir, TD).then((c) => c.issueServer(['127.0.0.1']));
+  const server = https.createServer({ ...pair, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    const port = (server.address() as AddressInfo).port;
+    verifier.verifyRequest(req, `https://127.0.0.1:${port}/svc`).then(
+      (v) => res.end(JSON.stringify({ sub: v.sub })),
+      (e: unknown) => {
+        res.statusCode = 401;
+        if (e instanceof SenderConstraintRejected) res.setHeader('www-authenticate', senderChallenge('svc', e));
+        res.end();
+      },
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/svc`;
+  try {
+    const key = await dpopKey();
+    const t = (await dpopToken(key)).access_token;
+    const f = fetchWith();
+    const ok = await f(url, { headers: { authorization: `DPoP ${t}`, dpop: await proof(key, { htu: url, token: t }) } });
+    assert.equal(ok.status, 200);
+    const asBearer = await f(url, { headers: { authorization: `Bearer ${t}` } });
+    assert.equal(asBearer.status, 401);
+    assert.match(asBearer.headers.get('www-authenticate')!, /^DPoP realm="svc"/);
+    await assert.rejects(verifier.verify(t), /verifyRequest/, 'verify() alone refuses a bound token');
+    assert.equal((await verifier.verify(t, { senderCheckedBy: 'gateway' })).clientId, 'dpop-svc');
+
+    const viaBilling = fetchWith(billing);
+    const bound = (await oidc.clientCredentialsGrant(await discover('billing', oidc.TlsClientAuth(), viaBilling), { scope: 'orders:read' })).access_token;
+    assert.equal((await viaBilling(url, { headers: { authorization: `Bearer ${bound}` } })).status, 200);
+    assert.equal((await fetchWith(other)(url, { headers: { authorization: `Bearer ${bound}` } })).status, 401, 'another certificate');
+    assert.equal((await f(url, { headers: { authorization: `Bearer ${bound}` } })).status, 401, 'no certificate');
+  } finally {
+    server.close();
+    await verifier.close();
+  }
+});
+
+test('token exchange binds the exchanged token to the certificate of a certificate-bound client', async () => {
+  const id = serviceSpiffeId(TD, 'edge', 'other');
+  await auth.admin.clients.add({ clientId: 'other', grantTypes: ['urn:ietf:params:oauth:grant-type:token-exchange'], scope: 'orders:read', authMethod: 'tls_client_auth', tlsSanUri: id, certificateBound: true });
+  const svc = auth.devCredentials!.clients.find((c) => c.client_id === 'edge-service')!;
+  const subject = (await oidc.clientCredentialsGrant(await discover(svc.client_id, oidc.ClientSecretBasic(svc.client_secret!)), { scope: 'orders:read' })).access_token;
+  const f = fetchWith(other);
+  const config = await discover('other', oidc.TlsClientAuth(), f);
+  const exchanged = await oidc.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:token-exchange', {
+    subject_token: subject,
+    subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+    scope: 'orders:read',
+  });
+  const cnf = decodeJwt(exchanged.access_token).cnf as Record<string, string>;
+  assert.equal(cnf['x5t#S256'], certificateThumbprint(Buffer.from(other.certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64')));
+  assert.equal((await call(gw, '/bound', { authorization: `Bearer ${exchanged.access_token}` }, f)).status, 200);
+  assert.equal((await call(gw, '/bound', { authorization: `Bearer ${exchanged.access_token}` }, fetchWith(billing))).status, 401, 'lifted to another workload: useless');
 });

@@ -19,6 +19,7 @@ import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { apiScopesOf, TOKEN_EXCHANGE } from './client-registry.ts';
 import { isLive, looksLikeJwt, ownKeys, type AccessTokenClaims } from './access-token.ts';
+import { peerCertificate } from './client-certificate.ts';
 import { RevocationStatusUnknown } from './issuer-revocations.ts';
 
 /** Claims an exchanged token carries (act, auth_time …), read by customize-token.ts at signing. */
@@ -177,6 +178,12 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
         accessTokenFormat: 'jwt',
         jwt: { sign: { alg: ctx.keys.active.alg, kid: ctx.keys.active.kid } },
       });
+      // RFC 8705 §3: a client registered for certificate-bound tokens gets the exchanged token bound too
+      if (client.tlsClientCertificateBoundAccessTokens) {
+        const cert = peerCertificate(c.socket);
+        if (!cert) throw new errors.InvalidGrant('mutual TLS client certificate not provided');
+        at.setThumbprint('x5t', cert.toString());
+      }
       c.oidc.entity('AccessToken', at);
       const value = await at.save();
       // a subject revoked while this was being made: its cascade may have missed this one
