@@ -166,6 +166,7 @@ if (values.plain) {
     service,
     topology,
     policy: policy?.source,
+    events: policy?.events,
     identity,
     revocations,
     // the zone gateway's identity tokens, keys from the file it publishes in the state dir

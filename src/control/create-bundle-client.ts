@@ -10,7 +10,7 @@ import http from 'node:http';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { controlSpiffeId } from '../pki/index.ts';
+import { createControlAgent, type PepIdentity } from './lib/control-agent.ts';
 import { GatehouseError } from '../shared/errors.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import { verifyBundle, bundlePath, MAX_BUNDLE_BYTES, type VerifiedBundle } from '../policy/index.ts';
@@ -50,12 +50,6 @@ export interface BundleClientOptions {
   controlServer?: boolean;
 }
 
-export interface PepIdentity {
-  spiffeId: string;
-  certPem: string;
-  keyPem: string;
-}
-
 export interface BundleClientStats {
   applied: number;
   refused: Record<string, number>;
@@ -84,6 +78,8 @@ export interface BundleClient {
   close(): Promise<void>;
 }
 
+export type { PepIdentity };
+
 export function createBundleClient(options: BundleClientOptions): BundleClient {
   if ((options.url === undefined) === (options.dir === undefined)) throw new TypeError('give exactly one of url or dir');
   const clock = options.clock ?? systemClock;
@@ -103,28 +99,9 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
   let expiry: NodeJS.Timeout | undefined;
 
   // one keep-alive connection, rebuilt when the workload certificate was renewed
-  let agent: https.Agent | undefined;
-  let agentCert: string | undefined;
-  const agentFor = (): https.Agent | undefined => {
-    if (!options.url?.startsWith('https:')) return undefined;
-    const id = identity();
-    if (agent && agentCert === id.certPem) return agent;
-    agent?.destroy();
-    agentCert = id.certPem;
-    agent = new https.Agent({
-      keepAlive: true,
-      maxSockets: 1,
-      cert: id.certPem,
-      key: id.keyPem,
-      ca: options.caBundle,
-      checkServerIdentity: (_host, cert) => {
-        if (options.controlServer === false) return undefined;
-        const expected = `URI:${controlSpiffeId(options.trustDomain)}`;
-        return cert.subjectaltname === expected ? undefined : new Error(`the server is not ${expected}`);
-      },
-    });
-    return agent;
-  };
+  const control = options.url?.startsWith('https:')
+    ? createControlAgent({ identity, caBundle: options.caBundle, trustDomain: options.trustDomain, controlServer: options.controlServer })
+    : undefined;
 
   const notify = (bundle: VerifiedBundle | undefined) => {
     for (const l of listeners) {
@@ -211,7 +188,7 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
         u,
         {
           method: 'GET',
-          agent: agentFor(),
+          agent: control?.agent(),
           headers: {
             ...(held ? { 'if-none-match': `"${held.digest}"` } : {}),
             'gatehouse-pep-revision': String(held?.revision ?? 0),
@@ -329,7 +306,7 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
         clearTimeout(sleeping.timer);
         sleeping.resolve();
       }
-      agent?.destroy();
+      control?.destroy();
     },
   };
 }

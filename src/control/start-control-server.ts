@@ -16,7 +16,7 @@ import { mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { verifySvid, pkiPaths } from '../pki/index.ts';
+import { verifySvid, pkiPaths, controlSpiffeId } from '../pki/index.ts';
 import { listen } from '../shared/listen.ts';
 import { writeProblem } from '../shared/problem.ts';
 import { GatehouseError, NotFound, MethodNotAllowed } from '../shared/errors.ts';
@@ -24,7 +24,8 @@ import { systemClock, type Clock } from '../shared/clock.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createPublisher, type Publisher } from './lib/publisher.ts';
 import { readBody } from '../shared/body.ts';
-import { openQuarantineStore, parseDuration, type QuarantineRequest, type QuarantineScope, type QuarantineStore } from '../monitor/index.ts';
+import { openQuarantineStore, parseDuration, EVENT_TYPES, MAX_BATCH_BYTES, type EventType, type QuarantineRequest, type QuarantineScope, type QuarantineStore } from '../monitor/index.ts';
+import { createEventIntake, type EventIntake } from './lib/event-intake.ts';
 import { BUNDLE_MEDIA_TYPE, bundlePath, readRevokedSerials, type DecisionInputs, type PepKind } from '../policy/index.ts';
 
 export interface StartControlServerOptions {
@@ -94,6 +95,15 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     decisions,
   });
   publisherRef = publisher;
+  const events: EventIntake = createEventIntake({
+    stateDir: options.stateDir,
+    clock,
+    log,
+    monitor: () => publisher.topology().monitor,
+    quarantines,
+    publish: () => publish(),
+    selfId: controlSpiffeId(publisher.trustDomain),
+  });
   const revokedDir = pkiPaths(options.stateDir).revoked;
   let revoked = new Set(readRevokedSerials(options.stateDir));
   const peps = new Map<string, { kind: PepKind; revision: number; lastSeen: number; lastRefusal?: string }>();
@@ -162,6 +172,15 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       : ({ ok: false, reason: 'unparseable' } as const);
     if (!decision.ok) throw new GatehouseError('certificate_rejected', 'the client certificate is not a workload identity of this trust domain');
     const url = new URL(req.url ?? '/', 'https://control.invalid');
+    if (url.pathname === '/v1/events') {
+      // security events of this workload (the event's own claims about who sent it are ignored)
+      if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
+      const r = events.ingest(decision.id.uri, await readBody(req, MAX_BATCH_BYTES));
+      const text = JSON.stringify(r);
+      res.writeHead(202, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) });
+      res.end(text);
+      return;
+    }
     if (!url.pathname.startsWith('/v1/bundles/')) throw NotFound('No such resource.');
     if (req.method !== 'GET' && req.method !== 'HEAD') throw MethodNotAllowed(['GET', 'HEAD']);
     const own = bundlePath(decision.id.uri, publisher.trustDomain);
@@ -244,11 +263,21 @@ export async function startControlServer(options: StartControlServerOptions): Pr
         if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
         return json(200, { revision: await publish({ force: false }) });
       }
+      if (path_ === '/events') {
+        if (req.method !== 'GET') throw MethodNotAllowed(['GET']);
+        const u = new URL(req.url ?? '/', 'http://admin.invalid');
+        const type = u.searchParams.get('type') ?? undefined;
+        if (type !== undefined && !(EVENT_TYPES as readonly string[]).includes(type)) throw new GatehouseError('unprocessable', `type must be one of ${EVENT_TYPES.join(', ')}`);
+        const since = clock.now() - parseDuration(u.searchParams.get('since') ?? '1h');
+        const limit = Number(u.searchParams.get('limit') ?? 1000);
+        return json(200, events.query({ since, type: type as EventType | undefined, limit: Number.isSafeInteger(limit) ? limit : 1000 }));
+      }
       if (path_ === '/quarantines') {
         if (req.method === 'GET') return json(200, quarantines.list());
         if (req.method === 'POST') {
           const q = quarantines.add(quarantineRequest(await readBody(req, 16 * 1024)));
           log.warn({ event: 'security', kind: 'quarantine_added', ...q }, 'quarantine added');
+          events.record({ type: 'quarantine', code: 'added', [q.scope === 'source' ? 'source' : q.scope === 'service' ? 'peer' : q.scope]: q.value, detail: `${q.origin}: ${q.reason}` });
           return json(201, { quarantine: q, revision: await publish() });
         }
         if (req.method === 'DELETE') {
@@ -257,6 +286,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
           const value = u.searchParams.get('value') ?? '';
           if (!quarantines.remove(scope, value)) throw NotFound(`No quarantine of ${scope} ${JSON.stringify(value.slice(0, 64))} is in force.`);
           log.warn({ event: 'security', kind: 'quarantine_removed', scope, value }, 'quarantine removed');
+          events.record({ type: 'quarantine', code: 'removed', detail: `${scope} ${value}`.slice(0, 512) });
           return json(200, { revision: await publish() });
         }
         throw MethodNotAllowed(['GET', 'POST', 'DELETE']);
@@ -315,6 +345,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       clearInterval(watchTimer);
       clearInterval(resignTimer);
       clearTimeout(expiryTimer);
+      events.close();
       wake();
       const closed = Promise.all([
         new Promise<void>((r) => server.close(() => r())),

@@ -13,6 +13,7 @@ import { readBody } from '../shared/body.ts';
 import type { InboundHeaders } from './headers.ts';
 import type { CompiledRoute } from './router.ts';
 import type { GatewayState } from './state.ts';
+import type { EventFields } from '../monitor/event.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import type { Chain } from './policies/chain.ts';
 import type { Exchange, Identity } from './policies/policy.ts';
@@ -32,6 +33,8 @@ export interface PipelineContext {
   clock: Clock;
   /** Shutting down: HTTP/1 answers carry Connection: close, new HTTP/2 sessions get GOAWAY. */
   draining: boolean;
+  /** Security events for the control plane (refusals); absent: none are sent. Never blocks. */
+  events?: (fields: EventFields) => void;
 }
 
 /** HTTP/2 is the connection's protocol, not the version a request line claims. */

@@ -37,7 +37,7 @@ import { REVOKED_TOKEN_IDS } from './policies/policy.ts';
 import { effectiveTopology } from './bundle-policy.ts';
 import { applyIngressTls, guardIngress } from './ingress.ts';
 import { localRevocations, trustBundlePath } from '../pki/index.ts';
-import { openPepBundles, type PepBundleSource } from '../control/index.ts';
+import { openPepBundles, createEventShipper, type PepBundleSource } from '../control/index.ts';
 
 export interface GatewayOptions {
   /** Topology file; re-read on reload. */
@@ -130,6 +130,16 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const metrics = createMetrics({ zone: options.zone });
   collectDefaultMetrics({ register: metrics.registry });
   shared.get(RATE_LIMIT_METRICS, () => createRateLimitMetrics(metrics.registry));
+  // a gateway following the control plane sends it its security events (refusals), never waiting on it
+  const events =
+    options.bundles?.control !== undefined && upstreamTls
+      ? createEventShipper({
+          url: new URL(options.bundles.control).origin,
+          identity: () => ({ spiffeId: upstreamTls.spiffeId, certPem: upstreamTls.identity().certPem, keyPem: upstreamTls.identity().keyPem }),
+          trustDomain: loaded.topology.trustDomain,
+          caBundle: upstreamTls.identity().bundlePem,
+        })
+      : undefined;
   // a gateway following the control plane enforces its bundle (bundle-policy.ts)
   const pep =
     options.bundles?.control !== undefined || options.bundles?.bundles !== undefined
@@ -143,7 +153,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
             caBundle: tls.identity().bundlePem,
             stateDir: path.join(options.stateDir, 'gateway', options.zone),
             logger,
-            onRefused: (code) => metrics.bundlesRefused.inc({ code }),
+            onRefused: (code) => {
+              metrics.bundlesRefused.inc({ code });
+              events?.emit({ type: 'bundle_refused', code });
+            },
           });
         })()
       : undefined;
@@ -215,6 +228,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     logger,
     clock,
     draining: false,
+    events: events ? (fields) => events.emit(fields) : undefined,
   };
   const handler = createHandler(ctx);
   const upgradeHandler = createUpgradeHandler(ctx);
@@ -292,6 +306,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       clock,
       onRefused: (reason, detail) => {
         metrics.ingressRefused.inc({ reason });
+        events?.emit({ type: 'ingress_refused', code: reason, source: detail.remote, peer: detail.peer });
         logger.warn({ event: 'security', kind: 'ingress_refused', reason, ...detail }, 'connection refused at the ingress');
       },
     });
@@ -433,6 +448,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     ctx.draining = true;
     unsubscribe?.();
     await pep?.close();
+    await events?.close();
     for (const w of watchers) w.close();
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();

@@ -22,6 +22,7 @@ import type { RevocationSource } from '../pki/revocation-feed.ts';
 import { serviceSpiffeId, type WorkloadId } from '../pki/spiffe-id.ts';
 import { compilePolicy, decide, type CompiledPolicy } from './policy.ts';
 import { topologyWithPolicy, type MeshPolicySource } from './policy-source.ts';
+import type { EventFields } from '../monitor/event.ts';
 import { verifyPeer, type VerifiedPeer } from './lib/peer.ts';
 import { Forbidden, Ambiguous, Unauthorized } from './errors.ts';
 import { GatehouseError } from '../shared/errors.ts';
@@ -76,6 +77,8 @@ export interface CreateServiceOptions {
    * is refused. Absent: the topology's edges.
    */
   policy?: MeshPolicySource;
+  /** Security events for the control plane (every refusal, as edge_denied); absent: none are sent. */
+  events?: (fields: EventFields) => void;
 }
 
 export interface MeshService {
@@ -139,6 +142,14 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
   };
   const deny = (reason: string, caller: string, fields: Record<string, unknown>) => {
     denials.inc({ service: options.name, caller, reason });
+    options.events?.({
+      type: 'edge_denied',
+      code: reason,
+      peer: typeof fields.peer === 'string' ? fields.peer : caller,
+      source: typeof fields.remote === 'string' ? fields.remote : undefined,
+      method: typeof fields.method === 'string' ? fields.method : undefined,
+      path: typeof fields.path === 'string' ? fields.path : undefined,
+    });
     log.warn({ event: 'security', kind: 'mesh_denied', reason, caller, ...fields }, 'mesh request refused');
   };
 

@@ -6,7 +6,8 @@ import path from 'node:path';
 import type { Topology } from '../topology/schema.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { IdentityManager } from '../pki/identity-manager.ts';
-import { openPepBundles, type BundleClient, type PepBundleSource } from '../control/index.ts';
+import { openPepBundles, createEventShipper, type BundleClient, type PepBundleSource } from '../control/index.ts';
+import type { EventFields } from '../monitor/event.ts';
 
 type ServiceConfig = Topology['services'][string];
 
@@ -82,15 +83,31 @@ export interface OpenMeshPolicyOptions extends PepBundleSource {
 }
 
 /** A service's or sidecar's policy from `--control` / `--bundles`; undefined when given neither (the topology's edges). */
-export async function openMeshPolicy(o: OpenMeshPolicyOptions): Promise<{ source: MeshPolicySource; close(): Promise<void> } | undefined> {
+export async function openMeshPolicy(
+  o: OpenMeshPolicyOptions,
+): Promise<{ source: MeshPolicySource; events?: (fields: EventFields) => void; close(): Promise<void> } | undefined> {
+  const identity = () => ({ spiffeId: o.spiffeId, certPem: o.identity.current().certPem, keyPem: o.identity.current().keyPem });
+  // following the control plane: the service's refusals go to it as security events
+  const shipper =
+    o.control !== undefined ? createEventShipper({ url: new URL(o.control).origin, identity, trustDomain: o.trustDomain, caBundle: o.bundlePem }) : undefined;
   const client = await openPepBundles({
     control: o.control,
     bundles: o.bundles,
-    identity: () => ({ spiffeId: o.spiffeId, certPem: o.identity.current().certPem, keyPem: o.identity.current().keyPem }),
+    identity,
     trustDomain: o.trustDomain,
     caBundle: o.bundlePem,
     stateDir: path.join(o.stateDir, 'mesh', o.service),
     logger: o.logger,
+    onRefused: (code) => shipper?.emit({ type: 'bundle_refused', code }),
   });
-  return client && { source: meshPolicyFromBundles(client, o.service), close: () => client.close() };
+  return (
+    client && {
+      source: meshPolicyFromBundles(client, o.service),
+      events: shipper ? (fields) => shipper.emit(fields) : undefined,
+      close: async () => {
+        await client.close();
+        await shipper?.close();
+      },
+    }
+  );
 }

@@ -14,6 +14,7 @@ import type { RevocationSource } from '../pki/revocation-feed.ts';
 import type { CreateServiceOptions } from './create-service.ts';
 import type { AuthorityTokens } from './authority-tokens.ts';
 import type { MeshPolicySource } from './policy-source.ts';
+import type { EventFields } from '../monitor/event.ts';
 
 export interface ServiceStartOptions {
   host: string;
@@ -43,6 +44,8 @@ export interface ServiceStartOptions {
    * for createService). With none in force they refuse everything.
    */
   policy?: MeshPolicySource;
+  /** Security events for the control plane, when `gatehouse up` runs one (serviceOptions passes it to createService). */
+  events?: (fields: EventFields) => void;
 }
 
 export interface PlainStartOptions {
@@ -71,6 +74,7 @@ export function serviceOptions(o: ServiceStartOptions) {
     identityToken: o.identityToken,
     logger: o.logger,
     policy: o.policy,
+    events: o.events,
     listen: `${o.host}:${o.port}`,
   };
 }

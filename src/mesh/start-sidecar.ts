@@ -57,6 +57,8 @@ export interface StartSidecarOptions {
   identityToken?: CreateServiceOptions['identityToken'];
   /** Edges and egress from the control plane (see CreateServiceOptions.policy); absent: the topology's. */
   policy?: MeshPolicySource;
+  /** Security events for the control plane (see CreateServiceOptions.events). */
+  events?: CreateServiceOptions['events'];
   /** mTLS listener (default 127.0.0.1:0). */
   listen?: string;
   /** The application's way out: `unix:/abs/path.sock`, or a loopback host:port (default 127.0.0.1:0). */
@@ -156,6 +158,7 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
     revocations: options.revocations,
     identityToken: options.identityToken,
     policy: options.policy,
+    events: options.events,
     listen: options.listen,
     logger: log,
     handler: async (req, res, ctx) => {

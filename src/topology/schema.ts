@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { AuthorityConfig } from './schema-authority.ts';
 import { ServiceMeshFields } from './schema-mesh.ts';
 import { VaultConfig } from './schema-vault.ts';
+import { MonitorConfig } from './schema-monitor.ts';
 import { RouteAuth, ZoneAuthentication } from '../gateway/policies/authentication/schema.ts';
 import { IpRulesConfig } from '../gateway/policies/ip-rules/schema.ts';
 import { RateLimitConfig, AuthFailureConfig } from '../gateway/policies/rate-limit/schema.ts';
@@ -333,6 +334,9 @@ export const Topology = z
       .default({})
       .describe('machines of a multi-host deployment, by name; absent or empty: one machine (gatehouse up)'),
     vault: VaultConfig.optional().describe('the vault (encryption, tokenization) and its key grants; absent: no vault runs'),
+    monitor: MonitorConfig.default(MonitorConfig.parse({})).describe(
+      'what the control plane does with security events: retention, detectors that quarantine; absent: the defaults',
+    ),
   })
   .strict();
 

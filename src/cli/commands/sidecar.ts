@@ -97,6 +97,7 @@ export function register(program: Command): void {
         // identity tokens of the zone gateway, keys from the file it publishes in the state dir
         identityToken: { keys: jwksFromFile(identityKeyPaths(o.stateDir, svc.zone).jwks), issuer: pki.gatewaySpiffeId(td, svc.zone), algorithms: ['EdDSA'] },
         policy: policy?.source,
+        events: policy?.events,
         listen: o.listen,
         outboundListen: chosen.outboundListen,
       });

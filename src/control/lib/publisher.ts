@@ -74,6 +74,7 @@ export async function createPublisher(options: PublisherOptions): Promise<Publis
       { dir: loaded.dir, now },
     );
     const digest = contentDigest(compiled);
+    topology = loaded.topology; // what only the control plane reads (monitor:) changes without a new revision
     if (!force && digest === lastDigest) return { revision, changed: false };
     if (signer.notAfter - now < 6 * 3600_000) signer = await openControlSigner({ stateDir: options.stateDir, clock: options.clock });
     const next = store.advance(digest);

@@ -9,6 +9,7 @@ import { maskText } from '../../shared/mask.ts';
 import type { CompiledRoute } from '../router.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { isHttp2, type GatewayExchange } from '../exchange.ts';
+import type { EventFields } from '../../monitor/event.ts';
 
 /** Sockets on which a request was refused for framing reasons: nothing more is read from them. */
 const refusedSockets = new WeakSet<object>();
@@ -57,7 +58,20 @@ export function respond(ex: GatewayExchange): undefined {
   const ctx = ex.ctx;
   const seconds = (performance.now() - ex.started) / 1000;
   const route = ex.routed ? ex.route : undefined;
-  if (ex.error !== undefined) ctx.metrics.refused.inc({ reason: ex.error.code });
+  if (ex.error !== undefined) {
+    ctx.metrics.refused.inc({ reason: ex.error.code });
+    ctx.events?.({
+      type: 'request_refused',
+      code: ex.error.code,
+      status: ex.status,
+      source: ex.clientAddress,
+      route: route?.name,
+      method: ex.method,
+      path: ex.path === '' ? undefined : maskText(ex.path),
+      subject: ex.identity?.sub,
+      client: ex.identity?.clientId,
+    });
+  }
   if (route) {
     // label children are looked up once per route, method and status class, not hashed per request
     const stats = routeStats(route, ctx.metrics);
@@ -100,12 +114,13 @@ export function respond(ex: GatewayExchange): undefined {
 
 /** A refusal before the gateway read a request (parser errors): one access-log line and one count. */
 export function logUnparsed(
-  ctx: { metrics: GatewayMetrics; accessLog: { info(o: object): void } | undefined },
+  ctx: { metrics: GatewayMetrics; accessLog: { info(o: object): void } | undefined; events?: (fields: EventFields) => void },
   error: GatehouseError,
   requestId: string,
   client: string,
 ): void {
   ctx.metrics.refused.inc({ reason: error.code });
+  ctx.events?.({ type: 'request_refused', code: error.code, status: error.status, source: client });
   ctx.metrics.requests.inc({ route: '(none)', method: '', status_class: statusClass(error.status) });
   ctx.accessLog?.info({ request_id: requestId, status: error.status, code: error.code, client, target: '(unparsed)' });
 }

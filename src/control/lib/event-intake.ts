@@ -1,0 +1,142 @@
+// The control plane's side of security events: a batch from a PEP (POST
+// /v1/events over mTLS) is parsed, each event checked against the schema,
+// attributed to the PEP's verified SPIFFE ID (whatever the event says), its
+// time corrected when the sender's clock is off, stored, and shown to the
+// detectors; a detector that fires quarantines the source. Each PEP may send
+// a bounded rate (a flood is answered 429 and counted, never stored).
+import { GatehouseError } from '../../shared/errors.ts';
+import type { Clock } from '../../shared/clock.ts';
+import type { Logger } from '../../shared/logger.ts';
+import type { MonitorConfig } from '../../topology/schema-monitor.ts';
+import {
+  EventInput,
+  EVENT_SCHEMA,
+  MAX_BATCH_EVENTS,
+  createDetectors,
+  openEventStore,
+  type Detection,
+  type EventQuery,
+  type QuarantineStore,
+  type SecurityEvent,
+} from '../../monitor/index.ts';
+import { randomUUID } from 'node:crypto';
+
+/** Events a PEP may send per second, and at once (a token bucket per PEP). */
+const RATE_PER_SECOND = 2_000;
+const BURST = 10_000;
+const SKEW_MS = 5 * 60_000;
+
+export interface EventIntakeStats {
+  stored: number;
+  rejected: number;
+  throttled: number;
+}
+
+export interface EventIntake {
+  /** A batch from `pep` (its verified SPIFFE ID); throws a GatehouseError for a batch refused as a whole. */
+  ingest(pep: string, raw: Buffer): { accepted: number; rejected: number };
+  query(q: EventQuery): SecurityEvent[];
+  /** An event of the control plane itself (quarantines, detections). */
+  record(fields: Pick<SecurityEvent, 'type' | 'code'> & Partial<SecurityEvent>): void;
+  stats(): EventIntakeStats;
+  close(): void;
+}
+
+export function createEventIntake(o: {
+  stateDir: string;
+  clock: Clock;
+  log: Logger;
+  monitor: () => MonitorConfig;
+  quarantines: QuarantineStore;
+  /** Publish the bundles (a detector added a quarantine). */
+  publish: () => Promise<unknown>;
+  /** The control plane's own SPIFFE ID (the `pep` of its own events). */
+  selfId: string;
+}): EventIntake {
+  const store = openEventStore(o.stateDir, o.clock);
+  const detectors = createDetectors(o.monitor);
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  const stats: EventIntakeStats = { stored: 0, rejected: 0, throttled: 0 };
+
+  const pruneTimer = setInterval(() => store.prune(o.clock.now() - o.monitor().retentionHours * 3600_000), 10 * 60_000);
+  pruneTimer.unref();
+
+  function take(pep: string, n: number): boolean {
+    const now = o.clock.now();
+    const b = buckets.get(pep) ?? { tokens: BURST, at: now };
+    b.tokens = Math.min(BURST, b.tokens + ((now - b.at) / 1000) * RATE_PER_SECOND);
+    b.at = now;
+    buckets.set(pep, b);
+    if (b.tokens < n) return false;
+    b.tokens -= n;
+    return true;
+  }
+
+  function record(fields: Pick<SecurityEvent, 'type' | 'code'> & Partial<SecurityEvent>): void {
+    const now = new Date(o.clock.now()).toISOString();
+    const e = { schema: EVENT_SCHEMA, id: randomUUID(), time: now, received: now, pep: o.selfId, ...fields } as SecurityEvent;
+    store.add([e]);
+  }
+
+  function act(d: Detection): void {
+    const reason = `detector ${d.detector}: ${d.count} ${d.detector === 'scan' ? 'distinct refused paths' : 'refused credentials'} within ${d.windowSeconds} s`;
+    record({ type: 'detection', code: d.detector, source: d.source, detail: d.shadow ? `shadow: ${reason}` : reason });
+    if (d.shadow) return o.log.info({ event: 'security', kind: 'detection', ...d }, 'detector would quarantine (shadow)');
+    try {
+      const q = o.quarantines.add({ scope: 'source', value: d.source, forMs: d.quarantineForMs, reason, origin: `detector:${d.detector}` });
+      o.log.warn({ event: 'security', kind: 'quarantine_added', ...q }, 'detector quarantined a source');
+      record({ type: 'quarantine', code: 'added', source: d.source, detail: reason });
+      void o.publish().catch(() => undefined);
+    } catch (error) {
+      o.log.error({ err: error, source: d.source }, 'detector could not quarantine');
+    }
+  }
+
+  return {
+    ingest(pep, raw) {
+      let body: unknown;
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        throw new GatehouseError('bad_request', 'The batch is not JSON.');
+      }
+      if (!Array.isArray(body)) throw new GatehouseError('unprocessable', 'A batch is a JSON array of events.');
+      if (body.length > MAX_BATCH_EVENTS) throw new GatehouseError('payload_too_large', `At most ${MAX_BATCH_EVENTS} events per batch.`);
+      if (!take(pep, body.length)) {
+        stats.throttled += body.length;
+        throw new GatehouseError('too_many_requests', 'Too many events from this workload; retry later.');
+      }
+      const now = o.clock.now();
+      const received = new Date(now).toISOString();
+      const good: SecurityEvent[] = [];
+      let rejected = 0;
+      for (const item of body) {
+        const parsed = EventInput.safeParse(item);
+        if (!parsed.success) {
+          rejected++;
+          continue;
+        }
+        const e: SecurityEvent = { ...parsed.data, pep, received };
+        if (Math.abs(Date.parse(e.time) - now) > SKEW_MS) Object.assign(e, { time: received, skewed: true as const });
+        good.push(e);
+      }
+      const added = store.add(good);
+      stats.stored += added;
+      stats.rejected += rejected;
+      // each event is seen by the detectors once (a retried batch is not counted twice)
+      if (added > 0)
+        for (const e of good) {
+          const d = detectors.observe(e, now);
+          if (d) act(d);
+        }
+      return { accepted: good.length, rejected };
+    },
+    query: (q) => store.query(q),
+    record,
+    stats: () => ({ ...stats }),
+    close() {
+      clearInterval(pruneTimer);
+      store.close();
+    },
+  };
+}

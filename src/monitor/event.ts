@@ -1,0 +1,72 @@
+// The security event schema, version 1: what every enforcement point sends
+// the control plane (one JSON object per event, in batches).
+//
+//   schema   'gatehouse.event/v1'
+//   id       uuid, chosen by the sender (a retried batch is stored once)
+//   time     ISO time at the sender; replaced by the receive time when it is
+//            more than 5 minutes off (clock skew), `skewed: true` then
+//   type     request_refused   a gateway refused a request (code, status)
+//            edge_denied       a mesh service refused a caller (code = reason)
+//            ingress_refused   a locked gateway closed a connection
+//            bundle_refused    a PEP refused a policy bundle
+//            detection         a detector fired (shadow or not)
+//            quarantine        a quarantine was added or removed
+//   pep      the SPIFFE ID of the sender: set by the control plane from the
+//            verified client certificate, never taken from the event
+//   code     the registry code (or the reason) of what happened
+//   and, when known: status, source (client address), subject, client
+//   (OAuth client id), route, method, path (canonical, masked), peer (the
+//   SPIFFE ID of a mesh caller), detail (bounded text).
+import { z } from 'zod';
+
+export const EVENT_SCHEMA = 'gatehouse.event/v1';
+export const EVENT_TYPES = ['request_refused', 'edge_denied', 'ingress_refused', 'bundle_refused', 'detection', 'quarantine'] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+const text = (max: number) => z.string().max(max).regex(/^[^\x00-\x1f\x7f]*$/, 'no control characters');
+
+/** What a sender sends (the control plane adds `pep`, and `received`). */
+export const EventInput = z
+  .object({
+    schema: z.literal(EVENT_SCHEMA),
+    id: z.string().uuid(),
+    time: z.string().datetime(),
+    type: z.enum(EVENT_TYPES),
+    code: text(64).min(1),
+    status: z.number().int().min(100).max(599).optional(),
+    source: text(64).optional(),
+    subject: text(256).optional(),
+    client: text(256).optional(),
+    route: text(128).optional(),
+    method: text(32).optional(),
+    path: text(512).optional(),
+    peer: text(256).optional(),
+    detail: text(512).optional(),
+  })
+  .strict();
+export type EventInput = z.infer<typeof EventInput>;
+
+export interface SecurityEvent extends EventInput {
+  pep: string;
+  received: string;
+  skewed?: true;
+}
+
+/** The fields a PEP fills in; schema, id and time are added by the shipper. */
+export type EventFields = Omit<EventInput, 'schema' | 'id' | 'time'>;
+
+/** Largest batch a PEP may send at once, in events and bytes. */
+export const MAX_BATCH_EVENTS = 500;
+export const MAX_BATCH_BYTES = 512 * 1024;
+
+const LIMITS: Record<string, number> = { code: 64, source: 64, subject: 256, client: 256, route: 128, method: 32, path: 512, peer: 256, detail: 512 };
+
+/** The fields bounded and free of control characters, as the schema wants them (a sender never loses an event to its own text). */
+export function boundedFields(fields: EventFields): EventFields {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined) continue;
+    out[k] = typeof v === 'string' ? v.replace(/[\x00-\x1f\x7f]/g, '?').slice(0, LIMITS[k] ?? 256) : v;
+  }
+  return out as EventFields;
+}
