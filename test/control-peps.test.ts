@@ -3,7 +3,7 @@
 // refuses everything with no bundle in force (none yet, expired, tampered on
 // disk) and says so on /readyz; a mesh service and client take their edges and
 // egress from their bundle the same way.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -16,6 +16,7 @@ import { createService, createClient, meshPolicyFromBundles } from '../src/mesh/
 import { loadTopology } from '../src/topology/load.ts';
 import { createLogger } from '../src/shared/logger.ts';
 import { startUpstream, tempDir } from './support/gateway-fixture.ts';
+import { closeAfterAll, until } from './support/closers.ts';
 
 const TD = 'peps.test';
 const quiet = createLogger({ name: 'test', level: 'silent' });
@@ -48,16 +49,13 @@ const ROUTE_B = `      - { name: b, path: /b, service: app, auth: anonymous }`;
 writeFileSync(file, topology(ROUTE_A));
 await initCa({ stateDir: dir, topology: loadTopology(file).topology, passphrase: 'correct horse battery staple' });
 
-const closers: (() => Promise<unknown>)[] = [];
-after(async () => {
-  for (const c of closers.reverse()) await c().catch(() => undefined);
-  await upstream.close();
-});
+const closer = closeAfterAll();
+closer(() => upstream.close());
 
 let control: ControlServer = await startControlServer({ config: file, stateDir: dir, watchMs: 50, logger: quiet });
-closers.push(() => control.close());
+closer(() => control.close());
 const edge = new Agent({ connect: { rejectUnauthorized: false } }); // the dev CA is made by the first gateway; TLS itself is not under test here
-closers.push(() => edge.close());
+closer(() => edge.close());
 
 async function get(gw: RunningGateway, p: string): Promise<{ status: number; code?: string }> {
   const r = await request(`${gw.url}${p}`, { dispatcher: edge });
@@ -65,19 +63,10 @@ async function get(gw: RunningGateway, p: string): Promise<{ status: number; cod
   return { status: r.statusCode, code: r.statusCode >= 400 ? (JSON.parse(text) as { code: string }).code : undefined };
 }
 
-async function until<T>(what: string, f: () => Promise<T> | T, ok: (v: T) => boolean, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(v)} after ${ms} ms`);
-    await delay(20);
-  }
-}
 
 async function gateway(bundles: { control?: string; bundles?: string }, stateDir = dir): Promise<RunningGateway> {
   const gw = await startGateway({ config: file, zone: 'edge', stateDir, logger: quiet, accessLog: false, listen: '127.0.0.1:0', adminListen: '127.0.0.1:0', bundles: { ...bundles, firstWaitMs: 300, pollIntervalMs: 100 } });
-  closers.push(() => gw.close(100));
+  closer(() => gw.close(100));
   return gw;
 }
 
@@ -145,7 +134,7 @@ test('control plane down: the gateway keeps its bundle; restarted with a tampere
   assert.match(metrics, /gatehouse_gateway_bundles_refused_total\{code="bundle_signature_invalid",zone="edge"\} 1/);
   // the control plane comes back on its address: the gateway converges
   control = await startControlServer({ config: file, stateDir: dir, watchMs: 50, logger: quiet, listen: `127.0.0.1:${port}` });
-  closers.push(() => control.close());
+  closer(() => control.close());
   await until('converged', () => get(again, '/a'), (r) => r.status === 200, 8000);
 });
 
@@ -163,7 +152,7 @@ test('a PEP that refuses what it is served says so on its polls: gatehouse statu
     pollIntervalMs: 100,
     retryMs: 50,
   });
-  closers.push(() => skewed.close());
+  closer(() => skewed.close());
   const seen = await until('reported', () => control.status().peps.find((p) => p.id === id.spiffeId), (p) => p?.lastRefusal !== undefined);
   assert.deepEqual({ revision: seen!.revision, stale: seen!.stale, lastRefusal: seen!.lastRefusal }, { revision: 0, stale: true, lastRefusal: 'bundle_expired' });
   assert.equal(skewed.current(), undefined);
@@ -175,7 +164,7 @@ test('a mesh service and client take edges and egress from their bundle, live; n
   const t = loadTopology(file).topology;
   const bundleClient = (id: typeof appId, name: string) => {
     const c = createBundleClient({ url: control.bundlesUrl, identity: id, trustDomain: TD, caBundle: id.bundlePem, stateDir: path.join(dir, 'mesh', name), waitSeconds: 5, retryMs: 100 });
-    closers.push(() => c.close());
+    closer(() => c.close());
     return c;
   };
   const ordersBundles = bundleClient(ordersId, 'orders');
@@ -190,7 +179,7 @@ test('a mesh service and client take edges and egress from their bundle, live; n
     handler: (_req, res) => res.end('ok'),
     logger: quiet,
   });
-  closers.push(() => orders.close());
+  closer(() => orders.close());
   const client = createClient({
     name: 'app',
     topology: t,
@@ -200,7 +189,7 @@ test('a mesh service and client take edges and egress from their bundle, live; n
     policy: meshPolicyFromBundles(appBundles, 'app'),
     logger: quiet,
   });
-  closers.push(async () => client.close());
+  closer(async () => client.close());
   assert.equal((await client.request('orders', { path: '/orders/1' })).status, 200);
   assert.equal((await client.request('orders', { path: '/orders/1', method: 'POST' })).status, 403);
   // the edge gains POST in the file: enforced within the long-poll round trip
@@ -214,7 +203,7 @@ test('a mesh service and client take edges and egress from their bundle, live; n
   await assert.rejects(client.request('orders', { path: '/orders/1' }), (e: { code?: string }) => e.code === 'egress_denied');
   // a service whose bundle source has nothing in force admits nobody
   const empty = createBundleClient({ dir: tempDir('gh-peps-none-'), identity: ordersId, trustDomain: TD, caBundle: ordersId.bundlePem, stateDir: tempDir('gh-peps-none-state-'), pollIntervalMs: 100 });
-  closers.push(() => empty.close());
+  closer(() => empty.close());
   await empty.started;
   const closed = await createService({
     name: 'orders',
@@ -225,7 +214,7 @@ test('a mesh service and client take edges and egress from their bundle, live; n
     handler: (_req, res) => res.end('ok'),
     logger: quiet,
   });
-  closers.push(() => closed.close());
+  closer(() => closed.close());
   const direct = await request(`${closed.url}/orders/1`, {
     dispatcher: new Agent({ connect: { cert: appId.certPem, key: appId.keyPem, ca: appId.bundlePem, checkServerIdentity: () => undefined } as never }),
   });

@@ -3,7 +3,7 @@
 // a revoked or foreign certificate or none is refused at the TLS layer, and a
 // connection from another network is closed before TLS. Through the control
 // plane, who may connect follows the topology live.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { writeFileSync } from 'node:fs';
@@ -16,15 +16,13 @@ import { startGateway, type RunningGateway } from '../src/gateway/server.ts';
 import { loadTopology } from '../src/topology/load.ts';
 import { createLogger } from '../src/shared/logger.ts';
 import { startUpstream, tempDir } from './support/gateway-fixture.ts';
+import { closeAfterAll } from './support/closers.ts';
 
 const TD = 'ingress.test';
 const quiet = createLogger({ name: 'test', level: 'silent' });
 const upstream = await startUpstream();
-const closers: (() => Promise<unknown>)[] = [];
-after(async () => {
-  for (const c of closers.reverse()) await c().catch(() => undefined);
-  await upstream.close();
-});
+const closer = closeAfterAll();
+closer(() => upstream.close());
 
 const topology = (o: { sources?: string; bffEgress?: string } = {}) => `
 version: 1
@@ -54,7 +52,7 @@ const foreign = await issueWorkloadIdentity(foreignDir, serviceSpiffeId(TD, 'edg
 
 async function gateway(extra: Parameters<typeof startGateway>[0]['bundles'] = undefined, config = file): Promise<RunningGateway> {
   const gw = await startGateway({ config, zone: 'edge', stateDir: dir, logger: quiet, accessLog: false, listen: '127.0.0.1:0', adminListen: '127.0.0.1:0', bundles: extra });
-  closers.push(() => gw.close(100));
+  closer(() => gw.close(100));
   return gw;
 }
 
@@ -146,7 +144,7 @@ test('a connection from a network the ingress does not list is closed before TLS
 
 test('following the control plane: a caller whose egress is withdrawn is refused at the next connection', async () => {
   const control = await startControlServer({ config: file, stateDir: dir, watchMs: 50, logger: quiet });
-  closers.push(() => control.close());
+  closer(() => control.close());
   const gw = await gateway({ control: control.bundlesUrl, firstWaitMs: 2000 });
   assert.ok(admitted(await h1(gw, bff)));
   const revision = gw.state().revision;

@@ -5,7 +5,7 @@
 // `gatehouse events` shows what happened, attributed to the verified sender.
 // Forged, malformed, oversized and flooding batches are refused or
 // re-attributed; a PEP whose control plane is down drops events, never blocks.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -20,16 +20,14 @@ import { startGateway, type RunningGateway } from '../src/gateway/server.ts';
 import { loadTopology } from '../src/topology/load.ts';
 import { createLogger } from '../src/shared/logger.ts';
 import { startUpstream, tempDir } from './support/gateway-fixture.ts';
+import { closeAfterAll, until } from './support/closers.ts';
 
 const TD = 'monitor.test';
 const main = path.join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
 const quiet = createLogger({ name: 'test', level: 'silent' });
 const upstream = await startUpstream();
-const closers: (() => Promise<unknown>)[] = [];
-after(async () => {
-  for (const c of closers.reverse()) await c().catch(() => undefined);
-  await upstream.close();
-});
+const closer = closeAfterAll();
+closer(() => upstream.close());
 
 const dir = tempDir('gh-monitor-');
 const file = path.join(dir, 'gatehouse.yaml');
@@ -53,16 +51,16 @@ monitor:
 writeFileSync(file, topology());
 await initCa({ stateDir: dir, topology: loadTopology(file).topology, passphrase: 'correct horse battery staple' });
 const control = await startControlServer({ config: file, stateDir: dir, watchMs: 50, logger: quiet });
-closers.push(() => control.close());
+closer(() => control.close());
 const gw: RunningGateway = await startGateway({ config: file, zone: 'edge', stateDir: dir, logger: quiet, accessLog: false, listen: '127.0.0.1:0', adminListen: false, bundles: { control: control.bundlesUrl } });
-closers.push(() => gw.close(100));
+closer(() => gw.close(100));
 
 const agents = new Map<string, Agent>();
 function from(address: string): Agent {
   let a = agents.get(address);
   if (!a) {
     agents.set(address, (a = new Agent({ connect: { rejectUnauthorized: false }, localAddress: address })));
-    closers.push(() => a!.close());
+    closer(() => a!.close());
   }
   return a;
 }
@@ -75,15 +73,6 @@ function cli(...args: string[]): Promise<{ status: number | null; stdout: string
   return new Promise((resolve) => {
     const child = execFile(process.execPath, [main, ...args, '--state-dir', dir], { encoding: 'utf8' }, (_e, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }));
   });
-}
-async function until<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean, ms = 8000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(v)}`);
-    await delay(20);
-  }
 }
 
 test('a scripted scanner is quarantined at the gateway within ~2 s of its fifth distinct 404; everyone else is served; the events say why', async (t) => {

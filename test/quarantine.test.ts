@@ -4,7 +4,7 @@
 // source network, an API-key consumer) and on mesh edges (a service loses
 // every edge), ends by itself, and is released in one command. Hostile
 // requests to the admin API are refused with a precise 4xx and change nothing.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -19,16 +19,14 @@ import { createService, createClient, meshPolicyFromBundles } from '../src/mesh/
 import { loadTopology } from '../src/topology/load.ts';
 import { createLogger } from '../src/shared/logger.ts';
 import { startUpstream, tempDir } from './support/gateway-fixture.ts';
+import { closeAfterAll } from './support/closers.ts';
 
 const TD = 'quarantine.test';
 const main = path.join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
 const quiet = createLogger({ name: 'test', level: 'silent' });
 const upstream = await startUpstream();
-const closers: (() => Promise<unknown>)[] = [];
-after(async () => {
-  for (const c of closers.reverse()) await c().catch(() => undefined);
-  await upstream.close();
-});
+const closer = closeAfterAll();
+closer(() => upstream.close());
 
 const dir = tempDir('gh-quarantine-');
 const file = path.join(dir, 'gatehouse.yaml');
@@ -53,16 +51,16 @@ services:
 );
 await initCa({ stateDir: dir, topology: loadTopology(file).topology, passphrase: 'correct horse battery staple' });
 const control = await startControlServer({ config: file, stateDir: dir, watchMs: 50, logger: quiet });
-closers.push(() => control.close());
+closer(() => control.close());
 const gateways: RunningGateway[] = [];
 for (let i = 0; i < 2; i++) {
   const gw = await startGateway({ config: file, zone: 'edge', stateDir: dir, logger: quiet, accessLog: false, listen: '127.0.0.1:0', adminListen: false, bundles: { control: control.bundlesUrl } });
-  closers.push(() => gw.close(100));
+  closer(() => gw.close(100));
   gateways.push(gw);
 }
 const { key } = addApiKey(dir, 'edge', { consumer: 'acme', scopes: [] });
 const edge = new Agent({ connect: { rejectUnauthorized: false } });
-closers.push(() => edge.close());
+closer(() => edge.close());
 
 async function status(gw: RunningGateway, p: string, headers: Record<string, string> = {}): Promise<number> {
   const r = await request(`${gw.url}${p}`, { dispatcher: edge, headers });
@@ -133,16 +131,16 @@ test('a quarantined service loses its edges: it is refused where it calls and ca
   const ordersId = await issueWorkloadIdentity(dir, serviceSpiffeId(TD, 'edge', 'orders'));
   const follow = (id: typeof appId, name: string) => {
     const c = createBundleClient({ url: control.bundlesUrl, identity: id, trustDomain: TD, caBundle: id.bundlePem, stateDir: path.join(dir, 'mesh', name), waitSeconds: 5, retryMs: 50 });
-    closers.push(() => c.close());
+    closer(() => c.close());
     return meshPolicyFromBundles(c, name);
   };
   const ordersPolicy = follow(ordersId, 'orders');
   const appPolicy = follow(appId, 'app');
   const t = loadTopology(file).topology;
   const orders = await createService({ name: 'orders', topology: t, identity: ordersId, revocations: 'none', policy: ordersPolicy, handler: (_q, r) => r.end('ok'), logger: quiet });
-  closers.push(() => orders.close());
+  closer(() => orders.close());
   const client = createClient({ name: 'app', topology: t, identity: appId, revocations: 'none', resolve: () => orders.url, policy: appPolicy, logger: quiet });
-  closers.push(async () => client.close());
+  closer(async () => client.close());
   for (let i = 0; i < 100 && (ordersPolicy.revision() === 0 || appPolicy.revision() === 0); i++) await delay(20);
   assert.equal((await client.request('orders', { path: '/orders/1' })).status, 200);
   assert.equal((await cli('add', '--service', 'app', '--for', '15m', '--reason', 'probing peers it has no edge to')).status, 0);
