@@ -1,6 +1,6 @@
 // The passkey path in a real browser: headless Chromium with its virtual
 // authenticator (DevTools WebAuthn domain: CTAP2 over USB, resident keys, user
-// verification), driven over the DevTools protocol (support/authority-chromium.ts).
+// verification), driven by playwright-core (support/authority-chromium.ts).
 // As a user would, with the keyboard: password + TOTP, /account, "Add a
 // passkey" (focus + Enter), sign out, password + the key instead of a code;
 // the access token then says hwk/swk + mfa. Along the way: no script error,
@@ -20,36 +20,20 @@
 // run (.ci/run installs Debian's chromium), so a missing browser fails there.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { connect } from 'node:tls';
 import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { startHarness, REDIRECT, type Harness } from './support/authority-harness.ts';
-import { Chromium, chromiumMissing, type Tab } from './support/authority-chromium.ts';
+import { Chromium, requireChromium, type Tab } from './support/authority-chromium.ts';
+import { serverSpkiHash } from './support/authority-spki.ts';
 
 const AUTHORITY = `listen: localhost:0
 scopes: [orders:read, orders:write, catalog:read]
 webauthn:
   rpId: localhost
 `;
-
-/** base64 SHA-256 of the server certificate's SubjectPublicKeyInfo, as Chromium's SPKI list wants it */
-async function serverSpkiHash(issuer: string): Promise<string> {
-  const u = new URL(issuer);
-  const der = await new Promise<Buffer>((resolve, reject) => {
-    const s = connect({ host: u.hostname, port: Number(u.port), servername: u.hostname, rejectUnauthorized: false }, () => {
-      const cert = s.getPeerX509Certificate();
-      s.destroy();
-      if (!cert) reject(new Error('no server certificate'));
-      else resolve(cert.publicKey.export({ type: 'spki', format: 'der' }));
-    });
-    s.once('error', reject);
-  });
-  return createHash('sha256').update(der).digest('base64');
-}
 
 interface Started {
   url: string;
@@ -75,12 +59,7 @@ const isCallback = (u: string) => u.startsWith(REDIRECT);
 const SHOT_DIR = path.join(tmpdir(), 'gatehouse-browser-webauthn');
 
 test('Chromium + virtual authenticator: enrol a security key at /account, sign in with it; no inline script, works without JS', { timeout: 60_000 }, async (t) => {
-  const missing = chromiumMissing();
-  if (missing) {
-    if (process.env.CI === 'true') assert.fail(`CI=true: the browser test must run: ${missing}`);
-    t.skip(missing);
-    return;
-  }
+  if (!requireChromium(t)) return;
   const started = Date.now();
   let h: Harness | undefined;
   let chromium: Chromium | undefined;
@@ -95,7 +74,6 @@ test('Chromium + virtual authenticator: enrol a security key at /account, sign i
 
     chromium = await Chromium.launch([`--ignore-certificate-errors-spki-list=${await serverSpkiHash(issuer)}`]);
     const tab = await chromium.newTab();
-    await tab.send('Emulation.setDeviceMetricsOverride', { width: 800, height: 700, deviceScaleFactor: 1, mobile: false });
     const callbacks: string[] = [];
     await tab.intercept(REDIRECT, (url) => callbacks.push(url));
     await tab.send('WebAuthn.enable', { enableUI: false });
@@ -181,7 +159,7 @@ test('Chromium + virtual authenticator: enrol a security key at /account, sign i
     assert.doesNotMatch(csp(tab, logout), /script-src/);
     assert.equal(await tab.evaluate('document.activeElement && document.activeElement.value'), 'yes', 'autofocus on "sign out of every application"');
     const bye = await tab.navigation(() => tab.press('Enter'), (x) => x !== logout);
-    assert.ok(isCallback(bye) && new URL(bye).searchParams.get('state') === 'bye', `signed out, back at the application: ${bye}`);
+    assert.ok(isCallback(bye) && new URL(bye).searchParams.get("state") === "bye", `signed out, back at the application: ${bye}`);
     assert.ok(h.audit.some((e) => e.event === 'logout'));
 
     // 4. password (the session is gone: the sign-in page again), then the key instead of a code
@@ -215,8 +193,7 @@ test('Chromium + virtual authenticator: enrol a security key at /account, sign i
     assert.equal(callbacks.length, 3, 'two sign-ins and one sign-out reached the application');
 
     // 5. JavaScript off (another browser context): the passkey parts stay hidden, the code works
-    const noJs = await chromium.newTab();
-    await noJs.send('Emulation.setScriptExecutionDisabled', { value: true });
+    const noJs = await chromium.newTab({ javaScript: false });
     await noJs.intercept(REDIRECT, () => {});
     const third = await authorizationUrl(web);
     const noJsFactor = await password(noJs, third);

@@ -1,14 +1,13 @@
-// Headless Chromium for the sign-in pages, over the Chrome DevTools Protocol
-// with the `ws` package (no browser-automation dependency): launch, one tab
-// per browser context, navigation that waits for the load, the keyboard
-// (Input.dispatchKeyEvent), DOM reads that work with JavaScript disabled,
-// screenshots, and everything the page complained about (exceptions, console
-// errors, CSP violations) collected so a test can assert there was nothing.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import WebSocket from 'ws';
+// Headless Chromium for the authority's pages, driven by playwright-core
+// (Debian's /usr/bin/chromium, never a downloaded browser): one tab per
+// browser context, navigation that waits for the load of a matching URL, the
+// keyboard, DOM reads that work with JavaScript disabled, screenshots, the
+// DevTools protocol for what playwright does not wrap (the WebAuthn virtual
+// authenticator), and everything the page complained about (exceptions,
+// console errors, CSP violations) collected so a test can assert there was
+// nothing.
+import { existsSync } from 'node:fs';
+import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -16,54 +15,17 @@ export function chromiumMissing(): string | undefined {
   return existsSync(CHROMIUM) ? undefined : `chromium not installed: ${CHROMIUM} is missing (apt-get install chromium)`;
 }
 
-type Message = { id?: number; method?: string; params?: any; sessionId?: string; result?: any; error?: { message: string } };
-
-/** One DevTools connection (the browser target); page sessions are multiplexed on it (flatten). */
-class Cdp {
-  readonly #ws: WebSocket;
-  #next = 0;
-  readonly #pending = new Map<number, { resolve(v: any): void; reject(e: Error): void; method: string }>();
-  readonly #listeners = new Set<(m: Message) => void>();
-
-  constructor(ws: WebSocket) {
-    this.#ws = ws;
-    ws.on('message', (data) => {
-      const m = JSON.parse(String(data)) as Message;
-      if (m.id !== undefined) {
-        const p = this.#pending.get(m.id);
-        this.#pending.delete(m.id);
-        if (m.error) p?.reject(new Error(`${p.method}: ${m.error.message}`));
-        else p?.resolve(m.result);
-        return;
-      }
-      for (const l of this.#listeners) l(m);
-    });
-    ws.on('close', () => {
-      for (const p of this.#pending.values()) p.reject(new Error(`${p.method}: the browser went away`));
-      this.#pending.clear();
-    });
-  }
-
-  send<T = any>(method: string, params: Record<string, unknown> = {}, sessionId?: string): Promise<T> {
-    const id = ++this.#next;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, method });
-      this.#ws.send(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }));
-    });
-  }
-
-  on(listener: (m: Message) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  close(): void {
-    this.#ws.close();
-  }
+/** Skips the test with the reason where Chromium is missing; under CI=true a missing browser fails it. */
+export function requireChromium(t: { skip(message?: string): void }): boolean {
+  const missing = chromiumMissing();
+  if (!missing) return true;
+  if (process.env.CI === 'true') throw new Error(`CI=true: the browser test must run: ${missing}`);
+  t.skip(missing);
+  return false;
 }
 
 export interface Complaint {
-  kind: 'exception' | 'console' | 'log' | 'csp';
+  kind: 'exception' | 'console';
   text: string;
   url?: string;
 }
@@ -75,158 +37,56 @@ export interface DocumentResponse {
 }
 
 export class Chromium {
-  readonly cdp: Cdp;
-  readonly #child: ChildProcess;
-  readonly #profile: string;
+  readonly browser: Browser;
 
-  private constructor(cdp: Cdp, child: ChildProcess, profile: string) {
-    this.cdp = cdp;
-    this.#child = child;
-    this.#profile = profile;
+  private constructor(browser: Browser) {
+    this.browser = browser;
   }
 
-  static async launch(extraArgs: string[] = [], timeoutMs = 15_000): Promise<Chromium> {
-    const profile = mkdtempSync(path.join(tmpdir(), 'gh-chromium-'));
-    const child = spawn(
-      CHROMIUM,
-      [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--no-default-browser-check',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-dev-shm-usage',
-        '--remote-debugging-port=0',
-        `--user-data-dir=${profile}`,
-        ...extraArgs,
-        'about:blank',
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let stderr = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`chromium did not print its DevTools URL in ${timeoutMs} ms:\n${stderr.slice(-2000)}`)), timeoutMs);
-      child.stderr!.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-        const m = /DevTools listening on (ws:\/\/\S+)/.exec(stderr);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`chromium exited (${code}) before DevTools was up:\n${stderr.slice(-2000)}`));
-      });
-    }).catch((error: unknown) => {
-      child.kill('SIGKILL');
-      rmSync(profile, { recursive: true, force: true });
-      throw error;
-    });
-    child.stderr!.resume();
-    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 256 * 1024 * 1024 });
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    return new Chromium(new Cdp(ws), child, profile);
+  static async launch(args: string[] = []): Promise<Chromium> {
+    return new Chromium(await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', ...args], timeout: 30_000 }));
   }
 
-  /** A tab in a fresh browser context (its own cookies). */
-  async newTab(): Promise<Tab> {
-    const { browserContextId } = await this.cdp.send('Target.createBrowserContext', { disposeOnDetach: true });
-    const { targetId } = await this.cdp.send('Target.createTarget', { url: 'about:blank', browserContextId });
-    const { sessionId } = await this.cdp.send('Target.attachToTarget', { targetId, flatten: true });
-    const tab = new Tab(this.cdp, sessionId);
-    await tab.init();
-    return tab;
+  /** A tab in a browser context of its own (its own cookies); `javaScript: false` turns page scripts off. */
+  async newTab(o: { javaScript?: boolean } = {}): Promise<Tab> {
+    const context = await this.browser.newContext({ javaScriptEnabled: o.javaScript ?? true, viewport: { width: 800, height: 700 } });
+    const page = await context.newPage();
+    return new Tab(context, page, await context.newCDPSession(page));
   }
 
   async close(): Promise<void> {
-    try {
-      await Promise.race([this.cdp.send('Browser.close'), new Promise((r) => setTimeout(r, 2_000))]);
-    } catch {
-      // already gone
-    }
-    this.cdp.close();
-    if (this.#child.exitCode === null && this.#child.signalCode === null) {
-      const exited = new Promise((r) => this.#child.once('exit', r));
-      this.#child.kill('SIGKILL');
-      await exited;
-    }
-    rmSync(this.#profile, { recursive: true, force: true });
+    await this.browser.close();
   }
 }
 
-const KEYS = {
-  Enter: { key: 'Enter', code: 'Enter', windowsVirtualKeyCode: 13, text: '\r' },
-  Tab: { key: 'Tab', code: 'Tab', windowsVirtualKeyCode: 9 },
-} as const;
-
 export class Tab {
-  readonly #cdp: Cdp;
-  readonly sessionId: string;
+  readonly context: BrowserContext;
+  readonly page: Page;
+  readonly #cdp: CDPSession;
   readonly complaints: Complaint[] = [];
   readonly documents: DocumentResponse[] = [];
-  /** URL of the main frame after its last navigation */
-  url = 'about:blank';
-  #loads = 0;
-  #mainFrame = '';
-  #paused: ((p: { requestId: string; request: { url: string } }) => Promise<void>) | undefined;
 
-  constructor(cdp: Cdp, sessionId: string) {
+  constructor(context: BrowserContext, page: Page, cdp: CDPSession) {
+    this.context = context;
+    this.page = page;
     this.#cdp = cdp;
-    this.sessionId = sessionId;
-    cdp.on((m) => {
-      if (m.sessionId !== sessionId) return;
-      const p = m.params;
-      switch (m.method) {
-        case 'Page.frameNavigated':
-          if (!p.frame.parentId) {
-            this.#mainFrame = p.frame.id;
-            this.url = p.frame.url;
-          }
-          break;
-        case 'Page.loadEventFired':
-          this.#loads++;
-          break;
-        case 'Network.responseReceived':
-          if (p.type === 'Document' && (!this.#mainFrame || p.frameId === this.#mainFrame))
-            this.documents.push({ url: p.response.url, status: p.response.status, headers: lower(p.response.headers) });
-          break;
-        case 'Runtime.exceptionThrown':
-          this.complaints.push({ kind: 'exception', text: p.exceptionDetails.exception?.description ?? p.exceptionDetails.text, url: p.exceptionDetails.url });
-          break;
-        case 'Runtime.consoleAPICalled':
-          if (p.type === 'error' || p.type === 'warning' || p.type === 'assert')
-            this.complaints.push({ kind: 'console', text: p.args.map((a: any) => a.value ?? a.description).join(' ') });
-          break;
-        case 'Log.entryAdded':
-          if (p.entry.level === 'error' || p.entry.level === 'warning') this.complaints.push({ kind: 'log', text: `${p.entry.source}: ${p.entry.text}`, url: p.entry.url });
-          break;
-        case 'Audits.issueAdded':
-          if (p.issue.code === 'ContentSecurityPolicyIssue')
-            this.complaints.push({ kind: 'csp', text: JSON.stringify(p.issue.details.contentSecurityPolicyIssueDetails) });
-          break;
-        case 'Fetch.requestPaused':
-          this.#paused?.(p).catch((error: unknown) => this.complaints.push({ kind: 'exception', text: `interception: ${String(error)}` }));
-          break;
-      }
+    page.on('pageerror', (e) => this.complaints.push({ kind: 'exception', text: e.message }));
+    // CSP violations are console errors in Chromium ("Refused to …")
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning' || m.type() === 'assert') this.complaints.push({ kind: 'console', text: m.text(), url: m.location().url });
+    });
+    page.on('response', (r) => {
+      if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) this.documents.push({ url: r.url(), status: r.status(), headers: r.headers() });
     });
   }
 
-  send<T = any>(method: string, params: Record<string, unknown> = {}): Promise<T> {
-    return this.#cdp.send<T>(method, params, this.sessionId);
+  get url(): string {
+    return this.page.url();
   }
 
-  async init(): Promise<void> {
-    for (const domain of ['Page', 'Runtime', 'Network', 'Log', 'Audits', 'DOM']) await this.send(`${domain}.enable`);
-    const { frameTree } = await this.send('Page.getFrameTree');
-    this.#mainFrame = frameTree.frame.id;
+  /** A DevTools command on this tab (WebAuthn.*: the virtual authenticator). */
+  send<T = any>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+    return this.#cdp.send(method as never, params as never) as Promise<T>;
   }
 
   /**
@@ -234,28 +94,35 @@ export class Tab {
    * URI, where nothing listens): `onUrl` gets each URL, the page gets a small 200.
    */
   async intercept(prefix: string, onUrl: (url: string) => void): Promise<void> {
-    this.#paused = async (p) => {
+    // DevTools' Fetch domain, not page.route: playwright routes only the first URL of a redirect
+    // chain, and the client's redirect URI is always reached by a redirect
+    this.#cdp.on('Fetch.requestPaused', (p: { requestId: string; request: { url: string } }) => {
       onUrl(p.request.url);
-      await this.send('Fetch.fulfillRequest', {
+      this.send('Fetch.fulfillRequest', {
         requestId: p.requestId,
         responseCode: 200,
         responseHeaders: [{ name: 'content-type', value: 'text/plain' }],
         body: Buffer.from('callback reached').toString('base64'),
-      });
-    };
+      }).catch((error: unknown) => this.complaints.push({ kind: 'exception', text: `interception: ${String(error)}` }));
+    });
     await this.send('Fetch.enable', { patterns: [{ urlPattern: `${prefix}*`, requestStage: 'Request' }] });
   }
 
-  /** Runs `action` and waits for the main frame to navigate and finish loading a URL that `until` accepts. */
+  /** Runs `action` and waits for the main frame to navigate to, and load, a URL that `until` accepts. */
   async navigation(action: () => Promise<unknown>, until: (url: string) => boolean = () => true, timeoutMs = 15_000): Promise<string> {
-    const loads = this.#loads;
+    const navigated = this.page.waitForEvent('framenavigated', { predicate: (f) => f === this.page.mainFrame() && until(f.url()), timeout: timeoutMs });
     await action();
-    const deadline = Date.now() + timeoutMs;
-    while (!(this.#loads > loads && until(this.url) && (await this.readyState()) === 'complete')) {
-      if (Date.now() > deadline) throw new Error(`no navigation to a matching page within ${timeoutMs} ms; at ${this.url}; complaints: ${JSON.stringify(this.complaints)}`);
-      await sleep(25);
+    try {
+      await navigated;
+    } catch (error) {
+      throw new Error(`no navigation to a matching page within ${timeoutMs} ms; at ${this.url}; complaints: ${JSON.stringify(this.complaints)}`, { cause: error });
     }
+    await this.page.waitForLoadState('load', { timeout: timeoutMs });
     return this.url;
+  }
+
+  goto(url: string, until?: (url: string) => boolean): Promise<string> {
+    return this.navigation(() => this.page.goto(url, { waitUntil: 'commit' }), until);
   }
 
   /** Polls `check` until it holds. */
@@ -263,76 +130,39 @@ export class Tab {
     const deadline = Date.now() + timeoutMs;
     while (!(await check())) {
       if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms; at ${this.url}; complaints: ${JSON.stringify(this.complaints)}`);
-      await sleep(25);
+      await new Promise((r) => setTimeout(r, 25));
     }
   }
 
-  goto(url: string, until?: (url: string) => boolean): Promise<string> {
-    return this.navigation(async () => {
-      const r = await this.send('Page.navigate', { url });
-      if (r.errorText) throw new Error(`navigation to ${url} failed: ${r.errorText}`);
-    }, until);
-  }
-
-  /** document.readyState, read without page script (works with JavaScript disabled) */
-  async readyState(): Promise<string> {
-    try {
-      const r = await this.send('Runtime.evaluate', { expression: 'document.readyState', returnByValue: true });
-      return r.result?.value ?? 'unknown';
-    } catch {
-      return 'unknown';
-    }
-  }
-
-  /** Evaluates in the page (DevTools evaluation still runs when the page's scripts are disabled). */
+  /** Evaluates an expression in the page (through DevTools: works with page scripts disabled). */
   async evaluate<T>(expression: string): Promise<T> {
     const r = await this.send('Runtime.evaluate', { expression, returnByValue: true, awaitPromise: true });
     if (r.exceptionDetails) throw new Error(`evaluate ${expression}: ${r.exceptionDetails.exception?.description ?? r.exceptionDetails.text}`);
     return r.result.value as T;
   }
 
-  async #node(selector: string): Promise<number> {
-    const { root } = await this.send('DOM.getDocument', { depth: 0 });
-    const { nodeId } = await this.send('DOM.querySelector', { nodeId: root.nodeId, selector });
-    if (!nodeId) throw new Error(`no ${selector} on ${this.url}`);
-    return nodeId;
-  }
-
-  /** Focuses an element the way a keyboard user ends up on it (DOM.focus, no page script). */
+  /** Focuses an element the way a keyboard user ends up on it. */
   async focus(selector: string): Promise<void> {
-    await this.send('DOM.focus', { nodeId: await this.#node(selector) });
+    await this.page.focus(selector, { timeout: 5_000 });
   }
 
   /** Whether the element takes up space on the page (false for [hidden], display:none, missing). */
   async rendered(selector: string): Promise<boolean> {
-    let nodeId: number;
-    try {
-      nodeId = await this.#node(selector);
-    } catch {
-      return false;
-    }
-    try {
-      const { model } = await this.send('DOM.getBoxModel', { nodeId });
-      return model.width > 0 && model.height > 0;
-    } catch {
-      return false; // "Could not compute box model": not rendered
-    }
+    const box = await this.page.locator(selector).first().boundingBox({ timeout: 1_000 }).catch(() => null);
+    return box !== null && box.width > 0 && box.height > 0;
   }
 
-  async press(key: keyof typeof KEYS): Promise<void> {
-    const k = KEYS[key];
-    await this.send('Input.dispatchKeyEvent', { type: 'text' in k ? 'keyDown' : 'rawKeyDown', ...k, nativeVirtualKeyCode: k.windowsVirtualKeyCode });
-    await this.send('Input.dispatchKeyEvent', { type: 'keyUp', key: k.key, code: k.code, windowsVirtualKeyCode: k.windowsVirtualKeyCode, nativeVirtualKeyCode: k.windowsVirtualKeyCode });
+  async press(key: 'Enter' | 'Tab' | 'Space' | 'Shift+Tab'): Promise<void> {
+    await this.page.keyboard.press(key);
   }
 
   /** Types into the focused field (as an input method would). */
   async type(text: string): Promise<void> {
-    await this.send('Input.insertText', { text });
+    await this.page.keyboard.insertText(text);
   }
 
   async screenshot(): Promise<Buffer> {
-    const { data } = await this.send('Page.captureScreenshot', { format: 'png', captureBeyondViewport: true });
-    return Buffer.from(data, 'base64');
+    return this.page.screenshot({ fullPage: true });
   }
 
   /** The last document response of the main frame whose URL `match` accepts. */
@@ -342,9 +172,3 @@ export class Tab {
     return d;
   }
 }
-
-function lower(headers: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
