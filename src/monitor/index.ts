@@ -4,3 +4,4 @@ export { openQuarantineStore, checkQuarantine, parseDuration, QUARANTINE_SCOPES,
 export { EventInput, EVENT_SCHEMA, EVENT_TYPES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, boundedFields, type EventFields, type EventType, type SecurityEvent } from './event.ts';
 export { openEventStore, type EventStore, type EventQuery } from './event-store.ts';
 export { createDetectors, type Detection, type Detectors, type DetectorName } from './detectors.ts';
+export { exportMonitoring, alertRules, dashboardQueries, type MonitoringFiles } from './export-monitoring.ts';

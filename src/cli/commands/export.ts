@@ -40,4 +40,20 @@ export function register(program: Command): void {
       for (const [name, text] of files) writeFileSync(path.join(o.out, name), text);
       process.stderr.write(`gatehouse: wrote ${[...files.keys()].join(', ')} to ${o.out}\n`);
     });
+
+  exporter
+    .command('monitoring')
+    .description('Prometheus alert rules and a Grafana dashboard for the topology (check them with promtool check rules)')
+    .option('--config <file>', CONFIG_HELP, defaultConfigPath())
+    .requiredOption('--out <dir>', 'write gatehouse-alerts.yml and gatehouse-dashboard.json into this directory')
+    .action(async (o: { config: string; out: string }) => {
+      const { loadTopology } = await import('../../topology/index.ts');
+      const { exportMonitoring } = await import('../../monitor/index.ts');
+      const { files } = exportMonitoring(loadTopology(o.config).topology);
+      const { mkdirSync, writeFileSync } = await import('node:fs');
+      const path = await import('node:path');
+      mkdirSync(o.out, { recursive: true });
+      for (const [name, text] of files) writeFileSync(path.join(o.out, name), text);
+      process.stderr.write(`gatehouse: wrote ${[...files.keys()].join(', ')} to ${o.out}\n`);
+    });
 }
