@@ -16,6 +16,7 @@ import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import type { ProbePlan } from '../../src/audit/probe/index.ts';
+import { frame } from '../../src/audit/probe/h2-raw.ts';
 
 x509.cryptoProvider.set(webcrypto as never);
 
@@ -122,9 +123,10 @@ export async function startWeak(): Promise<Weak> {
   // nothing else (the classic desync): Node's own parser refuses the rest of
   // the framing tricks even when lenient, so this is the weak framing target
   const naive = track(
-    tls.createServer({ ...material, ...WEAK_TLS }, (socket) => {
+    tls.createServer({ ...material, ...WEAK_TLS, ALPNProtocols: ['h2', 'http/1.1'] }, (socket) => {
       let buf = Buffer.alloc(0);
       socket.on('error', () => {});
+      if (socket.alpnProtocol === 'h2') return naiveH2(socket);
       socket.on('data', (d: Buffer) => {
         buf = Buffer.concat([buf, d]);
         for (;;) {
@@ -213,6 +215,33 @@ export async function startWeak(): Promise<Weak> {
       await Promise.all(servers.map((s) => new Promise((r) => (s as net.Server).close(() => r(undefined)))));
     },
   };
+}
+
+/**
+ * An HTTP/2 front that checks nothing: after the preface it answers every
+ * HEADERS frame with 200, whatever the headers, whatever the DATA after them
+ * (the HTTP/2 desync checks must be able to fail; Node's own server refuses).
+ */
+function naiveH2(socket: tls.TLSSocket): void {
+  let buf = Buffer.alloc(0);
+  let preface = false;
+  socket.write(frame(4, 0, 0));
+  socket.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    if (!preface) {
+      if (buf.length < 24) return;
+      buf = buf.subarray(24);
+      preface = true;
+    }
+    while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+      const len = buf.readUIntBE(0, 3);
+      const [type, flags] = [buf[3], buf[4]];
+      const stream = buf.readUInt32BE(5) & 0x7fffffff;
+      buf = buf.subarray(9 + len);
+      if (type === 4 && !(flags & 1)) socket.write(frame(4, 1, 0));
+      if (type === 1 && flags & 4) socket.write(frame(1, 0x4 | 0x1, stream, Buffer.from([0x88]))); // :status 200, END_HEADERS|END_STREAM
+    }
+  });
 }
 
 /** Targets that misbehave at the transport: one stalls forever, one floods headers and an endless body. */

@@ -5,6 +5,7 @@ import { createContext, BudgetSpent, result, pass, skip, type ProbeContext } fro
 import { exchange, rawRequest } from './http1.ts';
 import { framingChecks } from './checks/framing.ts';
 import { pathChecks, h2PathChecks } from './checks/paths.ts';
+import { h2DesyncChecks } from './checks/h2-desync.ts';
 import { headerChecks } from './checks/headers.ts';
 import { tokenChecks } from './checks/tokens.ts';
 import { websocketChecks } from './checks/websocket.ts';
@@ -15,10 +16,11 @@ import { rateLimitChecks } from './checks/rate-limit.ts';
 import { DEFAULT_LIMITS, type CheckResult, type ProbeLimits, type ProbePlan, type ProbeReport } from './types.ts';
 
 /** Families that speak HTTP to a gateway: a gateway that refuses the probe at TLS (no client certificate) is left out of them. */
-const HTTP_FAMILIES = new Set(['h1-framing', 'paths', 'h2-paths', 'headers', 'tokens', 'websocket', 'rate-limit']);
+const HTTP_FAMILIES = new Set(['h1-framing', 'h2-desync', 'paths', 'h2-paths', 'headers', 'tokens', 'websocket', 'rate-limit']);
 
 export const FAMILIES: Array<[name: string, run: (ctx: ProbeContext) => Promise<CheckResult[]>]> = [
   ['h1-framing', framingChecks],
+  ['h2-desync', h2DesyncChecks],
   ['paths', pathChecks],
   ['h2-paths', h2PathChecks],
   ['headers', headerChecks],

@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .option('-f, --format <format>', 'text | json | sarif | junit', 'text')
     .option('--cert <file>', 'a workload certificate (PEM) to present to gateways that require one: checks behind mTLS, as a compromised workload would')
     .option('--key <file>', 'the private key (PEM) of --cert')
-    .option('--only <families>', 'comma-separated check families (h1-framing, paths, h2-paths, headers, tokens, websocket, direct, tls, ports, rate-limit)')
+    .option('--only <families>', 'comma-separated check families (h1-framing, h2-desync, paths, h2-paths, headers, tokens, websocket, direct, tls, ports, rate-limit)')
     .option('--max-requests <n>', 'most requests of the whole run', '2000')
     .option('--max-seconds <n>', 'wall-clock bound of the whole run', '180')
     .option('--timeout <ms>', 'bound of one request', '5000')
