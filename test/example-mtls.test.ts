@@ -5,6 +5,9 @@
 // user's token exchanged for a private one naming the BFF as actor.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { request, fetch as undiciFetch, type Agent } from 'undici';
 import * as oidc from 'openid-client';
 import { generate } from 'otplib';
@@ -179,8 +182,17 @@ test('BFF: a signed-in user places and lists orders; orders sees the user as sub
     assert.equal((await json<{ detail: string }>(refused)).detail, detail);
   }
 
-  const listed = await request(shop, { dispatcher: ex.edge, headers: bearer });
+  // one W3C trace through public gateway → BFF → private gateway → orders: the private gateway logs it
+  const traceId = randomBytes(16).toString('hex');
+  const listed = await request(shop, { dispatcher: ex.edge, headers: { ...bearer, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` } });
   assert.equal(listed.statusCode, 200);
+  const privateLog = path.join(ex.stateDir, 'logs', 'gateway-private.log');
+  let traced = false;
+  for (let i = 0; i < 40 && !traced; i++) {
+    traced = readFileSync(privateLog, 'utf8').split('\n').some((l) => l.includes(`"trace_id":"${traceId}"`) && l.includes('"path":"/api/orders"'));
+    if (!traced) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(traced, 'the private gateway saw the trace the client started');
   const { orders } = await json<{ orders: { id: string; items: { sku: string; name?: string }[] }[] }>(listed);
   const mine = orders.find((o) => o.id === order.id);
   assert.ok(mine, 'the new order is listed');

@@ -14,6 +14,7 @@ import type { InboundHeaders } from './headers.ts';
 import type { CompiledRoute } from './router.ts';
 import type { GatewayState } from './state.ts';
 import type { EventFields } from '../monitor/event.ts';
+import type { TraceContext } from '../shared/trace-context.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import type { Chain } from './policies/chain.ts';
 import type { Exchange, Identity } from './policies/policy.ts';
@@ -78,6 +79,8 @@ export class GatewayExchange implements Exchange {
   peer = '';
   hostname = '';
   inbound: InboundHeaders | undefined;
+  /** W3C trace context for the upstream (set by hygiene once the headers are read). */
+  trace: TraceContext | undefined;
   /** The request target contained ';' path parameters. */
   hasParameters = false;
   /** The route was matched (`route` is set). */

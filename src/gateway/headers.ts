@@ -42,6 +42,9 @@ const SPOOFABLE = new Set([
   'x-http-method',
   'x-method-override',
   'x-request-id',
+  // trace context: the gateway continues a valid one and sends its own (shared/trace-context.ts)
+  'traceparent',
+  'tracestate',
   'x-envoy-original-path',
   'x-envoy-external-address',
   'x-envoy-internal',
@@ -62,6 +65,8 @@ export interface InboundHeaders {
   forwarded: string | undefined;
   requestId: string | undefined;
   upgrade: string | undefined;
+  traceparent: string | undefined;
+  tracestate: string | undefined;
 }
 
 /**
@@ -82,6 +87,8 @@ export function scanRequestHeaders(raw: readonly string[], http2: boolean, http1
   let xfh: string | undefined;
   let fwd: string | undefined;
   let rid: string | undefined;
+  let traceparent: string | undefined;
+  let tracestate: string | undefined;
   let upgrade: string | undefined;
 
   // first pass: read what decides framing and which names Connection removes
@@ -125,6 +132,13 @@ export function scanRequestHeaders(raw: readonly string[], http2: boolean, http1
         break;
       case 'x-request-id':
         rid = value;
+        break;
+      case 'traceparent':
+        // a repeated traceparent is invalid: a new trace starts
+        traceparent = traceparent === undefined ? value : '';
+        break;
+      case 'tracestate':
+        tracestate = tracestate === undefined ? value : `${tracestate},${value}`;
         break;
     }
   }
@@ -183,6 +197,8 @@ export function scanRequestHeaders(raw: readonly string[], http2: boolean, http1
     xForwardedHost: xfh,
     forwarded: fwd,
     requestId: rid,
+    traceparent,
+    tracestate,
     upgrade,
   };
 }

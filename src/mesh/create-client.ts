@@ -29,6 +29,7 @@ import { GatehouseError } from '../shared/errors.ts';
 import type { ServiceTokenCache } from './service-token-cache.ts';
 import { TokenRequestError, type AuthorityTokens } from './authority-tokens.ts';
 import { quarantinedUntil, topologyWithPolicy, type MeshPolicySource } from './policy-source.ts';
+import type { TraceContext } from '../shared/trace-context.ts';
 
 export interface CreateClientOptions {
   name: string;
@@ -67,6 +68,8 @@ export interface MeshRequest {
    * service as actor. Needs `authorities[zone]`; never sent as is.
    */
   onBehalfOf?: string;
+  /** The trace the call belongs to (RequestContext.trace of the request being served): sent as traceparent/tracestate. */
+  trace?: TraceContext;
 }
 
 export interface MeshResponse {
@@ -227,6 +230,11 @@ export function createClient(options: CreateClientOptions): MeshClient {
     if (external && req.onBehalfOf !== undefined)
       throw new GatehouseError('token_unavailable', 'user tokens are exchanged only for calls inside the trust domain');
     const headers: Record<string, string> = { ...req.headers };
+    // W3C trace context: inside the trust domain only (never to an outside endpoint)
+    if (req.trace && !external) {
+      headers.traceparent = req.trace.traceparent;
+      if (req.trace.tracestate !== undefined) headers.tracestate = req.trace.tracestate;
+    }
     const token = zone === undefined ? undefined : await tokenFor(zone, req);
     if (token) headers.authorization = `Bearer ${token.token}`;
     const body = req.body === undefined ? undefined : Buffer.from(req.body);

@@ -23,6 +23,7 @@ import { serviceSpiffeId, type WorkloadId } from '../pki/spiffe-id.ts';
 import { compilePolicy, decide, type CompiledPolicy } from './policy.ts';
 import { topologyWithPolicy, type MeshPolicySource } from './policy-source.ts';
 import type { EventFields } from '../monitor/event.ts';
+import { continueTrace, type TraceContext } from '../shared/trace-context.ts';
 import { verifyPeer, type VerifiedPeer } from './lib/peer.ts';
 import { Forbidden, Ambiguous, Unauthorized } from './errors.ts';
 import { GatehouseError } from '../shared/errors.ts';
@@ -48,6 +49,8 @@ export interface RequestContext {
   caller: Caller;
   user?: EndUser;
   requestId: string;
+  /** The W3C trace this request belongs to (continued from its traceparent, or new): pass it to createClient's requests. */
+  trace: TraceContext;
 }
 
 export type MeshHandler = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext) => unknown;
@@ -242,7 +245,10 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
         });
       }
       countAllowed(label);
-      await options.handler(req, res, { caller, user, requestId });
+      const t = req.headers.traceparent;
+      const state = req.headers.tracestate;
+      const trace = continueTrace(typeof t === 'string' ? t : undefined, typeof state === 'string' ? state : undefined);
+      await options.handler(req, res, { caller, user, requestId, trace });
     };
     run().catch((error: unknown) => {
       if (error instanceof GatehouseError) {

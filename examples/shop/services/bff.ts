@@ -86,7 +86,7 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
         // HEAD is GET without the body (node:http drops it); downstream it stays a GET
         if (req.method === 'GET' || req.method === 'HEAD') {
           const [r, names] = await Promise.all([
-            client.request(`gateway:${PRIVATE}`, { method: 'GET', path: '/api/orders', onBehalfOf: userToken, headers: { accept: 'application/json' } }),
+            client.request(`gateway:${PRIVATE}`, { method: 'GET', path: '/api/orders', onBehalfOf: userToken, headers: { accept: 'application/json' }, trace: ctx.trace }),
             productNames(),
           ]);
           if (r.status !== 200) return send(res, r.status, r.body.toString('utf8'), ctx.requestId, String(r.headers['content-type'] ?? 'application/problem+json'));
@@ -102,6 +102,7 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
           onBehalfOf: userToken,
           headers: { 'content-type': 'application/json', accept: 'application/json' },
           body,
+          trace: ctx.trace, // one trace: gateway → BFF → private gateway → orders
         });
         return send(res, r.status, r.body.toString('utf8'), ctx.requestId, String(r.headers['content-type'] ?? 'application/json'));
       } catch (error) {

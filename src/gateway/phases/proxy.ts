@@ -63,7 +63,10 @@ export function upstreamHeaders(ex: GatewayExchange, host: string): string[] {
     trusted && inbound.forwarded !== undefined ? `${inbound.forwarded}, ${element}` : element,
     'x-request-id',
     ex.requestId,
+    'traceparent',
+    ex.trace!.traceparent,
   );
+  if (ex.trace!.tracestate !== undefined) h.push('tracestate', ex.trace!.tracestate);
   const added = ex.upstreamHeaders;
   for (let i = 0; i < added.length; i++) h.push(added[i]);
   return h;

@@ -12,6 +12,7 @@ import {
   UnsupportedTarget,
 } from '../../shared/errors.ts';
 import { normaliseAddress } from '../../shared/address.ts';
+import { continueTrace } from '../../shared/trace-context.ts';
 import { canonicalTarget } from '../hygiene.ts';
 import { scanRequestHeaders, REQUEST_ID } from '../headers.ts';
 import { normaliseHost, type CompiledRoute } from '../router.ts';
@@ -29,6 +30,7 @@ export function hygiene(ex: GatewayExchange): Outcome {
     return BadRequest(`HTTP/${req.httpVersion} is not spoken on an HTTP/1 connection`);
   const inbound = scanRequestHeaders(req.rawHeaders, http2, req.httpVersion === '1.0');
   ex.inbound = inbound;
+  ex.trace = continueTrace(inbound.traceparent, inbound.tracestate);
   const trusted = state.isTrustedProxy(ex.peer);
   if (trusted) {
     if (inbound.requestId !== undefined && REQUEST_ID.test(inbound.requestId)) ex.requestId = inbound.requestId;

@@ -96,6 +96,7 @@ export function respond(ex: GatewayExchange): undefined {
       duration_ms: Math.round(seconds * 100_000) / 100,
       client: ex.clientAddress,
       http: ex.req.httpVersion,
+      trace_id: ex.trace?.traceId,
     };
     if (ex.error !== undefined) {
       entry.code = ex.error.code;

@@ -1,0 +1,37 @@
+// W3C Trace Context (traceparent, tracestate): every hop keeps the trace id
+// and names itself as the parent of the next. A malformed or absent
+// traceparent starts a new trace; tracestate travels only beside a valid
+// traceparent, and bounded (the spec's 512 characters).
+import { randomFillSync, randomUUID } from 'node:crypto';
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+const spanBytes = Buffer.alloc(8);
+
+export interface TraceContext {
+  traceId: string;
+  /** The traceparent to send to the next hop (this hop as its parent). */
+  traceparent: string;
+  /** Forwarded as received beside a valid traceparent, else undefined. */
+  tracestate: string | undefined;
+}
+
+function newSpanId(): string {
+  for (;;) {
+    randomFillSync(spanBytes);
+    const id = spanBytes.toString('hex');
+    if (id !== ZERO_SPAN) return id;
+  }
+}
+
+/** The context for the next hop, continuing `incoming` when it is a valid version-00 traceparent. */
+export function continueTrace(incoming: string | undefined, tracestate?: string): TraceContext {
+  const m = incoming === undefined ? null : TRACEPARENT.exec(incoming);
+  if (m && m[1] !== ZERO_TRACE && m[2] !== ZERO_SPAN) {
+    const state = tracestate !== undefined && tracestate.length <= 512 && /^[\x20-\x7e]*$/.test(tracestate) ? tracestate : undefined;
+    return { traceId: m[1], traceparent: `00-${m[1]}-${newSpanId()}-${m[3]}`, tracestate: state };
+  }
+  const traceId = randomUUID().replace(/-/g, '');
+  return { traceId, traceparent: `00-${traceId}-${newSpanId()}-00`, tracestate: undefined };
+}
