@@ -111,5 +111,6 @@ export function planFromTarget(url: string, topology?: Topology, zone?: string):
     services: [],
     declared: [],
     clients: {},
+    partial: true,
   };
 }

@@ -63,6 +63,8 @@ export interface ProbePlan {
    * compromised workload of the trust domain. Absent: such a gateway is only checked from outside.
    */
   clientCert?: { cert: string; key: string };
+  /** Only one URL was given (--target): nothing else is known to be declared, so undeclared ports cannot be told apart. */
+  partial?: boolean;
   /** Dev mode: a confidential client-credentials client per zone, to get a genuine token. */
   clients: Record<string, DevClient | undefined>;
 }

@@ -65,7 +65,8 @@ export async function h2DesyncChecks(ctx: ProbeContext): Promise<CheckResult[]> 
       const a = await rawH2(ctx, zone.gateway, [...headers, ...auth], body);
       const reached = 'status' in a && c.injected !== undefined && a.body.toString('latin1').toLowerCase().includes(c.injected);
       // accepted and passed on is a desync; accepted and dropped is a malformed request answered (RFC 9113 §8.2.1 says refuse)
-      const severity = 'status' in a && a.status < 400 && viaReflector && !reached ? 'medium' : 'high';
+      // (without a reflecting route, whether it was passed on cannot be seen: medium too)
+      const severity = 'status' in a && a.status < 400 && c.injected !== undefined && !reached ? 'medium' : 'high';
       out.push(
         result(
           c.id,
@@ -80,7 +81,9 @@ export async function h2DesyncChecks(ctx: ProbeContext): Promise<CheckResult[]> 
                     ? `${describe(a)}: the injected header reached the upstream`
                     : viaReflector
                       ? `${describe(a)}: the malformed request was answered (the injected header was dropped, not passed on)`
-                      : `${describe(a)}: the request was accepted`,
+                      : c.injected !== undefined
+                        ? `${describe(a)}: the malformed request was answered (no reflecting route to see whether the header was passed on)`
+                        : `${describe(a)}: the request was accepted`,
                 )
               : pass(describe(a))
             : 'refused' in a

@@ -157,6 +157,8 @@ async function connectScan(ctx: ProbeContext, host: string, declared: Set<number
 
 export async function portChecks(ctx: ProbeContext): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
+  if (ctx.plan.partial)
+    return [result('ports.undeclared', 'undeclared open ports', 'medium', 'plan', 'only the declared ports are open', skip('one URL was given (--target): what else is declared is unknown; give --endpoints'))];
   for (const [host, declared] of declaredPorts(ctx)) out.push(isLoopback(host) ? loopbackCheck(host, declared) : await connectScan(ctx, host, declared));
   return out;
 }
