@@ -35,7 +35,10 @@ export type AuditEvent =
   | 'consent.granted'
   | 'consent.refused'
   | 'consent.revoked'
-  | 'session.ended';
+  | 'session.ended'
+  | 'federation.started'
+  | 'federation.success'
+  | 'federation.failure';
 
 export interface AuditFields {
   client_id?: string;
@@ -57,11 +60,13 @@ export interface AuditFields {
   grant_id?: string;
   /** a WebAuthn credential id (public, not a secret) */
   credential?: string;
+  /** the name of a federation upstream */
+  upstream?: string;
 }
 
 const ALLOWED = new Set<string>([
   'client_id', 'sub', 'username', 'source', 'grant_type', 'scope', 'aud', 'jti', 'kid', 'reason', 'amr', 'budget',
-  'until', 'actor', 'subject_issuer', 'grant_id', 'credential',
+  'until', 'actor', 'subject_issuer', 'grant_id', 'credential', 'upstream',
 ]);
 
 export interface Audit {

@@ -15,6 +15,7 @@ import type { TrustedIssuers } from './trusted-issuers.ts';
 import type { IssuerRevocations } from './issuer-revocations.ts';
 import type { ClientCertPolicy } from './client-certificate.ts';
 import type { DpopNonces } from '../shared/sender-constraint.ts';
+import type { Federation } from './federation.ts';
 
 export interface ConfidentialAudience {
   claims: string[];
@@ -54,6 +55,8 @@ export interface AuthorityContext {
   webauthn: { rpId: string; rpName: string; origin: string };
   /** DPoP (RFC 9449): the nonce secret oidc-provider's token endpoint uses, and the nonces of the zone's own resource endpoints (userinfo) */
   dpop: { requireNonce: boolean; nonceSecret: Buffer; nonces: DpopNonces };
+  /** sign-in through upstream OpenID Providers (federation.ts); set once the authority listens */
+  federation?: Federation;
 }
 
 export const ACR_PASSWORD = 'urn:gatehouse:acr:pwd';

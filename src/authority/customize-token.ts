@@ -53,8 +53,10 @@ export async function customizeAccessToken(
   }
   const aud: string | undefined = Array.isArray(p.aud) ? p.aud[0] : p.aud;
   const confidential = aud ? ctx.confidential.get(aud) : undefined;
+  const user = token.accountId ? await ctx.users.byId(token.accountId) : undefined;
+  // the user's roles (set by the administrator, or mapped from a federation upstream) for the gateway's `roles` rules
+  if (user && Array.isArray(user.claims.roles) && user.claims.roles.length > 0 && p.roles === undefined) p.roles = user.claims.roles.filter((r) => typeof r === 'string');
   if (confidential && token.accountId) {
-    const user = await ctx.users.byId(token.accountId);
     const claims: Record<string, unknown> = {};
     for (const name of confidential.claims) if (user?.claims[name] !== undefined) claims[name] = user.claims[name];
     if (Object.keys(claims).length > 0) p.gh_confidential = await sealConfidentialClaims(claims, confidential.key, aud!, ctx.issuer);

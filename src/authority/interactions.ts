@@ -12,6 +12,7 @@ import { ACR_MFA, ACR_PASSWORD } from './context.ts';
 import { consentPage, HTML_CSP_BASE, HTML_CSP_SCRIPT, loginPage, messagePage, otpPage } from './views.ts';
 import { apiScopesOf, isFirstParty, OIDC_SCOPES } from './client-registry.ts';
 import { consentKeys, recordConsent, scopeWords } from './consent.ts';
+import type { FederatedLogin } from './federation.ts';
 import { MAX_PASSWORD } from './user-registry.ts';
 import type { Budget, Charge, Reservation } from './throttle.ts';
 import { amrFor, authenticationOptions, verifyAuthentication, WebAuthnError } from './webauthn.ts';
@@ -113,8 +114,8 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
     send(
       res,
       status,
-      loginPage({ uid: details.uid, csrf: csrfFor(ctx, details.uid), zone: ctx.zone, client: await clientName(provider, details.params.client_id), error, username }),
-      redirectOrigin(details),
+      loginPage({ uid: details.uid, csrf: csrfFor(ctx, details.uid), zone: ctx.zone, client: await clientName(provider, details.params.client_id), error, username, upstreams: ctx.federation?.upstreams }),
+      [...redirectOrigin(details), ...(ctx.federation?.origins() ?? [])],
       headers,
     );
   }
@@ -167,6 +168,40 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
     );
   }
 
+  /** After the upstream: the zone's MFA, met upstream (mfa: upstream) or by the user's second factor here (mfa: local). */
+  async function afterFederation(provider: Provider, req: IncomingMessage, res: ServerResponse, details: any, fed: FederatedLogin) {
+    const uid = details.uid as string;
+    const amrFed = ['fed'];
+    if (fed.upstream.mfa === 'upstream') {
+      if (fed.upstreamMfa) return finishLogin(provider, req, res, uid, fed.accountId, [...amrFed, 'mfa'], ACR_MFA);
+      if (ctx.config.mfa.required) {
+        ctx.audit('login.failure', { sub: fed.accountId, username: fed.username, upstream: fed.upstream.name, source: sourceOf(req), reason: 'the upstream did not sign in with MFA' });
+        return showLogin(provider, res, details, 403, `Sign in at ${fed.upstream.name} with your second factor: this zone requires one.`);
+      }
+      return finishLogin(provider, req, res, uid, fed.accountId, amrFed, ACR_PASSWORD);
+    }
+    const user = await ctx.users.byId(fed.accountId);
+    if (user?.mfa) {
+      await ctx.db
+        .insertInto('mfa_pending')
+        .values({ uid, account_id: fed.accountId, expires_at: ctx.now() + MFA_PENDING_MS })
+        .onConflict((oc) => oc.column('uid').doUpdateSet({ account_id: fed.accountId, expires_at: ctx.now() + MFA_PENDING_MS }))
+        .execute();
+      ctx.audit('mfa.challenge', { sub: fed.accountId, username: fed.username, upstream: fed.upstream.name, source: sourceOf(req) });
+      // the second-factor page at the interaction's own URL (this one carries the spent code and state)
+      res.statusCode = 303;
+      res.setHeader('location', `/interaction/${uid}`);
+      res.setHeader('cache-control', 'no-store');
+      res.end();
+      return;
+    }
+    if (ctx.config.mfa.required) {
+      ctx.audit('login.failure', { sub: fed.accountId, username: fed.username, upstream: fed.upstream.name, source: sourceOf(req), reason: 'no second factor enrolled' });
+      return showLogin(provider, res, details, 403, 'This account has no second factor here. Ask an administrator to enrol one.');
+    }
+    return finishLogin(provider, req, res, uid, fed.accountId, amrFed, ACR_PASSWORD);
+  }
+
   async function finishLogin(provider: Provider, req: IncomingMessage, res: ServerResponse, uid: string, accountId: string, amr: string[], acr: string) {
     await ctx.db.deleteFrom('mfa_pending').where('uid', '=', uid).execute();
     const user = await ctx.users.byId(accountId);
@@ -177,7 +212,7 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
   return {
     async handle(req, res, path, requestId) {
       const provider = getProvider();
-      const m = /^\/interaction\/([\w-]{1,64})(?:\/(login|otp|webauthn|consent|abort))?$/.exec(path);
+      const m = /^\/interaction\/([\w-]{1,64})(?:\/(login|otp|webauthn|consent|federate|federated|abort))?$/.exec(path);
       if (!m) throw new FormError('not_found', 'There is no such page.');
       const [, uid, action] = m;
       let details: any;
@@ -200,6 +235,13 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
         return;
       }
 
+      if (action === 'federated') {
+        // the upstream's answer, forwarded by /federation/callback (a GET: the state, not a CSRF token, binds it)
+        if (req.method !== 'GET') throw new FormError('method_not_allowed', 'Method not allowed.', { allow: 'GET' });
+        if (details.prompt.name !== 'login' || !ctx.federation) throw new FormError('bad_request', 'This sign-in request is already complete.');
+        const fed = await ctx.federation.finish(req, uid);
+        return afterFederation(provider, req, res, details, fed);
+      }
       if (req.method !== 'POST') throw new FormError('method_not_allowed', 'Method not allowed.', { allow: 'POST' });
       const form = await readForm(req, action === 'webauthn' ? MAX_WEBAUTHN_FORM_BYTES : undefined);
       if (!csrfOk(ctx, uid, form.get('csrf'), req)) throw new FormError('forbidden', 'The form could not be verified. Reload the page and try again.');
@@ -232,6 +274,11 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
         return;
       }
       if (details.prompt.name !== 'login') throw new FormError('bad_request', 'This sign-in request is already complete.');
+
+      if (action === 'federate') {
+        if (!ctx.federation) throw new FormError('not_found', 'There is no such page.');
+        return ctx.federation.start(res, uid, form.get('upstream') ?? '');
+      }
 
       if (action === 'login') {
         const username = (form.get('username') ?? '').trim();

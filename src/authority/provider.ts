@@ -74,7 +74,7 @@ export function buildProvider(ctx: AuthorityContext): Provider {
       };
     },
     // acr (and amr, auth_time) in ID tokens too: the library's defaults, which a claims map replaces
-    claims: { acr: null, sid: null, auth_time: null, iss: null, openid: ['sub'], profile: ['preferred_username'] },
+    claims: { acr: null, amr: null, sid: null, auth_time: null, iss: null, openid: ['sub', 'acr', 'amr', 'auth_time'], profile: ['preferred_username'] },
     // only OpenID scopes here: API scopes belong to the resource servers (audiences)
     scopes: OIDC_SCOPES,
     acrValues: ['urn:gatehouse:acr:pwd', 'urn:gatehouse:acr:mfa'],

@@ -35,6 +35,7 @@ import { createAccountPages } from './account.ts';
 import { STYLESHEET, WEBAUTHN_SCRIPT } from './views.ts';
 import { handleRevocationFeed } from './revocation-feed.ts';
 import { dbReplayCache, handleUserinfo, USERINFO_PATH } from './userinfo.ts';
+import { createFederation, FEDERATION_CALLBACK } from './federation.ts';
 import { dpopNonces } from '../shared/sender-constraint.ts';
 import type { ClientCertPolicy } from './client-certificate.ts';
 import { localRevocations, trustBundlePath } from '../pki/index.ts';
@@ -298,6 +299,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       return true;
     };
 
+    ctx.federation = createFederation(ctx, stateDir, caFile ?? path.join(stateDir, 'tls', 'dev-ca.pem'));
     const interactions = createInteractions(() => provider, ctx);
     const account = createAccountPages(() => provider, ctx);
     const userinfoReplay = dbReplayCache(() => provider, issuer);
@@ -347,6 +349,15 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       if (pathname === '/healthz') {
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify({ status: 'ok' }));
+        return;
+      }
+      if (pathname === FEDERATION_CALLBACK) {
+        try {
+          await ctx.federation!.bounce(req, res);
+        } catch (error) {
+          if (isGatehouseError(error)) sendFormError(res, req, error, requestId);
+          else throw error;
+        }
         return;
       }
       if (pathname.startsWith('/interaction/')) {

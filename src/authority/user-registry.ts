@@ -138,6 +138,11 @@ export class UserRegistry {
     return r ? this.#record(r) : undefined;
   }
 
+  /** Replaces the user's claims (federation keeps the upstream's e-mail and mapped roles current). */
+  async setClaims(id: string, claims: Record<string, unknown>): Promise<void> {
+    await this.#db.updateTable('users').set({ claims: JSON.stringify(claims) }).where('id', '=', id).execute();
+  }
+
   // ---- WebAuthn credentials ----
 
   #passkey(r: Database['webauthn_credentials']): PasskeyRecord {

@@ -6,7 +6,8 @@
 // and carry `openid`; a DPoP-bound token needs its proof for this URL, a
 // certificate-bound one this connection's certificate (sender-constraint.ts).
 // The claims are those of the scopes the token carries (profile →
-// preferred_username). The token comes only in the Authorization header.
+// preferred_username and roles, email → email and email_verified). The token
+// comes only in the Authorization header.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
@@ -79,7 +80,15 @@ export async function handleUserinfo(ctx: AuthorityContext, replay: ReplayCache,
     return;
   }
   const body: Record<string, unknown> = { sub: claims.sub };
-  if (scopes.has('profile')) body.preferred_username = user.username;
+  if (scopes.has('profile')) {
+    body.preferred_username = user.username;
+    if (Array.isArray(user.claims.roles)) body.roles = user.claims.roles;
+  }
+  // e-mail addresses are set by the zone's administrator (or a verified upstream): verified unless marked otherwise
+  if (scopes.has('email') && typeof user.claims.email === 'string') {
+    body.email = user.claims.email;
+    body.email_verified = user.claims.email_verified !== false;
+  }
   res.statusCode = 200;
   res.setHeader('content-type', 'application/json; charset=utf-8');
   res.end(JSON.stringify(body));

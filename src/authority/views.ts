@@ -58,7 +58,16 @@ function errorBox(message: string | undefined): string {
   return message ? `<p class="error" role="alert" id="form-error">${esc(message)}</p>` : '';
 }
 
-export function loginPage(o: { uid: string; csrf: string; zone: string; client: string; error?: string; username?: string }): string {
+export function loginPage(o: { uid: string; csrf: string; zone: string; client: string; error?: string; username?: string; upstreams?: { name: string; label: string }[] }): string {
+  const upstreams = (o.upstreams ?? [])
+    .map(
+      (u) => `<form method="post" action="/interaction/${esc(o.uid)}/federate">
+<input type="hidden" name="csrf" value="${esc(o.csrf)}">
+<input type="hidden" name="upstream" value="${esc(u.name)}">
+<button type="submit" class="secondary">${esc(u.label)}</button>
+</form>`,
+    )
+    .join('\n');
   const described = o.error ? ' aria-describedby="form-error"' : '';
   return page(
     `Sign in - ${o.zone}`,
@@ -72,7 +81,7 @@ ${errorBox(o.error)}
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" maxlength="1024" required>
 <button type="submit">Sign in</button>
-</form>
+</form>${upstreams ? `\n<h2>Or</h2>\n${upstreams}` : ''}
 <form method="post" action="/interaction/${esc(o.uid)}/abort">
 <input type="hidden" name="csrf" value="${esc(o.csrf)}">
 <button type="submit" class="secondary">Cancel</button>

@@ -217,6 +217,43 @@ export const AuthorityConfig = z
       .describe(
         "CA for tls_client_auth (mTLS clients): 'trust-domain' for the trust domain's CA in the state dir (`gatehouse ca init`; client certificates must then be X509-SVIDs of this trust domain, not revoked, matched on their SPIFFE ID), or a PEM CA bundle file relative to the topology (matched on a URI SAN); absent: no client certificate is requested",
       ),
+    federation: z
+      .array(
+        z
+          .object({
+            name: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'a short lowercase name').describe('names the upstream on the sign-in page and in usernames (<user>@<name>)'),
+            label: z.string().min(1).max(64).optional().describe('the button text; absent: "Sign in with <name>"'),
+            zone: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/).optional().describe("a zone of this topology whose authority is the upstream (its issuer is read from the state dir); or give issuer"),
+            issuer: z.string().url().regex(/^https:/, 'the upstream issuer is https').optional().describe('issuer URL of the upstream OpenID Provider (its discovery document is read from there); or give zone'),
+            clientId: z.string().min(1).max(128).describe("this authority's client at the upstream (a confidential client with redirect URI <issuer>/federation/callback)"),
+            clientSecretEnv: z.string().regex(/^[A-Z_][A-Z0-9_]{0,127}$/, 'an environment variable name').describe('environment variable holding that client’s secret (never the secret itself)'),
+            scope: z.string().default('openid profile email').describe('scopes asked of the upstream'),
+            link: z
+              .enum(['subject', 'email'])
+              .default('subject')
+              .describe("'subject': an upstream account is linked to the local user it created, by (issuer, sub) only; 'email': also to an existing local user with the same e-mail, when the upstream says it is verified"),
+            allowedDomains: z
+              .array(z.string().regex(/^[a-z0-9.-]+$/))
+              .default([])
+              .describe('e-mail domains admitted (the upstream e-mail must be verified and in one of them); empty: any account of the upstream'),
+            roles: z
+              .object({
+                claim: z.string().regex(/^[A-Za-z_][A-Za-z0-9_:.-]{0,63}$/).default('roles').describe("the upstream claim that lists the user's roles or groups"),
+                map: z.record(z.string().min(1).max(128), z.string().min(1).max(128)).default({}).describe('upstream value → Gatehouse role (the `roles` claim of access tokens); unmapped values are dropped'),
+              })
+              .strict()
+              .default({ claim: 'roles', map: {} })
+              .describe('roles from the upstream, mapped; replaced at every sign-in'),
+            mfa: z
+              .enum(['local', 'upstream'])
+              .default('local')
+              .describe("how the zone's MFA is met: 'local': the user's own second factor here (TOTP or passkey), after the upstream sign-in; 'upstream': the upstream's ID token must say MFA (amr has mfa)"),
+          })
+          .strict()
+          .refine((f) => (f.zone === undefined) !== (f.issuer === undefined), { message: 'give exactly one of zone and issuer' }),
+      )
+      .default([])
+      .describe('upstream OpenID Providers users may sign in with (authorization code + PKCE, nonce and state); empty: only local accounts'),
     dpop: z
       .object({
         requireNonce: z

@@ -144,6 +144,28 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Sign-in through an upstream OpenID Provider (federation.ts).
+  '0005_federation': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('federation_pending')
+        .addColumn('state', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('uid', 'varchar(64)', (c) => c.notNull())
+        .addColumn('upstream', 'varchar(32)', (c) => c.notNull())
+        .addColumn('nonce', 'varchar(64)', (c) => c.notNull())
+        .addColumn('verifier', 'varchar(128)', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('federated_identities')
+        .addColumn('issuer', 'varchar(512)', (c) => c.notNull())
+        .addColumn('subject', 'varchar(255)', (c) => c.notNull())
+        .addColumn('user_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('federated_identities_pk', ['issuer', 'subject'])
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -121,6 +121,25 @@ export interface ConsentTable {
   granted_at: number;
 }
 
+export interface FederationPendingTable {
+  /** the `state` sent upstream (random, 256 bits); consumed by the one callback that presents it */
+  state: string;
+  /** the interaction it belongs to (the browser's sign-in) */
+  uid: string;
+  upstream: string;
+  nonce: string;
+  /** PKCE code verifier */
+  verifier: string;
+  expires_at: number;
+}
+
+export interface FederatedIdentityTable {
+  issuer: string;
+  subject: string;
+  user_id: string;
+  created_at: number;
+}
+
 export interface Database {
   oidc_models: OidcModelTable;
   clients: ClientTable;
@@ -133,6 +152,8 @@ export interface Database {
   webauthn_credentials: WebAuthnCredentialTable;
   webauthn_challenges: WebAuthnChallengeTable;
   consents: ConsentTable;
+  federation_pending: FederationPendingTable;
+  federated_identities: FederatedIdentityTable;
   /** used only for the type of Generated; keeps kysely's import */
   _unused?: { id: Generated<number> };
 }

@@ -1,0 +1,259 @@
+// SSO federation: the `internal` zone's authority delegates sign-in to the
+// `corp` zone's authority — a real Gatehouse OP upstream (authorization code
+// + PKCE, state, nonce; userinfo for e-mail and roles) — links the account by
+// verified e-mail, maps the upstream's roles to Gatehouse roles, and takes
+// the upstream's MFA (mfa: upstream). Hostile responses are refused with the
+// standard codes: a mismatched or replayed state, code injection into another
+// browser's sign-in, a mix-up (`iss` of another provider); and a hostile
+// upstream (a small OP under the test's control) whose ID token has the wrong
+// `iss`, the wrong `aud`, a replayed `nonce`, or no signature.
+//
+// The two authorities listen on different host names (localhost and
+// 127.0.0.1): cookies are per host, not per port, as in a real browser.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import path from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import * as oidc from 'openid-client';
+import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { generate } from 'otplib';
+import { tempDir, trustingFetch, silentLogger, offsetClock, REDIRECT, type TestFetch } from './support/authority-harness.ts';
+import { Browser, parseForm, type Page } from './support/authority-browser.ts';
+import { loadTopology } from '../src/topology/load.ts';
+import { startAuthority, type RunningAuthority } from '../src/authority/index.ts';
+import { openDevCa } from '../src/shared/dev-ca.ts';
+
+const clock = offsetClock();
+let tmp: ReturnType<typeof tempDir>;
+let corp: RunningAuthority;
+let internal: RunningAuthority;
+let f: { fetch: TestFetch; close(): Promise<void> };
+let web: oidc.Configuration;
+let evil: Awaited<ReturnType<typeof startEvilOp>>;
+
+/** A hostile OP: discovery, JWKS, a token endpoint answering the ID token `mode` says, userinfo. */
+async function startEvilOp(stateDir: string) {
+  const pair = await (await openDevCa(stateDir)).issueServer(['127.0.0.1']);
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'evil', alg: 'ES256', use: 'sig' };
+  const o = { mode: 'good', nonce: '', oldNonce: '', clientId: 'internal-sso', base: '' };
+  const server = https.createServer(pair, async (req, res) => {
+    const url = new URL(req.url ?? '/', o.base);
+    const json = (v: unknown) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(v));
+    };
+    if (url.pathname === '/.well-known/openid-configuration')
+      return json({
+        issuer: o.base,
+        authorization_endpoint: `${o.base}/auth`,
+        token_endpoint: `${o.base}/token`,
+        jwks_uri: `${o.base}/jwks`,
+        response_types_supported: ['code'],
+        id_token_signing_alg_values_supported: ['ES256'],
+        authorization_response_iss_parameter_supported: true,
+      });
+    if (url.pathname === '/jwks') return json({ keys: [jwk] });
+    if (url.pathname === '/token') {
+      for await (const _ of req);
+      const now = Math.floor(clock.now() / 1000);
+      const claims: Record<string, unknown> = { iss: o.base, aud: o.clientId, sub: 'evil-user', iat: now, exp: now + 300, nonce: o.nonce, email: 'mallory@test.local', email_verified: true };
+      if (o.mode === 'wrong-iss') claims.iss = 'https://127.0.0.1:1';
+      if (o.mode === 'wrong-aud') claims.aud = 'someone-else';
+      if (o.mode === 'replayed-nonce') claims.nonce = o.oldNonce;
+      let idToken: string;
+      if (o.mode === 'unsigned') {
+        const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+        idToken = `${enc({ alg: 'none', typ: 'JWT' })}.${enc(claims)}.`;
+      } else idToken = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'evil' }).sign(privateKey);
+      return json({ access_token: 'evil-at', token_type: 'Bearer', expires_in: 300, id_token: idToken });
+    }
+    res.statusCode = 404;
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  o.base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { o, close: () => server.close() };
+}
+
+before(async () => {
+  tmp = tempDir();
+  const stateDir = path.join(tmp.dir, 'state');
+  evil = await startEvilOp(stateDir);
+  const file = path.join(tmp.dir, 'gatehouse.yaml');
+  writeFileSync(
+    file,
+    `version: 1
+trustDomain: test.local
+zones:
+  corp:
+    authority:
+      listen: localhost:0
+      scopes: [directory:read]
+  internal:
+    authority:
+      listen: 127.0.0.1:0
+      scopes: [admin:read]
+      federation:
+        - { name: corp, label: Sign in with Corp SSO, zone: corp, clientId: internal-sso, clientSecretEnv: GH_TEST_FED_SECRET, link: email, allowedDomains: [test.local], roles: { map: { corp-admins: admin } }, mfa: upstream }
+        - { name: evil, issuer: '${evil.o.base}', clientId: internal-sso, clientSecretEnv: GH_TEST_FED_SECRET, mfa: upstream }
+`,
+  );
+  const topology = loadTopology(file);
+  corp = await startAuthority({ topology, zone: 'corp', stateDir, dev: true, clock, logger: silentLogger() });
+  internal = await startAuthority({ topology, zone: 'internal', stateDir, dev: true, clock, logger: silentLogger() });
+  const sso = await corp.admin.clients.add({
+    clientId: 'internal-sso',
+    name: 'Internal back office',
+    grantTypes: ['authorization_code'],
+    redirectUris: [`${internal.issuer}/federation/callback`],
+    scope: 'openid profile email',
+    authMethod: 'client_secret_basic',
+    firstParty: true,
+  });
+  process.env.GH_TEST_FED_SECRET = sso.client_secret;
+  // the upstream's user: alice (TOTP), in the corp-admins group
+  const alice = (await corp.admin.users.byUsername('alice'))!;
+  await corp.admin.users.setClaims(alice.id, { ...alice.claims, roles: ['corp-admins', 'staff'] });
+  f = trustingFetch(internal.caFile!);
+  const w = internal.devCredentials!.clients.find((c) => c.client_id === 'internal-web')!;
+  web = await oidc.discovery(new URL(internal.issuer), w.client_id, { redirect_uris: [REDIRECT] }, oidc.ClientSecretBasic(w.client_secret!), { [oidc.customFetch]: f.fetch as any });
+});
+
+after(async () => {
+  await internal?.close();
+  await corp?.close();
+  evil?.close();
+  await f?.close();
+  tmp?.remove();
+});
+
+interface Start {
+  browser: Browser;
+  login: Page;
+  verifier: string;
+  state: string;
+}
+
+/** The internal zone's sign-in page, in a fresh browser. */
+async function startInternal(): Promise<Start> {
+  const browser = new Browser(f.fetch);
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const url = oidc.buildAuthorizationUrl(web, { redirect_uri: REDIRECT, scope: 'openid admin:read', code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state });
+  const login = await browser.follow(url.toString(), internal.issuer);
+  assert.equal(login.status, 200);
+  return { browser, login, verifier, state };
+}
+
+/** Presses the upstream's button: the URL of its authorization endpoint. */
+async function federate(s: Start, upstream: string): Promise<URL> {
+  const form = parseForm(s.login.html, '/federate');
+  const res = await s.browser.request(new URL(form.action, internal.issuer).toString(), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: internal.issuer },
+    body: new URLSearchParams({ ...form.hidden, upstream }).toString(),
+  });
+  assert.equal(res.status, 303, await res.text());
+  return new URL(res.headers.get('location')!);
+}
+
+/** Signs in at corp (password + TOTP) in the browser `corpBrowser`: the internal callback URL. */
+async function signInAtCorp(authUrl: URL, corpBrowser = new Browser(f.fetch), step = 0): Promise<string> {
+  const user = corp.devCredentials!.users[0];
+  const page = await corpBrowser.follow(authUrl.toString(), corp.issuer);
+  assert.equal(page.status, 200, page.html.slice(0, 300));
+  const otp = await corpBrowser.submit(page, '/login', { username: user.username, password: user.password }, corp.issuer);
+  clock.advance(step * 30_000);
+  const back = await corpBrowser.submit(otp, '/otp', { otp: await generate({ secret: user.totp_secret, epoch: Math.floor(clock.now() / 1000) }) }, corp.issuer);
+  assert.equal(back.status, 0, back.html.slice(0, 300));
+  assert.ok(back.url.startsWith(`${internal.issuer}/federation/callback?`), back.url);
+  return back.url;
+}
+
+test('the sign-in page offers the upstream; signing in there links the account by verified e-mail, maps roles and carries the upstream MFA', async () => {
+  const s = await startInternal();
+  assert.match(s.login.html, /<button type="submit" class="secondary">Sign in with Corp SSO<\/button>/);
+  assert.match(s.login.headers.get('content-security-policy')!, new RegExp(`form-action 'self' http://127\\.0\\.0\\.1:8765 ${corp.issuer.replace(/[.]/g, '\\.')}`));
+  const authUrl = await federate(s, 'corp');
+  assert.equal(authUrl.origin, corp.issuer);
+  for (const p of ['state', 'nonce', 'code_challenge']) assert.ok((authUrl.searchParams.get(p) ?? '').length >= 43, `${p} is 256 bits`);
+  assert.equal(authUrl.searchParams.get('code_challenge_method'), 'S256');
+  const callback = await signInAtCorp(authUrl);
+  const done = await s.browser.follow(callback, internal.issuer);
+  assert.equal(done.status, 0, done.html.replace(/[\s\S]*<main>/, "").slice(0, 400));
+  const tokens = await oidc.authorizationCodeGrant(web, new URL(done.url), { pkceCodeVerifier: s.verifier, expectedState: s.state, idTokenExpected: true });
+  const at = decodeJwt(tokens.access_token);
+  assert.deepEqual(at.roles, ['admin'], 'corp-admins → admin; staff is not mapped');
+  assert.deepEqual(at.amr, ['fed', 'mfa']);
+  assert.equal(at.acr, 'urn:gatehouse:acr:mfa');
+  // linked by the verified e-mail to the internal zone's own alice (dev seed: alice@test.local)
+  const local = (await internal.admin.users.byUsername('alice'))!;
+  assert.equal(at.sub, local.id);
+
+  // the callback again (a replayed response): its state was consumed
+  const again = await s.browser.request(callback);
+  assert.equal(again.status, 400);
+});
+
+test('bad input: unknown state, code injection into another sign-in, a mix-up iss', async () => {
+  const unknown = await new Browser(f.fetch).request(`${internal.issuer}/federation/callback?code=x&state=${'A'.repeat(43)}&iss=${encodeURIComponent(corp.issuer)}`, { headers: { accept: 'application/json' } });
+  assert.equal(unknown.status, 400);
+  assert.equal(((await unknown.json()) as any).code, 'bad_request');
+
+  // the attacker signs in at corp for their own sign-in, then plants the callback in the victim's browser
+  const attacker = await startInternal();
+  const attackerCallback = await signInAtCorp(await federate(attacker, 'corp'), undefined, 1);
+  const victim = await startInternal();
+  const planted = await victim.browser.follow(attackerCallback, internal.issuer);
+  assert.equal(planted.status, 400, 'forwarded to the attacker’s interaction, which is not the victim’s');
+  // or straight at the victim's own interaction: the state is bound to the attacker's
+  const victimUid = /\/interaction\/([\w-]+)\/login/.exec(victim.login.html)![1];
+  const q = new URL(attackerCallback).search;
+  const injected = await victim.browser.request(`${internal.issuer}/interaction/${victimUid}/federated${q}`, { headers: { accept: 'application/json' } });
+  assert.equal(injected.status, 401);
+  assert.equal(((await injected.json()) as any).code, 'unauthorized');
+
+  // mix-up: a response claiming to come from another provider than the one asked
+  const s = await startInternal();
+  const authUrl = await federate(s, 'corp');
+  const callback = new URL(await signInAtCorp(authUrl, undefined, 1));
+  callback.searchParams.set('iss', evil.o.base);
+  const mixed = await s.browser.follow(callback.toString(), internal.issuer);
+  assert.equal(mixed.status, 401);
+  assert.match(mixed.html, /could not be verified/);
+  assert.ok(internalAudit().some((e) => e.event === 'federation.failure' && /mix-up/.test(String(e.reason))));
+});
+
+test('a hostile upstream: an ID token with the wrong iss, the wrong aud, a replayed nonce, or none signature is refused', async () => {
+  for (const mode of ['wrong-iss', 'wrong-aud', 'replayed-nonce', 'unsigned', 'good']) {
+    const s = await startInternal();
+    const authUrl = await federate(s, 'evil');
+    assert.equal(authUrl.origin, evil.o.base);
+    evil.o.oldNonce = evil.o.nonce || 'a-nonce-of-an-earlier-sign-in-0000000000000';
+    evil.o.nonce = authUrl.searchParams.get('nonce')!;
+    evil.o.mode = mode;
+    const callback = `${internal.issuer}/federation/callback?code=c&state=${authUrl.searchParams.get('state')}&iss=${encodeURIComponent(evil.o.base)}`;
+    const r = await s.browser.follow(callback, internal.issuer);
+    if (mode === 'good') {
+      // a valid token, but the zone requires MFA and this upstream did not say MFA: the sign-in page, refused
+      assert.equal(r.status, 403, `${mode}: ${r.html.slice(0, 200)}`);
+      continue;
+    }
+    assert.equal(r.status, 401, `${mode}: ${r.html.slice(0, 200)}`);
+    assert.match(r.html, /could not be verified/, mode);
+  }
+  const failures = internalAudit().filter((e) => e.event === 'federation.failure' && e.upstream === 'evil');
+  assert.ok(failures.length >= 4, JSON.stringify(failures));
+  // refused by openid-client's ID token checks (iss, aud and nonce: a claim value; alg none: the response)
+  for (const e of failures) assert.match(String(e.reason), /^code or ID token refused: (unexpected JWT claim value|invalid response)/);
+});
+
+function internalAudit(): Record<string, unknown>[] {
+  return readFileSync(path.join(tmp.dir, 'state', 'authority', 'internal', 'audit.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
