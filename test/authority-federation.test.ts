@@ -14,22 +14,22 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import path from 'node:path';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import * as oidc from 'openid-client';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { generate } from 'otplib';
-import { tempDir, trustingFetch, silentLogger, offsetClock, REDIRECT, type TestFetch } from './support/authority-harness.ts';
+import { tempDir, offsetClock, REDIRECT } from './support/authority-harness.ts';
+import { startFederatedPair, type FederatedPair } from './support/authority-federation.ts';
 import { Browser, parseForm, type Page } from './support/authority-browser.ts';
-import { loadTopology } from '../src/topology/load.ts';
-import { startAuthority, type RunningAuthority } from '../src/authority/index.ts';
+import type { RunningAuthority } from '../src/authority/index.ts';
 import { openDevCa } from '../src/shared/dev-ca.ts';
 
 const clock = offsetClock();
 let tmp: ReturnType<typeof tempDir>;
 let corp: RunningAuthority;
 let internal: RunningAuthority;
-let f: { fetch: TestFetch; close(): Promise<void> };
+let pair: FederatedPair;
 let web: oidc.Configuration;
 let evil: Awaited<ReturnType<typeof startEvilOp>>;
 
@@ -82,51 +82,13 @@ before(async () => {
   tmp = tempDir();
   const stateDir = path.join(tmp.dir, 'state');
   evil = await startEvilOp(stateDir);
-  const file = path.join(tmp.dir, 'gatehouse.yaml');
-  writeFileSync(
-    file,
-    `version: 1
-trustDomain: test.local
-zones:
-  corp:
-    authority:
-      listen: localhost:0
-      scopes: [directory:read]
-  internal:
-    authority:
-      listen: 127.0.0.1:0
-      scopes: [admin:read]
-      federation:
-        - { name: corp, label: Sign in with Corp SSO, zone: corp, clientId: internal-sso, clientSecretEnv: GH_TEST_FED_SECRET, link: email, allowedDomains: [test.local], roles: { map: { corp-admins: admin } }, mfa: upstream }
-        - { name: evil, issuer: '${evil.o.base}', clientId: internal-sso, clientSecretEnv: GH_TEST_FED_SECRET, mfa: upstream }
-`,
-  );
-  const topology = loadTopology(file);
-  corp = await startAuthority({ topology, zone: 'corp', stateDir, dev: true, clock, logger: silentLogger() });
-  internal = await startAuthority({ topology, zone: 'internal', stateDir, dev: true, clock, logger: silentLogger() });
-  const sso = await corp.admin.clients.add({
-    clientId: 'internal-sso',
-    name: 'Internal back office',
-    grantTypes: ['authorization_code'],
-    redirectUris: [`${internal.issuer}/federation/callback`],
-    scope: 'openid profile email',
-    authMethod: 'client_secret_basic',
-    firstParty: true,
-  });
-  process.env.GH_TEST_FED_SECRET = sso.client_secret;
-  // the upstream's user: alice (TOTP), in the corp-admins group
-  const alice = (await corp.admin.users.byUsername('alice'))!;
-  await corp.admin.users.setClaims(alice.id, { ...alice.claims, roles: ['corp-admins', 'staff'] });
-  f = trustingFetch(internal.caFile!);
-  const w = internal.devCredentials!.clients.find((c) => c.client_id === 'internal-web')!;
-  web = await oidc.discovery(new URL(internal.issuer), w.client_id, { redirect_uris: [REDIRECT] }, oidc.ClientSecretBasic(w.client_secret!), { [oidc.customFetch]: f.fetch as any });
+  pair = await startFederatedPair(tmp.dir, clock, `        - { name: evil, issuer: '${evil.o.base}', clientId: internal-sso, clientSecretEnv: GH_TEST_FED_SECRET, mfa: upstream }\n`);
+  ({ corp, internal, web } = pair);
 });
 
 after(async () => {
-  await internal?.close();
-  await corp?.close();
+  await pair?.close();
   evil?.close();
-  await f?.close();
   tmp?.remove();
 });
 
@@ -139,13 +101,23 @@ interface Start {
 
 /** The internal zone's sign-in page, in a fresh browser. */
 async function startInternal(): Promise<Start> {
-  const browser = new Browser(f.fetch);
+  const browser = new Browser(pair.fetch);
   const verifier = oidc.randomPKCECodeVerifier();
   const state = oidc.randomState();
   const url = oidc.buildAuthorizationUrl(web, { redirect_uri: REDIRECT, scope: 'openid admin:read', code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state });
   const login = await browser.follow(url.toString(), internal.issuer);
   assert.equal(login.status, 200);
   return { browser, login, verifier, state };
+}
+
+/** The callback, then the hop page's own navigation (a meta refresh) to the interaction, as a browser does. */
+async function callbackIn(browser: Browser, callback: string): Promise<Page> {
+  const hop = await browser.follow(callback, internal.issuer);
+  if (hop.status !== 200) return hop;
+  const next = /<meta http-equiv="refresh" content="0;url=([^"]+)">/.exec(hop.html);
+  assert.ok(next, 'the callback answers a page that moves on by itself');
+  assert.match(hop.headers.get('content-security-policy')!, /form-action 'none'/);
+  return browser.follow(new URL(next[1].replace(/&amp;/g, '&'), internal.issuer).toString(), internal.issuer);
 }
 
 /** Presses the upstream's button: the URL of its authorization endpoint. */
@@ -161,8 +133,7 @@ async function federate(s: Start, upstream: string): Promise<URL> {
 }
 
 /** Signs in at corp (password + TOTP) in the browser `corpBrowser`: the internal callback URL. */
-async function signInAtCorp(authUrl: URL, corpBrowser = new Browser(f.fetch), step = 0): Promise<string> {
-  const user = corp.devCredentials!.users[0];
+async function signInAtCorp(authUrl: URL, corpBrowser = new Browser(pair.fetch), step = 0, user = corp.devCredentials!.users[0]): Promise<string> {
   const page = await corpBrowser.follow(authUrl.toString(), corp.issuer);
   assert.equal(page.status, 200, page.html.slice(0, 300));
   const otp = await corpBrowser.submit(page, '/login', { username: user.username, password: user.password }, corp.issuer);
@@ -182,7 +153,7 @@ test('the sign-in page offers the upstream; signing in there links the account b
   for (const p of ['state', 'nonce', 'code_challenge']) assert.ok((authUrl.searchParams.get(p) ?? '').length >= 43, `${p} is 256 bits`);
   assert.equal(authUrl.searchParams.get('code_challenge_method'), 'S256');
   const callback = await signInAtCorp(authUrl);
-  const done = await s.browser.follow(callback, internal.issuer);
+  const done = await callbackIn(s.browser, callback);
   assert.equal(done.status, 0, done.html.replace(/[\s\S]*<main>/, "").slice(0, 400));
   const tokens = await oidc.authorizationCodeGrant(web, new URL(done.url), { pkceCodeVerifier: s.verifier, expectedState: s.state, idTokenExpected: true });
   const at = decodeJwt(tokens.access_token);
@@ -199,7 +170,7 @@ test('the sign-in page offers the upstream; signing in there links the account b
 });
 
 test('bad input: unknown state, code injection into another sign-in, a mix-up iss', async () => {
-  const unknown = await new Browser(f.fetch).request(`${internal.issuer}/federation/callback?code=x&state=${'A'.repeat(43)}&iss=${encodeURIComponent(corp.issuer)}`, { headers: { accept: 'application/json' } });
+  const unknown = await new Browser(pair.fetch).request(`${internal.issuer}/federation/callback?code=x&state=${'A'.repeat(43)}&iss=${encodeURIComponent(corp.issuer)}`, { headers: { accept: 'application/json' } });
   assert.equal(unknown.status, 400);
   assert.equal(((await unknown.json()) as any).code, 'bad_request');
 
@@ -207,7 +178,7 @@ test('bad input: unknown state, code injection into another sign-in, a mix-up is
   const attacker = await startInternal();
   const attackerCallback = await signInAtCorp(await federate(attacker, 'corp'), undefined, 1);
   const victim = await startInternal();
-  const planted = await victim.browser.follow(attackerCallback, internal.issuer);
+  const planted = await callbackIn(victim.browser, attackerCallback);
   assert.equal(planted.status, 400, 'forwarded to the attacker’s interaction, which is not the victim’s');
   // or straight at the victim's own interaction: the state is bound to the attacker's
   const victimUid = /\/interaction\/([\w-]+)\/login/.exec(victim.login.html)![1];
@@ -221,10 +192,20 @@ test('bad input: unknown state, code injection into another sign-in, a mix-up is
   const authUrl = await federate(s, 'corp');
   const callback = new URL(await signInAtCorp(authUrl, undefined, 1));
   callback.searchParams.set('iss', evil.o.base);
-  const mixed = await s.browser.follow(callback.toString(), internal.issuer);
+  const mixed = await callbackIn(s.browser, callback.toString());
   assert.equal(mixed.status, 401);
   assert.match(mixed.html, /could not be verified/);
   assert.ok(internalAudit().some((e) => e.event === 'federation.failure' && /mix-up/.test(String(e.reason))));
+});
+
+test('an upstream account outside the allowed domains is not admitted, and no local account is made for it', async () => {
+  const bob = await corp.admin.users.add({ username: 'bob', claims: { email: 'bob@elsewhere.example' } });
+  const s = await startInternal();
+  const callback = await signInAtCorp(await federate(s, 'corp'), undefined, 2, { username: 'bob', password: bob.password, totp_secret: bob.totp_secret! });
+  const r = await callbackIn(s.browser, callback);
+  assert.equal(r.status, 403);
+  assert.match(r.html, /not admitted here/);
+  assert.equal(await internal.admin.users.byUsername('bob@corp'), undefined);
 });
 
 test('a hostile upstream: an ID token with the wrong iss, the wrong aud, a replayed nonce, or none signature is refused', async () => {
@@ -236,7 +217,7 @@ test('a hostile upstream: an ID token with the wrong iss, the wrong aud, a repla
     evil.o.nonce = authUrl.searchParams.get('nonce')!;
     evil.o.mode = mode;
     const callback = `${internal.issuer}/federation/callback?code=c&state=${authUrl.searchParams.get('state')}&iss=${encodeURIComponent(evil.o.base)}`;
-    const r = await s.browser.follow(callback, internal.issuer);
+    const r = await callbackIn(s.browser, callback);
     if (mode === 'good') {
       // a valid token, but the zone requires MFA and this upstream did not say MFA: the sign-in page, refused
       assert.equal(r.status, 403, `${mode}: ${r.html.slice(0, 200)}`);

@@ -4,7 +4,9 @@
 // (PKCE S256, a nonce and a state, each 256 random bits, kept server-side for
 // 10 minutes and bound to this browser's interaction). The upstream answers
 // at <issuer>/federation/callback, which only forwards the browser to its
-// interaction (whose cookie is scoped there); the interaction then:
+// interaction (whose cookie is scoped there) by a page that navigates on its
+// own (hopPage: a redirect would be checked against the upstream page's
+// form-action); the interaction then:
 //   - consumes the state once (a replayed or unknown state is refused) and
 //     checks that it belongs to this browser's interaction (code injection:
 //     a code and state made for someone else's sign-in);
@@ -27,6 +29,7 @@ import type { AuthorityContext } from './context.ts';
 import type { AuthorityConfig } from '../topology/schema-authority.ts';
 import { publicFile } from './trusted-issuers.ts';
 import { GatehouseError } from '../shared/errors.ts';
+import { HTML_CSP_BASE, hopPage } from './views.ts';
 
 export const FEDERATION_CALLBACK = '/federation/callback';
 const PENDING_MS = 10 * 60_000;
@@ -139,10 +142,12 @@ export function createFederation(ctx: AuthorityContext, stateDir: string, devCaF
       const url = new URL(req.url ?? '/', ctx.issuer);
       const row = await pending(url.searchParams.get('state'));
       if (!row) throw refused('This sign-in response is unknown, expired or already used. Start again from the application.');
-      res.statusCode = 303;
-      res.setHeader('location', `/interaction/${row.uid}/federated?${url.searchParams.toString()}`);
+      // a page, not a 303: the upstream's sign-in form led here, and its form-action cannot name what follows
+      res.statusCode = 200;
+      res.setHeader('content-type', 'text/html; charset=utf-8');
+      res.setHeader('content-security-policy', `${HTML_CSP_BASE}; form-action 'none'`);
       res.setHeader('cache-control', 'no-store');
-      res.end();
+      res.end(hopPage(`/interaction/${row.uid}/federated?${url.searchParams.toString()}`));
     },
 
     async finish(req, uid) {

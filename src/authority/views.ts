@@ -276,6 +276,18 @@ ${o.audiences.length > 0 ? `<p>at ${o.audiences.map((a) => `<code>${esc(a)}</cod
   );
 }
 
+/**
+ * A same-origin hop as a new navigation (meta refresh, and a link for a browser
+ * that does not follow it): after a form submission, browsers check every
+ * redirect against the submitting page's form-action, and an upstream's page
+ * cannot list where this authority sends the browser next.
+ */
+export function hopPage(location: string): string {
+  return page('Signing in', `<meta http-equiv="refresh" content="0;url=${esc(location)}">
+<h1>Signing in</h1>
+<p><a href="${esc(location)}">Continue</a></p>`);
+}
+
 export function messagePage(title: string, message: string, requestId?: string): string {
   return page(
     title,
