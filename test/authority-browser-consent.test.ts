@@ -63,16 +63,16 @@ test('Chromium: consent with the keyboard, then revoke it at /account; the same 
         state,
       });
       const login = await tab.goto(url.toString(), (x) => x.startsWith(`${issuer}/interaction/`));
-      await tab.until(async () => (await tab.evaluate('document.activeElement && document.activeElement.id')) === 'username', 'autofocus on the username', 3_000);
-      await tab.type(u.username);
-      await tab.press('Tab');
-      await tab.type(u.password);
-      await tab.navigation(() => tab.press('Enter'), (x) => x.startsWith(login));
-      await tab.until(async () => (await tab.evaluate('document.activeElement && document.activeElement.id')) === 'otp', 'autofocus on the code', 3_000);
-      harness.clock.advance(totpStep * 30_000);
-      await tab.type(await harness.totp(u.totp_secret!));
-      // a new interaction: the consent prompt
-      const consent = await tab.navigation(() => tab.press('Enter'), (x) => x.startsWith(`${issuer}/interaction/`) && x !== login);
+      // then a new interaction: the consent prompt
+      const consent = await tab.signInWithKeyboard(
+        login,
+        { username: u.username, password: u.password },
+        () => {
+          harness.clock.advance(totpStep * 30_000);
+          return harness.totp(u.totp_secret!);
+        },
+        (x) => x.startsWith(`${issuer}/interaction/`) && x !== login,
+      );
       return { consent, verifier, state };
     }
 

@@ -48,14 +48,7 @@ test('Chromium: sign in to the internal zone through the corp upstream with the 
     const corpLogin = await tab.navigation(() => tab.press('Enter'), (x) => x.startsWith(`${corp.issuer}/interaction/`));
 
     const user = corp.devCredentials!.users[0];
-    await tab.until(async () => (await tab.evaluate('document.activeElement && document.activeElement.id')) === 'username', 'autofocus on the username', 3_000);
-    await tab.type(user.username);
-    await tab.press('Tab');
-    await tab.type(user.password);
-    await tab.navigation(() => tab.press('Enter'), (x) => x.startsWith(corpLogin));
-    await tab.until(async () => (await tab.evaluate('document.activeElement && document.activeElement.id')) === 'otp', 'autofocus on the code', 3_000);
-    await tab.type(await generate({ secret: user.totp_secret, epoch: Math.floor(clock.now() / 1000) }));
-    const back = await tab.navigation(() => tab.press('Enter'), (x) => x.startsWith(REDIRECT));
+    const back = await tab.signInWithKeyboard(corpLogin, user, () => generate({ secret: user.totp_secret, epoch: Math.floor(clock.now() / 1000) }), (x) => x.startsWith(REDIRECT));
 
     const tokens = await oidc.authorizationCodeGrant(web, new URL(back), { pkceCodeVerifier: verifier, expectedState: state, idTokenExpected: true });
     const at = decodeJwt(tokens.access_token);

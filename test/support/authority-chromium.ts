@@ -165,6 +165,23 @@ export class Tab {
     return this.page.screenshot({ fullPage: true });
   }
 
+  /**
+   * On a sign-in page (`loginUrl`), as a keyboard user: wait for the username's autofocus,
+   * type it, Tab, the password, Enter; then on the code page, the code from `code()`, Enter.
+   * Returns the URL the second Enter leads to, the first one `until` accepts.
+   */
+  async signInWithKeyboard(loginUrl: string, user: { username: string; password: string }, code: () => Promise<string>, until: (url: string) => boolean): Promise<string> {
+    const focused = (id: string) => this.until(async () => (await this.evaluate('document.activeElement && document.activeElement.id')) === id, `autofocus on the ${id}`, 3_000);
+    await focused('username');
+    await this.type(user.username);
+    await this.press('Tab');
+    await this.type(user.password);
+    await this.navigation(() => this.press('Enter'), (x) => x.startsWith(loginUrl));
+    await focused('otp');
+    await this.type(await code());
+    return this.navigation(() => this.press('Enter'), until);
+  }
+
   /** The last document response of the main frame whose URL `match` accepts. */
   document(match: (url: string) => boolean): DocumentResponse {
     const d = this.documents.findLast((x) => match(x.url));
