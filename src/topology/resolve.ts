@@ -2,6 +2,7 @@
 // and combinations that zod cannot see field by field.
 import type { Topology } from './schema.ts';
 import { parseListen, ALL_METHODS } from './schema.ts';
+import { nearest } from './suggest.ts';
 
 export interface ReferenceProblem {
   path: (string | number)[];
@@ -21,6 +22,24 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
       });
     if (service.upstream === undefined && service.run === undefined)
       problems.push({ path: ['services', serviceName], message: 'needs an upstream URL or a run module' });
+    // a misspelled caller or egress entry would silently drop an edge (deny by default): refused here
+    const services = Object.keys(t.services);
+    const unknown = (what: string, name: string, valid: readonly string[]) => {
+      const near = nearest(name, valid);
+      return `unknown ${what} ${JSON.stringify(name)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ''}`;
+    };
+    (service.allow ?? []).forEach((edge, i) => {
+      if (edge.caller !== 'gateway' && !t.services[edge.caller])
+        problems.push({ path: ['services', serviceName, 'allow', i, 'caller'], message: unknown('caller', edge.caller, ['gateway', ...services]) });
+    });
+    (service.egress ?? []).forEach((target, i) => {
+      const gw = /^gateway:(.*)$/.exec(target);
+      if (gw) {
+        if (!t.zones[gw[1]]?.gateway)
+          problems.push({ path: ['services', serviceName, 'egress', i], message: unknown('gateway zone', gw[1], Object.keys(t.zones).filter((z) => t.zones[z].gateway)) });
+      } else if (!target.includes(':') && !t.services[target])
+        problems.push({ path: ['services', serviceName, 'egress', i], message: unknown('service', target, services) });
+    });
   }
 
   const ports = new Map<string, string>();

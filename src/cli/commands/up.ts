@@ -73,11 +73,34 @@ export function register(program: Command): void {
           lines.push(`zone ${zone}: ${Object.entries(z).map(([k, v]) => `${k} ${v}`).join(', ')}`);
         process.stdout.write(lines.join('\n') + '\n');
         process.stdout.write(`endpoints: ${opts.stateDir}/endpoints.json\n`);
-        if (unhealthy.length === 0) process.stdout.write('gatehouse: ready\n');
-        else
+        if (unhealthy.length === 0) {
+          process.stdout.write('gatehouse: ready\n');
+          process.stdout.write(await nextSteps(opts.config, opts.stateDir, endpoints));
+        } else
           process.stdout.write(
             `gatehouse: degraded: ${unhealthy.map((c) => `${c.name} ${c.state}`).join(', ')}; everything else is ready (GET ${endpoints.up?.admin}/readyz)\n`,
           );
       },
     );
+}
+
+/** What to look at and try once everything answers (after `gatehouse: ready`, which tests wait for). */
+async function nextSteps(config: string, stateDir: string, endpoints: import('../up.ts').Endpoints): Promise<string> {
+  const { loadTopology } = await import('../../topology/load.ts');
+  const { topology } = loadTopology(config);
+  const lines = [`  logs         ${stateDir}/logs/<component>.log`];
+  const authorityZones = Object.keys(topology.zones).filter((z) => topology.zones[z].authority && endpoints.zones[z]?.authority);
+  if (authorityZones.length > 0) lines.push(`  audit trail  ${stateDir}/authority/<zone>/audit.jsonl`);
+  for (const [zone, z] of Object.entries(topology.zones)) {
+    const open = z.routes.find((r) => r.auth === 'anonymous' && !r.path.includes('{'));
+    const gateway = endpoints.zones[zone]?.gateway;
+    if (open && gateway && !z.ingress?.clientCertificate) {
+      lines.push(`  try          curl --cacert ${endpoints.caBundle} ${gateway}${open.path}`);
+      break;
+    }
+  }
+  if (authorityZones.length > 0) lines.push(`               gatehouse token --zone ${authorityZones[0]} --state-dir ${stateDir}      (dev mode: a token of the zone)`);
+  lines.push(`  attack it    gatehouse probe --state-dir ${stateDir} --config ${config}`);
+  lines.push(`  watch it     gatehouse status --state-dir ${stateDir}; gatehouse events --since 10m --state-dir ${stateDir}`);
+  return lines.join('\n') + '\n';
 }
