@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
-const benches = ['gateway.ts', 'policies.ts', 'authority.ts', 'pki.ts', 'mesh.ts', 'control.ts', 'vault.ts', 'soak.ts'];
+const benches = ['gateway.ts', 'policies.ts', 'authority.ts', 'pki.ts', 'mesh.ts', 'control.ts', 'monitor.ts', 'vault.ts', 'soak.ts'];
 const args = process.argv.slice(2);
 const only = args[0] && !args[0].startsWith('-') ? args.shift() : undefined;
 let failed = false;

@@ -67,7 +67,7 @@ export function createEventIntake(o: {
     b.tokens = Math.min(BURST, b.tokens + ((now - b.at) / 1000) * RATE_PER_SECOND);
     b.at = now;
     buckets.set(pep, b);
-    if (b.tokens < n) return false;
+    if (b.tokens < Math.max(n, 1)) return false;
     b.tokens -= n;
     return true;
   }
@@ -78,6 +78,17 @@ export function createEventIntake(o: {
     store.add([e]);
   }
 
+  // a burst of detections is one publish
+  let publishing = false;
+  const publishSoon = () => {
+    if (publishing) return;
+    publishing = true;
+    setImmediate(() => {
+      publishing = false;
+      void o.publish().catch(() => undefined);
+    });
+  };
+
   function act(d: Detection): void {
     const reason = `detector ${d.detector}: ${d.count} ${d.detector === 'scan' ? 'distinct refused paths' : 'refused credentials'} within ${d.windowSeconds} s`;
     record({ type: 'detection', code: d.detector, source: d.source, detail: d.shadow ? `shadow: ${reason}` : reason });
@@ -86,7 +97,7 @@ export function createEventIntake(o: {
       const q = o.quarantines.add({ scope: 'source', value: d.source, forMs: d.quarantineForMs, reason, origin: `detector:${d.detector}` });
       o.log.warn({ event: 'security', kind: 'quarantine_added', ...q }, 'detector quarantined a source');
       record({ type: 'quarantine', code: 'added', source: d.source, detail: reason });
-      void o.publish().catch(() => undefined);
+      publishSoon();
     } catch (error) {
       o.log.error({ err: error, source: d.source }, 'detector could not quarantine');
     }
@@ -94,6 +105,11 @@ export function createEventIntake(o: {
 
   return {
     ingest(pep, raw) {
+      // an exhausted sender is refused before its batch is parsed
+      if (!take(pep, 0)) {
+        stats.throttled++;
+        throw new GatehouseError('too_many_requests', 'Too many events from this workload; retry later.');
+      }
       let body: unknown;
       try {
         body = JSON.parse(raw.toString('utf8'));
