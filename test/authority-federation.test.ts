@@ -14,12 +14,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import path from 'node:path';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import * as oidc from 'openid-client';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { generate } from 'otplib';
-import { tempDir, offsetClock, REDIRECT } from './support/authority-harness.ts';
+import { tempDir, offsetClock, silentLogger, trustingFetch, REDIRECT } from './support/authority-harness.ts';
+import { loadTopology } from '../src/topology/load.ts';
+import { startAuthority } from '../src/authority/index.ts';
+import { federationGrantFile, readFederationGrant } from '../src/authority/federation-seed.ts';
 import { startFederatedPair, type FederatedPair } from './support/authority-federation.ts';
 import { Browser, parseForm, type Page } from './support/authority-browser.ts';
 import type { RunningAuthority } from '../src/authority/index.ts';
@@ -238,3 +242,72 @@ function internalAudit(): Record<string, unknown>[] {
     .split('\n')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
+
+test('a zone upstream on this machine registers the sign-in client of a zone that federates with it and hands it the secret', async () => {
+  const dir = tempDir();
+  const free = await new Promise<number>((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+  const file = path.join(dir.dir, 'gatehouse.yaml');
+  writeFileSync(
+    file,
+    `version: 1
+trustDomain: test.local
+zones:
+  corp:
+    authority: { listen: 'localhost:0' }
+  internal:
+    authority:
+      listen: 127.0.0.1:${free}
+      federation:
+        - { name: corp, zone: corp, clientId: internal-seeded, clientSecretEnv: GH_TEST_FED_UNSET, link: email, mfa: upstream }
+`,
+  );
+  const stateDir = path.join(dir.dir, 'state');
+  const topology = loadTopology(file);
+  const up = await startAuthority({ topology, zone: 'corp', stateDir, dev: true, clock, logger: silentLogger() });
+  const down = await startAuthority({ topology, zone: 'internal', stateDir, dev: true, clock, logger: silentLogger() });
+  let restarted: RunningAuthority | undefined;
+  let tf: ReturnType<typeof trustingFetch> | undefined;
+  try {
+    const seeded = (await up.admin.clients.list()).find((c) => c.client_id === 'internal-seeded')!;
+    assert.deepEqual(seeded.redirect_uris, [`https://127.0.0.1:${free}/federation/callback`]);
+    assert.equal(seeded.first_party, true);
+    const grant = readFederationGrant(stateDir, 'internal', 'corp')!;
+    assert.equal(grant.client_id, 'internal-seeded');
+    assert.equal(statSync(federationGrantFile(stateDir, 'internal', 'corp')).mode & 0o777, 0o600);
+    // a restart keeps the client and its secret
+    await up.close();
+    restarted = await startAuthority({ topology, zone: 'corp', stateDir, dev: true, clock, logger: silentLogger() });
+    assert.equal(readFederationGrant(stateDir, 'internal', 'corp')!.client_secret, grant.client_secret);
+    assert.equal(readFederationGrant(stateDir, 'internal', 'corp')!.issuer, restarted.issuer);
+    // the downstream signs in with the granted secret (no variable set)
+    assert.equal(process.env.GH_TEST_FED_UNSET, undefined);
+    tf = trustingFetch(down.caFile!);
+    const browser = new Browser(tf.fetch);
+    const w = down.devCredentials!.clients.find((c) => c.client_id === 'internal-web')!;
+    const cfg = await oidc.discovery(new URL(down.issuer), w.client_id, { redirect_uris: [REDIRECT] }, oidc.ClientSecretBasic(w.client_secret!), { [oidc.customFetch]: tf.fetch as any });
+    const verifier = oidc.randomPKCECodeVerifier();
+    const login = await browser.follow(oidc.buildAuthorizationUrl(cfg, { redirect_uri: REDIRECT, scope: 'openid', code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' }).toString(), down.issuer);
+    const form = parseForm(login.html, '/federate');
+    const res = await browser.request(new URL(form.action, down.issuer).toString(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: down.issuer },
+      body: new URLSearchParams({ ...form.hidden, upstream: 'corp' }).toString(),
+    });
+    assert.equal(res.status, 303);
+    const authUrl = new URL(res.headers.get('location')!);
+    assert.equal(authUrl.searchParams.get('client_id'), 'internal-seeded');
+    const upstreamLogin = await new Browser(tf.fetch).follow(authUrl.toString(), restarted.issuer);
+    assert.equal(upstreamLogin.status, 200, 'the upstream knows the client and its redirect URI');
+  } finally {
+    await down.close();
+    await up.close();
+    await restarted?.close();
+    await tf?.close();
+    dir.remove();
+  }
+});

@@ -28,6 +28,7 @@ import * as oidc from 'openid-client';
 import type { AuthorityContext } from './context.ts';
 import type { AuthorityConfig } from '../topology/schema-authority.ts';
 import { publicFile } from './trusted-issuers.ts';
+import { readFederationGrant } from './federation-seed.ts';
 import { GatehouseError } from '../shared/errors.ts';
 import { HTML_CSP_BASE, hopPage } from './views.ts';
 
@@ -77,7 +78,9 @@ export function createFederation(ctx: AuthorityContext, stateDir: string, devCaF
   const configOf = (f: Upstream): Promise<oidc.Configuration> => {
     let c = configs.get(f.name);
     if (!c) {
-      const secret = process.env[f.clientSecretEnv];
+      // the variable, or for a zone upstream on this machine the secret it granted this zone (federation-seed.ts)
+      const granted = f.zone ? readFederationGrant(stateDir, ctx.zone, f.zone) : undefined;
+      const secret = process.env[f.clientSecretEnv] ?? (granted?.client_id === f.clientId ? granted.client_secret : undefined);
       if (!secret) return Promise.reject(new GatehouseError('upstream_unavailable', `The ${f.name} sign-in is not configured here.`, { headers: { 'retry-after': '60' } }));
       c = oidc
         .discovery(new URL(issuerOf(f)), f.clientId, { redirect_uris: [callback], response_types: ['code'] }, oidc.ClientSecretBasic(secret), {

@@ -27,6 +27,7 @@ import { createAudit } from './audit.ts';
 import { createTrustedIssuers, publicFile } from './trusted-issuers.ts';
 import { createIssuerRevocations, ISSUER_POLL_MS } from './issuer-revocations.ts';
 import { grantTrustingZones } from './zone-trust.ts';
+import { grantFederatingZones } from './federation-seed.ts';
 import { loadAudienceKey } from './confidential-claims.ts';
 import { zoneAudience, type AuthorityContext, type ConfidentialAudience } from './context.ts';
 import { buildProvider } from './provider.ts';
@@ -374,6 +375,8 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
 
     // zones that trust this one get a client to read its revocation feed (zone-trust.ts)
     await grantTrustingZones(ctx, stateDir);
+    // zones that sign their users in here get their client (federation-seed.ts)
+    await grantFederatingZones(ctx, stateDir);
 
     let devCredentials: ZoneDevCredentials | undefined;
     let devFeedClient: DevFeedClient | undefined;

@@ -226,7 +226,10 @@ export const AuthorityConfig = z
             zone: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/).optional().describe("a zone of this topology whose authority is the upstream (its issuer is read from the state dir); or give issuer"),
             issuer: z.string().url().regex(/^https:/, 'the upstream issuer is https').optional().describe('issuer URL of the upstream OpenID Provider (its discovery document is read from there); or give zone'),
             clientId: z.string().min(1).max(128).describe("this authority's client at the upstream (a confidential client with redirect URI <issuer>/federation/callback)"),
-            clientSecretEnv: z.string().regex(/^[A-Z_][A-Z0-9_]{0,127}$/, 'an environment variable name').describe('environment variable holding that client’s secret (never the secret itself)'),
+            clientSecretEnv: z
+              .string()
+              .regex(/^[A-Z_][A-Z0-9_]{0,127}$/, 'an environment variable name')
+              .describe("environment variable holding that client’s secret (never the secret itself); with zone: unset, the secret that zone's authority granted this one at its start (when this zone's issuer or listen port is fixed)"),
             scope: z.string().default('openid profile email').describe('scopes asked of the upstream'),
             link: z
               .enum(['subject', 'email'])
