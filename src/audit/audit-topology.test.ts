@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { loadTopology, type LoadedTopology } from '../topology/index.ts';
-import { auditTopology } from './audit-topology.ts';
+import { loadTopology, ConfigError, type LoadedTopology } from '../topology/index.ts';
+import { auditTopology, auditConfigError } from './audit-topology.ts';
 import { RULES } from './rules.ts';
 
 // one topology that breaks most rules, each on a line of its own (marked)
@@ -43,10 +43,7 @@ services:
     upstream: https://10.0.0.6:443 # GH105
     allow:
       - { caller: gateway, methods: [GET], paths: [{ path: /w }] }
-      - { caller: ghost, paths: [{ path: / }] } # GH102
     egress:
-      - nobody # GH101
-      - gateway:nowhere # GH101
       - db # GH103
       - 0.0.0.0:443 # GH010
       - gateway:core
@@ -148,4 +145,46 @@ services:
 test('rule ids and names are unique', () => {
   assert.equal(new Set(RULES.map((r) => r.id)).size, RULES.length);
   assert.equal(new Set(RULES.map((r) => r.name)).size, RULES.length);
+});
+
+test('a topology that does not load: each loader error is a finding at its line (unknown callers and egress targets under their own rules)', () => {
+  const text = `version: 1
+trustDomain: broken.test
+zones:
+  edge:
+    gateway: { listen: 127.0.0.1:0 }
+    routes: [{ path: /x, service: nothere, auth: anonymous }]
+services:
+  app:
+    zone: edge
+    upstream: https://10.0.0.6:443
+    allow:
+      - { caller: ghost, methods: [GET], paths: [{ path: / }] }
+    egress: [nobody, 'gateway:nowhere']
+`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-audit-'));
+  try {
+    const file = path.join(dir, 'gatehouse.yaml');
+    writeFileSync(file, text);
+    let report: ReturnType<typeof auditConfigError> | undefined;
+    try {
+      loadTopology(file);
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      report = auditConfigError(error, file);
+    }
+    assert.ok(report, 'the topology does not load');
+    assert.deepEqual(
+      report.findings.map((f) => [f.ruleId, f.line, f.path]).sort(),
+      [
+        ['GH100', 6, 'zones.edge.routes[0].service'],
+        ['GH101', 13, 'services.app.egress[0]'],
+        ['GH101', 13, 'services.app.egress[1]'],
+        ['GH102', 12, 'services.app.allow[0].caller'],
+      ],
+    );
+    assert.deepEqual(report.summary, { error: 4, warning: 0, note: 0 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,13 +1,14 @@
 // `gatehouse audit`: the posture of a topology, read without running it. Each
 // finding names its rule (rules.ts), the topology field and its line, and the
-// fix. A topology that does not load is not audited: the loader's errors
-// (file:line) come first, as with `gatehouse validate`.
+// fix. A topology that does not load is not audited further: each of the
+// loader's errors is a finding (auditConfigError), unknown callers and egress
+// targets under their own rules.
 import { existsSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import type { LoadedTopology, RouteConfig, ZoneConfig } from '../topology/index.ts';
 import { ALL_METHODS } from '../topology/index.ts';
-import { formatPath } from '../topology/config-error.ts';
+import { formatPath, type ConfigError } from '../topology/config-error.ts';
 import { routeMethodGaps } from '../topology/resolve.ts';
 import { cidrHasHostBits, egressEndpoint } from '../deploy/index.ts';
 import { ruleNamed, type RuleName, type Severity } from './rules.ts';
@@ -86,8 +87,7 @@ export function auditTopology(loaded: LoadedTopology, file: string): AuditReport
       const where = [...at, 'egress', i];
       const gatewayZone = /^gateway:(.+)$/.exec(entry)?.[1];
       if (gatewayZone !== undefined) {
-        if (!t.zones[gatewayZone]?.gateway) find('unknown-egress-target', where, `${entry}: zone ${gatewayZone} ${t.zones[gatewayZone] ? 'has no gateway' : 'does not exist'}`);
-        return;
+        return; // a zone without a gateway is refused by the loader (auditConfigError)
       }
       const endpoint = egressEndpoint(entry);
       if (endpoint) {
@@ -96,8 +96,8 @@ export function auditTopology(loaded: LoadedTopology, file: string): AuditReport
         return;
       }
       const target = t.services[entry];
-      if (!target) find('unknown-egress-target', where, `${entry} is no service of the topology`);
-      else if (target.zone !== service.zone)
+      if (!target) return; // refused by the loader (auditConfigError)
+      if (target.zone !== service.zone)
         find('cross-zone-without-gateway', where, `${name} (zone ${service.zone}) calls ${entry} (zone ${target.zone}) directly; use egress gateway:${target.zone}`);
       else if (!target.allow.some((e) => e.caller === name)) find('one-sided-edge', where, `${name} may call ${entry}, but ${entry} allows no call from ${name}`);
     });
@@ -105,8 +105,8 @@ export function auditTopology(loaded: LoadedTopology, file: string): AuditReport
       if (edge.caller === 'gateway') return;
       const where = [...at, 'allow', i, 'caller'];
       const caller = t.services[edge.caller];
-      if (!caller) find('unknown-caller', where, `${edge.caller} is no service of the topology`);
-      else if (caller.zone !== service.zone)
+      if (!caller) return; // refused by the loader (auditConfigError)
+      if (caller.zone !== service.zone)
         find('cross-zone-without-gateway', where, `${name} (zone ${service.zone}) allows ${edge.caller} of zone ${caller.zone} directly; callers of another zone come through this zone's gateway`);
       else if (!caller.egress.includes(name)) find('one-sided-edge', where, `${name} allows ${edge.caller}, whose egress does not list ${name}`);
     });
@@ -157,4 +157,18 @@ function forEachCidr(zone: ZoneConfig, visit: (cidr: string, at: (string | numbe
 
 function isFile(p: string): boolean {
   return existsSync(p) && statSync(p).isFile();
+}
+
+/** A topology that does not load: each loader error as a finding, at its line. */
+export function auditConfigError(error: ConfigError, file: string): AuditReport {
+  const findings: Finding[] = error.issues.map((i) => {
+    const name: RuleName = /\.caller$/.test(i.path) && i.message.startsWith('unknown caller')
+      ? 'unknown-caller'
+      : /\.egress\[\d+\]$/.test(i.path) && i.message.startsWith('unknown')
+        ? 'unknown-egress-target'
+        : 'invalid-config';
+    const r = ruleNamed(name);
+    return { ruleId: r.id, rule: name, severity: r.severity, file: i.file ?? file, line: i.line, column: i.column, path: i.path, message: i.message, fix: r.fix };
+  });
+  return { file, findings, summary: { error: findings.length, warning: 0, note: 0 } };
 }

@@ -32,6 +32,7 @@ export const RULES = [
   rule('GH012', 'route-auth-shadow', 'warning', 'A route only logs the requests its authentication or authorization would refuse.', 'bake in security from day 1 (004 §1)', 'remove auth.shadow once the route is tried'),
   rule('GH013', 'revocation-feed-fails-open', 'warning', 'Revoked tokens pass while the revocation feed is unreachable.', 'deny by default', "set revocationFeed.whenStale: refuse"),
   rule('GH014', 'api-key-in-query', 'warning', 'A route accepts its API key in the query string (kept in logs, proxies and browser history).', 'protect credentials (002)', 'send API keys in the header only: remove apiKeyQuery'),
+  rule('GH100', 'invalid-config', 'error', 'The topology does not load (gatehouse validate names the same problem).', 'contracts checked before deploy', 'fix the field as the message says'),
   rule('GH101', 'unknown-egress-target', 'error', 'An egress entry names no service of the topology, or a zone without a gateway.', 'contracts checked before deploy', 'fix the name (services, gateway:<zone>) or remove the entry'),
   rule('GH102', 'unknown-caller', 'error', 'An allow edge names a caller that is no service of the topology.', 'contracts checked before deploy', 'fix the caller name (a service, or gateway)'),
   rule('GH103', 'cross-zone-without-gateway', 'error', 'A service calls, or is called by, a service of another zone directly.', 'zones reached only through their gateway (000)', "call the other zone through its gateway: egress gateway:<zone>, and a route there"),

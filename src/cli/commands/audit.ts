@@ -8,15 +8,24 @@ export function register(program: Command): void {
     .option('--config <file>', CONFIG_HELP, defaultConfigPath())
     .option('--format <format>', 'text, json or sarif (SARIF 2.1.0, for code scanning)', 'text')
     .action(async (o: { config: string; format: string }) => {
-      const { auditTopology, formatAudit, AUDIT_FORMATS } = await import('../../audit/index.ts');
+      const { auditTopology, auditConfigError, formatAudit, AUDIT_FORMATS } = await import('../../audit/index.ts');
       if (!(AUDIT_FORMATS as readonly string[]).includes(o.format)) {
         process.stderr.write(`gatehouse: --format must be one of ${AUDIT_FORMATS.join(', ')}\n`);
         process.exitCode = 2;
         return;
       }
-      const { loadTopology } = await import('../../topology/index.ts');
-      const report = auditTopology(loadTopology(o.config), o.config);
+      const { loadTopology, ConfigError } = await import('../../topology/index.ts');
+      let report;
+      try {
+        report = auditTopology(loadTopology(o.config), o.config);
+      } catch (error) {
+        // a topology that does not load: its errors are the findings (SARIF included)
+        if (!(error instanceof ConfigError)) throw error;
+        report = auditConfigError(error, o.config);
+        process.stderr.write(`${error.message}\n`);
+        process.exitCode = 2; // a config error (CLI contract), its findings still on stdout
+      }
       process.stdout.write(formatAudit(report, o.format as (typeof AUDIT_FORMATS)[number], program.version() ?? '0.1.0'));
-      if (report.summary.error > 0) process.exitCode = 1;
+      if (report.summary.error > 0 && process.exitCode !== 2) process.exitCode = 1;
     });
 }
