@@ -7,7 +7,7 @@
 // a bearer token where a route requires a bound one.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID, createHash } from 'node:crypto';
+import { randomUUID, createHash, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
@@ -55,6 +55,9 @@ zones:
       listen: 127.0.0.1:0
       scopes: [orders:read]
       clientCa: trust-domain
+      dev:
+        serviceClients:
+          - { service: seeded, grantTypes: [client_credentials], scopes: [orders:read], certificateBound: true }
     gateway: { listen: 127.0.0.1:0, admin: { listen: 127.0.0.1:0 }, accessLog: { enabled: false } }
     ingress: { clientCertificate: optional }
     authFailures: { freeFailures: 5000, maxFailures: 10000 }${authentication}
@@ -65,6 +68,7 @@ services:
   app: { zone: edge, upstream: '${upstream}' }
   billing: { zone: edge, upstream: '${upstream}', egress: ['gateway:edge'] }
   other: { zone: edge, upstream: '${upstream}', egress: ['gateway:edge'] }
+  seeded: { zone: edge, upstream: '${upstream}', egress: ['gateway:edge'] }
 `;
 
 before(async () => {
@@ -284,7 +288,7 @@ test('certificate-bound tokens (RFC 8705) with openid-client TlsClientAuth: the 
   const config = await discover('billing', oidc.TlsClientAuth(), f);
   const t = await oidc.clientCredentialsGrant(config, { scope: 'orders:read' });
   const cnf = decodeJwt(t.access_token).cnf as Record<string, string>;
-  assert.equal(cnf['x5t#S256'], certificateThumbprint(Buffer.from(billing.certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64')));
+  assert.equal(cnf['x5t#S256'], certificateThumbprint(new X509Certificate(billing.certPem)));
   assert.equal((await call(gw, '/bound', { authorization: `Bearer ${t.access_token}` }, f)).status, 200);
   const cases: [string, typeof fetch, string][] = [
     ['another workload certificate', fetchWith(other), 'Bearer'],
@@ -351,7 +355,18 @@ test('token exchange binds the exchanged token to the certificate of a certifica
     scope: 'orders:read',
   });
   const cnf = decodeJwt(exchanged.access_token).cnf as Record<string, string>;
-  assert.equal(cnf['x5t#S256'], certificateThumbprint(Buffer.from(other.certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64')));
+  assert.equal(cnf['x5t#S256'], certificateThumbprint(new X509Certificate(other.certPem)));
   assert.equal((await call(gw, '/bound', { authorization: `Bearer ${exchanged.access_token}` }, f)).status, 200);
   assert.equal((await call(gw, '/bound', { authorization: `Bearer ${exchanged.access_token}` }, fetchWith(billing))).status, 401, 'lifted to another workload: useless');
+});
+
+test('dev.serviceClients with certificateBound: the seeded workload client gets certificate-bound tokens', async () => {
+  const listed = (await auth.admin.clients.list()).find((c) => c.client_id === 'seeded')!;
+  assert.equal(listed.sender_constraint, 'mtls');
+  const id = await issueWorkloadIdentity(stateDir, serviceSpiffeId(TD, 'edge', 'seeded'));
+  const f = fetchWith(id);
+  const t = await oidc.clientCredentialsGrant(await discover('seeded', oidc.TlsClientAuth(), f), { scope: 'orders:read' });
+  assert.ok((decodeJwt(t.access_token).cnf as Record<string, string>)['x5t#S256']);
+  assert.equal((await call(gw, '/bound', { authorization: `Bearer ${t.access_token}` }, f)).status, 200);
+  assert.equal((await call(gw, '/bound', { authorization: `Bearer ${t.access_token}` }, fetchWith(billing))).status, 401);
 });

@@ -36,9 +36,11 @@ export async function seedDev(ctx: AuthorityContext, sealedGet: () => Promise<st
     const creds = JSON.parse(stored) as ZoneDevCredentials;
     const present = await Promise.all(creds.clients.map((c) => ctx.clients.exists(c.client_id)));
     const users = await Promise.all(creds.users.map((u) => ctx.users.byUsername(u.username)));
+    const boundNow = await Promise.all(serviceClients(ctx).map(async (c) => (await ctx.clients.find(c.client_id))?.metadata.tls_client_certificate_bound_access_tokens === true));
     const sameServiceClients =
       JSON.stringify(creds.clients.filter((c) => c.tls_client_auth_san_uri).map((c) => [c.client_id, c.tls_client_auth_san_uri, c.grant_types, c.scope])) ===
-      JSON.stringify(serviceClients(ctx).map((c) => [c.client_id, c.tls_client_auth_san_uri, c.grant_types, c.scope]));
+        JSON.stringify(serviceClients(ctx).map((c) => [c.client_id, c.tls_client_auth_san_uri, c.grant_types, c.scope])) &&
+      JSON.stringify(boundNow) === JSON.stringify(ctx.config.dev.serviceClients.map((c) => c.certificateBound));
     // state seeded before first-party clients existed is seeded again (its web client would ask for consent)
     const webFirstParty = (await ctx.clients.find(`${ctx.zone}-web`))?.metadata[FIRST_PARTY_PROPERTY] === true;
     if (present.every(Boolean) && users.every((u) => u && u.mfa) && sameServiceClients && webFirstParty) return creds;
@@ -78,6 +80,7 @@ export async function seedDev(ctx: AuthorityContext, sealedGet: () => Promise<st
     ],
     users: [{ username: u.username, password: u.password, totp_secret: u.totp_secret! }],
   };
+  const bound = new Set(ctx.config.dev.serviceClients.filter((c) => c.certificateBound).map((c) => c.service));
   for (const c of serviceClients(ctx)) {
     if (await ctx.clients.exists(c.client_id)) await ctx.clients.remove(c.client_id);
     await ctx.clients.add({
@@ -87,6 +90,7 @@ export async function seedDev(ctx: AuthorityContext, sealedGet: () => Promise<st
       scope: c.scope,
       authMethod: 'tls_client_auth',
       tlsSanUri: c.tls_client_auth_san_uri,
+      certificateBound: bound.has(c.client_id),
     });
     creds.clients.push(c);
   }

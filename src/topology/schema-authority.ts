@@ -300,6 +300,10 @@ export const AuthorityConfig = z
                   .default(['urn:ietf:params:oauth:grant-type:token-exchange'])
                   .describe('grants the service may use; default: token exchange only'),
                 scopes: z.array(ScopeName).min(1).describe("scopes of this zone the service's tokens may carry"),
+                certificateBound: z
+                  .boolean()
+                  .default(false)
+                  .describe("its tokens (client credentials and exchanged) are bound to the workload certificate it authenticated with (RFC 8705 cnf.x5t#S256): lifted from the service, they are useless from anywhere else. The service must present the same certificate where it uses them (get a new token after its certificate rotates)"),
               })
               .strict(),
           )
