@@ -69,12 +69,14 @@ export function buildProvider(ctx: AuthorityContext): Provider {
       return {
         accountId: sub,
         async claims() {
-          return { sub, preferred_username: user.username };
+          const email = typeof user.claims.email === 'string' ? { email: user.claims.email, email_verified: user.claims.email_verified !== false } : {};
+          return { sub, preferred_username: user.username, ...(Array.isArray(user.claims.roles) ? { roles: user.claims.roles } : {}), ...email };
         },
       };
     },
     // acr (and amr, auth_time) in ID tokens too: the library's defaults, which a claims map replaces
-    claims: { acr: null, amr: null, sid: null, auth_time: null, iss: null, openid: ['sub', 'acr', 'amr', 'auth_time'], profile: ['preferred_username'] },
+    // the profile and email claims are answered by userinfo (/me, userinfo.ts); listed here so discovery's claims_supported names them
+    claims: { acr: null, amr: null, sid: null, auth_time: null, iss: null, openid: ['sub', 'acr', 'amr', 'auth_time'], profile: ['preferred_username', 'roles'], email: ['email', 'email_verified'] },
     // only OpenID scopes here: API scopes belong to the resource servers (audiences)
     scopes: OIDC_SCOPES,
     acrValues: ['urn:gatehouse:acr:pwd', 'urn:gatehouse:acr:mfa'],
