@@ -86,7 +86,12 @@ before(async () => {
   tmp = tempDir();
   const stateDir = path.join(tmp.dir, 'state');
   evil = await startEvilOp(stateDir);
-  pair = await startFederatedPair(tmp.dir, clock, `        - { name: evil, issuer: '${evil.o.base}', clientId: internal-sso, clientSecretEnv: GH_TEST_FED_SECRET, mfa: upstream }\n`);
+  pair = await startFederatedPair(
+    tmp.dir,
+    clock,
+    `        - { name: evil, issuer: '${evil.o.base}', clientId: internal-sso, clientSecretEnv: GH_TEST_FED_SECRET, mfa: upstream }
+        - { name: corp-local, zone: corp, clientId: internal-sso, clientSecretEnv: GH_TEST_FED_SECRET, link: email, mfa: local }\n`,
+  );
   ({ corp, internal, web } = pair);
 });
 
@@ -200,6 +205,26 @@ test('bad input: unknown state, code injection into another sign-in, a mix-up is
   assert.equal(mixed.status, 401);
   assert.match(mixed.html, /could not be verified/);
   assert.ok(internalAudit().some((e) => e.event === 'federation.failure' && /mix-up/.test(String(e.reason))));
+});
+
+test('mfa: local — after the upstream, the user\'s own second factor here', async () => {
+  const s = await startInternal();
+  const callback = await signInAtCorp(await federate(s, 'corp-local'), undefined, 3);
+  const otp = await callbackIn(s.browser, callback);
+  assert.equal(otp.status, 200);
+  assert.match(otp.html, /name="otp"/, 'the local second-factor page');
+  const local = internal.devCredentials!.users[0];
+  const done = await s.browser.submit(otp, '/otp', { otp: await generate({ secret: local.totp_secret, epoch: Math.floor(clock.now() / 1000) }) }, internal.issuer);
+  assert.equal(done.status, 0, done.html.slice(0, 300));
+  const tokens = await oidc.authorizationCodeGrant(web, new URL(done.url), { pkceCodeVerifier: s.verifier, expectedState: s.state, idTokenExpected: true });
+  const at = decodeJwt(tokens.access_token);
+  assert.equal(at.acr, 'urn:gatehouse:acr:mfa');
+  assert.equal(at.sub, (await internal.admin.users.byUsername('alice'))!.id);
+  // a wrong local code is refused like any other
+  const s2 = await startInternal();
+  const otp2 = await callbackIn(s2.browser, await signInAtCorp(await federate(s2, 'corp-local'), undefined, 1));
+  const wrong = await s2.browser.submit(otp2, '/otp', { otp: '000000' }, internal.issuer);
+  assert.equal(wrong.status, 401);
 });
 
 test('an upstream account outside the allowed domains is not admitted, and no local account is made for it', async () => {
