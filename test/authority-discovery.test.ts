@@ -8,7 +8,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import * as oidc from 'openid-client';
-import { decodeJwt } from 'jose';
+import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { createHash } from 'node:crypto';
 import { startHarness, tempDir, writeTopology, DEFAULT_AUTHORITY, type Harness } from './support/authority-harness.ts';
 import { signIn, codeTokens } from './support/authority-flows.ts';
 import { loadTopology } from '../src/topology/load.ts';
@@ -98,4 +99,32 @@ test('userinfo refuses: no openid, a client token, no token, another scheme, a f
   const put = await h.fetch(`${h.auth.issuer}/me`, { method: 'PUT', headers: { authorization: `Bearer ${tokens.access_token}` } });
   assert.equal(put.status, 405);
   assert.equal((await me(`Bearer ${tokens.access_token}`)).status, 200, 'the same token, properly presented');
+});
+
+test('dpop.requireNonce: the token endpoint and userinfo ask for their nonce first; openid-client retries with it; a proof without one is use_dpop_nonce', async () => {
+  const n = await startHarness({ authorityYaml: `${DEFAULT_AUTHORITY}dpop: { requireNonce: true }\n` });
+  try {
+    const w = n.auth.devCredentials!.clients.find((c) => c.client_id === 'public-web')!;
+    const config = await n.discover(w.client_id, oidc.ClientSecretBasic(w.client_secret!));
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const handle = oidc.getDPoPHandle(config, { privateKey, publicKey } as Parameters<typeof oidc.getDPoPHandle>[1]);
+    const verifier = oidc.randomPKCECodeVerifier();
+    const state = oidc.randomState();
+    const user = n.auth.devCredentials!.users[0];
+    const login = await signIn(n, config, user, { scope: 'openid profile orders:read', state, code_challenge: await oidc.calculatePKCECodeChallenge(verifier) });
+    const tokens = await oidc.authorizationCodeGrant(config, login.callback, { pkceCodeVerifier: verifier, expectedState: state }, undefined, { DPoP: handle });
+    assert.equal(tokens.token_type, 'dpop');
+    const info = await oidc.fetchUserInfo(config, tokens.access_token, tokens.claims()!.sub, { DPoP: handle });
+    assert.equal(info.preferred_username, user.username);
+    // by hand, without a nonce: use_dpop_nonce and a DPoP-Nonce to retry with
+    const proof = await new SignJWT({ htm: 'GET', htu: `${n.auth.issuer}/me`, jti: crypto.randomUUID(), iat: Math.floor(Date.now() / 1000), ath: createHash('sha256').update(tokens.access_token).digest('base64url') })
+      .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: await exportJWK(publicKey) })
+      .sign(privateKey);
+    const r = await n.fetch(`${n.auth.issuer}/me`, { headers: { authorization: `DPoP ${tokens.access_token}`, dpop: proof } });
+    assert.equal(r.status, 401);
+    assert.match(r.headers.get('www-authenticate')!, /^DPoP realm="public", error="use_dpop_nonce"/);
+    assert.ok(r.headers.get('dpop-nonce'));
+  } finally {
+    await n.close();
+  }
 });
