@@ -143,6 +143,7 @@ test('/account lists consents and sessions; revoking a consent ends its tokens; 
 
   const account = await p.browser.follow(h.auth.accountUrl, h.auth.issuer);
   assert.equal(account.status, 200);
+  assert.ok(p.browser.cookies.has('gh_session_public'), 'cookies are named per zone (two zones on one host keep their sessions)');
   assert.match(account.html, /<h2>Applications you allowed<\/h2>/);
   assert.match(account.html, /<strong>Acme Partner App<\/strong> <small>since \d{4}-\d\d-\d\d: [^<]*Know who you are[^<]*Read your orders/);
   assert.match(account.html, /aria-label="Revoke access of Acme Partner App"/);

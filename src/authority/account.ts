@@ -1,6 +1,6 @@
 // /account: the signed-in user's own page, where passkeys and security keys
 // are added (the WebAuthn registration ceremony, webauthn.ts) and removed.
-// "Signed in" is the authority's own browser session (the gh_session cookie
+// "Signed in" is the authority's own browser session (the gh_session_<zone> cookie
 // the sign-in pages set); adding or removing a factor also needs a recent
 // sign-in (ENROL_MAX_AGE_S) and, when the user already has a second factor,
 // a session that used one (acr MFA): a password alone never adds a factor to

@@ -102,7 +102,9 @@ export function buildProvider(ctx: AuthorityContext): Provider {
       keys: ctx.cookieKeys,
       long: { httpOnly: true, sameSite: 'lax', signed: true },
       short: { httpOnly: true, sameSite: 'lax', signed: true },
-      names: { session: 'gh_session', interaction: 'gh_interaction', resume: 'gh_resume' },
+      // per zone: browsers key cookies by host, not port, so two zones' authorities on one host
+      // (the example's, all on 127.0.0.1) would overwrite each other's session
+      names: { session: `gh_session_${ctx.zone}`, interaction: `gh_interaction_${ctx.zone}`, resume: `gh_resume_${ctx.zone}` },
     },
     ttl: {
       AccessToken: (_c: unknown, token: any) => token.resourceServer?.accessTokenTTL ?? ttl,
