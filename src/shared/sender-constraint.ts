@@ -7,13 +7,15 @@
 // connection has that SHA-256 thumbprint). A token without `cnf` is a bearer
 // token; whether a bearer token is acceptable is the caller's decision.
 import { createHash, createHmac, timingSafeEqual, X509Certificate } from 'node:crypto';
-import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose';
+import { calculateJwkThumbprint, decodeProtectedHeader, importJWK, jwtVerify, type CryptoKey, type JWK, type KeyObject } from 'jose';
 
 /** the proof algorithms accepted (asymmetric only; RFC 9449 §4.3 forbids MAC algorithms) */
 export const DPOP_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'PS256', 'RS256'];
 /** how old (or how far in the future) a proof's `iat` may be without a nonce */
 export const DPOP_MAX_AGE_S = 60;
 const MAX_PROOF_BYTES = 4096;
+const MAX_CACHED_KEYS = 10_000;
+const importedKeys = new Map<string, CryptoKey | KeyObject | Uint8Array>();
 
 /** Why a presented token or proof was refused: `challenge` names the scheme to answer with, `useNonce` a fresh nonce to send. */
 export class SenderConstraintRejected extends Error {
@@ -124,9 +126,21 @@ export async function verifyDpopProof(c: ProofCheck): Promise<string> {
   }
   const jwk = header.jwk as JWK | undefined;
   if (!jwk || typeof jwk !== 'object' || 'd' in jwk || 'k' in jwk) throw fail('the DPoP proof carries no usable public key');
+  if (typeof header.alg !== 'string' || !DPOP_ALGORITHMS.includes(header.alg)) throw fail('the DPoP proof algorithm is not accepted');
   let payload: Record<string, unknown>;
+  let jkt: string;
   try {
-    ({ payload } = await jwtVerify(c.proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: DPOP_ALGORITHMS, currentDate: new Date(c.now()) }));
+    // the imported key is kept by its thumbprint (RFC 7638: over the required members only):
+    // importing the embedded JWK is most of a proof's cost, and a client signs many proofs with one key
+    jkt = await calculateJwkThumbprint(jwk, 'sha256');
+    const cacheKey = `${header.alg}:${jkt}`;
+    let key = importedKeys.get(cacheKey);
+    if (!key) {
+      key = await importJWK(jwk, header.alg);
+      if (importedKeys.size >= MAX_CACHED_KEYS) importedKeys.delete(importedKeys.keys().next().value as string);
+      importedKeys.set(cacheKey, key);
+    }
+    ({ payload } = await jwtVerify(c.proof, key, { typ: 'dpop+jwt', algorithms: DPOP_ALGORITHMS, currentDate: new Date(c.now()) }));
   } catch {
     throw fail('the DPoP proof signature or type is not valid');
   }
@@ -151,7 +165,6 @@ export async function verifyDpopProof(c: ProofCheck): Promise<string> {
     if (!c.nonces.valid(payload.nonce)) throw fail('the DPoP nonce is stale or unknown', 'use_dpop_nonce');
   }
   if (nowS - payload.iat > DPOP_MAX_AGE_S) throw fail('the DPoP proof is too old (iat)');
-  const jkt = await calculateJwkThumbprint(jwk, 'sha256');
   // a replay is refused for as long as the proof would be accepted
   if (!(await c.replay.unique(`${jkt}:${payload.jti}`, (payload.iat + DPOP_MAX_AGE_S + 5) * 1000))) throw fail('the DPoP proof was already used');
   return jkt;
