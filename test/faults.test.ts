@@ -269,7 +269,7 @@ test('kill -9 of every component in turn under light load: the rest keeps answer
   const signedIn = await codeTokens(before.webConfig, await signIn(h, before.webConfig, zone.users[0], { scope: 'openid offline_access orders:read' }));
   assert.ok(signedIn.refresh_token);
   before.refresh = signedIn.refresh_token!;
-  const key = spawnSync(process.execPath, [main, 'keys', 'api', 'add', '--zone', 'public', '--consumer', 'acme', '--scopes', 'catalog:read', '--state-dir', A.stateDir], { cwd: root, encoding: 'utf8' });
+  const key = spawnSync(process.execPath, [main, 'keys', 'api', 'add', '--config', 'examples/shop/gatehouse.yaml', '--zone', 'public', '--consumer', 'acme', '--scopes', 'catalog:read', '--state-dir', A.stateDir], { cwd: root, encoding: 'utf8' });
   assert.equal(key.status, 0, key.stderr);
   before.apiKey = JSON.parse(key.stdout.slice(0, key.stdout.lastIndexOf('}') + 1)).key;
   before.revoked = (await clientToken(A, 'public', 'orders:read')).token!;

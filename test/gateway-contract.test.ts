@@ -335,9 +335,9 @@ test('contract config errors name the topology field with its line, or the docum
   assert.match(await refused(v, doc(op(withId + "        - $ref: '#/components/parameters/Nope'"))), /openapi\.yaml:8:\d+: .*parameters\[1\]\.\$ref: \$ref "#\/components\/parameters\/Nope" points at nothing/);
   assert.match(await refused(v, doc(op(withId + "        - { name: q, in: query, schema: { type: integr } }"))), /openapi\.yaml:6:\d+: paths\["\/api\/orders\/\{id\}"\]\.get: GET \/api\/orders\/\{id\}: the query parameters schema does not compile/);
   assert.match(await refused(v, doc(op(withId).replace('3.1.1', '3.0.3'))), /openapi\.yaml:1:\d+: openapi: only OpenAPI 3\.1 documents are supported \(found "3\.0\.3"\)/);
-  assert.match(await refused(v, doc('openapi: 3.1.0\npaths: [\n')), /openapi\.yaml:\d+:\d+: YAML:/);
+  assert.match(await refused(v, doc('openapi: 3.1.0\npaths: [\n')), /openapi\.yaml:\d+:\d+: YAML( structure)?:/);
   assert.match(await refused(v, doc('a: &a [1]\nb: [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n')), /openapi\.yaml:1:1: YAML: .*alias/i);
-  assert.match(await refused(v, doc('openapi: 3.1.0\nopenapi: 3.1.0\n')), /openapi\.yaml:2:\d+: YAML:/);
+  assert.match(await refused(v, doc('openapi: 3.1.0\nopenapi: 3.1.0\n')), /openapi\.yaml:2:\d+: YAML( structure)?:/);
   assert.match(await refused(v, doc('x'.repeat(4 * 1024 * 1024 + 1))), /openapi\.yaml:1:1: the document is \d+ bytes; the limit is 4194304/);
 });
 

@@ -44,6 +44,7 @@ import { seedDev, DEV_CREDENTIALS_SECRET, type ZoneDevCredentials } from './dev-
 import { seedFeedClient, type DevFeedClient } from './dev-feed-client.ts';
 import { sweepExpired } from './oidc-adapter.ts';
 import type { AuthorityConfig } from '../topology/schema-authority.ts';
+import { tlsPolicy } from '../shared/tls-policy.ts';
 
 export interface StartAuthorityOptions {
   topology: LoadedTopology;
@@ -182,7 +183,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       {
         cert: tls.cert,
         key: tls.key,
-        minVersion: 'TLSv1.2',
+        ...tlsPolicy(),
         requestCert: clientCa !== undefined,
         rejectUnauthorized: false, // a client certificate is optional; tls_client_auth checks `authorized`
         ...(clientCa ? { ca: clientCa } : {}),

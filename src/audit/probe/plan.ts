@@ -15,6 +15,7 @@ interface EndpointsFile {
   services?: Record<string, { zone: string; url: string }>;
   console?: string;
   control?: string;
+  controlAdmin?: string;
   vault?: string;
   up?: { admin?: string };
 }
@@ -80,6 +81,7 @@ export function planFromEndpoints(file: string, topology?: Topology): ProbePlan 
     ['CA', e.ca],
     ['console', e.console],
     ['control plane', e.control],
+    ['control plane admin', e.controlAdmin],
     ['vault', e.vault],
     ['up admin', e.up?.admin],
     ...Object.entries(e.zones ?? {}).flatMap(([name, z]) => [
