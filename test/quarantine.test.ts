@@ -50,6 +50,8 @@ services:
 `,
 );
 await initCa({ stateDir: dir, topology: loadTopology(file).topology, passphrase: 'correct horse battery staple' });
+// the key exists before the gateways start (they re-read the key table every 2 s)
+const { key } = addApiKey(dir, 'edge', { consumer: 'acme', scopes: [] });
 const control = await startControlServer({ config: file, stateDir: dir, watchMs: 50, logger: quiet });
 closer(() => control.close());
 const gateways: RunningGateway[] = [];
@@ -58,7 +60,6 @@ for (let i = 0; i < 2; i++) {
   closer(() => gw.close(100));
   gateways.push(gw);
 }
-const { key } = addApiKey(dir, 'edge', { consumer: 'acme', scopes: [] });
 const edge = new Agent({ connect: { rejectUnauthorized: false } });
 closer(() => edge.close());
 
