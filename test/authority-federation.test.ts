@@ -204,7 +204,13 @@ test('bad input: unknown state, code injection into another sign-in, a mix-up is
   const mixed = await callbackIn(s.browser, callback.toString());
   assert.equal(mixed.status, 401);
   assert.match(mixed.html, /could not be verified/);
-  assert.ok(internalAudit().some((e) => e.event === 'federation.failure' && /mix-up/.test(String(e.reason))));
+  // the audit trail is an append stream: the line lands shortly after the answer
+  let audited = false;
+  for (let i = 0; i < 50 && !audited; i++) {
+    audited = internalAudit().some((e) => e.event === 'federation.failure' && /mix-up/.test(String(e.reason)));
+    if (!audited) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(audited, 'the mix-up is in the audit trail');
 });
 
 test('mfa: local — after the upstream, the user\'s own second factor here', async () => {
@@ -255,7 +261,11 @@ test('a hostile upstream: an ID token with the wrong iss, the wrong aud, a repla
     assert.equal(r.status, 401, `${mode}: ${r.html.slice(0, 200)}`);
     assert.match(r.html, /could not be verified/, mode);
   }
-  const failures = internalAudit().filter((e) => e.event === 'federation.failure' && e.upstream === 'evil');
+  let failures = internalAudit().filter((e) => e.event === 'federation.failure' && e.upstream === 'evil');
+  for (let i = 0; i < 50 && failures.length < 4; i++) {
+    await new Promise((r) => setTimeout(r, 50)); // the audit trail is an append stream
+    failures = internalAudit().filter((e) => e.event === 'federation.failure' && e.upstream === 'evil');
+  }
   assert.ok(failures.length >= 4, JSON.stringify(failures));
   // refused by openid-client's ID token checks (iss, aud and nonce: a claim value; alg none: the response)
   for (const e of failures) assert.match(String(e.reason), /^code or ID token refused: (unexpected JWT claim value|invalid response)/);

@@ -57,14 +57,26 @@ after(async () => {
 });
 
 /** Gone: no such process, or a zombie nobody has reaped yet (it runs nothing). */
-function gone(pid: number): boolean {
+/** The process's start time (clock ticks since boot), or undefined when it is gone. */
+function startedAt(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] === 'Z' ? undefined : fields[19];
   } catch {
-    return true;
+    return undefined;
   }
 }
+
+/** Gone (or a zombie), or the pid now belongs to another process (pids are reused on a busy machine). */
+function gone(pid: number, started?: string): boolean {
+  const now = startedAt(pid);
+  return now === undefined || (started !== undefined && now !== started);
+}
+
+/** The live components' pids, each with its start time. */
+const livePids = (components: { pid?: number }[]) =>
+  components.flatMap((c) => (c.pid === undefined ? [] : [{ pid: c.pid, started: startedAt(c.pid) }])).filter((p) => p.started !== undefined);
 
 async function startUp(args: string[] = [], marker = /gatehouse: ready\n/): Promise<Up> {
   const stateDir = mkdtempSync(path.join(tmpdir(), 'gh-faults-'));
@@ -375,7 +387,7 @@ test('SIGTERM (twice) under load, with a service in its restart backoff: in-flig
   const bff = await A.component('service-bff');
   process.kill(bff.pid!, 'SIGKILL');
   await until('bff in backoff', 3000, async () => (await A.component('service-bff')).state !== 'running');
-  const pids = (await A.readyz()).body.components.map((c) => c.pid).filter((p): p is number => p !== undefined);
+  const pids = livePids((await A.readyz()).body.components);
   const sent = Date.now();
   A.child.kill('SIGTERM');
   setTimeout(() => A.child.kill('SIGTERM'), 100);
@@ -395,7 +407,7 @@ test('SIGTERM (twice) under load, with a service in its restart backoff: in-flig
   assert.match(A.output(), /already stopping/);
   const left = processesOf(A.child.pid!, A.stateDir);
   assert.deepEqual(left, [], 'no orphan');
-  for (const p of pids) assert.ok(gone(p), `component pid ${p} is gone`);
+  for (const p of pids) assert.ok(gone(p.pid, p.started), `component pid ${p.pid} is gone`);
   await A.edge.close();
   rmSync(A.stateDir, { recursive: true, force: true });
 });
@@ -435,7 +447,7 @@ test('a component with a bad config is reported once and not restarted in a loop
     assert.equal(B.output().split('\n').filter((l) => /service-inventory failed to start/.test(l)).length, 1, 'still reported once');
 
     // a service crashes; while its restart waits, up itself is killed with SIGKILL
-    const pids = (await B.readyz()).body.components.map((c) => c.pid).filter((p): p is number => p !== undefined);
+    const pids = livePids((await B.readyz()).body.components);
     const catalogPid = (await B.component('service-catalog')).pid!;
     process.kill(catalogPid, 'SIGKILL');
     await until('catalog in backoff', 3000, async () => (await B.component('service-catalog')).state === 'backoff');
@@ -445,7 +457,7 @@ test('a component with a bad config is reported once and not restarted in a loop
     const goneAt = await until('no child left', 5000, async () => processesOf(B.child.pid!, B.stateDir).length === 0 && Date.now());
     t.diagnostic(`every child gone ${goneAt - killed} ms after kill -9 of up`);
     assert.ok(goneAt - killed <= 3000, `children gone within a couple of seconds (${goneAt - killed} ms)`);
-    for (const p of pids) assert.ok(gone(p), `component pid ${p} is gone`);
+    for (const p of pids) assert.ok(gone(p.pid, p.started), `component pid ${p.pid} is gone`);
     await new Promise((res) => setTimeout(res, 1500));
     assert.deepEqual(processesOf(B.child.pid!, B.stateDir), [], 'and nothing was restarted after up died');
   } finally {
