@@ -7,6 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import http2 from 'node:http2';
+import tls from 'node:tls';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -69,6 +71,41 @@ async function status(gw: RunningGateway, p: string, headers: Record<string, str
   return r.statusCode;
 }
 
+/** The same over HTTP/2. */
+function h2Status(gw: RunningGateway, p: string, headers: Record<string, string>): Promise<number | string> {
+  return new Promise((resolve) => {
+    const session = http2.connect(gw.url, { rejectUnauthorized: false });
+    session.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    const req = session.request({ ':path': p, ...headers });
+    req.on('response', (h) => resolve(Number(h[':status'])));
+    req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    req.on('close', () => session.close());
+    req.resume();
+    req.end();
+  });
+}
+
+/** The status line a WebSocket upgrade of `p` is answered with. */
+function upgradeAnswer(gw: RunningGateway, p: string, apiKey: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const { port } = new URL(gw.url);
+    const socket = tls.connect({ host: '127.0.0.1', port: Number(port), rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () =>
+      socket.write(
+        `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nx-api-key: ${apiKey}\r\n\r\n`,
+      ),
+    );
+    let got = '';
+    socket.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      if (got.includes('\r\n')) {
+        resolve(got.slice(0, got.indexOf('\r\n')));
+        socket.destroy();
+      }
+    });
+    socket.on('error', reject);
+  });
+}
+
 /** The CLI as an operator runs it (asynchronously: the control plane answers from this process). */
 function cli(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -101,6 +138,13 @@ test('gatehouse quarantine add --source reaches every gateway within a second an
   assert.ok(control.revision() > before);
   // a protected route too, with a valid key: refused before authorization
   assert.equal(await status(gateways[1], '/partner', { 'x-api-key': key }), 403);
+  // every entry path of the protected route is refused: HTTP/2, a WebSocket upgrade, and many requests racing
+  assert.equal(await h2Status(gateways[0], '/partner', { 'x-api-key': key }), 403);
+  assert.match(await upgradeAnswer(gateways[0], '/partner', key), /^HTTP\/1\.1 403 /);
+  const seen = upstream.seen.length;
+  const raced = await Promise.all(Array.from({ length: 20 }, (_, i) => status(gateways[i % 2], i % 2 ? '/open' : '/partner', { 'x-api-key': key })));
+  assert.deepEqual([...new Set(raced)], [403]);
+  assert.equal(upstream.seen.length, seen, 'nothing reached the upstream');
   const body = await (await request(`${gateways[0].url}/open`, { dispatcher: edge })).body.json();
   assert.equal((body as { code: string }).code, 'quarantined');
   // listed in the documented shape; kept in a 0600 file

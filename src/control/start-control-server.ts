@@ -175,6 +175,8 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     if (url.pathname === '/v1/events') {
       // security events of this workload (the event's own claims about who sent it are ignored)
       if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
+      // an exhausted sender is refused before its batch is read or parsed
+      events.admit(decision.id.uri);
       const r = events.ingest(decision.id.uri, await readBody(req, MAX_BATCH_BYTES));
       const text = JSON.stringify(r);
       res.writeHead(202, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) });

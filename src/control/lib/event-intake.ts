@@ -34,6 +34,8 @@ export interface EventIntakeStats {
 
 export interface EventIntake {
   /** A batch from `pep` (its verified SPIFFE ID); throws a GatehouseError for a batch refused as a whole. */
+  /** Throws 429 when `pep` has no budget left: asked before its batch is even read. */
+  admit(pep: string): void;
   ingest(pep: string, raw: Buffer): { accepted: number; rejected: number };
   query(q: EventQuery): SecurityEvent[];
   /** An event of the control plane itself (quarantines, detections). */
@@ -104,12 +106,12 @@ export function createEventIntake(o: {
   }
 
   return {
+    admit(pep) {
+      if (take(pep, 0)) return;
+      stats.throttled++;
+      throw new GatehouseError('too_many_requests', 'Too many events from this workload; retry later.');
+    },
     ingest(pep, raw) {
-      // an exhausted sender is refused before its batch is parsed
-      if (!take(pep, 0)) {
-        stats.throttled++;
-        throw new GatehouseError('too_many_requests', 'Too many events from this workload; retry later.');
-      }
       let body: unknown;
       try {
         body = JSON.parse(raw.toString('utf8'));
