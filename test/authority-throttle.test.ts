@@ -38,7 +38,9 @@ async function loginPages(h: Pick<Harness, 'auth' | 'fetch'> & { discover: Harne
 }
 
 /**
- * Fires every submit but the last at once; the last (the right guess) goes as
+ * The burst happens at one instant of the authority's clock (frozen), so a
+ * growing delay that a guess waits for cannot elapse while a slow machine is
+ * still answering the others. Fires every submit but the last at once; the last (the right guess) goes as
  * soon as one of them was refused unchecked (429: the budget is spent), or
  * when all have answered if none was. Statuses in order.
  */
@@ -77,7 +79,9 @@ test('150 parallel password guesses at one account: at most the budget is checke
     const pages = await loginPages(h, GUESSES);
     await warm(h.fetch, h.auth.issuer, GUESSES);
     const t0 = performance.now();
+    h.clock.freeze();
     const statuses = await burst(pages, (i) => ({ username: 'pat', password: i === GUESSES - 1 ? user.password : `wrong-${i}-password` }), '/login', h.auth.issuer);
+    h.clock.thaw();
     const ms = performance.now() - t0;
     const evaluated = count(statuses, 401, 303, 200);
     console.log(`# one account: ${evaluated} of ${GUESSES} guesses checked, ${count(statuses, 429)} refused unchecked, ${ms.toFixed(0)} ms`);
@@ -96,12 +100,14 @@ test('150 parallel password guesses across accounts from one address: the source
     const user = await h.auth.admin.users.add({ username: 'quinn' });
     const pages = await loginPages(h, GUESSES);
     await warm(h.fetch, h.auth.issuer, GUESSES);
+    h.clock.freeze();
     const statuses = await burst(
       pages,
       (i) => (i === GUESSES - 1 ? { username: 'quinn', password: user.password } : { username: `victim-${i}`, password: `wrong-${i}-password` }),
       '/login',
       h.auth.issuer,
     );
+    h.clock.thaw();
     const evaluated = count(statuses, 401, 200);
     console.log(`# across accounts: ${evaluated} of ${GUESSES} guesses checked, ${count(statuses, 429)} refused unchecked`);
     assert.ok(evaluated <= 20, `at most the source budget (20) is checked, not ${evaluated}`);
@@ -149,11 +155,13 @@ test(`${storage}: 150 parallel one-time codes in one sign-in: at most the budget
   if (!h) return;
   try {
     const { user, otp, browser } = await secondStep(h);
+    h.clock.freeze();
     const right = await h.totp(user.totp_secret!);
     const wrong = (i: number) => String((Number(right) + 1 + i) % 1_000_000).padStart(6, '0');
     const pages = Array.from({ length: GUESSES }, () => ({ page: otp, browser }));
     await warm(h.fetch, h.auth.issuer, GUESSES);
     const statuses = await burst(pages, (i) => ({ otp: i === GUESSES - 1 ? right : wrong(i) }), '/otp', h.auth.issuer);
+    h.clock.thaw();
     const evaluated = count(statuses, 401, 303);
     console.log(`# ${storage}, one-time codes: ${evaluated} of ${GUESSES} checked`);
     assert.ok(evaluated <= 5, `at most the code budget (5) is checked, not ${evaluated}`);
@@ -226,7 +234,8 @@ test('PostgreSQL: 150 parallel guesses split across two instances sharing the da
   const tmp = tempDir();
   const file = writeTopology(tmp.dir, { public: `authority:\n  scopes: [orders:read]\n  storage: ${JSON.stringify(pg.url)}\n` });
   const topology = loadTopology(file);
-  const common = { topology, zone: 'public', stateDir: path.join(tmp.dir, 'state'), dev: true, logger: silentLogger(), clock: offsetClock() };
+  const clock = offsetClock();
+  const common = { topology, zone: 'public', stateDir: path.join(tmp.dir, 'state'), dev: true, logger: silentLogger(), clock };
   const instances: RunningAuthority[] = [];
   const fetches: { close(): Promise<void> }[] = [];
   try {
@@ -248,10 +257,12 @@ test('PostgreSQL: 150 parallel guesses split across two instances sharing the da
     const [a, b] = await Promise.all(harnesses.map((x) => loginPages(x, half)));
     await Promise.all(harnesses.map((x) => warm(x.fetch, x.auth.issuer, half)));
     // one account: A gets the first half, B the second (the right password is B's last)
+    clock.freeze();
     const [sa, sb] = await Promise.all([
       burst(a, (i) => ({ username: 'pia', password: `wrong-a-${i}` }), '/login', instances[0].issuer),
       burst(b, (i) => ({ username: 'pia', password: i === half - 1 ? user.password : `wrong-b-${i}` }), '/login', instances[1].issuer),
     ]);
+    clock.thaw();
     const statuses = [...sa, ...sb];
     const evaluated = count(statuses, 401, 200, 303);
     console.log(`# PostgreSQL, two instances: ${evaluated} of ${GUESSES} checked (A ${count(sa, 401)}, B ${count(sb, 401, 200, 303)})`);

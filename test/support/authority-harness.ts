@@ -15,12 +15,25 @@ import pg from 'pg';
 export const REDIRECT = 'http://127.0.0.1:8765/callback';
 
 /** Real time plus an offset the test can move forward (throttle delays, TOTP steps, key activation). */
-export function offsetClock(): Clock & { advance(ms: number): void } {
+/**
+ * The authority's clock in tests: moved forward with `advance`, or held still
+ * with `freeze` (a burst of requests then happens at one instant, however
+ * slowly the machine answers them) until `thaw`.
+ */
+export function offsetClock(): Clock & { advance(ms: number): void; freeze(): void; thaw(): void } {
   let offset = 0;
+  let frozenAt: number | undefined;
   return {
-    now: () => Date.now() + offset,
+    now: () => frozenAt ?? Date.now() + offset,
     advance(ms: number) {
       offset += ms;
+      if (frozenAt !== undefined) frozenAt += ms;
+    },
+    freeze() {
+      frozenAt = Date.now() + offset;
+    },
+    thaw() {
+      frozenAt = undefined;
     },
   };
 }
