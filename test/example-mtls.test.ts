@@ -16,6 +16,7 @@ import { upExample, meshAgent, certificateFor, type RunningExample } from './sup
 import { signIn, codeTokens } from './support/authority-flows.ts';
 import type { Harness, TestFetch } from './support/authority-harness.ts';
 import { serviceSpiffeId, gatewaySpiffeId } from '../src/pki/index.ts';
+import { dpopKey, dpopHeaders, dpopProof, type DpopKey } from './support/dpop.ts';
 
 const TD = 'shop.local';
 const svc = (zone: string, name: string) => serviceSpiffeId(TD, zone, name);
@@ -40,7 +41,7 @@ async function json<T>(r: Awaited<ReturnType<typeof request>>): Promise<T> {
 
 test('endpoints.json lists the workload CA and every service at an https URL', () => {
   assert.match(ex.endpoints.ca!, /^https:\/\/127\.0\.0\.1:\d+$/);
-  assert.deepEqual(Object.keys(ex.endpoints.services).sort(), ['bff', 'catalog', 'echo', 'orders']);
+  assert.deepEqual(Object.keys(ex.endpoints.services).sort(), ['backoffice', 'bff', 'catalog', 'echo', 'orders', 'partner-catalog']);
   for (const s of Object.values(ex.endpoints.services)) assert.match(s.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   assert.equal(ex.endpoints.services.bff.zone, 'public');
 });
@@ -213,19 +214,27 @@ test('BFF: a signed-in user places and lists orders; orders sees the user as sub
   await anonymous.body.dump();
 });
 
-async function serviceToken(zoneName: string): Promise<string> {
+/** A client-credentials token of the zone's demo service; with `key`, DPoP-bound to it (a proof at the token endpoint). */
+async function serviceToken(zoneName: string, key?: DpopKey): Promise<string> {
   const service = ex.credentials.zones[zoneName].clients.find((c) => c.grant_types.includes('client_credentials') && c.client_secret)!;
-  const tokenRes = await request(ex.endpoints.zones[zoneName].authority + '/token', {
+  const endpoint = ex.endpoints.zones[zoneName].authority + '/token';
+  const tokenRes = await request(endpoint, {
     dispatcher: ex.edge,
     method: 'POST',
     headers: {
       'content-type': 'application/x-www-form-urlencoded',
       authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(service.client_id)}:${encodeURIComponent(service.client_secret!)}`).toString('base64'),
+      ...(key ? { dpop: await dpopProof(key, { htm: 'POST', htu: endpoint }) } : {}),
     },
     body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read' }).toString(),
   });
   assert.equal(tokenRes.statusCode, 200);
-  return (await json<{ access_token: string }>(tokenRes)).access_token;
+  const body = await json<{ access_token: string; token_type: string }>(tokenRes);
+  if (key) {
+    assert.equal(body.token_type, 'DPoP');
+    assert.equal((decodeJwt(body.access_token).cnf as { jkt?: string } | undefined)?.jkt, key.jkt, 'the token is bound to the proof key');
+  }
+  return body.access_token;
 }
 
 let placedOrder: string | undefined;
@@ -235,12 +244,14 @@ let bff: Promise<Agent> | undefined;
 const bffEdge = () => (bff ??= ex.edgeAs(serviceSpiffeId('shop.local', 'public', 'bff')));
 
 test('the private gateway is locked: a valid private token without a client certificate, or over another workload’s, is refused at TLS; over the BFF’s it is served', async () => {
-  const authorization = `Bearer ${await serviceToken('private')}`;
+  // the private zone takes sender-constrained tokens only: this one is DPoP-bound
+  const key = await dpopKey();
+  const token = await serviceToken('private', key);
   const url = ex.endpoints.zones.private.gateway + '/api/orders?limit=10';
-  await assert.rejects(request(url, { dispatcher: ex.edge, headers: { authorization } }), 'no client certificate: the handshake fails');
+  await assert.rejects(request(url, { dispatcher: ex.edge, headers: await dpopHeaders(key, token, 'GET', url) }), 'no client certificate: the handshake fails');
   const catalog = await ex.edgeAs(serviceSpiffeId('shop.local', 'public', 'catalog'));
-  await assert.rejects(request(url, { dispatcher: catalog, headers: { authorization } }), 'catalog has no egress to gateway:private');
-  const r = await request(url, { dispatcher: await bffEdge(), headers: { authorization } });
+  await assert.rejects(request(url, { dispatcher: catalog, headers: await dpopHeaders(key, token, 'GET', url) }), 'catalog has no egress to gateway:private');
+  const r = await request(url, { dispatcher: await bffEdge(), headers: await dpopHeaders(key, token, 'GET', url) });
   assert.equal(r.statusCode, 200);
   await r.body.dump();
   // the public gateway is not locked: any client reaches it
@@ -250,13 +261,15 @@ test('the private gateway is locked: a valid private token without a client cert
 });
 
 test('a private-zone token reads orders through the private gateway: only its own subject’s (none)', async () => {
-  const authorization = `Bearer ${await serviceToken('private')}`;
+  const key = await dpopKey();
+  const token = await serviceToken('private', key);
   const privateEdge = await bffEdge();
-  const get = (p: string) => request(ex.endpoints.zones.private.gateway + p, { dispatcher: privateEdge, headers: { authorization } });
+  const at = (p: string) => ex.endpoints.zones.private.gateway + p;
+  const get = async (p: string) => request(at(p), { dispatcher: privateEdge, headers: await dpopHeaders(key, token, 'GET', at(p)) });
   const r = await get('/api/orders?limit=10');
   assert.equal(r.statusCode, 200);
   assert.deepEqual(await json(r), { orders: [] });
-  const head = await request(ex.endpoints.zones.private.gateway + '/api/orders?limit=10', { dispatcher: privateEdge, method: 'HEAD', headers: { authorization } });
+  const head = await request(at('/api/orders?limit=10'), { dispatcher: privateEdge, method: 'HEAD', headers: await dpopHeaders(key, token, 'HEAD', at('/api/orders')) });
   assert.equal(head.statusCode, 200, 'HEAD on a GET route reaches orders and is answered as GET');
   await head.body.dump();
   // GET /api/orders/{id}: a user's order is not found under another subject

@@ -7,7 +7,12 @@
 // Every request acts for someone: the gateway's identity token names them,
 // and the private-zone access token the gateway forwards says who acts for
 // them (`act`: the BFF that exchanged the user's token). Both are checked
-// here again — zero trust does not stop at the gateway. GET /api/orders and
+// here again — zero trust does not stop at the gateway. Private tokens are
+// sender-constrained (the zone's `senderConstrained: required`): the gateway
+// checked that the sender holds the certificate or DPoP key the token is
+// bound to; orders sees the gateway as its peer, not the sender, so it
+// verifies the token with `senderCheckedBy: 'gateway'` and relies on the
+// identity token (orig_jti) to know it is the very token the gateway checked. GET /api/orders and
 // GET /api/orders/{id} need orders:read, POST orders:write; each subject sees
 // only its own orders.
 //
@@ -24,7 +29,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { createService, createAccessTokenVerifier, bearerToken, serviceOptions, type ServiceStartOptions, type VerifiedAccessToken } from 'gatehouse/mesh';
+import { createService, createAccessTokenVerifier, serviceOptions, type ServiceStartOptions, type VerifiedAccessToken } from 'gatehouse/mesh';
 import { createVaultClient, type VaultClient } from 'gatehouse/vault';
 
 interface Order {
@@ -75,6 +80,12 @@ function openOrders(dataDir: string | undefined) {
 
 const MAX_BODY = 64 * 1024;
 
+/** The token of the forwarded Authorization header: Bearer (certificate-bound or not) or DPoP (RFC 9449 §7.1). */
+function forwardedToken(header: string | string[] | undefined): string | undefined {
+  if (typeof header !== 'string') return undefined;
+  return /^(?:Bearer|DPoP) ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header.trim())?.[1];
+}
+
 export async function start(o: ServiceStartOptions): Promise<{ url: string; close(): Promise<void> }> {
   const store = openOrders(process.env.GATEHOUSE_DATA_DIR);
   const vaultUrl = process.env.GATEHOUSE_VAULT_URL;
@@ -114,10 +125,10 @@ export async function start(o: ServiceStartOptions): Promise<{ url: string; clos
       // HEAD is GET without the body (node:http drops it): the gateway passes HEAD on every GET route
       const read = req.method === 'GET' || req.method === 'HEAD';
       if (path !== '/api/orders' && !(one && read)) return problem(res, 404, 'Not Found', ctx.requestId);
-      const raw = bearerToken(req.headers.authorization);
+      const raw = forwardedToken(req.headers.authorization);
       let token: VerifiedAccessToken | undefined;
       try {
-        token = raw ? await verifier.verify(raw) : undefined;
+        token = raw ? await verifier.verify(raw, { senderCheckedBy: 'gateway' }) : undefined;
       } catch {
         token = undefined;
       }
