@@ -64,14 +64,14 @@ test('ES256 zone; signing keys are sealed at rest; the key file is 0600; a wrong
     await h.close();
 
     const zoneDir = path.join(tmp.dir, 'state', 'authority', 'public');
-    assert.equal(statSync(path.join(zoneDir, 'master.key')).mode & 0o777, 0o600);
+    assert.equal(statSync(path.join(tmp.dir, 'state', 'vault', 'master.key')).mode & 0o777, 0o600);
     assert.equal(statSync(path.join(zoneDir, 'authority.sqlite')).mode & 0o777, 0o600);
     const db = new DatabaseSync(path.join(zoneDir, 'authority.sqlite'), { readOnly: true });
     const rows = db.prepare('select private_jwk from signing_keys').all() as { private_jwk: string }[];
     db.close();
     assert.ok(rows.length >= 1);
     for (const r of rows) {
-      assert.match(r.private_jwk, /^v1\./);
+      assert.match(r.private_jwk, /^v2\./);
       assert.doesNotMatch(r.private_jwk, /"d"/);
     }
 

@@ -32,6 +32,7 @@ import { authorize, signIn, codeTokens } from './support/authority-flows.ts';
 import { startUp, until, MAIN, ROOT, type RunningUp } from './support/faults-up.ts';
 import { startGateway, type RunningGateway } from '../src/gateway/index.ts';
 import { createLogger } from '../src/shared/logger.ts';
+import { loadKms } from '../src/vault/index.ts';
 
 const exampleDir = path.join(ROOT, 'examples/shop');
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -572,8 +573,9 @@ function snapshot(dir: string): Map<string, Buffer> {
   return out;
 }
 
-/** The CA's stored files parse: metadata, trust bundle, sealed root key, issuers (signed by the root) and their keys. */
-function assertCaParses(stateDir: string): void {
+/** The CA's stored files parse: metadata, trust bundle, sealed root key, issuers (signed by the root) and their keys (sealed under the master key). */
+async function assertCaParses(stateDir: string): Promise<void> {
+  const kms = loadKms(stateDir, { mayCreate: false });
   const pki = path.join(stateDir, 'pki');
   assert.equal(JSON.parse(readFileSync(path.join(pki, 'ca.json'), 'utf8')).trustDomain, 'shop.local');
   const root = new X509Certificate(readFileSync(path.join(pki, 'bundle.pem')));
@@ -581,7 +583,8 @@ function assertCaParses(stateDir: string): void {
   for (const zone of ['_control', 'public', 'private']) {
     const issuer = new X509Certificate(readFileSync(path.join(pki, 'issuers', `${zone}.pem`)));
     assert.ok(issuer.verify(root.publicKey), `issuer ${zone} is signed by the root`);
-    const key = createPrivateKey(readFileSync(path.join(pki, 'issuers', `${zone}.key`)));
+    const sealed = JSON.parse(readFileSync(path.join(pki, 'issuers', `${zone}.key`), 'utf8')).sealed as string;
+    const key = createPrivateKey({ key: (await kms.unwrap(Buffer.from(sealed, 'base64url'), `pki:issuer:${zone}`))!, format: 'der', type: 'pkcs8' });
     assert.ok(issuer.checkPrivateKey(key), `issuer ${zone} key matches its certificate`);
   }
 }
@@ -624,7 +627,7 @@ test('a full disk under the CA state dir: ca init and ca issue fail with exit 1 
   disk.free();
   const init = gatehouse(['ca', 'init', '--state-dir', stateDir]);
   assert.equal(init.status, 0, `ca init once space is freed: ${init.stderr}`);
-  assertCaParses(stateDir);
+  await assertCaParses(stateDir);
   const first = issue(stateDir, 'catalog', path.join(outside, 'catalog'));
   assert.equal(first.status, 0, first.stderr);
 
@@ -643,7 +646,7 @@ test('a full disk under the CA state dir: ca init and ca issue fail with exit 1 
   for (const [file, bytes] of before) assert.ok(during.get(file)?.equals(bytes), `${file} is unchanged`);
   const leftovers = [...during.keys()].filter((f) => !before.has(f));
   figures.push(`left behind by the failed issue: ${JSON.stringify(leftovers.map((f) => `${f} (${during.get(f)!.length} B)`))}`);
-  assertCaParses(stateDir);
+  await assertCaParses(stateDir);
 
   // space freed: the CA opens and issues; the certificate issued before is still known (renewal lineage)
   disk.free();

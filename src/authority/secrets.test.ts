@@ -1,29 +1,39 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, chmodSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, statSync, chmodSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadKeyEncryptionKey } from './keys/key-encryption.ts';
+import { openDatabase } from './db/open-database.ts';
 import { hashPassword, verifyPassword } from './password-hash.ts';
 import { compareClientSecret, hashClientSecret } from './client-registry.ts';
 
-test('the key-encryption key file is created 0600, seals and detects tampering or another purpose', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'gh-kek-'));
+test('the key-encryption key: opened from the zone database under the master key, seals and detects tampering or another purpose', async () => {
+  const state = mkdtempSync(path.join(tmpdir(), 'gh-kek-'));
+  const dir = path.join(state, 'authority', 'z');
+  mkdirSync(dir, { recursive: true });
+  const storage = await openDatabase('sqlite', dir);
   try {
     const kek = loadKeyEncryptionKey(dir, {});
-    assert.equal(statSync(path.join(dir, 'master.key')).mode & 0o777, 0o600);
+    assert.throws(() => kek.seal('x', 'purpose:a'), /not open yet/);
+    await kek.attach(storage.db);
+    assert.equal(statSync(path.join(state, 'vault', 'master.key')).mode & 0o777, 0o600);
     const sealed = kek.seal('secret-value', 'purpose:a');
+    assert.match(sealed, /^v2\./);
     assert.ok(!sealed.includes('secret-value'));
     assert.equal(kek.open(sealed, 'purpose:a').toString(), 'secret-value');
     assert.throws(() => kek.open(sealed, 'purpose:b'), /cannot decrypt/);
     const parts = sealed.split('.');
     parts[2] = Buffer.from('x' + Buffer.from(parts[2], 'base64url').toString('latin1').slice(1), 'latin1').toString('base64url');
     assert.throws(() => kek.open(parts.join('.'), 'purpose:a'), /cannot decrypt/);
+    writeFileSync(path.join(dir, 'master.key'), 'x', { mode: 0o644 });
     chmodSync(path.join(dir, 'master.key'), 0o644);
     assert.throws(() => loadKeyEncryptionKey(dir, {}), /readable by others/);
     assert.throws(() => loadKeyEncryptionKey(dir, { GATEHOUSE_MASTER_KEY: 'short' }), /32 bytes/);
+    assert.throws(() => loadKeyEncryptionKey(state, {}), /not a zone folder/);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    await storage.close();
+    rmSync(state, { recursive: true, force: true });
   }
 });
 

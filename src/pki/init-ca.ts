@@ -1,28 +1,30 @@
 // `gatehouse ca init`: the trust domain's root and one issuing intermediate per
 // zone (plus `_control`, which only signs the CA server's own certificate).
-// The root key is stored encrypted (see lib/key-envelope.ts) and is needed
-// only here: once the intermediates exist, root-key.enc.json can be moved
-// offline and `ca serve` keeps working. Running init again adds issuers for new
-// zones (which needs the root key back) and changes nothing else.
+// The root key and the issuers' keys are stored sealed under the vault's
+// master key (lib/key-seal.ts); the root key is needed only here: once the
+// intermediates exist, root-key.enc.json can be moved offline and `ca serve`
+// keeps working. Running init again adds issuers for new zones (which needs
+// the root key back), re-seals what an older version stored under a
+// passphrase or in plain PEM, and changes nothing else.
 import { existsSync, readFileSync } from 'node:fs';
 import type { Topology } from '../topology/schema.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
-import { x509, crypto, EC_ALG, generateKeyPair, privateKeyPem, importPrivateKeyDer, randomSerial, certPem } from './lib/x509.ts';
+import { x509, crypto, EC_ALG, generateKeyPair, importPrivateKeyDer, randomSerial, certPem } from './lib/x509.ts';
 import type { Key } from './lib/x509.ts';
-import { sealKey, openKey, type KeyEnvelope } from './lib/key-envelope.ts';
 import { pkiPaths, issuerFiles, ensureDirs, writeAtomic, CONTROL_ISSUER } from './lib/files.ts';
+import { caMasterKey, readRootKey, resealCaKeys, writeSealedIssuerKey, writeSealedRootKey, devPassphrase, type CaKeyOptions } from './lib/key-seal.ts';
 import { GatehouseError } from '../shared/errors.ts';
-import { randomBytes } from 'node:crypto';
+import type { Kms } from '../vault/index.ts';
 
 const DAY = 24 * 60 * 60 * 1000;
 
-export interface InitCaOptions {
+export interface InitCaOptions extends CaKeyOptions {
   stateDir: string;
   topology: Topology;
   /**
-   * Passphrase of the root key (at least 16 characters). Absent on first init:
-   * a random one is generated and written to pki/root-passphrase (dev mode;
-   * move it, or pass your own, for anything real).
+   * Passphrase of a root key an older version sealed under a passphrase: it is
+   * re-sealed under the master key. Absent: the older version's dev file
+   * pki/root-passphrase, if there. A new root never uses one.
    */
   passphrase?: string;
   clock?: Clock;
@@ -39,8 +41,10 @@ export interface InitCaResult {
   createdIssuers: string[];
   /** The trust bundle (root certificate PEM) path. */
   bundleFile: string;
-  /** Set when a dev passphrase was generated and stored beside the key. */
+  /** Never set any more (a new root is sealed under the master key); kept for callers that print it. */
   devPassphraseFile?: string;
+  /** What this call re-sealed under the master key (`root`, `issuer:<name>`). */
+  resealed: string[];
 }
 
 export interface CaMeta {
@@ -55,17 +59,12 @@ export async function initCa(options: InitCaOptions): Promise<InitCaResult> {
   const paths = pkiPaths(options.stateDir);
   ensureDirs(paths);
   let createdRoot = false;
-  let devPassphraseFile: string | undefined;
-  let passphrase = options.passphrase;
+  const passphrase = options.passphrase;
+  const kms = await caMasterKey(options.stateDir, paths, options);
 
   let rootCert: x509.X509Certificate;
   let rootKey: Key | undefined;
   if (!existsSync(paths.meta)) {
-    if (passphrase === undefined) {
-      passphrase = randomBytes(32).toString('base64url');
-      writeAtomic(paths.rootPassphrase, passphrase + '\n');
-      devPassphraseFile = paths.rootPassphrase;
-    }
     const keys = await generateKeyPair();
     const now = clock.now();
     rootCert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -83,8 +82,11 @@ export async function initCa(options: InitCaOptions): Promise<InitCaResult> {
       ],
     });
     const pkcs8 = new Uint8Array(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
-    writeAtomic(paths.rootKey, JSON.stringify(sealKey(pkcs8, passphrase), null, 2) + '\n');
-    pkcs8.fill(0);
+    try {
+      await writeSealedRootKey(kms, paths, pkcs8);
+    } finally {
+      pkcs8.fill(0);
+    }
     writeAtomic(paths.bundle, certPem(rootCert), 0o644);
     const meta: CaMeta = { version: 1, trustDomain: td, createdAt: new Date(now).toISOString() };
     writeAtomic(paths.meta, JSON.stringify(meta, null, 2) + '\n', 0o644);
@@ -99,10 +101,11 @@ export async function initCa(options: InitCaOptions): Promise<InitCaResult> {
       );
     rootCert = new x509.X509Certificate(readFileSync(paths.bundle, 'utf8'));
   }
+  const resealed = await resealCaKeys(kms, paths, passphrase);
 
   const wanted = [CONTROL_ISSUER, ...Object.keys(options.topology.zones)];
   const missing = wanted.filter((z) => !existsSync(issuerFiles(paths, z).cert) || !existsSync(issuerFiles(paths, z).key));
-  if (missing.length > 0 && rootKey === undefined) rootKey = await unlockRoot(paths, passphrase);
+  if (missing.length > 0 && rootKey === undefined) rootKey = await unlockRoot(kms, paths, passphrase);
 
   const createdIssuers: string[] = [];
   for (const zone of missing) {
@@ -131,25 +134,17 @@ export async function initCa(options: InitCaOptions): Promise<InitCaResult> {
       ],
     });
     const files = issuerFiles(paths, zone);
-    writeAtomic(files.key, await privateKeyPem(keys.privateKey));
+    await writeSealedIssuerKey(kms, paths, zone, keys.privateKey);
     writeAtomic(files.cert, certPem(cert), 0o644);
     if (zone !== CONTROL_ISSUER) createdIssuers.push(zone);
   }
-  return { createdRoot, createdIssuers, bundleFile: paths.bundle, devPassphraseFile };
+  return { createdRoot, createdIssuers, bundleFile: paths.bundle, resealed };
 }
 
-async function unlockRoot(paths: ReturnType<typeof pkiPaths>, passphrase: string | undefined): Promise<Key> {
-  if (!existsSync(paths.rootKey))
+async function unlockRoot(kms: Kms, paths: ReturnType<typeof pkiPaths>, passphrase: string | undefined): Promise<Key> {
+  const der = await readRootKey(kms, paths, passphrase ?? devPassphrase(paths));
+  if (der === undefined)
     throw new GatehouseError('ca_locked', 'new issuers need the root key, and root-key.enc.json is not in the state dir (offline?)');
-  let secret = passphrase;
-  if (secret === undefined && existsSync(paths.rootPassphrase)) secret = readFileSync(paths.rootPassphrase, 'utf8').trim();
-  if (secret === undefined) throw new GatehouseError('ca_locked', 'new issuers need the root key passphrase');
-  let der: Buffer;
-  try {
-    der = openKey(JSON.parse(readFileSync(paths.rootKey, 'utf8')) as KeyEnvelope, secret);
-  } catch (error) {
-    throw new GatehouseError('ca_locked', 'the root key cannot be decrypted (wrong passphrase or altered file)', { cause: error });
-  }
   try {
     return await importPrivateKeyDer(der);
   } finally {

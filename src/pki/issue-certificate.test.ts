@@ -9,7 +9,7 @@ import { initCa } from './init-ca.ts';
 import { issueCertificate } from './issue-certificate.ts';
 import { issueWorkloadIdentity } from './issue-workload-identity.ts';
 import { newKeyAndCsr } from './lib/workload-key.ts';
-import { openKey } from './lib/key-envelope.ts';
+import { loadKms, MasterKeyError } from '../vault/index.ts';
 import { GatehouseError } from '../shared/errors.ts';
 import { frozenClock } from '../shared/clock.ts';
 
@@ -140,13 +140,21 @@ test('identities outside the topology or the trust domain are refused', async ()
     await refused(csr, 'unknown_workload', id);
 });
 
-test('the root key is encrypted at rest and can go offline', async () => {
+test('the root and issuer keys are sealed under the master key at rest; the root can go offline; a wrong master key adds nothing', async () => {
   const pki = path.join(env.stateDir, 'pki');
-  const envelope = JSON.parse(readFileSync(path.join(pki, 'root-key.enc.json'), 'utf8'));
+  const kms = loadKms(env.stateDir, { mayCreate: false, env: {} });
+  const sealed = JSON.parse(readFileSync(path.join(pki, 'root-key.enc.json'), 'utf8'));
+  assert.equal(sealed.v, 2);
   assert.ok(!readFileSync(path.join(pki, 'root-key.enc.json'), 'utf8').includes('PRIVATE KEY'));
-  const der = openKey(envelope, 'correct horse battery staple');
-  const rootKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+  assert.equal(existsSync(path.join(pki, 'root-passphrase')), false, 'no passphrase file');
+  const der = await kms.unwrap(Buffer.from(sealed.sealed, 'base64url'), 'pki:root');
+  const rootKey = createPrivateKey({ key: der!, format: 'der', type: 'pkcs8' });
   assert.ok(new X509Certificate(readFileSync(path.join(pki, 'bundle.pem'))).checkPrivateKey(rootKey));
+  assert.equal(await kms.unwrap(Buffer.from(sealed.sealed, 'base64url'), 'pki:issuer:public'), undefined, 'the AAD names the key');
+  const issuerFile = readFileSync(path.join(pki, 'issuers/private.key'), 'utf8');
+  assert.ok(!issuerFile.includes('PRIVATE KEY'));
+  const issuerDer = await kms.unwrap(Buffer.from(JSON.parse(issuerFile).sealed, 'base64url'), 'pki:issuer:private');
+  assert.ok(new X509Certificate(readFileSync(path.join(pki, 'issuers/private.pem'))).checkPrivateKey(createPrivateKey({ key: issuerDer!, format: 'der', type: 'pkcs8' })));
 
   // Offline: issuing still works; adding a zone needs the root back.
   renameSync(path.join(pki, 'root-key.enc.json'), path.join(env.stateDir, 'offline.json'));
@@ -160,9 +168,11 @@ test('the root key is encrypted at rest and can go offline', async () => {
     renameSync(path.join(env.stateDir, 'offline.json'), path.join(pki, 'root-key.enc.json'));
   }
   const topology = { ...testTopology(), zones: { ...testTopology().zones, extra: testTopology().zones.public } };
-  await assert.rejects(initCa({ stateDir: env.stateDir, topology, passphrase: 'wrong passphrase, long enough' }), (e: unknown) => (e as GatehouseError).code === 'ca_locked');
+  const wrong = Buffer.alloc(32, 5).toString('hex');
+  await assert.rejects(initCa({ stateDir: env.stateDir, topology, env: { GATEHOUSE_MASTER_KEY: wrong } }), (e: unknown) => e instanceof MasterKeyError && /refusing/.test(e.message) && !e.message.includes(wrong));
+  await assert.rejects(openCa({ stateDir: env.stateDir, topology, env: { GATEHOUSE_MASTER_KEY: wrong } }), MasterKeyError);
   assert.equal(existsSync(path.join(pki, 'issuers/extra.pem')), false);
-  const r = await initCa({ stateDir: env.stateDir, topology, passphrase: 'correct horse battery staple' });
+  const r = await initCa({ stateDir: env.stateDir, topology });
   assert.deepEqual(r.createdIssuers, ['extra']);
   assert.equal(r.createdRoot, false);
 });

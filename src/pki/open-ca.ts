@@ -1,15 +1,17 @@
 // Opens an initialised CA from its state dir: the trust bundle, the zone
-// issuers (intermediates) and their keys, the revocation list. The root key is
-// not read (it may be offline).
+// issuers (intermediates) and their keys (sealed under the master key, see
+// lib/key-seal.ts; an older version's plain keys are re-sealed here), the
+// revocation list. The root key is not read (it may be offline).
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import type { Topology } from '../topology/schema.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
-import { x509, importPrivateKeyPem } from './lib/x509.ts';
+import { x509 } from './lib/x509.ts';
 import type { Key } from './lib/x509.ts';
 import { pkiPaths, issuerFiles, type PkiPaths } from './lib/files.ts';
 import { RevocationStore } from './lib/revocations.ts';
 import { GatehouseError } from '../shared/errors.ts';
 import type { CaMeta } from './init-ca.ts';
+import { caMasterKey, readIssuerKey, resealCaKeys, type CaKeyOptions } from './lib/key-seal.ts';
 
 export interface CaPolicy {
   /** Lifetime of a workload certificate when the request names none (default 3600 s). */
@@ -41,7 +43,7 @@ export interface Ca {
   revocations: RevocationStore;
 }
 
-export interface OpenCaOptions {
+export interface OpenCaOptions extends CaKeyOptions {
   stateDir: string;
   topology?: Topology;
   clock?: Clock;
@@ -61,6 +63,8 @@ export async function openCa(options: OpenCaOptions): Promise<Ca> {
   const policy = { ...DEFAULT_CA_POLICY, ...options.policy };
   if (policy.maxTtlSeconds > 86400 || policy.defaultTtlSeconds > policy.maxTtlSeconds || policy.defaultTtlSeconds < 60)
     throw new GatehouseError('bad_request', 'certificate lifetimes must be between 60 s and 24 h, default ≤ maximum');
+  const kms = await caMasterKey(options.stateDir, paths, options);
+  await resealCaKeys(kms, paths);
   const issuers = new Map<string, Issuer>();
   for (const f of readdirSync(paths.issuers)) {
     if (!f.endsWith('.pem')) continue;
@@ -68,7 +72,7 @@ export async function openCa(options: OpenCaOptions): Promise<Ca> {
     const files = issuerFiles(paths, name);
     if (!existsSync(files.key)) continue;
     const pem = readFileSync(files.cert, 'utf8');
-    issuers.set(name, { name, cert: new x509.X509Certificate(pem), pem, key: await importPrivateKeyPem(readFileSync(files.key, 'utf8')) });
+    issuers.set(name, { name, cert: new x509.X509Certificate(pem), pem, key: await readIssuerKey(kms, paths, name) });
   }
   return {
     trustDomain: meta.trustDomain,

@@ -12,7 +12,8 @@ import { GatehouseError } from '../shared/errors.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import { newKey, open, sealInto, keyedHash, randomBytes, NONCE_BYTES, TAG_BYTES, KEY_BYTES } from './lib/aead.ts';
 import { encodeHeader, parseCiphertext, ciphertextString, MAX_PLAINTEXT_BYTES, type ParsedCiphertext } from './lib/ciphertext.ts';
-import { loadKms, MasterKeyError, type Kms } from './lib/master-key.ts';
+import { existsSync } from 'node:fs';
+import { loadKms, openMasterKey, masterCheckFile, MasterKeyError, type Kms } from './lib/master-key.ts';
 import { openVaultStore, type VaultStore } from './lib/store.ts';
 import { cardToken, isCardNumber } from './lib/card-token.ts';
 
@@ -109,14 +110,18 @@ export async function openVault(options: OpenVaultOptions): Promise<Vault> {
   let kms: Kms;
   try {
     const check = await db.selectFrom('vault_meta').select('value').where('name', '=', 'master_check').executeTakeFirst();
-    kms = options.kms ?? loadKms(options.stateDir, { mayCreate: check === undefined, env: options.env });
+    kms = options.kms ?? loadKms(options.stateDir, { mayCreate: check === undefined && !existsSync(masterCheckFile(options.stateDir)), env: options.env });
     if (check) {
       const opened = await kms.unwrap(Buffer.from(check.value, 'base64url'), 'check');
       if (!opened || opened.toString() !== CHECK)
         throw new MasterKeyError(
           `the master key (${kms.source}) is not the one this vault's keys are sealed under; refusing to start (nothing was changed)`,
         );
+      // the state dir's check value (the CA and the authorities seal under the same master key)
+      await openMasterKey(options.stateDir, { kms });
     } else {
+      // a fresh store: the state dir's check value first, so a wrong key writes nothing here
+      await openMasterKey(options.stateDir, { kms });
       const sealed = (await kms.wrap(Buffer.from(CHECK), 'check')).toString('base64url');
       await db.insertInto('vault_meta').values({ name: 'master_check', value: sealed }).onConflict((c) => c.doNothing()).execute();
     }

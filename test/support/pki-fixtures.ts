@@ -12,6 +12,7 @@ import { parseTopology } from '../../src/topology/load.ts';
 import type { Topology } from '../../src/topology/schema.ts';
 import { createLogger, type Logger } from '../../src/shared/logger.ts';
 import { initCa } from '../../src/pki/init-ca.ts';
+import { openCa } from '../../src/pki/open-ca.ts';
 
 x509.cryptoProvider.set(webcrypto as never);
 export { x509 };
@@ -102,17 +103,12 @@ function serial(): string {
   return '4' + Buffer.from(webcrypto.getRandomValues(new Uint8Array(15))).toString('hex');
 }
 
-/** The real issuer of `zone` from a CA state dir. */
+/** The real issuer of `zone` from a CA state dir (its key is sealed under the master key: opened as the CA opens it). */
 export async function realIssuer(stateDir: string, zone: string): Promise<ForgeIssuer> {
   const pem = readFileSync(path.join(stateDir, 'pki', 'issuers', `${zone}.pem`), 'utf8');
-  const key = await webcrypto.subtle.importKey(
-    'pkcs8',
-    x509.PemConverter.decodeFirst(readFileSync(path.join(stateDir, 'pki', 'issuers', `${zone}.key`), 'utf8')),
-    ALG,
-    false,
-    ['sign'],
-  );
-  return { cert: new x509.X509Certificate(pem), key, chainPem: pem };
+  const issuer = (await openCa({ stateDir })).issuers.get(zone);
+  if (!issuer) throw new Error(`no issuer ${zone} in ${stateDir}`);
+  return { cert: new x509.X509Certificate(pem), key: issuer.key, chainPem: pem };
 }
 
 /** An unrelated root and zone intermediate with exactly our names. */

@@ -46,14 +46,20 @@ export class KeyStore {
   readonly #db: Kysely<Database>;
   readonly #sealer: Sealer;
   readonly #now: () => number;
+  readonly #ready: Promise<void>;
 
   constructor(db: Kysely<Database>, sealer: Sealer, now: () => number) {
     this.#db = db;
     this.#sealer = sealer;
     this.#now = now;
+    // the sealer opens the zone's key-encryption key from this database (key-encryption.ts);
+    // every method waits for it, and a refusal (wrong master key) surfaces in the first one
+    this.#ready = sealer.attach(db);
+    this.#ready.catch(() => {});
   }
 
   async #insert(alg: SigningAlg, signFrom: number): Promise<string> {
+    await this.#ready;
     const { publicJwk, privateJwk } = generate(alg);
     const kid = await calculateJwkThumbprint(publicJwk, 'sha256');
     const meta = { kid, alg, use: 'sig' };
@@ -74,6 +80,7 @@ export class KeyStore {
 
   /** At first start (or after a change of algorithm): a key that signs at once. */
   async ensureSigningKey(alg: SigningAlg, maxTokenLifetimeSec: number): Promise<void> {
+    await this.#ready;
     const now = this.#now();
     const rows = await this.#published(now);
     if (rows.some((r) => r.alg === alg && r.signFrom <= now)) return;
@@ -93,6 +100,7 @@ export class KeyStore {
    * replaces leave JWKS once the last token they may sign has expired.
    */
   async rotate(alg: SigningAlg, leadSeconds: number, maxTokenLifetimeSec: number): Promise<{ kid: string; signFrom: number; retired: string[] }> {
+    await this.#ready;
     const now = this.#now();
     const signFrom = now + leadSeconds * 1000;
     const before = await this.#published(now);
@@ -126,6 +134,7 @@ export class KeyStore {
 
   /** Published keys with their private parts, the active one first. */
   async load(alg: SigningAlg): Promise<KeySet> {
+    await this.#ready;
     const now = this.#now();
     const rows = await this.#db
       .selectFrom('signing_keys')
@@ -160,6 +169,7 @@ export class KeyStore {
 
   /** A random server secret, created once and sealed at rest. */
   async secret(name: string, bytes = 32): Promise<Buffer> {
+    await this.#ready;
     const row = await this.#db.selectFrom('secrets').select('value').where('name', '=', name).executeTakeFirst();
     if (row) return this.#sealer.open(row.value, `secret:${name}`);
     const value = randomBytes(bytes);
@@ -175,11 +185,13 @@ export class KeyStore {
 
   /** A named value sealed at rest (dev credentials), or undefined. */
   async getSealed(name: string): Promise<string | undefined> {
+    await this.#ready;
     const row = await this.#db.selectFrom('secrets').select('value').where('name', '=', name).executeTakeFirst();
     return row ? this.#sealer.open(row.value, `secret:${name}`).toString('utf8') : undefined;
   }
 
   async putSealed(name: string, value: string): Promise<void> {
+    await this.#ready;
     const sealed = this.#sealer.seal(value, `secret:${name}`);
     await this.#db
       .insertInto('secrets')

@@ -5,7 +5,7 @@
 // for an empty store — or `transit` — a HashiCorp Vault / OpenBao transit key
 // (GATEHOUSE_KMS=transit, GATEHOUSE_KMS_ADDR, GATEHOUSE_KMS_TOKEN,
 // GATEHOUSE_KMS_KEY): the master key never leaves that KMS.
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { guardKey, newKey, open, seal, KEY_BYTES } from './aead.ts';
 
@@ -101,12 +101,83 @@ export function loadKms(stateDir: string, o: { mayCreate: boolean; env?: NodeJS.
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const k = newKey();
     const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, Buffer.from(k).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
-    renameSync(tmp, file);
+    try {
+      writeFileSync(tmp, Buffer.from(k).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+      renameSync(tmp, file);
+    } catch (error) {
+      rmSync(tmp, { force: true }); // a full disk leaves no empty key file behind
+      throw error;
+    }
   }
   const st = statSync(file);
   if ((st.mode & 0o077) !== 0) throw new MasterKeyError(`${file} is readable by others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
   const key = parseMasterKey(readFileSync(file, 'utf8'));
   if (!key) throw new MasterKeyError(`${file} does not hold a 32-byte key`);
   return localKms(key, file);
+}
+
+const CHECK_TEXT = 'gatehouse master key check';
+const CHECK_AAD = 'master-check';
+
+/** STATE/vault/master.check: a value sealed under the master key by its first user (openMasterKey). */
+export function masterCheckFile(stateDir: string): string {
+  return path.resolve(stateDir, 'vault', 'master.check');
+}
+
+export interface OpenMasterKeyOptions {
+  env?: NodeJS.ProcessEnv;
+  /** A KMS chosen by the caller (tests, embedding); default: loadKms from the environment. */
+  kms?: Kms;
+  /** The caller's own state holds something sealed under the master key: a missing key file is refused, not created. */
+  holdsSealed?: boolean;
+  /**
+   * The caller's own proof that `kms` is the right key (it opens something the
+   * caller sealed earlier); throws when not. Runs before anything is written.
+   */
+  verify?: (kms: Kms) => Promise<void>;
+}
+
+/**
+ * The master key for a component other than the vault's store (the
+ * authorities, the CA). STATE/vault/master.check holds a value sealed under it
+ * by its first user: every later user opens it first, so a wrong master key is
+ * refused before anything is sealed under it or changed (MasterKeyError). The
+ * key file may be created only while nothing is known to be sealed: no check
+ * file, no vault store, `holdsSealed` false.
+ */
+export async function openMasterKey(stateDir: string, o: OpenMasterKeyOptions = {}): Promise<Kms> {
+  const dir = path.resolve(stateDir, 'vault');
+  const checkFile = masterCheckFile(stateDir);
+  const known = existsSync(checkFile) || existsSync(path.join(dir, 'vault.sqlite')) || o.holdsSealed === true;
+  const kms = o.kms ?? loadKms(stateDir, { mayCreate: !known, env: o.env });
+  for (let attempt = 0; ; attempt++) {
+    if (existsSync(checkFile)) {
+      const opened = await kms.unwrap(Buffer.from(readFileSync(checkFile, 'utf8').trim(), 'base64url'), CHECK_AAD);
+      if (!opened || opened.toString() !== CHECK_TEXT)
+        throw new MasterKeyError(
+          `the master key (${kms.source}) cannot decrypt ${checkFile}: it is not the master key this state dir's keys are sealed under; refusing to start (nothing was changed)`,
+        );
+      await o.verify?.(kms);
+      return kms;
+    }
+    if (attempt > 0) throw new MasterKeyError(`${checkFile} could not be created`);
+    await o.verify?.(kms);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const sealed = (await kms.wrap(Buffer.from(CHECK_TEXT), CHECK_AAD)).toString('base64url');
+    const tmp = `${checkFile}.${process.pid}.${Date.now()}.tmp`;
+    try {
+      writeFileSync(tmp, sealed + '\n', { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      rmSync(tmp, { force: true });
+      throw error;
+    }
+    try {
+      linkSync(tmp, checkFile); // exactly one of two racing first users wins; the other checks the winner's
+      return kms;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    } finally {
+      unlinkSync(tmp);
+    }
+  }
 }
