@@ -229,7 +229,7 @@ test('hostile quarantine requests: a precise 4xx each, nothing stored', async ()
     [{ scope: 'client', value: 'c', origin: 'Detector!' }, /origin/],
   ];
   for (const [fields, expected] of values) {
-    const r = await request(`${adminUrl}/quarantines`, { method: 'POST', body: JSON.stringify({ for: '1h', reason: 'x', ...fields }) });
+    const r = await request(`${adminUrl}/quarantines`, { method: 'POST', body: JSON.stringify({ for: '1h', reason: 'x', ...fields }), headers: { 'content-type': 'application/json' } });
     assert.equal(r.statusCode, 422, JSON.stringify(fields));
     assert.match(((await r.body.json()) as { detail: string }).detail, expected);
   }
@@ -250,7 +250,7 @@ test('hostile quarantine requests: a precise 4xx each, nothing stored', async ()
   // concurrent adds of the same value: one decision, the file stays valid JSON
   await Promise.all(
     Array.from({ length: 20 }, (_, i) =>
-      request(`${admin}/quarantines`, { method: 'POST', body: JSON.stringify({ scope: 'client', value: 'racer', for: '1h', reason: `try ${i}` }) }).then((r) => r.body.dump()),
+      request(`${admin}/quarantines`, { method: 'POST', body: JSON.stringify({ scope: 'client', value: 'racer', for: '1h', reason: `try ${i}` }), headers: { 'content-type': 'application/json' } }).then((r) => r.body.dump()),
     ),
   );
   const list = JSON.parse((await cli('list', '--json')).stdout) as { value: string }[];

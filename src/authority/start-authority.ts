@@ -28,6 +28,7 @@ import { createTrustedIssuers, publicFile } from './trusted-issuers.ts';
 import { createIssuerRevocations, ISSUER_POLL_MS } from './issuer-revocations.ts';
 import { grantTrustingZones } from './zone-trust.ts';
 import { grantFederatingZones } from './federation-seed.ts';
+import { grantConsole } from './monitor.ts';
 import { loadAudienceKey } from './confidential-claims.ts';
 import { zoneAudience, type AuthorityContext, type ConfidentialAudience } from './context.ts';
 import { buildProvider } from './provider.ts';
@@ -378,6 +379,9 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
     await grantTrustingZones(ctx, stateDir);
     // zones that sign their users in here get their client (federation-seed.ts)
     await grantFederatingZones(ctx, stateDir);
+    // the web console signs its operators in here when the topology says so (monitor.ts)
+    const stopConsoleGrant = grantConsole(ctx, stateDir);
+    undo.push(stopConsoleGrant);
 
     let devCredentials: ZoneDevCredentials | undefined;
     let devFeedClient: DevFeedClient | undefined;
@@ -436,6 +440,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
         if (closed) return;
         closed = true;
         for (const t of timers) clearInterval(t);
+        stopConsoleGrant();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();

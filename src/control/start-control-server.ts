@@ -9,7 +9,12 @@
 //     holds a matching If-None-Match until a new bundle or the time is up;
 //     `revision` (or header gatehouse-pep-revision) is the status report: the
 //     revision the PEP enforces.
-// Admin listener (loopback, plain HTTP): GET /status, POST /publish, GET /healthz.
+// Admin listener (loopback, plain HTTP): GET /status, POST /publish, GET /healthz,
+// GET /events, GET|POST|DELETE /quarantines. It answers no browser: a request
+// with an Origin or a cross-site Sec-Fetch-Site is refused, a POST must be
+// application/json, and the Host must be the listener's own (DNS rebinding).
+// The web console (src/console) has a listener of its own when the topology
+// names its sign-in zone (monitor.console.zone).
 import https from 'node:https';
 import { tlsPolicy } from '../shared/tls-policy.ts';
 import http from 'node:http';
@@ -27,6 +32,7 @@ import { createPublisher, type Publisher } from './lib/publisher.ts';
 import { readBody } from '../shared/body.ts';
 import { openQuarantineStore, parseDuration, EVENT_TYPES, MAX_BATCH_BYTES, type EventType, type QuarantineRequest, type QuarantineScope, type QuarantineStore } from '../monitor/index.ts';
 import { createEventIntake, type EventIntake } from './lib/event-intake.ts';
+import { startConsole, type ConsoleServer } from '../console/index.ts';
 import { BUNDLE_MEDIA_TYPE, bundlePath, readRevokedSerials, type DecisionInputs, type PepKind } from '../policy/index.ts';
 
 export interface StartControlServerOptions {
@@ -37,6 +43,8 @@ export interface StartControlServerOptions {
   listen?: string;
   /** Loopback admin listener; default 127.0.0.1:0. */
   adminListen?: string;
+  /** The console's listener, overriding monitor.console.listen. */
+  consoleListen?: string;
   clock?: Clock;
   logger?: Logger;
   /** Bundle lifetime (default 3600 s); bundles are re-signed every quarter of it. */
@@ -70,6 +78,8 @@ export interface ControlServer {
   /** Base URL a bundle client polls: `${url}/v1/bundles`. */
   bundlesUrl: string;
   adminUrl: string;
+  /** The web console, when the topology configures it (monitor.console.zone). */
+  consoleUrl?: string;
   revision(): number;
   publish(options?: { force?: boolean }): Promise<number>;
   status(): ControlStatus;
@@ -250,6 +260,18 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     };
   }
 
+  /** Ends a decision now; `falsePositive` tells the detector that made it. */
+  async function release(scope: QuarantineScope, value: string, by: string, falsePositive: boolean): Promise<boolean> {
+    const was = quarantines.list().find((q) => q.scope === scope && q.value === value);
+    if (!was || !quarantines.remove(scope, value)) return false;
+    log.warn({ event: 'security', kind: 'quarantine_removed', scope, value, by, falsePositive }, 'quarantine removed');
+    events.record({ type: 'quarantine', code: falsePositive ? 'false_positive' : 'removed', detail: `${scope} ${value} by ${by}`.slice(0, 512) });
+    if (falsePositive) events.falsePositive(was);
+    await publish();
+    return true;
+  }
+
+  let adminHosts = new Set<string>();
   const admin = http.createServer((req, res) => {
     const requestId = randomUUID();
     const path_ = new URL(req.url ?? '/', 'http://admin.invalid').pathname;
@@ -259,6 +281,12 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       res.end(text);
     };
     (async () => {
+      // the admin API is for the CLI on this machine, never for a page in a browser (CSRF, DNS rebinding)
+      const site = req.headers['sec-fetch-site'];
+      if (req.headers.origin !== undefined || (site !== undefined && site !== 'none') || !adminHosts.has(String(req.headers.host ?? '').toLowerCase()))
+        throw new GatehouseError('forbidden', 'The admin API answers local tools only.');
+      if (req.method === 'POST' && (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase() !== 'application/json' && path_ !== '/publish')
+        throw new GatehouseError('unsupported_media_type', 'Send application/json.');
       if (path_ === '/status' && req.method === 'GET') return json(200, status());
       if (path_ === '/healthz' && req.method === 'GET') return json(200, { ok: true, revision: publisher.revision() });
       if (path_ === '/publish') {
@@ -286,10 +314,10 @@ export async function startControlServer(options: StartControlServerOptions): Pr
           const u = new URL(req.url ?? '/', 'http://admin.invalid');
           const scope = u.searchParams.get('scope') as QuarantineScope;
           const value = u.searchParams.get('value') ?? '';
-          if (!quarantines.remove(scope, value)) throw NotFound(`No quarantine of ${scope} ${JSON.stringify(value.slice(0, 64))} is in force.`);
-          log.warn({ event: 'security', kind: 'quarantine_removed', scope, value }, 'quarantine removed');
-          events.record({ type: 'quarantine', code: 'removed', detail: `${scope} ${value}`.slice(0, 512) });
-          return json(200, { revision: await publish() });
+          const fp = u.searchParams.get('falsePositive');
+          if (fp !== null && fp !== '1' && fp !== '0') throw new GatehouseError('unprocessable', 'falsePositive is 1 or 0');
+          if (!(await release(scope, value, 'cli', fp === '1'))) throw NotFound(`No quarantine of ${scope} ${JSON.stringify(value.slice(0, 64))} is in force.`);
+          return json(200, { revision: publisher.revision() });
         }
         throw MethodNotAllowed(['GET', 'POST', 'DELETE']);
       }
@@ -302,6 +330,26 @@ export async function startControlServer(options: StartControlServerOptions): Pr
 
   const bound = await listen(server, options.listen ?? '127.0.0.1:0', 'https');
   const adminBound = await listen(admin, options.adminListen ?? '127.0.0.1:0', 'http');
+  {
+    const u = new URL(adminBound.url);
+    adminHosts = new Set([u.host, ...(u.hostname === '127.0.0.1' || u.hostname === '[::1]' ? [`localhost:${u.port}`] : [])]);
+  }
+  const monitor = () => publisher.topology().monitor;
+  let consoleServer: ConsoleServer | undefined;
+  if (monitor().console.zone)
+    consoleServer = await startConsole({
+      listen: options.consoleListen ?? monitor().console.listen,
+      config: options.config,
+      stateDir: options.stateDir,
+      clock,
+      log: log.child({ component: 'console' }),
+      monitor,
+      topology: () => publisher.topology(),
+      status,
+      events: (q) => events.query(q),
+      quarantines: () => quarantines.list(),
+      release,
+    });
 
   // watch: the topology file (mtime, size) and the CA's revocations folder (mtime)
   const fingerprint = () => {
@@ -333,13 +381,14 @@ export async function startControlServer(options: StartControlServerOptions): Pr
   // where `gatehouse control publish` and `gatehouse status` find this server
   const infoFile = path.resolve(options.stateDir, 'control', 'control.json');
   mkdirSync(path.dirname(infoFile), { recursive: true, mode: 0o700 });
-  writeFileSync(`${infoFile}.tmp`, JSON.stringify({ url: bound.url, bundles: `${bound.url}/v1/bundles`, admin: adminBound.url, pid: process.pid }) + '\n', { mode: 0o600 });
+  writeFileSync(`${infoFile}.tmp`, JSON.stringify({ url: bound.url, bundles: `${bound.url}/v1/bundles`, admin: adminBound.url, ...(consoleServer ? { console: consoleServer.url } : {}), pid: process.pid }) + '\n', { mode: 0o600 });
   renameSync(`${infoFile}.tmp`, infoFile);
 
   return {
     url: bound.url,
     bundlesUrl: `${bound.url}/v1/bundles`,
     adminUrl: adminBound.url,
+    consoleUrl: consoleServer?.url,
     revision: () => publisher.revision(),
     publish,
     status,
@@ -347,6 +396,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       clearInterval(watchTimer);
       clearInterval(resignTimer);
       clearTimeout(expiryTimer);
+      await consoleServer?.close();
       events.close();
       wake();
       const closed = Promise.all([

@@ -1,71 +1,267 @@
-// Detectors the control plane runs on the events it receives, each a sliding
-// window per client address (CrowdSec's leaky buckets are the model):
-//   scan      distinct paths refused 400/404/405 from one source
-//             (http-scan-uniques_404: 5 distinct paths within 10 s)
-//   stuffing  refused credentials (401) from one source (fail2ban's
-//             maxretry within findtime)
-// A detector that fires is answered with a quarantine of the source for its
-// `quarantineFor` (or, in shadow mode, only a `detection` event); the source's
-// window starts again. Sources in `exempt` are never quarantined.
+// Detectors the control plane runs on the events it receives (CrowdSec's
+// leaky buckets, fail2ban's maxretry/findtime, GuardDuty's "credentials used
+// from elsewhere", Cloudflare API Shield's per-identity baselines):
+//   scan         distinct paths refused 400/404/405 from one source
+//   stuffing     refused credentials from one source: gateway 401s and the
+//                authority's auth_failure events
+//   enumeration  distinct object paths answered 403/404 on one route for one
+//                identity (subject, else client, else source)
+//   replay       one token id (jti) seen from distinct networks (IPv4 /24,
+//                IPv6 /64) or TLS fingerprints within the window (its lifetime):
+//                where the authority issued it and where gateways saw it
+//   lateral      one workload refused by distinct peers it has no edge to
+//   volumetric   requests of one identity on one route per interval against
+//                its own EWMA baseline (traffic events)
+// A detector that fires names whom to quarantine (scope and value) for its
+// `quarantineFor`, or in shadow mode only what it would have done; its key
+// starts again. Sources in `exempt` are never counted. A decision released as
+// a false positive feeds back: that key's threshold is doubled (volumetric:
+// its baseline raised to the level that fired) for a day.
 import { compileCidrs } from '../shared/address.ts';
 import type { MonitorConfig } from '../topology/schema-monitor.ts';
+import type { Quarantine } from '../policy/index.ts';
 import type { SecurityEvent } from './event.ts';
 import { parseDuration } from './quarantine-store.ts';
 
-export type DetectorName = 'scan' | 'stuffing';
+export const DETECTORS = ['scan', 'stuffing', 'enumeration', 'replay', 'lateral', 'volumetric'] as const;
+export type DetectorName = (typeof DETECTORS)[number];
 
 export interface Detection {
   detector: DetectorName;
-  source: string;
+  /** whom to quarantine */
+  scope: Quarantine['scope'];
+  value: string;
+  /** what was counted (distinct keys, or requests in the interval) */
   count: number;
   windowSeconds: number;
   shadow: boolean;
   quarantineForMs: number;
+  /** what happened, for the decision and the event */
+  reason: string;
+  /** the event's source, when it has one */
+  source?: string;
 }
 
-/** Tracked sources per detector, at most (the oldest are forgotten first). */
-const MAX_SOURCES = 50_000;
+/** Keys tracked per detector, at most (the oldest are forgotten first). */
+const MAX_KEYS = 50_000;
+const FEEDBACK_MS = 24 * 3600_000;
 
 export interface Detectors {
   observe(event: SecurityEvent, now: number): Detection | undefined;
+  /** A decision a detector made was a false positive: its key becomes less sensitive for a day. */
+  falsePositive(q: Quarantine, now: number): boolean;
+}
+
+/** The network of an address: IPv4 /24, IPv6 /64 (a client moving within it is not a new network). */
+export function networkOf(address: string): string {
+  const a = address.replace(/^::ffff:(?=\d+\.)/, '');
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(a)) return `${a.split('.').slice(0, 3).join('.')}.0/24`;
+  if (a.includes(':')) {
+    const [head, tail] = a.split('::');
+    const h = head ? head.split(':') : [];
+    const t = tail !== undefined ? (tail ? tail.split(':') : []) : [];
+    const groups = tail !== undefined ? [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
+    return `${groups
+      .slice(0, 4)
+      .map((g) => (parseInt(g || '0', 16) || 0).toString(16))
+      .join(':')}::/64`;
+  }
+  return a;
+}
+
+const SERVICE_ID = /\/zone\/[a-z][a-z0-9-]{0,62}\/svc\/([a-z][a-z0-9-]{0,62})$/;
+
+class Windows {
+  readonly keys = new Map<string, Map<string, number>>();
+  /** key → until (ms): threshold doubled (a released false positive) */
+  readonly relaxed = new Map<string, number>();
+
+  bump(key: string, item: string, now: number, windowSeconds: number): number {
+    let seen = this.keys.get(key);
+    if (!seen) {
+      if (this.keys.size >= MAX_KEYS) this.keys.delete(this.keys.keys().next().value as string);
+      this.keys.set(key, (seen = new Map()));
+    }
+    seen.delete(item);
+    seen.set(item, now);
+    const oldest = now - windowSeconds * 1000;
+    for (const [k, t] of seen) {
+      if (t >= oldest) break; // insertion order is time order
+      seen.delete(k);
+    }
+    return seen.size;
+  }
+
+  /** The threshold of `key`, doubled while its identity (the part before '|') is relaxed. */
+  threshold(key: string, threshold: number, now: number): number {
+    const who = key.split('|')[0];
+    const until = this.relaxed.get(who);
+    if (until === undefined) return threshold;
+    if (until <= now) {
+      this.relaxed.delete(who);
+      return threshold;
+    }
+    return threshold * 2;
+  }
+
+  relax(key: string, now: number): void {
+    if (this.relaxed.size >= MAX_KEYS) this.relaxed.delete(this.relaxed.keys().next().value as string);
+    this.relaxed.set(key, now + FEEDBACK_MS);
+  }
+}
+
+interface Baseline {
+  start: number;
+  count: number;
+  ewma: number;
+  intervals: number;
+  fired: boolean;
 }
 
 export function createDetectors(config: () => MonitorConfig): Detectors {
-  // per detector: source → (key → last seen ms)
-  const windows: Record<DetectorName, Map<string, Map<string, number>>> = { scan: new Map(), stuffing: new Map() };
+  const windows = Object.fromEntries(DETECTORS.map((d) => [d, new Windows()])) as Record<DetectorName, Windows>;
+  const baselines = new Map<string, Baseline>();
   let exemptFor: readonly string[] | undefined;
   let exempt: (a: string) => boolean = () => false;
 
-  function bump(name: DetectorName, source: string, key: string, now: number): Detection | undefined {
+  /** Who an event is about, most specific first: the identity where there is one (per identity rather than per IP). */
+  const identity = (e: SecurityEvent): { scope: Quarantine['scope']; value: string } | undefined =>
+    e.subject ? { scope: 'subject', value: e.subject } : e.client ? { scope: 'client', value: e.client } : e.source ? { scope: 'source', value: e.source } : undefined;
+
+  function windowed(
+    name: Exclude<DetectorName, 'volumetric'>,
+    who: { scope: Quarantine['scope']; value: string },
+    key: string,
+    item: string,
+    now: number,
+    what: string,
+    e: SecurityEvent,
+  ): Detection | undefined {
     const d = config().detectors[name];
     if (!d.enabled) return undefined;
-    const all = windows[name];
-    let seen = all.get(source);
-    if (!seen) {
-      if (all.size >= MAX_SOURCES) all.delete(all.keys().next().value as string);
-      all.set(source, (seen = new Map()));
+    const w = windows[name];
+    const n = w.bump(key, item, now, d.windowSeconds);
+    if (n < w.threshold(key, d.threshold, now)) return undefined;
+    w.keys.delete(key); // it fired: the window starts again
+    return {
+      detector: name,
+      scope: who.scope,
+      value: who.value,
+      count: n,
+      windowSeconds: d.windowSeconds,
+      shadow: d.shadow,
+      quarantineForMs: parseDuration(d.quarantineFor),
+      reason: `detector ${name}: ${n} ${what} within ${d.windowSeconds} s`,
+      source: e.source,
+    };
+  }
+
+  function volumetric(e: SecurityEvent, now: number): Detection | undefined {
+    const v = config().detectors.volumetric;
+    const who = identity(e);
+    if (!v.enabled || !who || !e.route || !e.count) return undefined;
+    const key = `${who.scope}:${who.value}|${e.route}`;
+    const ms = v.intervalSeconds * 1000;
+    let b = baselines.get(key);
+    if (!b) {
+      if (baselines.size >= MAX_KEYS) baselines.delete(baselines.keys().next().value as string);
+      baselines.set(key, (b = { start: Math.floor(now / ms) * ms, count: 0, ewma: 0, intervals: 0, fired: false }));
     }
-    seen.set(key, now);
-    const oldest = now - d.windowSeconds * 1000;
-    for (const [k, t] of seen) if (t < oldest) seen.delete(k);
-    if (seen.size < d.threshold) return undefined;
-    all.delete(source); // it fired: the window starts again
-    return { detector: name, source, count: seen.size, windowSeconds: d.windowSeconds, shadow: d.shadow, quarantineForMs: parseDuration(d.quarantineFor) };
+    // close the intervals that ended (an interval that fired is kept out of the baseline; quiet ones count as 0, ten at most)
+    for (let closed = 0; now >= b.start + ms && closed < 10; closed++) {
+      if (!b.fired) {
+        b.ewma = b.intervals === 0 ? b.count : v.alpha * b.count + (1 - v.alpha) * b.ewma;
+        b.intervals++;
+      }
+      b.start += ms;
+      b.count = 0;
+      b.fired = false;
+    }
+    if (now >= b.start + ms) b.start = Math.floor(now / ms) * ms;
+    b.count += e.count;
+    if (b.fired || b.intervals < v.warmupIntervals) return undefined;
+    const limit = Math.max(v.minRequests, v.factor * b.ewma);
+    if (b.count <= limit) return undefined;
+    b.fired = true;
+    return {
+      detector: 'volumetric',
+      scope: who.scope,
+      value: who.value,
+      count: b.count,
+      windowSeconds: v.intervalSeconds,
+      shadow: v.shadow,
+      quarantineForMs: parseDuration(v.quarantineFor),
+      reason: `detector volumetric: ${b.count} requests on route ${e.route} within ${v.intervalSeconds} s, baseline ${b.ewma.toFixed(1)}`,
+      source: e.source,
+    };
   }
 
   return {
     observe(e, now) {
-      if (e.type !== 'request_refused' || !e.source) return undefined;
       const c = config();
       if (exemptFor !== c.exempt) {
         exemptFor = c.exempt;
         exempt = compileCidrs(c.exempt);
       }
-      if (exempt(e.source)) return undefined;
-      if ((e.status === 404 || e.status === 400 || e.status === 405) && e.path) return bump('scan', e.source, e.path, now);
-      // each refused credential counts once: the event id is the key
-      if (e.status === 401) return bump('stuffing', e.source, e.id, now);
-      return undefined;
+      if (e.source && exempt(e.source)) return undefined;
+      switch (e.type) {
+        case 'request_refused':
+        case 'upstream_status': {
+          if (!e.source && !e.subject && !e.client) return undefined;
+          // enumeration: object paths of one route refused for one identity
+          if ((e.status === 403 || e.status === 404) && e.route && e.path) {
+            const who = identity(e)!;
+            const hit = windowed('enumeration', who, `${who.scope}:${who.value}|${e.route}`, e.path, now, `distinct object paths refused on route ${e.route}`, e);
+            if (hit || e.type === 'upstream_status') return hit;
+          }
+          if (e.type !== 'request_refused' || !e.source) return undefined;
+          if ((e.status === 404 || e.status === 400 || e.status === 405) && e.path)
+            return windowed('scan', { scope: 'source', value: e.source }, e.source, e.path, now, 'distinct refused paths', e);
+          // each refused credential counts once: the event id is the key
+          if (e.status === 401) return windowed('stuffing', { scope: 'source', value: e.source }, e.source, e.id, now, 'refused credentials', e);
+          return undefined;
+        }
+        case 'auth_failure':
+          return e.source ? windowed('stuffing', { scope: 'source', value: e.source }, e.source, e.id, now, 'refused credentials', e) : undefined;
+        case 'token_issued':
+        case 'token_use': {
+          if (!e.jti || !e.source) return undefined;
+          const who = e.subject ? { scope: 'subject' as const, value: e.subject } : e.client ? { scope: 'client' as const, value: e.client } : { scope: 'source' as const, value: e.source };
+          const id = `${who.scope}:${who.value}`;
+          const net = windowed('replay', who, `${id}|net|${e.jti}`, networkOf(e.source), now, `networks using token ${e.jti}`, e);
+          if (net || !e.tls) return net;
+          return windowed('replay', who, `${id}|tls|${e.jti}`, e.tls, now, `TLS fingerprints using token ${e.jti}`, e);
+        }
+        case 'edge_denied': {
+          const m = e.peer ? SERVICE_ID.exec(e.peer) : null;
+          if (!m) return undefined;
+          return windowed('lateral', { scope: 'service', value: m[1] }, m[1], e.pep, now, 'distinct peers refused it (no edge)', e);
+        }
+        case 'traffic':
+          return volumetric(e, now);
+        default:
+          return undefined;
+      }
+    },
+
+    falsePositive(q, now) {
+      const m = /^detector:([a-z]+)$/.exec(q.origin ?? '');
+      const name = m?.[1] as DetectorName | undefined;
+      if (!name || !(DETECTORS as readonly string[]).includes(name)) return false;
+      if (name === 'volumetric') {
+        // the level that fired becomes the baseline of that identity's routes
+        let any = false;
+        for (const [key, b] of baselines)
+          if (key.startsWith(`${q.scope}:${q.value}|`)) {
+            b.ewma = Math.max(b.ewma, b.count, (b.ewma * config().detectors.volumetric.factor) / 2);
+            b.fired = false;
+            any = true;
+          }
+        return any;
+      }
+      // scan, stuffing and lateral count by the value itself; the others by scope:value (and a route or token after '|')
+      windows[name].relax(name === 'scan' || name === 'stuffing' || name === 'lateral' ? q.value : `${q.scope}:${q.value}`, now);
+      return true;
     },
   };
 }

@@ -11,16 +11,47 @@
 //            bundle_refused    a PEP refused a policy bundle
 //            detection         a detector fired (shadow or not)
 //            quarantine        a quarantine was added or removed
+//            auth_failure      the authority refused a sign-in or a client's
+//                              credentials (code: login, mfa, client)
+//            lockout           the authority locked an account or a source out
+//            token_issued      the authority issued an access token (jti, client,
+//                              subject, source: where it was obtained)
+//            token_exchange    the authority exchanged a token (RFC 8693), or
+//                              refused to (code exchanged | refused)
+//            token_refused     the authority refused a token request of a
+//                              quarantined client or subject
+//            token_use         a gateway saw a token id (jti) from a network or
+//                              TLS fingerprint for the first time
+//            upstream_status   an upstream answered 403 or 404 on a templated
+//                              route (the object paths an identity asks for)
+//            traffic           requests of one client on one route in an
+//                              interval (count)
 //   pep      the SPIFFE ID of the sender: set by the control plane from the
 //            verified client certificate, never taken from the event
 //   code     the registry code (or the reason) of what happened
 //   and, when known: status, source (client address), subject, client
 //   (OAuth client id), route, method, path (canonical, masked), peer (the
-//   SPIFFE ID of a mesh caller), detail (bounded text).
+//   SPIFFE ID of a mesh caller), jti (a token id, never the token), tls (a
+//   TLS client fingerprint), count, detail (bounded text).
 import { z } from 'zod';
 
 export const EVENT_SCHEMA = 'gatehouse.event/v1';
-export const EVENT_TYPES = ['request_refused', 'edge_denied', 'ingress_refused', 'bundle_refused', 'detection', 'quarantine'] as const;
+export const EVENT_TYPES = [
+  'request_refused',
+  'edge_denied',
+  'ingress_refused',
+  'bundle_refused',
+  'detection',
+  'quarantine',
+  'auth_failure',
+  'lockout',
+  'token_issued',
+  'token_exchange',
+  'token_refused',
+  'token_use',
+  'upstream_status',
+  'traffic',
+] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 const text = (max: number) => z.string().max(max).regex(/^[^\x00-\x1f\x7f]*$/, 'no control characters');
@@ -41,6 +72,9 @@ export const EventInput = z
     method: text(32).optional(),
     path: text(512).optional(),
     peer: text(256).optional(),
+    jti: text(128).optional(),
+    tls: text(128).optional(),
+    count: z.number().int().min(0).max(1_000_000_000).optional(),
     detail: text(512).optional(),
   })
   .strict();
@@ -59,7 +93,7 @@ export type EventFields = Omit<EventInput, 'schema' | 'id' | 'time'>;
 export const MAX_BATCH_EVENTS = 500;
 export const MAX_BATCH_BYTES = 512 * 1024;
 
-const LIMITS: Record<string, number> = { code: 64, source: 64, subject: 256, client: 256, route: 128, method: 32, path: 512, peer: 256, detail: 512 };
+const LIMITS: Record<string, number> = { code: 64, source: 64, subject: 256, client: 256, route: 128, method: 32, path: 512, peer: 256, jti: 128, tls: 128, detail: 512 };
 
 /** The fields bounded and free of control characters, as the schema wants them (a sender never loses an event to its own text). */
 export function boundedFields(fields: EventFields): EventFields {

@@ -68,11 +68,13 @@ export function register(program: Command): void {
 
   stateDir(selector(q.command('remove')))
     .description('end a quarantine now')
-    .action(async (o: Selector & { stateDir: string }) => {
+    .option('--false-positive', "a detector's decision that was wrong: that detector becomes less sensitive to this key for a day (threshold doubled, or the volumetric baseline raised)")
+    .action(async (o: Selector & { stateDir: string; falsePositive?: boolean }) => {
       const sel = chosen(o);
       if (!sel) return;
-      const r = (await call(o.stateDir, 'DELETE', `?scope=${encodeURIComponent(sel.scope)}&value=${encodeURIComponent(sel.value)}`)) as { revision: number } | undefined;
-      if (r) process.stdout.write(`released ${sel.scope} ${sel.value} (revision ${r.revision})\n`);
+      const fp = o.falsePositive ? '&falsePositive=1' : '';
+      const r = (await call(o.stateDir, 'DELETE', `?scope=${encodeURIComponent(sel.scope)}&value=${encodeURIComponent(sel.value)}${fp}`)) as { revision: number } | undefined;
+      if (r) process.stdout.write(`released ${sel.scope} ${sel.value}${o.falsePositive ? ' as a false positive' : ''} (revision ${r.revision})\n`);
     });
 
   stateDir(q.command('list'))

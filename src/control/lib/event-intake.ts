@@ -19,6 +19,7 @@ import {
   type QuarantineStore,
   type SecurityEvent,
 } from '../../monitor/index.ts';
+import type { Quarantine } from '../../policy/index.ts';
 import { randomUUID } from 'node:crypto';
 
 /** Events a PEP may send per second, and at once (a token bucket per PEP). */
@@ -40,6 +41,8 @@ export interface EventIntake {
   query(q: EventQuery): SecurityEvent[];
   /** An event of the control plane itself (quarantines, detections). */
   record(fields: Pick<SecurityEvent, 'type' | 'code'> & Partial<SecurityEvent>): void;
+  /** A detector's decision was released as a false positive: the detector learns (true when one made it). */
+  falsePositive(q: Quarantine): boolean;
   stats(): EventIntakeStats;
   close(): void;
 }
@@ -91,17 +94,25 @@ export function createEventIntake(o: {
     });
   };
 
+  // the fields an event names the quarantined one by
+  const about = (d: Detection): Partial<SecurityEvent> => {
+    const f: Partial<SecurityEvent> = d.source ? { source: d.source } : {};
+    if (d.scope === 'source') f.source = d.value;
+    else if (d.scope === 'service') f.peer = d.value;
+    else f[d.scope] = d.value;
+    return f;
+  };
+
   function act(d: Detection): void {
-    const reason = `detector ${d.detector}: ${d.count} ${d.detector === 'scan' ? 'distinct refused paths' : 'refused credentials'} within ${d.windowSeconds} s`;
-    record({ type: 'detection', code: d.detector, source: d.source, detail: d.shadow ? `shadow: ${reason}` : reason });
+    record({ type: 'detection', code: d.detector, ...about(d), count: d.count, detail: d.shadow ? `shadow: ${d.reason}` : d.reason });
     if (d.shadow) return o.log.info({ event: 'security', kind: 'detection', ...d }, 'detector would quarantine (shadow)');
     try {
-      const q = o.quarantines.add({ scope: 'source', value: d.source, forMs: d.quarantineForMs, reason, origin: `detector:${d.detector}` });
-      o.log.warn({ event: 'security', kind: 'quarantine_added', ...q }, 'detector quarantined a source');
-      record({ type: 'quarantine', code: 'added', source: d.source, detail: reason });
+      const q = o.quarantines.add({ scope: d.scope, value: d.value, forMs: d.quarantineForMs, reason: d.reason.slice(0, 500), origin: `detector:${d.detector}` });
+      o.log.warn({ event: 'security', kind: 'quarantine_added', ...q }, `detector quarantined a ${d.scope}`);
+      record({ type: 'quarantine', code: 'added', ...about(d), detail: d.reason });
       publishSoon();
     } catch (error) {
-      o.log.error({ err: error, source: d.source }, 'detector could not quarantine');
+      o.log.error({ err: error, scope: d.scope, value: d.value }, 'detector could not quarantine');
     }
   }
 
@@ -151,6 +162,7 @@ export function createEventIntake(o: {
     },
     query: (q) => store.query(q),
     record,
+    falsePositive: (q) => detectors.falsePositive(q, o.clock.now()),
     stats: () => ({ ...stats }),
     close() {
       clearInterval(pruneTimer);
