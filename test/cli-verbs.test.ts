@@ -39,7 +39,6 @@ test('gatehouse routes --json: the compiled table in match order (exact before t
     [
       ['catalog', 'exact'],
       ['shop-orders', 'exact'],
-      ['partner-catalog', 'prefix'],
       ['echo', 'prefix'],
     ],
   );
@@ -48,6 +47,13 @@ test('gatehouse routes --json: the compiled table in match order (exact before t
   assert.deepEqual(catalog.methods, ['GET', 'HEAD']);
   assert.deepEqual(catalog.auth.accept, []);
   assert.ok(catalog.policies.rate_limit, 'the rate limit the route sets');
+  // the partner zone's two prefixes: the longer first
+  const partner = JSON.parse(run(['routes', '-z', 'partner', '-c', example, '--json']).stdout) as typeof rows;
+  assert.deepEqual(partner.map((x) => [x.name, x.match, x.path]), [
+    ['partner-catalog-oauth', 'prefix', '/api/partner/oauth/catalog'],
+    ['partner-catalog', 'prefix', '/api/partner/catalog'],
+  ]);
+  assert.deepEqual(partner[1].auth.accept, ['api_key']);
   const priv = JSON.parse(run(['routes', '-z', 'private', '-c', example, '--json']).stdout) as typeof rows;
   assert.deepEqual(priv.map((x) => [x.name, x.match]), [
     ['orders-list', 'exact'],

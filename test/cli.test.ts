@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Agent, request } from 'undici';
 import { startUpstream, tempDir } from './support/gateway-fixture.ts';
 import { privateGatewayAgent } from './support/example-up.ts';
+import { dpopHeaders, dpopKey, dpopProof, type DpopKey } from './support/dpop.ts';
 
 const root = path.join(import.meta.dirname, '..');
 const main = path.join(root, 'src/cli/main.ts');
@@ -44,24 +45,31 @@ interface Client {
   client_secret: string;
 }
 
-/** POSTs a form to an authority endpoint as a confidential client (client_secret_basic). */
-function postAsClient(agent: Agent, url: string, client: Client, form: Record<string, string>) {
+/** POSTs a form to an authority endpoint as a confidential client (client_secret_basic); `dpop`: a DPoP proof header. */
+function postAsClient(agent: Agent, url: string, client: Client, form: Record<string, string>, dpop?: string) {
   return request(url, {
     dispatcher: agent,
     method: 'POST',
     headers: {
       'content-type': 'application/x-www-form-urlencoded',
       authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(client.client_id)}:${encodeURIComponent(client.client_secret)}`).toString('base64'),
+      ...(dpop ? { dpop } : {}),
     },
     body: new URLSearchParams(form).toString(),
   });
 }
 
-async function clientCredentialsToken(agent: Agent, authority: string, client: Client, scope: string): Promise<string> {
-  const res = await postAsClient(agent, authority + '/token', client, { grant_type: 'client_credentials', scope });
+/** A client-credentials token; with `key`, DPoP-bound to it (what the private zone requires: senderConstrained). */
+async function clientCredentialsToken(agent: Agent, authority: string, client: Client, scope: string, key?: DpopKey): Promise<string> {
+  const proof = key ? await dpopProof(key, { htm: 'POST', htu: authority + '/token' }) : undefined;
+  const res = await postAsClient(agent, authority + '/token', client, { grant_type: 'client_credentials', scope }, proof);
   assert.equal(res.statusCode, 200);
   return ((await res.body.json()) as { access_token: string }).access_token;
 }
+
+/** The Authorization (and DPoP) headers presenting `token` for one request. */
+const present = async (token: string, key: DpopKey | undefined, method: string, url: string): Promise<Record<string, string>> =>
+  key ? dpopHeaders(key, token, method, url) : { authorization: `Bearer ${token}` };
 
 /** The example's zones poll their authority's revocation feed every pollSeconds (examples/shop/gatehouse.yaml). */
 const POLL_MS = 5_000;
@@ -71,9 +79,9 @@ const POLL_MS = 5_000;
  * revokes the token at the authority (RFC 7009) and returns how long the
  * gateway kept accepting it.
  */
-async function msUntilRevokedTokenRefused(agent: Agent, o: { url: string; authority: string; client: Client; token: string }): Promise<number> {
+async function msUntilRevokedTokenRefused(agent: Agent, o: { url: string; authority: string; client: Client; token: string; key?: DpopKey }): Promise<number> {
   const call = async () => {
-    const res = await request(o.url, { dispatcher: agent, headers: { authorization: `Bearer ${o.token}` } });
+    const res = await request(o.url, { dispatcher: agent, headers: await present(o.token, o.key, 'GET', o.url) });
     await res.body.dump();
     return res;
   };
@@ -106,7 +114,7 @@ function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<
 test('validate: ok for the example, exit 2 with positioned errors for a bad file', () => {
   const good = run(['validate', example]);
   assert.equal(good.status, 0, good.stderr);
-  assert.match(good.stdout, /ok \(trust domain shop\.local; 2 zone\(s\): public, private/);
+  assert.match(good.stdout, /ok \(trust domain shop\.local; 5 zone\(s\): public, private, partner, internal, corp/);
   const dir = tempDir();
   const bad = path.join(dir, 'bad.yaml');
   writeFileSync(bad, readFileSync(example, 'utf8').replace('    routes:\n', '    routez:\n'));
@@ -196,12 +204,18 @@ test('up: the example comes up as a new user sees it, writes endpoints.json, and
     const endpoints = JSON.parse(readFileSync(path.join(dir, 'endpoints.json'), 'utf8'));
     assert.equal(endpoints.trustDomain, 'shop.local');
     assert.equal(endpoints.caBundle, path.join(dir, 'tls/dev-ca.pem'));
-    assert.deepEqual(Object.keys(endpoints.zones).sort(), ['private', 'public']);
-    for (const z of Object.values(endpoints.zones) as { gateway: string; admin: string }[]) {
-      assert.match(z.gateway, /^https:\/\/127\.0\.0\.1:\d+$/);
-      assert.match(z.admin, /^http:\/\/127\.0\.0\.1:\d+$/);
+    // the four trust zones, and corp (the enterprise SSO's stand-in: an authority only)
+    assert.deepEqual(Object.keys(endpoints.zones).sort(), ['corp', 'internal', 'partner', 'private', 'public']);
+    for (const [name, z] of Object.entries(endpoints.zones) as [string, { gateway?: string; admin?: string; authority: string }][]) {
+      assert.match(z.authority, /^https:\/\/127\.0\.0\.1:\d+$/);
+      if (name === 'corp') {
+        assert.equal(z.gateway, undefined, 'corp has no gateway');
+        continue;
+      }
+      assert.match(z.gateway!, /^https:\/\/127\.0\.0\.1:\d+$/);
+      assert.match(z.admin!, /^http:\/\/127\.0\.0\.1:\d+$/);
     }
-    assert.deepEqual(Object.keys(endpoints.services).sort(), ['bff', 'catalog', 'echo', 'orders']);
+    assert.deepEqual(Object.keys(endpoints.services).sort(), ['backoffice', 'bff', 'catalog', 'echo', 'orders', 'partner-catalog']);
     assert.equal(endpoints.services.orders.zone, 'private');
     const agent = new Agent({ connect: { ca: readFileSync(endpoints.caBundle) } });
     const gw = endpoints.zones.public.gateway;
@@ -210,9 +224,11 @@ test('up: the example comes up as a new user sees it, writes endpoints.json, and
     assert.ok(((await catalog.body.json()) as { products: unknown[] }).products.length > 0);
     const tokens: Record<string, string> = {};
     const devCreds = JSON.parse(readFileSync(path.join(dir, 'dev-credentials.json'), 'utf8'));
+    // the private zone takes sender-constrained tokens only: its token is DPoP-bound
+    const key = await dpopKey();
     for (const zone of ['public', 'private']) {
       const service = devCreds.zones[zone].clients.find((c: { grant_types: string[]; client_secret?: string }) => c.grant_types.includes('client_credentials') && c.client_secret);
-      tokens[zone] = await clientCredentialsToken(agent, endpoints.zones[zone].authority, service, 'orders:read');
+      tokens[zone] = await clientCredentialsToken(agent, endpoints.zones[zone].authority, service, 'orders:read', zone === 'private' ? key : undefined);
     }
     const echo = await request(gw + '/api/echo/any/path?q=1', {
       dispatcher: agent,
@@ -226,14 +242,21 @@ test('up: the example comes up as a new user sees it, writes endpoints.json, and
     assert.equal(seen.headers['x-real-ip'], undefined);
     assert.equal(seen.headers['x-forwarded-proto'], 'https');
     // the private gateway's ingress is locked: a client needs the BFF's workload certificate
-    await assert.rejects(request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: agent, headers: { authorization: `Bearer ${tokens.private}` } }));
+    const ordersUrl = endpoints.zones.private.gateway + '/api/orders';
+    await assert.rejects(request(ordersUrl, { dispatcher: agent, headers: await dpopHeaders(key, tokens.private, 'GET', ordersUrl) }));
     const privateAgent = await privateGatewayAgent(dir, endpoints.caBundle);
-    const anonymousOrders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: privateAgent });
+    const anonymousOrders = await request(ordersUrl, { dispatcher: privateAgent });
     assert.equal(anonymousOrders.statusCode, 401);
     await anonymousOrders.body.dump();
-    const orders = await request(endpoints.zones.private.gateway + '/api/orders', { dispatcher: privateAgent, headers: { authorization: `Bearer ${tokens.private}` } });
+    const orders = await request(ordersUrl, { dispatcher: privateAgent, headers: await dpopHeaders(key, tokens.private, 'GET', ordersUrl) });
     assert.equal(orders.statusCode, 200);
     await orders.body.dump();
+    // a private token that is not sender-constrained is refused, even over the BFF's certificate
+    const privateService = devCreds.zones.private.clients.find((c: { grant_types: string[]; client_secret?: string }) => c.grant_types.includes('client_credentials') && c.client_secret);
+    const unbound = await request(ordersUrl, { dispatcher: privateAgent, headers: { authorization: `Bearer ${await clientCredentialsToken(agent, endpoints.zones.private.authority, privateService, 'orders:read')}` } });
+    assert.equal(unbound.statusCode, 401);
+    assert.match(String(unbound.headers['www-authenticate']), /error="invalid_token"/);
+    await unbound.body.dump();
     await privateAgent.close();
     // every zone has an authority; the seeded service client gets a short-lived JWT from it
     const credsFile = path.join(dir, 'dev-credentials.json');
@@ -275,10 +298,13 @@ test('up: a token revoked at the authority is refused by the gateway within the 
         const agent = zone === 'private' ? privateAgent : publicAgent;
         const { authority, gateway } = endpoints.zones[zone];
         const client = creds.zones[zone].clients.find((c: { grant_types: string[]; client_secret?: string }) => c.grant_types.includes('client_credentials') && c.client_secret);
-        const token = await clientCredentialsToken(agent, authority, client, 'orders:read');
-        const ms = await msUntilRevokedTokenRefused(agent, { url: gateway + route, authority, client, token });
+        // the private zone takes sender-constrained tokens only: DPoP-bound there
+        const key = zone === 'private' ? await dpopKey() : undefined;
+        const token = await clientCredentialsToken(agent, authority, client, 'orders:read', key);
+        const ms = await msUntilRevokedTokenRefused(agent, { url: gateway + route, authority, client, token, key });
         // only the revoked token: a new one of the same client passes
-        const fresh = await request(gateway + route, { dispatcher: agent, headers: { authorization: `Bearer ${await clientCredentialsToken(agent, authority, client, 'orders:read')}` } });
+        const freshToken = await clientCredentialsToken(agent, authority, client, 'orders:read', key);
+        const fresh = await request(gateway + route, { dispatcher: agent, headers: await present(freshToken, key, 'GET', gateway + route) });
         assert.equal(fresh.statusCode, 200, zone);
         await fresh.body.dump();
         return ms;
