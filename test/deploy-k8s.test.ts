@@ -1,4 +1,6 @@
-// `gatehouse export k8s` on the example: every document validates offline
+// `gatehouse export k8s` on the example made ready for a cluster (each
+// authority's issuer, TLS files instead of the dev CA, trusted zones by issuer:
+// what the export asks for; see k8sReady): every document validates offline
 // against the Kubernetes schemas (kubernetes-models), every pod meets Pod
 // Security "restricted" and more, every namespace denies by default both ways,
 // and the NetworkPolicies, evaluated as a cluster would, let through exactly
@@ -6,15 +8,43 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, parseDocument } from 'yaml';
 
 const run = promisify(execFile);
 const CLI = path.resolve('src/cli/main.ts');
-const EXAMPLE = path.resolve('examples/shop/gatehouse.yaml');
+const EXAMPLE_FILE = path.resolve('examples/shop/gatehouse.yaml');
+
+/**
+ * The example as a cluster needs it, in a folder beside the example's files:
+ * each authority's issuer (its Service's name), TLS files for gateways and
+ * authorities (mounted from Secrets), trusted zones by issuer and JWKS URL.
+ */
+function k8sReady(file: string): { file: string; dir: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-ready-'));
+  for (const entry of readdirSync(path.dirname(file))) if (entry !== path.basename(file)) symlinkSync(path.join(path.dirname(file), entry), path.join(dir, entry));
+  const doc = parseDocument(readFileSync(file, 'utf8'));
+  const zones = doc.toJS().zones as Record<string, { gateway?: unknown; authority?: { listen: string; trustedZones?: unknown[] } }>;
+  const issuer = (z: string) => `https://authority.gh-${z}.svc:${zones[z].authority!.listen.split(':').pop()}`;
+  for (const [z, zone] of Object.entries(zones)) {
+    if (zone.gateway) doc.setIn(['zones', z, 'gateway', 'tls'], doc.createNode({ cert: `tls/gateway-${z}.crt`, key: `tls/gateway-${z}.key` }));
+    if (!zone.authority) continue;
+    doc.setIn(['zones', z, 'authority', 'issuer'], issuer(z));
+    doc.setIn(['zones', z, 'authority', 'tls'], doc.createNode({ cert: `tls/authority-${z}.crt`, key: `tls/authority-${z}.key` }));
+    (zone.authority.trustedZones ?? []).forEach((t, i) => {
+      if (typeof t === 'string') doc.setIn(['zones', z, 'authority', 'trustedZones', i], doc.createNode({ zone: t, issuer: issuer(t), jwksUri: `${issuer(t)}/jwks`, revocationFeed: { clientId: `${z}-feed`, clientSecretEnv: `${t.toUpperCase()}_FEED_SECRET` } }));
+    });
+  }
+  const out = path.join(dir, 'gatehouse.yaml');
+  writeFileSync(out, doc.toString());
+  return { file: out, dir };
+}
+const ready = k8sReady(EXAMPLE_FILE);
+process.on('exit', () => rmSync(ready.dir, { recursive: true, force: true }));
+const EXAMPLE = ready.file;
 
 interface K8sObject {
   apiVersion: string;
@@ -54,8 +84,13 @@ test('every exported document validates against the Kubernetes schemas', async (
     counts.set(o.kind, (counts.get(o.kind) ?? 0) + 1);
   }
   process.stdout.write(`# validated ${objects.length} objects: ${[...counts].map(([k, n]) => `${n} ${k}`).join(', ')}\n`);
-  assert.equal(counts.get('Namespace'), 3);
-  assert.equal(counts.get('Deployment'), 10); // 2 gateways, 2 authorities, 4 services, CA, control
+  const t = parseDocument(readFileSync(EXAMPLE, 'utf8')).toJS() as { zones: Record<string, { gateway?: unknown; authority?: unknown }>; services: Record<string, { run?: string }> };
+  const zones = Object.values(t.zones);
+  assert.equal(counts.get('Namespace'), zones.length + 1);
+  // a gateway, an authority and a run: service each a Deployment; the CA's pod runs the control plane too (they share its state)
+  const deployments = zones.filter((z) => z.gateway).length + zones.filter((z) => z.authority).length + Object.values(t.services).filter((s) => s.run).length + 1;
+  assert.equal(counts.get('Deployment'), deployments);
+  assert.equal(counts.get('ConfigMap'), 2 * (zones.length + 1), 'the topology and the discovery files, per namespace');
 });
 
 test('every namespace enforces Pod Security restricted and denies all traffic by default, DNS to kube-dns excepted', async () => {
@@ -96,7 +131,8 @@ test('every pod meets Pod Security restricted, with a read-only root, limits, no
       for (const k of ['requests', 'limits']) assert.ok(c.resources[k].cpu && c.resources[k].memory, `${where} ${k}`);
       for (const e of c.env) assert.ok(e.name === 'NODE_ENV' || e.valueFrom?.secretKeyRef, `${where}: ${e.name} comes from a Secret`);
     }
-    for (const v of pod.volumes) assert.ok(v.emptyDir || v.configMap || v.persistentVolumeClaim, `${where}: volume ${v.name}`);
+    // a Secret's files are referenced by name, readable by the pod's user and group only
+    for (const v of pod.volumes) assert.ok(v.emptyDir || v.configMap || v.persistentVolumeClaim || (v.secret?.secretName && v.secret.defaultMode === 0o440), `${where}: volume ${v.name}`);
     if (d.spec.replicas > 1)
       assert.ok(objects.some((o) => o.kind === 'PodDisruptionBudget' && o.metadata.namespace === d.metadata.namespace && o.metadata.name === d.metadata.name), `${where} has a PDB`);
   }
@@ -107,7 +143,11 @@ test('the CA pod initialises its state (idempotent ca init) before it serves', a
   const { objects } = await example;
   const spec = pod(objects, 'gatehouse/ca').spec.template.spec;
   assert.deepEqual(spec.initContainers.map((c: { args: string[] }) => c.args.slice(0, 2)), [['ca', 'init']]);
-  assert.deepEqual(spec.containers.map((c: { args: string[] }) => c.args.slice(0, 2)), [['ca', 'serve']]);
+  // the control plane beside it, on the CA's volume: it signs with keys the CA issues there
+  assert.deepEqual(spec.containers.map((c: { args: string[] }) => c.args.slice(0, 2)), [['ca', 'serve'], ['control', '--config']]);
+  assert.deepEqual(spec.volumes.find((v: { name: string }) => v.name === 'state'), { name: 'state', persistentVolumeClaim: { claimName: 'ca-state' } });
+  const services = objects.filter((o) => o.kind === 'Service' && o.metadata.namespace === 'gatehouse');
+  assert.deepEqual(services.map((s) => [s.metadata.name, s.spec.selector['app.kubernetes.io/name'], s.spec.ports[0].port]), [['ca', 'ca', 8600], ['control', 'ca', 8700]]);
   assert.equal(spec.initContainers[0].env[1].valueFrom.secretKeyRef.name, 'ca-secrets');
 });
 
@@ -138,8 +178,7 @@ test('the NetworkPolicies let through exactly the example flows (evaluated as th
     ['gh-private/gateway', 'gh-private/orders', 8080],
     ['gh-private/authority', 'gh-public/authority', 8444],
     ['gh-private/orders', 'gatehouse/ca', 8600],
-    ['gh-public/gateway', 'gatehouse/control', 8700],
-    ['gatehouse/control', 'gatehouse/ca', 8600],
+    ['gh-public/gateway', 'gatehouse/ca', 8700], // the control plane, in the CA's pod
   ];
   const undeclared: [string, string, number][] = [
     ['gh-public/bff', 'gh-private/orders', 8080], // another zone's service, no gateway between
@@ -182,7 +221,7 @@ test('hostile strings stay data: a run path with a newline and ---, a hostile fi
     const file = path.join(dir, 'evil"\n---\nkind: Secret.yaml');
     writeFileSync(
       file,
-      `version: 1\ntrustDomain: h.test\nzones:\n  z:\n    gateway: { listen: 127.0.0.1:8443 }\n    routes: [{ path: /a, service: s, auth: anonymous }]\nservices:\n  s:\n    zone: z\n    run: ${JSON.stringify(run)}\n    allow: [{ caller: gateway, paths: [{ path: /a }] }]\n`,
+      `version: 1\ntrustDomain: h.test\nzones:\n  z:\n    gateway: { listen: 127.0.0.1:8443, tls: { cert: c.pem, key: k.pem } }\n    routes: [{ path: /a, service: s, auth: anonymous }]\nservices:\n  s:\n    zone: z\n    run: ${JSON.stringify(run)}\n    allow: [{ caller: gateway, paths: [{ path: /a }] }]\n`,
     );
     const { objects, files } = await exportTo(file);
     assert.ok(!objects.some((o) => o.kind === 'Secret'));
@@ -244,3 +283,74 @@ function ingressAllowsAnyone(objects: K8sObject[], d: K8sObject, port: number): 
       (o.spec.ingress ?? []).some((r: any) => r.from === undefined && r.ports.some((x: any) => x.port === port)),
   );
 }
+
+test('what cannot run in a cluster is refused at its line: no issuer, a loopback issuer, tls: dev, TLS files outside the topology, a trusted zone by name', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-refused-'));
+  try {
+    const file = path.join(dir, 'gatehouse.yaml');
+    writeFileSync(
+      file,
+      [
+        'version: 1',
+        'trustDomain: r.test',
+        'zones:',
+        '  a:',
+        '    gateway: { listen: 127.0.0.1:8443, tls: dev }',
+        '    authority: { listen: 127.0.0.1:8444, tls: { cert: ../etc/c.pem, key: /k.pem } }',
+        '    routes: [{ path: /a, service: s, auth: anonymous }]',
+        '  b:',
+        '    authority:',
+        '      listen: 127.0.0.1:9444',
+        '      issuer: https://127.0.0.1:9444',
+        '      tls: { cert: c.pem, key: k.pem }',
+        '      trustedZones: [a]',
+        'services:',
+        '  s: { zone: a, run: s.ts, allow: [{ caller: gateway, paths: [{ path: /a }] }] }',
+        '',
+      ].join('\n'),
+    );
+    const failure = await run_(file).then(
+      () => assert.fail('exported'),
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(failure.code, 2);
+    const lines = failure.stderr.trim().split('\n');
+    const expect = [
+      /gatehouse\.yaml:5:\d+: zones\.a\.gateway\.tls: tls: dev issues a certificate for loopback names only/,
+      /gatehouse\.yaml:6:\d+: zones\.a\.authority: an authority in Kubernetes needs issuer: .*https:\/\/authority\.gh-a\.svc:8444/,
+      /gatehouse\.yaml:6:\d+: zones\.a\.authority\.tls: "\.\.\/etc\/c\.pem" must be a path below the topology's folder/,
+      /gatehouse\.yaml:6:\d+: zones\.a\.authority\.tls: "\/k\.pem" must be a path below the topology's folder/,
+      /gatehouse\.yaml:11:\d+: zones\.b\.authority\.issuer: issuer https:\/\/127\.0\.0\.1:9444 names this machine/,
+      /gatehouse\.yaml:13:\d+: zones\.b\.authority\.trustedZones\[0\]: trusted zone a named alone is read from a state dir/,
+    ];
+    for (const re of expect) assert.ok(lines.some((l) => re.test(l)), `${re} in\n${failure.stderr}`);
+    assert.match(lines.at(-1)!, /invalid configuration \(6 problems\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the pods find each other by Service name: gateways read services.json and their authority, services endpoints.json, from the discovery ConfigMap', async () => {
+  const { objects } = await example;
+  const discovery = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.namespace === 'gh-public' && o.metadata.name === 'gatehouse-discovery')!;
+  const services = JSON.parse(discovery.data['services.json']).services;
+  assert.equal(services.catalog.upstream, 'https://catalog.gh-public.svc:8080');
+  assert.equal(services.orders.upstream, 'https://orders.gh-private.svc:8080');
+  assert.deepEqual(JSON.parse(discovery.data['authority-public.json']), { issuer: 'https://authority.gh-public.svc:8444', jwks_uri: 'https://authority.gh-public.svc:8444/jwks' });
+  const endpoints = JSON.parse(discovery.data['endpoints.json']);
+  assert.equal(endpoints.zones.private.gateway, 'https://gateway.gh-private.svc:9443');
+  assert.equal(endpoints.control, 'https://control.gatehouse.svc:8700');
+  // the gateway mounts them where `gatehouse up` writes them in a shared state dir
+  const gw = pod(objects, 'gh-public/gateway').spec.template.spec.containers[0];
+  const mount = (c: any, at: string) => c.volumeMounts.find((m: { mountPath: string }) => m.mountPath === at);
+  assert.deepEqual(mount(gw, '/var/lib/gatehouse/services.json'), { name: 'cm-gatehouse-discovery', mountPath: '/var/lib/gatehouse/services.json', subPath: 'services.json', readOnly: true });
+  assert.equal(mount(gw, '/var/lib/gatehouse/authority/public/public.json').subPath, 'authority-public.json');
+  assert.equal(mount(gw, '/srv/topology/tls/gateway-public.crt').name, 'secret-gateway-tls');
+  assert.deepEqual(gw.args.slice(gw.args.indexOf('--workers'), gw.args.indexOf('--workers') + 4), ['--workers', '1', '--listen', '0.0.0.0:8443']);
+  // a mesh service binds the pod port it is reached at, and knows each authority at its issuer
+  const catalog = pod(objects, 'gh-public/catalog').spec.template.spec.containers[0];
+  assert.deepEqual(catalog.args.slice(catalog.args.indexOf('--listen'), catalog.args.indexOf('--listen') + 2), ['--listen', '0.0.0.0:8080']);
+  assert.ok(catalog.args.includes('public=https://authority.gh-public.svc:8444'));
+  assert.equal(mount(catalog, '/var/lib/gatehouse/pki/bundle.pem').name, 'cm-gatehouse-trust');
+  assert.equal(mount(catalog, '/var/lib/gatehouse/endpoints.json').subPath, 'endpoints.json');
+});

@@ -2,7 +2,9 @@
 // `gatehouse up`):
 //
 //   run-service.ts <module> <service> --config F --state-dir D --ca-url URL
-//                  [--authority zone=issuer …] [--client zone=client_id …]
+//                  [--listen host:port] [--authority zone=issuer …] [--client zone=client_id …]
+//     --listen: where the module serves mTLS (a pod's port: 0.0.0.0:8080);
+//     absent: 127.0.0.1 on a port the system picks (gatehouse up)
 //     environment: GATEHOUSE_JOIN_TOKEN (one-time, from `gatehouse ca token`)
 //   run-service.ts <module> <service> --plain --state-dir D [--app-listen 127.0.0.1:P]
 //     a plain-HTTP application on the Unix socket <D>/run/<service>/app.sock
@@ -62,11 +64,13 @@ const { values, positionals } = parseArgs({
     'app-listen': { type: 'string' },
     /** the control plane's bundles URL: edges and egress as this service's signed bundle says */
     control: { type: 'string' },
+    /** mesh mode: where the module serves mTLS (host:port); absent: 127.0.0.1, a port the system picks */
+    listen: { type: 'string' },
   },
 });
 const [modulePath, service] = positionals;
 const usage =
-  'usage: run-service <module> <service> (--config F --state-dir D --ca-url URL, with GATEHOUSE_JOIN_TOKEN set | --plain --state-dir D [--app-listen 127.0.0.1:P])';
+  'usage: run-service <module> <service> (--config F --state-dir D --ca-url URL [--listen host:port], with GATEHOUSE_JOIN_TOKEN set | --plain --state-dir D [--app-listen 127.0.0.1:P])';
 if (!modulePath || !service) throw new Error(usage);
 const mod = (await import(pathToFileURL(modulePath).href)) as ServiceModule;
 if (typeof mod.start !== 'function') throw new Error(`${modulePath} does not export start()`);
@@ -99,6 +103,9 @@ if (values.plain) {
   announceReady({ component: 'service', service, endpoints: { service: running.url } });
 } else {
   if (!values.config || !values['state-dir'] || !values['ca-url']) throw new Error(usage);
+  // checked before the join token is spent: a bad address must not cost the pod its one bootstrap
+  const listen = values.listen === undefined ? { host: '127.0.0.1', port: 0 } : parseListen(values.listen);
+  if (typeof listen === 'string') throw new Error(`--listen: ${listen}`);
   const joinToken = process.env.GATEHOUSE_JOIN_TOKEN;
   delete process.env.GATEHOUSE_JOIN_TOKEN;
   if (!joinToken) throw new Error('GATEHOUSE_JOIN_TOKEN is not set');
@@ -161,8 +168,8 @@ if (values.plain) {
     logger,
   });
   const running = await mod.start({
-    host: '127.0.0.1',
-    port: 0,
+    host: listen.host,
+    port: listen.port,
     service,
     topology,
     policy: policy?.source,

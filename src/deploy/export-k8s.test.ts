@@ -11,7 +11,7 @@ const topology = (upstream: string, serviceName = 'legacy', zone = 'z') => `vers
 trustDomain: k.test
 zones:
   ${zone}:
-    gateway: { listen: 127.0.0.1:8443 }
+    gateway: { listen: 127.0.0.1:8443, tls: { cert: tls/c.pem, key: tls/k.pem } }
     routes: [{ path: /a, service: ${serviceName}, auth: jwt }]
 services:
   ${serviceName}:

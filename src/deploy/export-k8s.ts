@@ -17,12 +17,21 @@ import type { LoadedTopology, Topology } from '../topology/index.ts';
 import { formatPath } from '../topology/config-error.ts';
 import { deploymentFlows, isLoopbackHost, CA, CONTROL, type Component, type ComponentId, type Flow, type TopologyPath } from './flows.ts';
 import { Issues, commentText, sourceLine } from './lib/issues.ts';
-import { STATE_DIR, TOPOLOGY_CONFIGMAP, TOPOLOGY_DIR, TOPOLOGY_FILE, cpu, memory, workloadObjects, type Resources, type Workload } from './lib/k8s-workload.ts';
+import { STATE_DIR, TOPOLOGY_CONFIGMAP, TOPOLOGY_DIR, TOPOLOGY_FILE, cpu, memory, resourcesOf, workloadObjects, type MountedFile, type Resources, type Workload } from './lib/k8s-workload.ts';
 import { allowDns, denyAll, podPeer, podPolicy, type Peer, type PodRule } from './lib/k8s-network.ts';
 
 /** The image `docker build -t gatehouse:0.1.0 .` makes from this repository's Dockerfile. */
 export const DEFAULT_IMAGE = 'gatehouse:0.1.0';
 export const SYSTEM_NAMESPACE = 'gatehouse';
+/**
+ * Per zone namespace, written by the operator (README "Deploying"), never by
+ * the export: bundle.pem (the trust domain's root, from the CA pod),
+ * edge-ca.pem (the CA of the gateways' and authorities' TLS certificates) and
+ * identity-jwks-<zone>.json (the public key of the zone gateway's identity tokens).
+ */
+export const TRUST_CONFIGMAP = 'gatehouse-trust';
+/** Per zone namespace, written by the export: where every component of the trust domain answers in the cluster. */
+export const DISCOVERY_CONFIGMAP = 'gatehouse-discovery';
 
 export interface K8sExportOptions {
   /** Image of every container (a digest pins it: registry/gatehouse@sha256:…); default DEFAULT_IMAGE. */
@@ -48,6 +57,8 @@ interface Placed {
   component: Component;
   namespace: string;
   name: string;
+  /** The pod (Deployment) it runs in: its own, or the one it shares its state with (the control plane runs beside the CA). */
+  pod: string;
   ports: { main: number; redirect?: number };
   /** Absent: not run in the cluster (a service reached at its `upstream` only). */
   workload?: Workload;
@@ -78,13 +89,19 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
     const p = place(t, c, issues);
     if (p) placed.set(c.id, p);
   }
+  checkClusterReady(t, placed, issues);
   const caUrl = `https://ca.${SYSTEM_NAMESPACE}.svc:${placed.get(CA)!.ports.main}`;
   const controlUrl = `https://control.${SYSTEM_NAMESPACE}.svc:${placed.get(CONTROL)!.ports.main}/v1/bundles`;
-  const authorities = Object.keys(t.zones).flatMap((z) => {
-    const a = placed.get(`authority:${z}`);
-    return a ? ['--authority', `${z}=https://authority.${a.namespace}.svc:${a.ports.main}`] : [];
-  });
-  for (const p of placed.values()) for (const c of p.workload?.containers ?? []) c.args = argsOf(t, p, c.name, { caUrl, controlUrl, authorities });
+  // a service learns each zone's authority at its issuer (which the topology must give: checkClusterReady)
+  const authorities = Object.entries(t.zones).flatMap(([z, zone]) => (zone.authority?.issuer ? ['--authority', `${z}=${zone.authority.issuer}`] : []));
+  issues.check();
+  for (const p of placed.values())
+    for (const c of p.workload?.containers ?? []) {
+      c.args = argsOf(t, p, c.name, { caUrl, controlUrl, authorities });
+      c.files = filesOf(t, p, c.name);
+    }
+  colocateControl(placed.get(CA)!, placed.get(CONTROL)!);
+  const discovery = discoveryOf(t, placed);
 
   // every flow becomes an egress rule of its source pod and an ingress rule of its target pod
   const rules = new Map<string, { rules: PodRule[]; why: string[] }>();
@@ -98,7 +115,7 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
   const peerOf = (id: ComponentId): Peer | null => {
     const p = placed.get(id);
     if (!p) return null;
-    if (p.workload) return podPeer(p.namespace, p.name);
+    if (p.workload || p.pod !== p.name) return podPeer(p.namespace, p.pod);
     const host = upstreamHost(t, id);
     if (isIP(host) === 0) {
       issues.add(['services', id, 'upstream'], `${host} is a name: a NetworkPolicy matches addresses, so a service outside the cluster needs an IP upstream (or a run: module)`);
@@ -106,20 +123,27 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
     }
     return { ipBlock: { cidr: hostBlock(host) } };
   };
+  const inCluster = (id: ComponentId) => {
+    const p = placed.get(id);
+    return p !== undefined && (p.workload !== undefined || p.pod !== p.name);
+  };
   for (const flow of model.flows) {
     if ('component' in flow.to) {
       const target = placed.get(flow.to.component);
       const port = flow.to.listener === 'redirect' ? target?.ports.redirect : target?.ports.main;
       if (!target || port === undefined) continue;
-      if (target.workload) {
+      // two containers of one pod talk over its loopback (the control plane and the CA): no network policy concerns it
+      const source = 'component' in flow.from ? placed.get(flow.from.component) : undefined;
+      if (source && source.pod === target.pod && source.namespace === target.namespace && inCluster(source.component.id) && inCluster(target.component.id)) continue;
+      if (inCluster(flow.to.component)) {
         const peer = 'anywhere' in flow.from ? undefined : 'cidr' in flow.from ? { ipBlock: { cidr: cidrBlock(flow.from.cidr) } } : peerOf(flow.from.component);
         if (peer !== null) ruleOf(flow.to.component, { direction: 'ingress', peer, port }, flow);
       }
-      if ('component' in flow.from && placed.get(flow.from.component)?.workload) {
+      if ('component' in flow.from && inCluster(flow.from.component)) {
         const peer = peerOf(flow.to.component);
         if (peer) ruleOf(flow.from.component, { direction: 'egress', peer, port }, flow);
       }
-    } else if ('component' in flow.from && placed.get(flow.from.component)?.workload) {
+    } else if ('component' in flow.from && inCluster(flow.from.component)) {
       const { host, port } = flow.to.outside;
       // a loopback endpoint is inside the pod: no network policy concerns it
       if (isIP(host) !== 0 && !isLoopbackHost(host)) ruleOf(flow.from.component, { direction: 'egress', peer: { ipBlock: { cidr: hostBlock(host) } }, port }, flow);
@@ -142,15 +166,21 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
       { comments: [`${ns.about}: ${where(ns.at)}`], object: namespaceObject(ns.namespace) },
       { comments: [`what the pods of ${ns.about} may request together: ${where(ns.at)}`], object: quotaOf(ns.namespace, ns.members, ns.members.some((p) => p.component.kind === 'gateway' && reachedFromOutside.has(p.component.id))) },
       { comments: [`defaults and bounds of a container of ${ns.about}: ${where(ns.at)}`], object: limitRangeOf(ns.namespace) },
-      { comments: [`the topology the pods of ${ns.about} read: ${where(ns.at)}`], object: configMapOf(ns.namespace, topologyText) },
+      { comments: [`the topology the pods of ${ns.about} read: ${where(ns.at)}`], object: configMapOf(ns.namespace, TOPOLOGY_CONFIGMAP, { 'gatehouse.yaml': topologyText }) },
+      {
+        comments: [`where the components of trust domain ${t.trustDomain} answer in the cluster (gateways: services.json and their authority; services: endpoints.json): ${where(ns.at)}`],
+        object: configMapOf(ns.namespace, DISCOVERY_CONFIGMAP, discovery),
+      },
       { comments: [`deny by default: no pod of ${ns.about} receives or sends anything not allowed below: ${where(ns.at)}`], object: denyAll(ns.namespace) },
       { comments: [`names resolve at kube-dns (UDP and TCP 53): ${where(ns.at)}`], object: allowDns(ns.namespace) },
     ];
     for (const p of ns.members) {
       const objects = workloadObjects(p.workload!, image);
       for (const o of objects) docs.push({ comments: [`${p.component.id}: ${where(p.component.at)}`], object: o });
-      const r = rules.get(p.component.id) ?? { rules: [], why: [] };
-      docs.push({ comments: [`exactly the flows of ${p.component.id}:`, ...r.why], object: podPolicy(p.namespace, p.name, r.rules) });
+      const sharing = [...placed.values()].filter((q) => q.pod === p.name && q.namespace === p.namespace);
+      const r = { rules: sharing.flatMap((q) => rules.get(q.component.id)?.rules ?? []), why: sharing.flatMap((q) => rules.get(q.component.id)?.why ?? []) };
+      const ids = sharing.map((q) => q.component.id).join(' and ');
+      docs.push({ comments: [`exactly the flows of ${ids}:`, ...r.why], object: podPolicy(p.namespace, p.name, r.rules) });
     }
     files.set(`${ns.namespace}.yaml`, render(loaded, docs));
   }
@@ -165,6 +195,7 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
     return undefined;
   }
   const name = kind === 'service' ? c.id : kind;
+  const pod = name;
   if (kind === 'service' && (c.id === 'gateway' || c.id === 'authority' || c.id === 'ca' || c.id === 'control')) {
     issues.add(c.at, `a service named ${c.id} would share its Kubernetes name with a Gatehouse component: rename it`);
     return undefined;
@@ -172,7 +203,7 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
   const main = c.ports.main ?? DEFAULT_PORTS[kind];
   const ports = { main, redirect: c.ports.redirect };
   const service = kind === 'service' ? t.services[c.id] : undefined;
-  if (service && service.run === undefined) return { component: c, namespace, name, ports };
+  if (service && service.run === undefined) return { component: c, namespace, name, pod, ports };
   const authority = c.zone === undefined ? undefined : t.zones[c.zone].authority;
   const persistent = kind === 'ca' || kind === 'control' || (kind === 'authority' && authority?.storage === 'sqlite');
   const replicas = persistent ? 1 : 2;
@@ -186,7 +217,7 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
       {
         name: kind,
         args: [],
-        ports: [{ name: kind === 'gateway' || kind === 'authority' ? 'https' : 'mtls', port: main }, ...(ports.redirect ? [{ name: 'redirect', port: ports.redirect }] : [])],
+        ports: [{ name: kind === 'gateway' || kind === 'authority' ? 'https' : kind === 'service' ? 'mtls' : kind, port: main }, ...(ports.redirect ? [{ name: 'redirect', port: ports.redirect }] : [])],
         secretEnv: secretEnvOf(t, c, name),
       },
     ],
@@ -200,7 +231,138 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
     workload.containers.unshift({ name: 'app', command: RUN_SERVICE, args: [], ports: [], secretEnv: [] });
   }
   else if (kind === 'service') workload.containers[0].command = RUN_SERVICE;
-  return { component: c, namespace, name, ports, workload };
+  return { component: c, namespace, name, pod, ports, workload };
+}
+
+/**
+ * The control plane signs bundles and serves mTLS with keys the CA issues
+ * from its state dir, and reads the CA's revocations there: it runs as a
+ * second container of the CA's pod, on the CA's volume, behind a Service of
+ * its own.
+ */
+function colocateControl(ca: Placed, control: Placed): void {
+  const w = ca.workload!;
+  const own = control.workload!;
+  w.containers.push({ ...own.containers[0], resources: own.resources });
+  w.services = [
+    { name: ca.name, ports: ['ca'] },
+    { name: control.name, ports: ['control'] },
+  ];
+  control.workload = undefined;
+  control.pod = ca.pod;
+}
+
+/**
+ * What a topology needs before its pods can find and trust each other in a
+ * cluster; anything missing is an error at its line, never a manifest that
+ * cannot run.
+ */
+function checkClusterReady(t: Topology, placed: Map<ComponentId, Placed>, issues: Issues): void {
+  const tlsFiles = (tls: 'dev' | { cert: string; key: string }, at: TopologyPath, svc: string) => {
+    if (tls === 'dev') {
+      issues.add(
+        at,
+        `tls: dev issues a certificate for loopback names only, from a CA each pod would make for itself: in Kubernetes give tls: { cert, key } for the names its clients use (${svc}); the export mounts them from a Secret`,
+      );
+      return;
+    }
+    for (const f of [tls.cert, tls.key]) if (!relativeInside(f)) issues.add(at, `${JSON.stringify(f)} must be a path below the topology's folder (the pod mounts it at ${TOPOLOGY_DIR}/…)`);
+  };
+  for (const [z, zone] of Object.entries(t.zones)) {
+    const gw = placed.get(`gateway:${z}`);
+    if (zone.gateway && gw) tlsFiles(zone.gateway.tls, ['zones', z, 'gateway', 'tls'], `gateway.${gw.namespace}.svc and its public name`);
+    const a = placed.get(`authority:${z}`);
+    if (!zone.authority || !a) continue;
+    const at: TopologyPath = ['zones', z, 'authority'];
+    const inCluster = `https://authority.${a.namespace}.svc:${a.ports.main}`;
+    if (zone.authority.issuer === undefined)
+      issues.add(at, `an authority in Kubernetes needs issuer: the https URL its clients reach it at (${inCluster} inside the cluster, or its public name); absent, it would name its listen address (0.0.0.0) in every token`);
+    else {
+      const host = new URL(zone.authority.issuer).hostname.replace(/^\[|\]$/g, '');
+      if (isLoopbackHost(host) || host === '0.0.0.0' || host === '::')
+        issues.add([...at, 'issuer'], `issuer ${zone.authority.issuer} names this machine: no other pod reaches it there (use ${inCluster} or a public name)`);
+    }
+    tlsFiles(zone.authority.tls, [...at, 'tls'], `authority.${a.namespace}.svc and the issuer's host`);
+    zone.authority.trustedZones.forEach((trusted, i) => {
+      if (typeof trusted === 'string')
+        issues.add(
+          [...at, 'trustedZones', i],
+          `trusted zone ${trusted} named alone is read from a state dir the authorities share, which pods do not: give { zone: ${trusted}, issuer, jwksUri, revocationFeed } (its authority's issuer, <issuer>/jwks and a feed client there)`,
+        );
+    });
+  }
+}
+
+/** A relative path that stays below its folder once joined to it. */
+function relativeInside(p: string): boolean {
+  return !path.posix.isAbsolute(p) && !p.includes('\\') && !path.posix.normalize(p).startsWith('..') && p.length <= 255;
+}
+
+/** The discovery ConfigMap's files: what `gatehouse up` writes into its shared state dir, with the cluster's addresses. */
+function discoveryOf(t: Topology, placed: Map<ComponentId, Placed>): Record<string, string> {
+  const url = (id: ComponentId) => {
+    const p = placed.get(id)!;
+    return `https://${p.name}.${p.namespace}.svc:${p.ports.main}`;
+  };
+  const services: Record<string, { zone: string; url: string }> = {};
+  for (const [name, s] of Object.entries(t.services))
+    if (placed.has(name)) services[name] = { zone: s.zone, url: s.upstream ?? url(name) };
+  const zones: Record<string, { gateway?: string; authority?: string }> = {};
+  for (const [z, zone] of Object.entries(t.zones)) {
+    const entry: { gateway?: string; authority?: string } = {};
+    if (zone.gateway && placed.has(`gateway:${z}`)) entry.gateway = url(`gateway:${z}`);
+    if (zone.authority?.issuer) entry.authority = zone.authority.issuer;
+    zones[z] = entry;
+  }
+  const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+  const files: Record<string, string> = {
+    'endpoints.json': json({ trustDomain: t.trustDomain, ca: url(CA), control: url(CONTROL), zones, services }),
+    'services.json': json({ services: Object.fromEntries(Object.entries(services).map(([n, s]) => [n, { upstream: s.url }])) }),
+  };
+  // as an authority publishes itself in the state dir (public.json): the gateway of its zone reads it
+  for (const [z, zone] of Object.entries(t.zones))
+    if (zone.authority?.issuer) files[`authority-${z}.json`] = json({ issuer: zone.authority.issuer, jwks_uri: `${zone.authority.issuer.replace(/\/$/, '')}/jwks` });
+  return files;
+}
+
+/** Files a container reads that its own state dir cannot have: discovery, trust anchors, shared keys, TLS files. */
+function filesOf(t: Topology, p: Placed, container: string): MountedFile[] {
+  const zone = p.component.zone;
+  const discovery = (key: string, at: string): MountedFile => ({ path: path.posix.join(STATE_DIR, at), from: { configMap: DISCOVERY_CONFIGMAP }, key });
+  const trust = (key: string, at: string): MountedFile => ({ path: path.posix.join(STATE_DIR, at), from: { configMap: TRUST_CONFIGMAP }, key });
+  const tls = (config: { cert: string; key: string } | 'dev', secret: string): MountedFile[] =>
+    config === 'dev'
+      ? []
+      : [
+          { path: path.posix.join(TOPOLOGY_DIR, config.cert), from: { secret }, key: 'tls.crt' },
+          { path: path.posix.join(TOPOLOGY_DIR, config.key), from: { secret }, key: 'tls.key' },
+        ];
+  switch (p.component.kind) {
+    case 'gateway': {
+      const z = t.zones[zone!];
+      return [
+        discovery('services.json', 'services.json'),
+        ...(z.authority?.issuer ? [discovery(`authority-${zone}.json`, `authority/${zone}/public.json`)] : []),
+        // the replicas sign identity tokens with one key, which services verify
+        { path: path.posix.join(STATE_DIR, 'gateway', zone!, 'identity-key.json'), from: { secret: 'gateway-identity' }, key: 'identity-key.json' },
+        trust('edge-ca.pem', 'tls/dev-ca.pem'),
+        ...tls(z.gateway!.tls, 'gateway-tls'),
+      ];
+    }
+    case 'authority':
+      return tls(t.zones[zone!].authority!.tls, 'authority-tls');
+    case 'service':
+      if (container === 'app') return [];
+      return [
+        trust('bundle.pem', 'pki/bundle.pem'),
+        trust('edge-ca.pem', 'tls/dev-ca.pem'),
+        trust(`identity-jwks-${zone}.json`, `gateway/${zone}/identity-jwks.json`),
+        discovery('endpoints.json', 'endpoints.json'),
+      ];
+    case 'ca':
+    case 'control':
+      return [];
+  }
 }
 
 function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string; controlUrl: string; authorities: string[] }): string[] {
@@ -215,6 +377,9 @@ function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string
         ...common,
         '--zone',
         p.component.zone!,
+        // one process: the container's CPU limit is one core; replicas scale it
+        '--workers',
+        '1',
         '--listen',
         listen(p.ports.main),
         ...(p.ports.redirect ? ['--redirect-listen', listen(p.ports.redirect)] : []),
@@ -226,12 +391,13 @@ function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string
     case 'ca':
       return container === 'ca-init' ? ['ca', 'init', ...common] : ['ca', 'serve', ...common, '--listen', listen(p.ports.main)];
     case 'control':
+      // beside the CA, on its volume (colocateControl)
       return ['control', ...common, '--listen', listen(p.ports.main)];
     case 'service':
       if (container === 'app') return [module, p.component.id, '--plain', '--state-dir', STATE_DIR, '--app-listen', APP_LISTEN];
       if (service!.sidecar)
         return ['sidecar', '--service', p.component.id, '--upstream', `http://${APP_LISTEN}`, ...common, '--listen', listen(p.ports.main), '--ca-url', urls.caUrl, '--control', urls.controlUrl];
-      return [module, p.component.id, ...common, '--ca-url', urls.caUrl, '--control', urls.controlUrl, ...urls.authorities];
+      return [module, p.component.id, ...common, '--listen', listen(p.ports.main), '--ca-url', urls.caUrl, '--control', urls.controlUrl, ...urls.authorities];
   }
 }
 
@@ -294,12 +460,12 @@ function quotaOf(namespace: string, members: Placed[], loadBalancer: boolean): I
     const pods = w.replicas + (w.persistent ? 0 : 1);
     sum.pods += pods;
     sum.claims += w.persistent ? 1 : 0;
-    for (const k of ['requests', 'limits'] as const) {
-      // init containers run before the others, never beside them
-      const running = w.containers.filter((c) => !c.init).length;
-      sum[k].cpu += pods * running * w.resources[k].cpu;
-      sum[k].memory += pods * running * w.resources[k].memory;
-    }
+    // init containers run before the others, never beside them
+    for (const c of w.containers.filter((c) => !c.init))
+      for (const k of ['requests', 'limits'] as const) {
+        sum[k].cpu += pods * resourcesOf(w, c)[k].cpu;
+        sum[k].memory += pods * resourcesOf(w, c)[k].memory;
+      }
   }
   return {
     apiVersion: 'v1',
@@ -314,7 +480,7 @@ function quotaOf(namespace: string, members: Placed[], loadBalancer: boolean): I
         'limits.memory': memory(sum.limits.memory),
         persistentvolumeclaims: String(sum.claims),
         'requests.storage': `${sum.claims}Gi`,
-        services: String(members.length),
+        services: String(members.reduce((n, p) => n + (p.workload!.services?.length ?? 1), 0)),
         'services.nodeports': '0',
         'services.loadbalancers': loadBalancer ? '1' : '0',
       },
@@ -340,13 +506,13 @@ function limitRangeOf(namespace: string): ILimitRange {
   };
 }
 
-function configMapOf(namespace: string, text: string): IConfigMap {
+function configMapOf(namespace: string, name: string, data: Record<string, string>): IConfigMap {
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
-    metadata: { name: TOPOLOGY_CONFIGMAP, namespace, labels: { 'app.kubernetes.io/part-of': 'gatehouse' } },
+    metadata: { name, namespace, labels: { 'app.kubernetes.io/part-of': 'gatehouse' } },
     immutable: false,
-    data: { 'gatehouse.yaml': text },
+    data,
   };
 }
 

@@ -27,6 +27,13 @@ export interface Resources {
   limits: { cpu: number; memory: number };
 }
 
+/** One file the component expects at a fixed path (its state dir, beside the topology), mounted read-only from a key of a ConfigMap or a Secret. */
+export interface MountedFile {
+  path: string;
+  from: { configMap: string } | { secret: string };
+  key: string;
+}
+
 export interface ContainerSpec {
   name: string;
   command?: string[];
@@ -37,6 +44,10 @@ export interface ContainerSpec {
   secretEnv: [variable: string, secret: string][];
   /** Runs to completion before the others start (an idempotent preparation, such as `ca init`). */
   init?: boolean;
+  /** Files it reads that another pod, the operator or the export provides; absent or empty: none. */
+  files?: MountedFile[];
+  /** Its own requests and limits; absent: the workload's. */
+  resources?: Resources;
 }
 
 export interface Workload {
@@ -48,9 +59,18 @@ export interface Workload {
   persistent: boolean;
   /** One container, or an application and the `gatehouse sidecar` in front of it (they share the state dir). */
   containers: ContainerSpec[];
-  /** Of each container. */
+  /** Of each container that names none. */
   resources: Resources;
+  /** The Services in front of the pod, each with the names of the container ports it serves; absent: one named for the workload, every port. */
+  services?: { name: string; ports: string[] }[];
 }
+
+/** Requests and limits of a container of the workload. */
+export function resourcesOf(w: Workload, c: ContainerSpec): Resources {
+  return c.resources ?? w.resources;
+}
+
+const sourceVolume = (from: MountedFile['from']): string => ('configMap' in from ? `cm-${from.configMap}` : `secret-${from.secret}`);
 
 export const labelsOf = (w: { name: string; component: string }): Record<string, string> => ({
   'app.kubernetes.io/name': w.name,
@@ -80,6 +100,16 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
     { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '64Mi' } },
     w.persistent ? { name: 'state', persistentVolumeClaim: { claimName: `${w.name}-state` } } : { name: 'state', emptyDir: { sizeLimit: '256Mi' } },
   ];
+  // one volume per ConfigMap or Secret some container reads a file of (a Secret's files: owner and group only)
+  for (const f of w.containers.flatMap((c) => c.files ?? [])) {
+    const name = sourceVolume(f.from);
+    if (volumes.some((v) => v.name === name)) continue;
+    volumes.push(
+      'configMap' in f.from
+        ? { name, configMap: { name: f.from.configMap, defaultMode: 0o444 } }
+        : { name, secret: { secretName: f.from.secret, defaultMode: 0o440 } },
+    );
+  }
   const mounts: IVolumeMount[] = [
     { name: 'topology', mountPath: TOPOLOGY_FILE, subPath: 'gatehouse.yaml', readOnly: true },
     { name: 'tmp', mountPath: '/tmp' },
@@ -91,6 +121,9 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
       ...c.secretEnv.map(([variable, secret]) => ({ name: variable, valueFrom: { secretKeyRef: { name: secret, key: variable } } })),
     ];
     const probed = c.ports[0]?.port;
+    const resources = resourcesOf(w, c);
+    // a file inside the state dir is mounted over it (subPath): the rest of the state dir stays writable
+    const files: IVolumeMount[] = (c.files ?? []).map((f) => ({ name: sourceVolume(f.from), mountPath: f.path, subPath: f.key, readOnly: true }));
     return {
       name: c.name,
       image,
@@ -99,7 +132,7 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
       args: c.args,
       ports: c.ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: 'TCP' })),
       env,
-      resources: { requests: quantities(w.resources.requests), limits: quantities(w.resources.limits) },
+      resources: { requests: quantities(resources.requests), limits: quantities(resources.limits) },
       securityContext: {
         runAsNonRoot: true,
         runAsUser: RUN_AS,
@@ -117,7 +150,7 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
             readinessProbe: { tcpSocket: { port: probed }, periodSeconds: 5, failureThreshold: 3 },
             livenessProbe: { tcpSocket: { port: probed }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 6 },
           }),
-      volumeMounts: mounts,
+      volumeMounts: [...mounts, ...files],
       terminationMessagePolicy: 'FallbackToLogsOnError',
     };
   });
@@ -167,16 +200,18 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
       metadata: { ...metadata, name: `${w.name}-state` },
       spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
     });
-  objects.push(deployment, {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata,
-    spec: {
-      type: 'ClusterIP',
-      selector: selectorOf(w.name),
-      ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: 'TCP' })),
-    },
-  });
+  objects.push(deployment);
+  for (const s of w.services ?? [{ name: w.name, ports: ports.map((p) => p.name) }])
+    objects.push({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { ...metadata, name: s.name },
+      spec: {
+        type: 'ClusterIP',
+        selector: selectorOf(w.name),
+        ports: ports.filter((p) => s.ports.includes(p.name)).map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: 'TCP' })),
+      },
+    });
   if (w.replicas > 1)
     objects.push({
       apiVersion: 'policy/v1',
