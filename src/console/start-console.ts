@@ -166,6 +166,11 @@ export async function startConsole(d: ConsoleDeps): Promise<ConsoleServer> {
       res.setHeader('cache-control', 'no-cache');
       return send(res, 200, p.endsWith('.css') ? 'text/css; charset=utf-8' : 'text/javascript; charset=utf-8', p.endsWith('.css') ? STYLESHEET : SCRIPT);
     }
+    if (p === '/favicon.ico') {
+      if (!get) throw MethodNotAllowed(['GET', 'HEAD']);
+      res.writeHead(204);
+      return void res.end();
+    }
     if (p === '/signin') {
       if (!get) throw MethodNotAllowed(['GET', 'HEAD']);
       if (session(req)) return see(res, '/');

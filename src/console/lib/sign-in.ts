@@ -37,10 +37,18 @@ export interface SignIn {
 const refused = (detail: string) => new GatehouseError('unauthorized', detail);
 
 export function createSignIn(o: { stateDir: string; clock: Clock; console: () => MonitorConfig['console']; log: { warn(obj: object, msg: string): void } }): SignIn {
+  // the public roots, and the dev CA of the state dir (written by the first authority, which may start after us)
   const caFile = path.join(o.stateDir, 'tls', 'dev-ca.pem');
-  const ca = [...rootCertificates, ...(existsSync(caFile) ? [readFileSync(caFile, 'utf8')] : [])];
-  const agent = new Agent({ connect: { ca, minVersion: 'TLSv1.2' }, headersTimeout: 10_000, bodyTimeout: 10_000 });
-  const viaAgent = ((input: any, init?: any) => undiciFetch(input, { ...init, dispatcher: agent })) as unknown as typeof fetch;
+  let agent: { dev: string; agent: Agent } | undefined;
+  const agentNow = (): Agent => {
+    const dev = existsSync(caFile) ? readFileSync(caFile, 'utf8') : '';
+    if (agent?.dev !== dev) {
+      void agent?.agent.close();
+      agent = { dev, agent: new Agent({ connect: { ca: [...rootCertificates, ...(dev ? [dev] : [])], minVersion: 'TLSv1.2' }, headersTimeout: 10_000, bodyTimeout: 10_000 }) };
+    }
+    return agent.agent;
+  };
+  const viaAgent = ((input: any, init?: any) => undiciFetch(input, { ...init, dispatcher: agentNow() })) as unknown as typeof fetch;
   const pending = new Map<string, { binding: string; nonce: string; verifier: string; expires: number; grant: ConsoleGrant }>();
   let cached: { key: string; config: Promise<oidc.Configuration> } | undefined;
 
