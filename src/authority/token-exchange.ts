@@ -14,6 +14,12 @@
 // exchanged only by the client it names. The user's authentication (acr, amr)
 // carries over only to an actor allowed to act for the user at that audience:
 // named by may_act, or listed in the zone's tokenExchange.actors for it.
+//
+// Sender constraint: a DPoP proof with the exchange request binds the
+// exchanged token to its key (cnf.jkt, token_type DPoP), checked as the
+// library checks it for its own grants (dpop-token-endpoint.ts); a client
+// registered dpop-bound must send one. A certificate-bound client's token is
+// bound to the certificate it authenticated with (cnf.x5t#S256).
 import { decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
@@ -21,6 +27,7 @@ import { apiScopesOf, TOKEN_EXCHANGE } from './client-registry.ts';
 import { isLive, looksLikeJwt, ownKeys, type AccessTokenClaims } from './access-token.ts';
 import { peerCertificate } from './client-certificate.ts';
 import { RevocationStatusUnknown } from './issuer-revocations.ts';
+import { dpopAtTokenEndpoint } from './dpop-token-endpoint.ts';
 
 /** Claims an exchanged token carries (act, auth_time …), read by customize-token.ts at signing. */
 export const exchangeClaims = new WeakMap<object, Record<string, unknown>>();
@@ -74,6 +81,8 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
         fail('only access tokens can be requested');
       if (params.audience !== undefined && params.resource !== undefined) fail('give audience or resource, not both');
       if (!looksLikeJwt(subjectToken)) throw new errors.InvalidGrant('subject token is invalid');
+      // the proof first: a bad or replayed one is refused whatever the subject token
+      const jkt = await dpopAtTokenEndpoint(provider, c);
 
       // Which issuer? Decoding before verifying only picks the keys to verify with.
       let iss: unknown;
@@ -184,6 +193,7 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
         if (!cert) throw new errors.InvalidGrant('mutual TLS client certificate not provided');
         at.setThumbprint('x5t', cert.toString());
       }
+      if (jkt) at.setThumbprint('jkt', jkt);
       c.oidc.entity('AccessToken', at);
       const value = await at.save();
       // a subject revoked while this was being made: its cascade may have missed this one
@@ -205,7 +215,7 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
       c.body = {
         access_token: value,
         issued_token_type: ACCESS_TOKEN_TYPE,
-        token_type: 'Bearer',
+        token_type: jkt ? 'DPoP' : 'Bearer',
         expires_in: at.expiration,
         scope: scopes.join(' '),
       };
