@@ -20,6 +20,7 @@ import { certificateFor, privateGatewayAgent } from './support/example-up.ts';
 import { signIn, codeTokens } from './support/authority-flows.ts';
 import type { Harness, TestFetch } from './support/authority-harness.ts';
 import { gatewaySpiffeId, trustBundlePath } from '../src/pki/index.ts';
+import { dpopHeaders, dpopKey, dpopProof, type DpopKey } from './support/dpop.ts';
 
 const root = path.join(import.meta.dirname, '..');
 const main = path.join(root, 'src/cli/main.ts');
@@ -168,14 +169,17 @@ function processesOf(pid: number, stateDir: string): { pid: number; cmd: string 
   return [...found].filter((p) => parent.has(p) && !readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z ')).map((p) => ({ pid: p, cmd: cmd.get(p) ?? '' }));
 }
 
-async function clientToken(u: Up, zone: string, scope = 'orders:read'): Promise<{ status: number; token?: string }> {
+/** A client-credentials token of the zone's demo service; with `key`, DPoP-bound (the private zone takes sender-constrained tokens only). */
+async function clientToken(u: Up, zone: string, scope = 'orders:read', key?: DpopKey): Promise<{ status: number; token?: string }> {
   const client = u.credentials.zones[zone].clients.find((c) => c.grant_types.includes('client_credentials') && c.client_secret)!;
-  const r = await request(u.endpoints.zones[zone].authority + '/token', {
+  const endpoint = u.endpoints.zones[zone].authority + '/token';
+  const r = await request(endpoint, {
     dispatcher: u.edge,
     method: 'POST',
     headers: {
       'content-type': 'application/x-www-form-urlencoded',
       authorization: 'Basic ' + Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64'),
+      ...(key ? { dpop: await dpopProof(key, { htm: 'POST', htu: endpoint }) } : {}),
     },
     body: new URLSearchParams({ grant_type: 'client_credentials', scope }).toString(),
   });
@@ -195,17 +199,19 @@ interface Sample {
  * address), an authenticated public route, an authenticated private route and
  * a refused one (no token). Every answer is kept with its time.
  */
-function load(u: Up, tokens: { public: string; private: string }) {
+function load(u: Up, tokens: { public: string; private: string; privateKey: DpopKey }) {
   const samples: Sample[] = [];
   let on = true;
   const gw = u.endpoints.zones;
   // the refused traffic comes from another loopback address: the gateway slows down and then
   // blocks a source that keeps failing authentication (429), and must not take the good traffic with it
   const refusedFrom = new Agent({ connect: { ca: readFileSync(u.endpoints.caBundle, 'utf8') }, localAddress: '127.0.0.2' });
-  const routes: { route: string; url: string; every: number; headers?: Record<string, string>; ok: number[]; via?: Agent }[] = [
+  const privateOrders = gw.private.gateway + '/api/orders';
+  // headers per request: a DPoP proof is good for one request only
+  const routes: { route: string; url: string; every: number; headers?: () => Promise<Record<string, string>>; ok: number[]; via?: Agent }[] = [
     { route: 'catalog (anonymous)', url: gw.public.gateway + '/api/catalog', every: 900, ok: [200] },
-    { route: 'echo (jwt, public)', url: gw.public.gateway + '/api/echo/load', every: 120, headers: { authorization: `Bearer ${tokens.public}` }, ok: [200] },
-    { route: 'orders (jwt, private)', url: gw.private.gateway + '/api/orders', every: 120, headers: { authorization: `Bearer ${tokens.private}` }, ok: [200], via: u.privateEdge },
+    { route: 'echo (jwt, public)', url: gw.public.gateway + '/api/echo/load', every: 120, headers: async () => ({ authorization: `Bearer ${tokens.public}` }), ok: [200] },
+    { route: 'orders (jwt, private)', url: privateOrders, every: 120, headers: () => dpopHeaders(tokens.privateKey, tokens.private, 'GET', privateOrders), ok: [200], via: u.privateEdge },
     { route: 'echo without token (refused)', url: gw.public.gateway + '/api/echo/load', every: 300, ok: [401, 429], via: refusedFrom },
   ];
   const loops = routes.map(async (r) => {
@@ -213,7 +219,7 @@ function load(u: Up, tokens: { public: string; private: string }) {
       const start = Date.now();
       let status: number | string;
       try {
-        const res = await request(r.url, { dispatcher: r.via ?? u.edge, headers: r.headers, headersTimeout: 5000, bodyTimeout: 5000 });
+        const res = await request(r.url, { dispatcher: r.via ?? u.edge, headers: await r.headers?.(), headersTimeout: 5000, bodyTimeout: 5000 });
         status = res.statusCode;
         await res.body.dump();
       } catch (error) {
@@ -266,6 +272,8 @@ const serves: Record<string, string[]> = {
   'service-bff': [],
   'gateway-public': ['catalog (anonymous)', 'echo (jwt, public)', 'echo without token (refused)'],
   'gateway-private': ['orders (jwt, private)'],
+  // the partner gateway serves the API key route, asked once the faults are over
+  'gateway-partner': [],
   'authority-public': [],
   'authority-private': [],
   ca: [],
@@ -281,7 +289,8 @@ test('kill -9 of every component in turn under light load: the rest keeps answer
   const started = Date.now();
   A = await startUp();
   t.diagnostic(`up ready in ${Date.now() - started} ms`);
-  const tokens = { public: (await clientToken(A, 'public', 'orders:read')).token!, private: (await clientToken(A, 'private')).token! };
+  const privateKey = await dpopKey();
+  const tokens = { public: (await clientToken(A, 'public', 'orders:read')).token!, private: (await clientToken(A, 'private', 'orders:read', privateKey)).token!, privateKey };
 
   // state worth keeping, made before the faults: a user's refresh token (sign-in with password + TOTP),
   // an API key, a revoked access token, a revoked certificate
@@ -295,7 +304,7 @@ test('kill -9 of every component in turn under light load: the rest keeps answer
   const signedIn = await codeTokens(before.webConfig, await signIn(h, before.webConfig, zone.users[0], { scope: 'openid offline_access orders:read' }));
   assert.ok(signedIn.refresh_token);
   before.refresh = signedIn.refresh_token!;
-  const key = spawnSync(process.execPath, [main, 'keys', 'api', 'add', '--config', 'examples/shop/gatehouse.yaml', '--zone', 'public', '--consumer', 'acme', '--scopes', 'catalog:read', '--state-dir', A.stateDir], { cwd: root, encoding: 'utf8' });
+  const key = spawnSync(process.execPath, [main, 'keys', 'api', 'add', '--config', 'examples/shop/gatehouse.yaml', '--zone', 'partner', '--consumer', 'acme', '--scopes', 'catalog:read', '--state-dir', A.stateDir], { cwd: root, encoding: 'utf8' });
   assert.equal(key.status, 0, key.stderr);
   before.apiKey = JSON.parse(key.stdout.slice(0, key.stdout.lastIndexOf('}') + 1)).key;
   before.revoked = (await clientToken(A, 'public', 'orders:read')).token!;
@@ -318,7 +327,7 @@ test('kill -9 of every component in turn under light load: the rest keeps answer
   traffic = load(A, tokens);
   cleanups.push(() => traffic.stop());
   await new Promise((r) => setTimeout(r, 1500));
-  const order = ['service-catalog', 'authority-public', 'service-orders', 'ca', 'control', 'sidecar-echo', 'service-echo', 'authority-private', 'service-bff', 'gateway-private', 'gateway-public'];
+  const order = ['service-catalog', 'authority-public', 'service-orders', 'ca', 'control', 'sidecar-echo', 'service-echo', 'authority-private', 'service-bff', 'gateway-private', 'gateway-public', 'gateway-partner'];
   for (const name of order) {
     const victim = await A.component(name);
     assert.ok(victim?.healthy && victim.pid, `${name} is running before the fault`);
@@ -333,7 +342,7 @@ test('kill -9 of every component in turn under light load: the rest keeps answer
     for (const route of affected) {
       const r = traffic.routes.find((x) => x.route === route)!;
       await until(`${route} after ${name}`, 15_000, async () => {
-        const res = await request(r.url, { dispatcher: r.via ?? A.edge, headers: r.headers });
+        const res = await request(r.url, { dispatcher: r.via ?? A.edge, headers: await r.headers?.() });
         await res.body.dump();
         return r.ok.includes(res.statusCode);
       });
@@ -361,7 +370,7 @@ test('kill -9 of every component in turn under light load: the rest keeps answer
   for (const z of ['public', 'private']) assert.equal((await clientToken(A, z)).status, 200, `${z}: the client secret still works`);
   const refreshed = await oidc.refreshTokenGrant(before.webConfig, before.refresh);
   assert.ok(refreshed.access_token, 'the refresh token issued before survives both authority restarts');
-  const partner = await request(A.endpoints.zones.public.gateway + '/api/partner/catalog', { dispatcher: A.edge, headers: { 'x-api-key': before.apiKey } });
+  const partner = await request(A.endpoints.zones.partner.gateway + '/api/partner/catalog', { dispatcher: A.edge, headers: { 'x-api-key': before.apiKey } });
   assert.equal(partner.statusCode, 200, 'the API key still works after the gateway restart');
   await partner.body.dump();
   const revokedUse = await request(A.endpoints.zones.public.gateway + '/api/echo/x', { dispatcher: A.edge, headers: { authorization: `Bearer ${before.revoked}` } });
