@@ -31,6 +31,8 @@ export const PROBLEMS = {
   too_many_requests: { status: 429, title: 'Too Many Requests' },
   rate_limit_unavailable: { status: 503, title: 'Service Unavailable' },
   revocation_status_unknown: { status: 503, title: 'Service Unavailable' },
+  // the shared DPoP replay cache (Redis) cannot be asked whether a proof was used before
+  replay_check_unavailable: { status: 503, title: 'Service Unavailable' },
   // upstreams
   bad_gateway: { status: 502, title: 'Bad Gateway' },
   upstream_reset: { status: 502, title: 'Bad Gateway' },
