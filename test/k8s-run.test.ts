@@ -1,0 +1,299 @@
+// The exported Kubernetes manifests, run as real processes: network
+// namespaces play the pods (each its own address, the Service names resolving
+// through its /etc/hosts as kube-dns would answer them), every container runs
+// exactly the command, arguments and environment its Deployment gives, and
+// sees exactly the files its volumes mount (ConfigMaps the export wrote,
+// Secrets and the trust ConfigMap the operator makes as README "Deploying"
+// says), at the paths the manifest names under a folder per pod. Shown:
+//   the CA pod (ca init, ca serve, the control plane beside it on one volume);
+//   a mesh service pod bootstrapping its certificate over the pod network with
+//   its join-token Secret, following its bundle from the control plane, and
+//   serving mTLS on the pod port it is reached at by Service name;
+//   the zone gateway's identity (issued by the CA pod, `gatehouse ca issue`)
+//   getting the service's answer, another service's identity a 403, no
+//   certificate no TLS session.
+// Not shown (not runnable yet, see the report): the gateway pod itself, which
+// gets its workload certificate only from a CA in its own state dir.
+// Needs root and `ip`: skipped with the reason elsewhere, failed under CI=true.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
+import { exportJWK, generateKeyPair } from 'jose';
+import { createLab, netnsUnavailable, type Lab } from './support/netns.ts';
+import { openDevCa } from '../src/shared/dev-ca.ts';
+
+const run = promisify(execFile);
+const REPO = path.resolve('.');
+const CLI = path.join(REPO, 'src/cli/main.ts');
+/** The image's ENTRYPOINT (Dockerfile): what a container runs when its manifest gives no command. */
+const ENTRYPOINT = ['node', '/app/src/cli/main.ts'];
+
+const TOPOLOGY = `version: 1
+trustDomain: run.test
+zones:
+  shop:
+    gateway: { listen: 127.0.0.1:8443, tls: { cert: tls/gateway.crt, key: tls/gateway.key } }
+    routes:
+      - { path: /api/catalog, service: catalog, auth: anonymous }
+      - { path: /api/stock, service: stock, auth: anonymous }
+services:
+  catalog:
+    zone: shop
+    run: catalog.ts
+    allow: [{ caller: gateway, paths: [{ path: /api/catalog }] }]
+  stock:
+    zone: shop
+    run: catalog.ts
+    allow: [{ caller: gateway, paths: [{ path: /api/stock }] }]
+`;
+
+/** The `run:` module, as a derived image would carry it under /srv/topology. */
+const MODULE = `import { createService, serviceOptions } from ${JSON.stringify(path.join(REPO, 'src/mesh/index.ts'))};
+export async function start(o) {
+  const service = await createService({
+    ...serviceOptions(o),
+    handler(req, res, ctx) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ service: o.service, caller: ctx.caller?.name ?? null }));
+    },
+  });
+  return { url: service.url, close: () => service.close() };
+}
+`;
+
+const PODS = [
+  { name: 'ca', address: '10.79.0.2', deployment: 'gatehouse/ca', names: ['ca.gatehouse.svc', 'control.gatehouse.svc'] },
+  { name: 'catalog', address: '10.79.0.3', deployment: 'gh-shop/catalog', names: ['catalog.gh-shop.svc'] },
+  { name: 'caller', address: '10.79.0.9', deployment: '', names: [] },
+];
+
+interface K8sObject {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  data?: Record<string, string>;
+  spec?: any;
+}
+
+const unavailable = await netnsUnavailable();
+if (unavailable && process.env.CI === 'true') throw new Error(`CI must run the manifest run test: ${unavailable}`);
+
+test('the exported pods run as their manifests say: a service bootstraps over the pod network and serves mTLS on its pod port by Service name', { skip: unavailable, timeout: 180_000 }, async () => {
+  const work = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-run-'));
+  const children: ChildProcess[] = [];
+  let lab: Lab | undefined;
+  const netnsDirs: string[] = [];
+  try {
+    writeFileSync(path.join(work, 'gatehouse.yaml'), TOPOLOGY);
+    await run(process.execPath, [CLI, 'export', 'k8s', '--config', path.join(work, 'gatehouse.yaml'), '--out', path.join(work, 'manifests')]);
+    const objects: K8sObject[] = [];
+    for (const f of readdirSync(path.join(work, 'manifests')).sort())
+      for (const doc of parseAllDocuments(readFileSync(path.join(work, 'manifests', f), 'utf8'))) if (doc.contents !== null) objects.push(doc.toJS() as K8sObject);
+
+    lab = await createLab(PODS.map((p) => ({ name: p.name, address: p.address })));
+    // kube-dns, as `ip netns exec` gives each namespace its own /etc/hosts
+    const hosts = ['127.0.0.1 localhost', ...PODS.filter((p) => p.names.length).map((p) => `${p.address} ${p.names.join(' ')}`)].join('\n') + '\n';
+    for (const h of lab.hosts.values()) {
+      const dir = path.join('/etc/netns', h.netns);
+      mkdirSync(dir, { recursive: true });
+      netnsDirs.push(dir);
+      writeFileSync(path.join(dir, 'hosts'), hosts);
+    }
+
+    // what the operator creates (README "Deploying"): Secrets, and the trust ConfigMap once the CA runs
+    const secrets = new Map<string, Record<string, string>>([['gatehouse/ca-secrets', { GATEHOUSE_CA_PASSPHRASE: 'a passphrase only this test knows' }]]);
+    const operatorConfigMaps = new Map<string, Record<string, string>>();
+
+    // 1. the CA pod: ca init (init container), then ca serve and the control plane on the same volume
+    const caPod = podOf(objects, 'gatehouse/ca');
+    const caRoot = path.join(work, 'pods', 'ca');
+    materialize(caPod, objects, caRoot, secrets, operatorConfigMaps);
+    for (const c of caPod.spec.template.spec.initContainers) await runToEnd(lab, 'ca', caRoot, c, secrets, 'gatehouse');
+    const caReady = caPod.spec.template.spec.containers.map((c: Container) => start(lab!, 'ca', caRoot, c, secrets, 'gatehouse', children));
+    const [ca, control] = await Promise.all(caReady);
+    assert.match(ca, /ready: ca https:\/\/0\.0\.0\.0:8600/);
+    assert.match(control, /ready: control https:\/\/0\.0\.0\.0:8700/);
+
+    // 2. the operator, through `kubectl exec` into the CA pod: the trust bundle, a join token for catalog, the gateway's certificate
+    const caExec = async (args: string[]) => (await run(process.execPath, [CLI, ...mapArgs(args, caRoot, caPod.spec.template.spec.containers[0])])).stdout;
+    const state = path.join(caRoot, 'var/lib/gatehouse');
+    const config = '/srv/topology/gatehouse.yaml';
+    const bundle = readFileSync(path.join(state, 'pki', 'bundle.pem'), 'utf8');
+    const token = (await caExec(['ca', 'token', '--service', 'catalog', '--config', config, '--state-dir', '/var/lib/gatehouse'])).trim();
+    secrets.set('gh-shop/catalog-join-token', { GATEHOUSE_JOIN_TOKEN: token });
+    const edge = await openDevCa(path.join(work, 'edge-ca'), 'run.test'); // the CA of the gateways' TLS certificates (any CA)
+    const { publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+    operatorConfigMaps.set('gh-shop/gatehouse-trust', {
+      'bundle.pem': bundle,
+      'edge-ca.pem': edge.caPem,
+      'identity-jwks-shop.json': JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), alg: 'EdDSA', use: 'sig', kid: 'k1' }] }),
+    });
+    const gatewayId = path.join(work, 'gateway-id');
+    const stockId = path.join(work, 'stock-id');
+    await caExec(['ca', 'issue', '--gateway', 'shop', '--out', gatewayId, '--config', config, '--state-dir', '/var/lib/gatehouse']);
+    await caExec(['ca', 'issue', '--service', 'stock', '--out', stockId, '--config', config, '--state-dir', '/var/lib/gatehouse']);
+
+    // 3. the catalog pod: run-service with the pod port, the CA and the control plane by Service name
+    const catalogPod = podOf(objects, 'gh-shop/catalog');
+    const [container] = catalogPod.spec.template.spec.containers as Container[];
+    assert.deepEqual(container.command, ['node', '/app/src/cli/run-service.ts']);
+    assert.ok(container.args.includes('--listen') && container.args.includes('https://ca.gatehouse.svc:8600'), container.args.join(' '));
+    const catalogRoot = path.join(work, 'pods', 'catalog');
+    materialize(catalogPod, objects, catalogRoot, secrets, operatorConfigMaps);
+    writeFileSync(path.join(catalogRoot, 'srv/topology/catalog.ts'), MODULE); // the derived image's module
+    const catalogReady = await start(lab, 'catalog', catalogRoot, container, secrets, 'gh-shop', children);
+    assert.match(catalogReady, /ready: service https:\/\/0\.0\.0\.0:8080/);
+
+    // 4. callers in another pod, by Service name and port
+    const url = 'https://catalog.gh-shop.svc:8080/api/catalog';
+    const trustBundle = path.join(gatewayId, 'bundle.pem');
+    const asGateway = await call(lab, 'caller', url, trustBundle, gatewayId);
+    assert.equal(asGateway.status, 200, JSON.stringify(asGateway));
+    assert.deepEqual(JSON.parse(asGateway.body), { service: 'catalog', caller: 'gateway' });
+    assert.equal(asGateway.peer, 'spiffe://run.test/zone/shop/svc/catalog', 'the pod serves the certificate it bootstrapped');
+    assert.equal(asGateway.address, '10.79.0.3', 'by Service name, at the pod address');
+    const asStock = await call(lab, 'caller', url, trustBundle, stockId);
+    assert.equal(asStock.status, 403, JSON.stringify(asStock));
+    const anonymous = await call(lab, 'caller', url, trustBundle, undefined);
+    assert.equal(anonymous.status, 0, JSON.stringify(anonymous));
+    assert.ok(anonymous.error, 'no certificate, no TLS session');
+    process.stdout.write(
+      `# ${url}: gateway identity → ${asGateway.status}, stock identity → ${asStock.status}, no certificate → ${anonymous.error}\n`,
+    );
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.pid !== undefined) c.kill('SIGKILL');
+    await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+    await lab?.dispose();
+    for (const d of netnsDirs) rmSync(d, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+interface Container {
+  name: string;
+  command?: string[];
+  args: string[];
+  env: { name: string; value?: string; valueFrom?: { secretKeyRef: { name: string; key: string } } }[];
+  volumeMounts: { name: string; mountPath: string; subPath?: string; readOnly?: boolean }[];
+}
+
+function podOf(objects: K8sObject[], ref: string): K8sObject {
+  const [namespace, name] = ref.split('/');
+  const d = objects.find((o) => o.kind === 'Deployment' && o.metadata.namespace === namespace && o.metadata.name === name);
+  assert.ok(d, ref);
+  return d;
+}
+
+/**
+ * Lays out the pod's volumes under `root` at the paths its containers mount
+ * them: a directory for the state and /tmp, each file of a ConfigMap or Secret
+ * (the exported ones, or the operator's) where a subPath mount puts it.
+ * A source that does not exist fails, as the kubelet would refuse to start the pod.
+ */
+function materialize(d: K8sObject, objects: K8sObject[], root: string, secrets: Map<string, Record<string, string>>, operator: Map<string, Record<string, string>>): void {
+  const ns = d.metadata.namespace!;
+  const spec = d.spec.template.spec;
+  const volumes = new Map<string, any>(spec.volumes.map((v: { name: string }) => [v.name, v]));
+  for (const c of [...(spec.initContainers ?? []), ...spec.containers] as Container[])
+    for (const m of c.volumeMounts) {
+      const v = volumes.get(m.name);
+      assert.ok(v, `${d.metadata.name}: volume ${m.name}`);
+      const at = path.join(root, m.mountPath);
+      if (m.subPath === undefined) {
+        mkdirSync(at, { recursive: true });
+        continue;
+      }
+      let data: Record<string, string> | undefined;
+      if (v.configMap)
+        data = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.namespace === ns && o.metadata.name === v.configMap.name)?.data ?? operator.get(`${ns}/${v.configMap.name}`);
+      else if (v.secret) data = secrets.get(`${ns}/${v.secret.secretName}`);
+      const source = v.configMap ? `ConfigMap ${v.configMap.name}` : `Secret ${v.secret?.secretName}`;
+      assert.ok(data !== undefined && m.subPath in data, `${ns}/${d.metadata.name}: ${source} has no key ${m.subPath} (the pod would not start)`);
+      mkdirSync(path.dirname(at), { recursive: true });
+      writeFileSync(at, data[m.subPath]);
+      chmodSync(at, v.secret ? 0o440 : 0o444);
+    }
+}
+
+/** Rewrites every path under a mount of the container (and the image's /app) to the pod's folder. */
+function mapArgs(args: string[], root: string, c: Container): string[] {
+  const mounts = c.volumeMounts.map((m) => m.mountPath).filter((p) => p !== '/tmp');
+  return args.map((a) => {
+    if (a.startsWith('/app/')) return path.join(REPO, a.slice('/app/'.length));
+    const under = mounts.find((p) => a === p || a.startsWith(p.endsWith('/') ? p : `${p}/`) || a.startsWith(`${path.posix.dirname(p)}/`));
+    return under ? path.join(root, a) : a;
+  });
+}
+
+function processOf(root: string, c: Container, secrets: Map<string, Record<string, string>>, ns: string) {
+  const argv = mapArgs([...(c.command ?? ENTRYPOINT), ...c.args], root, c);
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', NODE_OPTIONS: '--disable-warning=ExperimentalWarning' };
+  for (const e of c.env) {
+    if (e.value !== undefined) env[e.name] = e.value;
+    else {
+      const ref = e.valueFrom!.secretKeyRef;
+      const value = secrets.get(`${ns}/${ref.name}`)?.[ref.key];
+      assert.ok(value !== undefined, `${c.name}: Secret ${ns}/${ref.name} has no key ${ref.key}`);
+      env[e.name] = value;
+    }
+  }
+  assert.equal(argv[0], 'node');
+  return { file: process.execPath, args: argv.slice(1), env };
+}
+
+async function runToEnd(lab: Lab, pod: string, root: string, c: Container, secrets: Map<string, Record<string, string>>, ns: string): Promise<void> {
+  const p = processOf(root, c, secrets, ns);
+  await run('ip', ['netns', 'exec', lab.hosts.get(pod)!.netns, 'env', '-i', ...Object.entries(p.env).map(([k, v]) => `${k}=${v}`), p.file, ...p.args]);
+}
+
+/** Starts a long-running container; resolves with its ready line, rejects with its output when it exits first. */
+function start(lab: Lab, pod: string, root: string, c: Container, secrets: Map<string, Record<string, string>>, ns: string, children: ChildProcess[]): Promise<string> {
+  const p = processOf(root, c, secrets, ns);
+  const child = spawn('ip', ['netns', 'exec', lab.hosts.get(pod)!.netns, 'env', '-i', ...Object.entries(p.env).map(([k, v]) => `${k}=${v}`), p.file, ...p.args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${pod}/${c.name} not ready in 90 s:\n${output}`)), 90_000);
+    const onData = (d: Buffer) => {
+      output += d.toString();
+      const line = output.split('\n').find((l) => / ready: /.test(l));
+      if (line) {
+        clearTimeout(timer);
+        resolve(line);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${pod}/${c.name} exited (${code}) before it was ready:\n${output}`));
+    });
+  });
+}
+
+/** One HTTPS request from a pod, trusting `bundle`, with the identity in `idDir` (cert.pem, key.pem) or none. */
+async function call(lab: Lab, pod: string, url: string, bundle: string, idDir: string | undefined): Promise<{ status: number; body: string; peer?: string; address?: string; error?: string }> {
+  const script = `
+const https = require('node:https');
+const fs = require('node:fs');
+const [url, dir, ca] = process.argv.slice(1);
+const tls = dir ? { cert: fs.readFileSync(dir + '/cert.pem'), key: fs.readFileSync(dir + '/key.pem') } : {};
+const req = https.get(url, { ...tls, ca: fs.readFileSync(ca), checkServerIdentity: () => undefined, timeout: 10000 }, (res) => {
+  const peer = res.socket.getPeerCertificate().subjectaltname ?? '';
+  const address = res.socket.remoteAddress;
+  let body = '';
+  res.on('data', (d) => (body += d));
+  res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, body, peer: (/URI:([^,]+)/.exec(peer) ?? [])[1], address })));
+});
+req.on('error', (e) => console.log(JSON.stringify({ status: 0, body: '', error: e.code ?? e.message })));
+req.on('timeout', () => req.destroy(new Error('timeout')));
+`;
+  const { stdout } = await lab.exec(pod, process.execPath, ['-e', script, url, idDir ?? '', bundle]);
+  return JSON.parse(stdout.trim().split('\n').at(-1)!);
+}
