@@ -186,6 +186,8 @@ interface Row {
   rps: number;
   p50: number;
   p99: number;
+  /** CPU per request of the proxy's processes (µs): what one core's throughput is the inverse of, steadier than req/s on a busy machine */
+  cpuUs: number;
   errors: number;
 }
 const rows: Row[] = [];
@@ -212,15 +214,17 @@ for (const t of targets) {
     running.push({ t, url, loadCpus, proc, results: [] });
   } catch (error) {
     process.stderr.write(`bench: ${t.name} failed: ${(error as Error).message.slice(0, 300)}\n`);
-    rows.push({ name: t.name, note: `failed to run`, rps: NaN, p50: NaN, p99: NaN, errors: NaN });
+    rows.push({ name: t.name, note: `failed to run`, rps: NaN, p50: NaN, p99: NaN, cpuUs: NaN, errors: NaN });
   }
 }
 for (let round = 0; round < runs; round++)
-  for (const r of running) r.results.push(wrk(r.url, { seconds, connections, cpus: r.loadCpus }));
+  for (const r of running) r.results.push(wrk(r.url, { seconds, connections, cpus: r.loadCpus, pid: r.proc?.child.pid }));
 for (const { t, proc, results } of running) {
   const row = summarise(t.name, t.note, results);
   rows.push(row);
-  process.stderr.write(`bench: ${t.name}: ${Math.round(row.rps)} req/s, p99 ${row.p99.toFixed(2)} ms (rounds: ${results.map((r) => Math.round(r.rps)).join(', ')})\n`);
+  process.stderr.write(
+    `bench: ${t.name}: ${Math.round(row.rps)} req/s, p99 ${row.p99.toFixed(2)} ms, ${row.cpuUs.toFixed(1)} µs CPU/req (rounds: ${results.map((r) => `${Math.round(r.rps)} @ ${r.cpuUs.toFixed(0)} µs`).join(', ')})\n`,
+  );
   await proc?.stop();
 }
 await upstream.stop();
@@ -231,13 +235,16 @@ console.log(`\nGateway benchmark — ${new Date().toISOString()} — Node ${proc
 console.log(`upstream: ${tools.has('nginx') ? 'nginx (1 worker, fixed JSON)' : 'node:http (nginx unavailable)'}; ${pin ? 'wrk and upstream pinned to CPU 0, proxies to CPU 1 (x2 rows unpinned)' : 'no taskset: unpinned'}\n`);
 console.log(
   table(
-    ['target', 'setup', 'req/s', 'p50 ms', 'p99 ms', 'x direct', 'errors'],
-    rows.map((r) => [r.name, r.note, r.rps, r.p50, r.p99, direct ? r.rps / direct.rps : NaN, r.errors]),
+    ['target', 'setup', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'x direct', 'errors'],
+    rows.map((r) => [r.name, r.note, r.rps, r.p50, r.p99, r.cpuUs, direct ? r.rps / direct.rps : NaN, r.errors]),
   ),
 );
 const ratio = (a?: Row, b?: Row) => (a && b ? a.rps / b.rps : NaN);
+/** The same ratio from CPU per request (one saturated core serves 1/CPU requests a second): b's CPU over a's. */
+const cpuRatio = (a?: Row, b?: Row) => (a && b ? b.cpuUs / a.cpuUs : NaN);
 const checks: [string, number, number][] = [
   ['gatehouse-https+log / bare-node-https (the Node ceiling over TLS)', ratio(by('gatehouse-https+log'), by('bare-node-https')), 0.9],
+  ['the same, from CPU per request (bare µs / gatehouse µs)', cpuRatio(by('gatehouse-https+log'), by('bare-node-https')), 0.9],
   ['gatehouse-https+log / nginx-https', ratio(by('gatehouse-https+log'), by('nginx-https')), NaN],
   ['bare-node-https / nginx-https (Node\'s own ceiling)', ratio(by('bare-node-https'), by('nginx-https')), NaN],
   ['gatehouse-http / bare-node-proxy', ratio(by('gatehouse-http'), by('bare-node-proxy')), 0.95],

@@ -2,7 +2,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 
 export function have(cmd: string): boolean {
@@ -95,6 +95,38 @@ export interface WrkResult {
   p50: number;
   p99: number;
   errors: number;
+  /** CPU (user + system) the measured process tree spent per request, µs; NaN when no pid was given. */
+  cpuUs: number;
+}
+
+const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
+
+/** CPU ticks (user + system) of `pid` and every process below it, from /proc. */
+export function treeCpuTicks(pid: number): number {
+  const parents = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // the command name is in parentheses and may hold spaces: fields start after the last ')'
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    parents.set(Number(name), Number(f[1]));
+    ticks.set(Number(name), Number(f[11]) + Number(f[12]));
+  }
+  let total = 0;
+  for (const [p] of ticks) {
+    for (let q: number | undefined = p; q !== undefined && q > 0; q = parents.get(q))
+      if (q === pid) {
+        total += ticks.get(p)!;
+        break;
+      }
+  }
+  return total;
 }
 
 function ms(value: string): number {
@@ -106,8 +138,9 @@ function ms(value: string): number {
 
 export function wrk(
   url: string,
-  o: { seconds: number; connections: number; threads?: number; cpus?: string; headers?: string[] },
+  o: { seconds: number; connections: number; threads?: number; cpus?: string; headers?: string[]; pid?: number },
 ): WrkResult {
+  const cpuBefore = o.pid === undefined ? NaN : treeCpuTicks(o.pid);
   const args = ['-t', String(o.threads ?? 1), '-c', String(o.connections), '-d', `${o.seconds}s`, '--latency'];
   for (const h of o.headers ?? []) args.push('-H', h);
   args.push(url);
@@ -121,7 +154,9 @@ export function wrk(
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1] ?? 0);
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
   const errors = non2xx + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  return { rps, p50, p99, errors };
+  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN);
+  const cpuUs = o.pid === undefined ? NaN : ((treeCpuTicks(o.pid) - cpuBefore) * TICK_US) / requests;
+  return { rps, p50, p99, errors, cpuUs };
 }
 
 export function median(values: number[]): number {
@@ -200,6 +235,7 @@ export function summarise(name: string, note: string, results: WrkResult[]) {
     rps: median(results.map((r) => r.rps)),
     p50: median(results.map((r) => r.p50)),
     p99: median(results.map((r) => r.p99)),
+    cpuUs: median(results.map((r) => r.cpuUs)),
     errors: results.reduce((a, r) => a + r.errors, 0),
   };
   if (row.errors > 0) Object.assign(row, { rps: NaN, note: `${row.note} (errors: not counted)` });

@@ -2,12 +2,25 @@
 // and names itself as the parent of the next. A malformed or absent
 // traceparent starts a new trace; tracestate travels only beside a valid
 // traceparent, and bounded (the spec's 512 characters).
-import { randomFillSync, randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
-const spanBytes = Buffer.alloc(8);
+// ids come from a pool the CSPRNG fills 4 KiB at a time: one randomFillSync
+// per few hundred requests instead of one or two each (a syscall's worth);
+// every byte is used once
+const POOL = Buffer.allocUnsafe(4096);
+let poolOffset = POOL.length;
+
+/** `bytes` fresh random bytes (at most 64), as lowercase hex. */
+function randomHex(bytes: number): string {
+  if (poolOffset + bytes > POOL.length) {
+    randomFillSync(POOL);
+    poolOffset = 0;
+  }
+  return POOL.toString('hex', poolOffset, (poolOffset += bytes));
+}
 
 export interface TraceContext {
   traceId: string;
@@ -19,9 +32,15 @@ export interface TraceContext {
 
 function newSpanId(): string {
   for (;;) {
-    randomFillSync(spanBytes);
-    const id = spanBytes.toString('hex');
+    const id = randomHex(8);
     if (id !== ZERO_SPAN) return id;
+  }
+}
+
+function newTraceId(): string {
+  for (;;) {
+    const id = randomHex(16);
+    if (id !== ZERO_TRACE) return id;
   }
 }
 
@@ -32,6 +51,6 @@ export function continueTrace(incoming: string | undefined, tracestate?: string)
     const state = tracestate !== undefined && tracestate.length <= 512 && /^[\x20-\x7e]*$/.test(tracestate) ? tracestate : undefined;
     return { traceId: m[1], traceparent: `00-${m[1]}-${newSpanId()}-${m[3]}`, tracestate: state };
   }
-  const traceId = randomUUID().replace(/-/g, '');
+  const traceId = newTraceId();
   return { traceId, traceparent: `00-${traceId}-${newSpanId()}-00`, tracestate: undefined };
 }

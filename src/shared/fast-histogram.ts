@@ -1,0 +1,93 @@
+// A Prometheus histogram for the request path. A labelled child is found once
+// (`labels(...)`, kept by the caller) and then observes with an add and a
+// short loop: counts per bucket in a Float64Array. prom-client's Histogram
+// re-hashes the labels and keys its buckets by the bound's string on every
+// observation, even on a child; this one renders the same exposition (cumulative
+// `_bucket` with `le`, `_sum`, `_count`) and registers in a prom-client Registry
+// like any metric, cluster aggregation included (aggregator `sum`).
+import type { Registry } from 'prom-client';
+
+interface Series {
+  labels: Record<string, string>;
+  /** observations per bucket (not cumulative); the last slot is +Inf only */
+  counts: Float64Array;
+  sum: number;
+  count: number;
+}
+
+export interface HistogramChild {
+  observe(value: number): void;
+}
+
+interface MetricValue {
+  labels: Record<string, string | number>;
+  value: number;
+  metricName: string;
+}
+
+export class FastHistogram<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #labelNames: readonly L[];
+  readonly #bounds: readonly number[];
+  readonly #series = new Map<string, Series>();
+
+  constructor(o: { name: string; help: string; labelNames: readonly L[]; buckets: readonly number[]; registers: Registry[] }) {
+    this.name = o.name;
+    this.help = o.help;
+    this.#labelNames = o.labelNames;
+    this.#bounds = [...o.buckets].sort((a, b) => a - b);
+    for (const r of o.registers) r.registerMetric(this as never);
+  }
+
+  /** The series of these label values (in `labelNames` order); keep it and observe on it. */
+  labels(...values: string[]): HistogramChild {
+    if (values.length !== this.#labelNames.length) throw new TypeError(`${this.name}: ${this.#labelNames.length} label values expected`);
+    const key = values.join('\u0000');
+    let series = this.#series.get(key);
+    if (series === undefined) {
+      const labels: Record<string, string> = {};
+      this.#labelNames.forEach((n, i) => (labels[n] = values[i]));
+      series = { labels, counts: new Float64Array(this.#bounds.length + 1), sum: 0, count: 0 };
+      this.#series.set(key, series);
+    }
+    const s = series;
+    const bounds = this.#bounds;
+    return {
+      observe(value: number): void {
+        if (!Number.isFinite(value)) return; // a clock gone wrong is not an observation
+        s.sum += value;
+        s.count++;
+        let i = 0;
+        while (i < bounds.length && value > bounds[i]) i++;
+        s.counts[i]++;
+      },
+    };
+  }
+
+  observe(labels: Record<L, string>, value: number): void {
+    this.labels(...this.#labelNames.map((n) => labels[n])).observe(value);
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
+
+  /** The values in prom-client's shape (what a Registry renders and aggregates). */
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: MetricValue[] }> {
+    const values: MetricValue[] = [];
+    for (const s of this.#series.values()) {
+      let cumulative = 0;
+      for (let i = 0; i < this.#bounds.length; i++) {
+        cumulative += s.counts[i];
+        values.push({ labels: { ...s.labels, le: this.#bounds[i] }, value: cumulative, metricName: `${this.name}_bucket` });
+      }
+      values.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: s.labels, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: s.labels, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+}
