@@ -8,12 +8,14 @@
 // itself or under the zone's own `master.key` file):
 //   1. every v1 value is opened in memory with the old key; one that does not
 //      open refuses the start, nothing written (a wrong key changes nothing);
-//   2. one transaction stores the new KEK row and replaces each v1 value by its
-//      v2 form, compare-and-set on the old value (a concurrent migrator's rows
-//      are left as it wrote them);
+//   2. the new KEK row is stored (or the stored one opened), then each v1 value
+//      is replaced by its v2 form, in transactions of BATCH values,
+//      compare-and-set on the old value (a concurrent migrator's rows are left
+//      as it wrote them);
 //   3. the old key file is removed once no v1 value is left.
-// Killed anywhere: before 2 commits, nothing changed; after, the rerun finds
-// the KEK row and no v1 value, and only removes the file. Nothing is lost.
+// Killed anywhere, every value is either v1 under the old key (still there) or
+// v2 under the stored KEK: the rerun opens the KEK row and re-seals the v1
+// values left. Nothing is lost, nothing is sealed twice.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import type { Kysely, Transaction } from 'kysely';
@@ -23,6 +25,9 @@ import { gcmOpen, gcmSeal } from './gcm.ts';
 
 /** The secrets row holding the zone's KEK (never a name the authority's own secrets use: theirs have no colon). */
 export const KEK_ROW = 'kek:master';
+
+/** Values re-sealed per transaction. */
+const BATCH = 200;
 
 interface Sealed {
   table: 'signing_keys' | 'secrets' | 'users';
@@ -111,16 +116,18 @@ export async function openZoneKek(o: OpenZoneKekOptions): Promise<{ kek: Buffer;
   // 2. re-seal under the zone's KEK, compare-and-set
   if (old) {
     const key = kek;
-    await db.transaction().execute(async (tx) => {
-      for (const [i, v] of legacy.entries()) {
-        const next = gcmSeal(key, 'v2', old.opened[i]!, v.purpose);
-        if (v.table === 'signing_keys')
-          await tx.updateTable('signing_keys').set({ private_jwk: next }).where('kid', '=', v.id).where('private_jwk', '=', v.value).execute();
-        else if (v.table === 'secrets')
-          await tx.updateTable('secrets').set({ value: next }).where('name', '=', v.id).where('value', '=', v.value).execute();
-        else await tx.updateTable('users').set({ totp_secret: next }).where('id', '=', v.id).where('totp_secret', '=', v.value).execute();
-      }
-    });
+    for (let from = 0; from < legacy.length; from += BATCH)
+      await db.transaction().execute(async (tx) => {
+        for (let i = from; i < Math.min(from + BATCH, legacy.length); i++) {
+          const v = legacy[i]!;
+          const next = gcmSeal(key, 'v2', old.opened[i]!, v.purpose);
+          if (v.table === 'signing_keys')
+            await tx.updateTable('signing_keys').set({ private_jwk: next }).where('kid', '=', v.id).where('private_jwk', '=', v.value).execute();
+          else if (v.table === 'secrets')
+            await tx.updateTable('secrets').set({ value: next }).where('name', '=', v.id).where('value', '=', v.value).execute();
+          else await tx.updateTable('users').set({ totp_secret: next }).where('id', '=', v.id).where('totp_secret', '=', v.value).execute();
+        }
+      });
     for (const p of old.opened) p.fill(0);
     old.key.fill(0);
   }
