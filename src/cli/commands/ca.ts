@@ -24,8 +24,8 @@ export function register(program: Command): void {
   const ca = program.command('ca').description('certificate authority of the trust domain (workload identities)');
 
   common(ca.command('init'))
-    .description('create the root (encrypted at rest) and one issuing intermediate per zone')
-    .option('--passphrase-file <file>', 'file holding the root key passphrase (or set GATEHOUSE_CA_PASSPHRASE); absent: a generated one is stored in the state dir (dev only)')
+    .description('create the root and one issuing intermediate per zone, their keys sealed under the master key (GATEHOUSE_MASTER_KEY, <state-dir>/vault/master.key or GATEHOUSE_KMS=transit)')
+    .option('--passphrase-file <file>', 'file holding the passphrase of a root key an older version sealed under one (or set GATEHOUSE_CA_PASSPHRASE): it is re-sealed under the master key')
     .action(async (o: Common & { passphraseFile?: string }) => {
       const { readFileSync } = await import('node:fs');
       const { loadTopology } = await import('../../topology/load.ts');
@@ -37,6 +37,7 @@ export function register(program: Command): void {
         `${r.createdRoot ? 'created' : 'found'} the root of ${topology.trustDomain}; ` +
           `new zone issuers: ${r.createdIssuers.join(', ') || 'none'}\ntrust bundle: ${r.bundleFile}\n`,
       );
+      if (r.resealed.length > 0) process.stderr.write(`gatehouse ca: re-sealed under the master key: ${r.resealed.join(', ')}\n`);
       if (r.devPassphraseFile)
         process.stderr.write(
           `gatehouse ca: dev mode: the root key passphrase is in ${r.devPassphraseFile}; move it (and root-key.enc.json) offline for real use\n`,
