@@ -3,6 +3,7 @@
 // below — events are kept for a week, every detector quarantines, the web
 // console is not served (it needs a zone to sign operators in and at least
 // one operator).
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { Cidr } from './primitives.ts';
 
@@ -108,6 +109,23 @@ export const MonitorConfig = z
       })
       .describe('detectors run by the control plane on the events it receives'),
     console: Console.describe('the web console served by the control plane'),
+    scrapers: z
+      .array(Cidr)
+      .default([])
+      .describe(
+        'networks your Prometheus scrapes from: `gatehouse export nftables|k8s` let them (and nobody else) reach each gateway admin listener (metrics) the topology puts off loopback; empty: nobody, and an admin listener off loopback is an export error',
+      ),
+    logSinks: z
+      .array(
+        z
+          .string()
+          .regex(/^(?:\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/, 'a log sink is an IP address and a port (10.0.9.20:24224, [fd00::20]:514)')
+          .refine((v) => isIP(v.slice(0, v.lastIndexOf(':')).replace(/^\[|\]$/g, '')) !== 0 && Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'a log sink is an IP address and a port up to 65535'),
+      )
+      .default([])
+      .describe(
+        "log aggregators (IP:port) each host's log shipper sends to: `gatehouse export nftables` lets every host reach them; empty: logs stay on the host. In Kubernetes logs are the containers' stdout, collected on the node: no pod flow",
+      ),
   })
   .strict();
 export type MonitorConfig = z.infer<typeof MonitorConfig>;
