@@ -2,7 +2,10 @@
 // a two-zone topology, each loads the ruleset the CLI exports for it, and
 // every declared flow must connect while a sample of undeclared ones (wrong
 // port, wrong peer, outbound to an address nobody declared, a service calling
-// another zone's service directly) must not. Needs root, ip and nft: skipped
+// another zone's service directly) must not; monitoring and log aggregation
+// (seed 000) are flows too: the declared scraper reaches the one admin
+// listener the topology moves off loopback, every host reaches the log sink,
+// and nothing else does. Needs root, ip and nft: skipped
 // with the reason elsewhere, failed under CI=true.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +23,8 @@ const TOPOLOGY = `version: 1
 trustDomain: net.test
 zones:
   public:
-    gateway: { listen: 0.0.0.0:8443 }
+    # metrics on the host address, for the scrapers of monitor: only
+    gateway: { listen: 0.0.0.0:8443, admin: { listen: 0.0.0.0:9901 } }
     authority: { listen: 0.0.0.0:8444, scopes: [orders:read] }
     # the clients' network only
     ingress: { sources: [10.77.0.8/29] }
@@ -53,6 +57,9 @@ services:
     allow:
       - { caller: gateway, paths: [{ path: /api/orders }] }
       - { caller: bff, paths: [{ path: /api/orders }] }
+monitor:
+  scrapers: [10.77.0.40/32]
+  logSinks: ['10.77.0.41:24224']
 hosts:
   edge: { address: 10.77.0.2, runs: { 'gateway:public': null, 'authority:public': null } }
   app: { address: 10.77.0.3, runs: { catalog: 7001, bff: 7002 } }
@@ -72,12 +79,14 @@ const HOSTS = [
   { name: 'client', address: '10.77.0.9' },
   { name: 'stranger', address: '10.77.0.30' },
   { name: 'db', address: '10.77.0.20' },
+  { name: 'prometheus', address: '10.77.0.40' },
+  { name: 'logs', address: '10.77.0.41' },
 ];
 const address = (host: string) => HOSTS.find((h) => h.name === host)!.address;
 
 /** What listens where: every declared port, and undeclared ones so that a refusal is the firewall's, not a closed port's. */
 const LISTEN: Record<string, number[]> = {
-  edge: [8443, 8444, 22],
+  edge: [8443, 8444, 9901, 22],
   app: [7001, 7002, 22],
   core: [9443, 9444, 22],
   data: [7003, 22],
@@ -85,6 +94,8 @@ const LISTEN: Record<string, number[]> = {
   client: [443],
   stranger: [443],
   db: [5432, 5433],
+  prometheus: [9090],
+  logs: [24224, 514],
 };
 
 type Check = [from: string, to: string, port: number, why: string];
@@ -106,6 +117,11 @@ const DECLARED: Check[] = [
   ['data', 'infra', 8600, 'orders → CA'],
   ['edge', 'infra', 8700, 'public gateway → control plane'],
   ['infra', 'infra', 8600, 'control plane → CA (same host)'],
+  ['prometheus', 'edge', 9901, 'Prometheus scrapes the public gateway (monitor.scrapers, admin listener off loopback)'],
+  ['edge', 'logs', 24224, 'the edge host ships its logs (monitor.logSinks)'],
+  ['app', 'logs', 24224, 'the app host ships its logs'],
+  ['data', 'logs', 24224, 'the data host ships its logs'],
+  ['infra', 'logs', 24224, 'the infra host ships its logs'],
 ];
 
 const UNDECLARED: Check[] = [
@@ -124,6 +140,13 @@ const UNDECLARED: Check[] = [
   ['app', 'db', 5433, 'bff → the database on another port'],
   ['app', 'infra', 22, 'wrong port on the CA host'],
   ['infra', 'app', 7001, 'the CA calls nobody'],
+  ['client', 'edge', 9901, 'a client to the gateway admin listener (metrics, health, reload)'],
+  ['stranger', 'edge', 9901, 'a stranger to the gateway admin listener'],
+  ['prometheus', 'edge', 8443, 'the scraper to the gateway itself (it is no client of the zone)'],
+  ['prometheus', 'app', 7001, 'the scraper to a service'],
+  ['prometheus', 'core', 9443, 'the scraper to the private gateway (its admin stays on loopback)'],
+  ['app', 'logs', 514, 'the log sink on another port'],
+  ['app', 'prometheus', 9090, 'a host to the scraper'],
 ];
 
 const unavailable = await netnsUnavailable();

@@ -60,3 +60,24 @@ test('what a NetworkPolicy or a Kubernetes name cannot express is refused at its
   const long = `z${'x'.repeat(61)}`;
   assert.deepEqual(refusal(topology('https://10.1.2.3:7443', 'legacy', long)), [`5: zone name too long for a Kubernetes namespace (gh-${long} is over 63 characters)`]);
 });
+
+test('monitoring: the gateway admin listener off loopback is a pod port for the scrapers only, never the Service; log sinks are no pod flow', () => {
+  const text = topology('https://10.1.2.3:7443').replace(
+    'gateway: { listen: 127.0.0.1:8443,',
+    'gateway: { admin: { listen: 0.0.0.0:9901 }, listen: 127.0.0.1:8443,',
+  ) + "monitor: { scrapers: [10.42.7.0/24], logSinks: ['10.0.9.20:24224'] }\n";
+  const objects = parseAllDocuments(exported(text).get('gh-z.yaml')!).map((d) => d.toJS());
+  const deployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'gateway');
+  const container = deployment.spec.template.spec.containers[0];
+  assert.deepEqual(container.ports.map((p: { name: string; containerPort: number }) => [p.name, p.containerPort]), [['https', 8443], ['admin', 9901]]);
+  assert.deepEqual(container.args.slice(container.args.indexOf('--admin-listen'), container.args.indexOf('--admin-listen') + 2), ['--admin-listen', '0.0.0.0:9901']);
+  const service = objects.find((o) => o.kind === 'Service' && o.metadata.name === 'gateway');
+  assert.deepEqual(service.spec.ports.map((p: { name: string }) => p.name), ['https']);
+  const policy = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'allow-gateway');
+  const admin = policy.spec.ingress.filter((r: { ports: { port: number }[] }) => r.ports[0].port === 9901);
+  assert.deepEqual(admin, [{ from: [{ ipBlock: { cidr: '10.42.7.0/24' } }], ports: [{ protocol: 'TCP', port: 9901 }] }]);
+  const files = [...exported(text).values()];
+  const policies = files.flatMap((f) => parseAllDocuments(f).map((d) => d.toJS())).filter((o) => o.kind === 'NetworkPolicy');
+  assert.doesNotMatch(JSON.stringify(policies), /10\.0\.9\.20/, 'pods log to stdout: no egress to a log sink');
+  assert.match(files.join(''), /# gateway:z fetches its policy bundle and sends its security events/);
+});

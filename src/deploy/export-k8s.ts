@@ -59,7 +59,7 @@ interface Placed {
   name: string;
   /** The pod (Deployment) it runs in: its own, or the one it shares its state with (the control plane runs beside the CA). */
   pod: string;
-  ports: { main: number; redirect?: number };
+  ports: { main: number; redirect?: number; admin?: number };
   /** Absent: not run in the cluster (a service reached at its `upstream` only). */
   workload?: Workload;
 }
@@ -128,9 +128,11 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
     return p !== undefined && (p.workload !== undefined || p.pod !== p.name);
   };
   for (const flow of model.flows) {
+    // a machine's own traffic (its log shipper): pods write logs to stdout, which the node collects
+    if (flow.host) continue;
     if ('component' in flow.to) {
       const target = placed.get(flow.to.component);
-      const port = flow.to.listener === 'redirect' ? target?.ports.redirect : target?.ports.main;
+      const port = target?.ports[flow.to.listener];
       if (!target || port === undefined) continue;
       // two containers of one pod talk over its loopback (the control plane and the CA): no network policy concerns it
       const source = 'component' in flow.from ? placed.get(flow.from.component) : undefined;
@@ -201,7 +203,7 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
     return undefined;
   }
   const main = c.ports.main ?? DEFAULT_PORTS[kind];
-  const ports = { main, redirect: c.ports.redirect };
+  const ports = { main, redirect: c.ports.redirect, admin: c.ports.admin };
   const service = kind === 'service' ? t.services[c.id] : undefined;
   if (service && service.run === undefined) return { component: c, namespace, name, pod, ports };
   const authority = c.zone === undefined ? undefined : t.zones[c.zone].authority;
@@ -217,11 +219,17 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
       {
         name: kind,
         args: [],
-        ports: [{ name: kind === 'gateway' || kind === 'authority' ? 'https' : kind === 'service' ? 'mtls' : kind, port: main }, ...(ports.redirect ? [{ name: 'redirect', port: ports.redirect }] : [])],
+        ports: [
+          { name: kind === 'gateway' || kind === 'authority' ? 'https' : kind === 'service' ? 'mtls' : kind, port: main },
+          ...(ports.redirect ? [{ name: 'redirect', port: ports.redirect }] : []),
+          ...(ports.admin ? [{ name: 'admin', port: ports.admin }] : []),
+        ],
         secretEnv: secretEnvOf(t, c, name),
       },
     ],
     resources: RESOURCES[kind],
+    // the admin listener (metrics, health, reload) is scraped at the pod, never served by the Service
+    ...(ports.admin ? { services: [{ name, ports: ['https', ...(ports.redirect ? ['redirect'] : [])] }] } : {}),
   };
   // the CA creates its root and zone issuers on first start (ca init finds them on the next)
   if (kind === 'ca') workload.containers.unshift({ name: 'ca-init', args: [], ports: [], secretEnv: [['GATEHOUSE_CA_PASSPHRASE', `${name}-secrets`]], init: true });
@@ -383,6 +391,8 @@ function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string
         '--listen',
         listen(p.ports.main),
         ...(p.ports.redirect ? ['--redirect-listen', listen(p.ports.redirect)] : []),
+        // off loopback in the topology: on the pod address, for the scrapers only (its network policy)
+        ...(p.ports.admin ? ['--admin-listen', listen(p.ports.admin)] : []),
         '--control',
         urls.controlUrl,
       ];

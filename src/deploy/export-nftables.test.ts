@@ -165,3 +165,36 @@ function hasNft(): boolean {
     return false;
   }
 }
+
+test('monitoring: an admin listener off loopback is reached by the declared scrapers only; every host reaches the log sinks', () => {
+  const text = topology({ replace: ['gateway: { listen: 0.0.0.0:8443 }', 'gateway: { listen: 0.0.0.0:8443, admin: { listen: 0.0.0.0:9901 } }'] }) +
+    "monitor: { scrapers: [10.0.9.0/24], logSinks: ['10.0.9.20:24224', '[fd00::20]:514'] }\n";
+  const edge = withFile(text, (file) => exportNftables(loadTopology(file), 'edge'));
+  assert.match(edge, /# Prometheus scrapes the public gateway's metrics: monitor\.scrapers\[0\] \(gatehouse\.yaml:\d+\)\n\t\tip saddr 10\.0\.9\.0\/24 ip daddr 10\.0\.0\.2 tcp dport 9901 accept/);
+  assert.equal(edge.match(/dport 9901/g)?.length, 1, 'the scrapers only');
+  for (const host of ['edge', 'app', 'infra']) {
+    const rules = withFile(text, (file) => exportNftables(loadTopology(file), host));
+    // one rule per sink, however many components the host runs
+    assert.equal(rules.match(/ip daddr 10\.0\.9\.20 tcp dport 24224 accept/g)?.length, 1, host);
+    assert.equal(rules.match(/ip6 daddr fd00::20 tcp dport 514 accept/g)?.length, 1, host);
+    assert.match(rules, /# the host ships its logs to 10\.0\.9\.20:24224: monitor\.logSinks\[0\]/);
+  }
+  // on loopback (the default), nobody reaches it and nothing is declared
+  const plain = withFile(topology() + 'monitor: { scrapers: [10.0.9.0/24] }\n', (file) => exportNftables(loadTopology(file), 'edge'));
+  assert.doesNotMatch(plain, /9901|scrapes/);
+});
+
+test('monitoring that cannot be locked is refused: an admin listener off loopback nobody may scrape, or on port 0; a scraper network wider than /8', () => {
+  const off = (listen: string) => ['gateway: { listen: 0.0.0.0:8443 }', `gateway: { listen: 0.0.0.0:8443, admin: { listen: '${listen}' } }`] as [string, string];
+  assert.deepEqual(refusal(topology({ replace: off('0.0.0.0:9901') }), 'edge'), [
+    "5: the public gateway's admin listener (metrics, health, reload) is off loopback, but monitor.scrapers names nobody who may reach it: list your Prometheus networks there, or keep it on 127.0.0.1",
+  ]);
+  assert.deepEqual(refusal(topology({ replace: off('0.0.0.0:0') }) + 'monitor: { scrapers: [10.0.9.0/24] }\n', 'edge'), [
+    "5: the public gateway's admin listener is off loopback on port 0: give it a fixed port, which the scrapers' rules name",
+  ]);
+  const wide = refusal(topology({ replace: off('0.0.0.0:9901') }) + 'monitor: { scrapers: [10.0.0.0/7] }\n', 'edge');
+  assert.equal(wide.length, 1);
+  assert.match(wide[0], /^\d+: 10\.0\.0\.0\/7 is wider than \/8/);
+  // a sink must be an address and a port (the loader says so at its line)
+  assert.throws(() => withFile(topology() + "monitor: { logSinks: ['logs.internal:514'] }\n", (file) => loadTopology(file)), /a log sink is an IP address and a port/);
+});

@@ -54,9 +54,9 @@ export function exportNftables(loaded: LoadedTopology, hostName: string): string
         if (target.host !== hostName) continue;
         const bind = model.components.get(flow.to.component)?.bind;
         const local = 'component' in flow.from && (placements.get(flow.from.component) ?? []).every((p) => p.host === hostName);
-        if (bind && isLoopbackHost(bind.host) && !local)
+        if (bind && listener !== 'admin' && isLoopbackHost(bind.host) && !local)
           issues.add(bind.at, `${flow.to.component} listens on ${bind.host}, which other machines cannot reach (${flow.why}): listen on 0.0.0.0 or ${self.address}`);
-        const port = listener === 'redirect' ? target.ports.redirect : target.ports.main;
+        const port = target.ports[listener];
         if (port === undefined) continue;
         const dest = `${family(self)} daddr ${self.address} tcp dport ${port} accept`;
         if ('anywhere' in flow.from) rule('input', dest, flow);
@@ -77,7 +77,7 @@ export function exportNftables(loaded: LoadedTopology, hostName: string): string
     }
     const listener = flow.to.listener;
     for (const target of placed(flow.to.component, flow, 'to')) {
-      const port = listener === 'redirect' ? target.ports.redirect : target.ports.main;
+      const port = target.ports[listener];
       if (port !== undefined && target.family === self.family)
         rule('output', `${family(target)} daddr ${target.address} tcp dport ${port} accept`, flow);
     }

@@ -22,8 +22,12 @@ export interface Component {
   kind: 'gateway' | 'authority' | 'service' | 'ca' | 'control';
   /** The zone of a gateway, authority or service. */
   zone?: string;
-  /** TCP ports the topology gives its listeners, by listener (main, redirect); absent: none fixed (port 0, a `run` service, the CA). */
-  ports: { main?: number; redirect?: number };
+  /**
+   * TCP ports the topology gives its listeners, by listener (main, redirect,
+   * and a gateway's admin listener when the topology puts it off loopback);
+   * absent: none fixed (port 0, a `run` service, the CA), or admin on loopback.
+   */
+  ports: { main?: number; redirect?: number; admin?: number };
   /** The address the topology has it listen on (a listen host, an upstream's host), and where; absent: none given. */
   bind?: { host: string; at: TopologyPath };
   /** Where it is declared. */
@@ -33,8 +37,10 @@ export interface Component {
 /** Who a flow comes from: a component, any client, or clients of a CIDR (a zone's ingress). */
 export type Source = { component: ComponentId } | { anywhere: true } | { cidr: string };
 
-/** Where a flow goes: a listener of a component, or an endpoint outside the topology (egress host:port, a database, Redis). */
-export type Target = { component: ComponentId; listener: 'main' | 'redirect' } | { outside: { host: string; port: number } };
+export type Listener = 'main' | 'redirect' | 'admin';
+
+/** Where a flow goes: a listener of a component, or an endpoint outside the topology (egress host:port, a database, Redis, a log sink). */
+export type Target = { component: ComponentId; listener: Listener } | { outside: { host: string; port: number } };
 
 export interface Flow {
   from: Source;
@@ -43,6 +49,8 @@ export interface Flow {
   why: string;
   /** The topology field that declares it. */
   at: TopologyPath;
+  /** Made by the machine, not the component (a log shipper): a host's firewall allows it, no pod's network policy. */
+  host?: true;
 }
 
 export interface DeploymentModel {
@@ -75,7 +83,7 @@ export function deploymentFlows(t: Topology): DeploymentModel {
         id: `gateway:${zoneName}`,
         kind: 'gateway',
         zone: zoneName,
-        ports: { main: portOf(zone.gateway.listen), redirect: portOf(zone.gateway.redirectListen) },
+        ports: { main: portOf(zone.gateway.listen), redirect: portOf(zone.gateway.redirectListen), admin: adminPort(zone.gateway.admin.listen) },
         bind: bindOf(zone.gateway.listen, ['zones', zoneName, 'gateway', 'listen']),
         at: ['zones', zoneName, 'gateway'],
       });
@@ -99,8 +107,9 @@ export function deploymentFlows(t: Topology): DeploymentModel {
       at: ['services', name],
     });
 
+  const problems: DeploymentModel['problems'] = [];
   const flow = (from: Source, to: Target, why: string, at: TopologyPath) => flows.push({ from, to, why, at });
-  const to = (component: ComponentId, listener: 'main' | 'redirect' = 'main'): Target => ({ component, listener });
+  const to = (component: ComponentId, listener: Listener = 'main'): Target => ({ component, listener });
 
   for (const [zoneName, zone] of Object.entries(t.zones)) {
     const gateway = `gateway:${zoneName}`;
@@ -128,6 +137,16 @@ export function deploymentFlows(t: Topology): DeploymentModel {
         flow({ component: gateway }, to(route.service), `the ${zoneName} gateway routes to ${route.service}`, ['zones', zoneName, 'routes', i, 'service']);
       });
       if (zone.authority) flow({ component: gateway }, to(authority), `the ${zoneName} gateway reads its authority's keys and revocations`, ['zones', zoneName, 'authority']);
+      // monitoring (seed 000): the admin listener (metrics, health, reload) stays on loopback unless the topology moves
+      // it; then exactly the declared scrapers reach it
+      const admin = parseListen(zone.gateway.admin.listen);
+      if (typeof admin !== 'string' && !isLoopbackHost(admin.host)) {
+        const at: TopologyPath = ['zones', zoneName, 'gateway', 'admin', 'listen'];
+        if (admin.port === 0) problems.push({ at, message: `the ${zoneName} gateway's admin listener is off loopback on port 0: give it a fixed port, which the scrapers' rules name` });
+        else if (t.monitor.scrapers.length === 0)
+          problems.push({ at, message: `the ${zoneName} gateway's admin listener (metrics, health, reload) is off loopback, but monitor.scrapers names nobody who may reach it: list your Prometheus networks there, or keep it on 127.0.0.1` });
+        t.monitor.scrapers.forEach((cidr, i) => flow({ cidr }, to(gateway, 'admin'), `Prometheus scrapes the ${zoneName} gateway's metrics`, ['monitor', 'scrapers', i]));
+      }
       forEachStore(zone, (url, at) => {
         const endpoint = urlEndpoint(url, 6379);
         if (endpoint) flow({ component: gateway }, { outside: endpoint }, `the ${zoneName} gateway shares rate limits in Redis`, ['zones', zoneName, ...at]);
@@ -172,13 +191,20 @@ export function deploymentFlows(t: Topology): DeploymentModel {
     });
   }
 
-  // every workload proves its identity with a CA certificate and fetches its policy bundle
+  // every workload proves its identity with a CA certificate, fetches its policy bundle and, on the same
+  // connection, reports its status and its security events (monitoring: seed 000)
   for (const c of components.values()) {
     if (c.kind === 'ca') continue;
     flow({ component: c.id }, to(CA), `${c.id} renews its certificate`, c.at);
-    if (c.kind !== 'control') flow({ component: c.id }, to(CONTROL), `${c.id} fetches its policy bundle`, c.at);
+    if (c.kind !== 'control') flow({ component: c.id }, to(CONTROL), `${c.id} fetches its policy bundle and sends its security events`, c.at);
   }
-  return { components, flows, problems: flows.flatMap(flowProblems) };
+  // log aggregation (seed 000): each machine's log shipper, whatever it runs
+  t.monitor.logSinks.forEach((sink, i) => {
+    const endpoint = egressEndpoint(sink)!;
+    for (const c of components.values())
+      flows.push({ from: { component: c.id }, to: { outside: endpoint }, why: `the host ships its logs to ${sink}`, at: ['monitor', 'logSinks', i], host: true });
+  });
+  return { components, flows, problems: [...problems, ...flows.flatMap(flowProblems)] };
 }
 
 /** Why a flow cannot become a firewall rule, if it cannot. */
@@ -206,6 +232,12 @@ export function cidrHasHostBits(cidr: string): boolean {
   for (let bit = Number(bits); bit < bytes.length * 8; bit++) if ((bytes[bit >> 3] >> (7 - (bit & 7))) & 1) return true;
   return false;
 }
+/** The admin listener's port when it is off loopback (scrapers reach it); absent on loopback or on port 0. */
+function adminPort(listen: string): number | undefined {
+  const parsed = parseListen(listen);
+  return typeof parsed === 'string' || isLoopbackHost(parsed.host) || parsed.port === 0 ? undefined : parsed.port;
+}
+
 function bindOf(listen: string, at: TopologyPath): Component['bind'] {
   const parsed = parseListen(listen);
   return typeof parsed === 'string' ? undefined : { host: parsed.host, at };

@@ -10,8 +10,8 @@ export interface Placement {
   host: string;
   address: string;
   family: 4 | 6;
-  /** TCP ports of its listeners on that host. */
-  ports: { main: number; redirect?: number };
+  /** TCP ports of its listeners on that host (admin: a gateway's admin listener off loopback). */
+  ports: { main: number; redirect?: number; admin?: number };
 }
 
 /** Every component's placements (a stateless one, such as a gateway, may run on several hosts). */
@@ -49,8 +49,9 @@ export function placeComponents(t: Topology, model: DeploymentModel, issues: Iss
         issues.add(at, `${id} is reached at ${bind.host} (${bind.at.join('.')}), but host ${host} is ${config.address}`);
       claim(main, id);
       if (component.ports.redirect !== undefined) claim(component.ports.redirect, id);
+      if (component.ports.admin !== undefined) claim(component.ports.admin, id);
       const list = placements.get(id) ?? [];
-      list.push({ host, address: config.address, family: isIP(config.address) as 4 | 6, ports: { main, redirect: component.ports.redirect } });
+      list.push({ host, address: config.address, family: isIP(config.address) as 4 | 6, ports: { main, redirect: component.ports.redirect, admin: component.ports.admin } });
       placements.set(id, list);
     }
   }
