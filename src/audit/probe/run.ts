@@ -13,7 +13,7 @@ import { directChecks } from './checks/direct.ts';
 import { tlsChecks } from './checks/tls.ts';
 import { portChecks } from './checks/ports.ts';
 import { rateLimitChecks } from './checks/rate-limit.ts';
-import { DEFAULT_LIMITS, type CheckResult, type ProbeLimits, type ProbePlan, type ProbeReport } from './types.ts';
+import { DEFAULT_LIMITS, type CheckResult, type ProbeLimits, type ProbePlan, type ProbeReport, type Severity } from './types.ts';
 
 /** Families that speak HTTP to a gateway: a gateway that refuses the probe at TLS (no client certificate) is left out of them. */
 const HTTP_FAMILIES = new Set(['h1-framing', 'h2-desync', 'paths', 'h2-paths', 'headers', 'tokens', 'websocket', 'rate-limit']);
@@ -74,6 +74,7 @@ export async function runProbe(plan: ProbePlan, limits: Partial<ProbeLimits> = {
       fail: count((r) => r.status === 'fail'),
       skip: count((r) => r.status === 'skip'),
       error: count((r) => r.status === 'error'),
+      accepted: count((r) => r.status === 'accepted'),
       high: failed('high'),
       medium: failed('medium'),
       low: failed('low'),
@@ -109,9 +110,12 @@ async function gatewaysRequiringCertificate(ctx: ProbeContext, results: CheckRes
   return closed;
 }
 
-/** 1 when a high finding was made, or when nothing could be checked at all; else 0. */
-export function exitCodeOf(report: ProbeReport): number {
-  if (report.summary.high > 0) return 1;
-  if (report.summary.pass + report.summary.fail === 0) return 1;
+/** 1 when a finding of `failOn` severity or above was made (accepted ones aside), or when nothing could be checked at all; else 0. */
+export function exitCodeOf(report: ProbeReport, failOn: Severity = 'high'): number {
+  const s = report.summary;
+  if (s.high > 0) return 1;
+  if (failOn !== 'high' && s.medium > 0) return 1;
+  if (failOn === 'low' && s.low > 0) return 1;
+  if (s.pass + s.fail + s.accepted === 0) return 1;
   return 0;
 }

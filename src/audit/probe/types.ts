@@ -2,8 +2,11 @@
 // bounds it keeps (the context every check receives).
 
 export type Severity = 'high' | 'medium' | 'low';
-/** pass: the target behaved as expected; fail: a finding; skip: not applicable here; error: the probe could not tell (refused, stalled, budget). */
-export type Status = 'pass' | 'fail' | 'skip' | 'error';
+/**
+ * pass: the target behaved as expected; fail: a finding; skip: not applicable here; error: the probe could
+ * not tell (refused, stalled, budget); accepted: a medium or low finding the deployment accepts (--accept), with why.
+ */
+export type Status = 'pass' | 'fail' | 'skip' | 'error' | 'accepted';
 
 export interface CheckResult {
   /** Stable id, e.g. `h1.smuggling.cl-te`; never reused for another meaning. */
@@ -15,6 +18,8 @@ export interface CheckResult {
   target: string;
   expected: string;
   observed: string;
+  /** Why and until when the finding is accepted (status accepted). */
+  acceptance?: { reason: string; expires: string };
 }
 
 export interface RouteInfo {
@@ -96,6 +101,7 @@ export interface ProbeReport {
   durationMs: number;
   requests: number;
   targets: string[];
-  summary: { pass: number; fail: number; skip: number; error: number; high: number; medium: number; low: number };
+  /** fail, high, medium and low count findings not accepted; accepted counts the accepted ones. */
+  summary: { pass: number; fail: number; skip: number; error: number; accepted: number; high: number; medium: number; low: number };
   results: CheckResult[];
 }

@@ -15,15 +15,19 @@ export function register(program: Command): void {
     .option('-f, --format <format>', 'text | json | sarif | junit', 'text')
     .option('--cert <file>', 'a workload certificate (PEM) to present to gateways that require one: checks behind mTLS, as a compromised workload would')
     .option('--key <file>', 'the private key (PEM) of --cert')
+    .option('--accept <file>', 'YAML of accepted findings (id, target, observed, reason, expires): medium or low findings the deployment accepts are reported as accepted, with the reason, and do not fail the run')
+    .option('--fail-on <severity>', 'exit 1 on any finding of this severity or above: high | medium | low', 'high')
     .option('--only <families>', 'comma-separated check families (h1-framing, h2-desync, paths, h2-paths, headers, tokens, websocket, direct, tls, ports, rate-limit)')
     .option('--max-requests <n>', 'most requests of the whole run', '2000')
     .option('--max-seconds <n>', 'wall-clock bound of the whole run', '180')
     .option('--timeout <ms>', 'bound of one request', '5000')
     .action(
-      async (o: { endpoints?: string; target?: string; cert?: string; key?: string; stateDir: string; config?: string; format: string; only?: string; maxRequests: string; maxSeconds: string; timeout: string }) => {
+      async (o: { endpoints?: string; target?: string; cert?: string; key?: string; stateDir: string; config?: string; format: string; accept?: string; failOn: string; only?: string; maxRequests: string; maxSeconds: string; timeout: string }) => {
         const { existsSync } = await import('node:fs');
         const path = await import('node:path');
-        const { runProbe, exitCodeOf, formatReport, planFromEndpoints, planFromTarget, FORMATS, FAMILIES } = await import('../../audit/probe/index.ts');
+        const { runProbe, exitCodeOf, formatReport, planFromEndpoints, planFromTarget, loadAcceptances, applyAcceptances, FORMATS, FAMILIES } = await import(
+          '../../audit/probe/index.ts'
+        );
         const { loadTopology } = await import('../../topology/load.ts');
         const { defaultConfigPath } = await import('../config-path.ts');
         const usage = (message: string) => {
@@ -31,6 +35,10 @@ export function register(program: Command): void {
           process.exitCode = 2;
         };
         if (!(FORMATS as readonly string[]).includes(o.format)) return usage(`--format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(o.format)}`);
+        const SEVERITIES = ['high', 'medium', 'low'] as const;
+        if (!(SEVERITIES as readonly string[]).includes(o.failOn)) return usage(`--fail-on must be one of ${SEVERITIES.join(', ')}, got ${JSON.stringify(o.failOn)}`);
+        // read before any request: a broken accept file must not cost a whole run (a ConfigError names file:line:column)
+        const acceptances = o.accept === undefined ? [] : loadAcceptances(o.accept);
         const only = o.only?.split(',').map((s) => s.trim()).filter(Boolean);
         const unknown = only?.filter((f) => !FAMILIES.some(([n]) => n === f));
         if (unknown?.length) return usage(`unknown check famil${unknown.length === 1 ? 'y' : 'ies'} ${unknown.join(', ')}; known: ${FAMILIES.map(([n]) => n).join(', ')}`);
@@ -64,9 +72,11 @@ export function register(program: Command): void {
             return usage(`cannot read the client certificate: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
           }
         }
-        const report = await runProbe(plan, numbers, only);
+        const { report, unused } = applyAcceptances(await runProbe(plan, numbers, only), acceptances, new Date().toISOString().slice(0, 10));
         process.stdout.write(formatReport(report, o.format as (typeof FORMATS)[number]));
-        process.exitCode = exitCodeOf(report);
+        for (const a of unused)
+          process.stderr.write(`gatehouse probe: accepted finding ${a.id}${a.target ? ` at ${JSON.stringify(a.target)}` : ''} was not found in this run: remove it from ${o.accept} if it is fixed\n`);
+        process.exitCode = exitCodeOf(report, o.failOn as (typeof SEVERITIES)[number]);
       },
     );
 }
