@@ -15,7 +15,7 @@ import * as oidc from 'openid-client';
 import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair } from 'jose';
 import { tempDir, silentLogger } from './support/authority-harness.ts';
 import { startUpstream, type Upstream } from './support/gateway-fixture.ts';
-import { dpopKey, dpopHeaders, dpopProof, type DpopKey } from './support/dpop.ts';
+import { boundRouteTopology, dpopKey, dpopHeaders, dpopProof, type DpopKey } from './support/dpop.ts';
 import { loadTopology } from '../src/topology/load.ts';
 import { initCa } from '../src/pki/index.ts';
 import { startAuthority, type RunningAuthority } from '../src/authority/index.ts';
@@ -38,23 +38,7 @@ before(async () => {
   const stateDir = path.join(tmp.dir, 'state');
   up = await startUpstream();
   const file = path.join(tmp.dir, 'gatehouse.yaml');
-  writeFileSync(
-    file,
-    `version: 1
-trustDomain: ${TD}
-zones:
-  partner:
-    authority:
-      listen: 127.0.0.1:0
-      scopes: [catalog:read]
-    gateway: { listen: 127.0.0.1:0, admin: { listen: 127.0.0.1:0 }, accessLog: { enabled: false } }
-    authFailures: { freeFailures: 5000, maxFailures: 10000 }
-    routes:
-      - { name: bound, path: /bound, service: app, auth: { scopes: [catalog:read], senderConstrained: required } }
-services:
-  app: { zone: partner, upstream: '${up.url}' }
-`,
-  );
+  writeFileSync(file, boundRouteTopology(TD, up.url));
   await initCa({ stateDir, topology: loadTopology(file).topology });
   auth = await startAuthority({ topology: loadTopology(file), zone: 'partner', stateDir, dev: true, logger: silentLogger() });
   agent = new Agent({ connect: { ca: readFileSync(auth.caFile!, 'utf8') } });

@@ -43,3 +43,25 @@ export async function dpopHeaders(key: DpopKey, token: string, method: string, u
   htu.search = htu.hash = '';
   return { authorization: `DPoP ${token}`, dpop: await dpopProof(key, { htm: method, htu: htu.href, token }) };
 }
+
+/**
+ * A one-zone topology (`partner`: an authority with catalog:read and a gateway
+ * in front of `upstream`) whose route /bound takes only sender-constrained
+ * tokens; `zone` and `routes`: more YAML for the zone and after /bound.
+ */
+export function boundRouteTopology(trustDomain: string, upstream: string, more: { zone?: string; routes?: string } = {}): string {
+  return `version: 1
+trustDomain: ${trustDomain}
+zones:
+  partner:
+    authority:
+      listen: 127.0.0.1:0
+      scopes: [catalog:read]
+    gateway: { listen: 127.0.0.1:0, admin: { listen: 127.0.0.1:0 }, accessLog: { enabled: false } }
+    authFailures: { freeFailures: 5000, maxFailures: 10000 }${more.zone ?? ''}
+    routes:
+      - { name: bound, path: /bound, service: app, auth: { scopes: [catalog:read], senderConstrained: required } }${more.routes ?? ''}
+services:
+  app: { zone: partner, upstream: '${upstream}' }
+`;
+}

@@ -15,6 +15,8 @@ import { createJwksCache } from './jwks.ts';
 import { createTokenVerifier, TokenRejected, tokenBinding, type TokenVerifier, type TrustedIssuer } from './verify-token.ts';
 import { checkSenderConstraint, dpopNonces, memoryReplayCache, presentedToken, SenderConstraintRejected, senderChallenge, type DpopNonces, type ReplayCache } from '../../../shared/sender-constraint.ts';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { Redis } from 'ioredis';
 import { openApiKeyVerifier, type ApiKeyVerifier } from './api-keys.ts';
 import { createIntrospector, type Introspector } from './introspect.ts';
 import { pollRevocations, type RevocationPoller } from './revocation-feed.ts';
@@ -160,6 +162,72 @@ const RevocationUnknown = (retryAfter: number) =>
     { headers: { 'retry-after': String(retryAfter) } },
   );
 
+/**
+ * Where the gateway remembers the DPoP proofs it accepted (each once, until it
+ * would be too old anyway). In memory per gateway process, unless the zone's
+ * rate limits keep their buckets in Redis — the zone's `policies.rate_limit`,
+ * else the first route of the zone whose rate_limit does, with
+ * `store: { type: redis }`: then the proofs are kept in that Redis too (key
+ * <prefix>dpop:<jkt>:<jti>, SET NX with the proof's remaining lifetime), so a
+ * proof one replica accepted is refused at every other. When that Redis
+ * fails: with the store's failOpen, this process's memory (a replay at
+ * another replica is not seen meanwhile; logged); otherwise the proof is
+ * refused, 503 replay_check_unavailable (fail closed).
+ */
+async function dpopReplayCache(ctx: ProvisionContext): Promise<ReplayCache> {
+  const memory = ctx.shared.get('auth:dpop-replay', () => memoryReplayCache(() => ctx.clock.now()));
+  const zone = ctx.topology.topology.zones[ctx.zone];
+  const limits = [zone?.policies.rate_limit, ...(zone?.routes ?? []).map((r) => r.policies?.rate_limit)];
+  const store = limits.map((l) => (l ? l.store : undefined)).find((st) => st?.type === 'redis');
+  if (!store || store.type !== 'redis') return memory;
+  const shared = ctx.shared.get(
+    `auth:dpop-replay:redis:${JSON.stringify([store.url, store.prefix, store.timeoutMs])}`,
+    () => {
+      const client = new Redis(store.url, {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        autoResendUnfulfilledCommands: false,
+        commandTimeout: store.timeoutMs,
+        connectTimeout: Math.max(1000, store.timeoutMs),
+        retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+      });
+      const u = new URL(store.url);
+      const where = `${u.hostname}:${u.port || 6379}`; // never the credentials
+      let failing = false;
+      client.on('error', (error: Error) => {
+        if (!failing) ctx.logger.error({ err: error, redis: where }, 'DPoP replay cache: Redis failing');
+        failing = true;
+      });
+      client.on('ready', () => {
+        if (failing) ctx.logger.info({ redis: where }, 'DPoP replay cache: Redis recovered');
+        failing = false;
+      });
+      const cache: ReplayCache = {
+        async unique(key, expiresAt) {
+          const ttl = Math.max(1, Math.ceil(expiresAt - ctx.clock.now()));
+          try {
+            return (await client.set(`${store.prefix}dpop:${key}`, '1', 'PX', ttl, 'NX')) === 'OK';
+          } catch (error) {
+            if (!store.failOpen) throw new GatehouseError('replay_check_unavailable', 'The gateway cannot check this DPoP proof for replay now; retry shortly.', { headers: { 'retry-after': '1' }, cause: error });
+            if (!failing) ctx.logger.warn({ err: error, redis: where }, 'DPoP replay cache: Redis unavailable, proofs checked by this gateway alone (failOpen)');
+            return memory.unique(key, expiresAt);
+          }
+        },
+      };
+      // a first connection before the first proof (enableOfflineQueue is off), waited for once per
+      // gateway: one that starts without Redis refuses (or falls back) at once, every route alike
+      const ready = once(client, 'ready', { signal: AbortSignal.timeout(1000) }).then(
+        () => undefined,
+        () => undefined,
+      );
+      return { client, cache, ready };
+    },
+    (x) => x.client.disconnect(),
+  );
+  await shared.ready;
+  return shared.cache;
+}
+
 /** The token of an Authorization header and its scheme (Bearer, or DPoP: RFC 9449 §7.1); '' when the header is neither. */
 function credentialOf(header: string | undefined): { scheme: 'Bearer' | 'DPoP'; token: string } | '' | undefined {
   if (header === undefined) return undefined;
@@ -199,7 +267,7 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
       strip.add('dpop');
     }
     if (accept.has('api_key')) strip.add(zone.apiKeyHeader);
-    const replay = ctx.shared.get('auth:dpop-replay', () => memoryReplayCache(() => ctx.clock.now()));
+    const replay = await dpopReplayCache(ctx);
     // a nonce secret per gateway process: replicas each issue and accept their own (a client retries once on use_dpop_nonce)
     const nonces = zone.dpopNonce ? ctx.shared.get('auth:dpop-nonces', () => dpopNonces(randomBytes(32), () => ctx.clock.now())) : undefined;
     return {
@@ -335,6 +403,8 @@ function bound(ex: Exchange, s: AuthenticationState, identity: Identity, credent
   }).then(
     () => accepted(ex, s, identity),
     (error: unknown) => {
+      // the shared replay cache could not be asked: a 503 decision, not an exception
+      if (error instanceof GatehouseError) return error;
       if (!(error instanceof SenderConstraintRejected)) throw error;
       const headers: Record<string, string> = { 'www-authenticate': senderChallenge(s.realm, error) };
       if (error.nonce) headers['dpop-nonce'] = error.nonce;
