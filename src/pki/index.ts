@@ -9,7 +9,8 @@ export { startCaServer, type StartCaServerOptions, type CaServer } from './ca-se
 export { bootstrapIdentity, renewIdentity, fetchRevocations, type BootstrapIdentityOptions, type RenewIdentityOptions } from './bootstrap-identity.ts';
 export { CaRequestError } from './lib/ca-client.ts';
 export { verifySvid, type SvidDecision, type SvidRejection, type VerifySvidOptions } from './verify-svid.ts';
-export { parseSpiffeId, serviceSpiffeId, gatewaySpiffeId, caSpiffeId, controlSpiffeId, callerName, type WorkloadId } from './spiffe-id.ts';
+export { parseSpiffeId, serviceSpiffeId, gatewaySpiffeId, caSpiffeId, controlSpiffeId, vaultSpiffeId, callerName, type WorkloadId } from './spiffe-id.ts';
+export { newKeyAndCsr } from './lib/workload-key.ts';
 export type { WorkloadIdentity } from './workload-identity.ts';
 export { GatehouseError, type ProblemCode } from '../shared/errors.ts';
 export { pkiPaths } from './lib/files.ts';

@@ -6,7 +6,7 @@ import { x509, EC_ALG, randomSerial, certPem, normalizeSerial } from './lib/x509
 import { parseAndCheckCsr } from './lib/csr.ts';
 import { CONTROL_ISSUER } from './lib/files.ts';
 import { recordIssued } from './lib/lineage.ts';
-import { parseSpiffeId, controlSpiffeId, type WorkloadId } from './spiffe-id.ts';
+import { parseSpiffeId, controlSpiffeId, vaultSpiffeId, type WorkloadId } from './spiffe-id.ts';
 import { GatehouseError } from '../shared/errors.ts';
 import type { Ca } from './open-ca.ts';
 
@@ -49,15 +49,17 @@ export function workloadKnown(ca: Ca, id: WorkloadId): boolean {
 
 export async function issueCertificate(ca: Ca, request: IssueCertificateRequest): Promise<IssuedCertificate> {
   // spiffe://<td>/control: the control plane's bundle-signing identity, an
-  // Ed25519 key under the `_control` issuer, like the CA's own certificate
+  // Ed25519 key under the `_control` issuer, like the CA's own certificate;
+  // spiffe://<td>/vault: the vault's server identity (ECDSA), same issuer
   const control = request.spiffeId === controlSpiffeId(ca.trustDomain);
-  const id: WorkloadId | null = control ? { kind: 'ca', trustDomain: ca.trustDomain, uri: request.spiffeId } : parseSpiffeId(request.spiffeId, ca.trustDomain);
+  const vault = request.spiffeId === vaultSpiffeId(ca.trustDomain);
+  const id: WorkloadId | null = control || vault ? { kind: 'ca', trustDomain: ca.trustDomain, uri: request.spiffeId } : parseSpiffeId(request.spiffeId, ca.trustDomain);
   if (!id) throw new GatehouseError('unknown_workload', 'not a workload identity of this trust domain');
   if (!workloadKnown(ca, id)) throw new GatehouseError('unknown_workload', 'the topology has no such workload');
   const ttl = request.ttlSeconds ?? ca.policy.defaultTtlSeconds;
   if (!Number.isInteger(ttl) || ttl < 60 || ttl > ca.policy.maxTtlSeconds)
     throw new GatehouseError('ttl_out_of_policy', `lifetime must be a whole number of seconds from 60 to ${ca.policy.maxTtlSeconds}`);
-  const name = control ? 'control' : id.kind === 'service' ? id.service : id.kind;
+  const name = control ? 'control' : vault ? 'vault' : id.kind === 'service' ? id.service : id.kind;
   const csr = await parseAndCheckCsr(request.csr, { uri: id.uri, name, key: control ? 'ed25519' : 'ecdsa-p256' });
   const issuer = ca.issuers.get(id.kind === 'ca' ? CONTROL_ISSUER : id.zone);
   if (!issuer) throw new GatehouseError('ca_not_initialized', `no issuer for zone ${id.kind === 'ca' ? 'control' : id.zone}; run \`gatehouse ca init\``);

@@ -35,6 +35,15 @@ export function controlSpiffeId(trustDomain: string): string {
 }
 
 /**
+ * The vault's identity (its server certificate, `_control` issuer): services
+ * check it before they hand the vault a plaintext. Like the control plane's,
+ * deliberately not a WorkloadId, so no mesh peer accepts it as a caller.
+ */
+export function vaultSpiffeId(trustDomain: string): string {
+  return `spiffe://${trustDomain}/vault`;
+}
+
+/**
  * Parses `uri` as a workload ID of `trustDomain`; returns null for anything that
  * is not exactly in the form Gatehouse issues (including other trust domains).
  */
