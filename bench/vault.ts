@@ -77,7 +77,7 @@ vault:
 
   // over the mTLS API, batches of 100
   const identity = await issueWorkloadIdentity(dir, serviceSpiffeId(TD, 'z', 'orders'), { topology });
-  const client = createVaultClient({ url: server.url, identity, ca: readFileSync(path.join(dir, 'tls', 'dev-ca.pem'), 'utf8') });
+  const client = createVaultClient({ url: server.url, identity });
   const batch = Array.from({ length: 100 }, (_, i) => ({ plaintext: field, context: `orders/${i}/address` }));
   const cts = await client.encryptBatch('bench', batch);
   const back = cts.map((ciphertext, i) => ({ ciphertext, context: `orders/${i}/address` }));
@@ -101,7 +101,7 @@ vault:
       });
       child.once('exit', (code) => reject(new Error(`gatehouse vault exited (${code}): ${err}`)));
     });
-    const remote = createVaultClient({ url, identity, ca: readFileSync(path.join(dir, 'tls', 'dev-ca.pem'), 'utf8') });
+    const remote = createVaultClient({ url, identity });
     rows.push(['encrypt 1 KiB over mTLS, batches of 100 (4 callers), vault alone on one core', fmt(await rate(() => remote.encryptBatch('bench', batch), 100, 4)), 'fields/s']);
     rows.push(['decrypt 1 KiB over mTLS, batches of 100 (4 callers), vault alone on one core', fmt(await rate(() => remote.decryptBatch('bench', back), 100, 4)), 'fields/s']);
     remote.close();

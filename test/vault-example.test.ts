@@ -69,7 +69,8 @@ test('the orders database holds no plaintext personal data (grep of the file and
 
 test('the vault refuses a service the topology does not name for a key (BFF asks to encrypt), over mTLS', async () => {
   const bff = await certificateFor(ex.stateDir, serviceSpiffeId('shop.local', 'public', 'bff'));
-  const agent = new Agent({ connect: { ca: readFileSync(ex.endpoints.caBundle, 'utf8'), cert: bff.certPem, key: bff.keyPem } });
+  // the vault's certificate (spiffe://shop.local/vault) chains to the trust domain's root, not the edge CA
+  const agent = new Agent({ connect: { ca: readFileSync(path.join(ex.stateDir, 'pki', 'bundle.pem'), 'utf8'), cert: bff.certPem, key: bff.keyPem } });
   try {
     const r = await request(`${ex.endpoints.vault}/v1/encrypt/orders-pii`, { dispatcher: agent, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ plaintext: '', context: 'x' }) });
     assert.equal(r.statusCode, 403);

@@ -5,6 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { initCa, issueWorkloadIdentity, serviceSpiffeId, gatewaySpiffeId, revokeCertificate, type WorkloadIdentity } from '../src/pki/index.ts';
@@ -57,7 +59,8 @@ before(async () => {
   for (const s of ['orders', 'reports', 'payments']) ids[s] = await issueWorkloadIdentity(dir.dir, serviceSpiffeId(TD, 'private', s), { topology });
   ids.gateway = await issueWorkloadIdentity(dir.dir, gatewaySpiffeId(TD, 'private'), { topology });
   server = await startVaultServer({ config, stateDir: dir.dir, logger: log.logger, env: {} });
-  edgeCa = readFileSync(path.join(dir.dir, 'tls', 'dev-ca.pem'), 'utf8');
+  // the vault serves spiffe://<td>/vault from the trust domain's CA (no dev CA)
+  edgeCa = readFileSync(path.join(dir.dir, 'pki', 'bundle.pem'), 'utf8');
 });
 
 after(async () => {
@@ -65,7 +68,7 @@ after(async () => {
   dir?.cleanup();
 });
 
-const client = (who: string) => createVaultClient({ url: server.url, identity: ids[who], ca: edgeCa });
+const client = (who: string) => createVaultClient({ url: server.url, identity: ids[who] });
 
 /** A raw request with `who`'s certificate (or none / another's). */
 function raw(
@@ -101,6 +104,42 @@ function raw(
     req.end(body);
   });
 }
+
+test('the vault is spiffe://<td>/vault: its certificate chains to the trust bundle; the SDK refuses any other server, even a workload of the trust domain', async () => {
+  const peer = await new Promise<X509Certificate>((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: Number(new URL(server.url).port), ca: edgeCa, cert: ids.orders.certPem, key: ids.orders.keyPem, servername: 'localhost' }, () => {
+      resolve(new X509Certificate(socket.getPeerCertificate(false).raw));
+      socket.end();
+    });
+    socket.on('error', reject);
+  });
+  assert.ok(peer.subjectAltName?.split(', ').includes(`URI:spiffe://${TD}/vault`), peer.subjectAltName);
+  assert.ok(peer.verify(new X509Certificate(readFileSync(path.join(dir.dir, 'pki', 'issuers', '_control.pem'))).publicKey), 'issued by the control issuer');
+  assert.ok(new Date(peer.validTo).getTime() - Date.now() <= 86400_000 + 60_000, 'short-lived');
+
+  // an impostor: a real workload certificate of the trust domain (payments), serving the vault's API
+  const impostor = https.createServer({ cert: ids.payments.certPem, key: ids.payments.keyPem, ca: edgeCa, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    seen.push(req.url ?? '');
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"ciphertext":"gh:v1:x"}');
+  });
+  const seen: string[] = [];
+  await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', () => r()));
+  try {
+    const url = `https://127.0.0.1:${(impostor.address() as { port: number }).port}`;
+    const c = createVaultClient({ url, identity: ids.orders, ca: edgeCa });
+    await assert.rejects(c.encrypt('orders-pii', 'Baker Street 221b', 'orders/1/address'), (e: unknown) => {
+      assert.ok(e instanceof VaultRequestError, String(e));
+      assert.equal(e.code, 'certificate_rejected');
+      assert.match(e.message, new RegExp(`not spiffe://${TD}/vault .*svc/payments`));
+      assert.doesNotMatch(e.message, /Baker/);
+      return true;
+    });
+    c.close();
+    assert.deepEqual(seen, [], 'no request reached the impostor');
+  } finally {
+    await new Promise<void>((r) => impostor.close(() => r()));
+  }
+});
 
 test('SDK: encryptFields/decryptFields round trip, context per record and field; tokenize/detokenize by grant', async () => {
   const orders = client('orders');

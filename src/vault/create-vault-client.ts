@@ -1,8 +1,12 @@
 // The vault SDK for services (`gatehouse/vault`): calls the vault's API over
 // mTLS with the service's own workload certificate (renewed certificates are
-// picked up on the next call), and protects records field by field.
+// picked up on the next call), and protects records field by field. The
+// server must present spiffe://<td>/vault (its trust domain: the service's
+// own) chaining to the trust bundle of the service's identity; any other
+// server — another workload of the trust domain, a certificate of another CA —
+// is refused before a byte is sent.
 //
-//   const vault = createVaultClient({ url, identity, ca: edgeCa });
+//   const vault = createVaultClient({ url, identity });
 //   const row = await vault.encryptFields(order, { key: 'orders-pii', fields: ['address'], context: `orders/${order.id}` });
 //   const back = await vault.decryptFields(row, { key: 'orders-pii', fields: ['address'], context: `orders/${order.id}` });
 //   const token = await vault.tokenize('orders-card', '4111111111111111');
@@ -12,14 +16,19 @@
 import https from 'node:https';
 import { GatehouseError, type ProblemCode } from '../shared/errors.ts';
 import type { WorkloadIdentity } from '../pki/workload-identity.ts';
+import type { PeerCertificate } from 'node:tls';
+import { vaultSpiffeId } from '../pki/index.ts';
 
 export interface VaultClientOptions {
   /** The vault's URL (endpoints.json `vault`). */
   url: string;
   /** This service's certificate: a fixed identity or anything with current() (an IdentityManager). */
   identity: WorkloadIdentity | { current(): WorkloadIdentity };
-  /** PEM of the CA the vault's server certificate chains to (the edge CA, endpoints.json `caBundle`). */
-  ca: string;
+  /**
+   * No longer used: the vault is verified as spiffe://<td>/vault against the
+   * trust bundle of `identity` (an older vault's dev-CA certificate is refused).
+   */
+  ca?: string;
   /** Per call (default 10 s). */
   timeoutMs?: number;
 }
@@ -53,6 +62,19 @@ export class VaultRequestError extends GatehouseError {}
 
 const isIdentity = (i: VaultClientOptions['identity']): i is WorkloadIdentity => 'certPem' in i;
 
+const trustDomainOf = (spiffeId: string): string => /^spiffe:\/\/([^/]+)\//.exec(spiffeId)?.[1] ?? '';
+
+/** The server is the vault of `trustDomain`: its certificate's one URI SAN is spiffe://<td>/vault (names and IPs are not what is checked). */
+export function checkVault(peer: PeerCertificate, trustDomain: string): Error | undefined {
+  const expected = vaultSpiffeId(trustDomain);
+  const uris = (peer.subjectaltname ?? '')
+    .split(', ')
+    .filter((n) => n.startsWith('URI:'))
+    .map((n) => n.slice(4));
+  if (trustDomain !== '' && uris.length === 1 && uris[0] === expected) return undefined;
+  return new VaultRequestError('certificate_rejected', `the server is not ${expected} (it presented ${uris.length === 0 ? 'no SPIFFE ID' : uris.join(' ').slice(0, 200)})`);
+}
+
 export function createVaultClient(options: VaultClientOptions): VaultClient {
   const base = new URL(options.url);
   if (base.protocol !== 'https:') throw new Error('the vault is reached over https (mTLS) only');
@@ -63,7 +85,15 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     if (!agent || id.serial !== serial) {
       agent?.destroy();
       serial = id.serial;
-      agent = new https.Agent({ cert: id.certPem, key: id.keyPem, ca: options.ca, keepAlive: true, maxSockets: 16, minVersion: 'TLSv1.3' });
+      agent = new https.Agent({
+        cert: id.certPem,
+        key: id.keyPem,
+        ca: id.bundlePem,
+        checkServerIdentity: (_host, peer) => checkVault(peer, trustDomainOf(id.spiffeId)),
+        keepAlive: true,
+        maxSockets: 16,
+        minVersion: 'TLSv1.3',
+      });
     }
     return agent;
   };

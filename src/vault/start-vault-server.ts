@@ -13,8 +13,9 @@
 // The caller is the SPIFFE ID of its verified client certificate (the trust
 // domain's CA; revoked serials refused); the topology's `vault.keys.<key>.<op>`
 // must name the caller's service, else 403 vault_not_allowed (deny by
-// default). Every request is audited (lib/audit.ts). The server certificate is
-// the dev CA's (the gateways' and authorities' caBundle), like the authority's.
+// default). Every request is audited (lib/audit.ts). The server's certificate
+// is spiffe://<td>/vault from the trust domain's CA (lib/server-identity.ts),
+// re-issued at half its lifetime; the SDK refuses any other server.
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -23,7 +24,6 @@ import type { TLSSocket } from 'node:tls';
 import { loadTopology } from '../topology/load.ts';
 import type { VaultConfig } from '../topology/schema-vault.ts';
 import { verifySvid, callerName, trustBundlePath, localRevocations, type SvidDecision } from '../pki/index.ts';
-import { openDevCa } from '../shared/dev-ca.ts';
 import { listen } from '../shared/listen.ts';
 import { readBody } from '../shared/body.ts';
 import { writeProblem, asProblem } from '../shared/problem.ts';
@@ -33,6 +33,7 @@ import { createLogger, type Logger } from '../shared/logger.ts';
 import { parseListen } from '../topology/schema.ts';
 import { openVault, type Vault } from './open-vault.ts';
 import { createVaultAudit, type VaultAudit } from './lib/audit.ts';
+import { issueVaultIdentity, type VaultServerIdentity } from './lib/server-identity.ts';
 
 export const VAULT_OPERATIONS = ['encrypt', 'decrypt', 'rewrap', 'datakey', 'tokenize', 'detokenize'] as const;
 export type VaultOperation = (typeof VAULT_OPERATIONS)[number];
@@ -139,18 +140,28 @@ export async function startVaultServer(options: StartVaultServerOptions): Promis
   }
   const allowed = grantsOf(config);
   const audit: VaultAudit = createVaultAudit(options.stateDir, clock.now);
-  const devCa = await openDevCa(options.stateDir, topology.trustDomain);
-  const tls = await devCa.issueServer([...new Set(['127.0.0.1', 'localhost', '::1', at.host])]);
+  const names = [...new Set(['127.0.0.1', 'localhost', '::1', at.host])];
+  let identity: VaultServerIdentity;
+  try {
+    identity = await issueVaultIdentity({ stateDir: options.stateDir, names, clock, env: options.env });
+  } catch (error) {
+    await vault.close();
+    throw error;
+  }
+  const caPem = readFileSync(bundle, 'utf8');
+  const secure = (id: VaultServerIdentity) => ({
+    cert: id.certPem,
+    key: id.keyPem,
+    ca: caPem,
+    // TLS 1.3 only: every caller is a Gatehouse SDK or CLI, and 1.3 has AEAD suites only (no CBC, no SHA-1)
+    minVersion: 'TLSv1.3' as const,
+  });
 
   const server = https.createServer(
     {
-      cert: tls.cert,
-      key: tls.key,
-      ca: readFileSync(bundle, 'utf8'),
+      ...secure(identity),
       requestCert: true,
       rejectUnauthorized: true, // no certificate of the trust domain: no TLS session at all
-      // TLS 1.3 only: every caller is a Gatehouse SDK or CLI, and 1.3 has AEAD suites only (no CBC, no SHA-1)
-      minVersion: 'TLSv1.3',
       maxHeaderSize: 16 * 1024,
       headersTimeout: 10_000,
       requestTimeout: 30_000,
@@ -247,12 +258,41 @@ export async function startVaultServer(options: StartVaultServerOptions): Promis
     audit({ caller: 'unverified', op: 'tls', outcome: 'refused', code: 'client_certificate_required' });
     log.warn({ code: error.code }, 'TLS handshake refused');
   });
-  const bound = await listen(server, at, 'https');
-  log.info({ url: bound.url, keys: Object.keys(config.keys), storage: vault.kind, master_key: vault.masterKeySource }, 'vault serving');
+  // a fresh certificate at half the lifetime (a failure is retried in a minute; the old one serves meanwhile)
+  let renewal: NodeJS.Timeout | undefined;
+  const scheduleRenewal = (delayMs: number) => {
+    renewal = setTimeout(() => {
+      issueVaultIdentity({ stateDir: options.stateDir, names, clock, env: options.env }).then(
+        (fresh) => {
+          identity = fresh;
+          server.setSecureContext(secure(fresh));
+          log.info({ spiffe_id: fresh.spiffeId, not_after: new Date(fresh.notAfter).toISOString() }, 'vault certificate renewed');
+          scheduleRenewal((fresh.notAfter - clock.now()) / 2);
+        },
+        (error: unknown) => {
+          log.error({ err: error }, 'vault certificate renewal failed; retrying in a minute');
+          scheduleRenewal(60_000);
+        },
+      );
+    }, Math.max(1000, delayMs));
+    renewal.unref();
+  };
+  scheduleRenewal((identity.notAfter - clock.now()) / 2);
+  let bound: Awaited<ReturnType<typeof listen>>;
+  try {
+    bound = await listen(server, at, 'https');
+  } catch (error) {
+    clearTimeout(renewal);
+    revocations.close();
+    await vault.close();
+    throw error;
+  }
+  log.info({ url: bound.url, spiffe_id: identity.spiffeId, keys: Object.keys(config.keys), storage: vault.kind, master_key: vault.masterKeySource }, 'vault serving');
   return {
     url: bound.url,
     vault,
     async close() {
+      clearTimeout(renewal);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
