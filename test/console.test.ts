@@ -10,18 +10,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import { generate } from 'otplib';
-import { initCa, issueWorkloadIdentity, serviceSpiffeId, gatewaySpiffeId } from '../src/pki/index.ts';
+import { initCa, serviceSpiffeId, gatewaySpiffeId } from '../src/pki/index.ts';
 import { startControlServer } from '../src/control/index.ts';
 import { startAuthority } from '../src/authority/index.ts';
 import { loadTopology } from '../src/topology/load.ts';
 import { createLogger } from '../src/shared/logger.ts';
 import { readConsoleGrant } from '../src/monitor/console-grant.ts';
 import { tempDir } from './support/gateway-fixture.ts';
+import { sendEvents } from './support/monitor-events.ts';
 import { closeAfterAll, until } from './support/closers.ts';
 import { Chromium, requireChromium, type Tab } from './support/authority-chromium.ts';
 import { serverSpkiHash } from './support/authority-spki.ts';
@@ -68,20 +67,7 @@ closer(() => auth.close());
 const alice = auth.devCredentials!.users.find((u) => u.username === 'alice')!;
 await until('the console client is granted', () => readConsoleGrant(dir), (g) => g?.redirect_uri === `${consoleUrl}/callback`);
 
-/** Events as a PEP sends them (its own workload certificate). */
-async function send(spiffeId: string, events: Record<string, unknown>[]): Promise<void> {
-  const id = await issueWorkloadIdentity(dir, spiffeId);
-  const body = JSON.stringify(events.map((e) => ({ schema: 'gatehouse.event/v1', id: randomUUID(), time: new Date().toISOString(), ...e })));
-  const status = await new Promise<number>((resolve, reject) => {
-    const req = https.request(`${control.url}/v1/events`, { method: 'POST', cert: id.certPem, key: id.keyPem, ca: id.bundlePem, checkServerIdentity: () => undefined, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-  assert.equal(status, 202);
-}
+const send = async (spiffeId: string, events: Record<string, unknown>[]) => assert.equal(await sendEvents(dir, control.url, spiffeId, events), 202);
 
 // what the pages show: refusals at the public gateway (a scanner, quarantined by the scan detector), a denied edge
 await send(gatewaySpiffeId(TD, 'public'), [
@@ -89,7 +75,6 @@ await send(gatewaySpiffeId(TD, 'public'), [
   { type: 'request_refused', code: 'unauthorized', status: 401, source: '198.51.100.4', route: 'shop', method: 'GET', path: '/shop/cart' },
 ]);
 await send(serviceSpiffeId(TD, 'private', 'stock'), [{ type: 'edge_denied', code: 'no_edge', peer: serviceSpiffeId(TD, 'public', 'shop'), method: 'GET', path: '/stock/1' }]);
-await until('the scanner is quarantined', () => control.status(), () => true);
 await until('the scan detector quarantined the scanner', async () => (await request(`${control.adminUrl}/quarantines`)).body.json(), (l) => (l as { value: string }[]).some((q) => q.value === '203.0.113.7'));
 
 const PAGES = ['/', '/topology', '/events', '/quarantines', '/audit'];

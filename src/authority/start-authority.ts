@@ -28,7 +28,7 @@ import { createTrustedIssuers, publicFile } from './trusted-issuers.ts';
 import { createIssuerRevocations, ISSUER_POLL_MS } from './issuer-revocations.ts';
 import { grantTrustingZones } from './zone-trust.ts';
 import { grantFederatingZones } from './federation-seed.ts';
-import { grantConsole } from './monitor.ts';
+import { grantConsole, createAuthorityMonitor } from './monitor.ts';
 import { loadAudienceKey } from './confidential-claims.ts';
 import { zoneAudience, type AuthorityContext, type ConfidentialAudience } from './context.ts';
 import { buildProvider } from './provider.ts';
@@ -219,7 +219,18 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       confidential.set(aud, { claims: c.claims, key: loadAudienceKey(c.publicKey, topology.dir) });
 
     const audience = zoneAudience(topology.topology.trustDomain, zone, config);
-    const audit = createAudit({ zone, file: path.join(dir, 'audit.jsonl'), now, sink: options.onAudit });
+    // security events to the control plane, quarantined clients refused (monitor.ts)
+    const monitor = createAuthorityMonitor({ stateDir, zone, now, log });
+    undo.push(() => monitor.close());
+    const audit = createAudit({
+      zone,
+      file: path.join(dir, 'audit.jsonl'),
+      now,
+      sink: (line) => {
+        options.onAudit?.(line);
+        monitor.audit(line);
+      },
+    });
     undo.push(() => audit.close());
     const ctx: AuthorityContext = {
       zone,
@@ -274,6 +285,8 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
     const install = () => {
       const p = buildProvider(ctx);
       p.on('server_error', (_c: unknown, err: unknown) => log.error({ err }, 'oidc-provider server error'));
+      p.on('access_token.issued', (t: { jti?: unknown; clientId?: unknown; accountId?: unknown }) => monitor.tokenIssued(t));
+      p.on('client_credentials.issued', (t: { jti?: unknown; clientId?: unknown; accountId?: unknown }) => monitor.tokenIssued(t));
       p.use(async (c: KoaContextWithOIDC, next) => {
         const requestId = requestIds.get(c.req) ?? randomUUID();
         c.set('x-request-id', requestId);
@@ -372,7 +385,8 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
         }
         return;
       }
-      providerHandler(req, res);
+      if (await monitor.refuse(req, res, requestId)) return;
+      monitor.run(req, () => providerHandler(req, res));
     };
 
     // zones that trust this one get a client to read its revocation feed (zone-trust.ts)
@@ -441,6 +455,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
         closed = true;
         for (const t of timers) clearInterval(t);
         stopConsoleGrant();
+        await monitor.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();

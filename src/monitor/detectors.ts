@@ -18,6 +18,7 @@
 // a false positive feeds back: that key's threshold is doubled (volumetric:
 // its baseline raised to the level that fired) for a day.
 import { compileCidrs } from '../shared/address.ts';
+import { parseSpiffeId } from '../pki/index.ts';
 import type { MonitorConfig } from '../topology/schema-monitor.ts';
 import type { Quarantine } from '../policy/index.ts';
 import type { SecurityEvent } from './event.ts';
@@ -69,7 +70,6 @@ export function networkOf(address: string): string {
   return a;
 }
 
-const SERVICE_ID = /\/zone\/[a-z][a-z0-9-]{0,62}\/svc\/([a-z][a-z0-9-]{0,62})$/;
 
 class Windows {
   readonly keys = new Map<string, Map<string, number>>();
@@ -118,7 +118,8 @@ interface Baseline {
   fired: boolean;
 }
 
-export function createDetectors(config: () => MonitorConfig): Detectors {
+/** `trustDomain`: a mesh peer of another trust domain is no workload to quarantine. */
+export function createDetectors(config: () => MonitorConfig, trustDomain: string): Detectors {
   const windows = Object.fromEntries(DETECTORS.map((d) => [d, new Windows()])) as Record<DetectorName, Windows>;
   const baselines = new Map<string, Baseline>();
   let exemptFor: readonly string[] | undefined;
@@ -233,9 +234,9 @@ export function createDetectors(config: () => MonitorConfig): Detectors {
           return windowed('replay', who, `${id}|tls|${e.jti}`, e.tls, now, `TLS fingerprints using token ${e.jti}`, e);
         }
         case 'edge_denied': {
-          const m = e.peer ? SERVICE_ID.exec(e.peer) : null;
-          if (!m) return undefined;
-          return windowed('lateral', { scope: 'service', value: m[1] }, m[1], e.pep, now, 'distinct peers refused it (no edge)', e);
+          const peer = e.peer ? parseSpiffeId(e.peer, trustDomain) : null;
+          if (peer?.kind !== 'service') return undefined;
+          return windowed('lateral', { scope: 'service', value: peer.service }, peer.service, e.pep, now, 'distinct peers refused it (no edge)', e);
         }
         case 'traffic':
           return volumetric(e, now);

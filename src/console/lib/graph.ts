@@ -16,7 +16,7 @@ interface Node {
   y: number;
 }
 
-const W = 190;
+const W = 170;
 const H = 34;
 const COL = 240;
 const ROW = 58;
@@ -63,13 +63,25 @@ export function topologyGraph(t: Topology, denied: readonly SecurityEvent[]): { 
   const rows = Math.max(1, ...zones.map((zone) => [...nodes.values()].filter((n) => n.x === 20 + zones.indexOf(zone) * COL).length));
   const width = Math.max(COL, zones.length * COL) + 20;
   const height = 80 + rows * ROW;
+  // across columns: side to side; within a column: out to the right and back in (never through a box)
   const line = (a: Node, b: Node, cls: string, title: string) => {
-    const x1 = a.x + W / 2;
-    const y1 = a.y + H;
-    const x2 = b.x + W / 2;
-    const y2 = b.y;
-    const bend = a.x === b.x ? 60 : 0;
-    return `<path class="${cls}" d="M${x1},${y1} C${x1 + bend},${y1 + 30} ${x2 + bend},${y2 - 30} ${x2},${y2}" marker-end="url(#${cls === 'denied' ? 'arrow-red' : 'arrow'})"><title>${esc(title)}</title></path>`;
+    let d: string;
+    if (a.x === b.x) {
+      const x = a.x + W;
+      const y1 = a.y + H / 2 + (cls === 'denied' ? 6 : 0);
+      const y2 = b.y + H / 2 + (cls === 'denied' ? 6 : 0);
+      const out = 18 + Math.abs(y2 - y1) / 6;
+      d = `M${x},${y1} C${x + out},${y1} ${x + out},${y2} ${x + 2},${y2}`;
+    } else {
+      const right = b.x > a.x;
+      const x1 = right ? a.x + W : a.x;
+      const x2 = right ? b.x - 2 : b.x + W + 2;
+      const y1 = a.y + H / 2 + (cls === 'denied' ? 6 : 0);
+      const y2 = b.y + H / 2 + (cls === 'denied' ? 6 : 0);
+      const mid = (x1 + x2) / 2;
+      d = `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`;
+    }
+    return `<path class="${cls}" d="${d}" marker-end="url(#${cls === 'denied' ? 'arrow-red' : 'arrow'})"><title>${esc(title)}</title></path>`;
   };
   const parts: string[] = [];
   zones.forEach((zone, i) => {

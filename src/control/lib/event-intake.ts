@@ -59,7 +59,7 @@ export function createEventIntake(o: {
   selfId: string;
 }): EventIntake {
   const store = openEventStore(o.stateDir, o.clock);
-  const detectors = createDetectors(o.monitor);
+  const detectors = createDetectors(o.monitor, new URL(o.selfId).host);
   const buckets = new Map<string, { tokens: number; at: number }>();
   const stats: EventIntakeStats = { stored: 0, rejected: 0, throttled: 0 };
 
