@@ -36,7 +36,7 @@ test('the export is deterministic; the CLI writes the two files', () => {
   assert.equal(readFileSync(path.join(out, 'gatehouse-alerts.yml'), 'utf8'), a.get('gatehouse-alerts.yml'));
   const dash = JSON.parse(readFileSync(path.join(out, 'gatehouse-dashboard.json'), 'utf8')) as { panels: { targets: { expr: string }[] }[]; templating: { list: { options: { value: string }[] }[] } };
   assert.equal(dash.panels.length, dashboardQueries().length);
-  assert.deepEqual(dash.templating.list[0].options.map((o) => o.value), ['private', 'public']);
+  assert.deepEqual(dash.templating.list[0].options.map((o) => o.value), ['corp', 'internal', 'partner', 'private', 'public']);
 });
 
 test('promtool: the rules check, every dashboard query is valid PromQL', { skip }, () => {

@@ -53,7 +53,7 @@ test('gatehouse validate: a GET route whose service has no HEAD edge is a warnin
   const run = (args: string[]) => spawnSync(process.execPath, [main, 'validate', ...args], { encoding: 'utf8', cwd: root, timeout: 30_000 });
   const good = run([example]);
   assert.equal(good.status, 0, good.stderr);
-  assert.match(good.stdout, /ok \(.*7 route\(s\)\)/);
+  assert.match(good.stdout, /ok \(.*9 route\(s\)\)/);
   assert.doesNotMatch(good.stdout, /warning/);
   assert.doesNotMatch(good.stderr, /warning/, 'no warning about the example routes');
   const dir = mkdtempSync(path.join(tmpdir(), 'gh-edges-'));
