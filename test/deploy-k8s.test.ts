@@ -148,7 +148,11 @@ test('the CA pod initialises its state (idempotent ca init) before it serves', a
   assert.deepEqual(spec.volumes.find((v: { name: string }) => v.name === 'state'), { name: 'state', persistentVolumeClaim: { claimName: 'ca-state' } });
   const services = objects.filter((o) => o.kind === 'Service' && o.metadata.namespace === 'gatehouse');
   assert.deepEqual(services.map((s) => [s.metadata.name, s.spec.selector['app.kubernetes.io/name'], s.spec.ports[0].port]), [['ca', 'ca', 8600], ['control', 'ca', 8700]]);
-  assert.equal(spec.initContainers[0].env[1].valueFrom.secretKeyRef.name, 'ca-secrets');
+  // every container that opens the CA's keys gets the master key they are sealed under from the Secret
+  for (const c of [...spec.initContainers, ...spec.containers])
+    assert.deepEqual(c.env[1], { name: 'GATEHOUSE_MASTER_KEY', valueFrom: { secretKeyRef: { name: 'ca-secrets', key: 'GATEHOUSE_MASTER_KEY' } } }, c.name);
+  const authority = pod(objects, 'gh-private/authority').spec.template.spec.containers[0];
+  assert.equal(authority.env.find((e: { name: string }) => e.name === 'GATEHOUSE_MASTER_KEY').valueFrom.secretKeyRef.name, 'authority-secrets');
 });
 
 test('a sidecar service is two containers: the plain application on the pod loopback, the sidecar on the pod port', async () => {

@@ -18,7 +18,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -105,7 +106,7 @@ test('the exported pods run as their manifests say: a service bootstraps over th
     }
 
     // what the operator creates (README "Deploying"): Secrets, and the trust ConfigMap once the CA runs
-    const secrets = new Map<string, Record<string, string>>([['gatehouse/ca-secrets', { GATEHOUSE_CA_PASSPHRASE: 'a passphrase only this test knows' }]]);
+    const secrets = new Map<string, Record<string, string>>([['gatehouse/ca-secrets', { GATEHOUSE_MASTER_KEY: randomBytes(32).toString('base64url') }]]);
     const operatorConfigMaps = new Map<string, Record<string, string>>();
 
     // 1. the CA pod: ca init (init container), then ca serve and the control plane on the same volume
@@ -117,9 +118,14 @@ test('the exported pods run as their manifests say: a service bootstraps over th
     const [ca, control] = await Promise.all(caReady);
     assert.match(ca, /ready: ca https:\/\/0\.0\.0\.0:8600/);
     assert.match(control, /ready: control https:\/\/0\.0\.0\.0:8700/);
+    // the CA's keys are sealed under the master key of its Secret, which is not on its volume
+    assert.ok(!existsSync(path.join(caRoot, 'var/lib/gatehouse/vault/master.key')), 'no master key file on the CA volume');
+    assert.match(readFileSync(path.join(caRoot, 'var/lib/gatehouse/pki/issuers/shop.key'), 'utf8'), /"sealed"/);
 
     // 2. the operator, through `kubectl exec` into the CA pod: the trust bundle, a join token for catalog, the gateway's certificate
-    const caExec = async (args: string[]) => (await run(process.execPath, [CLI, ...mapArgs(args, caRoot, caPod.spec.template.spec.containers[0])])).stdout;
+    // kubectl exec runs in the container's environment (its Secrets included)
+    const caEnv = processOf(caRoot, caPod.spec.template.spec.containers[0], secrets, 'gatehouse').env;
+    const caExec = async (args: string[]) => (await run(process.execPath, [CLI, ...mapArgs(args, caRoot, caPod.spec.template.spec.containers[0])], { env: caEnv })).stdout;
     const state = path.join(caRoot, 'var/lib/gatehouse');
     const config = '/srv/topology/gatehouse.yaml';
     const bundle = readFileSync(path.join(state, 'pki', 'bundle.pem'), 'utf8');

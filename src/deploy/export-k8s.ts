@@ -39,6 +39,8 @@ export interface K8sExportOptions {
 }
 
 const RUN_SERVICE = ['node', '/app/src/cli/run-service.ts'];
+/** The key the CA's and the authorities' keys are sealed under at rest (src/vault): from a Secret, never beside what it seals. */
+const MASTER_KEY = 'GATEHOUSE_MASTER_KEY';
 /** Where the application behind a sidecar listens, on its pod's loopback. */
 const APP_LISTEN = '127.0.0.1:8081';
 
@@ -232,7 +234,7 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
     ...(ports.admin ? { services: [{ name, ports: ['https', ...(ports.redirect ? ['redirect'] : [])] }] } : {}),
   };
   // the CA creates its root and zone issuers on first start (ca init finds them on the next)
-  if (kind === 'ca') workload.containers.unshift({ name: 'ca-init', args: [], ports: [], secretEnv: [['GATEHOUSE_CA_PASSPHRASE', `${name}-secrets`]], init: true });
+  if (kind === 'ca') workload.containers.unshift({ name: 'ca-init', args: [], ports: [], secretEnv: [[MASTER_KEY, `${name}-secrets`]], init: true });
   if (service?.sidecar) {
     // the application, plain HTTP on the pod's loopback, behind the sidecar that serves mTLS on the pod port
     workload.containers[0].name = 'sidecar';
@@ -251,7 +253,8 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
 function colocateControl(ca: Placed, control: Placed): void {
   const w = ca.workload!;
   const own = control.workload!;
-  w.containers.push({ ...own.containers[0], resources: own.resources });
+  // it opens the CA's issuer keys, sealed under the master key
+  w.containers.push({ ...own.containers[0], resources: own.resources, secretEnv: [[MASTER_KEY, `${ca.name}-secrets`]] });
   w.services = [
     { name: ca.name, ports: ['ca'] },
     { name: control.name, ports: ['control'] },
@@ -421,9 +424,11 @@ function secretEnvOf(t: Topology, c: Component, name: string): [string, string][
       return [auth.revocationFeed?.clientSecretEnv, auth.introspection?.clientSecretEnv].filter((v) => v !== undefined).map((v) => [v, secret]);
     }
     case 'authority':
-      return zone!.authority!.trustedZones.flatMap((z) => (typeof z === 'string' ? [] : [[z.revocationFeed.clientSecretEnv, secret] as [string, string]]));
+      // its zone's key-encryption key is sealed under the master key in its database: the same key on every replica and restart
+      return [[MASTER_KEY, secret], ...zone!.authority!.trustedZones.flatMap((z) => (typeof z === 'string' ? [] : [[z.revocationFeed.clientSecretEnv, secret] as [string, string]]))];
     case 'ca':
-      return [['GATEHOUSE_CA_PASSPHRASE', secret]];
+      // the root and issuer keys on its volume are sealed under it: the key itself stays in the Secret, off the volume
+      return [[MASTER_KEY, secret]];
     case 'service':
       // the one-time token the service bootstraps its workload certificate with (gatehouse ca token)
       return [['GATEHOUSE_JOIN_TOKEN', `${name}-join-token`]];
