@@ -33,6 +33,7 @@ import { startUp, until, MAIN, ROOT, type RunningUp } from './support/faults-up.
 import { startGateway, type RunningGateway } from '../src/gateway/index.ts';
 import { createLogger } from '../src/shared/logger.ts';
 import { loadKms } from '../src/vault/index.ts';
+import { dpopHeaders, dpopKey, dpopProof, type DpopKey } from './support/dpop.ts';
 
 const exampleDir = path.join(ROOT, 'examples/shop');
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -56,6 +57,8 @@ interface Zone {
   usedCode: { code: string; step: number };
   /** the zone authority's database */
   database: string;
+  /** the private zone takes sender-constrained tokens only: its client's tokens are DPoP-bound to this key */
+  key?: DpopKey;
 }
 
 const basic = (id: string, secret: string) => 'Basic ' + Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64');
@@ -63,20 +66,26 @@ const jwtPayload = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[1], 'b
 const step = () => Math.floor(Date.now() / 30_000);
 
 async function clientToken(u: RunningUp, zone: Zone, scope = 'orders:read'): Promise<{ status: number; token?: string; body: unknown }> {
-  const r = await request(u.endpoints.zones[zone.name].authority + '/token', {
+  const endpoint = u.endpoints.zones[zone.name].authority + '/token';
+  const r = await request(endpoint, {
     dispatcher: u.edge,
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(zone.service.client_id, zone.service.client_secret) },
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: basic(zone.service.client_id, zone.service.client_secret),
+      ...(zone.key ? { dpop: await dpopProof(zone.key, { htm: 'POST', htu: endpoint }) } : {}),
+    },
     body: new URLSearchParams({ grant_type: 'client_credentials', scope }).toString(),
   });
   const body = (await r.body.json()) as { access_token?: string };
   return { status: r.statusCode, token: body.access_token, body };
 }
 
-/** What the zone's gateway answers for a route with this bearer token. */
+/** What the zone's gateway answers for a route with this token (a bearer token, or DPoP-bound with a fresh proof). */
 async function gatewayStatus(u: RunningUp, zone: Zone, token: string): Promise<number> {
   const url = zone.name === 'public' ? u.endpoints.zones.public.gateway + '/api/echo/x' : u.endpoints.zones.private.gateway + '/api/orders';
-  const r = await request(url, { dispatcher: zone.name === 'public' ? u.edge : u.privateEdge, headers: { authorization: `Bearer ${token}` } });
+  const headers = zone.key ? await dpopHeaders(zone.key, token, 'GET', url) : { authorization: `Bearer ${token}` };
+  const r = await request(url, { dispatcher: zone.name === 'public' ? u.edge : u.privateEdge, headers });
   await r.body.dump();
   return r.statusCode;
 }
@@ -204,7 +213,9 @@ test('PostgreSQL: kill -9 of each authority (then of both gateways) under `gateh
     const n = await c.query('select count(*)::int as n from clients');
     assert.ok(n.rows[0].n >= 3, `the seeded clients of ${name} are in ${new URL(url).pathname}`);
   }
-  assert.deepEqual(findFiles(stateDir, 'authority.sqlite'), [], 'no authority keeps a SQLite database');
+  // (the example's other authorities — partner, internal, corp — keep theirs in SQLite: not under test here)
+  for (const name of ['public', 'private'])
+    assert.deepEqual(findFiles(path.join(stateDir, 'authority', name), 'authority.sqlite'), [], `the ${name} authority keeps no SQLite database`);
 
   const edgeFetch = ((input: any, init?: any) => undiciFetch(input, { ...init, dispatcher: u.edge })) as unknown as TestFetch;
   const zones: Record<'public' | 'private', Zone> = {} as never;
@@ -222,6 +233,7 @@ test('PostgreSQL: kill -9 of each authority (then of both gateways) under `gateh
       user: creds.users[0],
       web,
       database: name === 'public' ? pgPublic.url : pgPrivate.url,
+      key: name === 'private' ? await dpopKey() : undefined,
     } as Zone;
     let usedCode = { code: '', step: 0 };
     zone.h = {
@@ -251,8 +263,8 @@ test('PostgreSQL: kill -9 of each authority (then of both gateways) under `gateh
     zone.revoked = { token: revoked.token!, jti: jwtPayload(revoked.token!).jti };
     zones[name] = zone;
   }
-  // an API key of the public gateway (kept by the gateway in the state dir)
-  const key = spawnSync(process.execPath, [MAIN, 'keys', 'api', 'add', '--config', config, '--zone', 'public', '--consumer', 'acme', '--scopes', 'catalog:read', '--state-dir', stateDir], {
+  // an API key of the partner gateway (kept by the gateway in the state dir)
+  const key = spawnSync(process.execPath, [MAIN, 'keys', 'api', 'add', '--config', config, '--zone', 'partner', '--consumer', 'acme', '--scopes', 'catalog:read', '--state-dir', stateDir], {
     cwd: ROOT,
     encoding: 'utf8',
   });
@@ -333,7 +345,15 @@ test('PostgreSQL: kill -9 of each authority (then of both gateways) under `gateh
     const cc = await clientToken(u, zone);
     assert.equal(await gatewayStatus(u, zone, cc.token!), 200, `${zone.name}: a fresh token passes the restarted gateway`);
   }
-  const partner = await request(u.endpoints.zones.public.gateway + '/api/partner/catalog', { dispatcher: u.edge, headers: { 'x-api-key': apiKey } });
+  // kill -9 the partner gateway: its API keys come back from the state dir
+  const partnerGateway = (await u.component('gateway-partner'))!;
+  assert.ok(partnerGateway.healthy && partnerGateway.pid, 'gateway-partner runs before the fault');
+  process.kill(partnerGateway.pid, 'SIGKILL');
+  await until('gateway-partner back', 20_000, async () => {
+    const c = await u.component('gateway-partner');
+    return c?.healthy && c.pid !== partnerGateway.pid;
+  });
+  const partner = await request(u.endpoints.zones.partner.gateway + '/api/partner/catalog', { dispatcher: u.edge, headers: { 'x-api-key': apiKey } });
   assert.equal(partner.statusCode, 200, 'the API key still works after the gateway restart');
   await partner.body.dump();
 
