@@ -42,6 +42,15 @@ export function resolveReferences(t: Topology): ReferenceProblem[] {
     });
   }
 
+  // a vault grant naming no service of the topology would grant nobody (deny by default): refused here
+  for (const [keyName, k] of Object.entries(t.vault?.keys ?? {}))
+    for (const op of ['encrypt', 'decrypt', 'rewrap', 'datakey', 'tokenize', 'detokenize'] as const)
+      k[op].forEach((name, i) => {
+        if (t.services[name]) return;
+        const near = nearest(name, Object.keys(t.services));
+        problems.push({ path: ['vault', 'keys', keyName, op, i], message: `unknown service ${JSON.stringify(name)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ''}` });
+      });
+
   const ports = new Map<string, string>();
   const claimPort = (listen: string | undefined, where: (string | number)[]) => {
     if (listen === undefined) return;
