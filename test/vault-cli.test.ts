@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { openVault, parseCiphertext } from '../src/vault/index.ts';
@@ -57,6 +57,81 @@ test('keys, encrypt/decrypt, tokenize/detokenize through the CLI: DESIGN.md shap
     const audit = readFileSync(path.join(d, 'vault', 'audit.log'), 'utf8');
     assert.match(audit, /"caller":"operator","op":"keys.rotate","key":"pii","outcome":"ok"/);
     assert.doesNotMatch(audit, /4111111111111111|Rue de la Paix/);
+  } finally {
+    tmp.remove();
+  }
+});
+
+test('usage errors exit 2 (DESIGN.md: 0 ok, 1 refusal, 2 usage or config error) and open nothing; refusals stay 1', () => {
+  const tmp = tempDir('gh-vault-usage-');
+  try {
+    const d = tmp.dir;
+    const cases: [string[], RegExp][] = [
+      [['keys', 'create'], /required option '--key/],
+      [['keys', 'create', '--key', 'pii', '--tokens', 'fpe'], /--tokens is opaque or card/],
+      [['keys', 'set-min-version', '--key', 'pii', '--version', 'two'], /--version is a whole number/],
+      [['keys', 'set-min-version', '--key', 'pii', '--version', '0'], /--version is a whole number/],
+      [['keys', 'set-min-version', '--key', 'pii', '--version', '1e3'], /--version is a whole number/],
+      [['encrypt', '--key', 'pii'], /required option '--context/],
+      [['rewrap', '--key', 'pii'], /rewrap needs --db, --table and --column/],
+      [['keys', 'list', '--jsn'], /unknown option '--jsn'/],
+      [['keys'], /Usage: gatehouse vault keys/],
+      [['tokenise', '--key', 'pii'], /error/],
+    ];
+    for (const [args, message] of cases) {
+      const r = gatehouse(d, args);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.equal(r.stdout, '');
+    }
+    assert.equal(existsSync(path.join(d, 'vault')), false, 'no usage error opened (or created) the vault');
+    assert.equal(gatehouse(d, ['--help']).status, 0);
+    assert.equal(gatehouse(d, ['keys', 'rotate', '--key', 'nokey']).status, 1, 'a refusal is 1');
+  } finally {
+    tmp.remove();
+  }
+});
+
+test('gatehouse validate and audit: a vault grant naming no service of the topology is a config error at its line and field, with the nearest name', () => {
+  const tmp = tempDir('gh-vault-grants-');
+  try {
+    const file = path.join(tmp.dir, 'gatehouse.yaml');
+    writeFileSync(
+      file,
+      `version: 1
+trustDomain: grants.local
+zones:
+  private:
+    gateway: { listen: 127.0.0.1:0 }
+services:
+  orders: { zone: private, upstream: http://127.0.0.1:1 }
+  payments: { zone: private, upstream: http://127.0.0.1:1 }
+vault:
+  keys:
+    orders-pii:
+      encrypt: [orders]
+      decrypt: [ordres, billing]
+    orders-card:
+      tokens: card
+      detokenize:
+        - payment
+`,
+    );
+    const validate = spawnSync(NODE, [MAIN, 'validate', file], { encoding: 'utf8' });
+    assert.equal(validate.status, 2, validate.stderr);
+    assert.match(validate.stderr, new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:13:17: vault\\.keys\\.orders-pii\\.decrypt\\[0\\]: unknown service "ordres" \\(did you mean "orders"\\?\\)`));
+    assert.match(validate.stderr, /:13:25: vault\.keys\.orders-pii\.decrypt\[1\]: unknown service "billing"\n/);
+    assert.match(validate.stderr, /:17:11: vault\.keys\.orders-card\.detokenize\[0\]: unknown service "payment" \(did you mean "payments"\?\)/);
+    assert.doesNotMatch(validate.stderr, /encrypt\[0\]/, 'a grant to a real service is fine');
+    const audit = spawnSync(NODE, [MAIN, 'audit', '--config', file, '--format', 'json'], { encoding: 'utf8' });
+    assert.equal(audit.status, 2, audit.stderr);
+    const findings = JSON.stringify(JSON.parse(audit.stdout));
+    assert.match(findings, /GH100/);
+    assert.match(findings, /unknown service \\"ordres\\"/);
+    // the vault itself never starts on such a topology (the loader refuses it first)
+    const serve = spawnSync(NODE, [MAIN, 'vault', '--config', file, '--state-dir', tmp.dir], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(serve.status, 2, serve.stderr);
+    assert.match(serve.stderr, /unknown service "ordres"/);
   } finally {
     tmp.remove();
   }

@@ -16,6 +16,19 @@ function common(cmd: Command): Command {
     .option('--state-dir <dir>', 'state directory (the vault in <dir>/vault)', '.gatehouse');
 }
 
+/** A usage error of a vault verb: the message on stderr, exit 2 (0 ok, 1 refusal, 2 usage or config error). */
+function usage(message: string): never {
+  process.stderr.write(`gatehouse vault: ${message}\n`);
+  process.exit(2);
+}
+
+/** `--version N`: a whole number ≥ 1, else a usage error. */
+function versionNumber(s: string): number {
+  const n = Number(s);
+  if (!/^[0-9]{1,9}$/.test(s) || n < 1) usage(`--version is a whole number from 1, not ${JSON.stringify(s.slice(0, 32))}`);
+  return n;
+}
+
 // --config and --state-dir belong to `vault` (they precede or follow the subcommand); subcommands read them with optsWithGlobals
 const withKey = (cmd: Command) => cmd.requiredOption('--key <name>', 'the key');
 const opts = <T>(cmd: Command) => cmd.optsWithGlobals() as Common & T;
@@ -63,7 +76,9 @@ async function asOperator<T>(o: Common, op: string, key: string | undefined, f: 
 }
 
 export function register(program: Command): void {
-  const vault = common(program.command('vault'))
+  // commander's own usage errors (a missing --key, an unknown option or subcommand) exit 2 as well, for
+  // `vault` and every subcommand (they inherit this when created below); its message is already written
+  const vault = common(program.command('vault').exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2)))
     .description('the vault: encryption at rest, key rotation, tokenization over mTLS (subcommands: the operator tools)')
     .option('--listen <host:port>', "HTTPS (mTLS) listener (default: the topology's vault.listen)")
     .action(async (_: unknown, cmd: Command) => {
@@ -131,7 +146,7 @@ export function register(program: Command): void {
     .option('--deterministic', 'the same value always gets the same token (for joins)', false)
     .action(async (_: unknown, cmd: Command) => {
       const o = opts<{ key: string; tokens: string; deterministic: boolean }>(cmd);
-      if (o.tokens !== 'opaque' && o.tokens !== 'card') throw Object.assign(new Error('--tokens is opaque or card'), { exit: 2 });
+      if (o.tokens !== 'opaque' && o.tokens !== 'card') usage('--tokens is opaque or card');
       print(await asOperator(o, 'keys.create', o.key, (v) => v.createKey(o.key, { tokens: o.tokens as 'opaque' | 'card', deterministic: o.deterministic })));
     });
   withKey(keys.command('rotate'))
@@ -142,7 +157,7 @@ export function register(program: Command): void {
     });
   withKey(keys.command('set-min-version'))
     .description('versions below N no longer decrypt (latest + 1 retires the key)')
-    .requiredOption('--version <n>', 'the lowest version that still decrypts', (s) => Number(s))
+    .requiredOption('--version <n>', 'the lowest version that still decrypts', versionNumber)
     .action(async (_: unknown, cmd: Command) => {
       const o = opts<{ key: string; version: number }>(cmd);
       print(await asOperator(o, 'keys.set-min-version', o.key, (v) => v.setMinDecryptionVersion(o.key, o.version)));
@@ -187,7 +202,7 @@ export function register(program: Command): void {
         if (t) process.stdout.write(o.json ? JSON.stringify(t) + '\n' : `rewrapped ${t.rewrapped} of ${t.tokens} tokens\n`);
         return;
       }
-      if (!o.db || !o.table || !o.column) throw Object.assign(new Error('rewrap needs --db, --table and --column (or --tokens)'), { exit: 2 });
+      if (!o.db || !o.table || !o.column) usage('rewrap needs --db, --table and --column (or --tokens)');
       const table = { db: o.db, table: o.table, column: o.column };
       const { rewrapTable } = await import('../../vault/rewrap-table.ts');
       const tty = process.stderr.isTTY === true;
