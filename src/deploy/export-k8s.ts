@@ -360,8 +360,11 @@ function filesOf(t: Topology, p: Placed, container: string): MountedFile[] {
         ...tls(z.gateway!.tls, 'gateway-tls'),
       ];
     }
-    case 'authority':
-      return tls(t.zones[zone!].authority!.tls, 'authority-tls');
+    case 'authority': {
+      const a = t.zones[zone!].authority!;
+      // clientCa: trust-domain checks workload certificates against the trust domain's root
+      return [...(a.clientCa === 'trust-domain' ? [trust('bundle.pem', 'pki/bundle.pem')] : []), ...tls(a.tls, 'authority-tls')];
+    }
     case 'service':
       if (container === 'app') return [];
       return [
