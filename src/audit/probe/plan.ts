@@ -46,14 +46,18 @@ export function routesOf(topology: Topology, zone: string): RouteInfo[] {
           : [];
       const rl = r.policies.rate_limit === false ? undefined : (r.policies.rate_limit ?? z.policies.rate_limit);
       const mfa = typeof auth === 'object' && (auth as { mfa?: string }).mfa === 'required';
+      const senderConstrained =
+        accept.includes('jwt') && (z.authentication.senderConstrained === 'required' || (typeof auth === 'object' && (auth as { senderConstrained?: string }).senderConstrained === 'required'));
       return {
         name: r.name ?? `route-${i + 1}`,
         path: samplePath(r),
         methods: r.methods === '*' ? ['*'] : [...r.methods],
         protected: accept.length > 0,
-        // a route that needs MFA refuses a client-credentials token: not a JWT route the probe can use as control
-        jwt: accept.includes('jwt') && !mfa,
+        jwt: accept.includes('jwt'),
+        // a route that needs MFA refuses a client-credentials token: forged tokens are still tried there, with no genuine control
+        ...(mfa ? { mfa: true } : {}),
         scopes,
+        ...(senderConstrained ? { senderConstrained: true } : {}),
         ...(rl && rl.key.length === 1 && rl.key[0] === 'address' ? { rateLimit: { limit: rl.limit, burst: rl.burst ?? 0 } } : {}),
       } satisfies RouteInfo;
     });
@@ -68,6 +72,7 @@ export function planFromEndpoints(file: string, topology?: Topology): ProbePlan 
     name,
     ...(z.gateway ? { gateway: z.gateway } : {}),
     ...(z.authority ? { authority: z.authority } : {}),
+    ...(topology?.zones[name]?.authentication.senderConstrained === 'required' ? { senderConstrained: true } : {}),
     routes: topology ? routesOf(topology, name) : [],
   }));
   const clients: Record<string, DevClient | undefined> = {};

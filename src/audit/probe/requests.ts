@@ -3,6 +3,7 @@
 // the authority's JWKS, and the route that reflects request headers (if any).
 import { exchange, rawRequest, type Exchange, type ExchangeOptions, type ParsedResponse } from './http1.ts';
 import type { ProbeContext } from './context.ts';
+import { dpopKey, dpopProof, type DpopKey } from '../../shared/dpop-client.ts';
 import type { RouteInfo, ZoneTarget } from './types.ts';
 
 export const hostOf = (url: string) => new URL(url).host;
@@ -29,7 +30,9 @@ export function protectedRoute(z: ZoneTarget): RouteInfo | undefined {
 }
 
 export function jwtRoute(z: ZoneTarget): RouteInfo | undefined {
-  return z.routes.find((r) => r.jwt && methodFor(r) === 'GET') ?? z.routes.find((r) => r.jwt);
+  // one a genuine client token passes (the control) if there is one
+  const jwt = z.routes.filter((r) => r.jwt);
+  return jwt.find((r) => !r.mfa && methodFor(r) === 'GET') ?? jwt.find((r) => !r.mfa) ?? jwt.find((r) => methodFor(r) === 'GET') ?? jwt[0];
 }
 
 async function json(ctx: ProbeContext, url: string, init: { method?: string; headers?: string[]; body?: string } = {}): Promise<unknown> {
@@ -62,8 +65,33 @@ export async function jwks(ctx: ProbeContext, authority: string): Promise<{ keys
 }
 
 const tokens = new WeakMap<ProbeContext, Map<string, Promise<string | undefined>>>();
+/** The DPoP key of this run (one per run), and the tokens bound to it. */
+const dpopKeys = new WeakMap<ProbeContext, Promise<DpopKey>>();
+const boundTokens = new WeakMap<ProbeContext, Set<string>>();
+const boundSet = (ctx: ProbeContext) => {
+  let b = boundTokens.get(ctx);
+  if (!b) boundTokens.set(ctx, (b = new Set()));
+  return b;
+};
 
-/** A genuine access token of `zone` (dev mode only), or undefined when the plan has no client for it. */
+function keyOf(ctx: ProbeContext): Promise<DpopKey> {
+  let k = dpopKeys.get(ctx);
+  if (!k) dpopKeys.set(ctx, (k = dpopKey()));
+  return k;
+}
+
+/** A nonce the server asked for (RFC 9449 §8, §9): a 400/401 use_dpop_nonce with a DPoP-Nonce header. */
+function askedNonce(res: ParsedResponse | undefined): string | undefined {
+  if (!res || (res.status !== 400 && res.status !== 401)) return undefined;
+  const nonce = res.headers['dpop-nonce'];
+  const said = `${res.headers['www-authenticate'] ?? ''} ${res.body.toString('utf8', 0, 512)}`;
+  return nonce && /use_dpop_nonce/.test(said) ? nonce : undefined;
+}
+
+/**
+ * A genuine access token of `zone` (dev mode only), or undefined when the plan has no client for it.
+ * In a zone whose JWTs must be sender-constrained it is DPoP-bound to this run's key (present it with `credentials`).
+ */
 export function genuineToken(ctx: ProbeContext, zone: ZoneTarget, scopes: string[] = []): Promise<string | undefined> {
   const client = ctx.plan.clients[zone.name];
   if (!client?.client_secret || !zone.authority || !client.grant_types.includes('client_credentials')) return Promise.resolve(undefined);
@@ -81,16 +109,46 @@ export function genuineToken(ctx: ProbeContext, zone: ZoneTarget, scopes: string
         const d = await discovery(ctx, authority);
         const basic = Buffer.from(`${encodeURIComponent(client.client_id)}:${encodeURIComponent(secret)}`).toString('base64');
         const body = new URLSearchParams({ grant_type: 'client_credentials', ...(granted.length > 0 ? { scope: granted.join(' ') } : {}) }).toString();
-        const r = (await json(ctx, d.token_endpoint, {
-          method: 'POST',
-          headers: [`Authorization: Basic ${basic}`, 'Content-Type: application/x-www-form-urlencoded'],
-          body,
-        })) as { access_token?: string };
-        return r.access_token;
+        const headers = [`Authorization: Basic ${basic}`, 'Content-Type: application/x-www-form-urlencoded'];
+        const u = new URL(d.token_endpoint);
+        const request = async (nonce?: string) => {
+          const proof = zone.senderConstrained ? [`DPoP: ${await dpopProof(await keyOf(ctx), { htm: 'POST', htu: d.token_endpoint, nonce })}`] : [];
+          return (await send(ctx, u.origin, 'POST', u.pathname + u.search, [...headers, ...proof], body)).res;
+        };
+        let res = await request();
+        const nonce = zone.senderConstrained ? askedNonce(res) : undefined;
+        if (nonce !== undefined) res = await request(nonce);
+        if (res?.status !== 200) return undefined;
+        const token = (JSON.parse(res.body.toString('utf8')) as { access_token?: string }).access_token;
+        if (token !== undefined && zone.senderConstrained) boundSet(ctx).add(token);
+        return token;
       })().catch(() => undefined)),
     );
   }
   return t;
+}
+
+/**
+ * Headers presenting `token` for one request to `origin`+`target`: a DPoP proof beside a token bound to this run's
+ * key (or any token on a sender-constrained route: a forgery is then refused for itself, not for a missing proof).
+ */
+export async function credentials(ctx: ProbeContext, token: string, o: { method: string; origin: string; target: string; dpop?: boolean; nonce?: string }): Promise<string[]> {
+  if (!boundSet(ctx).has(token) && !o.dpop) return [`Authorization: Bearer ${token}`];
+  const proof = await dpopProof(await keyOf(ctx), { htm: o.method, htu: new URL(o.target, o.origin).href, token, nonce: o.nonce });
+  return [`Authorization: DPoP ${token}`, `DPoP: ${proof}`];
+}
+
+/** A request carrying `token` (see `credentials`); once more with the nonce when the gateway asks for one. */
+export async function sendWithToken(
+  ctx: ProbeContext,
+  token: string,
+  r: { origin: string; method: string; target: string; headers?: string[]; dpop?: boolean },
+  o: ExchangeOptions = {},
+): Promise<{ res?: ParsedResponse; x: Exchange }> {
+  let out = await send(ctx, r.origin, r.method, r.target, [...(await credentials(ctx, token, r)), ...(r.headers ?? [])], undefined, o);
+  const nonce = boundSet(ctx).has(token) || r.dpop ? askedNonce(out.res) : undefined;
+  if (nonce !== undefined) out = await send(ctx, r.origin, r.method, r.target, [...(await credentials(ctx, token, { ...r, nonce })), ...(r.headers ?? [])], undefined, o);
+  return out;
 }
 
 export interface Reflector {
@@ -106,9 +164,11 @@ export async function findReflector(ctx: ProbeContext, zone: ZoneTarget, nonce: 
     if (methodFor(route) !== 'GET') continue;
     let auth: string[] = [];
     if (route.protected) {
-      if (!route.jwt) continue;
+      if (!route.jwt || route.mfa) continue;
       const t = await genuineToken(ctx, zone, route.scopes);
       if (!t) continue;
+      // a DPoP proof is for one request: a route reached with a bound token cannot be reused as a reflector
+      if (boundSet(ctx).has(t)) continue;
       auth = [`Authorization: Bearer ${t}`];
     }
     const { res } = await send(ctx, zone.gateway, 'GET', route.path, [...auth, `X-Probe-Reflect: ${nonce}`], undefined, { freshSource: true });

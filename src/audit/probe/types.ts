@@ -31,14 +31,20 @@ export interface RouteInfo {
   protected: boolean;
   /** The route takes JWTs (auth jwt, or accept lists jwt). */
   jwt: boolean;
+  /** A user who passed MFA is needed: a client's genuine token is refused here. */
+  mfa?: boolean;
   /** Scopes a token needs (the first alternative of an any-rule), when declared. */
   scopes: string[];
+  /** Only sender-constrained JWTs (the route's or its zone's senderConstrained: required). */
+  senderConstrained?: boolean;
   /** A declared rate limit keyed on the client address, when any. */
   rateLimit?: { limit: number; burst: number };
 }
 
 export interface ZoneTarget {
   name: string;
+  /** The zone's JWTs must be sender-constrained (authentication.senderConstrained: required): genuine tokens are DPoP-bound. */
+  senderConstrained?: boolean;
   gateway?: string;
   authority?: string;
   /** Routes in match order; empty when only a URL was given (--target). */

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { SignJWT, generateKeyPair, type JWTPayload } from 'jose';
 import { result, pass, fail, skip, error, type ProbeContext } from '../context.ts';
-import { send, jwtRoute, jwks, genuineToken, discovery, THROTTLED } from '../requests.ts';
+import { send, sendWithToken, jwtRoute, jwks, genuineToken, discovery, THROTTLED } from '../requests.ts';
 import type { CheckResult, RouteInfo, ZoneTarget } from '../types.ts';
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -101,7 +101,10 @@ export async function tokenChecks(ctx: ProbeContext): Promise<CheckResult[]> {
     const judge = async (tokens: string[]) => {
       const seen: string[] = [];
       for (const t of tokens) {
-        const { res, x } = await send(ctx, zone.gateway!, 'GET', route.path, t ? [`Authorization: Bearer ${t}`] : [], undefined, { freshSource: true });
+        // on a sender-constrained route every token goes with a valid DPoP proof: a refusal is then about the token itself
+        const { res, x } = t
+          ? await sendWithToken(ctx, t, { origin: zone.gateway!, method: 'GET', target: route.path, dpop: route.senderConstrained }, { freshSource: true })
+          : await send(ctx, zone.gateway!, 'GET', route.path, [], undefined, { freshSource: true });
         seen.push(res ? String(res.status) : (x.error ?? x.cut ?? 'no answer'));
       }
       const numeric = seen.filter((s) => /^\d+$/.test(s)).map(Number);
@@ -115,10 +118,10 @@ export async function tokenChecks(ctx: ProbeContext): Promise<CheckResult[]> {
     for (const f of await forgeries(ctx, zone, route)) {
       out.push(result(f.id, f.title, 'high', target, expected, f.token === undefined ? skip(f.missing ?? 'not applicable') : await judge(f.token.split('\n'))));
     }
-    const genuine = await genuineToken(ctx, zone, route.scopes);
+    const genuine = route.mfa ? undefined : await genuineToken(ctx, zone, route.scopes);
     if (genuine) {
       // the control: a genuine token is accepted, so the refusals above are about the forgery
-      const { res } = await send(ctx, zone.gateway, 'GET', route.path, [`Authorization: Bearer ${genuine}`], undefined, { freshSource: true });
+      const { res } = await sendWithToken(ctx, genuine, { origin: zone.gateway, method: 'GET', target: route.path, dpop: route.senderConstrained }, { freshSource: true });
       const s = res?.status;
       out.push(result('token.control', 'a genuine token of the zone (control for the checks above)', 'low', target, 'accepted (not 401)', s === undefined ? error('no answer') : s === 401 ? fail('401: the genuine token was refused too, so the refusals above prove less') : pass(String(s))));
     }
