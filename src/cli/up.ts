@@ -465,6 +465,7 @@ export function up(o: UpOptions): UpSession {
       ca: caUrl,
       control: controlReady.endpoints.control,
       controlAdmin: controlReady.endpoints.admin,
+      ...(controlReady.endpoints.console ? { console: controlReady.endpoints.console } : {}),
       ...(vaultUrl ? { vault: vaultUrl } : {}),
       zones,
       services,
@@ -504,7 +505,7 @@ export function up(o: UpOptions): UpSession {
       } else if (next.component === 'authority' && next.zone) zones[next.zone] = { ...zones[next.zone], authority: next.endpoints.authority };
       else if (next.component === 'gateway' && next.zone) zones[next.zone] = { ...zones[next.zone], gateway: next.endpoints.gateway, admin: next.endpoints.admin };
       else if (next.component === 'ca') endpoints.ca = next.endpoints.ca;
-      else if (next.component === 'control') Object.assign(endpoints, { control: next.endpoints.control, controlAdmin: next.endpoints.admin });
+      else if (next.component === 'control') Object.assign(endpoints, { control: next.endpoints.control, controlAdmin: next.endpoints.admin, console: next.endpoints.console });
       else if (next.component === 'vault') endpoints.vault = next.endpoints.vault;
       writeEndpoints();
     };

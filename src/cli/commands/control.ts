@@ -28,7 +28,7 @@ export function register(program: Command): void {
       const { startControlServer } = await import('../../control/index.ts');
       const { announceReady, closeOnSignals } = await import('../ready.ts');
       const server = await startControlServer({ config: o.config, stateDir: o.stateDir, listen: o.listen, adminListen: o.adminListen, ttlSeconds: o.bundleTtl });
-      announceReady({ component: 'control', endpoints: { control: server.url, admin: server.adminUrl } });
+      announceReady({ component: 'control', endpoints: { control: server.url, admin: server.adminUrl, ...(server.consoleUrl ? { console: server.consoleUrl } : {}) } });
       process.stderr.write(`gatehouse control: revision ${server.revision()} at ${server.bundlesUrl} (admin ${server.adminUrl})\n`);
       closeOnSignals(() => server.close());
     });
