@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { request, Agent } from 'undici';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { initCa } from '../src/pki/index.ts';
@@ -142,10 +143,12 @@ test('a quarantined client obtains no token within 2 s, however it names itself;
     method: 'POST',
     dispatcher: tls,
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: (async function* () {
-      yield Buffer.from('grant_type=client_credentials&pad=');
-      for (let i = 0; i < 80; i++) yield Buffer.alloc(1024, 'a');
-    })(),
+    body: Readable.from(
+      (function* () {
+        yield Buffer.from('grant_type=client_credentials&pad=');
+        for (let i = 0; i < 80; i++) yield Buffer.alloc(1024, 'a');
+      })(),
+    ),
   });
   assert.equal(big.statusCode, 413);
   await big.body.dump();
