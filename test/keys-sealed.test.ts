@@ -117,6 +117,7 @@ const zoneDir = process.argv[2];
 const storage = await openDatabase('sqlite', zoneDir);
 try {
   const ks = new KeyStore(storage.db, loadKeyEncryptionKey(zoneDir), Date.now);
+  await ks.ensureSigningKey('EdDSA', 600);
   const set = await ks.load('EdDSA');
   process.stdout.write(JSON.stringify({ kid: set.active.kid, d: set.active.privateJwk.d !== undefined, hmac: (await ks.secret('client-secret-hmac')).toString('base64') }) + '\\n');
 } finally {
@@ -338,6 +339,39 @@ test('an older CA (passphrase root, plain PEM issuer keys): `ca init` re-seals t
     assert.ok(!r.stderr.includes(wrong));
     await assert.rejects(openCa({ stateDir, env: { GATEHOUSE_MASTER_KEY: wrong } }), MasterKeyError);
     assert.deepEqual(changed(files(stateDir), snapshot), []);
+  } finally {
+    tmp.remove();
+  }
+});
+
+test('four zones of a fresh state dir opened at the same moment by four processes: one master key is created, every zone seals under it', async () => {
+  const tmp = tempDir('gh-keys-race-');
+  try {
+    const stateDir = path.join(tmp.dir, 'state');
+    const script = openerScript(tmp.dir);
+    const zones = ['a', 'b', 'c', 'd'].map((z) => path.join(stateDir, 'authority', z));
+    for (const z of zones) mkdirSync(z, { recursive: true });
+    const runs = await Promise.all(
+      zones.map(
+        (z) =>
+          new Promise<{ code: number | null; err: string }>((resolve) => {
+            const child = spawn(NODE, [script, z], { env: envWith({}), stdio: ['ignore', 'ignore', 'pipe'] });
+            let err = '';
+            child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+            child.once('exit', (code) => resolve({ code, err }));
+          }),
+      ),
+    );
+    for (const r of runs) assert.equal(r.code, 0, r.err);
+    const kms = loadKms(stateDir, { mayCreate: false, env: {} });
+    for (const z of zones) {
+      const db = new DatabaseSync(path.join(z, 'authority.sqlite'), { readOnly: true });
+      const row = db.prepare('select value from secrets where name = ?').get(KEK_ROW) as { value: string };
+      db.close();
+      const kek = await kms.unwrap(Buffer.from(row.value.slice(3), 'base64url'), `authority-kek:${path.basename(z)}`);
+      assert.equal(kek?.length, 32, `zone ${path.basename(z)}'s KEK opens with the one master key`);
+    }
+    assert.deepEqual(readdirSync(path.join(stateDir, 'vault')).sort(), ['master.check', 'master.key'], 'no temporary file left');
   } finally {
     tmp.remove();
   }

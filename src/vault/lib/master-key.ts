@@ -5,7 +5,7 @@
 // for an empty store — or `transit` — a HashiCorp Vault / OpenBao transit key
 // (GATEHOUSE_KMS=transit, GATEHOUSE_KMS_ADDR, GATEHOUSE_KMS_TOKEN,
 // GATEHOUSE_KMS_KEY): the master key never leaves that KMS.
-import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { guardKey, newKey, open, seal, KEY_BYTES } from './aead.ts';
 
@@ -100,13 +100,16 @@ export function loadKms(stateDir: string, o: { mayCreate: boolean; env?: NodeJS.
       );
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const k = newKey();
-    const tmp = `${file}.${process.pid}.tmp`;
+    const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
     try {
       writeFileSync(tmp, Buffer.from(k).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
-      renameSync(tmp, file);
+      // link(), not rename(): of two processes creating it at once (the CA and an authority), exactly one
+      // key lands and both read that one below; a rename would let the second replace the first's key
+      linkSync(tmp, file);
     } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    } finally {
       rmSync(tmp, { force: true }); // a full disk leaves no empty key file behind
-      throw error;
     }
   }
   const st = statSync(file);
