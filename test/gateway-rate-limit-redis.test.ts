@@ -202,6 +202,7 @@ function exchange(address = '192.0.2.1'): Exchange {
     upstreamHeaders: [],
     responseHeaders: {},
     onDone: [],
+    pathParams: () => ({}),
     readBody: async () => Buffer.alloc(0),
   };
 }

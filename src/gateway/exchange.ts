@@ -11,7 +11,7 @@ import type { Clock } from '../shared/clock.ts';
 import type { GatehouseError } from '../shared/errors.ts';
 import { readBody } from '../shared/body.ts';
 import type { InboundHeaders } from './headers.ts';
-import type { CompiledRoute } from './router.ts';
+import { pathParams, type CompiledRoute } from './router.ts';
 import type { GatewayState } from './state.ts';
 import type { EventFields } from '../monitor/event.ts';
 import type { TraceContext } from '../shared/trace-context.ts';
@@ -114,6 +114,10 @@ export class GatewayExchange implements Exchange {
     const socket = (isHttp2(this.req) ? this.req.stream.session?.socket : this.req.socket) as TLSSocket | undefined;
     if (typeof socket?.getPeerCertificate !== 'function') return undefined;
     return socket.getPeerCertificate(false)?.raw;
+  }
+
+  pathParams(): Record<string, string> {
+    return pathParams(this.route, this.path);
   }
 
   requestUrl(): string {

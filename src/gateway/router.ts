@@ -5,7 +5,7 @@
 // per-request regex scan; tables without templates never walk the tree.
 import { isIP } from 'node:net';
 import { ALL_METHODS, type RouteConfig } from '../topology/schema.ts';
-import { routeNameOf, TEMPLATE_SEGMENT } from '../topology/resolve.ts';
+import { routeNameOf, templateParams, TEMPLATE_SEGMENT } from '../topology/resolve.ts';
 
 export interface CompiledRoute {
   name: string;
@@ -39,20 +39,6 @@ interface PathTable {
   exact: Map<string, RouteGroup>;
   prefix: Map<string, RouteGroup>;
   templates?: TemplateNode;
-}
-
-/** The `{name}` segments of a route path, or undefined when it has none. */
-export function templateParams(path: string): { name: string; segment: number }[] | undefined {
-  if (!path.includes('{')) return undefined;
-  const out: { name: string; segment: number }[] = [];
-  path
-    .slice(1)
-    .split('/')
-    .forEach((seg, i) => {
-      const m = TEMPLATE_SEGMENT.exec(seg);
-      if (m) out.push({ name: m[1], segment: i });
-    });
-  return out;
 }
 
 /** The parameters of a template route for a matched canonical path, percent-decoded. */

@@ -215,6 +215,20 @@ function overlaps(a: PathPattern, b: PathPattern): boolean {
 /** A path segment that is a parameter: `{name}`, the whole segment. Shared with the router. */
 export const TEMPLATE_SEGMENT = /^\{([A-Za-z_][A-Za-z0-9_]{0,63})\}$/;
 
+/** The `{name}` segments of a route path, or undefined when it has none. */
+export function templateParams(path: string): { name: string; segment: number }[] | undefined {
+  if (!path.includes('{')) return undefined;
+  const out: { name: string; segment: number }[] = [];
+  path
+    .slice(1)
+    .split('/')
+    .forEach((seg, i) => {
+      const m = TEMPLATE_SEGMENT.exec(seg);
+      if (m) out.push({ name: m[1], segment: i });
+    });
+  return out;
+}
+
 /** What is wrong with a path template, or undefined: each `{name}` is a whole segment, names are unique. */
 function templateProblem(p: string): string | undefined {
   const names = new Set<string>();

@@ -65,6 +65,8 @@ export interface Exchange {
   responseHeaders: Record<string, string>;
   /** Called once the response is finished (concurrency slots, counters). */
   onDone: (() => void)[];
+  /** The `{name}` parameters of a template route, percent-decoded from the canonical path; {} on other routes. */
+  pathParams(): Record<string, string>;
   /** The whole request body, read once within the route's body limit (413 beyond); the upstream then gets these bytes. */
   readBody(): Promise<Buffer>;
   /** Request headers never forwarded on this route (the caller's credentials), set in the identity phase. */

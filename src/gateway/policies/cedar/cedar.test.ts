@@ -47,6 +47,7 @@ function exchange(o: { method?: string; route?: string; path?: string; ip?: stri
     upstreamHeaders: [],
     responseHeaders: {},
     onDone: [],
+    pathParams: () => ({}),
     readBody: async () => Buffer.alloc(0),
   };
 }

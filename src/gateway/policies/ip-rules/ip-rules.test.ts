@@ -21,6 +21,7 @@ function exchange(clientAddress: string): Exchange {
     upstreamHeaders: [],
     responseHeaders: {},
     onDone: [],
+    pathParams: () => ({}),
     readBody: async () => Buffer.alloc(0),
   };
 }

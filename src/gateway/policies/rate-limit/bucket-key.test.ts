@@ -20,6 +20,7 @@ function exchange(clientAddress: string, identity?: Partial<Identity>, route = '
     upstreamHeaders: [],
     responseHeaders: {},
     onDone: [],
+    pathParams: () => ({}),
     readBody: async () => Buffer.alloc(0),
   };
 }

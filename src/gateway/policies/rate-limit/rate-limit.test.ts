@@ -39,6 +39,7 @@ function exchange(o: { address?: string; route?: string; identity?: Partial<Iden
     upstreamHeaders: [],
     responseHeaders: {},
     onDone: [],
+    pathParams: () => ({}),
     readBody: async () => Buffer.alloc(0),
   };
 }

@@ -16,7 +16,7 @@ import addFormatsModule from 'ajv-formats';
 import { FieldError, type Policy, type Exchange } from '../policy.ts';
 import { ValidateConfig } from './schema.ts';
 import { GatehouseError, UnsupportedMediaType } from '../../../shared/errors.ts';
-import { pathParams, templateParams } from '../../router.ts';
+import { templateParams } from '../../../topology/resolve.ts';
 import { readOpenApi, operationOf, templateNames, isJson, type OpenApiDocument, type Operation, type ParameterSet } from './openapi.ts';
 import { parseStrictJson } from './strict-json.ts';
 import { coerceNumbers, type NumberRule } from './parameter-numbers.ts';
@@ -116,7 +116,7 @@ function cookieObject(header: string | undefined): Record<string, string> {
 function paramsOf(ex: Exchange, check: ParamCheck): Record<string, unknown> {
   if (check.where === 'query') return queryObject(ex.query, check.comma);
   let source: Record<string, unknown>;
-  if (check.where === 'path') source = pathParams(ex.route, ex.path);
+  if (check.where === 'path') source = ex.pathParams();
   else if (check.where === 'cookies') source = cookieObject(ex.headers.cookie);
   else source = ex.headers as Record<string, unknown>;
   if (!check.names) return source;

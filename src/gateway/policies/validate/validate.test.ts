@@ -13,7 +13,8 @@ import { GatehouseError } from '../../../shared/errors.ts';
 import { frozenClock } from '../../../shared/clock.ts';
 import { createLogger } from '../../../shared/logger.ts';
 import { createSharedResources, type Exchange, type ProvisionContext } from '../policy.ts';
-import { templateParams, type CompiledRoute } from '../../router.ts';
+import { pathParams, type CompiledRoute } from '../../router.ts';
+import { templateParams } from '../../../topology/resolve.ts';
 import type { LoadedTopology } from '../../../topology/load.ts';
 
 const openapi = `openapi: 3.1.0
@@ -87,6 +88,7 @@ async function unit(contract: unknown, route: { path: string; methods: string[] 
       upstreamHeaders: [],
       responseHeaders: {},
       onDone: [],
+      pathParams: () => pathParams(compiled, o.path ?? route.path),
       readBody: async () => body,
     } as Exchange;
     return (await validate.onRequest(ex, state)) ?? undefined;
