@@ -168,6 +168,13 @@ test('an operator signs in with the keyboard (password + TOTP), sees every page 
       writeFileSync(path.join(shots, `console${p === '/' ? '-overview' : p.replace('/', '-')}.png`), await tab.screenshot());
     }
   }
+  // live: the overview's rates follow new refusals without a reload (its script, same origin, under the CSP)
+  await tab.goto(`${consoleUrl}/`, (u) => u === `${consoleUrl}/`);
+  // the refusals of the last ten minutes (a sum: the newest row may roll over to a new minute meanwhile)
+  const refusedNow = () => tab.evaluate<number>('[...document.querySelectorAll("#rates tbody tr td:nth-child(3)")].reduce((n, td) => n + Number(td.textContent), 0)');
+  const before = await refusedNow();
+  await send(gatewaySpiffeId(TD, 'public'), [{ type: 'request_refused', code: 'forbidden', status: 403, source: '198.51.100.5', route: 'shop', method: 'GET', path: '/shop/x' }]);
+  await tab.until(async () => (await refusedNow()) === before + 1, 'the rates table refreshed', 12_000);
   await tab.goto(`${consoleUrl}/topology`, (u) => u.endsWith('/topology'));
   assert.equal(await tab.evaluate('document.querySelectorAll("svg path.denied").length'), 1, 'the denied edge shop → stock in red');
   assert.ok((await tab.evaluate<number>('document.querySelectorAll("svg path.allowed").length')) >= 4);
@@ -229,4 +236,17 @@ test('an operator signs in with the keyboard (password + TOTP), sees every page 
   assert.equal(start.statusCode, 403);
   await start.body.dump();
   writeFileSync(file, topology(['alice']));
+  await until('the console follows the topology', () => get('/login').then(async (r) => (await r.body.dump(), r.statusCode)), (s) => s === 303);
+  assert.equal((await get('/', { cookie }).then(async (r) => (await r.body.dump(), r.statusCode))), 303, 'a session ended is not brought back');
+
+  // signed in again (the authority's own session: no second password), then signed out with the keyboard
+  await tab.goto(`${consoleUrl}/signin`, (u) => u.endsWith('/signin'));
+  await tab.focus('a.button');
+  await tab.navigation(() => tab.press('Enter'), (u) => u === `${consoleUrl}/`);
+  const again = (await tab.context.cookies(consoleUrl)).find((c) => c.name === 'gh_console')!;
+  assert.notEqual(again.value, session.value, 'a new session id at each sign-in');
+  await tab.focus('form.logout button');
+  await tab.navigation(() => tab.press('Enter'), (u) => u.endsWith('/signin'));
+  assert.equal((await tab.context.cookies(consoleUrl)).find((c) => c.name === 'gh_console'), undefined);
+  assert.equal((await get('/', { cookie: `gh_console=${again.value}` }).then(async (r) => (await r.body.dump(), r.statusCode))), 303, 'signed out on the server too');
 });

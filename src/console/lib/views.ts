@@ -134,7 +134,7 @@ export function quarantinesPage(l: Layout, list: Quarantine[]): string {
     .map((q) => {
       const form = (fp: boolean) =>
         `<form method="post" action="/quarantines/release"><input type="hidden" name="csrf" value="${esc(l.csrf)}"><input type="hidden" name="scope" value="${esc(q.scope)}"><input type="hidden" name="value" value="${esc(q.value)}">${fp ? '<input type="hidden" name="falsePositive" value="1">' : ''}<button type="submit" aria-label="${fp ? 'Release as a false positive' : 'Release'} ${esc(q.scope)} ${esc(q.value)}">${fp ? 'False positive' : 'Release'}</button></form>`;
-      return `<tr><td>${esc(q.scope)}</td><td><code>${esc(q.value)}</code></td><td>${time(q.until)}</td><td>${esc(q.reason)}</td><td>${esc(q.origin)}</td><td class="actions">${form(false)}${q.origin?.startsWith('detector:') ? form(true) : ''}</td></tr>`;
+      return `<tr><td>${esc(q.scope)}</td><td><code>${esc(q.value)}</code></td><td>${time(q.until)}</td><td>${esc(q.reason)}</td><td>${esc(q.origin)}</td><td><div class="actions">${form(false)}${q.origin?.startsWith('detector:') ? form(true) : ''}</div></td></tr>`;
     })
     .join('');
   return page(
@@ -177,7 +177,7 @@ table { border-collapse: collapse; margin: 8px 0; width: 100%; }
 caption { text-align: left; color: var(--muted); padding: 4px 0; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #eef1f6; }
-code { font-size: 0.9em; word-break: break-all; }
+code { font-size: 0.9em; overflow-wrap: anywhere; }
 .bad, td.bad { color: var(--bad); font-weight: 600; }
 .sev-error { color: var(--bad); font-weight: 700; } .sev-warning { color: #7a4a00; font-weight: 700; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; list-style: none; padding: 0; }
@@ -185,7 +185,7 @@ code { font-size: 0.9em; word-break: break-all; }
 .figures strong { display: block; font-size: 1.4rem; }
 .notice { border-left: 4px solid var(--accent); background: #eef3fb; padding: 6px 10px; }
 button, .button { font: inherit; background: var(--accent); color: #ffffff; border: 0; border-radius: 4px; padding: 4px 12px; cursor: pointer; text-decoration: none; display: inline-block; }
-.actions { display: flex; gap: 6px; } .actions form { margin: 0; }
+.actions { display: flex; flex-wrap: wrap; gap: 6px; } .actions form { margin: 0; } .actions button { white-space: nowrap; }
 .filters { display: flex; flex-wrap: wrap; gap: 6px 10px; align-items: center; margin: 8px 0; }
 input, select { font: inherit; padding: 3px 6px; border: 1px solid #6b6b6b; border-radius: 3px; color: var(--fg); background: #fff; }
 .graph { overflow-x: auto; margin: 0; }
