@@ -124,8 +124,8 @@ export function eventsPage(l: Layout, types: readonly string[], f: EventFilter, 
 <label for="f-text">Contains</label><input id="f-text" name="text" value="${esc(f.text)}" maxlength="100" autocomplete="off">
 <button type="submit">Filter</button></form>
 <p role="status">${events.length} event(s), newest first${truncated ? ' (the newest 500 shown)' : ''}.</p>
-<table class="events"><caption>Security events</caption><thead><tr><th scope="col">Time</th><th scope="col">Type</th><th scope="col">Code</th><th scope="col">Reported by</th><th scope="col">Source</th><th scope="col">Identity</th><th scope="col">Route</th><th scope="col">Request</th><th scope="col">Detail</th></tr></thead>
-<tbody>${rows || '<tr><td colspan="9">No events match.</td></tr>'}</tbody></table>`,
+<div class="scroll" role="region" aria-label="Security events table" tabindex="0"><table class="events"><caption>Security events</caption><thead><tr><th scope="col">Time</th><th scope="col">Type</th><th scope="col">Code</th><th scope="col">Reported by</th><th scope="col">Source</th><th scope="col">Identity</th><th scope="col">Route</th><th scope="col">Request</th><th scope="col">Detail</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="9">No events match.</td></tr>'}</tbody></table></div>`,
   );
 }
 
@@ -188,7 +188,8 @@ button, .button { font: inherit; background: var(--accent); color: #ffffff; bord
 .actions { display: flex; flex-wrap: wrap; gap: 6px; } .actions form { margin: 0; } .actions button { white-space: nowrap; }
 .filters { display: flex; flex-wrap: wrap; gap: 6px 10px; align-items: center; margin: 8px 0; }
 input, select { font: inherit; padding: 3px 6px; border: 1px solid #6b6b6b; border-radius: 3px; color: var(--fg); background: #fff; }
-.graph { overflow-x: auto; margin: 0; }
+.graph, .scroll { overflow-x: auto; margin: 0; }
+table.events td:nth-child(4) { max-width: 16em; }
 svg .zone { fill: #f6f8fb; stroke: #9aa7b8; }
 svg .zone-name { font-weight: 700; fill: var(--fg); }
 svg .node rect { fill: #ffffff; stroke: #2a4d7a; }
