@@ -95,9 +95,9 @@ test('a gateway enforces the routes of its bundle; a topology change applies liv
 test('with no bundle in force a gateway refuses every request (503 bundle_unavailable) and /readyz says why; exported files bring it up; an expired bundle closes it again', async () => {
   const out = tempDir('gh-peps-out-');
   const own = tempDir('gh-peps-gw-');
-  // a fresh gateway state (no disk copy) sharing the trust domain's CA
+  // a fresh gateway state (no disk copy) sharing the trust domain's CA (its keys open with the master key in vault/)
   mkdirSync(path.join(own, 'gateway'), { recursive: true });
-  for (const f of readdirSync(dir)) if (f === 'pki' || f === 'tls') (await import('node:fs')).cpSync(path.join(dir, f), path.join(own, f), { recursive: true });
+  for (const f of readdirSync(dir)) if (f === 'pki' || f === 'tls' || f === 'vault') (await import('node:fs')).cpSync(path.join(dir, f), path.join(own, f), { recursive: true });
   const gw = await gateway({ bundles: out }, own);
   assert.deepEqual(await get(gw, '/a'), { status: 503, code: 'bundle_unavailable' });
   assert.deepEqual(await get(gw, '/nowhere'), { status: 503, code: 'bundle_unavailable' });
