@@ -16,6 +16,7 @@ import type { GatewayState } from './state.ts';
 import type { EventFields } from '../monitor/event.ts';
 import type { TraceContext } from '../shared/trace-context.ts';
 import type { GatewayMetrics } from './metrics.ts';
+import type { GatewayTracer, RequestSpan } from './tracing.ts';
 import type { Chain } from './policies/chain.ts';
 import type { Exchange, Identity } from './policies/policy.ts';
 
@@ -36,6 +37,8 @@ export interface PipelineContext {
   draining: boolean;
   /** Security events for the control plane (refusals); absent: none are sent. Never blocks. */
   events?: (fields: EventFields) => void;
+  /** OpenTelemetry export (gateway.tracing.otlp); absent: only the W3C context is propagated. */
+  tracer?: GatewayTracer;
 }
 
 /** HTTP/2 is the connection's protocol, not the version a request line claims. */
@@ -81,6 +84,8 @@ export class GatewayExchange implements Exchange {
   inbound: InboundHeaders | undefined;
   /** W3C trace context for the upstream (set by hygiene once the headers are read). */
   trace: TraceContext | undefined;
+  /** This request's exported span, when tracing is on; ended by respond. */
+  span: RequestSpan | undefined;
   /** The request target contained ';' path parameters. */
   hasParameters = false;
   /** The route was matched (`route` is set). */

@@ -16,6 +16,7 @@ import { parseListen } from '../topology/schema.ts';
 import { ConfigError } from '../topology/config-error.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import { createLogger, createAccessLogger, type AccessLog, type Logger } from '../shared/logger.ts';
+import { createTracer } from './tracing.ts';
 import { AmbiguousRequest, BadRequest, HeadersTooLarge, RequestTimeout, type GatehouseError } from '../shared/errors.ts';
 import { writeProblem, writeRawProblem } from '../shared/problem.ts';
 import { listen as listenOn } from '../shared/listen.ts';
@@ -229,6 +230,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     clock,
     draining: false,
     events: events ? (fields) => events.emit(fields) : undefined,
+    // spans from the configuration the gateway started with (a reload does not turn tracing on or off)
+    tracer: config.tracing.otlp ? createTracer(config.tracing.otlp, { zone: options.zone, trustDomain: loaded.topology.trustDomain }) : undefined,
   };
   const handler = createHandler(ctx);
   const upgradeHandler = createUpgradeHandler(ctx);
@@ -477,6 +480,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     await shared.close();
     clearInterval(accessLogFlush);
     if (ownAccessLog && accessLog) await new Promise<void>((resolve) => accessLog.flush(() => resolve()));
+    // the last spans go out (bounded by the exporter's timeout); a collector that is down loses them, never the close
+    await ctx.tracer?.shutdown().catch(() => {});
   };
   return {
     url,

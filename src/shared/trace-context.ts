@@ -44,12 +44,24 @@ function newTraceId(): string {
   }
 }
 
+/** A valid version-00 traceparent's parts (ids not all zero), or undefined. */
+export function parseTraceparent(incoming: string | undefined): { traceId: string; spanId: string; traceFlags: number } | undefined {
+  const m = incoming === undefined ? null : TRACEPARENT.exec(incoming);
+  if (!m || m[1] === ZERO_TRACE || m[2] === ZERO_SPAN) return undefined;
+  return { traceId: m[1], spanId: m[2], traceFlags: parseInt(m[3], 16) };
+}
+
+/** tracestate as received when it is printable and within the spec's 512 characters; else undefined. */
+export function boundedTracestate(tracestate: string | undefined): string | undefined {
+  return tracestate !== undefined && tracestate.length <= 512 && /^[\x20-\x7e]*$/.test(tracestate) ? tracestate : undefined;
+}
+
 /** The context for the next hop, continuing `incoming` when it is a valid version-00 traceparent. */
 export function continueTrace(incoming: string | undefined, tracestate?: string): TraceContext {
-  const m = incoming === undefined ? null : TRACEPARENT.exec(incoming);
-  if (m && m[1] !== ZERO_TRACE && m[2] !== ZERO_SPAN) {
-    const state = tracestate !== undefined && tracestate.length <= 512 && /^[\x20-\x7e]*$/.test(tracestate) ? tracestate : undefined;
-    return { traceId: m[1], traceparent: `00-${m[1]}-${newSpanId()}-${m[3]}`, tracestate: state };
+  const parent = parseTraceparent(incoming);
+  if (parent) {
+    const flags = incoming!.slice(-2);
+    return { traceId: parent.traceId, traceparent: `00-${parent.traceId}-${newSpanId()}-${flags}`, tracestate: boundedTracestate(tracestate) };
   }
   const traceId = newTraceId();
   return { traceId, traceparent: `00-${traceId}-${newSpanId()}-00`, tracestate: undefined };

@@ -152,6 +152,28 @@ export const GatewayConfig = z
       })
       .strict()
       .default({ enabled: true, headers: false }),
+    tracing: z
+      .object({
+        otlp: z
+          .object({
+            endpoint: z
+              .url({ protocol: /^https?$/, error: 'an http(s) URL of an OTLP/HTTP traces receiver, e.g. http://127.0.0.1:4318/v1/traces' })
+              .max(2048)
+              .describe('where spans are sent: an OTLP/HTTP (JSON) traces endpoint, e.g. a collector at http://127.0.0.1:4318/v1/traces'),
+            sampleRatio: z
+              .number()
+              .min(0)
+              .max(1)
+              .default(1)
+              .describe("share of new traces recorded (0–1); a request that arrives with a traceparent follows its caller's sampled flag"),
+          })
+          .strict()
+          .optional()
+          .describe('OpenTelemetry export of one server span per request; absent: no spans are made or sent (the W3C trace context is still propagated)'),
+      })
+      .strict()
+      .default({})
+      .describe('distributed tracing; off by default'),
   })
   .strict();
 

@@ -30,7 +30,13 @@ export function hygiene(ex: GatewayExchange): Outcome {
     return BadRequest(`HTTP/${req.httpVersion} is not spoken on an HTTP/1 connection`);
   const inbound = scanRequestHeaders(req.rawHeaders, http2, req.httpVersion === '1.0');
   ex.inbound = inbound;
-  ex.trace = continueTrace(inbound.traceparent, inbound.tracestate);
+  const tracer = ex.ctx.tracer;
+  if (tracer === undefined) ex.trace = continueTrace(inbound.traceparent, inbound.tracestate);
+  else {
+    const t = tracer.start({ method: ex.method, traceparent: inbound.traceparent, tracestate: inbound.tracestate, startTime: performance.timeOrigin + ex.started });
+    ex.trace = t.trace;
+    ex.span = t.span;
+  }
   const trusted = state.isTrustedProxy(ex.peer);
   if (trusted) {
     if (inbound.requestId !== undefined && REQUEST_ID.test(inbound.requestId)) ex.requestId = inbound.requestId;

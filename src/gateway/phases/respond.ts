@@ -58,6 +58,7 @@ export function respond(ex: GatewayExchange): undefined {
   const ctx = ex.ctx;
   const seconds = (performance.now() - ex.started) / 1000;
   const route = ex.routed ? ex.route : undefined;
+  ex.span?.end({ status: ex.status, route: route?.name, code: ex.error?.code, endTime: performance.timeOrigin + performance.now() });
   if (ex.error !== undefined) {
     ctx.metrics.refused.inc({ reason: ex.error.code });
     ctx.events?.({
