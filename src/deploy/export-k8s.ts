@@ -357,6 +357,7 @@ function filesOf(t: Topology, p: Placed, container: string): MountedFile[] {
         // the replicas sign identity tokens with one key, which services verify
         { path: path.posix.join(STATE_DIR, 'gateway', zone!, 'identity-key.json'), from: { secret: 'gateway-identity' }, key: 'identity-key.json' },
         trust('edge-ca.pem', 'tls/dev-ca.pem'),
+        trust('bundle.pem', 'pki/bundle.pem'),
         ...tls(z.gateway!.tls, 'gateway-tls'),
       ];
     }
@@ -399,6 +400,9 @@ function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string
         ...(p.ports.redirect ? ['--redirect-listen', listen(p.ports.redirect)] : []),
         // off loopback in the topology: on the pod address, for the scrapers only (its network policy)
         ...(p.ports.admin ? ['--admin-listen', listen(p.ports.admin)] : []),
+        // its workload certificate from the CA server, with the join token of its Secret
+        '--ca-url',
+        urls.caUrl,
         '--control',
         urls.controlUrl,
       ];
@@ -424,7 +428,10 @@ function secretEnvOf(t: Topology, c: Component, name: string): [string, string][
   switch (c.kind) {
     case 'gateway': {
       const auth = zone!.authentication;
-      return [auth.revocationFeed?.clientSecretEnv, auth.introspection?.clientSecretEnv].filter((v) => v !== undefined).map((v) => [v, secret]);
+      return [
+        ['GATEHOUSE_JOIN_TOKEN', `${name}-join-token`],
+        ...[auth.revocationFeed?.clientSecretEnv, auth.introspection?.clientSecretEnv].filter((v) => v !== undefined).map((v): [string, string] => [v, secret]),
+      ];
     }
     case 'authority':
       // its zone's key-encryption key is sealed under the master key in its database: the same key on every replica and restart

@@ -8,7 +8,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { announceReady, closeOnSignals, drainTimeoutMs } from '../cli/ready.ts';
 import { loadTopology } from '../topology/load.ts';
 import { createAdminServer } from './admin.ts';
-import { startGateway, type RunningGateway, type CircuitChange } from './server.ts';
+import { startGateway, type RunningGateway, type CircuitChange, type GatewayOptions } from './server.ts';
 import { createLogger } from '../shared/logger.ts';
 import { openDevCa } from '../shared/dev-ca.ts';
 import type { PepBundleSource } from '../control/index.ts';
@@ -23,6 +23,8 @@ export interface GatewayProcessOptions {
   redirectListen?: string;
   /** Follow the control plane or exported bundles (see GatewayOptions.bundles). */
   bundles?: PepBundleSource;
+  /** The workload certificate from the CA server (see GatewayOptions.bootstrap); one process only (a join token is single use). */
+  bootstrap?: GatewayOptions['bootstrap'];
 }
 
 type WorkerMessage =

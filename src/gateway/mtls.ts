@@ -2,13 +2,14 @@
 // X509-SVID issued by the trust-domain CA in the state dir, renewed at half
 // its lifetime, and a connector per upstream that pins the trust bundle and
 // requires the upstream's exact SPIFFE ID.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { buildConnector } from 'undici';
 import type { Topology } from '../topology/schema.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Clock } from '../shared/clock.ts';
 import {
   issueWorkloadIdentity,
+  bootstrapIdentity,
   createIdentityManager,
   gatewaySpiffeId,
   serviceSpiffeId,
@@ -27,19 +28,37 @@ export interface UpstreamTls {
   close(): void;
 }
 
-/** The gateway identity, or undefined when the state dir has no trust-domain CA. */
+/** A gateway that does not run beside the CA (a pod): its certificate from the CA server, with a one-time join token. */
+export interface GatewayBootstrap {
+  caUrl: string;
+  joinToken: string;
+}
+
+/**
+ * The gateway identity, or undefined when the state dir has no trust bundle:
+ * issued from the trust-domain CA in the state dir, or, with `bootstrap`,
+ * from the CA server (the trust bundle alone in the state dir), renewed there.
+ */
 export async function openGatewayIdentity(
   stateDir: string,
   topology: Topology,
   zone: string,
   logger: Logger,
   clock: Clock,
+  bootstrap?: GatewayBootstrap,
 ): Promise<UpstreamTls | undefined> {
   if (!existsSync(trustBundlePath(stateDir))) return undefined;
   const td = topology.trustDomain;
   const spiffeId = gatewaySpiffeId(td, zone);
   const issue = () => issueWorkloadIdentity(stateDir, spiffeId, { topology, clock });
-  const manager: IdentityManager = createIdentityManager({ initial: await issue(), renew: issue, clock });
+  const manager: IdentityManager = bootstrap
+    ? createIdentityManager({
+        initial: await bootstrapIdentity({ ...bootstrap, service: `gateway:${zone}`, trustDomain: td, bundlePem: readFileSync(trustBundlePath(stateDir), 'utf8') }),
+        caUrl: bootstrap.caUrl,
+        trustDomain: td,
+        clock,
+      })
+    : createIdentityManager({ initial: await issue(), renew: issue, clock });
   manager.on('alert', (info: unknown) =>
     logger.error({ spiffe_id: spiffeId, info }, 'gateway certificate is close to expiry and could not be renewed'),
   );

@@ -29,7 +29,7 @@ import { normaliseHost } from './router.ts';
 import { canonicalTarget } from './hygiene.ts';
 import { loadTlsMaterial, secureOptions, type TlsMaterial } from './tls.ts';
 import { createAdminServer } from './admin.ts';
-import { openGatewayIdentity } from './mtls.ts';
+import { openGatewayIdentity, type GatewayBootstrap } from './mtls.ts';
 import { guardConnections } from './connections.ts';
 import { createSharedResources } from './policies/policy.ts';
 import type { FailureReason } from './upstream.ts';
@@ -63,6 +63,8 @@ export interface GatewayOptions {
    * refused. Absent: the topology file is enforced.
    */
   bundles?: PepBundleSource;
+  /** Get the gateway's workload certificate from the CA server with a join token; absent: from the CA in the state dir. */
+  bootstrap?: GatewayBootstrap;
 }
 
 /**
@@ -125,7 +127,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const addresses = () => ({ ...readServiceAddresses(options.stateDir), ...options.upstreams });
   let generation = 1;
   // mTLS to upstreams with the gateway's own SVID, when the trust-domain CA exists
-  const upstreamTls = await openGatewayIdentity(options.stateDir, loaded.topology, options.zone, logger, clock);
+  const upstreamTls = await openGatewayIdentity(options.stateDir, loaded.topology, options.zone, logger, clock, options.bootstrap);
   // resources shared by every config generation (JWKS caches, token cache, API keys)
   const shared = createSharedResources();
   const metrics = createMetrics({ zone: options.zone });

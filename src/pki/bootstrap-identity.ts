@@ -10,8 +10,9 @@ import type { WorkloadIdentity } from './workload-identity.ts';
 
 export interface BootstrapIdentityOptions {
   caUrl: string;
-  /** The one-time token from `gatehouse ca token --service S`. Never logged. */
+  /** The one-time token from `gatehouse ca token --service S` (or `--gateway Z`). Never logged. */
   joinToken: string;
+  /** The service, or `gateway:<zone>`. */
   service: string;
   trustDomain: string;
   /** The trust bundle (root PEM), obtained out of band (e.g. <stateDir>/pki/bundle.pem). */
@@ -30,7 +31,9 @@ export async function bootstrapIdentity(options: BootstrapIdentityOptions): Prom
   );
   const identity = toIdentity(json, keyPem, options.trustDomain, options.bundlePem);
   const id = parseSpiffeId(identity.spiffeId, options.trustDomain);
-  if (!id || id.kind !== 'service' || id.service !== options.service)
+  const gatewayZone = /^gateway:(.+)$/.exec(options.service)?.[1];
+  const expected = gatewayZone !== undefined ? id?.kind === 'gateway' && id.zone === gatewayZone : id?.kind === 'service' && id.service === options.service;
+  if (!id || !expected)
     throw new CaRequestError(0, 'bad_answer', 'the CA issued a certificate for another identity');
   return identity;
 }

@@ -4,12 +4,13 @@ import type { Topology } from '../topology/schema.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import { pkiPaths, ensureDirs } from './lib/files.ts';
 import { newTokenSecret, storeToken, sweepTokens } from './lib/join-tokens.ts';
-import { serviceSpiffeId } from './spiffe-id.ts';
+import { gatewaySpiffeId, serviceSpiffeId } from './spiffe-id.ts';
 import { GatehouseError } from '../shared/errors.ts';
 
 export interface CreateJoinTokenOptions {
   stateDir: string;
   topology: Topology;
+  /** The service the token bootstraps, or `gateway:<zone>` for that zone's gateway. */
   service: string;
   /** Validity in seconds (default 600, at most 3600). */
   ttlSeconds?: number;
@@ -28,8 +29,10 @@ export const MAX_TOKEN_TTL_SECONDS = 3600;
 
 export function createJoinToken(options: CreateJoinTokenOptions): JoinToken {
   const clock = options.clock ?? systemClock;
-  const service = options.topology.services[options.service];
-  if (!service) throw new GatehouseError('unknown_workload', `the topology has no service ${JSON.stringify(options.service)}`);
+  const gatewayZone = /^gateway:(.+)$/.exec(options.service)?.[1];
+  const service = gatewayZone === undefined ? options.topology.services[options.service] : undefined;
+  if (gatewayZone !== undefined ? !options.topology.zones[gatewayZone]?.gateway : !service)
+    throw new GatehouseError('unknown_workload', gatewayZone !== undefined ? `zone ${JSON.stringify(gatewayZone)} has no gateway` : `the topology has no service ${JSON.stringify(options.service)}`);
   const ttl = options.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TOKEN_TTL_SECONDS)
     throw new GatehouseError('bad_request', `a join token lives from 1 to ${MAX_TOKEN_TTL_SECONDS} seconds`);
@@ -38,7 +41,8 @@ export function createJoinToken(options: CreateJoinTokenOptions): JoinToken {
   const now = clock.now();
   sweepTokens(paths.tokens, now);
   const token = newTokenSecret();
-  const spiffeId = serviceSpiffeId(options.topology.trustDomain, service.zone, options.service);
+  const spiffeId =
+    gatewayZone !== undefined ? gatewaySpiffeId(options.topology.trustDomain, gatewayZone) : serviceSpiffeId(options.topology.trustDomain, service!.zone, options.service);
   const expiresAt = new Date(now + ttl * 1000);
   storeToken(paths.tokens, token, {
     service: options.service,
