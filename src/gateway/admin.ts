@@ -3,7 +3,9 @@
 // errors are problem+json like everywhere else.
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { GatehouseError, MethodNotAllowed, NotFound, type ProblemCode } from '../shared/errors.ts';
+import { isIP } from 'node:net';
+import { Forbidden, GatehouseError, MethodNotAllowed, NotFound, type ProblemCode } from '../shared/errors.ts';
+import { normaliseAddress } from '../shared/address.ts';
 import { writeProblem } from '../shared/problem.ts';
 import { listen } from '../shared/listen.ts';
 
@@ -15,6 +17,12 @@ export interface AdminOptions {
   /** Why the gateway is not ready, when it is running but refusing everything. */
   notReadyReason?(): string | undefined;
   reload(): Promise<{ ok: true; generation: number } | { ok: false; error: string }>;
+}
+
+/** 127.0.0.0/8 or ::1 (an IPv4-mapped address is normalised first). */
+function fromLoopback(remote: string | undefined): boolean {
+  const a = normaliseAddress(remote);
+  return a === '::1' || (isIP(a) === 4 && a.startsWith('127.'));
 }
 
 export async function createAdminServer(o: AdminOptions): Promise<{ url: string; close(): Promise<void> }> {
@@ -51,6 +59,9 @@ export async function createAdminServer(o: AdminOptions): Promise<{ url: string;
         );
         return;
       case 'POST /reload':
+        // an admin listener moved off loopback is for scrapers: only this machine reloads (or SIGHUP)
+        if (!fromLoopback(req.socket.remoteAddress))
+          return problem(res, Forbidden('Reload is taken from this machine only (POST from loopback, or SIGHUP).'));
         o.reload().then((r) =>
           r.ok
             ? json(res, 200, { status: 'reloaded', generation: r.generation })
