@@ -16,7 +16,7 @@ import { upExample, meshAgent, certificateFor, type RunningExample } from './sup
 import { signIn, codeTokens } from './support/authority-flows.ts';
 import type { Harness, TestFetch } from './support/authority-harness.ts';
 import { serviceSpiffeId, gatewaySpiffeId } from '../src/pki/index.ts';
-import { dpopKey, dpopHeaders, dpopProof, type DpopKey } from './support/dpop.ts';
+import { demoServiceToken, dpopKey, dpopHeaders, type DpopKey } from './support/dpop.ts';
 
 const TD = 'shop.local';
 const svc = (zone: string, name: string) => serviceSpiffeId(TD, zone, name);
@@ -216,25 +216,13 @@ test('BFF: a signed-in user places and lists orders; orders sees the user as sub
 
 /** A client-credentials token of the zone's demo service; with `key`, DPoP-bound to it (a proof at the token endpoint). */
 async function serviceToken(zoneName: string, key?: DpopKey): Promise<string> {
-  const service = ex.credentials.zones[zoneName].clients.find((c) => c.grant_types.includes('client_credentials') && c.client_secret)!;
-  const endpoint = ex.endpoints.zones[zoneName].authority + '/token';
-  const tokenRes = await request(endpoint, {
-    dispatcher: ex.edge,
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(service.client_id)}:${encodeURIComponent(service.client_secret!)}`).toString('base64'),
-      ...(key ? { dpop: await dpopProof(key, { htm: 'POST', htu: endpoint }) } : {}),
-    },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read' }).toString(),
-  });
-  assert.equal(tokenRes.statusCode, 200);
-  const body = await json<{ access_token: string; token_type: string }>(tokenRes);
+  const r = await demoServiceToken({ dispatcher: ex.edge, authority: ex.endpoints.zones[zoneName].authority!, clients: ex.credentials.zones[zoneName].clients, scope: 'orders:read', key });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
   if (key) {
-    assert.equal(body.token_type, 'DPoP');
-    assert.equal((decodeJwt(body.access_token).cnf as { jkt?: string } | undefined)?.jkt, key.jkt, 'the token is bound to the proof key');
+    assert.equal(r.body.token_type, 'DPoP');
+    assert.equal((decodeJwt(r.token!).cnf as { jkt?: string } | undefined)?.jkt, key.jkt, 'the token is bound to the proof key');
   }
-  return body.access_token;
+  return r.token!;
 }
 
 let placedOrder: string | undefined;

@@ -20,7 +20,7 @@ import { certificateFor, privateGatewayAgent } from './support/example-up.ts';
 import { signIn, codeTokens } from './support/authority-flows.ts';
 import type { Harness, TestFetch } from './support/authority-harness.ts';
 import { gatewaySpiffeId, trustBundlePath } from '../src/pki/index.ts';
-import { dpopHeaders, dpopKey, dpopProof, type DpopKey } from './support/dpop.ts';
+import { demoServiceToken, dpopHeaders, dpopKey, type DpopKey } from './support/dpop.ts';
 
 const root = path.join(import.meta.dirname, '..');
 const main = path.join(root, 'src/cli/main.ts');
@@ -170,21 +170,8 @@ function processesOf(pid: number, stateDir: string): { pid: number; cmd: string 
 }
 
 /** A client-credentials token of the zone's demo service; with `key`, DPoP-bound (the private zone takes sender-constrained tokens only). */
-async function clientToken(u: Up, zone: string, scope = 'orders:read', key?: DpopKey): Promise<{ status: number; token?: string }> {
-  const client = u.credentials.zones[zone].clients.find((c) => c.grant_types.includes('client_credentials') && c.client_secret)!;
-  const endpoint = u.endpoints.zones[zone].authority + '/token';
-  const r = await request(endpoint, {
-    dispatcher: u.edge,
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      authorization: 'Basic ' + Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64'),
-      ...(key ? { dpop: await dpopProof(key, { htm: 'POST', htu: endpoint }) } : {}),
-    },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope }).toString(),
-  });
-  const body = (await r.body.json()) as { access_token?: string };
-  return { status: r.statusCode, token: body.access_token };
+function clientToken(u: Up, zone: string, scope = 'orders:read', key?: DpopKey): Promise<{ status: number; token?: string }> {
+  return demoServiceToken({ dispatcher: u.edge, authority: u.endpoints.zones[zone].authority!, clients: u.credentials.zones[zone].clients, scope, key });
 }
 
 interface Sample {

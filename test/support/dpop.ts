@@ -3,9 +3,11 @@
 // `ath` (the hash of the access token) when a resource is called.
 import { createHash, randomUUID } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { request, type Dispatcher } from 'undici';
 
 export interface DpopKey {
   privateKey: CryptoKey;
+  publicKey: CryptoKey;
   jwk: JWK;
   /** RFC 7638 thumbprint: what cnf.jkt of a token bound to this key says */
   jkt: string;
@@ -14,7 +16,7 @@ export interface DpopKey {
 export async function dpopKey(): Promise<DpopKey> {
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
   const jwk = await exportJWK(publicKey);
-  return { privateKey, jwk, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
+  return { privateKey, publicKey, jwk, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
 }
 
 export interface ProofClaims {
@@ -64,4 +66,32 @@ zones:
 services:
   app: { zone: partner, upstream: '${upstream}' }
 `;
+}
+
+/**
+ * The client-credentials grant of the example's seeded demo service of a zone
+ * (the confidential client of dev-credentials.json) at `authority`; with
+ * `key`, a DPoP proof goes along and the token is bound to it.
+ */
+export async function demoServiceToken(o: {
+  dispatcher: Dispatcher;
+  authority: string;
+  clients: { client_id: string; client_secret?: string; grant_types: string[] }[];
+  scope: string;
+  key?: DpopKey;
+}): Promise<{ status: number; token?: string; body: Record<string, any> }> {
+  const client = o.clients.find((c) => c.grant_types.includes('client_credentials') && c.client_secret)!;
+  const endpoint = o.authority + '/token';
+  const r = await request(endpoint, {
+    dispatcher: o.dispatcher,
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(client.client_id)}:${encodeURIComponent(client.client_secret!)}`).toString('base64'),
+      ...(o.key ? { dpop: await dpopProof(o.key, { htm: 'POST', htu: endpoint }) } : {}),
+    },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: o.scope }).toString(),
+  });
+  const body = (await r.body.json()) as Record<string, any>;
+  return { status: r.statusCode, token: typeof body.access_token === 'string' ? body.access_token : undefined, body };
 }

@@ -1,0 +1,232 @@
+// The example's four trust zones as `gatehouse up` runs them, each with the
+// controls the README's "Trust zones" names:
+//   partner   API keys with tiers on the moved route (gone from public), an
+//             OAuth route that takes only sender-constrained tokens, a client
+//             added by `gatehouse clients add` is a third party (consent);
+//   internal  an admin route that needs a role from the SSO, sign-in through
+//             the corp authority only;
+//   private   the BFF's exchanged tokens bound to the certificate it exchanged
+//             with: another certificate of the same workload, or the DPoP
+//             scheme, gets 401.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Agent, request, fetch as undiciFetch } from 'undici';
+import * as oidc from 'openid-client';
+import { generate } from 'otplib';
+import { decodeJwt } from 'jose';
+import { upExample, certificateFor, type RunningExample } from './support/example-up.ts';
+import { authorize, signIn, codeTokens, signInUntilConsent } from './support/authority-flows.ts';
+import { REDIRECT, type Harness, type TestFetch } from './support/authority-harness.ts';
+import { demoServiceToken, dpopKey, dpopHeaders } from './support/dpop.ts';
+import { serviceSpiffeId } from '../src/pki/index.ts';
+import { certificateThumbprint } from '../src/shared/sender-constraint.ts';
+
+const root = path.join(import.meta.dirname, '..');
+const main = path.join(root, 'src/cli/main.ts');
+const example = 'examples/shop/gatehouse.yaml';
+let ex: RunningExample;
+
+before(async () => {
+  ex = await upExample();
+});
+after(async () => {
+  for (const a of strangers.values()) await a.close();
+  assert.equal(await ex.stop(), 0, 'gatehouse up stops cleanly on SIGINT');
+});
+
+/**
+ * An agent calling from another loopback address: a gateway slows down, then
+ * blocks, a source whose credentials keep failing (authFailures), so each
+ * test's refused calls come from an address of their own.
+ */
+const strangers = new Map<string, Agent>();
+function from(address: string): Agent {
+  let a = strangers.get(address);
+  if (!a) strangers.set(address, (a = new Agent({ connect: { ca: readFileSync(ex.endpoints.caBundle, 'utf8') }, localAddress: address })));
+  return a;
+}
+
+const edgeFetch = () => ((input: any, init?: any) => undiciFetch(input, { ...init, dispatcher: ex.edge })) as unknown as TestFetch;
+const harness = (issuer: string) => ({ auth: { issuer }, fetch: edgeFetch(), totp: async (secret: string) => generate({ secret }) }) as unknown as Harness;
+
+/** A CLI verb against the running example's state; the JSON it prints. */
+function cli(args: string[]): Record<string, any> {
+  const r = spawnSync(process.execPath, [main, ...args, '--config', example, '--state-dir', ex.stateDir], { cwd: root, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('}') + 1));
+}
+
+async function get(url: string, headers: Record<string, string> = {}, dispatcher: Agent = ex.edge) {
+  const r = await request(url, { dispatcher, headers });
+  const text = await r.body.text();
+  return { status: r.statusCode, headers: r.headers, text, json: () => JSON.parse(text) as Record<string, any> };
+}
+
+/** A client-credentials token of the zone's demo service; with a DPoP proof when `key` is given. */
+async function serviceToken(zone: string, scope: string, key?: Awaited<ReturnType<typeof dpopKey>>) {
+  const r = await demoServiceToken({ dispatcher: ex.edge, authority: ex.endpoints.zones[zone].authority!, clients: ex.credentials.zones[zone].clients, scope, key });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.token!;
+}
+
+test('four trust zones and the SSO stand-in: public, partner, internal and private each have a gateway and an authority; corp an authority only', () => {
+  const zones = ex.endpoints.zones as Record<string, { gateway?: string; authority?: string }>;
+  assert.deepEqual(Object.keys(zones).sort(), ['corp', 'internal', 'partner', 'private', 'public']);
+  for (const z of ['public', 'partner', 'internal', 'private']) {
+    assert.match(zones[z].gateway!, /^https:\/\/127\.0\.0\.1:\d+$/, z);
+    assert.match(zones[z].authority!, /^https:\/\/127\.0\.0\.1:\d+$/, z);
+  }
+  assert.equal(zones.corp.gateway, undefined);
+  assert.equal(ex.endpoints.services['partner-catalog'].zone, 'partner');
+  assert.equal(ex.endpoints.services.backoffice.zone, 'internal');
+});
+
+test('partner: the catalog with an API key at the partner gateway (gone from public), 60 a minute or 600 for the gold tier; keys of another zone or none refused', async () => {
+  const standard = cli(['keys', 'api', 'add', '--zone', 'partner', '--consumer', 'acme', '--scopes', 'catalog:read']).key as string;
+  const gold = cli(['keys', 'api', 'add', '--zone', 'partner', '--consumer', 'globex', '--scopes', 'catalog:read', '--tier', 'gold']).key as string;
+  const url = ex.endpoints.zones.partner.gateway + '/api/partner/catalog';
+  // the gateway reloads its keys every 2 s
+  // (asked from a fresh address each time until it knows the key: the 401s before count as failures of that address)
+  let probe = 0;
+  const once = async (key: string) => {
+    for (let i = 0; i < 60 && (await get(url, { 'x-api-key': key }, from(`127.0.8.${++probe}`))).status !== 200; i++) await new Promise((resolve) => setTimeout(resolve, 250));
+    return get(url, { 'x-api-key': key });
+  };
+  const first = await once(standard);
+  assert.equal(first.status, 200, first.text);
+  assert.ok((first.json().products as unknown[]).length > 0, 'the catalog, served by the partner zone’s own service');
+  assert.match(String(first.headers['ratelimit-policy']), /q=60;w=60/);
+  const golden = await once(gold);
+  assert.equal(golden.status, 200);
+  assert.match(String(golden.headers['ratelimit-policy']), /q=600;w=60/, 'the gold tier');
+  const refused = from('127.0.0.2');
+  assert.equal((await get(url, {}, refused)).status, 401, 'no key');
+  assert.equal((await get(url, { 'x-api-key': standard.slice(0, -1) + (standard.endsWith('A') ? 'B' : 'A') }, refused)).status, 401, 'a forged key');
+  const publicKey = cli(['keys', 'api', 'add', '--zone', 'public', '--consumer', 'acme', '--scopes', 'catalog:read']).key as string;
+  await new Promise((resolve) => setTimeout(resolve, 2500)); // past a key reload
+  assert.equal((await get(url, { 'x-api-key': publicKey }, refused)).status, 401, 'a key of the public zone is no key here');
+  // the route moved: the public gateway has no partner route any more
+  assert.equal((await get(ex.endpoints.zones.public.gateway + '/api/partner/catalog', { 'x-api-key': standard })).status, 404);
+});
+
+test('partner: the OAuth route takes only sender-constrained tokens — a bearer token is refused, a DPoP-bound one with a fresh proof is served once per proof', async () => {
+  const url = ex.endpoints.zones.partner.gateway + '/api/partner/oauth/catalog';
+  const bearer = await serviceToken('partner', 'catalog:read');
+  const refusedFrom = from('127.0.0.3');
+  const refused = await get(url, { authorization: `Bearer ${bearer}` }, refusedFrom);
+  assert.equal(refused.status, 401, refused.text);
+  assert.match(String(refused.headers['www-authenticate']), /error="invalid_token"/);
+  const key = await dpopKey();
+  const bound = await serviceToken('partner', 'catalog:read', key);
+  assert.equal((decodeJwt(bound).cnf as { jkt: string }).jkt, key.jkt);
+  const headers = await dpopHeaders(key, bound, 'GET', url);
+  const ok = await get(url, headers);
+  assert.equal(ok.status, 200, ok.text);
+  assert.ok((ok.json().products as unknown[]).length > 0);
+  const replay = await get(url, headers, refusedFrom);
+  assert.equal(replay.status, 401, 'the proof was used');
+  assert.match(String(replay.headers['www-authenticate']), /error="invalid_dpop_proof"/);
+  const thief = await dpopKey();
+  assert.equal((await get(url, await dpopHeaders(thief, bound, 'GET', url), refusedFrom)).status, 401, 'the token without its key');
+});
+
+test('partner: a client added with `gatehouse clients add` is a third party — the user consents once, and its token is DPoP-bound for the partner route', async () => {
+  const created = cli(['clients', 'add', '--zone', 'partner', '--id', 'acme-portal', '--name', 'Acme Portal', '--grant', 'authorization_code', '--redirect-uri', REDIRECT, '--scope', 'openid catalog:read']);
+  const issuer = ex.endpoints.zones.partner.authority!;
+  const h = harness(issuer);
+  const config = await oidc.discovery(new URL(issuer), created.client_id, { redirect_uris: [REDIRECT] }, oidc.ClientSecretBasic(created.client_secret), { [oidc.customFetch]: h.fetch as any });
+  const user = ex.credentials.zones.partner.users[0];
+  const p = await signInUntilConsent(h, config, user, { scope: 'openid catalog:read' });
+  assert.equal(p.page.status, 200, 'the consent page, not the callback');
+  assert.match(p.page.html, /Acme Portal/);
+  assert.match(p.page.html, /catalog:read/);
+  const consented = await p.browser.submit(p.page, '/consent', {}, issuer);
+  assert.equal(consented.status, 0, 'allowed: back at the client');
+  // the code redeemed with a DPoP proof: the user's token is bound to the app's key
+  const key = await dpopKey();
+  const handle = oidc.getDPoPHandle(config, { privateKey: key.privateKey, publicKey: key.publicKey });
+  const tokens = await oidc.authorizationCodeGrant(config, new URL(consented.url), { pkceCodeVerifier: p.verifier, expectedState: p.state }, undefined, { DPoP: handle });
+  const claims = decodeJwt(tokens.access_token);
+  assert.equal(claims.client_id, 'acme-portal');
+  assert.equal((claims.cnf as { jkt: string }).jkt, key.jkt);
+  // consented once for this scope set: prompt=none in the same session comes straight back with a code
+  const again = await authorize(h, config, { scope: 'openid catalog:read', prompt: 'none' }, p.browser);
+  assert.equal(again.page.status, 0);
+  assert.ok(new URL(again.page.url).searchParams.get('code'), again.page.url);
+  const url = ex.endpoints.zones.partner.gateway + '/api/partner/oauth/catalog';
+  assert.equal((await get(url, await dpopHeaders(key, tokens.access_token, 'GET', url))).status, 200, "the user's DPoP-bound token, with its key");
+  assert.equal((await get(url, { authorization: `Bearer ${tokens.access_token}` }, from('127.0.0.4'))).status, 401, 'the same token without its key');
+});
+
+test('internal: the admin route needs the admin role from the SSO — no token 401, a token without the role 403; the sign-in page offers the corp SSO', async () => {
+  const url = ex.endpoints.zones.internal.gateway + '/api/admin/reports';
+  assert.equal((await get(url, {}, from('127.0.0.5'))).status, 401);
+  const noRole = await get(url, { authorization: `Bearer ${await serviceToken('internal', 'admin:read')}` }, from('127.0.0.5'));
+  assert.equal(noRole.status, 403, noRole.text);
+  // the sign-in page has the SSO's button; corp granted this zone its client at start
+  const issuer = ex.endpoints.zones.internal.authority!;
+  const web = ex.credentials.zones.internal.clients.find((c) => c.grant_types.includes('authorization_code'))!;
+  const h = harness(issuer);
+  const config = await oidc.discovery(new URL(issuer), web.client_id, { redirect_uris: web.redirect_uris }, oidc.ClientSecretBasic(web.client_secret!), { [oidc.customFetch]: h.fetch as any });
+  const { Browser } = await import('./support/authority-browser.ts');
+  const browser = new Browser(h.fetch);
+  const login = await browser.follow(oidc.buildAuthorizationUrl(config, { redirect_uri: REDIRECT, scope: 'openid admin:read', code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()), code_challenge_method: 'S256', state: oidc.randomState() }).toString(), issuer);
+  assert.equal(login.status, 200);
+  assert.match(login.html, /Sign in with Corp SSO/);
+  const grant = JSON.parse(readFileSync(path.join(ex.stateDir, 'authority', 'internal', 'federation', 'corp.json'), 'utf8')) as { client_id: string; issuer: string };
+  assert.equal(grant.client_id, 'internal-sso');
+  assert.equal(grant.issuer, ex.endpoints.zones.corp.authority);
+});
+
+test('private: the BFF’s exchanged token is bound to the certificate it exchanged with — another certificate of the BFF, or the DPoP scheme, gets 401', async () => {
+  // a signed-in public user's token, exchanged at the private authority as the BFF does (tls_client_auth with its SVID)
+  const zone = ex.credentials.zones.public;
+  const web = zone.clients.find((c) => c.grant_types.includes('authorization_code'))!;
+  const publicIssuer = ex.endpoints.zones.public.authority!;
+  const h = harness(publicIssuer);
+  const config = await oidc.discovery(new URL(publicIssuer), web.client_id, { redirect_uris: web.redirect_uris }, oidc.ClientSecretBasic(web.client_secret!), { [oidc.customFetch]: h.fetch as any });
+  const user = await codeTokens(config, await signIn(h, config, zone.users[0], { scope: 'openid orders:read' }));
+  const bffId = serviceSpiffeId('shop.local', 'public', 'bff');
+  const svid = await certificateFor(ex.stateDir, bffId);
+  const ca = readFileSync(ex.endpoints.caBundle, 'utf8');
+  const asBff = new Agent({ connect: { ca, cert: svid.certPem, key: svid.keyPem } });
+  try {
+    const r = await request(ex.endpoints.zones.private.authority + '/token', {
+      dispatcher: asBff,
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        client_id: 'bff',
+        subject_token: user.access_token,
+        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        scope: 'orders:read',
+      }).toString(),
+    });
+    const exchanged = (await r.body.json()) as { access_token: string };
+    assert.equal(r.statusCode, 200, JSON.stringify(exchanged));
+    const cnf = decodeJwt(exchanged.access_token).cnf as Record<string, string>;
+    assert.equal(cnf['x5t#S256'], certificateThumbprint(new X509Certificate(svid.certPem)));
+    const orders = ex.endpoints.zones.private.gateway + '/api/orders';
+    const served = await get(orders, { authorization: `Bearer ${exchanged.access_token}` }, asBff);
+    assert.equal(served.status, 200, served.text);
+    // the same token over another certificate of the same workload (what a thief with any BFF certificate holds)
+    const other = await certificateFor(ex.stateDir, bffId);
+    const asOtherBff = new Agent({ connect: { ca, cert: other.certPem, key: other.keyPem }, localAddress: '127.0.0.6' });
+    try {
+      const lifted = await get(orders, { authorization: `Bearer ${exchanged.access_token}` }, asOtherBff);
+      assert.equal(lifted.status, 401);
+      assert.match(String(lifted.headers['www-authenticate']), /^Bearer .*error="invalid_token"/);
+      const asDpop = await get(orders, { authorization: `DPoP ${exchanged.access_token}` }, asBff);
+      assert.equal(asDpop.status, 401, 'a certificate-bound token is presented as Bearer only');
+    } finally {
+      await asOtherBff.close();
+    }
+  } finally {
+    await asBff.close();
+  }
+});
