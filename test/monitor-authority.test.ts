@@ -162,10 +162,10 @@ test('a quarantined client obtains no token within 2 s, however it names itself;
 
 test('the audit lines the authority turns into security events', () => {
   const cases: [Record<string, unknown>, Record<string, unknown> | undefined][] = [
-    [{ event: 'login.failure', username: 'alice', source: '10.0.0.1', reason: 'bad credentials' }, { type: 'auth_failure', code: 'login', source: '10.0.0.1', detail: 'username alice: bad credentials' }],
+    [{ event: 'login.failure', username: 'alice', source: '10.0.0.1', reason: 'bad credentials' }, { type: 'auth_failure', code: 'login', source: '10.0.0.1', account: 'alice', detail: 'bad credentials' }],
     [{ event: 'mfa.failure', sub: 'u1', source: '10.0.0.1' }, { type: 'auth_failure', code: 'mfa', subject: 'u1', source: '10.0.0.1' }],
     [{ event: 'client.auth_failure', client_id: 'c', source: '10.0.0.2', reason: 'bad credentials' }, { type: 'auth_failure', code: 'client', client: 'c', source: '10.0.0.2', detail: 'bad credentials' }],
-    [{ event: 'lockout', username: 'alice', budget: 'user', until: '2026-01-01T00:00:00.000Z' }, { type: 'lockout', code: 'user', detail: 'username alice, until 2026-01-01T00:00:00.000Z' }],
+    [{ event: 'lockout', username: 'alice', budget: 'user', until: '2026-01-01T00:00:00.000Z' }, { type: 'lockout', code: 'user', account: 'alice', detail: 'until 2026-01-01T00:00:00.000Z' }],
     [{ event: 'token.exchanged', client_id: 'bff', sub: 'u1', jti: 'j1', actor: 'bff' }, { type: 'token_exchange', code: 'exchanged', client: 'bff', subject: 'u1', jti: 'j1', detail: 'actor bff' }],
     [{ event: 'token.exchange_refused', client_id: 'bff', reason: 'audience not allowed' }, { type: 'token_exchange', code: 'refused', client: 'bff', detail: 'audience not allowed' }],
     [{ event: 'login.success', username: 'alice' }, undefined],
@@ -174,7 +174,7 @@ test('the audit lines the authority turns into security events', () => {
   for (const [line, expected] of cases) {
     const got = securityEventOf(line);
     if (line.username === 'x'.repeat(5000)) {
-      assert.ok(got && got.source!.length <= 64 && got.detail!.length <= 512, 'bounded');
+      assert.ok(got && got.source!.length <= 64 && got.account!.length <= 128, 'bounded');
       continue;
     }
     assert.deepEqual(got && Object.fromEntries(Object.entries(got).filter(([, v]) => v !== undefined)), expected, String(line.event));

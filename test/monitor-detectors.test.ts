@@ -183,6 +183,21 @@ test('volumetric: a client far above its own EWMA baseline on a route is quarant
   assert.equal((await cli('quarantine', 'remove', '--source', '198.51.100.9')).status, 0);
 });
 
+test('stuffing: failed sign-ins for five distinct usernames from one source quarantine it before ten failures; one account tried again and again does not', async () => {
+  const fail = (source: string, account: string) => ({ type: 'auth_failure', code: 'login', source, account, detail: 'bad credentials' });
+  // one account, four times (cracking is the authority's lockout): no quarantine
+  assert.equal(await sendLocalEvents(control.adminUrl, 'authority:edge', [1, 2, 3, 4].map(() => fail('198.51.100.40', 'alice'))), 202);
+  // four distinct accounts from another source: not yet
+  assert.equal(await sendLocalEvents(control.adminUrl, 'authority:edge', ['ann', 'ben', 'cat', 'dan'].map((a) => fail('198.51.100.41', a))), 202);
+  assert.deepEqual(await quarantines(), []);
+  assert.equal(await sendLocalEvents(control.adminUrl, 'authority:edge', [fail('198.51.100.41', 'eve')]), 202);
+  const [q] = await quarantinedAs('source', '198.51.100.41');
+  assert.equal(q.origin, 'detector:stuffing');
+  assert.match(q.reason, /5 distinct usernames refused within 60 s/);
+  assert.equal((await quarantines()).length, 1);
+  assert.equal((await cli('quarantine', 'remove', '--source', '198.51.100.41')).status, 0);
+});
+
 test('hostile input on the new fields and the local event door: bounded, refused or attributed to the verified sender', async () => {
   // a gateway claiming to be the authority: pep is its own SPIFFE ID
   await send(GW, [{ type: 'token_issued', code: 'issued', jti: 'x'.repeat(128), pep: 'local:authority:edge' }]);

@@ -120,7 +120,7 @@ export function securityEventOf(line: Record<string, unknown>): EventFields | un
   const who = str(line.username, 128);
   switch (line.event) {
     case 'login.failure':
-      return { type: 'auth_failure', code: 'login', ...common, subject: str(line.sub), detail: [who && `username ${who}`, str(line.reason, 200)].filter(Boolean).join(': ') || undefined };
+      return { type: 'auth_failure', code: 'login', ...common, subject: str(line.sub), account: who, detail: str(line.reason, 200) };
     case 'mfa.failure':
       return { type: 'auth_failure', code: 'mfa', ...common, subject: str(line.sub), detail: str(line.reason, 200) };
     case 'client.auth_failure':
@@ -130,7 +130,7 @@ export function securityEventOf(line: Record<string, unknown>): EventFields | un
     case 'webauthn.refused':
       return { type: 'auth_failure', code: 'passkey', ...common, subject: str(line.sub), detail: str(line.reason, 200) };
     case 'lockout':
-      return { type: 'lockout', code: str(line.budget, 64) ?? 'lockout', ...common, detail: [who && `username ${who}`, str(line.until) && `until ${line.until}`].filter(Boolean).join(', ') || undefined };
+      return { type: 'lockout', code: str(line.budget, 64) ?? 'lockout', ...common, account: who, detail: str(line.until) && `until ${line.until}` };
     case 'token.exchanged':
       return { type: 'token_exchange', code: 'exchanged', ...common, subject: str(line.sub), jti: str(line.jti, 128), detail: str(line.actor) && `actor ${line.actor}` };
     case 'token.exchange_refused':

@@ -3,7 +3,8 @@
 // from elsewhere", Cloudflare API Shield's per-identity baselines):
 //   scan         distinct paths refused 400/404/405 from one source
 //   stuffing     refused credentials from one source: gateway 401s and the
-//                authority's auth_failure events
+//                authority's auth_failure events; or distinct usernames
+//                whose sign-in failed from one source (distinctAccounts)
 //   enumeration  distinct object paths answered 403/404 on one route for one
 //                identity (subject, else client, else source)
 //   replay       one token id (jti) seen from distinct networks (IPv4 /24,
@@ -222,8 +223,32 @@ export function createDetectors(config: () => MonitorConfig, trustDomain: string
           if (e.status === 401) return windowed('stuffing', { scope: 'source', value: e.source }, e.source, e.id, now, 'refused credentials', e);
           return undefined;
         }
-        case 'auth_failure':
-          return e.source ? windowed('stuffing', { scope: 'source', value: e.source }, e.source, e.id, now, 'refused credentials', e) : undefined;
+        case 'auth_failure': {
+          if (!e.source) return undefined;
+          // many accounts from one source (stuffing), before many failures in all (cracking one account)
+          const s = c.detectors.stuffing;
+          if (e.account && s.enabled) {
+            const w = windows.stuffing;
+            const key = `${e.source}|accounts`;
+            const n = w.bump(key, e.account, now, s.windowSeconds);
+            if (n >= w.threshold(key, s.distinctAccounts, now)) {
+              w.keys.delete(key);
+              w.keys.delete(e.source);
+              return {
+                detector: 'stuffing',
+                scope: 'source',
+                value: e.source,
+                count: n,
+                windowSeconds: s.windowSeconds,
+                shadow: s.shadow,
+                quarantineForMs: parseDuration(s.quarantineFor),
+                reason: `detector stuffing: ${n} distinct usernames refused within ${s.windowSeconds} s`,
+                source: e.source,
+              };
+            }
+          }
+          return windowed('stuffing', { scope: 'source', value: e.source }, e.source, e.id, now, 'refused credentials', e);
+        }
         case 'token_issued':
         case 'token_use': {
           if (!e.jti || !e.source) return undefined;

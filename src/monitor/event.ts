@@ -31,7 +31,8 @@
 //   code     the registry code (or the reason) of what happened
 //   and, when known: status, source (client address), subject, client
 //   (OAuth client id), route, method, path (canonical, masked), peer (the
-//   SPIFFE ID of a mesh caller), jti (a token id, never the token), tls (a
+//   SPIFFE ID of a mesh caller), account (the username a failed sign-in
+//   named, as typed: it may not exist), jti (a token id, never the token), tls (a
 //   TLS client fingerprint), count, detail (bounded text).
 import { z } from 'zod';
 
@@ -72,6 +73,7 @@ export const EventInput = z
     method: text(32).optional(),
     path: text(512).optional(),
     peer: text(256).optional(),
+    account: text(128).optional(),
     jti: text(128).optional(),
     tls: text(128).optional(),
     count: z.number().int().min(0).max(1_000_000_000).optional(),
@@ -93,7 +95,7 @@ export type EventFields = Omit<EventInput, 'schema' | 'id' | 'time'>;
 export const MAX_BATCH_EVENTS = 500;
 export const MAX_BATCH_BYTES = 512 * 1024;
 
-const LIMITS: Record<string, number> = { code: 64, source: 64, subject: 256, client: 256, route: 128, method: 32, path: 512, peer: 256, jti: 128, tls: 128, detail: 512 };
+const LIMITS: Record<string, number> = { code: 64, source: 64, subject: 256, client: 256, route: 128, method: 32, path: 512, peer: 256, account: 128, jti: 128, tls: 128, detail: 512 };
 
 /** The fields bounded and free of control characters, as the schema wants them (a sender never loses an event to its own text). */
 export function boundedFields(fields: EventFields): EventFields {

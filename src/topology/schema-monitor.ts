@@ -20,9 +20,9 @@ interface Defaults {
   shadow?: boolean;
 }
 
-/** One detector: a sliding window per key (CrowdSec's scenarios are the model). */
-const Detector = (d: Defaults, what: string, key: string) => {
-  const fallback = { enabled: true, shadow: d.shadow ?? false, threshold: d.threshold, windowSeconds: d.windowSeconds, quarantineFor: d.quarantineFor };
+/** One detector: a sliding window per key (CrowdSec's scenarios are the model); `extra`: fields of this detector alone, with their defaults. */
+const Detector = <E extends z.ZodRawShape = {}>(d: Defaults, what: string, key: string, extra?: { shape: E; defaults: z.infer<z.ZodObject<E>> }) => {
+  const fallback = { enabled: true, shadow: d.shadow ?? false, threshold: d.threshold, windowSeconds: d.windowSeconds, quarantineFor: d.quarantineFor, ...extra?.defaults };
   return z
     .object({
       enabled: z.boolean().default(true).describe('false: the detector does not run'),
@@ -33,9 +33,10 @@ const Detector = (d: Defaults, what: string, key: string) => {
       threshold: z.number().int().min(2).max(100_000).default(d.threshold).describe(`${what} ${key} within the window that trigger it`),
       windowSeconds: z.number().int().min(1).max(3600).default(d.windowSeconds).describe('the sliding window'),
       quarantineFor: duration(d.quarantineFor).describe('how long the offender is quarantined at every enforcement point'),
+      ...(extra?.shape ?? ({} as E)),
     })
     .strict()
-    .default(fallback);
+    .default(fallback as never);
 };
 
 /** The volumetric detector: requests per interval of one client on one route, against its own EWMA baseline. */
@@ -84,7 +85,18 @@ export const MonitorConfig = z
     detectors: z
       .object({
         scan: Detector({ threshold: 5, windowSeconds: 10, quarantineFor: '5m' }, 'distinct paths answered 400, 404 or 405', 'from one source'),
-        stuffing: Detector({ threshold: 10, windowSeconds: 60, quarantineFor: '10m' }, 'refused credentials (401, failed sign-ins)', 'from one source'),
+        stuffing: Detector({ threshold: 10, windowSeconds: 60, quarantineFor: '10m' }, 'refused credentials (401, failed sign-ins)', 'from one source', {
+          shape: {
+            distinctAccounts: z
+              .number()
+              .int()
+              .min(2)
+              .max(100_000)
+              .default(5)
+              .describe('distinct usernames whose sign-in failed from one source within the window that trigger it too (stuffing tries many accounts, each a few times)'),
+          },
+          defaults: { distinctAccounts: 5 },
+        }),
         enumeration: Detector(
           { threshold: 20, windowSeconds: 60, quarantineFor: '10m' },
           'distinct object paths answered 403 or 404 on one templated route',
@@ -101,7 +113,7 @@ export const MonitorConfig = z
       .strict()
       .default({
         scan: { enabled: true, shadow: false, threshold: 5, windowSeconds: 10, quarantineFor: '5m' },
-        stuffing: { enabled: true, shadow: false, threshold: 10, windowSeconds: 60, quarantineFor: '10m' },
+        stuffing: { enabled: true, shadow: false, threshold: 10, windowSeconds: 60, quarantineFor: '10m', distinctAccounts: 5 },
         enumeration: { enabled: true, shadow: false, threshold: 20, windowSeconds: 60, quarantineFor: '10m' },
         replay: { enabled: true, shadow: false, threshold: 2, windowSeconds: 3600, quarantineFor: '15m' },
         lateral: { enabled: true, shadow: false, threshold: 3, windowSeconds: 300, quarantineFor: '15m' },
