@@ -5,9 +5,12 @@ import type { Command } from 'commander';
 export function register(program: Command): void {
   program
     .command('events')
-    .description('security events from every enforcement point (refusals, edge denials, detections, quarantines), newest last')
+    .description('security events from every enforcement point (refusals, edge denials, sign-in failures, token exchanges, detections, quarantines), newest last')
     .option('--since <duration>', 'how far back: 30s, 10m, 2h, 1d', '1h')
-    .option('--type <type>', 'only this type: request_refused, edge_denied, ingress_refused, bundle_refused, detection, quarantine')
+    .option(
+      '--type <type>',
+      'only this type: request_refused, edge_denied, ingress_refused, bundle_refused, detection, quarantine, auth_failure, lockout, token_issued, token_exchange, token_refused, token_use, upstream_status, traffic',
+    )
     .option('--limit <n>', 'at most this many, the newest (default 1000)', '1000')
     .option('--state-dir <dir>', 'state directory of the running control plane', '.gatehouse')
     .option('--json', 'one JSON document: an array of events in the documented schema')
@@ -30,8 +33,24 @@ export function register(program: Command): void {
       if (o.json) return void process.stdout.write(JSON.stringify(body) + '\n');
       for (const e of body)
         process.stdout.write(
-          [e.received, e.type, e.code, e.status, e.source, e.route ?? e.peer, e.method, e.path, e.subject && `sub=${e.subject}`, `pep=${e.pep}`, e.detail]
-            .filter((v) => v !== undefined && v !== '')
+          [
+            e.received,
+            e.type,
+            e.code,
+            e.status,
+            e.source,
+            e.route ?? e.peer,
+            e.method,
+            e.path,
+            e.subject && `sub=${e.subject}`,
+            e.client && `client=${e.client}`,
+            e.account && `account=${e.account}`,
+            e.jti && `jti=${e.jti}`,
+            e.count !== undefined && `count=${e.count}`,
+            `pep=${e.pep}`,
+            e.detail,
+          ]
+            .filter((v) => v !== undefined && v !== '' && v !== false)
             .join('  ') + '\n',
         );
     });
