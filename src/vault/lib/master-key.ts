@@ -7,6 +7,7 @@
 // GATEHOUSE_KMS_KEY): the master key never leaves that KMS.
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { getSystemErrorMessage } from 'node:util';
 import { guardKey, newKey, open, seal, KEY_BYTES } from './aead.ts';
 
 export interface Kms {
@@ -19,6 +20,19 @@ export interface Kms {
 
 export class MasterKeyError extends Error {
   readonly code = 'vault_master_key';
+}
+
+/** A failed write naming the file (node's own message names none: "ENOSPC: no space left on device, write"); node's code kept. */
+function writeError(file: string, error: unknown): Error {
+  const e = error as NodeJS.ErrnoException;
+  let reason = '';
+  try {
+    reason = typeof e?.errno === 'number' ? getSystemErrorMessage(e.errno) : '';
+  } catch {
+    reason = '';
+  }
+  if (!reason) reason = String(e?.message ?? error).replace(/^[A-Z0-9_]+: /, '').replace(/, \w+(?: '.*')?$/, '');
+  return Object.assign(new Error(`cannot write ${file}: ${reason} (${e?.code ?? 'EIO'})`, { cause: error }), { code: e?.code ?? 'EIO' });
 }
 
 export function localKms(key: Buffer, source: string): Kms {
@@ -98,7 +112,11 @@ export function loadKms(stateDir: string, o: { mayCreate: boolean; env?: NodeJS.
       throw new MasterKeyError(
         `the vault's store holds keys sealed under a master key, but GATEHOUSE_MASTER_KEY is not set and ${file} is missing; refusing to start (nothing was changed)`,
       );
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw writeError(dir, error);
+    }
     const k = newKey();
     const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
     try {
@@ -107,7 +125,7 @@ export function loadKms(stateDir: string, o: { mayCreate: boolean; env?: NodeJS.
       // key lands and both read that one below; a rename would let the second replace the first's key
       linkSync(tmp, file);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw writeError(file, error);
     } finally {
       rmSync(tmp, { force: true }); // a full disk leaves no empty key file behind
     }
@@ -165,14 +183,18 @@ export async function openMasterKey(stateDir: string, o: OpenMasterKeyOptions = 
     }
     if (attempt > 0) throw new MasterKeyError(`${checkFile} could not be created`);
     await o.verify?.(kms);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw writeError(dir, error);
+    }
     const sealed = (await kms.wrap(Buffer.from(CHECK_TEXT), CHECK_AAD)).toString('base64url');
     const tmp = `${checkFile}.${process.pid}.${Date.now()}.tmp`;
     try {
       writeFileSync(tmp, sealed + '\n', { mode: 0o600, flag: 'wx' });
     } catch (error) {
       rmSync(tmp, { force: true });
-      throw error;
+      throw writeError(checkFile, error);
     }
     try {
       linkSync(tmp, checkFile); // exactly one of two racing first users wins; the other checks the winner's
