@@ -111,6 +111,19 @@ test('a scripted credential-stuffing run (refused API keys) is quarantined; the 
   assert.equal((await cli('quarantine', 'remove', '--source', '127.0.0.4')).status, 0);
 });
 
+test('traffic the gateway let through reaches the control plane as counts per identity and route (what the volumetric detector learns from)', async () => {
+  for (let i = 0; i < 7; i++) assert.equal(await status('127.0.0.6', '/open'), 200);
+  const traffic = await until(
+    'traffic counted',
+    async () => (JSON.parse((await cli('events', '--since', '5m', '--type', 'traffic', '--json')).stdout) as { source?: string; route?: string; count?: number; pep?: string }[]).filter((e) => e.source === '127.0.0.6'),
+    (t) => t.reduce((n, e) => n + (e.count ?? 0), 0) >= 7,
+    20_000,
+  );
+  assert.deepEqual([...new Set(traffic.map((e) => e.route))], ['open']);
+  assert.equal(traffic.reduce((n, e) => n + (e.count ?? 0), 0), 7, 'each request counted once');
+  assert.equal(traffic[0].pep, gatewaySpiffeId(TD, 'edge'));
+});
+
 test('shadow mode: the detector records what it would do and quarantines nothing', async () => {
   // monitor: is read by the control plane alone (no new bundle revision): give its file watch a moment
   writeFileSync(file, topology(true));

@@ -17,6 +17,7 @@ import type { EventFields } from '../monitor/event.ts';
 import type { TraceContext } from '../shared/trace-context.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import type { GatewayTracer, RequestSpan } from './tracing.ts';
+import type { UsageEvents } from './usage-events.ts';
 import type { Chain } from './policies/chain.ts';
 import type { Exchange, Identity } from './policies/policy.ts';
 
@@ -39,6 +40,8 @@ export interface PipelineContext {
   events?: (fields: EventFields) => void;
   /** OpenTelemetry export (gateway.tracing.otlp); absent: only the W3C context is propagated. */
   tracer?: GatewayTracer;
+  /** What the monitor learns from requests let through (token use, upstream 403/404, traffic); absent with `events`. */
+  usage?: UsageEvents;
 }
 
 /** HTTP/2 is the connection's protocol, not the version a request line claims. */

@@ -17,6 +17,7 @@ import { ConfigError } from '../topology/config-error.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import { createLogger, createAccessLogger, type AccessLog, type Logger } from '../shared/logger.ts';
 import { createTracer } from './tracing.ts';
+import { createUsageEvents } from './usage-events.ts';
 import { AmbiguousRequest, BadRequest, HeadersTooLarge, RequestTimeout, type GatehouseError } from '../shared/errors.ts';
 import { writeProblem, writeRawProblem } from '../shared/problem.ts';
 import { listen as listenOn } from '../shared/listen.ts';
@@ -232,6 +233,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     clock,
     draining: false,
     events: events ? (fields) => events.emit(fields) : undefined,
+    usage: events ? createUsageEvents((fields) => events.emit(fields)) : undefined,
     // spans from the configuration the gateway started with (a reload does not turn tracing on or off)
     tracer: config.tracing.otlp ? createTracer(config.tracing.otlp, { zone: options.zone, trustDomain: loaded.topology.trustDomain }) : undefined,
   };
@@ -453,6 +455,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     ctx.draining = true;
     unsubscribe?.();
     await pep?.close();
+    ctx.usage?.close();
     await events?.close();
     for (const w of watchers) w.close();
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -18,6 +18,7 @@
 // starts again. Sources in `exempt` are never counted. A decision released as
 // a false positive feeds back: that key's threshold is doubled (volumetric:
 // its baseline raised to the level that fired) for a day.
+import { networkOf } from './network.ts';
 import { compileCidrs } from '../shared/address.ts';
 import { parseSpiffeId } from '../pki/index.ts';
 import type { MonitorConfig } from '../topology/schema-monitor.ts';
@@ -48,29 +49,13 @@ export interface Detection {
 const MAX_KEYS = 50_000;
 const FEEDBACK_MS = 24 * 3600_000;
 
+export { networkOf };
+
 export interface Detectors {
   observe(event: SecurityEvent, now: number): Detection | undefined;
   /** A decision a detector made was a false positive: its key becomes less sensitive for a day. */
   falsePositive(q: Quarantine, now: number): boolean;
 }
-
-/** The network of an address: IPv4 /24, IPv6 /64 (a client moving within it is not a new network). */
-export function networkOf(address: string): string {
-  const a = address.replace(/^::ffff:(?=\d+\.)/, '');
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(a)) return `${a.split('.').slice(0, 3).join('.')}.0/24`;
-  if (a.includes(':')) {
-    const [head, tail] = a.split('::');
-    const h = head ? head.split(':') : [];
-    const t = tail !== undefined ? (tail ? tail.split(':') : []) : [];
-    const groups = tail !== undefined ? [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
-    return `${groups
-      .slice(0, 4)
-      .map((g) => (parseInt(g || '0', 16) || 0).toString(16))
-      .join(':')}::/64`;
-  }
-  return a;
-}
-
 
 class Windows {
   readonly keys = new Map<string, Map<string, number>>();

@@ -73,6 +73,7 @@ export function respond(ex: GatewayExchange): undefined {
       client: ex.identity?.clientId,
     });
   }
+  ctx.usage?.observe(ex);
   if (route) {
     // label children are looked up once per route, method and status class, not hashed per request
     const stats = routeStats(route, ctx.metrics);
