@@ -75,74 +75,9 @@ test('catalog (SDK) and echo (plain app behind the sidecar) work through the pub
   assert.equal(seen.headers['x-gatehouse-identity'], undefined, 'the token is consumed by the sidecar');
 });
 
-test('a direct call to a service without a client certificate never gets an answer', async () => {
-  for (const [name, s] of Object.entries(ex.endpoints.services)) {
-    const agent = meshAgent(ex.stateDir, svc(s.zone, name));
-    try {
-      // TLS 1.3: the handshake completes, then the service closes the connection unanswered
-      await assert.rejects(request(s.url + '/', { dispatcher: agent }), (e: Error & { code?: string }) => {
-        assert.equal(e.code, 'UND_ERR_SOCKET', `${name}: ${e.message}`);
-        return true;
-      });
-    } finally {
-      await agent.close();
-    }
-  }
-});
-
-test("another service's certificate is refused with a 403 problem unless an allow edge names it", async () => {
-  const { services } = ex.endpoints;
-  const catalogCert = await certificateFor(ex.stateDir, svc('public', 'catalog'));
-  const bffCert = await certificateFor(ex.stateDir, svc('public', 'bff'));
-  const asCatalog = meshAgent(ex.stateDir, svc('public', 'echo'), catalogCert);
-  const bffToCatalog = meshAgent(ex.stateDir, svc('public', 'catalog'), bffCert);
-  const bffToEcho = meshAgent(ex.stateDir, svc('public', 'echo'), bffCert);
-  try {
-    // no edge: catalog may not call echo (the sidecar refuses)
-    const refused = await request(services.echo.url + '/api/echo/x', { dispatcher: asCatalog });
-    assert.equal(refused.statusCode, 403);
-    assert.equal(refused.headers['content-type'], 'application/problem+json');
-    const p = await json<Problem>(refused);
-    assert.equal(p.status, 403);
-    assert.match(p.request_id, /^[0-9a-f-]{36}$/);
-    const refused2 = await request(services.echo.url + '/api/echo/x', { dispatcher: bffToEcho });
-    assert.equal(refused2.statusCode, 403);
-    await refused2.body.dump();
-    // an edge: the BFF may GET the catalog — only GET, only that path
-    const allowed = await request(services.catalog.url + '/api/catalog', { dispatcher: bffToCatalog });
-    assert.equal(allowed.statusCode, 200);
-    assert.ok((await json<{ products: unknown[] }>(allowed)).products.length > 0);
-    const wrongMethod = await request(services.catalog.url + '/api/catalog', { dispatcher: bffToCatalog, method: 'POST', body: '{}' });
-    assert.equal(wrongMethod.statusCode, 403);
-    await wrongMethod.body.dump();
-  } finally {
-    await Promise.all([asCatalog.close(), bffToCatalog.close(), bffToEcho.close()]);
-  }
-});
-
-test("the private orders service refuses the public gateway's certificate, and the BFF's", async () => {
-  const url = ex.endpoints.services.orders.url + '/api/orders';
-  for (const id of [gatewaySpiffeId(TD, 'public'), svc('public', 'bff')]) {
-    const agent = meshAgent(ex.stateDir, svc('private', 'orders'), await certificateFor(ex.stateDir, id));
-    try {
-      const r = await request(url, { dispatcher: agent });
-      assert.equal(r.statusCode, 403, id);
-      assert.equal((await json<Problem>(r)).title, 'Forbidden');
-    } finally {
-      await agent.close();
-    }
-  }
-  // even the private gateway's own certificate gets nothing without a user behind it
-  const agent = meshAgent(ex.stateDir, svc('private', 'orders'), await certificateFor(ex.stateDir, gatewaySpiffeId(TD, 'private')));
-  try {
-    const r = await request(url, { dispatcher: agent });
-    assert.equal(r.statusCode, 401);
-    await r.body.dump();
-  } finally {
-    await agent.close();
-  }
-});
-
+// Before the tests below that call services directly with the BFF's certificate: three
+// distinct peers refusing the BFF is lateral movement to the control plane, which then
+// quarantines the BFF (detector lateral) and the shop's orders answer 403 quarantined.
 test('BFF: a signed-in user places and lists orders; orders sees the user as subject and the BFF as actor', async () => {
   const zone = ex.credentials.zones.public;
   const web = zone.clients.find((c) => c.grant_types.includes('authorization_code'))!;
@@ -214,6 +149,86 @@ test('BFF: a signed-in user places and lists orders; orders sees the user as sub
   await anonymous.body.dump();
 });
 
+test('BFF: a service token without MFA, or a forged bearer, gets no orders', async () => {
+  const access_token = await serviceToken('public');
+  const shop = ex.endpoints.zones.public.gateway + '/api/shop/orders';
+  const r = await request(shop, { dispatcher: ex.edge, headers: { authorization: `Bearer ${access_token}` } });
+  assert.equal(r.statusCode, 403, 'the route needs a user who signed in with a second factor');
+  await r.body.dump();
+  const [h, p] = access_token.split('.');
+  const forged = await request(shop, { dispatcher: ex.edge, headers: { authorization: `Bearer ${h}.${p}.${'A'.repeat(86)}` } });
+  assert.equal(forged.statusCode, 401);
+  await forged.body.dump();
+});
+
+test('a direct call to a service without a client certificate never gets an answer', async () => {
+  for (const [name, s] of Object.entries(ex.endpoints.services)) {
+    const agent = meshAgent(ex.stateDir, svc(s.zone, name));
+    try {
+      // TLS 1.3: the handshake completes, then the service closes the connection unanswered
+      await assert.rejects(request(s.url + '/', { dispatcher: agent }), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'UND_ERR_SOCKET', `${name}: ${e.message}`);
+        return true;
+      });
+    } finally {
+      await agent.close();
+    }
+  }
+});
+
+test("another service's certificate is refused with a 403 problem unless an allow edge names it", async () => {
+  const { services } = ex.endpoints;
+  const catalogCert = await certificateFor(ex.stateDir, svc('public', 'catalog'));
+  const bffCert = await certificateFor(ex.stateDir, svc('public', 'bff'));
+  const asCatalog = meshAgent(ex.stateDir, svc('public', 'echo'), catalogCert);
+  const bffToCatalog = meshAgent(ex.stateDir, svc('public', 'catalog'), bffCert);
+  const bffToEcho = meshAgent(ex.stateDir, svc('public', 'echo'), bffCert);
+  try {
+    // no edge: catalog may not call echo (the sidecar refuses)
+    const refused = await request(services.echo.url + '/api/echo/x', { dispatcher: asCatalog });
+    assert.equal(refused.statusCode, 403);
+    assert.equal(refused.headers['content-type'], 'application/problem+json');
+    const p = await json<Problem>(refused);
+    assert.equal(p.status, 403);
+    assert.match(p.request_id, /^[0-9a-f-]{36}$/);
+    const refused2 = await request(services.echo.url + '/api/echo/x', { dispatcher: bffToEcho });
+    assert.equal(refused2.statusCode, 403);
+    await refused2.body.dump();
+    // an edge: the BFF may GET the catalog — only GET, only that path
+    const allowed = await request(services.catalog.url + '/api/catalog', { dispatcher: bffToCatalog });
+    assert.equal(allowed.statusCode, 200);
+    assert.ok((await json<{ products: unknown[] }>(allowed)).products.length > 0);
+    const wrongMethod = await request(services.catalog.url + '/api/catalog', { dispatcher: bffToCatalog, method: 'POST', body: '{}' });
+    assert.equal(wrongMethod.statusCode, 403);
+    await wrongMethod.body.dump();
+  } finally {
+    await Promise.all([asCatalog.close(), bffToCatalog.close(), bffToEcho.close()]);
+  }
+});
+
+test("the private orders service refuses the public gateway's certificate, and the BFF's", async () => {
+  const url = ex.endpoints.services.orders.url + '/api/orders';
+  for (const id of [gatewaySpiffeId(TD, 'public'), svc('public', 'bff')]) {
+    const agent = meshAgent(ex.stateDir, svc('private', 'orders'), await certificateFor(ex.stateDir, id));
+    try {
+      const r = await request(url, { dispatcher: agent });
+      assert.equal(r.statusCode, 403, id);
+      assert.equal((await json<Problem>(r)).title, 'Forbidden');
+    } finally {
+      await agent.close();
+    }
+  }
+  // even the private gateway's own certificate gets nothing without a user behind it
+  const agent = meshAgent(ex.stateDir, svc('private', 'orders'), await certificateFor(ex.stateDir, gatewaySpiffeId(TD, 'private')));
+  try {
+    const r = await request(url, { dispatcher: agent });
+    assert.equal(r.statusCode, 401);
+    await r.body.dump();
+  } finally {
+    await agent.close();
+  }
+});
+
 /** A client-credentials token of the zone's demo service; with `key`, DPoP-bound to it (a proof at the token endpoint). */
 async function serviceToken(zoneName: string, key?: DpopKey): Promise<string> {
   const r = await demoServiceToken({ dispatcher: ex.edge, authority: ex.endpoints.zones[zoneName].authority!, clients: ex.credentials.zones[zoneName].clients, scope: 'orders:read', key });
@@ -278,16 +293,4 @@ test('a private-zone token reads orders through the private gateway: only its ow
   const deeper = await get(`/api/orders/${placedOrder}/items`);
   assert.equal(deeper.statusCode, 404);
   await deeper.body.dump();
-});
-
-test('BFF: a service token without MFA, or a forged bearer, gets no orders', async () => {
-  const access_token = await serviceToken('public');
-  const shop = ex.endpoints.zones.public.gateway + '/api/shop/orders';
-  const r = await request(shop, { dispatcher: ex.edge, headers: { authorization: `Bearer ${access_token}` } });
-  assert.equal(r.statusCode, 403, 'the route needs a user who signed in with a second factor');
-  await r.body.dump();
-  const [h, p] = access_token.split('.');
-  const forged = await request(shop, { dispatcher: ex.edge, headers: { authorization: `Bearer ${h}.${p}.${'A'.repeat(86)}` } });
-  assert.equal(forged.statusCode, 401);
-  await forged.body.dump();
 });
