@@ -12,10 +12,10 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
 import * as oidc from 'openid-client';
-import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair } from 'jose';
+import { decodeJwt } from 'jose';
 import { tempDir, silentLogger } from './support/authority-harness.ts';
 import { startUpstream, type Upstream } from './support/gateway-fixture.ts';
-import { boundRouteTopology, dpopKey, dpopHeaders, dpopProof, type DpopKey } from './support/dpop.ts';
+import { boundRouteTopology, dpopKey, dpopHeaders, dpopProof } from './support/dpop.ts';
 import { loadTopology } from '../src/topology/load.ts';
 import { initCa } from '../src/pki/index.ts';
 import { startAuthority, type RunningAuthority } from '../src/authority/index.ts';
@@ -87,9 +87,8 @@ async function callGateway(headers: Record<string, string>) {
 }
 
 test('openid-client exchanges with a DPoP proof: the token is DPoP-bound (cnf.jkt) and the gateway wants a proof of that key with every request', async () => {
-  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwk = await exportJWK(publicKey);
-  const key: DpopKey = { privateKey, jwk, jkt: await calculateJwkThumbprint(jwk) };
+  const key = await dpopKey();
+  const { privateKey, publicKey } = key;
   const config = await oidc.discovery(new URL(auth.issuer), clients.plain.client_id, undefined, oidc.ClientSecretBasic(clients.plain.client_secret), { [oidc.customFetch]: f as any });
   const handle = oidc.getDPoPHandle(config, { privateKey, publicKey } as Parameters<typeof oidc.getDPoPHandle>[1]);
   const subject = await subjectToken();
