@@ -43,7 +43,7 @@ monitor:
   detectors:
     enumeration: { threshold: 5, windowSeconds: 60, quarantineFor: 10m, shadow: ${o.enumerationShadow ?? false} }
     lateral: { threshold: 3, windowSeconds: 60, quarantineFor: 10m }
-    replay: { threshold: 2, windowSeconds: 600, quarantineFor: 10m }
+    replay: { shadow: false, threshold: 2, windowSeconds: 600, quarantineFor: 10m }
     volumetric: { shadow: false, intervalSeconds: 10, alpha: 0.5, factor: 5, minRequests: 50, warmupIntervals: 3, quarantineFor: 10m }
 `;
 writeFileSync(file, topology());

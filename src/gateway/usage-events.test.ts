@@ -7,9 +7,8 @@ import { createUsageEvents } from './usage-events.ts';
 
 /** An exchange as respond sees it; the socket is a TLS one when `tls` is given. */
 function ex(o: { route?: string; status?: number; source?: string; identity?: Partial<Identity>; error?: boolean; path?: string; tls?: string }): GatewayExchange {
-  const socket = o.tls
-    ? { getProtocol: () => 'TLSv1.3', getCipher: () => ({ name: o.tls }), alpnProtocol: 'http/1.1', getPeerCertificate: () => ({}) }
-    : {};
+  // o.tls: the client certificate's bytes (a connection without one has no TLS identity)
+  const socket = { getPeerCertificate: () => (o.tls ? { raw: Buffer.from(o.tls) } : {}) };
   return {
     routed: o.route !== undefined,
     route: { name: o.route ?? '' },
@@ -48,23 +47,27 @@ test('traffic: requests summed per identity (subject, client, else source) and r
   );
 });
 
-test('token_use: once per token, network and TLS fingerprint — again from another network or TLS stack', () => {
+test('token_use: once per token, network and client certificate — again from another network or certificate', () => {
   const { events, usage } = collect();
   const alice = { jti: 'jti-1', exp: Math.floor(Date.now() / 1000) + 300, clientId: 'web' };
-  usage.observe(ex({ route: 'orders', identity: alice, source: '198.51.100.7', tls: 'TLS_AES_128_GCM_SHA256' }));
-  usage.observe(ex({ route: 'orders', identity: alice, source: '198.51.100.99', tls: 'TLS_AES_128_GCM_SHA256' })); // same /24
-  usage.observe(ex({ route: 'orders', identity: alice, source: '203.0.113.5', tls: 'TLS_AES_128_GCM_SHA256' }));
-  usage.observe(ex({ route: 'orders', identity: alice, source: '203.0.113.5', tls: 'TLS_CHACHA20_POLY1305_SHA256' }));
+  usage.observe(ex({ route: 'orders', identity: alice, source: '198.51.100.7' }));
+  usage.observe(ex({ route: 'orders', identity: alice, source: '198.51.100.99' })); // same /24
+  usage.observe(ex({ route: 'orders', identity: alice, source: '203.0.113.5' }));
+  usage.observe(ex({ route: 'orders', identity: alice, source: '203.0.113.5', tls: 'certificate A' }));
+  usage.observe(ex({ route: 'orders', identity: alice, source: '203.0.113.5', tls: 'certificate A' }));
+  usage.observe(ex({ route: 'orders', identity: alice, source: '203.0.113.5', tls: 'certificate B' }));
   usage.observe(ex({ route: 'orders', identity: { kind: 'consumer', sub: 'acme', consumer: 'acme', jti: 'key-prefix' } })); // an API key is not a token
   const uses = events.filter((e) => e.type === 'token_use');
   assert.deepEqual(
-    uses.map((e) => [e.jti, e.subject, e.client, e.source, e.tls?.split('|')[1]]),
+    uses.map((e) => [e.jti, e.subject, e.client, e.source, e.tls === undefined ? undefined : e.tls.startsWith('x5t#S256:')]),
     [
-      ['jti-1', 'alice', 'web', '198.51.100.7', 'TLS_AES_128_GCM_SHA256'],
-      ['jti-1', 'alice', 'web', '203.0.113.5', 'TLS_AES_128_GCM_SHA256'],
-      ['jti-1', 'alice', 'web', '203.0.113.5', 'TLS_CHACHA20_POLY1305_SHA256'],
+      ['jti-1', 'alice', 'web', '198.51.100.7', undefined],
+      ['jti-1', 'alice', 'web', '203.0.113.5', undefined],
+      ['jti-1', 'alice', 'web', '203.0.113.5', true],
+      ['jti-1', 'alice', 'web', '203.0.113.5', true],
     ],
   );
+  assert.notEqual(uses[2].tls, uses[3].tls);
   usage.close();
 });
 

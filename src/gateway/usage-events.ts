@@ -1,7 +1,7 @@
 // What the monitor's detectors learn from the requests a gateway lets
 // through (refusals are events of their own, in respond):
-//   token_use       a token id first seen from a network (/24, /64) or TLS
-//                   fingerprint — once per (jti, network, fingerprint), not per request
+//   token_use       a token id first seen from a network (/24, /64) or client
+//                   certificate — once per (jti, network, certificate), not per request
 //   upstream_status the upstream answered 403 or 404 on a route (object enumeration)
 //   traffic         requests per identity (subject, else client, else source) and
 //                   route, summed over `intervalMs` and sent as one event each
@@ -29,19 +29,20 @@ interface Count {
   count: number;
 }
 
-/** A TLS fingerprint of the connection: protocol, cipher, ALPN and the client certificate's hash when there is one. */
-const fingerprints = new WeakMap<object, string>();
+/**
+ * The TLS identity of the connection: the client certificate's hash, when it
+ * presented one. Node shows nothing of a ClientHello (no JA3/JA4), and what it
+ * does show (protocol, cipher, ALPN) changes with the HTTP library one client
+ * uses — a fingerprint that flags honest clients — so none is made without a certificate.
+ */
+const fingerprints = new WeakMap<object, string | undefined>();
 function tlsFingerprint(ex: GatewayExchange): string | undefined {
   const socket = (isHttp2(ex.req) ? ex.req.stream.session?.socket : ex.req.socket) as TLSSocket | undefined;
-  if (socket === undefined || typeof socket.getProtocol !== 'function') return undefined;
-  let fp = fingerprints.get(socket);
-  if (fp === undefined) {
-    const cert = socket.getPeerCertificate?.(false)?.raw;
-    const parts = [socket.getProtocol() ?? '', socket.getCipher()?.name ?? '', socket.alpnProtocol || 'http/1.1'];
-    if (cert) parts.push(createHash('sha256').update(cert).digest('base64url').slice(0, 22));
-    fp = parts.join('|');
-    fingerprints.set(socket, fp);
-  }
+  if (socket === undefined || typeof socket.getPeerCertificate !== 'function') return undefined;
+  if (fingerprints.has(socket)) return fingerprints.get(socket);
+  const cert = socket.getPeerCertificate(false)?.raw;
+  const fp = cert ? `x5t#S256:${createHash('sha256').update(cert).digest('base64url')}` : undefined;
+  fingerprints.set(socket, fp);
   return fp;
 }
 

@@ -1,6 +1,7 @@
 // The `monitor:` section: what the control plane does with the security
 // events every enforcement point sends it (src/monitor). Absent: the defaults
-// below — events are kept for a week, every detector quarantines, the web
+// below — events are kept for a week, every detector but replay and
+// volumetric (shadow: they record what they would do) quarantines, the web
 // console is not served (it needs a zone to sign operators in and at least
 // one operator).
 import { isIP } from 'node:net';
@@ -102,8 +103,9 @@ export const MonitorConfig = z
           'distinct object paths answered 403 or 404 on one templated route',
           'for one identity (the source where there is none)',
         ),
+        // shadow by default: a phone moving from Wi-Fi to a mobile network is a second network too
         replay: Detector(
-          { threshold: 2, windowSeconds: 3600, quarantineFor: '15m' },
+          { threshold: 2, windowSeconds: 3600, quarantineFor: '15m', shadow: true },
           'networks (IPv4 /24, IPv6 /64) or TLS fingerprints one token id (jti) is seen from',
           'within its lifetime',
         ),
@@ -115,7 +117,7 @@ export const MonitorConfig = z
         scan: { enabled: true, shadow: false, threshold: 5, windowSeconds: 10, quarantineFor: '5m' },
         stuffing: { enabled: true, shadow: false, threshold: 10, windowSeconds: 60, quarantineFor: '10m', distinctAccounts: 5 },
         enumeration: { enabled: true, shadow: false, threshold: 20, windowSeconds: 60, quarantineFor: '10m' },
-        replay: { enabled: true, shadow: false, threshold: 2, windowSeconds: 3600, quarantineFor: '15m' },
+        replay: { enabled: true, shadow: true, threshold: 2, windowSeconds: 3600, quarantineFor: '15m' },
         lateral: { enabled: true, shadow: false, threshold: 3, windowSeconds: 300, quarantineFor: '15m' },
         volumetric: { enabled: true, shadow: true, intervalSeconds: 60, alpha: 0.3, factor: 10, minRequests: 100, warmupIntervals: 5, quarantineFor: '10m' },
       })

@@ -171,7 +171,8 @@ export async function findReflector(ctx: ProbeContext, zone: ZoneTarget, nonce: 
       if (boundSet(ctx).has(t)) continue;
       auth = [`Authorization: Bearer ${t}`];
     }
-    const { res } = await send(ctx, zone.gateway, 'GET', route.path, [...auth, `X-Probe-Reflect: ${nonce}`], undefined, { freshSource: true });
+    // with a genuine token: from the address it was obtained from (see token.control)
+    const { res } = await send(ctx, zone.gateway, 'GET', route.path, [...auth, `X-Probe-Reflect: ${nonce}`], undefined, auth.length > 0 ? {} : { freshSource: true });
     if (res && res.status < 300 && res.body.includes(nonce)) return { route, auth };
   }
   return undefined;

@@ -50,7 +50,7 @@ export async function headerChecks(ctx: ProbeContext): Promise<CheckResult[]> {
       continue;
     }
     const spoofs = spoofedHeaders(nonce);
-    const { res, x } = await send(ctx, zone.gateway, 'GET', reflector.route.path, [...reflector.auth, ...spoofs.map(([n, v]) => `${n}: ${v}`)], undefined, { freshSource: true });
+    const { res, x } = await send(ctx, zone.gateway, 'GET', reflector.route.path, [...reflector.auth, ...spoofs.map(([n, v]) => `${n}: ${v}`)], undefined, reflector.auth.length > 0 ? {} : { freshSource: true });
     const leaks = res ? leaked(res.body, spoofs) : [];
     out.push(
       result(
