@@ -8,6 +8,7 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type Crypt
 
 export interface DpopKey {
   privateKey: CryptoKey;
+  publicKey: CryptoKey;
   jwk: JWK;
   /** RFC 7638 thumbprint: what cnf.jkt of a token bound to this key says */
   jkt: string;
@@ -16,12 +17,12 @@ export interface DpopKey {
 export async function dpopKey(): Promise<DpopKey> {
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
   const jwk = await exportJWK(publicKey);
-  return { privateKey, jwk, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
+  return { privateKey, publicKey, jwk, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
 }
 
 export interface ProofClaims {
   htm: string;
-  /** the request's URL; its query and fragment are left out, as the RFC says */
+  /** the request's URL without query and fragment (RFC 9449 §4.2; `dpopHeaders` strips them), sent as given */
   htu: string;
   /** the access token the proof goes with (ath); absent at the token endpoint */
   token?: string;
@@ -34,9 +35,7 @@ export interface ProofClaims {
 }
 
 export function dpopProof(key: DpopKey, c: ProofClaims): Promise<string> {
-  const htu = new URL(c.htu);
-  htu.search = htu.hash = '';
-  const payload: Record<string, unknown> = { htm: c.htm, htu: htu.href, iat: c.iat ?? Math.floor(Date.now() / 1000), jti: c.jti ?? randomUUID() };
+  const payload: Record<string, unknown> = { htm: c.htm, htu: c.htu, iat: c.iat ?? Math.floor(Date.now() / 1000), jti: c.jti ?? randomUUID() };
   if (c.token !== undefined) payload.ath = createHash('sha256').update(c.token).digest('base64url');
   if (c.nonce !== undefined) payload.nonce = c.nonce;
   return new SignJWT(payload).setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: c.jwk ?? key.jwk }).sign(key.privateKey);
@@ -44,5 +43,12 @@ export function dpopProof(key: DpopKey, c: ProofClaims): Promise<string> {
 
 /** Headers presenting a DPoP-bound `token` for one request (a fresh proof each call). */
 export async function dpopHeaders(key: DpopKey, token: string, method: string, url: string, nonce?: string): Promise<{ authorization: string; dpop: string }> {
-  return { authorization: `DPoP ${token}`, dpop: await dpopProof(key, { htm: method, htu: url, token, nonce }) };
+  return { authorization: `DPoP ${token}`, dpop: await dpopProof(key, { htm: method, htu: htuOf(url), token, nonce }) };
+}
+
+/** A request URL as a proof's htu: without query and fragment. */
+export function htuOf(url: string): string {
+  const u = new URL(url);
+  u.search = u.hash = '';
+  return u.href;
 }

@@ -1,50 +1,11 @@
 // A DPoP client key (RFC 9449) and its proofs, as a real client makes them:
 // ES256, typ dpop+jwt, the public JWK in the header, htm/htu/iat/jti, and
 // `ath` (the hash of the access token) when a resource is called.
-import { createHash, randomUUID } from 'node:crypto';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { request, type Dispatcher } from 'undici';
+import { dpopProof, type DpopKey } from '../../src/shared/dpop-client.ts';
 
-export interface DpopKey {
-  privateKey: CryptoKey;
-  publicKey: CryptoKey;
-  jwk: JWK;
-  /** RFC 7638 thumbprint: what cnf.jkt of a token bound to this key says */
-  jkt: string;
-}
-
-export async function dpopKey(): Promise<DpopKey> {
-  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwk = await exportJWK(publicKey);
-  return { privateKey, publicKey, jwk, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
-}
-
-export interface ProofClaims {
-  htm: string;
-  htu: string;
-  /** the access token the proof goes with (ath); absent at the token endpoint */
-  token?: string;
-  nonce?: string;
-  /** seconds; default now */
-  iat?: number;
-  jti?: string;
-  /** a header key other than the signing key's (a forgery) */
-  jwk?: JWK;
-}
-
-export function dpopProof(key: DpopKey, c: ProofClaims): Promise<string> {
-  const payload: Record<string, unknown> = { htm: c.htm, htu: c.htu, iat: c.iat ?? Math.floor(Date.now() / 1000), jti: c.jti ?? randomUUID() };
-  if (c.token !== undefined) payload.ath = createHash('sha256').update(c.token).digest('base64url');
-  if (c.nonce !== undefined) payload.nonce = c.nonce;
-  return new SignJWT(payload).setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: c.jwk ?? key.jwk }).sign(key.privateKey);
-}
-
-/** Headers presenting a DPoP-bound `token` for one request (a fresh proof each call). */
-export async function dpopHeaders(key: DpopKey, token: string, method: string, url: string): Promise<{ authorization: string; dpop: string }> {
-  const htu = new URL(url);
-  htu.search = htu.hash = '';
-  return { authorization: `DPoP ${token}`, dpop: await dpopProof(key, { htm: method, htu: htu.href, token }) };
-}
+// the client side of DPoP is the product's own (the probe uses it too)
+export { dpopKey, dpopProof, dpopHeaders, type DpopKey, type ProofClaims } from '../../src/shared/dpop-client.ts';
 
 /**
  * A one-zone topology (`partner`: an authority with catalog:read and a gateway

@@ -3,7 +3,7 @@
 // the authority's JWKS, and the route that reflects request headers (if any).
 import { exchange, rawRequest, type Exchange, type ExchangeOptions, type ParsedResponse } from './http1.ts';
 import type { ProbeContext } from './context.ts';
-import { dpopKey, dpopProof, type DpopKey } from '../../shared/dpop-client.ts';
+import { dpopKey, dpopProof, htuOf, type DpopKey } from '../../shared/dpop-client.ts';
 import type { RouteInfo, ZoneTarget } from './types.ts';
 
 export const hostOf = (url: string) => new URL(url).host;
@@ -112,7 +112,7 @@ export function genuineToken(ctx: ProbeContext, zone: ZoneTarget, scopes: string
         const headers = [`Authorization: Basic ${basic}`, 'Content-Type: application/x-www-form-urlencoded'];
         const u = new URL(d.token_endpoint);
         const request = async (nonce?: string) => {
-          const proof = zone.senderConstrained ? [`DPoP: ${await dpopProof(await keyOf(ctx), { htm: 'POST', htu: d.token_endpoint, nonce })}`] : [];
+          const proof = zone.senderConstrained ? [`DPoP: ${await dpopProof(await keyOf(ctx), { htm: 'POST', htu: htuOf(d.token_endpoint), nonce })}`] : [];
           return (await send(ctx, u.origin, 'POST', u.pathname + u.search, [...headers, ...proof], body)).res;
         };
         let res = await request();
@@ -134,7 +134,7 @@ export function genuineToken(ctx: ProbeContext, zone: ZoneTarget, scopes: string
  */
 export async function credentials(ctx: ProbeContext, token: string, o: { method: string; origin: string; target: string; dpop?: boolean; nonce?: string }): Promise<string[]> {
   if (!boundSet(ctx).has(token) && !o.dpop) return [`Authorization: Bearer ${token}`];
-  const proof = await dpopProof(await keyOf(ctx), { htm: o.method, htu: new URL(o.target, o.origin).href, token, nonce: o.nonce });
+  const proof = await dpopProof(await keyOf(ctx), { htm: o.method, htu: htuOf(new URL(o.target, o.origin).href), token, nonce: o.nonce });
   return [`Authorization: DPoP ${token}`, `DPoP: ${proof}`];
 }
 
