@@ -4,6 +4,7 @@
 // (in-flight requests finish, exit 0, no orphan), SIGKILL of `up` (no child
 // survives), and a component that cannot start (reported once, not retried in
 // a loop). Prints the fault table (t.diagnostic).
+import { keepLogs } from './support/suite-logs.ts';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -419,6 +420,7 @@ test('SIGTERM (twice) under load, with a service in its restart backoff: in-flig
   assert.deepEqual(left, [], 'no orphan');
   for (const p of pids) assert.ok(gone(p.pid, p.started), `component pid ${p.pid} is gone`);
   await A.edge.close();
+  keepLogs(A.stateDir, 'faults');
   rmSync(A.stateDir, { recursive: true, force: true });
 });
 
@@ -476,6 +478,7 @@ test('a component with a bad config is reported once and not restarted in a loop
     assert.deepEqual(processesOf(B.child.pid!, B.stateDir), [], 'and nothing was restarted after up died');
   } finally {
     await B.edge.close();
+    keepLogs(B.stateDir, 'faults');
     rmSync(B.stateDir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   }

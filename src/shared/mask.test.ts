@@ -121,12 +121,11 @@ test('wired: a pino logger of createLogger and a problem body mask what they car
   assert.equal(body.detail, 'no user ***@example.com');
 });
 
-test('access-log fields: the cost of masking a path and a query', () => {
-  const samples = ['/api/orders', '/api/orders/550e8400-e29b-41d4-a716-446655440000', 'limit=5&state=abc'];
-  const n = 100_000;
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) for (const s of samples) maskText(s);
-  const us = ((performance.now() - t0) * 1000) / (n * samples.length);
-  assert.ok(us < 5, `${us.toFixed(3)} µs a field`);
-  process.stdout.write(`# maskText on an access-log field: ${us.toFixed(3)} µs\n`);
+test('identifiers are not card numbers: UUIDs whose decimal groups pass Luhn, hex ids that start with digits', () => {
+  // each of these would have been masked as a card: a request id in a log line lost its value
+  for (const id of ['00000000-0000-4000-4111-111111111111', '3f2a9c1e-8b7d-4e5f-5123-123456789010', '4111111111111111abcdef0123456789'])
+    assert.equal(maskText(`request_id ${id} status 200`), `request_id ${id} status 200`);
+  // the cards themselves still are, whatever their separators
+  assert.equal(maskText('paid with 4111-1111-1111-1111.'), 'paid with ****-****-****-1111.');
+  assert.equal(maskText('card=4111111111111111&x=1'), 'card=************1111&x=1');
 });

@@ -40,7 +40,10 @@ const GATEHOUSE_API_KEY = /\bgh_([a-z0-9]{8})_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])
 const VENDOR_API_KEY =
   /\b(?:AKIA[0-9A-Z]{16}|(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}|gh[pousr]_[A-Za-z0-9]{36,}|xox[abposr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})\b/g;
 const EMAIL = /[A-Za-z0-9._%+-]+@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24})\b/g;
-const CARD = /(?<![0-9A-Za-z])[2-6](?:[ -]?[0-9]){12,18}(?![0-9])/g;
+// a card number stands alone: not inside a word or a hex identifier (a trace id's leading digits)
+const CARD = /(?<![0-9A-Za-z])[2-6](?:[ -]?[0-9]){12,18}(?![0-9A-Za-z])/g;
+/** A UUID (request and event ids): a run of its decimal groups can look like a dash-separated card number. */
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 const IBAN = /\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b/g;
 
 /** Luhn (mod 10) over digits only. */
@@ -54,9 +57,18 @@ function luhn(digits: string): boolean {
   return sum % 10 === 0;
 }
 
-function maskCard(match: string): string {
+/** Whether [start, end) of `text` lies inside a UUID. */
+function insideUuid(text: string, start: number, end: number): boolean {
+  const from = Math.max(0, start - 36);
+  const window = text.slice(from, Math.min(text.length, end + 36));
+  for (const m of window.matchAll(UUID)) if (from + m.index <= start && from + m.index + m[0].length >= end) return true;
+  return false;
+}
+
+function maskCard(match: string, offset: number, text: string): string {
   const digits = match.replace(/[ -]/g, '');
   if (digits.length < 13 || digits.length > 19 || !luhn(digits)) return match;
+  if (match.includes('-') && insideUuid(text, offset, offset + match.length)) return match;
   let keep = 4;
   let out = '';
   for (let i = match.length - 1; i >= 0; i--) {

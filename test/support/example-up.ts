@@ -11,6 +11,7 @@ import type { PeerCertificate } from 'node:tls';
 import { Agent } from 'undici';
 import type { Endpoints } from '../../src/cli/up.ts';
 import { issueWorkloadIdentity, trustBundlePath, type WorkloadIdentity } from '../../src/pki/index.ts';
+import { keepLogs } from './suite-logs.ts';
 
 const root = path.join(import.meta.dirname, '..', '..');
 const main = path.join(root, 'src/cli/main.ts');
@@ -96,6 +97,7 @@ export async function upExample(timeoutMs = 90_000, args: string[] = []): Promis
         child.once('exit', (c) => resolve(c));
         child.kill('SIGINT');
       });
+      keepLogs(stateDir, 'example');
       rmSync(stateDir, { recursive: true, force: true });
       return code;
     },

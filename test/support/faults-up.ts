@@ -2,6 +2,7 @@
 // tests (test/faults-storage.test.ts): started on a given topology and state
 // dir, with up's own admin listener (GET /readyz lists every component with
 // its pid), the dev credentials, and an agent trusting the dev CA.
+import { keepLogs } from './suite-logs.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -93,6 +94,7 @@ export async function startUp(config: string, stateDir: string, timeoutMs = 60_0
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
       const code = await exited;
       clearTimeout(timer);
+      keepLogs(stateDir, 'faults-storage');
       return code;
     },
   };
