@@ -35,6 +35,7 @@ before(async () => {
 });
 after(async () => {
   for (const a of strangers.values()) await a.close();
+  for (const a of harnessAgents) await a.close();
   assert.equal(await ex.stop(), 0, 'gatehouse up stops cleanly on SIGINT');
 });
 
@@ -50,7 +51,16 @@ function from(address: string): Agent {
   return a;
 }
 
-const edgeFetch = () => ((input: any, init?: any) => undiciFetch(input, { ...init, dispatcher: ex.edge })) as unknown as TestFetch;
+/**
+ * A harness's own connections: cli() blocks the event loop (spawnSync) long enough for an authority to close an
+ * idle keep-alive connection that the shared agent, its timers late, would then reuse ("other side closed").
+ */
+const harnessAgents: Agent[] = [];
+const edgeFetch = () => {
+  const agent = new Agent({ connect: { ca: readFileSync(ex.endpoints.caBundle, 'utf8') } });
+  harnessAgents.push(agent);
+  return ((input: any, init?: any) => undiciFetch(input, { ...init, dispatcher: agent })) as unknown as TestFetch;
+};
 const harness = (issuer: string) => ({ auth: { issuer }, fetch: edgeFetch(), totp: async (secret: string) => generate({ secret }) }) as unknown as Harness;
 
 /** A CLI verb against the running example's state; the JSON it prints. */
