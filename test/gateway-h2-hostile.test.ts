@@ -8,6 +8,7 @@
 // A hostile request must end in a stream reset, a GOAWAY or a 400 problem, and
 // the upstream must never see it. Cases the gateway currently gets wrong are
 // grouped at the end under "FAILING:".
+import { frame, headerBlock, statusOf } from '../src/audit/probe/h2-raw.ts';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
@@ -24,7 +25,7 @@ after(async () => {
 });
 
 // ---------------------------------------------------------------------------
-// Frames and HPACK, just enough for these tests
+// Frames and HPACK: the probe's own (src/audit/probe/h2-raw.ts), literal fields sent as given
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const DATA = 0x0;
@@ -36,100 +37,6 @@ const GOAWAY = 0x7;
 const END_STREAM = 0x1;
 const ACK = 0x1;
 const END_HEADERS = 0x4;
-
-function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(stream & 0x7fffffff, 5);
-  return Buffer.concat([head, payload]);
-}
-
-/** HPACK integer with an N-bit prefix (RFC 7541 §5.1); `high` holds the bits above the prefix. */
-function hpackInt(value: number, prefixBits: number, high = 0): Buffer {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return Buffer.from([high | value]);
-  const out = [high | max];
-  value -= max;
-  while (value >= 128) {
-    out.push((value % 128) + 128);
-    value = Math.floor(value / 128);
-  }
-  out.push(value);
-  return Buffer.from(out);
-}
-
-/** Literal header field without indexing, new name, no Huffman (RFC 7541 §6.2.2). */
-function literal(name: string, value: string): Buffer {
-  const n = Buffer.from(name, 'latin1');
-  const v = Buffer.from(value, 'latin1');
-  return Buffer.concat([Buffer.from([0x00]), hpackInt(n.length, 7), n, hpackInt(v.length, 7), v]);
-}
-
-function readInt(buf: Buffer, i: number, prefixBits: number): [number, number] {
-  const max = (1 << prefixBits) - 1;
-  let value = buf[i] & max;
-  i++;
-  if (value < max) return [value, i];
-  let m = 0;
-  for (;;) {
-    const b = buf[i++];
-    value += (b & 0x7f) * 2 ** m;
-    m += 7;
-    if ((b & 0x80) === 0) return [value, i];
-  }
-}
-
-/** Huffman-decode a string of digits only (all a :status value holds). */
-function huffmanDigits(bytes: Buffer): string | undefined {
-  let bits = '';
-  for (const b of bytes) bits += b.toString(2).padStart(8, '0');
-  let out = '';
-  let i = 0;
-  while (i < bits.length) {
-    const rest = bits.slice(i);
-    if (rest.length < 8 && /^1*$/.test(rest)) break; // EOS padding
-    const five = rest.slice(0, 5);
-    if (five === '00000' || five === '00001' || five === '00010') {
-      out += String(parseInt(five, 2));
-      i += 5;
-      continue;
-    }
-    const six = parseInt(rest.slice(0, 6), 2);
-    if (rest.length >= 6 && six >= 0x19 && six <= 0x1f) {
-      out += String(six - 0x19 + 3);
-      i += 6;
-      continue;
-    }
-    return undefined;
-  }
-  return out;
-}
-
-const STATIC_STATUS: Record<number, number> = { 8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500 };
-
-/** The :status of a response header block (nghttp2 always sends it first). */
-function decodeStatus(block: Buffer): number | undefined {
-  let i = 0;
-  while (i < block.length && (block[i] & 0xe0) === 0x20) i = readInt(block, i, 5)[1]; // table size updates
-  if (i >= block.length) return undefined;
-  const b = block[i];
-  let index: number;
-  if (b & 0x80) {
-    [index] = readInt(block, i, 7);
-    return STATIC_STATUS[index];
-  }
-  if ((b & 0xc0) === 0x40) [index, i] = readInt(block, i, 6);
-  else [index, i] = readInt(block, i, 4);
-  if (!(index in STATIC_STATUS)) return undefined;
-  const huffman = (block[i] & 0x80) !== 0;
-  let length: number;
-  [length, i] = readInt(block, i, 7);
-  const raw = block.subarray(i, i + length);
-  const text = huffman ? huffmanDigits(raw) : raw.toString('latin1');
-  return text === undefined ? undefined : Number(text);
-}
 
 interface H2Result {
   /** :status of stream 1's response, when one came. */
@@ -148,7 +55,7 @@ interface H2Result {
  * the outcome until the stream ends, is reset, or the connection closes.
  */
 function h2Raw(fields: Array<[string, string]>, data: Buffer[] = [], o: { timeoutMs?: number; endStream?: boolean } = {}): Promise<H2Result> {
-  const block = Buffer.concat(fields.map(([n, v]) => literal(n, v)));
+  const block = headerBlock(fields);
   const endStream = o.endStream ?? true;
   return new Promise((resolve, reject) => {
     const socket = tls.connect({ host: h.host, port: h.port, ca: h.ca, servername: 'localhost', ALPNProtocols: ['h2'] });
@@ -209,7 +116,7 @@ function h2Raw(fields: Array<[string, string]>, data: Buffer[] = [], o: { timeou
           result.goaway = { lastStream: payload.readUInt32BE(0) & 0x7fffffff, code: payload.readUInt32BE(4) };
           streamEnded();
         } else if (stream === 1 && type === HEADERS) {
-          if (result.status === undefined) result.status = decodeStatus(payload);
+          if (result.status === undefined) result.status = statusOf(payload);
           if (flags & END_STREAM) streamEnded();
         } else if (stream === 1 && type === DATA) {
           result.body = Buffer.concat([result.body, payload]);

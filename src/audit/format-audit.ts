@@ -2,6 +2,7 @@
 // JSON (the report itself) or SARIF 2.1.0 (GitHub code scanning and other
 // tools): stable rule ids, the topology file and line of each finding, and a
 // fingerprint of rule and field that survives edits elsewhere in the file.
+import { sarifLog } from './sarif.ts';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -36,39 +37,31 @@ const SECURITY_SEVERITY: Record<Severity, string> = { error: '7.5', warning: '5.
 
 function sarif(r: AuditReport, version: string) {
   const uri = artifactUri(r.file);
-  return {
-    $schema: 'https://json.schemastore.org/sarif-2.1.0.json',
-    version: '2.1.0',
-    runs: [
-      {
-        tool: {
-          driver: {
-            name: 'gatehouse-audit',
-            version,
-            rules: RULES.map((rule) => ({
-              id: rule.id,
-              name: rule.name,
-              shortDescription: { text: rule.summary },
-              fullDescription: { text: `${rule.summary} Practice: ${rule.practice}.` },
-              help: { text: `Fix: ${rule.fix}.` },
-              defaultConfiguration: { level: rule.severity },
-              properties: { tags: ['security', 'configuration'], 'security-severity': SECURITY_SEVERITY[rule.severity] },
-            })),
-          },
-        },
-        ...(uri.uriBaseId ? { originalUriBaseIds: { SRCROOT: { description: { text: 'the directory gatehouse audit ran in' } } } } : {}),
-        results: r.findings.map((f) => ({
-          ruleId: f.ruleId,
-          ruleIndex: RULES.findIndex((rule) => rule.id === f.ruleId),
-          level: f.severity,
-          message: { text: `${f.path}: ${f.message}. Fix: ${f.fix}.` },
-          locations: [{ physicalLocation: { artifactLocation: uri, region: { startLine: f.line, startColumn: f.column } } }],
-          // the rule and the field, not the line: a finding keeps its identity when lines move
-          partialFingerprints: { 'gatehouseFinding/v1': createHash('sha256').update(`${f.ruleId}\0${uri.uri}\0${f.path}`).digest('hex').slice(0, 32) },
-        })),
-      },
-    ],
-  };
+  return sarifLog(
+    {
+      name: 'gatehouse-audit',
+      version,
+      rules: RULES.map((rule) => ({
+        id: rule.id,
+        name: rule.name,
+        shortDescription: { text: rule.summary },
+        fullDescription: { text: `${rule.summary} Practice: ${rule.practice}.` },
+        help: { text: `Fix: ${rule.fix}.` },
+        defaultConfiguration: { level: rule.severity },
+        properties: { tags: ['security', 'configuration'], 'security-severity': SECURITY_SEVERITY[rule.severity] },
+      })),
+    },
+    r.findings.map((f) => ({
+      ruleId: f.ruleId,
+      ruleIndex: RULES.findIndex((rule) => rule.id === f.ruleId),
+      level: f.severity,
+      message: { text: `${f.path}: ${f.message}. Fix: ${f.fix}.` },
+      locations: [{ physicalLocation: { artifactLocation: uri, region: { startLine: f.line, startColumn: f.column } } }],
+      // the rule and the field, not the line: a finding keeps its identity when lines move
+      partialFingerprints: { 'gatehouseFinding/v1': createHash('sha256').update(`${f.ruleId}\0${uri.uri}\0${f.path}`).digest('hex').slice(0, 32) },
+    })),
+    uri.uriBaseId ? { originalUriBaseIds: { SRCROOT: { description: { text: 'the directory gatehouse audit ran in' } } } } : {},
+  );
 }
 
 /** The file relative to where the audit ran (what code scanning maps to the repository), else an absolute file: URI. */

@@ -53,46 +53,66 @@ export function headerBlock(fields: Array<[string, string]>): Buffer {
   );
 }
 
-/** The digits of a Huffman-coded status (RFC 7541 Appendix B: '0'-'2' are 5 bits, '3'-'9' 6 bits). */
+/** An HPACK integer with an n-bit prefix at `i` (RFC 7541 §5.1): its value and where the next field starts. */
+function readInt(buf: Buffer, i: number, prefixBits: number): [number, number] {
+  const max = (1 << prefixBits) - 1;
+  let value = buf[i] & max;
+  i++;
+  if (value < max) return [value, i];
+  for (let m = 0; i < buf.length; m += 7) {
+    const b = buf[i++];
+    value += (b & 0x7f) * 2 ** m;
+    if ((b & 0x80) === 0) return [value, i];
+  }
+  return [value, i];
+}
+
+/** Huffman-decode a string of digits only (all a :status holds; RFC 7541 Appendix B: '0'-'2' are 5 bits, '3'-'9' 6 bits). */
 function huffmanDigits(bytes: Buffer): string | undefined {
-  const bits = [...bytes].map((b) => b.toString(2).padStart(8, '0')).join('');
+  let bits = '';
+  for (const b of bytes) bits += b.toString(2).padStart(8, '0');
   let out = '';
   let i = 0;
-  while (out.length < 3 && i < bits.length) {
-    const five = bits.slice(i, i + 5);
-    if (/^000(00|01|10)$/.test(five)) {
+  while (i < bits.length) {
+    const rest = bits.slice(i);
+    if (rest.length < 8 && /^1*$/.test(rest)) break; // EOS padding
+    const five = rest.slice(0, 5);
+    if (five === '00000' || five === '00001' || five === '00010') {
       out += String(parseInt(five, 2));
       i += 5;
       continue;
     }
-    const six = bits.slice(i, i + 6);
-    const d = parseInt(six, 2) - 0b011001 + 3;
-    if (six.length === 6 && d >= 3 && d <= 9) {
-      out += String(d);
+    const six = parseInt(rest.slice(0, 6), 2);
+    if (rest.length >= 6 && six >= 0x19 && six <= 0x1f) {
+      out += String(six - 0x19 + 3);
       i += 6;
       continue;
     }
     return undefined;
   }
-  return out.length === 3 ? out : undefined;
+  return out;
 }
 
 const STATIC_STATUS: Record<number, number> = { 8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500 };
 
 /** The :status of a response header block, when it is the first field (as servers send it). */
 export function statusOf(block: Buffer): number | undefined {
-  let at = 0;
-  while (at < block.length && (block[at] & 0xe0) === 0x20) at++; // dynamic table size updates (single-byte forms)
-  const b = block[at];
-  if (b === undefined) return undefined;
-  if (b & 0x80) return STATIC_STATUS[b & 0x7f];
-  // a literal whose name is static entry 8 (:status), with or without indexing
-  const index = (b & 0xc0) === 0x40 ? b & 0x3f : b & 0x0f;
-  if (index < 8 || index > 14) return undefined;
-  const len = block[at + 1] & 0x7f;
-  const raw = block.subarray(at + 2, at + 2 + len);
-  const text = block[at + 1] & 0x80 ? huffmanDigits(raw) : raw.toString('latin1');
-  return text && /^\d{3}$/.test(text) ? Number(text) : undefined;
+  let i = 0;
+  while (i < block.length && (block[i] & 0xe0) === 0x20) i = readInt(block, i, 5)[1]; // dynamic table size updates
+  if (i >= block.length) return undefined;
+  const b = block[i];
+  let index: number;
+  if (b & 0x80) return STATIC_STATUS[readInt(block, i, 7)[0]];
+  // a literal whose name is static entry 8-14 (:status), with or without indexing
+  if ((b & 0xc0) === 0x40) [index, i] = readInt(block, i, 6);
+  else [index, i] = readInt(block, i, 4);
+  if (!(index in STATIC_STATUS) || i >= block.length) return undefined;
+  const huffman = (block[i] & 0x80) !== 0;
+  let length: number;
+  [length, i] = readInt(block, i, 7);
+  const raw = block.subarray(i, i + length);
+  const text = huffman ? huffmanDigits(raw) : raw.toString('latin1');
+  return text !== undefined && /^\d{3}$/.test(text) ? Number(text) : undefined;
 }
 
 export type RawH2Answer = { status: number; body: Buffer } | { refused: string } | { error: string; noH2?: boolean };

@@ -2,6 +2,7 @@
 // (code-scanning tools) or JUnit XML (CI test views). Only failures are
 // findings; skipped and errored checks are listed so nothing passes silently.
 import type { CheckResult, ProbeReport, Severity } from './types.ts';
+import { sarifLog } from '../sarif.ts';
 
 export const FORMATS = ['text', 'json', 'sarif', 'junit'] as const;
 export type Format = (typeof FORMATS)[number];
@@ -44,38 +45,30 @@ function sarif(r: ProbeReport) {
   const rules = new Map<string, CheckResult>();
   for (const c of r.results) if (!rules.has(c.id)) rules.set(c.id, c);
   const ids = [...rules.keys()];
-  return {
-    $schema: 'https://json.schemastore.org/sarif-2.1.0.json',
-    version: '2.1.0',
-    runs: [
-      {
-        tool: {
-          driver: {
-            name: 'gatehouse-probe',
-            version: r.tool.version,
-            rules: ids.map((id) => ({
-              id,
-              shortDescription: { text: rules.get(id)!.title },
-              defaultConfiguration: { level: LEVEL[rules.get(id)!.severity] },
-              properties: { 'security-severity': SCORE[rules.get(id)!.severity], tags: ['security'] },
-            })),
-          },
-        },
-        invocations: [{ executionSuccessful: true, startTimeUtc: r.startedAt }],
-        results: r.results
-          .filter((c) => c.status === 'fail' || c.status === 'accepted')
-          .map((c) => ({
-            ruleId: c.id,
-            ruleIndex: ids.indexOf(c.id),
-            level: LEVEL[c.severity],
-            message: { text: `${c.title} at ${c.target}: expected ${c.expected}; observed ${c.observed}` },
-            locations: [{ physicalLocation: { artifactLocation: { uri: uriOf(c.target) } } }],
-            // SARIF's own way to carry an accepted risk: code-scanning views show it as dismissed, with why
-            ...(c.acceptance ? { suppressions: [{ kind: 'external', status: 'accepted', justification: `${c.acceptance.reason} (until ${c.acceptance.expires})` }] } : {}),
-          })),
-      },
-    ],
-  };
+  return sarifLog(
+    {
+      name: 'gatehouse-probe',
+      version: r.tool.version,
+      rules: ids.map((id) => ({
+        id,
+        shortDescription: { text: rules.get(id)!.title },
+        defaultConfiguration: { level: LEVEL[rules.get(id)!.severity] },
+        properties: { 'security-severity': SCORE[rules.get(id)!.severity], tags: ['security'] },
+      })),
+    },
+    r.results
+      .filter((c) => c.status === 'fail' || c.status === 'accepted')
+      .map((c) => ({
+        ruleId: c.id,
+        ruleIndex: ids.indexOf(c.id),
+        level: LEVEL[c.severity],
+        message: { text: `${c.title} at ${c.target}: expected ${c.expected}; observed ${c.observed}` },
+        locations: [{ physicalLocation: { artifactLocation: { uri: uriOf(c.target) } } }],
+        // SARIF's own way to carry an accepted risk: code-scanning views show it as dismissed, with why
+        ...(c.acceptance ? { suppressions: [{ kind: 'external', status: 'accepted', justification: `${c.acceptance.reason} (until ${c.acceptance.expires})` }] } : {}),
+      })),
+    { invocations: [{ executionSuccessful: true, startTimeUtc: r.startedAt }] },
+  );
 }
 
 const uriOf = (target: string) => /https?:\/\/\S+/.exec(target)?.[0] ?? `tcp://${target.split(' ')[0]}`;
