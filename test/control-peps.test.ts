@@ -109,7 +109,8 @@ test('with no bundle in force a gateway refuses every request (503 bundle_unavai
   await until('served', () => get(gw, '/a'), (r) => r.status === 200);
   assert.equal((await request(`${gw.adminUrl}/readyz`)).statusCode, 200);
   // nothing newer arrives: once it expires, everything is refused again (fail closed)
-  await until('expired', () => get(gw, '/a'), (r) => r.status === 503, 4000);
+  // (a bound for a loaded machine: the point is that it closes, not how fast)
+  await until('expired', () => get(gw, '/a'), (r) => r.status === 503, 15_000);
   assert.equal((await get(gw, '/a')).code, 'bundle_unavailable');
 });
 
