@@ -145,7 +145,8 @@ test('rewrap over a table: killed with SIGKILL midway, the rerun completes; no r
     const file = path.join(d, 'shop.sqlite');
     const v = await openVault({ stateDir: d, env: {} });
     await v.createKey('pii');
-    const db = new DatabaseSync(file);
+    // the test reads while rewrap writes: wait for its lock as an application would (SQLite's busy timeout)
+    const db = new DatabaseSync(file, { timeout: 10_000 });
     db.exec('CREATE TABLE orders (id INTEGER PRIMARY KEY, address TEXT, note TEXT)');
     const insert = db.prepare('INSERT INTO orders (id, address, note) VALUES (?, ?, ?)');
     db.exec('BEGIN');
