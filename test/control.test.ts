@@ -97,6 +97,38 @@ test('long-poll: a publish reaches a waiting client within ~100 ms; status shows
   }
 });
 
+test('the bundle in force expires: subscribers are told once, whether a poll or the timer notices first (fail closed)', async () => {
+  const out = tempDir('gh-exp-');
+  const state = tempDir('gh-ctl-');
+  try {
+    const r = await exportBundles({ config, stateDir: ca.stateDir, out: out.dir, ttlSeconds: 60 });
+    // a clock the test moves: the timer (real time) is a minute away, the poll sees the expiry first
+    let skew = 0;
+    const c = createBundleClient({
+      dir: out.dir,
+      stateDir: state.dir,
+      identity: gateway,
+      trustDomain: TD,
+      caBundle: gateway.bundlePem,
+      pollIntervalMs: 50,
+      clock: { now: () => Date.now() + skew },
+    });
+    clients.push(c);
+    await c.waitFor(r.revision, 3000);
+    const told: (number | undefined)[] = [];
+    c.subscribe((b) => told.push(b?.revision));
+    skew = 61_000;
+    for (let i = 0; i < 100 && told.length === 0; i++) await delay(20);
+    await delay(300); // later polls refuse the expired file again: nobody is told twice
+    assert.deepEqual(told, [undefined]);
+    assert.equal(c.current(), undefined);
+    assert.ok((c.stats().refused.bundle_expired ?? 0) >= 1, 'the expired file is refused on the next polls');
+  } finally {
+    out.cleanup();
+    state.cleanup();
+  }
+});
+
 test('refused bundles change nothing and are counted (folder of exported files)', async () => {
   const out = tempDir('gh-exp-');
   const state = tempDir('gh-ctl-');

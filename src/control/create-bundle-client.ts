@@ -129,12 +129,7 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
     stats.source = source;
     if (source === 'remote') stats.lastRefusal = undefined; // as OPA's status: an error is reported until a good bundle replaces it
     // the moment this bundle stops being valid, PEPs are told (they refuse until a newer one)
-    clearTimeout(expiry);
-    const left = Date.parse(v.bundle.expiresAt) - clock.now();
-    expiry = setTimeout(() => {
-      if (current === v && inForce() === undefined) notify(undefined);
-    }, Math.min(Math.max(left, 0) + 5, 2 ** 31 - 1));
-    expiry.unref();
+    armExpiry(v);
     if (source === 'remote') {
       mkdirSync(path.dirname(diskFile), { recursive: true, mode: 0o700 });
       const tmp = `${diskFile}.${process.pid}.tmp`;
@@ -149,8 +144,25 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
     }
   }
 
+  // A timer may fire early (the event loop's clock lags under load) and a poll may
+  // notice the expiry first: whichever sees it, the PEPs are told once.
+  function armExpiry(v: VerifiedBundle): void {
+    clearTimeout(expiry);
+    const left = Date.parse(v.bundle.expiresAt) - clock.now();
+    expiry = setTimeout(() => {
+      if (current === v && inForce() === v) armExpiry(v);
+    }, Math.min(Math.max(left, 0) + 5, 2 ** 31 - 1));
+    expiry.unref();
+  }
+
   function inForce(): VerifiedBundle | undefined {
-    if (current && Date.parse(current.bundle.expiresAt) <= clock.now()) current = undefined; // fail closed
+    if (current && Date.parse(current.bundle.expiresAt) <= clock.now()) {
+      current = undefined; // fail closed
+      clearTimeout(expiry);
+      queueMicrotask(() => {
+        if (current === undefined && !closed) notify(undefined);
+      });
+    }
     return current;
   }
 
