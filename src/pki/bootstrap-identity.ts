@@ -1,7 +1,8 @@
-// The workload side of the CA: first identity from a one-time join token, then
-// renewals authenticated by the current certificate. The key is generated here
-// and never sent anywhere.
+// The workload side of the CA: first identity from a one-time join token (or a
+// Kubernetes projected service-account token), then renewals authenticated by
+// the current certificate. The key is generated here and never sent anywhere.
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { newKeyAndCsr, certMatchesKey } from './lib/workload-key.ts';
 import { caRequest, CaRequestError } from './lib/ca-client.ts';
 import { normalizeSerial } from './lib/x509.ts';
@@ -10,7 +11,11 @@ import type { WorkloadIdentity } from './workload-identity.ts';
 
 export interface BootstrapIdentityOptions {
   caUrl: string;
-  /** The one-time token from `gatehouse ca token --service S` (or `--gateway Z`). Never logged. */
+  /**
+   * The one-time token from `gatehouse ca token --service S` (or `--service gateway:Z`), or
+   * `file:<path>`: the token is read from that file at each bootstrap (a Kubernetes projected
+   * service-account token, which the kubelet rewrites before it expires). Never logged.
+   */
   joinToken: string;
   /** The service, or `gateway:<zone>`. */
   service: string;
@@ -27,7 +32,7 @@ export async function bootstrapIdentity(options: BootstrapIdentityOptions): Prom
     'POST',
     '/v1/bootstrap',
     { service: options.service, csr: csrPem, ...(options.ttlSeconds ? { ttlSeconds: options.ttlSeconds } : {}) },
-    { ...options, headers: { authorization: `Bearer ${options.joinToken}` } },
+    { ...options, headers: { authorization: `Bearer ${tokenOf(options.joinToken)}` } },
   );
   const identity = toIdentity(json, keyPem, options.trustDomain, options.bundlePem);
   const id = parseSpiffeId(identity.spiffeId, options.trustDomain);
@@ -36,6 +41,25 @@ export async function bootstrapIdentity(options: BootstrapIdentityOptions): Prom
   if (!id || !expected)
     throw new CaRequestError(0, 'bad_answer', 'the CA issued a certificate for another identity');
   return identity;
+}
+
+/** `file:` names the file the token is in (GATEHOUSE_JOIN_TOKEN=file:/var/run/secrets/…/token in a pod). */
+export const TOKEN_FILE_PREFIX = 'file:';
+const MAX_TOKEN_FILE_BYTES = 16 * 1024;
+
+function tokenOf(joinToken: string): string {
+  if (!joinToken.startsWith(TOKEN_FILE_PREFIX)) return joinToken;
+  const file = joinToken.slice(TOKEN_FILE_PREFIX.length);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new Error(`cannot read the token file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  const token = text.trim();
+  if (token.length === 0 || token.length > MAX_TOKEN_FILE_BYTES || /\s/.test(token))
+    throw new Error(`the token file ${file} does not hold one token`);
+  return token;
 }
 
 export interface RenewIdentityOptions {

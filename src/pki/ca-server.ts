@@ -24,7 +24,8 @@ import { createLogger, type Logger } from '../shared/logger.ts';
 import { openCa, type Ca, type CaPolicy } from './open-ca.ts';
 import { issueCertificate, workloadKnown, type IssuedCertificate } from './issue-certificate.ts';
 import { newKeyAndCsr } from './lib/workload-key.ts';
-import { lookupToken } from './lib/join-tokens.ts';
+import { lookupToken, TOKEN_PREFIX } from './lib/join-tokens.ts';
+import type { K8sAttestor } from './create-k8s-attestor.ts';
 import { verifySvid } from './verify-svid.ts';
 import { caSpiffeId } from './spiffe-id.ts';
 import { GatehouseError } from '../shared/errors.ts';
@@ -44,6 +45,8 @@ export interface StartCaServerOptions {
   clock?: Clock;
   policy?: Partial<CaPolicy>;
   logger?: Logger;
+  /** Kubernetes projected service-account tokens accepted at /v1/bootstrap besides join tokens; absent: join tokens only. */
+  k8sAttestor?: K8sAttestor;
 }
 
 export interface CaServer {
@@ -169,12 +172,25 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
         const body = await readJson(req);
         const auth = req.headers.authorization ?? '';
         const m = /^Bearer ([^\s]+)$/.exec(auth);
-        if (!m) throw new GatehouseError('unauthorized', 'a join token is required (Authorization: Bearer)');
+        if (!m) throw new GatehouseError('unauthorized', 'a join token or a service account token is required (Authorization: Bearer)');
         if (typeof body.service !== 'string') throw new GatehouseError('bad_request', 'service is required');
-        const pending = lookupToken(ca.paths.tokens, m[1], body.service, ca.clock.now());
-        const cert = await issueCertificate(ca, { csr: body.csr as string, spiffeId: pending.record.spiffeId, ttlSeconds: ttlOf(body) });
-        pending.consume(); // after every check passed: a refused attempt leaves the token usable
-        return issuedAnswer(cert, 'bootstrap', requestId);
+        if (m[1].startsWith(TOKEN_PREFIX) || !options.k8sAttestor) {
+          const pending = lookupToken(ca.paths.tokens, m[1], body.service, ca.clock.now());
+          const cert = await issueCertificate(ca, { csr: body.csr as string, spiffeId: pending.record.spiffeId, ttlSeconds: ttlOf(body) });
+          pending.consume(); // after every check passed: a refused attempt leaves the token usable
+          return issuedAnswer(cert, 'bootstrap', requestId);
+        }
+        // a projected service-account token: every replica and restart presents its own
+        const who = await options.k8sAttestor.attest(m[1], body.service, ca.clock.now());
+        const cert = await issueCertificate(ca, { csr: body.csr as string, spiffeId: who.spiffeId, ttlSeconds: ttlOf(body) });
+        return issuedAnswer(cert, 'k8s_psat', requestId, {
+          namespace: who.namespace,
+          serviceAccount: who.serviceAccount,
+          pod: who.pod.name,
+          podUid: who.pod.uid,
+          ...(who.node ? { node: who.node } : {}),
+          ...(who.tokenId ? { tokenId: who.tokenId } : {}),
+        });
       }
       case 'POST /v1/renew': {
         const socket = req.socket as TLSSocket;
@@ -230,10 +246,11 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
     return ancestor;
   }
 
-  function issuedAnswer(cert: IssuedCertificate, via: string, requestId: string) {
+  /** `attested`: who the CA issued to besides the SPIFFE ID (the pod a service-account token was bound to), for the audit line. */
+  function issuedAnswer(cert: IssuedCertificate, via: string, requestId: string, attested?: Record<string, string>) {
     const zone = /\/zone\/([^/]+)\//.exec(cert.spiffeId)?.[1] ?? 'none';
     issued.inc({ zone, via });
-    log.info({ event: 'certificate_issued', requestId, via, spiffeId: cert.spiffeId, serial: cert.serial, notAfter: cert.notAfter }, 'certificate issued');
+    log.info({ event: 'certificate_issued', requestId, via, spiffeId: cert.spiffeId, serial: cert.serial, notAfter: cert.notAfter, ...attested }, 'certificate issued');
     return {
       status: 201,
       body: {

@@ -6,8 +6,10 @@ export { issueWorkloadIdentity, type IssueWorkloadIdentityOptions } from './issu
 export { createJoinToken, type JoinToken, type CreateJoinTokenOptions } from './create-join-token.ts';
 export { revokeCertificate, REVOCATION_REFRESH_SECONDS } from './revoke-certificate.ts';
 export { startCaServer, type StartCaServerOptions, type CaServer } from './ca-server.ts';
-export { bootstrapIdentity, renewIdentity, fetchRevocations, type BootstrapIdentityOptions, type RenewIdentityOptions } from './bootstrap-identity.ts';
+export { bootstrapIdentity, renewIdentity, fetchRevocations, TOKEN_FILE_PREFIX, type BootstrapIdentityOptions, type RenewIdentityOptions } from './bootstrap-identity.ts';
 export { CaRequestError } from './lib/ca-client.ts';
+export { createK8sAttestor, K8S_TOKEN_ALGORITHMS, MAX_K8S_TOKEN_BYTES, type K8sAttestor, type K8sAttestation } from './create-k8s-attestor.ts';
+export { loadK8sAttestationConfig, K8sAttestationSchema, type K8sAttestationConfig, type K8sAttestationPlan } from './lib/k8s-attestation-config.ts';
 export { verifySvid, type SvidDecision, type SvidRejection, type VerifySvidOptions } from './verify-svid.ts';
 export { parseSpiffeId, serviceSpiffeId, gatewaySpiffeId, caSpiffeId, controlSpiffeId, vaultSpiffeId, callerName, type WorkloadId } from './spiffe-id.ts';
 export { newKeyAndCsr } from './lib/workload-key.ts';

@@ -45,15 +45,20 @@ export function register(program: Command): void {
     });
 
   common(ca.command('serve'))
-    .description('issue workload certificates over HTTPS (join-token bootstrap, mTLS renewal)')
+    .description('issue workload certificates over HTTPS (join-token or Kubernetes service-account-token bootstrap, mTLS renewal)')
     .option('--listen <host:port>', 'HTTPS listener', '127.0.0.1:0')
     .option('--admin-listen <host:port>', 'loopback listener for /metrics and /healthz; absent: none')
-    .action(async (o: Common & { listen: string; adminListen?: string }) => {
+    .option(
+      '--k8s-attestation <file>',
+      "also bootstrap pods by their projected service-account token: the cluster issuer, audience, its keys and the workload of each service account (gatehouse export k8s writes it); absent: join tokens only",
+    )
+    .action(async (o: Common & { listen: string; adminListen?: string; k8sAttestation?: string }) => {
       const { loadTopology } = await import('../../topology/load.ts');
-      const { startCaServer } = await import('../../pki/index.ts');
+      const { startCaServer, createK8sAttestor, loadK8sAttestationConfig } = await import('../../pki/index.ts');
       const { announceReady, closeOnSignals } = await import('../ready.ts');
       const { topology } = loadTopology(o.config);
-      const server = await startCaServer({ topology, stateDir: o.stateDir, listen: o.listen, adminListen: o.adminListen });
+      const k8sAttestor = o.k8sAttestation === undefined ? undefined : await createK8sAttestor(loadK8sAttestationConfig(o.k8sAttestation, topology));
+      const server = await startCaServer({ topology, stateDir: o.stateDir, listen: o.listen, adminListen: o.adminListen, k8sAttestor });
       announceReady({ component: 'ca', endpoints: { ca: server.url, ...(server.adminUrl ? { admin: server.adminUrl } : {}) } });
       closeOnSignals(() => server.close());
     });
