@@ -50,8 +50,11 @@ test('an allow edge edited while gatehouse up runs is enforced live; gatehouse s
   ex = await upExample(90_000, ['--config', file]);
   assert.equal(await catalog(), 200);
   const first = status();
-  // four zone gateways; catalog, bff, orders, partner-catalog on the SDK; echo and backoffice behind sidecars
-  assert.deepEqual(first.peps.map((p) => p.kind).sort(), ['gateway', 'gateway', 'gateway', 'gateway', 'service', 'service', 'service', 'service', 'sidecar', 'sidecar']);
+  // five zone authorities; four zone gateways; catalog, bff, orders, partner-catalog on the SDK; echo and backoffice behind sidecars
+  assert.deepEqual(first.peps.map((p) => p.kind).sort(), [
+    ...Array(5).fill('authority'),
+    ...['gateway', 'gateway', 'gateway', 'gateway', 'service', 'service', 'service', 'service', 'sidecar', 'sidecar'],
+  ]);
   const original = readFileSync(file, 'utf8');
   // catalog stops taking GET from its gateway: the gateway still routes, the service refuses (403)
   const edited = original.replace(

@@ -1,6 +1,6 @@
 // The detectors beside scan and stuffing, each end to end through the control
-// plane's intake (events over mTLS from the PEPs that would see them, or from
-// the authority over the admin listener): enumeration, token replay, lateral
+// plane's intake (events over mTLS from the PEPs that would see them, the
+// zone authority's with its own identity): enumeration, token replay, lateral
 // movement and the volumetric baseline quarantine whom they should (per
 // identity where there is one) and publish new bundles; shadow mode records
 // only; an exempt source is never counted; a decision released as a false
@@ -21,7 +21,8 @@ import { createLogger } from '../src/shared/logger.ts';
 import { networkOf } from '../src/monitor/detectors.ts';
 import { tempDir } from './support/gateway-fixture.ts';
 import { closeAfterAll, until } from './support/closers.ts';
-import { sendEvents, sendLocalEvents } from './support/monitor-events.ts';
+import { sendEvents } from './support/monitor-events.ts';
+import { authoritySpiffeId } from '../src/pki/spiffe-id.ts';
 
 const TD = 'detectors.test';
 const main = path.join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
@@ -53,6 +54,7 @@ const clock = { now: () => Date.now() + offset };
 const control = await startControlServer({ config: file, stateDir: dir, watchMs: 50, logger: quiet, clock });
 closer(() => control.close());
 const GW = gatewaySpiffeId(TD, 'edge');
+const AUTHORITY = authoritySpiffeId(TD, 'edge');
 const svc = (name: string) => serviceSpiffeId(TD, 'edge', name);
 const send = async (from: string, events: Record<string, unknown>[]) => assert.equal(await sendEvents(dir, control.url, from, events), 202);
 
@@ -122,7 +124,7 @@ test('token replay: a token issued to one network and used from another is caugh
   assert.equal(networkOf('2001:db8:1:2:3::4'), '2001:db8:1:2::/64');
   assert.equal(networkOf('2001:db8::1'), '2001:db8:0:0::/64');
   // the authority issued it to 10.1.2.3; the gateway sees it from 10.1.2.99 (same /24), then from the exempt network
-  assert.equal(await sendLocalEvents(control.adminUrl, 'authority:edge', [{ type: 'token_issued', code: 'issued', jti: 'jti-bob-1', client: 'shop-web', subject: 'bob', source: '10.1.2.3' }]), 202);
+  assert.equal(await sendEvents(dir, control.url, AUTHORITY, [{ type: 'token_issued', code: 'issued', jti: 'jti-bob-1', client: 'shop-web', subject: 'bob', source: '10.1.2.3' }]), 202);
   await send(GW, [
     { type: 'token_use', code: 'first_seen', jti: 'jti-bob-1', client: 'shop-web', subject: 'bob', source: '10.1.2.99', tls: 't13d1516h2_8daaf6152771_e5627efa2ab1' },
     { type: 'token_use', code: 'first_seen', jti: 'jti-bob-1', client: 'shop-web', subject: 'bob', source: '192.0.2.50', tls: 't13d1516h2_8daaf6152771_e5627efa2ab1' },
@@ -186,11 +188,11 @@ test('volumetric: a client far above its own EWMA baseline on a route is quarant
 test('stuffing: failed sign-ins for five distinct usernames from one source quarantine it before ten failures; one account tried again and again does not', async () => {
   const fail = (source: string, account: string) => ({ type: 'auth_failure', code: 'login', source, account, detail: 'bad credentials' });
   // one account, four times (cracking is the authority's lockout): no quarantine
-  assert.equal(await sendLocalEvents(control.adminUrl, 'authority:edge', [1, 2, 3, 4].map(() => fail('198.51.100.40', 'alice'))), 202);
+  assert.equal(await sendEvents(dir, control.url, AUTHORITY, [1, 2, 3, 4].map(() => fail('198.51.100.40', 'alice'))), 202);
   // four distinct accounts from another source: not yet
-  assert.equal(await sendLocalEvents(control.adminUrl, 'authority:edge', ['ann', 'ben', 'cat', 'dan'].map((a) => fail('198.51.100.41', a))), 202);
+  assert.equal(await sendEvents(dir, control.url, AUTHORITY, ['ann', 'ben', 'cat', 'dan'].map((a) => fail('198.51.100.41', a))), 202);
   assert.deepEqual(await quarantines(), []);
-  assert.equal(await sendLocalEvents(control.adminUrl, 'authority:edge', [fail('198.51.100.41', 'eve')]), 202);
+  assert.equal(await sendEvents(dir, control.url, AUTHORITY, [fail('198.51.100.41', 'eve')]), 202);
   const [q] = await quarantinedAs('source', '198.51.100.41');
   assert.equal(q.origin, 'detector:stuffing');
   assert.match(q.reason, /5 distinct usernames refused within 60 s/);
@@ -198,20 +200,17 @@ test('stuffing: failed sign-ins for five distinct usernames from one source quar
   assert.equal((await cli('quarantine', 'remove', '--source', '198.51.100.41')).status, 0);
 });
 
-test('hostile input on the new fields and the local event door: bounded, refused or attributed to the verified sender', async () => {
+test('hostile input on the new fields: bounded, refused or attributed to the verified sender; the admin API takes no events', async () => {
   // a gateway claiming to be the authority: pep is its own SPIFFE ID
   await send(GW, [{ type: 'token_issued', code: 'issued', jti: 'x'.repeat(128), pep: 'local:authority:edge' }]);
   const forged = (await events('token_issued')).find((e) => e.jti === 'x'.repeat(128));
   assert.equal(forged, undefined, 'an event with a pep field is refused by the schema (strict)');
-  for (const [what, headers, body, status] of [
-    ['no component', { 'content-type': 'application/json' }, '[]', 422],
-    ['a gateway claiming to be local', { 'content-type': 'application/json', 'gatehouse-component': 'gateway:edge' }, '[]', 422],
-    ['not JSON', { 'content-type': 'application/json', 'gatehouse-component': 'authority:edge' }, '{', 400],
-    ['oversized', { 'content-type': 'application/json', 'gatehouse-component': 'authority:edge' }, 'x'.repeat(600_000), 413],
-    ['text/plain (a browser form)', { 'content-type': 'text/plain', 'gatehouse-component': 'authority:edge' }, '[]', 415],
-    ['from a web page', { 'content-type': 'application/json', 'gatehouse-component': 'authority:edge', origin: 'https://evil.example' }, '[]', 403],
+  // the loopback admin API takes no events: a process of this machine cannot speak for a workload there
+  for (const [what, headers, status] of [
+    ['the old local door', { 'content-type': 'application/json', 'gatehouse-component': 'authority:edge' }, 405],
+    ['from a web page', { 'content-type': 'application/json', 'gatehouse-component': 'authority:edge', origin: 'https://evil.example' }, 403],
   ] as const) {
-    const r = await request(`${control.adminUrl}/events`, { method: 'POST', headers, body });
+    const r = await request(`${control.adminUrl}/events`, { method: 'POST', headers, body: '[]' });
     assert.equal(r.statusCode, status, what);
     await r.body.dump();
   }
@@ -221,8 +220,4 @@ test('hostile input on the new fields and the local event door: bounded, refused
   }
   const stored = (await events('traffic')).filter((e) => e.client === 'x');
   assert.deepEqual(stored, [], 'counts out of range are rejected event by event');
-  // local events are attributed as local, never as a workload
-  assert.equal(await sendLocalEvents(control.adminUrl, 'authority:edge', [{ type: 'auth_failure', code: 'login', source: '198.51.100.30', detail: 'username eve' }]), 202);
-  const local = (await events('auth_failure')).find((e) => e.source === '198.51.100.30');
-  assert.equal(local?.pep, 'local:authority:edge');
 });

@@ -93,7 +93,7 @@ test('a scripted credential-stuffing run at the public authority is quarantined 
   assert.equal(q?.origin, 'detector:stuffing');
   const failures = cli('events', '--since', '10m', '--type', 'auth_failure', '--json').filter((e) => e.source === '127.0.0.22');
   assert.ok(failures.length >= 10, `${failures.length} auth_failure events`);
-  assert.equal(failures[0].pep, 'local:authority:public');
+  assert.equal(failures[0].pep, `spiffe://${ex!.endpoints.trustDomain}/zone/public/authority`);
 });
 
 test('the console of the example: listed in endpoints.json, every page behind the sign-in, its client registered at the public authority', async () => {

@@ -16,6 +16,7 @@ import type { IssuerRevocations } from './issuer-revocations.ts';
 import type { ClientCertPolicy } from './client-certificate.ts';
 import type { DpopNonces } from '../shared/sender-constraint.ts';
 import type { Federation } from './federation.ts';
+import type { Quarantine } from '../policy/index.ts';
 
 export interface ConfidentialAudience {
   claims: string[];
@@ -55,6 +56,16 @@ export interface AuthorityContext {
   webauthn: { rpId: string; rpName: string; origin: string };
   /** DPoP (RFC 9449): the nonce secret oidc-provider's token endpoint uses, and the nonces of the zone's own resource endpoints (userinfo) */
   dpop: { requireNonce: boolean; nonceSecret: Buffer; nonces: DpopNonces };
+  /**
+   * The quarantines in force here (the authority's policy bundle, monitor.ts):
+   * a quarantined subject signs in nowhere and obtains no token. Absent: the
+   * authority follows no control plane.
+   */
+  quarantine?: {
+    subject(sub: string): Quarantine | undefined;
+    /** Records a refusal of a quarantined subject (a token_refused event and a log line). */
+    refused(r: { sub: string; username?: string; client?: string; source?: string; where: string; decision: Quarantine }): void;
+  };
   /** sign-in through upstream OpenID Providers (federation.ts); set once the authority listens */
   federation?: Federation;
 }

@@ -202,9 +202,19 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
     return finishLogin(provider, req, res, uid, fed.accountId, amrFed, ACR_PASSWORD);
   }
 
+  /** A quarantined subject (gatehouse quarantine add --subject) signs in nowhere: audited (a token_refused event), and a page that says so. */
+  function refuseQuarantined(req: IncomingMessage, sub: string, username: string | undefined): void {
+    const q = ctx.quarantine?.subject(sub);
+    if (!q) return;
+    ctx.quarantine!.refused({ sub, username, source: sourceOf(req), where: 'sign-in', decision: q });
+    throw new FormError('quarantined', `This account is quarantined until ${q.until}; sign-in is refused. Contact your security team.`);
+  }
+
   async function finishLogin(provider: Provider, req: IncomingMessage, res: ServerResponse, uid: string, accountId: string, amr: string[], acr: string) {
     await ctx.db.deleteFrom('mfa_pending').where('uid', '=', uid).execute();
     const user = await ctx.users.byId(accountId);
+    // every way in (password, second factor, passkey, federation) ends here
+    refuseQuarantined(req, accountId, user?.username);
     ctx.audit('login.success', { sub: accountId, username: user?.username, amr, source: sourceOf(req) });
     await provider.interactionFinished(req, res, { login: { accountId, amr, acr, remember: false } }, { mergeWithLastSubmission: false });
   }
@@ -305,6 +315,8 @@ export function createInteractions(getProvider: () => Provider, ctx: AuthorityCo
         }
         await ctx.throttle.refund(`src:${source}`, t.source);
         await ctx.throttle.reset(`pwd:${keyName}`);
+        // refused before the second factor is asked for
+        refuseQuarantined(req, user.id, user.username);
         if (!user.mfa) {
           if (ctx.config.mfa.required) {
             ctx.audit('login.failure', { sub: user.id, username: user.username, source, reason: 'no second factor enrolled' });

@@ -8,24 +8,38 @@
 // (owner-only, monitor/console-grant.ts), where the control plane reads it.
 // A client by that name that is not the console's is never replaced: refused loudly.
 //
-// Every authority also (createAuthorityMonitor):
-// - sends security events to the control plane: sign-in and client
-//   authentication failures (auth_failure), lockouts, token exchanges (done or
-//   refused), issued access tokens (token_issued, with the jti and where it was
-//   obtained: the replay detector compares it with where gateways see it), and
-//   refused token requests. An authority has no workload identity of the trust
-//   domain yet, so they go to the control plane's loopback admin listener
-//   (shipLocalEvents: one machine, as under `gatehouse up`); the buffer is
-//   bounded and a request never waits on it.
-// - follows the quarantines the control plane holds (its admin listener, every
-//   second; the last list it read stays in force while the control plane is
-//   away, and each decision ends at its `until`), and refuses the token,
-//   authorization and pushed-authorization requests of a quarantined client:
-//   it can obtain no new token (400 unauthorized_client, or the quarantined
-//   problem at the authorization endpoint), and a token_refused event is sent.
+// Every authority also (openAuthorityMonitor) is an enforcement point of the
+// control plane, when it follows one (`control`: the bundles URL):
+// - its workload identity spiffe://<td>/zone/<zone>/authority is issued from
+//   the trust domain's CA in the state dir, as a gateway's is, and renewed at
+//   half its lifetime;
+// - it sends security events over mTLS with that identity (the shared event
+//   shipper: bounded buffer, a request never waits on it), attributed by the
+//   control plane to the verified certificate: sign-in and client
+//   authentication failures (auth_failure), lockouts, token exchanges,
+//   issued access tokens (token_issued, with the jti and where it was
+//   obtained), refusals of quarantined clients and subjects (token_refused);
+// - it enforces its own signed policy bundle (long-poll; the last verified one
+//   is kept on disk and stays in force while the control plane is away, until
+//   it expires): a quarantined client obtains no token (400 unauthorized_client,
+//   or the quarantined problem at the authorization endpoint); a quarantined
+//   subject cannot sign in (interactions.ts) nor obtain a token by code,
+//   refresh (provider.ts) or exchange (here: the subject token's sub); a
+//   subject token whose jti is revoked is not exchanged.
+// With no valid bundle at all (none yet, or the last one expired) it fails
+// closed like every PEP: sign-in, authorization and token requests are
+// answered 503 until one arrives; discovery and JWKS are still served.
+// An authority that follows no control plane enforces its topology only and
+// sends no events.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { controlAdminUrl, shipLocalEvents, type EventShipper } from '../control/index.ts';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createEventShipper, openPepBundles, type BundleClient, type EventShipper } from '../control/index.ts';
+import { authoritySpiffeId } from '../pki/spiffe-id.ts';
+import { createIdentityManager, issueWorkloadIdentity, trustBundlePath } from '../pki/index.ts';
+import type { Topology } from '../topology/schema.ts';
+import { systemClock, type Clock } from '../shared/clock.ts';
 import type { EventFields } from '../monitor/index.ts';
 import type { Quarantine } from '../policy/index.ts';
 import { GatehouseError, PayloadTooLarge } from '../shared/errors.ts';
@@ -98,17 +112,25 @@ export function grantConsole(ctx: AuthorityContext, stateDir: string): () => voi
 const MAX_PEEK = 64 * 1024;
 
 export interface AuthorityMonitor {
+  /** The authority's workload identity (absent: it follows no control plane). */
+  spiffeId?: string;
   /** The audit sink: the events worth a security event are sent. */
   audit(line: Record<string, unknown>): void;
   /** oidc-provider's `<kind>.issued` for a JWT access token. */
   tokenIssued(token: { jti?: unknown; clientId?: unknown; accountId?: unknown }): void;
   /** Runs the provider for `req` with its source address known to tokenIssued. */
   run(req: IncomingMessage, f: () => void): void;
-  /** Answers `req` when it is a token request of a quarantined client (true), else leaves it untouched or its body read into req.body (false). */
+  /** True when `pathname` must be refused because no valid bundle is in force (fail closed). */
+  unavailable(pathname: string): boolean;
+  /** Answers `req` when it is a token request of a quarantined client or subject (true), else leaves it untouched or its body read into req.body (false). */
   refuse(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<boolean>;
   /** The decision in force for client `id`, if any. */
   quarantined(id: string): Quarantine | undefined;
-  stats(): { sent: number; dropped: number; decisions: number; lastPoll?: string };
+  /** The decision in force for subject `sub`, if any. */
+  subjectQuarantined(sub: string): Quarantine | undefined;
+  /** A quarantined subject was refused (sign-in, token): a token_refused event and a log line. */
+  subjectRefused(r: { sub: string; username?: string; client?: string; source?: string; where: string; decision: Quarantine }): void;
+  stats(): { sent: number; dropped: number; decisions: number; revision: number };
   close(): Promise<void>;
 }
 
@@ -170,61 +192,102 @@ function clientIdOf(req: IncomingMessage, form: URLSearchParams | undefined): st
   return undefined;
 }
 
-export function createAuthorityMonitor(o: { stateDir: string; zone: string; now: () => number; log: Logger; pollMs?: number; shipper?: EventShipper }): AuthorityMonitor {
-  const shipper = o.shipper ?? shipLocalEvents({ stateDir: o.stateDir, component: `authority:${o.zone}` });
-  const sources = new AsyncLocalStorage<string | undefined>();
-  let decisions: Quarantine[] = [];
-  let lastPoll: number | undefined;
-  let polling = false;
-  const poll = async () => {
-    const admin = controlAdminUrl(o.stateDir);
-    if (!admin) return;
-    const res = await fetch(`${admin}/quarantines`, { signal: AbortSignal.timeout(5_000) });
-    if (!res.ok) return void (await res.body?.cancel());
-    const list = (await res.json()) as unknown;
-    if (!Array.isArray(list)) return;
-    decisions = list.filter((q): q is Quarantine => typeof q?.scope === 'string' && typeof q?.value === 'string' && !Number.isNaN(Date.parse(q?.until)));
-    lastPoll = o.now();
-  };
-  const tick = () => {
-    if (polling) return;
-    polling = true;
-    poll()
-      .catch(() => undefined) // the control plane is away: the last list stays
-      .finally(() => (polling = false));
-  };
-  tick();
-  const timer = setInterval(tick, o.pollMs ?? 1000);
-  timer.unref();
+export interface AuthorityMonitorOptions {
+  stateDir: string;
+  zone: string;
+  topology: Topology;
+  now: () => number;
+  clock?: Clock;
+  log: Logger;
+  /** The control plane's bundles URL (https://…/v1/bundles). Absent: the authority follows no control plane. */
+  control?: string;
+  /** How long a start without a bundle on disk waits for the first one (default 5 s); then it serves, refusing sign-in and tokens. */
+  firstWaitMs?: number;
+  /** Replaces the mTLS shipper (tests). */
+  shipper?: EventShipper;
+}
 
-  const quarantined = (id: string) => {
+/** Paths that need a policy: sign-in, authorization, tokens. */
+const GUARDED = /^\/(auth|token|request|interaction)(\/|$)/;
+
+export async function openAuthorityMonitor(o: AuthorityMonitorOptions): Promise<AuthorityMonitor> {
+  const clock = o.clock ?? systemClock;
+  const closers: (() => unknown)[] = [];
+  let shipper: EventShipper | undefined = o.shipper;
+  let pep: BundleClient | undefined;
+  let spiffeId: string | undefined;
+  if (o.control !== undefined) {
+    const td = o.topology.trustDomain;
+    if (!existsSync(trustBundlePath(o.stateDir)))
+      throw new Error(`following the control plane needs the trust domain's CA in the state dir (the authority's identity); ${trustBundlePath(o.stateDir)} is missing`);
+    const id = authoritySpiffeId(td, o.zone);
+    spiffeId = id;
+    const issue = () => issueWorkloadIdentity(o.stateDir, id, { topology: o.topology, clock });
+    const manager = createIdentityManager({ initial: await issue(), renew: issue, clock });
+    manager.on('alert', (info: unknown) => o.log.error({ spiffe_id: id, info }, 'authority certificate is close to expiry and could not be renewed'));
+    manager.on('rotated', () => o.log.info({ spiffe_id: id }, 'authority certificate renewed'));
+    closers.push(() => manager.close());
+    const identity = () => {
+      const c = manager.current();
+      return { spiffeId: id, certPem: c.certPem, keyPem: c.keyPem };
+    };
+    const caBundle = manager.current().bundlePem;
+    const ship = shipper ?? createEventShipper({ url: new URL(o.control).origin, identity, trustDomain: td, caBundle, clock });
+    shipper = ship;
+    try {
+      pep = await openPepBundles({
+        control: o.control,
+        identity,
+        trustDomain: td,
+        caBundle,
+        stateDir: path.join(o.stateDir, 'authority', o.zone),
+        logger: o.log,
+        firstWaitMs: o.firstWaitMs,
+        onRefused: (code) => ship.emit({ type: 'bundle_refused', code }),
+      });
+    } catch (error) {
+      manager.close();
+      await ship.close();
+      throw error;
+    }
+  }
+  const emit = (e: EventFields) => shipper?.emit(e);
+  const sources = new AsyncLocalStorage<string | undefined>();
+
+  const decisions = () => pep?.current()?.bundle.decisions;
+  const find = (scope: 'client' | 'subject', value: string) => {
     const now = o.now();
-    return decisions.find((q) => q.scope === 'client' && q.value === id && Date.parse(q.until) > now);
+    return decisions()?.quarantines.find((q) => q.scope === scope && q.value === value && Date.parse(q.until) > now);
   };
-  const anyClientDecision = () => decisions.some((q) => q.scope === 'client' && Date.parse(q.until) > o.now());
+  const anyDecision = () => {
+    const d = decisions();
+    return d !== undefined && (d.revokedTokenIds.length > 0 || d.quarantines.some((q) => (q.scope === 'client' || q.scope === 'subject') && Date.parse(q.until) > o.now()));
+  };
 
   return {
+    spiffeId,
     audit(line) {
       const e = securityEventOf(line);
-      if (e) shipper.emit(e);
+      if (e) emit(e);
     },
     tokenIssued(t) {
       const jti = str(t.jti, 128);
       if (!jti) return;
-      shipper.emit({ type: 'token_issued', code: 'issued', jti, client: str(t.clientId), subject: str(t.accountId), source: str(sources.getStore(), 64) });
+      emit({ type: 'token_issued', code: 'issued', jti, client: str(t.clientId), subject: str(t.accountId), source: str(sources.getStore(), 64) });
     },
     run(req, f) {
       sources.run(req.socket.remoteAddress, f);
     },
+    unavailable: (pathname) => pep !== undefined && pep.current() === undefined && GUARDED.test(pathname),
     async refuse(req, res, requestId) {
       const pathname = (req.url ?? '/').split('?')[0];
       const tokenLike = req.method === 'POST' && (pathname === '/token' || pathname === '/request');
       const authorize = pathname === '/auth';
-      if ((!tokenLike && !authorize) || !anyClientDecision()) return false;
+      if ((!tokenLike && !authorize) || !anyDecision()) return false;
       let form: URLSearchParams | undefined;
       if (authorize) form = new URL(req.url ?? '/', 'https://authority.invalid').searchParams;
-      else if (!/^basic /i.test(req.headers.authorization ?? '') && /^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) {
-        // the client is named in the body: read it once, and hand the provider what was read
+      else if (/^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) {
+        // the client (or the subject token) is named in the body: read it once, and hand the provider what was read
         const declared = Number(req.headers['content-length'] ?? 0);
         if (declared > MAX_PEEK) return false;
         const chunks: Buffer[] = [];
@@ -242,27 +305,68 @@ export function createAuthorityMonitor(o: { stateDir: string; zone: string; now:
         form = new URLSearchParams(body.toString('utf8'));
       }
       const client = clientIdOf(req, form);
-      const q = client ? quarantined(client) : undefined;
-      if (!q) return false;
-      shipper.emit({ type: 'token_refused', code: 'quarantined', client, source: str(req.socket.remoteAddress, 64), detail: `${pathname}: ${q.reason}`.slice(0, 512) });
-      o.log.warn({ event: 'security', kind: 'token_refused', client, until: q.until }, 'token request of a quarantined client refused');
-      if (authorize) {
-        writeProblem(res, new GatehouseError('quarantined', 'This application is quarantined; try again later.'), requestId);
+      const source = str(req.socket.remoteAddress, 64);
+      const oauthError = (error: string, description: string) => {
+        const body = JSON.stringify({ error, error_description: description });
+        res.writeHead(400, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' });
+        res.end(body);
         return true;
+      };
+      const q = client ? find('client', client) : undefined;
+      if (q) {
+        emit({ type: 'token_refused', code: 'quarantined', client, source, detail: `${pathname}: ${q.reason}`.slice(0, 512) });
+        o.log.warn({ event: 'security', kind: 'token_refused', client, until: q.until }, 'token request of a quarantined client refused');
+        if (authorize) {
+          writeProblem(res, new GatehouseError('quarantined', 'This application is quarantined; try again later.'), requestId);
+          return true;
+        }
+        return oauthError('unauthorized_client', 'this client is quarantined');
       }
-      const body = JSON.stringify({ error: 'unauthorized_client', error_description: 'this client is quarantined' });
-      res.writeHead(400, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' });
-      res.end(body);
-      return true;
+      // a token exchange names its subject in the subject token: enough to refuse (never to admit)
+      if (tokenLike && form?.get('grant_type') === TOKEN_EXCHANGE_GRANT) {
+        const claims = unverifiedClaims(form.get('subject_token'));
+        const sub = str(claims?.sub);
+        const jti = str(claims?.jti, 128);
+        const qs = sub ? find('subject', sub) : undefined;
+        if (qs) {
+          emit({ type: 'token_refused', code: 'quarantined', client, subject: sub, source, detail: `token exchange: ${qs.reason}`.slice(0, 512) });
+          o.log.warn({ event: 'security', kind: 'token_refused', client, subject: sub, until: qs.until }, 'token exchange for a quarantined subject refused');
+          return oauthError('invalid_grant', `the subject is quarantined until ${qs.until}`);
+        }
+        if (jti && decisions()?.revokedTokenIds.includes(jti)) {
+          emit({ type: 'token_exchange', code: 'refused', client, subject: sub, jti, source, detail: 'the subject token is revoked' });
+          return oauthError('invalid_grant', 'the subject token is revoked');
+        }
+      }
+      return false;
     },
-    quarantined,
+    quarantined: (id) => find('client', id),
+    subjectQuarantined: (sub) => find('subject', sub),
+    subjectRefused(r) {
+      emit({ type: 'token_refused', code: 'quarantined', subject: r.sub, account: str(r.username, 128), client: str(r.client), source: str(r.source, 64), detail: `${r.where}: ${r.decision.reason}`.slice(0, 512) });
+      o.log.warn({ event: 'security', kind: 'token_refused', subject: r.sub, client: r.client, where: r.where, until: r.decision.until }, 'a quarantined subject was refused');
+    },
     stats: () => {
-      const s = shipper.stats();
-      return { sent: s.sent, dropped: s.dropped, decisions: decisions.length, lastPoll: lastPoll === undefined ? undefined : new Date(lastPoll).toISOString() };
+      const s = shipper?.stats();
+      return { sent: s?.sent ?? 0, dropped: s?.dropped ?? 0, decisions: decisions()?.quarantines.length ?? 0, revision: pep?.revision() ?? 0 };
     },
     async close() {
-      clearInterval(timer);
-      await shipper.close();
+      await pep?.close();
+      await shipper?.close();
+      for (const c of closers) c();
     },
   };
+}
+
+const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+/** The payload of a JWT, unverified (to refuse, never to admit); undefined when it is not one. */
+function unverifiedClaims(jwt: string | null | undefined): Record<string, unknown> | undefined {
+  if (!jwt || jwt.length > 16 * 1024) return undefined;
+  try {
+    const v = JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as unknown;
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -62,7 +62,16 @@ export function buildProvider(ctx: AuthorityContext): Provider {
     adapter: Adapter,
     clients: [],
     jwks: { keys: ctx.keys.keys.map((k) => k.privateJwk) },
-    async findAccount(_c: KoaContextWithOIDC, sub: string) {
+    async findAccount(c: KoaContextWithOIDC, sub: string) {
+      // a quarantined subject obtains no token (code, refresh) and its sessions end
+      const q = ctx.quarantine?.subject(sub);
+      if (q) {
+        if (c?.oidc?.route !== 'token') return undefined;
+        ctx.quarantine!.refused({ sub, client: c.oidc.client?.clientId, source: c.req.socket.remoteAddress, where: 'token', decision: q });
+        const refused = new errors.InvalidGrant('the subject is quarantined');
+        refused.error_description = `the subject is quarantined until ${q.until}`;
+        throw refused;
+      }
       const user = await ctx.users.byId(sub);
       // a locked or removed user has no account: refresh and userinfo fail
       if (!user || user.locked) return undefined;

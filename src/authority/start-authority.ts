@@ -13,7 +13,7 @@ import type { LoadedTopology } from '../topology/load.ts';
 import { parseListen } from '../topology/schema.ts';
 import { openDevCa } from '../shared/dev-ca.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
-import { NotFound, Internal, isGatehouseError, problemBody, PROBLEM_CONTENT_TYPE } from '../shared/errors.ts';
+import { GatehouseError, NotFound, Internal, isGatehouseError, problemBody, PROBLEM_CONTENT_TYPE } from '../shared/errors.ts';
 import { writeProblem } from '../shared/problem.ts';
 import { listen as listenOn } from '../shared/listen.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
@@ -28,7 +28,7 @@ import { createTrustedIssuers, publicFile } from './trusted-issuers.ts';
 import { createIssuerRevocations, ISSUER_POLL_MS } from './issuer-revocations.ts';
 import { grantTrustingZones } from './zone-trust.ts';
 import { grantFederatingZones } from './federation-seed.ts';
-import { grantConsole, createAuthorityMonitor } from './monitor.ts';
+import { grantConsole, openAuthorityMonitor } from './monitor.ts';
 import { loadAudienceKey } from './confidential-claims.ts';
 import { zoneAudience, type AuthorityContext, type ConfidentialAudience } from './context.ts';
 import { buildProvider } from './provider.ts';
@@ -59,6 +59,15 @@ export interface StartAuthorityOptions {
   clock?: Clock;
   /** how often the key table is checked for rotations (default 5 s) */
   keyPollMs?: number;
+  /**
+   * The control plane's bundles URL (https://…/v1/bundles): the authority gets
+   * its workload identity, enforces its signed bundle and sends its security
+   * events there (monitor.ts). Absent: $GATEHOUSE_CONTROL_URL (how `gatehouse
+   * up` tells it), else it follows no control plane.
+   */
+  control?: string;
+  /** How long a start without a bundle on disk waits for the first one (default 5 s). */
+  firstBundleWaitMs?: number;
   /** receives every audit event besides the audit file */
   onAudit?: (event: Record<string, unknown>) => void;
   logger?: Logger;
@@ -83,6 +92,8 @@ export interface RunningAuthority {
   devCredentials?: ZoneDevCredentials;
   /** dev only: the zone gateway's revocation-feed client, when the topology configures one (dev-feed-client.ts) */
   devFeedClient?: DevFeedClient;
+  /** its workload identity, when it follows a control plane */
+  spiffeId?: string;
   /** the authority's database kind */
   storage: 'sqlite' | 'postgres';
   /** re-read the key table now (the poller does it every keyPollMs) */
@@ -220,7 +231,8 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
 
     const audience = zoneAudience(topology.topology.trustDomain, zone, config);
     // security events to the control plane, quarantined clients refused (monitor.ts)
-    const monitor = createAuthorityMonitor({ stateDir, zone, now, log });
+    const control = options.control ?? (process.env.GATEHOUSE_CONTROL_URL || undefined);
+    const monitor = await openAuthorityMonitor({ stateDir, zone, topology: topology.topology, now, clock, log, control, firstWaitMs: options.firstBundleWaitMs });
     undo.push(() => monitor.close());
     const audit = createAudit({
       zone,
@@ -265,6 +277,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       }),
       confidential,
       clientCerts,
+      quarantine: monitor.spiffeId ? { subject: (sub) => monitor.subjectQuarantined(sub), refused: (r) => monitor.subjectRefused(r) } : undefined,
       webauthn: { rpId, rpName: config.webauthn.rpName ?? `Gatehouse ${zone}`, origin: issuerUrl.origin },
       dpop: await (async () => {
         const nonceSecret = await keyStore.secret('dpop-nonce');
@@ -362,6 +375,16 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
         await handleUserinfo(ctx, userinfoReplay, req, res, requestId);
         return;
       }
+      // no valid policy bundle (none yet, or it expired): no sign-in, no token (fail closed)
+      if (monitor.unavailable(pathname)) {
+        res.setHeader('retry-after', '5');
+        if (pathname === '/token' || pathname === '/request') {
+          const body = JSON.stringify({ error: 'temporarily_unavailable', error_description: 'this authority has no policy from the control plane yet' });
+          res.writeHead(503, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' });
+          res.end(body);
+        } else sendFormError(res, req, new GatehouseError('bundle_unavailable', 'Sign-in is paused: this authority has no policy from the control plane yet. Try again shortly.'), requestId);
+        return;
+      }
       if (pathname === '/healthz') {
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify({ status: 'ok' }));
@@ -439,6 +462,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       devCredentials,
       devFeedClient,
       storage: storage.kind,
+      spiffeId: monitor.spiffeId,
       reloadKeys,
       admin: {
         clients: ctx.clients,

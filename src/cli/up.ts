@@ -1,7 +1,7 @@
 // `gatehouse up`: runs a whole topology on one machine. Every component runs
 // in its own process (the same CLI verbs an operator would run), started in
-// trust order — the trust domain's CA, the control plane and the zone
-// authorities, services (each with its own workload certificate, bootstrapped
+// trust order — the trust domain's CA and the control plane, the zone
+// authorities (which follow the control plane), services (each with its own workload certificate, bootstrapped
 // from a one-time join token), gateways — and `endpoints.json` is written only
 // when every one of them has said it answers. Every gateway, mesh service and
 // sidecar follows the control plane (`--control`): it enforces its signed
@@ -335,15 +335,22 @@ export function up(o: UpOptions): UpSession {
     const zones: Endpoints['zones'] = {};
     const devCredentials: Record<string, unknown> = {};
     const feedSecrets: Record<string, string> = {};
+    // the zone authorities follow the control plane too (their bundle: quarantined
+    // clients and subjects; their events over mTLS with their own identity), so
+    // they start once it answers (its port is pinned: a restart finds it again)
+    const controlReady = await controlChild.ready;
+    const bundlesUrl = `${controlReady.endpoints.control}/v1/bundles`;
     const authorityChildren = Object.entries(topology.zones)
       .filter(([, z]) => z.authority !== undefined && authorityVerb)
       .map(([zone]) => ({
         zone,
-        child: start(`authority-${zone}`, ['authority', ...common, '--zone', zone, ...(o.dev ? ['--dev'] : []), ...ephemeral('--listen')]),
+        child: start(`authority-${zone}`, ['authority', ...common, '--zone', zone, ...(o.dev ? ['--dev'] : []), ...ephemeral('--listen')], MAIN, {
+          GATEHOUSE_CONTROL_URL: bundlesUrl,
+        }),
       }));
-    const [caReady, controlReady, ...authorityReady] = await Promise.all([caChild.ready, controlChild.ready, ...authorityChildren.map((a) => a.child.ready)]);
+    const [caReady, ...authorityReady] = await Promise.all([caChild.ready, ...authorityChildren.map((a) => a.child.ready)]);
     const caUrl = caReady.endpoints.ca;
-    const controlArgs = ['--control', `${controlReady.endpoints.control}/v1/bundles`];
+    const controlArgs = ['--control', bundlesUrl];
     const vaultUrl = vaultChild ? (await vaultChild.ready).endpoints.vault : undefined;
     authorityChildren.forEach((a, i) => {
       const m = authorityReady[i];

@@ -5,4 +5,4 @@ export { createBundleClient, spiffeIdOf, type BundleClient, type BundleClientOpt
 export { openPepBundles, type OpenPepBundlesOptions, type PepBundleSource } from './open-pep-bundles.ts';
 export { exportBundles, type ExportBundlesOptions } from './export-bundles.ts';
 export { controlAdminUrl } from './control-admin-url.ts';
-export { createEventShipper, shipLocalEvents, LOCAL_COMPONENT_HEADER, type EventShipper, type EventShipperOptions, type EventShipperStats } from './create-event-shipper.ts';
+export { createEventShipper, type EventShipper, type EventShipperOptions, type EventShipperStats } from './create-event-shipper.ts';

@@ -9,10 +9,12 @@
 //     holds a matching If-None-Match until a new bundle or the time is up;
 //     `revision` (or header gatehouse-pep-revision) is the status report: the
 //     revision the PEP enforces.
+//   POST /v1/events
+//     a batch of security events of the caller, attributed to the SPIFFE ID of
+//     its verified client certificate (gateways, authorities, services,
+//     sidecars): what an event says about its sender is never believed.
 // Admin listener (loopback, plain HTTP): GET /status, POST /publish, GET /healthz,
-// GET|POST /events (POST: a local component's batch, `gatehouse-component:
-// authority:<zone>`, attributed to local:authority:<zone>), GET|POST|DELETE
-// /quarantines. It answers no browser: a request
+// GET /events, GET|POST|DELETE /quarantines. It answers no browser: a request
 // with an Origin or a cross-site Sec-Fetch-Site is refused, a POST must be
 // application/json, and the Host must be the listener's own (DNS rebinding).
 // The web console (src/console) has a listener of its own when the topology
@@ -34,7 +36,6 @@ import { createPublisher, type Publisher } from './lib/publisher.ts';
 import { readBody } from '../shared/body.ts';
 import { openQuarantineStore, parseDuration, EVENT_TYPES, MAX_BATCH_BYTES, type EventType, type QuarantineRequest, type QuarantineScope, type QuarantineStore } from '../monitor/index.ts';
 import { createEventIntake, type EventIntake } from './lib/event-intake.ts';
-import { LOCAL_COMPONENT_HEADER } from './create-event-shipper.ts';
 import { startConsole, type ConsoleServer } from '../console/index.ts';
 import { BUNDLE_MEDIA_TYPE, bundlePath, readRevokedSerials, type DecisionInputs, type PepKind } from '../policy/index.ts';
 
@@ -296,18 +297,8 @@ export async function startControlServer(options: StartControlServerOptions): Pr
         if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
         return json(200, { revision: await publish({ force: false }) });
       }
-      if (path_ === '/events' && req.method === 'POST') {
-        // a component of this machine without a workload identity (a zone authority): attributed as local
-        const component = req.headers[LOCAL_COMPONENT_HEADER];
-        if (typeof component !== 'string' || !/^authority:[a-z][a-z0-9-]{0,62}$/.test(component))
-          throw new GatehouseError('unprocessable', `${LOCAL_COMPONENT_HEADER} names the sending component (authority:<zone>)`);
-        const pep = `local:${component}`;
-        events.admit(pep);
-        const r = events.ingest(pep, await readBody(req, MAX_BATCH_BYTES));
-        return json(202, r);
-      }
       if (path_ === '/events') {
-        if (req.method !== 'GET') throw MethodNotAllowed(['GET', 'POST']);
+        if (req.method !== 'GET') throw MethodNotAllowed(['GET']);
         const u = new URL(req.url ?? '/', 'http://admin.invalid');
         const type = u.searchParams.get('type') ?? undefined;
         if (type !== undefined && !(EVENT_TYPES as readonly string[]).includes(type)) throw new GatehouseError('unprocessable', `type must be one of ${EVENT_TYPES.join(', ')}`);

@@ -44,6 +44,7 @@ export function workloadKnown(ca: Ca, id: WorkloadId): boolean {
   if (!t) return true;
   if (id.kind === 'ca') return true;
   if (id.kind === 'gateway') return t.zones[id.zone]?.gateway !== undefined;
+  if (id.kind === 'authority') return t.zones[id.zone]?.authority !== undefined;
   return t.services[id.service]?.zone === id.zone;
 }
 

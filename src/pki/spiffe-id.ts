@@ -3,15 +3,20 @@
 // no dot segments, no trailing slash, no port, query, fragment or userinfo.
 // Anything else (`…/svc/orders-evil` is a different, unknown service) is refused.
 
-/** A workload of the trust domain: a service, the gateway of a zone, or the CA itself. */
+/**
+ * A workload of the trust domain: a service, the gateway or the authority of a
+ * zone, or the CA itself. An authority's identity is for the control plane
+ * (its policy bundle, its security events): no mesh peer has an edge from it.
+ */
 export type WorkloadId =
   | { kind: 'service'; trustDomain: string; zone: string; service: string; uri: string }
   | { kind: 'gateway'; trustDomain: string; zone: string; uri: string }
+  | { kind: 'authority'; trustDomain: string; zone: string; uri: string }
   | { kind: 'ca'; trustDomain: string; uri: string };
 
 const NAME = '[a-z][a-z0-9-]{0,62}';
 const TRUST_DOMAIN = /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/;
-const PATH = new RegExp(`^/zone/(${NAME})/(?:svc/(${NAME})|(gateway))$`);
+const PATH = new RegExp(`^/zone/(${NAME})/(?:svc/(${NAME})|(gateway|authority))$`);
 
 export function serviceSpiffeId(trustDomain: string, zone: string, service: string): string {
   return `spiffe://${trustDomain}/zone/${zone}/svc/${service}`;
@@ -19,6 +24,11 @@ export function serviceSpiffeId(trustDomain: string, zone: string, service: stri
 
 export function gatewaySpiffeId(trustDomain: string, zone: string): string {
   return `spiffe://${trustDomain}/zone/${zone}/gateway`;
+}
+
+/** The OAuth/OIDC authority of a zone: spiffe://<td>/zone/<zone>/authority. */
+export function authoritySpiffeId(trustDomain: string, zone: string): string {
+  return `spiffe://${trustDomain}/zone/${zone}/authority`;
 }
 
 export function caSpiffeId(trustDomain: string): string {
@@ -56,10 +66,10 @@ export function parseSpiffeId(uri: string, trustDomain: string): WorkloadId | nu
   const m = PATH.exec(rest);
   if (!m) return null;
   if (m[2] !== undefined) return { kind: 'service', trustDomain, zone: m[1], service: m[2], uri };
-  return { kind: 'gateway', trustDomain, zone: m[1], uri };
+  return { kind: m[3] === 'authority' ? 'authority' : 'gateway', trustDomain, zone: m[1], uri };
 }
 
-/** The service name as policy sees it: a service's name, or `gateway` for a zone gateway. */
+/** The service name as policy sees it: a service's name, or `gateway` (`authority`) for a zone's gateway (authority). */
 export function callerName(id: WorkloadId): string {
   return id.kind === 'service' ? id.service : id.kind;
 }

@@ -3,6 +3,9 @@
 //   gateway of zone Z (spiffe://<td>/zone/Z/gateway): Z's gateway settings,
 //     routes (Cedar texts inlined from their files), policy defaults,
 //     authentication (trusted issuers), auth-failure limits, trusted zones;
+//   authority of zone Z (…/zone/Z/authority): the zone it serves; what it
+//     enforces is in the decisions (quarantined clients and subjects obtain
+//     no token and cannot sign in; revoked token ids);
 //   service S (…/zone/Z/svc/S, kind `sidecar` when a sidecar fronts it): its
 //     own allow edges and egress list.
 // Every bundle carries the decisions (revoked token ids, revoked certificate
@@ -11,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gatewayCallers, type Topology } from '../topology/index.ts';
 import { gatewaySpiffeId, serviceSpiffeId } from '../pki/index.ts';
+import { authoritySpiffeId } from '../pki/spiffe-id.ts';
 import { canonicalJson } from './lib/canonical.ts';
 import { BUNDLE_SCHEMA, type Bundle, type Decisions, type PepKind, type Quarantine } from './lib/bundle.ts';
 import { createHash } from 'node:crypto';
@@ -70,6 +74,10 @@ export function compileBundles(topology: Topology, inputs: DecisionInputs, optio
       }),
       decisions,
     });
+  }
+  for (const zoneName of Object.keys(topology.zones).sort()) {
+    if (!topology.zones[zoneName].authority) continue;
+    out.push({ audience: authoritySpiffeId(td, zoneName), kind: 'authority', policy: { zone: zoneName }, decisions });
   }
   for (const name of Object.keys(topology.services).sort()) {
     const s = topology.services[name];

@@ -15,7 +15,7 @@ export const BUNDLE_SCHEMA = 'gatehouse.bundle/v1';
 /** Larger signed bundles are refused unread (a 500-route zone is well under 1 MiB). */
 export const MAX_BUNDLE_BYTES = 8 * 1024 * 1024;
 
-export const PepKind = z.enum(['gateway', 'service', 'sidecar']);
+export const PepKind = z.enum(['gateway', 'authority', 'service', 'sidecar']);
 export type PepKind = z.infer<typeof PepKind>;
 
 export const Quarantine = z
