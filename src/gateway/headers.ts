@@ -213,7 +213,8 @@ export function filterResponseHeaders(
 ): void {
   const connection = headers['connection'];
   let drop: Set<string> | undefined;
-  if (connection !== undefined)
+  // `keep-alive` (what most upstreams send) names a header that is dropped anyway: no set to build
+  if (connection !== undefined && connection !== 'keep-alive')
     for (const t of String(connection).split(',')) (drop ??= new Set()).add(t.trim().toLowerCase());
   for (const name in headers) {
     const value = headers[name];

@@ -182,8 +182,13 @@ export class Upstream {
    * returns once the response head arrives. Rejects with GatehouseError
    * (502/503/504) when the upstream fails before or while answering.
    */
-  async stream(r: UpstreamRequest, factory: Dispatcher.StreamFactory): Promise<void> {
-    const trial = this.breaker.admit();
+  stream(r: UpstreamRequest, factory: Dispatcher.StreamFactory): Promise<void> {
+    let trial: boolean;
+    try {
+      trial = this.breaker.admit();
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const upload = r.upload;
     const options: Dispatcher.RequestOptions = {
       path: r.path,
@@ -199,14 +204,7 @@ export class Upstream {
       this.breaker.success(trial);
       return factory(data);
     };
-    try {
-      try {
-        await this.pool.stream(options, onHead);
-      } catch (error) {
-        if (answered || !r.idempotentRetry || !CONNECT_ERRORS.has(errorCode(error))) throw error;
-        await this.pool.stream(options, onHead);
-      }
-    } catch (error) {
+    const failed = (error: unknown): never => {
       if (answered) throw error; // the upstream answered; the failure is the client's or mid-body
       const clientError = upload !== undefined ? (upload.error ?? (upload.clientAborted ? ClientBrokeOff(error) : undefined)) : undefined;
       if (clientError) {
@@ -216,7 +214,15 @@ export class Upstream {
       const { problem, reason } = upstreamFailure(error, upload !== undefined && !upload.ended);
       this.breaker.failure(trial, reason);
       throw problem;
-    }
+    };
+    // one promise per attempt, no async frame: this runs on every request
+    return this.pool.stream(options, onHead).then(
+      () => undefined,
+      (error: unknown) => {
+        if (answered || !r.idempotentRetry || !CONNECT_ERRORS.has(errorCode(error))) return failed(error);
+        return this.pool.stream(options, onHead).then(() => undefined, failed);
+      },
+    );
   }
 
   /** A WebSocket upgrade through the breaker; an upstream that answers without switching is healthy (502 all the same). */

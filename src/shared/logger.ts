@@ -75,7 +75,7 @@ export interface AccessLog {
  * writer a batch at a time: no string is concatenated, measured or copied
  * again per line (`bufferBytes` 0: every line is handed over at once).
  */
-export function createAccessLogger(zone: string, destination?: DestinationStream, bufferBytes = 16 * 1024): AccessLog {
+export function createAccessLogger(zone: string, destination?: DestinationStream, bufferBytes = 64 * 1024): AccessLog {
   // minLength 1: a write starts at once unless one is in flight, and flush waits for the last one
   const out = destination ?? pino.destination({ dest: 1, sync: false, minLength: 1, contentMode: 'buffer' } as Parameters<typeof pino.destination>[0]);
   const write = out.write.bind(out) as unknown as (bytes: Buffer) => void;

@@ -10,6 +10,7 @@ import type { CompiledRoute } from '../router.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { isHttp2, type GatewayExchange } from '../exchange.ts';
 import type { EventFields } from '../../monitor/event.ts';
+import type { CounterChild } from '../../shared/fast-metrics.ts';
 
 /** Sockets on which a request was refused for framing reasons: nothing more is read from them. */
 const refusedSockets = new WeakSet<object>();
@@ -77,10 +78,10 @@ export function respond(ex: GatewayExchange): undefined {
   if (route) {
     // label children are looked up once per route, method and status class, not hashed per request
     const stats = routeStats(route, ctx.metrics);
-    const key = `${ex.method} ${ex.status}`;
-    let counter = stats.requests.get(key);
-    if (!counter) stats.requests.set(key, (counter = ctx.metrics.requests.labels(route.name, ex.method, statusClass(ex.status))));
-    counter.inc();
+    let byClass = stats.requests.get(ex.method);
+    if (byClass === undefined) stats.requests.set(ex.method, (byClass = []));
+    const c = classIndex(ex.status);
+    (byClass[c] ??= ctx.metrics.requests.labels(route.name, ex.method, STATUS_CLASSES[c])).inc();
     stats.duration.observe(seconds);
   } else {
     ctx.metrics.requests.inc({ route: '(none)', method: ex.method, status_class: statusClass(ex.status) });
@@ -149,7 +150,8 @@ function loggableHeaders(headers: Record<string, string | string[] | undefined>,
 
 interface RouteStats {
   metrics: GatewayMetrics;
-  requests: Map<string, { inc(): void }>;
+  /** by method, then by status class index */
+  requests: Map<string, CounterChild[]>;
   duration: { observe(v: number): void };
   upstream: { observe(v: number): void };
 }
@@ -168,8 +170,11 @@ export function routeStats(route: CompiledRoute, metrics: GatewayMetrics): Route
   return s;
 }
 
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+const classIndex = (status: number): number => (status < 200 ? 0 : status < 300 ? 1 : status < 400 ? 2 : status < 500 ? 3 : 4);
+
 export function statusClass(status: number): string {
-  return status < 200 ? '1xx' : status < 300 ? '2xx' : status < 400 ? '3xx' : status < 500 ? '4xx' : '5xx';
+  return STATUS_CLASSES[classIndex(status)];
 }
 
 function describeCause(cause: unknown): string {

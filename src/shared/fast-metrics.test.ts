@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import client from 'prom-client';
-import { FastHistogram } from './fast-histogram.ts';
+import { FastCounter, FastHistogram } from './fast-metrics.ts';
 
 /** An exposition with each line's labels in name order (Prometheus does not care about their order). */
 const canonical = (text: string) =>
@@ -52,4 +52,27 @@ test('workers aggregate like prom-client histograms (the cluster primary sums th
   const text = await merged.metrics();
   assert.match(text, /z_seconds_bucket\{route="r",le="0.1"\} 2\n/);
   assert.match(text, /z_seconds_count\{route="r"\} 2\n/);
+});
+
+test('the counter renders exactly what prom-client renders (children and inc with labels), and workers sum', async () => {
+  const ours = new client.Registry();
+  const theirs = new client.Registry();
+  for (const r of [ours, theirs]) r.setDefaultLabels({ zone: 'edge' });
+  const labelNames = ['route', 'method'] as const;
+  const fast = new FastCounter({ name: 'r_total', help: 'help', labelNames, registers: [ours] });
+  const reference = new client.Counter({ name: 'r_total', help: 'help', labelNames, registers: [theirs] });
+  const child = fast.labels('a', 'GET');
+  child.inc();
+  child.inc(2);
+  reference.labels('a', 'GET').inc(3);
+  fast.inc({ route: 'b', method: 'POST' });
+  reference.inc({ route: 'b', method: 'POST' });
+  assert.equal(canonical(await ours.metrics()), canonical(await theirs.metrics()));
+  assert.throws(() => child.inc(-1), /only goes up/);
+  assert.throws(() => child.inc(NaN), /only goes up/);
+  assert.throws(() => fast.labels('a'), /2 label values expected/);
+  const workers = [new client.Registry(), new client.Registry()];
+  for (const r of workers) new FastCounter({ name: 'w_total', help: 'h', labelNames: ['route'] as const, registers: [r] }).labels('r').inc(2);
+  const merged = client.AggregatorRegistry.aggregate(await Promise.all(workers.map((r) => r.getMetricsAsJSON())));
+  assert.match(await merged.metrics(), /w_total\{route="r"\} 4\n/);
 });

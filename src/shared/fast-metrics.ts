@@ -1,4 +1,6 @@
-// A Prometheus histogram for the request path. A labelled child is found once
+// Prometheus metrics for the request path: a histogram and a counter.
+//
+// The histogram: A labelled child is found once
 // (`labels(...)`, kept by the caller) and then observes with an add and a
 // short loop: counts per bucket in a Float64Array. prom-client's Histogram
 // re-hashes the labels and keys its buckets by the bound's string on every
@@ -88,6 +90,66 @@ export class FastHistogram<L extends string> {
       values.push({ labels: s.labels, value: s.sum, metricName: `${this.name}_sum` });
       values.push({ labels: s.labels, value: s.count, metricName: `${this.name}_count` });
     }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+}
+
+export interface CounterChild {
+  inc(value?: number): void;
+}
+
+/**
+ * A Prometheus counter for the request path: a labelled child is found once and
+ * then counts with an add. prom-client's Counter.inc hashes the labels into a
+ * fresh string on every call, even on a child. Renders and aggregates as
+ * prom-client's counter does.
+ */
+export class FastCounter<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  readonly #labelNames: readonly L[];
+  readonly #series = new Map<string, { labels: Record<string, string>; value: number }>();
+
+  constructor(o: { name: string; help: string; labelNames: readonly L[]; registers: Registry[] }) {
+    this.name = o.name;
+    this.help = o.help;
+    this.#labelNames = o.labelNames;
+    for (const r of o.registers) r.registerMetric(this as never);
+  }
+
+  /** The series of these label values (in `labelNames` order); keep it and count on it. */
+  labels(...values: string[]): CounterChild {
+    if (values.length !== this.#labelNames.length) throw new TypeError(`${this.name}: ${this.#labelNames.length} label values expected`);
+    const key = values.join('\u0000');
+    let series = this.#series.get(key);
+    if (series === undefined) {
+      const labels: Record<string, string> = {};
+      this.#labelNames.forEach((n, i) => (labels[n] = values[i]));
+      series = { labels, value: 0 };
+      this.#series.set(key, series);
+    }
+    const s = series;
+    return {
+      inc(value = 1): void {
+        if (!(value >= 0) || !Number.isFinite(value)) throw new TypeError(`a counter only goes up by a finite amount`);
+        s.value += value;
+      },
+    };
+  }
+
+  inc(labels: Record<L, string>, value = 1): void {
+    this.labels(...this.#labelNames.map((n) => labels[n])).inc(value);
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
+
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: MetricValue[] }> {
+    const values: MetricValue[] = [];
+    for (const s of this.#series.values()) values.push({ labels: s.labels, value: s.value, metricName: this.name });
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 }
