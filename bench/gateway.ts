@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { openDevCa } from '../src/shared/dev-ca.ts';
 import { tmpdir, availableParallelism } from 'node:os';
 import path from 'node:path';
-import { benchArgs, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, UPSTREAM_BODY, wrk, table, summarise, type Proc } from './lib.ts';
+import { benchArgs, benchTopology, startBenchGateway, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, UPSTREAM_BODY, wrk, table, summarise, type Proc } from './lib.ts';
 
 const { seconds, runs, connections, only } = benchArgs();
 
@@ -38,24 +38,6 @@ const keyFile = path.join(dir, 'server-key.pem');
 writeFileSync(certFile, serverPair.cert);
 writeFileSync(keyFile, serverPair.key, { mode: 0o600 });
 
-function gatehouseYaml(port: number, upstream: string, plaintext: boolean, accessLog: boolean): string {
-  return `version: 1
-trustDomain: bench.local
-zones:
-  bench:
-    gateway:
-      listen: 127.0.0.1:${port}
-      plaintext: ${plaintext}
-      admin: { listen: 127.0.0.1:0 }
-      accessLog: { enabled: ${accessLog} }
-      limits: { maxConnections: 100000, keepAliveTimeoutMs: 60000 }
-    routes:
-      - { path: /, match: prefix, methods: '*', service: up, auth: anonymous }
-services:
-  up: { zone: bench, upstream: '${upstream}', connections: 128 }
-`;
-}
-
 interface Target {
   name: string;
   note: string;
@@ -66,13 +48,9 @@ interface Target {
   loadCpus?: string;
 }
 
-async function gatehouse(port: number, upstream: string, plaintext: boolean, accessLog: boolean, workers: number, cpus?: string) {
-  const file = path.join(dir, `gh-${port}.yaml`);
-  writeFileSync(file, gatehouseYaml(port, upstream, plaintext, accessLog));
-  return startProc(
-    [node, path.join(root, 'src/cli/main.ts'), 'gateway', '--config', file, '--zone', 'bench', '--state-dir', dir, '--workers', String(workers)],
-    { cpus: pin ? cpus : undefined, ready: /ready: gateway/, env: { GATEHOUSE_LOG_LEVEL: 'warn' }, discardStdout: true },
-  );
+function gatehouse(port: number, upstream: string, plaintext: boolean, accessLog: boolean, workers: number, cpus?: string) {
+  if (workers !== 1) throw new Error('the bench runs one worker');
+  return startBenchGateway(root, dir, port, benchTopology(port, upstream, { plaintext, accessLog }), { cpus: pin ? cpus : undefined });
 }
 
 const peer = (file: string, env: NodeJS.ProcessEnv = {}) => (port: number, upstream: string) =>

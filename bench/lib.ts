@@ -241,3 +241,39 @@ export function summarise(name: string, note: string, results: WrkResult[]) {
   if (row.errors > 0) Object.assign(row, { rps: NaN, note: `${row.note} (errors: not counted)` });
   return row;
 }
+
+/**
+ * The topology every gateway bench runs: one zone `bench` whose gateway listens on
+ * `port` and proxies `/` (prefix, any method) to the upstream as the service `up`.
+ * `zone` adds lines to the zone (authentication), `route` to the route (auth, policies).
+ */
+export function benchTopology(port: number, upstream: string, o: { accessLog: boolean; plaintext?: boolean; zone?: string; route?: string }): string {
+  return `version: 1
+trustDomain: bench.local
+zones:
+  bench:
+    gateway:
+      listen: 127.0.0.1:${port}${o.plaintext ? '\n      plaintext: true' : ''}
+      admin: { listen: 127.0.0.1:0 }
+      accessLog: { enabled: ${o.accessLog} }
+      limits: { maxConnections: 100000, keepAliveTimeoutMs: 60000 }${o.zone ?? ''}
+    routes:
+      - path: /
+        match: prefix
+        methods: '*'
+        service: up
+        ${o.route ?? 'auth: anonymous'}
+services:
+  up: { zone: bench, upstream: '${upstream}', connections: 128 }
+`;
+}
+
+/** Start `gatehouse gateway` (one worker) on a bench topology, pinned to `cpus`. */
+export function startBenchGateway(root: string, dir: string, port: number, yaml: string, o: { cpus?: string; nodeArgs?: string[] } = {}): Promise<Proc> {
+  const file = path.join(dir, `gh-${port}.yaml`);
+  writeFileSync(file, yaml);
+  return startProc(
+    [process.execPath, ...(o.nodeArgs ?? []), path.join(root, 'src/cli/main.ts'), 'gateway', '--config', file, '--zone', 'bench', '--state-dir', dir, '--workers', '1'],
+    { cpus: o.cpus, ready: /ready: gateway/, env: { GATEHOUSE_LOG_LEVEL: 'warn' }, discardStdout: true },
+  );
+}

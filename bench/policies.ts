@@ -11,7 +11,7 @@ import { Socket } from 'node:net';
 import https from 'node:https';
 import path from 'node:path';
 import { SignJWT, generateKeyPair, exportJWK, exportSPKI } from 'jose';
-import { benchArgs, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, wrk, table, summarise, type Proc } from './lib.ts';
+import { benchArgs, benchTopology, startBenchGateway, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, wrk, table, summarise, type Proc } from './lib.ts';
 import { openDevCa } from '../src/shared/dev-ca.ts';
 import { Agent, request } from 'undici';
 
@@ -67,36 +67,15 @@ function gatehouseYaml(port: number, upstream: string, v: Variant): string {
   const rate = v.rate
     ? `\n        policies: { rate_limit: { limit: 1000000000, windowSeconds: 60, key: [address]${v.rate === 'redis' ? ", store: { type: redis, url: 'redis://127.0.0.1:6379', prefix: 'gh-bench:' }" : ''} } }`
     : '';
-  return `version: 1
-trustDomain: bench.local
-zones:
-  bench:
-    gateway:
-      listen: 127.0.0.1:${port}
-      admin: { listen: 127.0.0.1:0 }
-      accessLog: { enabled: ${v.log} }
-      limits: { maxConnections: 100000, keepAliveTimeoutMs: 60000 }
-    authentication:
-      issuers: [{ issuer: '${issuer}', jwksUri: '${issuer}/jwks', audiences: [urn:bench] }]
-      tokenCache: ${v.cache ? 10000 : 0}
-    routes:
-      - path: /
-        match: prefix
-        methods: '*'
-        service: up
-        auth: ${v.auth ? '{ scopes: [orders:read] }' : 'anonymous'}${rate}
-services:
-  up: { zone: bench, upstream: '${upstream}', connections: 128 }
-`;
+  return benchTopology(port, upstream, {
+    accessLog: v.log,
+    zone: `\n    authentication:\n      issuers: [{ issuer: '${issuer}', jwksUri: '${issuer}/jwks', audiences: [urn:bench] }]\n      tokenCache: ${v.cache ? 10000 : 0}`,
+    route: `auth: ${v.auth ? '{ scopes: [orders:read] }' : 'anonymous'}${rate}`,
+  });
 }
 
-async function gatehouse(port: number, upstream: string, v: Variant): Promise<Proc> {
-  const file = path.join(dir, `gh-${port}.yaml`);
-  writeFileSync(file, gatehouseYaml(port, upstream, v));
-  return startProc(
-    [process.execPath, path.join(root, 'src/cli/main.ts'), 'gateway', '--config', file, '--zone', 'bench', '--state-dir', dir, '--workers', '1'],
-    { cpus: pin ? PROXY_CPU : undefined, ready: /ready: gateway/, env: { GATEHOUSE_LOG_LEVEL: 'warn' }, discardStdout: true },
-  );
+function gatehouse(port: number, upstream: string, v: Variant): Promise<Proc> {
+  return startBenchGateway(root, dir, port, gatehouseYaml(port, upstream, v), { cpus: pin ? PROXY_CPU : undefined });
 }
 
 interface Target {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDevCa } from '../src/shared/dev-ca.ts';
-import { ensureTools, freePort, startNginx, startProc, table, upstreamServerBlock, wrk, type Proc } from './lib.ts';
+import { benchTopology, ensureTools, freePort, startBenchGateway, startNginx, startProc, table, upstreamServerBlock, wrk, type Proc } from './lib.ts';
 
 const { values } = parseArgs({
   options: { seconds: { type: 'string', default: '8' }, only: { type: 'string', default: 'gatehouse-https+log,bare-node-https' }, top: { type: 'string', default: '30' } },
@@ -31,23 +31,6 @@ writeFileSync(keyFile, pair.key, { mode: 0o600 });
 // a profile is written at a normal exit only: the bare peer has no SIGTERM handler of its own
 const EXIT_ON_TERM = `data:text/javascript,process.on('SIGTERM',()=>process.exit(0))`;
 
-function gatehouseYaml(port: number, upstream: string, accessLog: boolean): string {
-  return `version: 1
-trustDomain: bench.local
-zones:
-  bench:
-    gateway:
-      listen: 127.0.0.1:${port}
-      admin: { listen: 127.0.0.1:0 }
-      accessLog: { enabled: ${accessLog} }
-      limits: { maxConnections: 100000, keepAliveTimeoutMs: 60000 }
-    routes:
-      - { path: /, match: prefix, methods: '*', service: up, auth: anonymous }
-services:
-  up: { zone: bench, upstream: '${upstream}', connections: 128 }
-`;
-}
-
 const targets: Record<string, (port: number, upstream: string, profDir: string) => Promise<Proc>> = {
   'gatehouse-https+log': (p, u, out) => gatehouse(p, u, true, out),
   'gatehouse-https': (p, u, out) => gatehouse(p, u, false, out),
@@ -60,12 +43,7 @@ const targets: Record<string, (port: number, upstream: string, profDir: string) 
 };
 
 function gatehouse(port: number, upstream: string, accessLog: boolean, out: string): Promise<Proc> {
-  const file = path.join(dir, `gh-${port}.yaml`);
-  writeFileSync(file, gatehouseYaml(port, upstream, accessLog));
-  return startProc(
-    [node, '--cpu-prof', `--cpu-prof-dir=${out}`, path.join(root, 'src/cli/main.ts'), 'gateway', '--config', file, '--zone', 'bench', '--state-dir', dir, '--workers', '1'],
-    { cpus: pin ? '1' : undefined, ready: /ready: gateway/, env: { GATEHOUSE_LOG_LEVEL: 'warn' }, discardStdout: true },
-  );
+  return startBenchGateway(root, dir, port, benchTopology(port, upstream, { accessLog }), { cpus: pin ? '1' : undefined, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`] });
 }
 
 interface ProfileNode {

@@ -17,6 +17,19 @@ interface Series {
   count: number;
 }
 
+/** The series of these label values (in `labelNames` order), made on first use. */
+function seriesOf<S>(series: Map<string, S>, name: string, labelNames: readonly string[], values: string[], make: (labels: Record<string, string>) => S): S {
+  if (values.length !== labelNames.length) throw new TypeError(`${name}: ${labelNames.length} label values expected`);
+  const key = values.join('\u0000');
+  let s = series.get(key);
+  if (s === undefined) {
+    const labels: Record<string, string> = {};
+    labelNames.forEach((n, i) => (labels[n] = values[i]));
+    series.set(key, (s = make(labels)));
+  }
+  return s;
+}
+
 export interface HistogramChild {
   observe(value: number): void;
 }
@@ -46,16 +59,7 @@ export class FastHistogram<L extends string> {
 
   /** The series of these label values (in `labelNames` order); keep it and observe on it. */
   labels(...values: string[]): HistogramChild {
-    if (values.length !== this.#labelNames.length) throw new TypeError(`${this.name}: ${this.#labelNames.length} label values expected`);
-    const key = values.join('\u0000');
-    let series = this.#series.get(key);
-    if (series === undefined) {
-      const labels: Record<string, string> = {};
-      this.#labelNames.forEach((n, i) => (labels[n] = values[i]));
-      series = { labels, counts: new Float64Array(this.#bounds.length + 1), sum: 0, count: 0 };
-      this.#series.set(key, series);
-    }
-    const s = series;
+    const s = seriesOf(this.#series, this.name, this.#labelNames, values, (labels) => ({ labels, counts: new Float64Array(this.#bounds.length + 1), sum: 0, count: 0 }));
     const bounds = this.#bounds;
     return {
       observe(value: number): void {
@@ -121,16 +125,7 @@ export class FastCounter<L extends string> {
 
   /** The series of these label values (in `labelNames` order); keep it and count on it. */
   labels(...values: string[]): CounterChild {
-    if (values.length !== this.#labelNames.length) throw new TypeError(`${this.name}: ${this.#labelNames.length} label values expected`);
-    const key = values.join('\u0000');
-    let series = this.#series.get(key);
-    if (series === undefined) {
-      const labels: Record<string, string> = {};
-      this.#labelNames.forEach((n, i) => (labels[n] = values[i]));
-      series = { labels, value: 0 };
-      this.#series.set(key, series);
-    }
-    const s = series;
+    const s = seriesOf(this.#series, this.name, this.#labelNames, values, (labels) => ({ labels, value: 0 }));
     return {
       inc(value = 1): void {
         if (!(value >= 0) || !Number.isFinite(value)) throw new TypeError(`a counter only goes up by a finite amount`);
