@@ -90,7 +90,7 @@ test('every exported document validates against the Kubernetes schemas', async (
   // a gateway, an authority and a run: service each a Deployment; the CA's pod runs the control plane too (they share its state)
   const deployments = zones.filter((z) => z.gateway).length + zones.filter((z) => z.authority).length + Object.values(t.services).filter((s) => s.run).length + 1;
   assert.equal(counts.get('Deployment'), deployments);
-  assert.equal(counts.get('ConfigMap'), 2 * (zones.length + 1), 'the topology and the discovery files, per namespace');
+  assert.equal(counts.get('ConfigMap'), 2 * (zones.length + 1) + 1, "the topology and the discovery files, per namespace, and the CA's attestation config");
 });
 
 test('every namespace enforces Pod Security restricted and denies all traffic by default, DNS to kube-dns excepted', async () => {
@@ -129,10 +129,18 @@ test('every pod meets Pod Security restricted, with a read-only root, limits, no
       assert.equal(sc.seccompProfile.type, 'RuntimeDefault', where);
       assert.equal(sc.readOnlyRootFilesystem, true, where);
       for (const k of ['requests', 'limits']) assert.ok(c.resources[k].cpu && c.resources[k].memory, `${where} ${k}`);
-      for (const e of c.env) assert.ok(e.name === 'NODE_ENV' || e.valueFrom?.secretKeyRef, `${where}: ${e.name} comes from a Secret`);
+      for (const e of c.env)
+        assert.ok(
+          e.name === 'NODE_ENV' || e.valueFrom?.secretKeyRef || (e.name === 'GATEHOUSE_JOIN_TOKEN' && e.value === 'file:/var/run/secrets/gatehouse/ca-token/token'),
+          `${where}: ${e.name} comes from a Secret`,
+        );
     }
     // a Secret's files are referenced by name, readable by the pod's user and group only
-    for (const v of pod.volumes) assert.ok(v.emptyDir || v.configMap || v.persistentVolumeClaim || (v.secret?.secretName && v.secret.defaultMode === 0o440), `${where}: volume ${v.name}`);
+    for (const v of pod.volumes)
+      assert.ok(
+        v.emptyDir || v.configMap || v.persistentVolumeClaim || (v.secret?.secretName && v.secret.defaultMode === 0o440) || (v.name === 'ca-token' && v.projected.sources.length === 1),
+        `${where}: volume ${v.name}`,
+      );
     if (d.spec.replicas > 1)
       assert.ok(objects.some((o) => o.kind === 'PodDisruptionBudget' && o.metadata.namespace === d.metadata.namespace && o.metadata.name === d.metadata.name), `${where} has a PDB`);
   }
@@ -183,6 +191,7 @@ test('the NetworkPolicies let through exactly the example flows (evaluated as th
     ['gh-private/authority', 'gh-public/authority', 8444],
     ['gh-private/orders', 'gatehouse/ca', 8600],
     ['gh-public/gateway', 'gatehouse/ca', 8700], // the control plane, in the CA's pod
+    ['gh-internal/authority', 'gh-corp/authority', 8744], // federated sign-in with corp
   ];
   const undeclared: [string, string, number][] = [
     ['gh-public/bff', 'gh-private/orders', 8080], // another zone's service, no gateway between
@@ -357,4 +366,63 @@ test('the pods find each other by Service name: gateways read services.json and 
   assert.ok(catalog.args.includes('public=https://authority.gh-public.svc:8444'));
   assert.equal(mount(catalog, '/var/lib/gatehouse/pki/bundle.pem').name, 'cm-gatehouse-trust');
   assert.equal(mount(catalog, '/var/lib/gatehouse/endpoints.json').subPath, 'endpoints.json');
+});
+
+test('each gateway and service pod bootstraps with a projected service-account token for the CA, which maps exactly those accounts', async () => {
+  const { objects } = await example;
+  const audience = 'spiffe://shop.local/ca';
+  const bootstrapping: string[] = [];
+  for (const d of objects.filter((o) => o.kind === 'Deployment' && o.metadata.namespace !== 'gatehouse')) {
+    const where = `${d.metadata.namespace}/${d.metadata.name}`;
+    const spec = d.spec.template.spec;
+    const token = spec.volumes.find((v: { name: string }) => v.name === 'ca-token');
+    const component = d.metadata.labels!['app.kubernetes.io/component'];
+    if (component === 'authority') {
+      assert.equal(token, undefined, `${where}: an authority does not bootstrap from the CA`);
+      continue;
+    }
+    // the kubelet writes a token for the CA's audience, 10 minutes long, which the API server itself refuses
+    assert.deepEqual(token.projected.sources, [{ serviceAccountToken: { audience, expirationSeconds: 600, path: 'token' } }], where);
+    assert.equal(spec.automountServiceAccountToken, false, `${where}: no API token beside it`);
+    const withToken = spec.containers.filter((c: { volumeMounts: { name: string }[] }) => c.volumeMounts.some((m) => m.name === 'ca-token'));
+    assert.equal(withToken.length, 1, `${where}: only the container that bootstraps sees it`);
+    assert.deepEqual(withToken[0].volumeMounts.find((m: { name: string }) => m.name === 'ca-token'), { name: 'ca-token', mountPath: '/var/run/secrets/gatehouse/ca-token', readOnly: true });
+    assert.deepEqual(withToken[0].env.find((e: { name: string }) => e.name === 'GATEHOUSE_JOIN_TOKEN'), { name: 'GATEHOUSE_JOIN_TOKEN', value: 'file:/var/run/secrets/gatehouse/ca-token/token' });
+    bootstrapping.push(`${d.metadata.namespace}/${spec.serviceAccountName}`);
+  }
+  // no join-token Secret is referenced any more
+  assert.ok(!JSON.stringify(objects).includes('-join-token'), 'no join-token Secret');
+  // the CA: serve with the attestation config (exported), the issuer keys (the operator's ConfigMap, a folder mount)
+  const ca = pod(objects, 'gatehouse/ca').spec.template.spec;
+  const serve = ca.containers[0];
+  assert.deepEqual(serve.args.slice(-2), ['--k8s-attestation', '/etc/gatehouse/ca/k8s-attestation.yaml']);
+  assert.deepEqual(
+    serve.volumeMounts.filter((m: { mountPath: string }) => m.mountPath.startsWith('/etc/gatehouse')),
+    [
+      { name: 'cm-gatehouse-ca-attestation', mountPath: '/etc/gatehouse/ca/k8s-attestation.yaml', subPath: 'k8s-attestation.yaml', readOnly: true },
+      { name: 'cm-gatehouse-k8s-issuer', mountPath: '/etc/gatehouse/k8s-issuer', readOnly: true },
+    ],
+  );
+  const config = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'gatehouse-ca-attestation')!;
+  const attestation = parseDocument(config.data['k8s-attestation.yaml']).toJS();
+  assert.equal(attestation.issuer, 'https://kubernetes.default.svc.cluster.local');
+  assert.equal(attestation.audience, audience);
+  assert.deepEqual(attestation.keys, { jwksFile: '../k8s-issuer/jwks.json' });
+  assert.deepEqual(attestation.serviceAccounts.map((a: { namespace: string; serviceAccount: string }) => `${a.namespace}/${a.serviceAccount}`).sort(), bootstrapping.sort());
+  for (const a of attestation.serviceAccounts)
+    assert.equal(a.workload, a.serviceAccount === 'gateway' ? `gateway:${a.namespace.slice(3)}` : a.serviceAccount, `${a.namespace}/${a.serviceAccount}`);
+  // the CA loads it against the topology (every workload known, each account once)
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-att-'));
+  try {
+    writeFileSync(path.join(dir, 'k8s-attestation.yaml'), config.data['k8s-attestation.yaml']);
+    const { loadK8sAttestationConfig } = await import('../src/pki/index.ts');
+    const { loadTopology } = await import('../src/topology/index.ts');
+    assert.equal(loadK8sAttestationConfig(path.join(dir, 'k8s-attestation.yaml'), loadTopology(EXAMPLE).topology).accounts.size, bootstrapping.length);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // another cluster issuer; a bad one is refused
+  const other = await exportTo(EXAMPLE, '--k8s-issuer', 'https://oidc.eks.eu-west-1.amazonaws.com/id/ABC');
+  assert.match(other.objects.find((o) => o.metadata.name === 'gatehouse-ca-attestation')!.data['k8s-attestation.yaml'], /issuer: https:\/\/oidc\.eks\.eu-west-1\.amazonaws\.com\/id\/ABC/);
+  await assert.rejects(exportTo(EXAMPLE, '--k8s-issuer', 'http://x\nkind: Secret'), (e: { code: number }) => e.code === 2);
 });

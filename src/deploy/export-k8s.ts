@@ -17,7 +17,8 @@ import type { LoadedTopology, Topology } from '../topology/index.ts';
 import { formatPath } from '../topology/config-error.ts';
 import { deploymentFlows, isLoopbackHost, CA, CONTROL, type Component, type ComponentId, type Flow, type TopologyPath } from './flows.ts';
 import { Issues, commentText, sourceLine } from './lib/issues.ts';
-import { STATE_DIR, TOPOLOGY_CONFIGMAP, TOPOLOGY_DIR, TOPOLOGY_FILE, cpu, memory, resourcesOf, workloadObjects, type MountedFile, type Resources, type Workload } from './lib/k8s-workload.ts';
+import { CA_TOKEN_FILE, STATE_DIR, TOPOLOGY_CONFIGMAP, TOPOLOGY_DIR, TOPOLOGY_FILE, cpu, memory, resourcesOf, workloadObjects, type MountedFile, type Resources, type Workload } from './lib/k8s-workload.ts';
+import { caSpiffeId } from '../pki/index.ts';
 import { allowDns, denyAll, podPeer, podPolicy, type Peer, type PodRule } from './lib/k8s-network.ts';
 
 /** The image `docker build -t gatehouse:0.1.0 .` makes from this repository's Dockerfile. */
@@ -32,10 +33,24 @@ export const SYSTEM_NAMESPACE = 'gatehouse';
 export const TRUST_CONFIGMAP = 'gatehouse-trust';
 /** Per zone namespace, written by the export: where every component of the trust domain answers in the cluster. */
 export const DISCOVERY_CONFIGMAP = 'gatehouse-discovery';
+/**
+ * In the CA's namespace, written by the export: which service account of which namespace may
+ * bootstrap which workload with its projected token (`ca serve --k8s-attestation`).
+ */
+export const ATTESTATION_CONFIGMAP = 'gatehouse-ca-attestation';
+/** In the CA's namespace, written by the operator: jwks.json, the cluster's service-account issuer keys (`kubectl get --raw /openid/v1/jwks`). */
+export const K8S_ISSUER_CONFIGMAP = 'gatehouse-k8s-issuer';
+/** What most clusters name their service-account issuer (kubeadm, kind, k3s): `kubectl get --raw /.well-known/openid-configuration`. */
+export const DEFAULT_K8S_ISSUER = 'https://kubernetes.default.svc.cluster.local';
+const ATTESTATION_FILE = '/etc/gatehouse/ca/k8s-attestation.yaml';
+/** A folder mount (not a single file), so that a rotated key reaches the CA without a restart. */
+const K8S_ISSUER_DIR = '/etc/gatehouse/k8s-issuer';
 
 export interface K8sExportOptions {
   /** Image of every container (a digest pins it: registry/gatehouse@sha256:…); default DEFAULT_IMAGE. */
   image?: string;
+  /** The cluster's service-account issuer, which signs the tokens pods bootstrap with; default DEFAULT_K8S_ISSUER. */
+  k8sIssuer?: string;
 }
 
 const RUN_SERVICE = ['node', '/app/src/cli/run-service.ts'];
@@ -81,6 +96,8 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
   const t = loaded.topology;
   const image = options.image ?? DEFAULT_IMAGE;
   if (!isImageReference(image)) throw new Error(`--image ${JSON.stringify(image)} is not an image reference`);
+  const k8sIssuer = options.k8sIssuer ?? DEFAULT_K8S_ISSUER;
+  if (!isIssuerUrl(k8sIssuer)) throw new Error(`--k8s-issuer ${JSON.stringify(k8sIssuer)} is not an https URL`);
   const issues = new Issues(loaded);
   const model = deploymentFlows(t);
   for (const p of model.problems) issues.add(p.at, p.message);
@@ -104,6 +121,7 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
     }
   colocateControl(placed.get(CA)!, placed.get(CONTROL)!);
   const discovery = discoveryOf(t, placed);
+  const attestation = attestationOf(t, placed, k8sIssuer);
 
   // every flow becomes an egress rule of its source pod and an ingress rule of its target pod
   const rules = new Map<string, { rules: PodRule[]; why: string[] }>();
@@ -175,6 +193,16 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
         comments: [`where the components of trust domain ${t.trustDomain} answer in the cluster (gateways: services.json and their authority; services: endpoints.json): ${where(ns.at)}`],
         object: configMapOf(ns.namespace, DISCOVERY_CONFIGMAP, discovery),
       },
+      ...(ns.namespace === SYSTEM_NAMESPACE
+        ? [
+            {
+              comments: [
+                `the service accounts whose projected tokens the CA accepts, each for exactly one workload; the cluster's issuer keys come from ConfigMap ${K8S_ISSUER_CONFIGMAP} (README "Deploying"): ${where(ns.at)}`,
+              ],
+              object: configMapOf(ns.namespace, ATTESTATION_CONFIGMAP, { 'k8s-attestation.yaml': attestation }),
+            },
+          ]
+        : []),
       { comments: [`deny by default: no pod of ${ns.about} receives or sends anything not allowed below: ${where(ns.at)}`], object: denyAll(ns.namespace) },
       { comments: [`names resolve at kube-dns (UDP and TCP 53): ${where(ns.at)}`], object: allowDns(ns.namespace) },
     ];
@@ -241,6 +269,14 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
     workload.containers.unshift({ name: 'app', command: RUN_SERVICE, args: [], ports: [], secretEnv: [] });
   }
   else if (kind === 'service') workload.containers[0].command = RUN_SERVICE;
+  if (kind === 'gateway' || kind === 'service') {
+    // each replica, and each pod a rollout or a restart makes, bootstraps its certificate with a
+    // token of its own: the projected service-account token, read from its file at each bootstrap
+    workload.caTokenAudience = caSpiffeId(t.trustDomain);
+    const bootstrapper = workload.containers.at(-1)!;
+    bootstrapper.caToken = true;
+    bootstrapper.env = [['GATEHOUSE_JOIN_TOKEN', `file:${CA_TOKEN_FILE}`]];
+  }
   return { component: c, namespace, name, pod, ports, workload };
 }
 
@@ -294,6 +330,11 @@ function checkClusterReady(t: Topology, placed: Map<ComponentId, Placed>, issues
         issues.add([...at, 'issuer'], `issuer ${zone.authority.issuer} names this machine: no other pod reaches it there (use ${inCluster} or a public name)`);
     }
     tlsFiles(zone.authority.tls, [...at, 'tls'], `authority.${a.namespace}.svc and the issuer's host`);
+    (zone.authority.federation ?? []).forEach((f, i) => {
+      // the upstream zone's issuer comes from the discovery ConfigMap (filesOf); its authority must say it
+      if (f.zone !== undefined && !t.zones[f.zone]?.authority?.issuer)
+        issues.add([...at, 'federation', i], `federation with zone ${f.zone} needs that zone's authority issuer (the URL this authority discovers it at), which the topology does not give`);
+    });
     zone.authority.trustedZones.forEach((trusted, i) => {
       if (typeof trusted === 'string')
         issues.add(
@@ -363,8 +404,17 @@ function filesOf(t: Topology, p: Placed, container: string): MountedFile[] {
     }
     case 'authority': {
       const a = t.zones[zone!].authority!;
-      // clientCa: trust-domain checks workload certificates against the trust domain's root
-      return [...(a.clientCa === 'trust-domain' ? [trust('bundle.pem', 'pki/bundle.pem')] : []), ...tls(a.tls, 'authority-tls')];
+      const upstreams = [...new Set((a.federation ?? []).flatMap((f) => (f.zone !== undefined && f.zone !== zone ? [f.zone] : [])))];
+      // it calls other authorities over TLS (trusted zones' JWKS and feeds, federated sign-in): their certificates' CA
+      const callsAuthorities = upstreams.length > 0 || a.trustedZones.some((z) => typeof z !== 'string') || (a.federation ?? []).length > 0;
+      return [
+        // clientCa: trust-domain checks workload certificates against the trust domain's root
+        ...(a.clientCa === 'trust-domain' ? [trust('bundle.pem', 'pki/bundle.pem')] : []),
+        ...(callsAuthorities ? [trust('edge-ca.pem', 'tls/dev-ca.pem')] : []),
+        // a federation upstream given by zone: its issuer, as that authority would publish it beside this one
+        ...upstreams.map((u) => discovery(`authority-${u}.json`, `authority/${u}/public.json`)),
+        ...tls(a.tls, 'authority-tls'),
+      ];
     }
     case 'service':
       if (container === 'app') return [];
@@ -375,8 +425,42 @@ function filesOf(t: Topology, p: Placed, container: string): MountedFile[] {
         discovery('endpoints.json', 'endpoints.json'),
       ];
     case 'ca':
+      return container === 'ca'
+        ? [
+            { path: ATTESTATION_FILE, from: { configMap: ATTESTATION_CONFIGMAP }, key: 'k8s-attestation.yaml' },
+            { path: K8S_ISSUER_DIR, from: { configMap: K8S_ISSUER_CONFIGMAP } },
+          ]
+        : [];
     case 'control':
       return [];
+  }
+}
+
+/**
+ * The CA's attestation config: the pods that bootstrap from it (gateways, services), by the
+ * service account the export gives each, mapped to their workload. Its JWKS path is relative to
+ * the config's folder, so the file names no path outside its mounts.
+ */
+function attestationOf(t: Topology, placed: Map<ComponentId, Placed>, issuer: string): string {
+  const serviceAccounts = [...placed.values()]
+    .filter((p) => p.workload?.caTokenAudience !== undefined)
+    .map((p) => ({ namespace: p.namespace, serviceAccount: p.workload!.name, workload: p.component.id }));
+  const config = {
+    issuer,
+    audience: caSpiffeId(t.trustDomain),
+    keys: { jwksFile: path.posix.relative(path.posix.dirname(ATTESTATION_FILE), `${K8S_ISSUER_DIR}/jwks.json`) },
+    maxTokenLifetimeSeconds: 3600,
+    serviceAccounts,
+  };
+  return `# gatehouse ca serve --k8s-attestation: written by gatehouse export k8s\n${stringify(config, { lineWidth: 0 })}`;
+}
+
+function isIssuerUrl(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return u.protocol === 'https:' && u.username === '' && u.password === '' && value.length <= 512 && !/[\s"'#]/.test(value);
+  } catch {
+    return false;
   }
 }
 
@@ -409,7 +493,7 @@ function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string
     case 'authority':
       return ['authority', ...common, '--zone', p.component.zone!, '--listen', listen(p.ports.main)];
     case 'ca':
-      return container === 'ca-init' ? ['ca', 'init', ...common] : ['ca', 'serve', ...common, '--listen', listen(p.ports.main)];
+      return container === 'ca-init' ? ['ca', 'init', ...common] : ['ca', 'serve', ...common, '--listen', listen(p.ports.main), '--k8s-attestation', ATTESTATION_FILE];
     case 'control':
       // beside the CA, on its volume (colocateControl)
       return ['control', ...common, '--listen', listen(p.ports.main)];
@@ -428,20 +512,22 @@ function secretEnvOf(t: Topology, c: Component, name: string): [string, string][
   switch (c.kind) {
     case 'gateway': {
       const auth = zone!.authentication;
-      return [
-        ['GATEHOUSE_JOIN_TOKEN', `${name}-join-token`],
-        ...[auth.revocationFeed?.clientSecretEnv, auth.introspection?.clientSecretEnv].filter((v) => v !== undefined).map((v): [string, string] => [v, secret]),
-      ];
+      return [auth.revocationFeed?.clientSecretEnv, auth.introspection?.clientSecretEnv].filter((v) => v !== undefined).map((v): [string, string] => [v, secret]);
     }
     case 'authority':
       // its zone's key-encryption key is sealed under the master key in its database: the same key on every replica and restart
-      return [[MASTER_KEY, secret], ...zone!.authority!.trustedZones.flatMap((z) => (typeof z === 'string' ? [] : [[z.revocationFeed.clientSecretEnv, secret] as [string, string]]))];
+      return [
+        [MASTER_KEY, secret],
+        ...zone!.authority!.trustedZones.flatMap((z) => (typeof z === 'string' ? [] : [[z.revocationFeed.clientSecretEnv, secret] as [string, string]])),
+        // its client secret at each upstream OpenID Provider it federates sign-in with
+        ...(zone!.authority!.federation ?? []).flatMap((f) => (f.clientSecretEnv === undefined ? [] : [[f.clientSecretEnv, secret] as [string, string]])),
+      ];
     case 'ca':
       // the root and issuer keys on its volume are sealed under it: the key itself stays in the Secret, off the volume
       return [[MASTER_KEY, secret]];
     case 'service':
-      // the one-time token the service bootstraps its workload certificate with (gatehouse ca token)
-      return [['GATEHOUSE_JOIN_TOKEN', `${name}-join-token`]];
+      // it bootstraps with its projected service-account token (place)
+      return [];
     case 'control':
       return [];
   }

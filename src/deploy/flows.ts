@@ -160,6 +160,18 @@ export function deploymentFlows(t: Topology): DeploymentModel {
         if (t.zones[other]?.authority && other !== zoneName)
           flow({ component: authority }, to(`authority:${other}`), `the ${zoneName} authority checks ${other} tokens before an exchange`, ['zones', zoneName, 'authority', 'trustedZones', i]);
       });
+      // federated sign-in: the authority discovers the upstream, redeems codes and reads its keys
+      (zone.authority.federation ?? []).forEach((f, i) => {
+        const at: TopologyPath = ['zones', zoneName, 'authority', 'federation', i];
+        const why = `the ${zoneName} authority signs users in with ${f.name}`;
+        const upstream = f.zone ?? Object.keys(t.zones).find((z) => t.zones[z].authority?.issuer !== undefined && sameIssuer(t.zones[z].authority!.issuer!, f.issuer!));
+        if (upstream !== undefined) {
+          if (t.zones[upstream]?.authority && upstream !== zoneName) flow({ component: authority }, to(`authority:${upstream}`), why, at);
+          return;
+        }
+        const endpoint = urlEndpoint(f.issuer!, 443);
+        if (endpoint) flow({ component: authority }, { outside: endpoint }, why, [...at, 'issuer']);
+      });
       const storage = urlEndpoint(zone.authority.storage, 5432);
       if (storage) flow({ component: authority }, { outside: storage }, `the ${zoneName} authority keeps its state in PostgreSQL`, ['zones', zoneName, 'authority', 'storage']);
     }
@@ -255,6 +267,10 @@ function upstreamPort(upstream: string | undefined): number | undefined {
 }
 
 /** host:port of a URL (redis://, postgres://), or undefined for 'sqlite' and the like. */
+function sameIssuer(a: string, b: string): boolean {
+  return a.replace(/\/$/, '') === b.replace(/\/$/, '');
+}
+
 function urlEndpoint(value: string, defaultPort: number): { host: string; port: number } | undefined {
   if (!/^[a-z]+:\/\//.test(value)) return undefined;
   try {

@@ -21,7 +21,8 @@ export function register(program: Command): void {
     .option('--config <file>', CONFIG_HELP, defaultConfigPath())
     .option('--image <ref>', 'image of every container (pin it by digest: registry/gatehouse@sha256:…)')
     .option('--out <dir>', 'write one file per namespace into this directory; absent: every document on stdout')
-    .action(async (o: { config: string; image?: string; out?: string }) => {
+    .option('--k8s-issuer <url>', "the cluster's service-account issuer (kubectl get --raw /.well-known/openid-configuration), whose projected tokens pods bootstrap their certificates with", 'https://kubernetes.default.svc.cluster.local')
+    .action(async (o: { config: string; image?: string; out?: string; k8sIssuer: string }) => {
       const { loadTopology } = await import('../../topology/index.ts');
       const { exportK8s, isImageReference } = await import('../../deploy/index.ts');
       if (o.image !== undefined && !isImageReference(o.image)) {
@@ -29,7 +30,15 @@ export function register(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      const files = exportK8s(loadTopology(o.config), { image: o.image });
+      let files: Map<string, string>;
+      try {
+        files = exportK8s(loadTopology(o.config), { image: o.image, k8sIssuer: o.k8sIssuer });
+      } catch (error) {
+        if (!(error instanceof Error) || !error.message.startsWith('--k8s-issuer')) throw error;
+        process.stderr.write(`gatehouse: ${error.message}\n`);
+        process.exitCode = 2;
+        return;
+      }
       if (o.out === undefined) {
         process.stdout.write([...files.values()].join(''));
         return;

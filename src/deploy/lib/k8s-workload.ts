@@ -27,12 +27,22 @@ export interface Resources {
   limits: { cpu: number; memory: number };
 }
 
-/** One file the component expects at a fixed path (its state dir, beside the topology), mounted read-only from a key of a ConfigMap or a Secret. */
+/**
+ * One file the component expects at a fixed path (its state dir, beside the topology), mounted
+ * read-only from a key of a ConfigMap or a Secret; without a key, the whole ConfigMap or Secret
+ * as a folder at `path` (which, unlike a single-file mount, the kubelet updates when it changes).
+ */
 export interface MountedFile {
   path: string;
   from: { configMap: string } | { secret: string };
-  key: string;
+  key?: string;
 }
+
+/** Where a container that bootstraps from the CA finds its projected service-account token (the kubelet rewrites it before it expires). */
+export const CA_TOKEN_DIR = '/var/run/secrets/gatehouse/ca-token';
+export const CA_TOKEN_FILE = `${CA_TOKEN_DIR}/token`;
+/** The shortest lifetime Kubernetes grants a projected token; the kubelet renews it at 80%. */
+export const CA_TOKEN_SECONDS = 600;
 
 export interface ContainerSpec {
   name: string;
@@ -42,6 +52,10 @@ export interface ContainerSpec {
   ports: { name: string; port: number }[];
   /** Environment variables read from Secrets: variable → Secret name (the key is the variable's name). */
   secretEnv: [variable: string, secret: string][];
+  /** Environment variables with a fixed, non-secret value; absent: none. */
+  env?: [variable: string, value: string][];
+  /** Mounts the pod's projected service-account token for the CA at CA_TOKEN_DIR (the workload's caTokenAudience). */
+  caToken?: boolean;
   /** Runs to completion before the others start (an idempotent preparation, such as `ca init`). */
   init?: boolean;
   /** Files it reads that another pod, the operator or the export provides; absent or empty: none. */
@@ -61,6 +75,12 @@ export interface Workload {
   containers: ContainerSpec[];
   /** Of each container that names none. */
   resources: Resources;
+  /**
+   * The audience of the projected service-account token its containers with caToken present to
+   * the CA (the CA's SPIFFE ID); absent: no token is projected (automountServiceAccountToken stays
+   * false either way: this token is for the CA only, the API server refuses its audience).
+   */
+  caTokenAudience?: string;
   /** The Services in front of the pod, each with the names of the container ports it serves; absent: one named for the workload, every port. */
   services?: { name: string; ports: string[] }[];
 }
@@ -99,6 +119,17 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
     // Node and its libraries write temporary files: the only writable place besides the state dir
     { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '64Mi' } },
     w.persistent ? { name: 'state', persistentVolumeClaim: { claimName: `${w.name}-state` } } : { name: 'state', emptyDir: { sizeLimit: '256Mi' } },
+    ...(w.caTokenAudience === undefined
+      ? []
+      : [
+          {
+            name: 'ca-token',
+            projected: {
+              defaultMode: 0o440,
+              sources: [{ serviceAccountToken: { audience: w.caTokenAudience, expirationSeconds: CA_TOKEN_SECONDS, path: 'token' } }],
+            },
+          },
+        ]),
   ];
   // one volume per ConfigMap or Secret some container reads a file of (a Secret's files: owner and group only)
   for (const f of w.containers.flatMap((c) => c.files ?? [])) {
@@ -118,12 +149,14 @@ export function workloadObjects(w: Workload, image: string): (IServiceAccount | 
   const specs = w.containers.map((c): IContainer => {
     const env: IEnvVar[] = [
       { name: 'NODE_ENV', value: 'production' },
+      ...(c.env ?? []).map(([name, value]) => ({ name, value })),
       ...c.secretEnv.map(([variable, secret]) => ({ name: variable, valueFrom: { secretKeyRef: { name: secret, key: variable } } })),
     ];
     const probed = c.ports[0]?.port;
     const resources = resourcesOf(w, c);
     // a file inside the state dir is mounted over it (subPath): the rest of the state dir stays writable
-    const files: IVolumeMount[] = (c.files ?? []).map((f) => ({ name: sourceVolume(f.from), mountPath: f.path, subPath: f.key, readOnly: true }));
+    const files: IVolumeMount[] = (c.files ?? []).map((f) => ({ name: sourceVolume(f.from), mountPath: f.path, ...(f.key === undefined ? {} : { subPath: f.key }), readOnly: true }));
+    if (c.caToken && w.caTokenAudience !== undefined) files.push({ name: 'ca-token', mountPath: CA_TOKEN_DIR, readOnly: true });
     return {
       name: c.name,
       image,
