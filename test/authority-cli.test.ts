@@ -2,7 +2,7 @@
 // over IPC, and the admin verbs work against its state while it runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import * as oidc from 'openid-client';
@@ -104,7 +104,7 @@ test('gatehouse authority + clients/users/keys admin verbs', async () => {
     assert.ok(user.password.length >= 16);
     assert.match(user.otpauth_uri, /^otpauth:\/\/totp\//);
     const users = JSON.parse((await gatehouse(['users', 'list', ...common])).stdout);
-    assert.deepEqual(users.find((u: any) => u.username === 'bob'), { id: user.id, username: 'bob', locked: false, mfa: true, totp: true, passkeys: 0 });
+    assert.deepEqual(users.find((u: any) => u.username === 'bob'), { id: user.id, username: 'bob', locked: false, mfa: true, totp: true, passkeys: 0, roles: [] });
 
     // passkeys: listed (public data only) and removed by an administrator
     const stores = await openZoneStores(loadTopology(file), 'public', state);
@@ -134,3 +134,54 @@ test('gatehouse authority + clients/users/keys admin verbs', async () => {
     tmp.remove();
   }
 });
+
+test('users: roles given at `users add --role` and changed with `users roles --add/--remove`; bad role names are usage (2), an unknown user a refusal (1)', async () => {
+  const tmp = tempDir();
+  const file = writeTopology(tmp.dir, { corp: 'authority:\n  scopes: [directory:read]\n' });
+  const common = ['--config', file, '--state-dir', path.join(tmp.dir, 'state'), '--zone', 'corp'];
+  const exitOf = (args: string[]) =>
+    gatehouse(args).then(
+      () => 0,
+      (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+    );
+  try {
+    const added = JSON.parse((await gatehouse(['users', 'add', ...common, 'carol', '--email', 'carol@test.local', '--role', 'corp-admins', '--role', 'staff', '--role', 'staff'])).stdout);
+    assert.deepEqual(added.roles, ['corp-admins', 'staff']);
+    const listed = () => JSON.parse(execFileSyncJson(['users', 'list', ...common])).find((u: any) => u.username === 'carol').roles;
+    assert.deepEqual(listed(), ['corp-admins', 'staff']);
+    assert.deepEqual(JSON.parse((await gatehouse(['users', 'roles', ...common, 'carol'])).stdout), { username: 'carol', roles: ['corp-admins', 'staff'] }, 'without --add/--remove: shown');
+    const changed = JSON.parse((await gatehouse(['users', 'roles', ...common, 'Carol', '--add', 'auditors', '--remove', 'staff', '--remove', 'never-had'])).stdout);
+    assert.deepEqual(changed.roles, ['corp-admins', 'auditors']);
+    assert.deepEqual(listed(), ['corp-admins', 'auditors']);
+    // the claims the authority issues from: the e-mail kept beside the roles
+    const stores = await openZoneStores(loadTopology(file), 'corp', path.join(tmp.dir, 'state'));
+    try {
+      assert.deepEqual((await stores.users.byUsername('carol'))!.claims, { email: 'carol@test.local', roles: ['corp-admins', 'auditors'] });
+    } finally {
+      await stores.storage.close();
+    }
+    assert.deepEqual(JSON.parse((await gatehouse(['users', 'roles', ...common, 'carol', '--remove', 'corp-admins', '--remove', 'auditors'])).stdout).roles, []);
+
+    for (const bad of ['', 'has space', '-leading', 'x'.repeat(65), 'rôle', 'a/b', 'a"b']) {
+      const r = await exitOf(['users', 'roles', ...common, 'carol', '--add', bad]);
+      assert.equal(typeof r === 'object' && r.code, 2, `${JSON.stringify(bad)} is no role name`);
+      assert.match((r as { stderr: string }).stderr, /is not 1-64 letters/);
+    }
+    const badAdd = await exitOf(['users', 'add', ...common, 'dave', '--role', 'no way']);
+    assert.equal(typeof badAdd === 'object' && badAdd.code, 2);
+    assert.equal(JSON.parse(execFileSyncJson(['users', 'list', ...common])).some((u: any) => u.username === 'dave'), false, 'nothing added on a usage error');
+    const nobody = await exitOf(['users', 'roles', ...common, 'nobody', '--add', 'staff']);
+    assert.equal(typeof nobody === 'object' && nobody.code, 1);
+    assert.match((nobody as { stderr: string }).stderr, /no user nobody in zone corp/);
+    const many = Array.from({ length: 33 }, (_, i) => ['--add', `r${i}`]).flat();
+    const tooMany = await exitOf(['users', 'roles', ...common, 'carol', ...many]);
+    assert.equal(typeof tooMany === 'object' && tooMany.code, 1, 'more than 32 roles is refused');
+    assert.match((tooMany as { stderr: string }).stderr, /at most 32 roles/);
+  } finally {
+    tmp.remove();
+  }
+});
+
+function execFileSyncJson(args: string[]): string {
+  return execFileSync('sh', [path.join(root, 'scripts/node.sh'), path.join(root, 'src/cli/main.ts'), ...args], { cwd: root, encoding: 'utf8' });
+}

@@ -20,7 +20,7 @@ import type { AddressInfo } from 'node:net';
 import * as oidc from 'openid-client';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { generate } from 'otplib';
-import { tempDir, offsetClock, silentLogger, trustingFetch, REDIRECT } from './support/authority-harness.ts';
+import { tempDir, offsetClock, silentLogger, trustingFetch, writeTopology, REDIRECT, type TestFetch } from './support/authority-harness.ts';
 import { loadTopology } from '../src/topology/load.ts';
 import { startAuthority } from '../src/authority/index.ts';
 import { federationGrantFile, readFederationGrant } from '../src/authority/federation-seed.ts';
@@ -271,6 +271,38 @@ test('a hostile upstream: an ID token with the wrong iss, the wrong aud, a repla
   for (const e of failures) assert.match(String(e.reason), /^code or ID token refused: (unexpected JWT claim value|invalid response)/);
 });
 
+/**
+ * Internal's sign-in page in a fresh browser, its corp button (checked to lead
+ * to `upstreamIssuer` with internal's callback), and the page the upstream
+ * answers there: its sign-in form when it knows the client and redirect URI.
+ */
+async function upstreamPageOf(fetch: TestFetch, downstream: RunningAuthority, upstreamIssuer: string): Promise<Page> {
+  const browser = new Browser(fetch);
+  const w = downstream.devCredentials!.clients.find((c) => c.client_id === 'internal-web')!;
+  const cfg = await oidc.discovery(new URL(downstream.issuer), w.client_id, { redirect_uris: [REDIRECT] }, oidc.ClientSecretBasic(w.client_secret!), { [oidc.customFetch]: fetch as any });
+  const login = await browser.follow(oidc.buildAuthorizationUrl(cfg, { redirect_uri: REDIRECT, scope: 'openid', code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()), code_challenge_method: 'S256' }).toString(), downstream.issuer);
+  const form = parseForm(login.html, '/federate');
+  const res = await browser.request(new URL(form.action, downstream.issuer).toString(), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: downstream.issuer },
+    body: new URLSearchParams({ ...form.hidden, upstream: 'corp' }).toString(),
+  });
+  assert.equal(res.status, 303);
+  const authUrl = new URL(res.headers.get('location')!);
+  assert.equal(authUrl.origin, upstreamIssuer);
+  assert.equal(authUrl.searchParams.get('client_id'), 'internal-seeded');
+  assert.equal(authUrl.searchParams.get('redirect_uri'), `${downstream.issuer}/federation/callback`);
+  return new Browser(fetch).follow(authUrl.toString(), upstreamIssuer);
+}
+
+/** corp, and internal signing in through it with the client corp registers for it (internal-seeded, no secret variable set). */
+function seededTopology(dir: string, corpListen: string, internalListen: string): string {
+  return writeTopology(dir, {
+    corp: `authority: { listen: '${corpListen}' }`,
+    internal: `authority:\n  listen: ${internalListen}\n  federation:\n    - { name: corp, zone: corp, clientId: internal-seeded, clientSecretEnv: GH_TEST_FED_UNSET, link: email, mfa: upstream }`,
+  });
+}
+
 function internalAudit(): Record<string, unknown>[] {
   return readFileSync(path.join(tmp.dir, 'state', 'authority', 'internal', 'audit.jsonl'), 'utf8')
     .trim()
@@ -286,21 +318,7 @@ test('a zone upstream on this machine registers the sign-in client of a zone tha
       srv.close(() => resolve(port));
     });
   });
-  const file = path.join(dir.dir, 'gatehouse.yaml');
-  writeFileSync(
-    file,
-    `version: 1
-trustDomain: test.local
-zones:
-  corp:
-    authority: { listen: 'localhost:0' }
-  internal:
-    authority:
-      listen: 127.0.0.1:${free}
-      federation:
-        - { name: corp, zone: corp, clientId: internal-seeded, clientSecretEnv: GH_TEST_FED_UNSET, link: email, mfa: upstream }
-`,
-  );
+  const file = seededTopology(dir.dir, 'localhost:0', `127.0.0.1:${free}`);
   const stateDir = path.join(dir.dir, 'state');
   const topology = loadTopology(file);
   const up = await startAuthority({ topology, zone: 'corp', stateDir, dev: true, clock, logger: silentLogger() });
@@ -322,27 +340,51 @@ zones:
     // the downstream signs in with the granted secret (no variable set)
     assert.equal(process.env.GH_TEST_FED_UNSET, undefined);
     tf = trustingFetch(down.caFile!);
-    const browser = new Browser(tf.fetch);
-    const w = down.devCredentials!.clients.find((c) => c.client_id === 'internal-web')!;
-    const cfg = await oidc.discovery(new URL(down.issuer), w.client_id, { redirect_uris: [REDIRECT] }, oidc.ClientSecretBasic(w.client_secret!), { [oidc.customFetch]: tf.fetch as any });
-    const verifier = oidc.randomPKCECodeVerifier();
-    const login = await browser.follow(oidc.buildAuthorizationUrl(cfg, { redirect_uri: REDIRECT, scope: 'openid', code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' }).toString(), down.issuer);
-    const form = parseForm(login.html, '/federate');
-    const res = await browser.request(new URL(form.action, down.issuer).toString(), {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: down.issuer },
-      body: new URLSearchParams({ ...form.hidden, upstream: 'corp' }).toString(),
-    });
-    assert.equal(res.status, 303);
-    const authUrl = new URL(res.headers.get('location')!);
-    assert.equal(authUrl.searchParams.get('client_id'), 'internal-seeded');
-    const upstreamLogin = await new Browser(tf.fetch).follow(authUrl.toString(), restarted.issuer);
+    const upstreamLogin = await upstreamPageOf(tf.fetch, down, restarted.issuer);
     assert.equal(upstreamLogin.status, 200, 'the upstream knows the client and its redirect URI');
   } finally {
     await down.close();
     await up.close();
     await restarted?.close();
     await tf?.close();
+    dir.remove();
+  }
+});
+
+test('the upstream registers the redirect URI of the downstream at the address it runs at (ephemeral ports), and follows it when it moves; the secret stays', async () => {
+  const dir = tempDir();
+  // the configured ports are not where they run: `gatehouse up --ephemeral-ports` overrides every listen with port 0
+  const file = seededTopology(dir.dir, 'localhost:8744', '127.0.0.1:8644');
+  const stateDir = path.join(dir.dir, 'state');
+  const topology = loadTopology(file);
+  const up = await startAuthority({ topology, zone: 'corp', stateDir, dev: true, clock, logger: silentLogger(), listen: 'localhost:0' });
+  let down = await startAuthority({ topology, zone: 'internal', stateDir, dev: true, clock, logger: silentLogger(), listen: '127.0.0.1:0' });
+  const tf = trustingFetch(down.caFile!);
+  const redirectAtUpstream = async () => (await up.admin.clients.list()).find((c) => c.client_id === 'internal-seeded')?.redirect_uris;
+  const follows = async (issuer: string) => {
+    const want = [`${issuer}/federation/callback`];
+    for (let i = 0; i < 100 && JSON.stringify(await redirectAtUpstream()) !== JSON.stringify(want); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await redirectAtUpstream(), want);
+  };
+  try {
+    assert.notEqual(down.issuer, 'https://127.0.0.1:8644');
+    await follows(down.issuer);
+    const grant = readFederationGrant(stateDir, 'internal', 'corp')!;
+    const upstreamLogin = await upstreamPageOf(tf.fetch, down, up.issuer);
+    assert.equal(upstreamLogin.status, 200, `the upstream takes the redirect URI of where the downstream runs: ${upstreamLogin.html.slice(0, 300)}`);
+    assert.match(upstreamLogin.html, /name="password"/);
+    // the downstream restarts on another port: the upstream follows, with the same client and secret
+    const before = down.issuer;
+    await down.close();
+    down = await startAuthority({ topology, zone: 'internal', stateDir, dev: true, clock, logger: silentLogger(), listen: '127.0.0.1:0' });
+    assert.notEqual(down.issuer, before);
+    await follows(down.issuer);
+    assert.equal(readFederationGrant(stateDir, 'internal', 'corp')!.client_secret, grant.client_secret, 'the secret stays');
+    assert.equal((await upstreamPageOf(tf.fetch, down, up.issuer)).status, 200);
+  } finally {
+    await down.close();
+    await up.close();
+    await tf.close();
     dir.remove();
   }
 });

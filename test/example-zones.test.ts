@@ -192,6 +192,73 @@ test('internal: the admin route needs the admin role from the SSO — no token 4
   assert.equal(grant.issuer, ex.endpoints.zones.corp.authority);
 });
 
+/**
+ * A back-office user's sign-in at the internal zone through the corp SSO, as
+ * a browser does it (one browser per authority: both are on 127.0.0.1, and
+ * cookies are per host): the corp button, password + TOTP at corp, back at
+ * internal the user's own second factor (mfa: local). The access token.
+ */
+async function signInThroughCorp(corpUser: { username: string; password: string; totp_secret: string }, internalTotp: string): Promise<string> {
+  const issuer = ex.endpoints.zones.internal.authority!;
+  const corpIssuer = ex.endpoints.zones.corp.authority!;
+  const web = ex.credentials.zones.internal.clients.find((c) => c.grant_types.includes('authorization_code'))!;
+  const h = harness(issuer);
+  const config = await oidc.discovery(new URL(issuer), web.client_id, { redirect_uris: web.redirect_uris }, oidc.ClientSecretBasic(web.client_secret!), { [oidc.customFetch]: h.fetch as any });
+  const { Browser, parseForm } = await import('./support/authority-browser.ts');
+  const browser = new Browser(h.fetch);
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const login = await browser.follow(oidc.buildAuthorizationUrl(config, { redirect_uri: REDIRECT, scope: 'openid admin:read', code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state }).toString(), issuer);
+  assert.equal(login.status, 200);
+  const form = parseForm(login.html, '/federate');
+  const pressed = await browser.request(new URL(form.action, issuer).toString(), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: issuer },
+    body: new URLSearchParams({ ...form.hidden, upstream: 'corp' }).toString(),
+  });
+  assert.equal(pressed.status, 303, await pressed.text());
+  const authUrl = pressed.headers.get('location')!;
+  assert.ok(authUrl.startsWith(`${corpIssuer}/`), authUrl);
+  const corpBrowser = new Browser(edgeFetch());
+  const corpLogin = await corpBrowser.follow(authUrl, corpIssuer);
+  assert.equal(corpLogin.status, 200, `corp knows internal's sign-in client at the address internal runs at: ${corpLogin.html.slice(0, 300)}`);
+  const corpOtp = await corpBrowser.submit(corpLogin, '/login', { username: corpUser.username, password: corpUser.password }, corpIssuer);
+  const back = await corpBrowser.submit(corpOtp, '/otp', { otp: await generate({ secret: corpUser.totp_secret }) }, corpIssuer);
+  assert.equal(back.status, 0, back.html.slice(0, 300));
+  assert.ok(back.url.startsWith(`${issuer}/federation/callback?`), back.url);
+  const hop = await browser.follow(back.url, issuer);
+  const next = /<meta http-equiv="refresh" content="0;url=([^"]+)">/.exec(hop.html);
+  assert.ok(next, hop.html.slice(0, 300));
+  const otp = await browser.follow(new URL(next[1].replace(/&amp;/g, '&'), issuer).toString(), issuer);
+  assert.equal(otp.status, 200, otp.html.slice(0, 300));
+  assert.match(otp.html, /name="otp"/, "the internal zone's own second factor (mfa: local)");
+  const done = await browser.submit(otp, '/otp', { otp: await generate({ secret: internalTotp }) }, issuer);
+  assert.equal(done.status, 0, done.html.slice(0, 300));
+  const tokens = await oidc.authorizationCodeGrant(config, new URL(done.url), { pkceCodeVerifier: verifier, expectedState: state, idTokenExpected: true });
+  return tokens.access_token;
+}
+
+test('internal: a corp user given corp-admins (`gatehouse users roles --add`) signs in through the SSO with MFA here and reaches the admin route; a corp user without it gets 403', async () => {
+  const url = ex.endpoints.zones.internal.gateway + '/api/admin/reports';
+  // alice of corp (the dev user) becomes a corp admin; the internal zone links her by her verified e-mail to its own alice
+  const changed = cli(['users', 'roles', 'alice', '--zone', 'corp', '--add', 'corp-admins']);
+  assert.deepEqual(changed.roles, ['corp-admins']);
+  const admin = await signInThroughCorp(ex.credentials.zones.corp.users[0], ex.credentials.zones.internal.users[0].totp_secret);
+  const claims = decodeJwt(admin);
+  assert.deepEqual(claims.roles, ['admin'], 'corp-admins maps to admin');
+  assert.equal(claims.acr, 'urn:gatehouse:acr:mfa');
+  const served = await get(url, { authorization: `Bearer ${admin}` });
+  assert.equal(served.status, 200, served.text);
+  // bob: a corp account without the role (added with `gatehouse users add`), and his local account here
+  const corpBob = cli(['users', 'add', 'bob', '--zone', 'corp', '--email', 'bob@shop.local']);
+  assert.deepEqual(corpBob.roles, []);
+  const localBob = cli(['users', 'add', 'bob', '--zone', 'internal', '--email', 'bob@shop.local']);
+  const staff = await signInThroughCorp({ username: 'bob', password: corpBob.password, totp_secret: corpBob.totp_secret }, localBob.totp_secret);
+  assert.equal(decodeJwt(staff).roles, undefined);
+  const refused = await get(url, { authorization: `Bearer ${staff}` }, from('127.0.0.7'));
+  assert.equal(refused.status, 403, refused.text);
+});
+
 test('private: the BFF’s exchanged token is bound to the certificate it exchanged with — another certificate of the BFF, or the DPoP scheme, gets 401', async () => {
   // a signed-in public user's token, exchanged at the private authority as the BFF does (tls_client_auth with its SVID)
   const zone = ex.credentials.zones.public;

@@ -74,24 +74,34 @@ export function createFederation(ctx: AuthorityContext, stateDir: string, devCaF
     return (JSON.parse(readFileSync(file, 'utf8')) as { issuer: string }).issuer;
   };
 
+  // keyed by upstream, issuer and secret: a zone upstream restarted at another
+  // address, or a secret it granted again, is discovered afresh
   const configs = new Map<string, Promise<oidc.Configuration>>();
   const configOf = (f: Upstream): Promise<oidc.Configuration> => {
-    let c = configs.get(f.name);
+    // the variable, or for a zone upstream on this machine the secret it granted this zone (federation-seed.ts)
+    const granted = f.zone ? readFederationGrant(stateDir, ctx.zone, f.zone) : undefined;
+    const secret = process.env[f.clientSecretEnv] ?? (granted?.client_id === f.clientId ? granted.client_secret : undefined);
+    if (!secret) return Promise.reject(new GatehouseError('upstream_unavailable', `The ${f.name} sign-in is not configured here.`, { headers: { 'retry-after': '60' } }));
+    let issuer: string;
+    try {
+      issuer = issuerOf(f);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const key = JSON.stringify([f.name, issuer, secret]);
+    let c = configs.get(key);
     if (!c) {
-      // the variable, or for a zone upstream on this machine the secret it granted this zone (federation-seed.ts)
-      const granted = f.zone ? readFederationGrant(stateDir, ctx.zone, f.zone) : undefined;
-      const secret = process.env[f.clientSecretEnv] ?? (granted?.client_id === f.clientId ? granted.client_secret : undefined);
-      if (!secret) return Promise.reject(new GatehouseError('upstream_unavailable', `The ${f.name} sign-in is not configured here.`, { headers: { 'retry-after': '60' } }));
+      for (const k of configs.keys()) if (JSON.parse(k)[0] === f.name) configs.delete(k);
       c = oidc
-        .discovery(new URL(issuerOf(f)), f.clientId, { redirect_uris: [callback], response_types: ['code'] }, oidc.ClientSecretBasic(secret), {
+        .discovery(new URL(issuer), f.clientId, { redirect_uris: [callback], response_types: ['code'] }, oidc.ClientSecretBasic(secret), {
           [oidc.customFetch]: viaAgent as never,
           timeout: 10,
         })
         .catch((error: unknown) => {
-          configs.delete(f.name);
+          configs.delete(key);
           throw new GatehouseError('upstream_unavailable', `The ${f.name} sign-in cannot be reached now.`, { headers: { 'retry-after': '5' }, cause: error });
         });
-      configs.set(f.name, c);
+      configs.set(key, c);
     }
     return c;
   };

@@ -43,6 +43,29 @@ type UserRow = Database['users'] & { passkeys: unknown };
 
 const USERNAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
 export const MAX_PASSWORD = 1024;
+/** A role (claims.roles, the gateway's `roles` rules): what a topology's role names and an upstream's groups look like. */
+const ROLE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+export const MAX_ROLES = 32;
+
+/** Why `role` is no role name, or undefined when it is one. */
+export function roleProblem(role: string): string | undefined {
+  return ROLE.test(role) ? undefined : `role ${JSON.stringify(role.slice(0, 80))} is not 1-64 letters, digits and . _ : - (starting with a letter or digit)`;
+}
+
+function checkRoles(roles: readonly string[]): string[] {
+  for (const r of roles) {
+    const problem = roleProblem(r);
+    if (problem) throw new UserError(problem);
+  }
+  const unique = [...new Set(roles)];
+  if (unique.length > MAX_ROLES) throw new UserError(`a user has at most ${MAX_ROLES} roles`);
+  return unique;
+}
+
+/** The user's roles as the claims hold them (strings only). */
+export function rolesOf(claims: Record<string, unknown>): string[] {
+  return Array.isArray(claims.roles) ? claims.roles.filter((r): r is string => typeof r === 'string') : [];
+}
 
 export class UserRegistry {
   readonly #db: Kysely<Database>;
@@ -63,8 +86,12 @@ export class UserRegistry {
     password?: string;
     totp?: boolean;
     claims?: Record<string, unknown>;
-  }): Promise<{ id: string; username: string; password: string; totp_secret?: string; otpauth_uri?: string }> {
+    /** Gatehouse roles (claims.roles); absent or empty: none */
+    roles?: readonly string[];
+  }): Promise<{ id: string; username: string; password: string; totp_secret?: string; otpauth_uri?: string; roles?: string[] }> {
     if (!USERNAME.test(input.username)) throw new UserError('username is 1-128 letters, digits and . _ @ + -');
+    const roles = checkRoles(input.roles ?? []);
+    const claims = { ...(input.claims ?? {}), ...(roles.length > 0 ? { roles } : {}) };
     const password = input.password ?? randomBytes(18).toString('base64url');
     if (password.length < 12 || password.length > MAX_PASSWORD) throw new UserError('a password is 12 to 1024 characters');
     const id = randomUUID();
@@ -80,7 +107,7 @@ export class UserRegistry {
         totp_secret: totpSecret ? this.#sealer.seal(totpSecret, `totp:${id}`) : null,
         totp_last_step: 0,
         locked: 0,
-        claims: JSON.stringify(input.claims ?? {}),
+        claims: JSON.stringify(claims),
         created_at: this.#now(),
       })
       .execute();
@@ -88,6 +115,7 @@ export class UserRegistry {
       id,
       username: input.username.toLowerCase(),
       password,
+      ...(roles.length > 0 ? { roles } : {}),
       ...(totpSecret ? { totp_secret: totpSecret, otpauth_uri: this.#uri(input.username, totpSecret) } : {}),
     };
   }
@@ -141,6 +169,24 @@ export class UserRegistry {
   /** Replaces the user's claims (federation keeps the upstream's e-mail and mapped roles current). */
   async setClaims(id: string, claims: Record<string, unknown>): Promise<void> {
     await this.#db.updateTable('users').set({ claims: JSON.stringify(claims) }).where('id', '=', id).execute();
+  }
+
+  /**
+   * Adds and removes roles of a user (removals after additions: a role named
+   * in both is gone); the roles afterwards, or undefined when there is no such
+   * user. Tokens issued from then on carry them (customize-token.ts).
+   */
+  async changeRoles(username: string, change: { add?: readonly string[]; remove?: readonly string[] }): Promise<string[] | undefined> {
+    const add = checkRoles(change.add ?? []);
+    const remove = new Set(checkRoles(change.remove ?? []));
+    const user = await this.byUsername(username);
+    if (!user) return undefined;
+    // the roles held already are kept as they are (a federation upstream's mapped ones included)
+    const roles = [...new Set([...rolesOf(user.claims), ...add])].filter((r) => !remove.has(r));
+    if (roles.length > MAX_ROLES) throw new UserError(`a user has at most ${MAX_ROLES} roles`);
+    const { roles: _old, ...rest } = user.claims;
+    await this.setClaims(user.id, roles.length > 0 ? { ...rest, roles } : rest);
+    return roles;
   }
 
   // ---- WebAuthn credentials ----

@@ -5,6 +5,18 @@ type Common = ZoneOptions;
 const common = (c: Command) => zoneOptions(c, 'users');
 const open = openZone;
 
+/** Commander's collector for a repeatable option. */
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** Role names are usage: a bad one is exit 2 (nothing is opened or changed). */
+async function badRoles(roles: readonly string[]): Promise<boolean> {
+  const { roleProblem } = await import('../../authority/user-registry.ts');
+  const problems = roles.map(roleProblem).filter((p): p is string => p !== undefined);
+  for (const p of problems) process.stderr.write(`gatehouse users: ${p}\n`);
+  if (problems.length > 0) process.exitCode = 2;
+  return problems.length > 0;
+}
+
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
@@ -20,12 +32,14 @@ export function register(program: Command): void {
     .option('--password-stdin', 'read the password from stdin instead of generating one', false)
     .option('--no-totp', 'no second factor (refused at sign-in when the zone requires MFA)')
     .option('--email <email>', 'email claim')
-    .action(async (username: string, o: Common & { passwordStdin: boolean; totp: boolean; email?: string }) => {
+    .option('--role <role>', "a Gatehouse role (the gateway's `roles` rules; repeat for more); 1-64 letters, digits and . _ : -", collect, [])
+    .action(async (username: string, o: Common & { passwordStdin: boolean; totp: boolean; email?: string; role: string[] }) => {
+      if (await badRoles(o.role)) return;
       const password = o.passwordStdin ? await readStdin() : undefined;
       const s = await open(o);
       try {
-        const u = await s.users.add({ username, password, totp: o.totp, claims: o.email ? { email: o.email } : {} });
-        const shown: Record<string, unknown> = { id: u.id, username: u.username };
+        const u = await s.users.add({ username, password, totp: o.totp, claims: o.email ? { email: o.email } : {}, roles: o.role });
+        const shown: Record<string, unknown> = { id: u.id, username: u.username, roles: u.roles ?? [] };
         if (!o.passwordStdin) shown.password = u.password;
         if (u.totp_secret) Object.assign(shown, { totp_secret: u.totp_secret, otpauth_uri: u.otpauth_uri });
         process.stdout.write(JSON.stringify(shown, null, 2) + '\n');
@@ -39,8 +53,28 @@ export function register(program: Command): void {
     .action(async (o: Common) => {
       const s = await open(o);
       try {
-        const list = (await s.users.list()).map(({ id, username, locked, mfa, totp, passkeys }) => ({ id, username, locked, mfa, totp, passkeys }));
+        const { rolesOf } = await import('../../authority/user-registry.ts');
+        const list = (await s.users.list()).map(({ id, username, locked, mfa, totp, passkeys, claims }) => ({ id, username, locked, mfa, totp, passkeys, roles: rolesOf(claims) }));
         process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+      } finally {
+        await s.storage.close();
+      }
+    });
+
+  common(users.command('roles'))
+    .description("show a user's roles, or add and remove some (tokens issued afterwards carry them); prints the roles as JSON")
+    .argument('<username>')
+    .option('--add <role>', 'add a role (repeat for more)', collect, [])
+    .option('--remove <role>', 'remove a role (repeat for more)', collect, [])
+    .action(async (username: string, o: Common & { add: string[]; remove: string[] }) => {
+      if (await badRoles([...o.add, ...o.remove])) return;
+      const s = await open(o);
+      try {
+        const roles = await s.users.changeRoles(username, { add: o.add, remove: o.remove });
+        if (!roles) {
+          process.stderr.write(`gatehouse: no user ${username} in zone ${o.zone}\n`);
+          process.exitCode = 1;
+        } else process.stdout.write(JSON.stringify({ username: username.toLowerCase(), roles }, null, 2) + '\n');
       } finally {
         await s.storage.close();
       }
