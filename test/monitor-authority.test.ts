@@ -190,7 +190,8 @@ test('the audit lines the authority turns into security events', () => {
     [{ event: 'lockout', username: 'alice', budget: 'user', until: '2026-01-01T00:00:00.000Z' }, { type: 'lockout', code: 'user', account: 'alice', detail: 'until 2026-01-01T00:00:00.000Z' }],
     [{ event: 'token.exchanged', client_id: 'bff', sub: 'u1', jti: 'j1', actor: 'bff' }, { type: 'token_exchange', code: 'exchanged', client: 'bff', subject: 'u1', jti: 'j1', detail: 'actor bff' }],
     [{ event: 'token.exchange_refused', client_id: 'bff', reason: 'audience not allowed' }, { type: 'token_exchange', code: 'refused', client: 'bff', detail: 'audience not allowed' }],
-    [{ event: 'login.success', username: 'alice' }, undefined],
+    [{ event: 'login.success', username: 'alice', sub: 'u1', source: '10.0.0.1' }, { type: 'auth_success', code: 'login', account: 'alice', subject: 'u1', source: '10.0.0.1' }],
+    [{ event: 'mfa.challenge', username: 'alice' }, undefined],
     [{ event: 'login.failure', username: 'x'.repeat(5000), source: 's'.repeat(500) }, undefined],
   ];
   for (const [line, expected] of cases) {

@@ -143,6 +143,8 @@ export function securityEventOf(line: Record<string, unknown>): EventFields | un
   switch (line.event) {
     case 'login.failure':
       return { type: 'auth_failure', code: 'login', ...common, subject: str(line.sub), account: who, detail: str(line.reason, 200) };
+    case 'login.success':
+      return { type: 'auth_success', code: 'login', ...common, subject: str(line.sub), account: who };
     case 'mfa.failure':
       return { type: 'auth_failure', code: 'mfa', ...common, subject: str(line.sub), detail: str(line.reason, 200) };
     case 'client.auth_failure':

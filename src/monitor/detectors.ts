@@ -5,6 +5,12 @@
 //   stuffing     refused credentials from one source: gateway 401s and the
 //                authority's auth_failure events; or distinct usernames
 //                whose sign-in failed from one source (distinctAccounts)
+//   ratio        failed sign-ins of one account (the username as typed, else
+//                the subject) from any sources, when failures are at least
+//                failureRatio of its attempts (auth_failure vs auth_success):
+//                a distributed cracking run; quarantines the account's subject
+//                (a username nobody has signed in as is only recorded: there is
+//                no subject to protect, the name may not exist)
 //   enumeration  distinct object paths answered 403/404 on one route for one
 //                identity (subject, else client, else source)
 //   replay       one token id (jti) seen from distinct networks (IPv4 /24,
@@ -26,7 +32,7 @@ import type { Quarantine } from '../policy/index.ts';
 import type { SecurityEvent } from './event.ts';
 import { parseDuration } from './quarantine-store.ts';
 
-export const DETECTORS = ['scan', 'stuffing', 'enumeration', 'replay', 'lateral', 'volumetric'] as const;
+export const DETECTORS = ['scan', 'stuffing', 'ratio', 'enumeration', 'replay', 'lateral', 'volumetric'] as const;
 export type DetectorName = (typeof DETECTORS)[number];
 
 export interface Detection {
@@ -73,6 +79,18 @@ class Windows {
     const oldest = now - windowSeconds * 1000;
     for (const [k, t] of seen) {
       if (t >= oldest) break; // insertion order is time order
+      seen.delete(k);
+    }
+    return seen.size;
+  }
+
+  /** Items of `key` still within the window (nothing added). */
+  count(key: string, now: number, windowSeconds: number): number {
+    const seen = this.keys.get(key);
+    if (!seen) return 0;
+    const oldest = now - windowSeconds * 1000;
+    for (const [k, t] of seen) {
+      if (t >= oldest) break;
       seen.delete(k);
     }
     return seen.size;
@@ -143,6 +161,44 @@ export function createDetectors(config: () => MonitorConfig, trustDomain: string
     };
   }
 
+  // ratio: the subject an account (username) was last seen signing in as
+  const subjects = new Map<string, string>();
+  const accountKey = (e: SecurityEvent) => (e.account ? `account:${e.account.toLowerCase()}` : e.subject ? `subject:${e.subject}` : undefined);
+
+  function ratio(e: SecurityEvent, now: number): Detection | undefined {
+    const r = config().detectors.ratio;
+    const account = accountKey(e);
+    if (!r.enabled || !account) return undefined;
+    const w = windows.ratio;
+    if (e.subject && e.account) {
+      if (subjects.size >= MAX_KEYS && !subjects.has(account)) subjects.delete(subjects.keys().next().value as string);
+      subjects.set(account, e.subject);
+    }
+    if (e.type === 'auth_success') {
+      w.bump(`${account}|ok`, e.id, now, r.windowSeconds);
+      return undefined;
+    }
+    const failed = w.bump(`${account}|fail`, e.id, now, r.windowSeconds);
+    const succeeded = w.count(`${account}|ok`, now, r.windowSeconds);
+    if (failed < w.threshold(`${account}|fail`, r.threshold, now) || failed / (failed + succeeded) < r.failureRatio) return undefined;
+    w.keys.delete(`${account}|fail`);
+    w.keys.delete(`${account}|ok`);
+    const subject = e.subject ?? subjects.get(account);
+    const share = Math.round((100 * failed) / (failed + succeeded));
+    return {
+      detector: 'ratio',
+      scope: 'subject',
+      value: subject ?? account,
+      count: failed,
+      windowSeconds: r.windowSeconds,
+      // a username nobody signed in as has no subject to protect: recorded only
+      shadow: r.shadow || subject === undefined,
+      quarantineForMs: parseDuration(r.quarantineFor),
+      reason: `detector ratio: ${failed} failed sign-ins of ${account} (${share}% of its attempts) within ${r.windowSeconds} s`,
+      source: e.source,
+    };
+  }
+
   function volumetric(e: SecurityEvent, now: number): Detection | undefined {
     const v = config().detectors.volumetric;
     const who = identity(e);
@@ -208,8 +264,12 @@ export function createDetectors(config: () => MonitorConfig, trustDomain: string
           if (e.status === 401) return windowed('stuffing', { scope: 'source', value: e.source }, e.source, e.id, now, 'refused credentials', e);
           return undefined;
         }
+        case 'auth_success':
+          return ratio(e, now);
         case 'auth_failure': {
-          if (!e.source) return undefined;
+          // an account failing from everywhere (the sources may be many)
+          const cracked = e.code === 'login' || e.code === 'mfa' || e.code === 'passkey' ? ratio(e, now) : undefined;
+          if (!e.source) return cracked;
           // many accounts from one source (stuffing), before many failures in all (cracking one account)
           const s = c.detectors.stuffing;
           if (e.account && s.enabled) {
@@ -220,7 +280,7 @@ export function createDetectors(config: () => MonitorConfig, trustDomain: string
               w.keys.delete(key);
               w.keys.delete(e.source);
               return {
-                detector: 'stuffing',
+                detector: 'stuffing' as const,
                 scope: 'source',
                 value: e.source,
                 count: n,
@@ -232,7 +292,7 @@ export function createDetectors(config: () => MonitorConfig, trustDomain: string
               };
             }
           }
-          return windowed('stuffing', { scope: 'source', value: e.source }, e.source, e.id, now, 'refused credentials', e);
+          return windowed('stuffing', { scope: 'source', value: e.source }, e.source, e.id, now, 'refused credentials', e) ?? cracked;
         }
         case 'token_issued':
         case 'token_use': {
@@ -269,6 +329,12 @@ export function createDetectors(config: () => MonitorConfig, trustDomain: string
             any = true;
           }
         return any;
+      }
+      if (name === 'ratio') {
+        // the accounts that signed in as this subject, and the subject itself
+        for (const [account, sub] of subjects) if (sub === q.value) windows.ratio.relax(account, now);
+        windows.ratio.relax(`subject:${q.value}`, now);
+        return true;
       }
       // scan, stuffing and lateral count by the value itself; the others by scope:value (and a route or token after '|')
       windows[name].relax(name === 'scan' || name === 'stuffing' || name === 'lateral' ? q.value : `${q.scope}:${q.value}`, now);

@@ -13,6 +13,8 @@
 //            quarantine        a quarantine was added or removed
 //            auth_failure      the authority refused a sign-in or a client's
 //                              credentials (code: login, mfa, client)
+//            auth_success      the authority signed a user in (subject, account):
+//                              what the failure ratio per account is taken against
 //            lockout           the authority locked an account or a source out
 //            token_issued      the authority issued an access token (jti, client,
 //                              subject, source: where it was obtained)
@@ -45,6 +47,7 @@ export const EVENT_TYPES = [
   'detection',
   'quarantine',
   'auth_failure',
+  'auth_success',
   'lockout',
   'token_issued',
   'token_exchange',

@@ -1,6 +1,6 @@
 // The `monitor:` section: what the control plane does with the security
 // events every enforcement point sends it (src/monitor). Absent: the defaults
-// below — events are kept for a week, every detector but replay and
+// below — events are kept for a week, every detector but replay, ratio and
 // volumetric (shadow: they record what they would do) quarantines, the web
 // console is not served (it needs a zone to sign operators in and at least
 // one operator).
@@ -98,6 +98,23 @@ export const MonitorConfig = z
           },
           defaults: { distinctAccounts: 5 },
         }),
+        // shadow by default: whoever knows a username can fail on purpose, and the account's owner would be locked out
+        ratio: Detector(
+          { threshold: 10, windowSeconds: 600, quarantineFor: '15m', shadow: true },
+          'failed sign-ins of one account (whatever their sources: a distributed cracking run)',
+          'when they are at least `failureRatio` of its sign-in attempts',
+          {
+            shape: {
+              failureRatio: z
+                .number()
+                .gt(0)
+                .lte(1)
+                .default(0.9)
+                .describe('the share of failures among an account’s sign-in attempts in the window at which it fires (its owner signing in now and then keeps it below)'),
+            },
+            defaults: { failureRatio: 0.9 },
+          },
+        ),
         enumeration: Detector(
           { threshold: 20, windowSeconds: 60, quarantineFor: '10m' },
           'distinct object paths answered 403 or 404 on one templated route',
@@ -116,6 +133,7 @@ export const MonitorConfig = z
       .default({
         scan: { enabled: true, shadow: false, threshold: 5, windowSeconds: 10, quarantineFor: '5m' },
         stuffing: { enabled: true, shadow: false, threshold: 10, windowSeconds: 60, quarantineFor: '10m', distinctAccounts: 5 },
+        ratio: { enabled: true, shadow: true, threshold: 10, windowSeconds: 600, quarantineFor: '15m', failureRatio: 0.9 },
         enumeration: { enabled: true, shadow: false, threshold: 20, windowSeconds: 60, quarantineFor: '10m' },
         replay: { enabled: true, shadow: true, threshold: 2, windowSeconds: 3600, quarantineFor: '15m' },
         lateral: { enabled: true, shadow: false, threshold: 3, windowSeconds: 300, quarantineFor: '15m' },
