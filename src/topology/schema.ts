@@ -7,25 +7,7 @@ import { AuthorityConfig } from './schema-authority.ts';
 import { ServiceMeshFields } from './schema-mesh.ts';
 import { VaultConfig } from './schema-vault.ts';
 import { MonitorConfig } from './schema-monitor.ts';
-import { RouteAuth, ZoneAuthentication } from '../gateway/policies/authentication/schema.ts';
-import { IpRulesConfig } from '../gateway/policies/ip-rules/schema.ts';
-import { RateLimitConfig, AuthFailureConfig } from '../gateway/policies/rate-limit/schema.ts';
-import { ValidateConfig } from '../gateway/policies/validate/schema.ts';
-import { CedarConfig } from '../gateway/policies/cedar/schema.ts';
-
-/** Policy units a zone sets as defaults and a route may override (`false` turns a zone default off). */
-const ZonePolicies = z
-  .object({
-    ip_rules: IpRulesConfig.optional().describe('allow/deny by client address; absent: no address rules'),
-    rate_limit: RateLimitConfig.optional().describe('GCRA rate limit; absent: no limit'),
-  })
-  .strict();
-const RoutePolicies = z
-  .object({
-    ip_rules: z.union([z.literal(false), IpRulesConfig]).optional().describe("replaces the zone's; false: none on this route"),
-    rate_limit: z.union([z.literal(false), RateLimitConfig]).optional().describe("replaces the zone's; false: none on this route"),
-  })
-  .strict();
+import { ZONE_UNIT_FIELDS, ROUTE_UNIT_FIELDS } from '../gateway/policies/fields.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 const name = (what: string) =>
@@ -254,12 +236,8 @@ export const Route = z
       .strict()
       .optional()
       .describe('cross-origin access for browsers; absent: no CORS headers, preflights get 405'),
-    policies: RoutePolicies.default({}).describe("per-route policy units; absent ones inherit the zone's"),
-    cedar: CedarConfig.optional().describe('fine-grained Cedar policies over principal, action, route and context; absent: none'),
-    validate: ValidateConfig.optional().describe('request contract (JSON Schema for query and body); absent: not checked'),
-    auth: RouteAuth.describe(
-      "who may call: 'anonymous', 'jwt', 'api_key', or { accept, scopes, roles, mfa, … }; required: nothing is anonymous by default",
-    ),
+    // policies, cedar, validate, auth: the policy units' own settings (gateway/policies/fields.ts)
+    ...ROUTE_UNIT_FIELDS,
   })
   .strict();
 
@@ -270,13 +248,8 @@ export const Zone = z
     ingress: ZoneIngress.optional().describe(
       "who may connect to the zone's gateway (client networks, workload certificates); absent: any client that completes TLS",
     ),
-    policies: ZonePolicies.default({}).describe('policy defaults of every route of this zone'),
-    authFailures: AuthFailureConfig.default(AuthFailureConfig.parse({})).describe(
-      'sources whose credentials keep failing are slowed, then blocked for a while',
-    ),
-    authentication: ZoneAuthentication.default(ZoneAuthentication.parse({})).describe(
-      'how the gateway checks credentials (issuers, API keys, introspection, identity propagation)',
-    ),
+    // policies, authFailures, authentication: the policy units' own settings (gateway/policies/fields.ts)
+    ...ZONE_UNIT_FIELDS,
     routes: z.array(Route).default([]).describe('routes of the zone gateway; empty: everything is 404'),
   })
   .strict();

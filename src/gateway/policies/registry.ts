@@ -1,7 +1,9 @@
 // Every policy unit the gateway knows, in the order units of one phase run.
 // A new unit is a folder under policies/ plus one line here: where its part of
-// the topology lives (`config`, undefined: the unit is off on that route). The
-// unit's own schema validates that part at provision; the chain names no unit.
+// the topology lives (`config`, undefined: the unit is off on that route) — and,
+// when it has settings of its own, one line in fields.ts, from which the
+// topology schema takes them. The unit's own schema validates that part again at
+// provision; the chain names no unit.
 import type { RouteConfig, ZoneConfig } from '../../topology/schema.ts';
 import type { Policy } from './policy.ts';
 import ipRules from './ip-rules/index.ts';
