@@ -11,10 +11,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { exportJWK, generateKeyPair, decodeJwt } from 'jose';
 import { loadTopology, type LoadedTopology } from '../src/topology/load.ts';
 import { startAuthority, type RunningAuthority } from '../src/authority/index.ts';
-import { initCa, issueWorkloadIdentity, serviceSpiffeId, localRevocations, type WorkloadIdentity } from '../src/pki/index.ts';
+import { initCa, issueWorkloadIdentity, createIdentityManager, serviceSpiffeId, localRevocations, type WorkloadIdentity } from '../src/pki/index.ts';
+import { certificateThumbprint } from '../src/shared/sender-constraint.ts';
 import { openDevCa } from '../src/shared/dev-ca.ts';
 import {
   createAuthorityTokens,
@@ -42,6 +44,10 @@ zones:
           - service: bff
             grantTypes: [client_credentials, urn:ietf:params:oauth:grant-type:token-exchange]
             scopes: [orders:read]
+          - service: shipping
+            grantTypes: [client_credentials, urn:ietf:params:oauth:grant-type:token-exchange]
+            scopes: [orders:read]
+            certificateBound: true
 services:
   bff:
     zone: public
@@ -50,6 +56,10 @@ services:
   reports:
     zone: public
     upstream: https://127.0.0.1:1
+  shipping:
+    zone: public
+    upstream: https://127.0.0.1:1
+    egress: ['gateway:private']
 `;
 
 let dir: string;
@@ -249,5 +259,62 @@ test('the access-token verifier refuses another audience and foreign tokens', as
   } finally {
     await other.close();
     await right.close();
+  }
+});
+
+test('a renewed workload certificate costs no request: certificate-bound tokens of the old certificate are not used again, new ones are fetched with the new certificate', async () => {
+  const spiffeId = serviceSpiffeId(TD, 'public', 'shipping');
+  const manager = createIdentityManager({ initial: await issueWorkloadIdentity(stateDir, spiffeId), renew: () => issueWorkloadIdentity(stateDir, spiffeId) });
+  // a gateway that holds a certificate-bound token to the certificate of the connection (RFC 8705 §3), as the private gateway does
+  const pair = await (await openDevCa(stateDir, TD)).issueServer(['127.0.0.1']);
+  const answers: number[] = [];
+  const bound = https.createServer({ ...pair, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    const peer = (req.socket as TLSSocket).getPeerX509Certificate();
+    const token = (req.headers.authorization ?? '').replace(/^Bearer /, '');
+    const cnf = (decodeJwt(token).cnf ?? {}) as Record<string, string>;
+    res.statusCode = peer && cnf['x5t#S256'] === certificateThumbprint(peer) ? 200 : 401;
+    answers.push(res.statusCode);
+    res.end();
+  });
+  await new Promise<void>((r) => bound.listen(0, '127.0.0.1', r));
+  const url = `https://127.0.0.1:${(bound.address() as AddressInfo).port}`;
+  const tokens = createAuthorityTokens({ issuer: auth.issuer, clientId: 'shipping', auth: { method: 'tls_client_auth', identity: manager }, ca: devCa });
+  const client = createClient({
+    name: 'shipping',
+    topology: loaded.topology,
+    identity: manager,
+    resolve: (t) => (t === 'gateway:private' ? url : undefined),
+    revocations: 'none',
+    authorities: { private: tokens },
+    gatewayCa: devCa,
+    logger: silentLogger(),
+  });
+  try {
+    const subject = await subjectToken();
+    const calls = async () => {
+      const own = await client.request('gateway:private', { path: '/api/orders' });
+      const exchanged = await client.request('gateway:private', { path: '/api/orders', onBehalfOf: subject });
+      return [own.status, exchanged.status];
+    };
+    assert.deepEqual(await calls(), [200, 200]);
+    const before = await tokens.serviceToken();
+    assert.equal((decodeJwt(before).cnf as Record<string, string>)['x5t#S256'], certificateThumbprint(new X509Certificate(manager.current().certPem)));
+    // renewed mid-run: the next calls go out with the new certificate, and so must their tokens
+    const old = manager.current();
+    await manager.renewNow();
+    assert.notEqual(manager.current().serial, old.serial);
+    assert.deepEqual(await calls(), [200, 200], 'no call after the renewal fails');
+    const after = await tokens.serviceToken();
+    assert.notEqual(after, before);
+    assert.equal((decodeJwt(after).cnf as Record<string, string>)['x5t#S256'], certificateThumbprint(new X509Certificate(manager.current().certPem)));
+    assert.deepEqual(answers, [200, 200, 200, 200], 'the gateway refused nothing');
+    // without a renewal the cached tokens stay in use
+    assert.equal(await tokens.serviceToken(), after);
+  } finally {
+    client.close();
+    await tokens.close();
+    manager.close();
+    bound.closeAllConnections();
+    await new Promise((r) => bound.close(r));
   }
 });

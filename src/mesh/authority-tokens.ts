@@ -7,6 +7,12 @@
 // tls_client_auth (its X509-SVID) or a client secret. Tokens are cached until
 // `refreshAt` (80%) of their lifetime; concurrent callers share one request;
 // failures are not cached. Tokens and assertions never reach a log.
+// With tls_client_auth a token may be bound to the certificate it was fetched
+// with (RFC 8705 cnf.x5t#S256): each cached token remembers that certificate,
+// and once the workload certificate is renewed (createClient then calls with
+// the new one) a token of the old certificate is not handed out again — a new
+// one is fetched with the new certificate before the call, so a renewal costs
+// no failed request.
 import { createHash, randomUUID } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { importJWK, SignJWT, type JWK } from 'jose';
@@ -187,33 +193,52 @@ export function createAuthorityTokens(options: AuthorityTokensOptions): Authorit
     ...(options.audience ? { audience: options.audience } : {}),
   });
 
+  /** The serial of the certificate a token request made now presents ('' without tls_client_auth). */
+  const certificateSerial = () => identityOf()?.serial ?? '';
+
+  // the certificate the cached own token was fetched with
+  let ownSerial: string | undefined;
   const own = createServiceTokenCache({
     clock,
     refreshAt,
-    fetch: () => tokenRequest({ grant_type: 'client_credentials', ...extra() }),
+    fetch: async () => {
+      const serial = certificateSerial();
+      const t = await tokenRequest({ grant_type: 'client_credentials', ...extra() });
+      ownSerial = serial;
+      return t;
+    },
   });
 
-  const exchanged = new Map<string, { token: string; refreshAfter: number }>();
+  const exchanged = new Map<string, { token: string; refreshAfter: number; serial: string }>();
   const inflight = new Map<string, Promise<string>>();
-  const keyOf = (subject: string) => createHash('sha256').update(subject).digest('base64url');
+  // per subject token and certificate: an exchange made with a certificate renewed since is made again
+  const keyOf = (subject: string, serial: string) => createHash('sha256').update(subject).update('\0').update(serial).digest('base64url');
 
-  function remember(key: string, token: string, refreshAfter: number) {
+  function remember(key: string, token: string, refreshAfter: number, serial: string) {
     if (exchanged.size >= maxCached) {
       const now = clock.now();
-      for (const [k, v] of exchanged) if (v.refreshAfter <= now) exchanged.delete(k);
+      for (const [k, v] of exchanged) if (v.refreshAfter <= now || v.serial !== serial) exchanged.delete(k);
       while (exchanged.size >= maxCached) exchanged.delete(exchanged.keys().next().value!);
     }
-    exchanged.set(key, { token, refreshAfter });
+    exchanged.set(key, { token, refreshAfter, serial });
   }
 
   return {
     issuer: issuerString,
     clientId: options.clientId,
-    serviceToken: () => own.get(),
+    serviceToken() {
+      // renewed since the cached token was fetched: it may be bound to the old certificate
+      if (ownSerial !== undefined && ownSerial !== certificateSerial()) {
+        ownSerial = undefined;
+        own.invalidate();
+      }
+      return own.get();
+    },
     exchange(subjectToken: string) {
       if (typeof subjectToken !== 'string' || subjectToken.length === 0 || subjectToken.length > 8192)
         return Promise.reject(new TokenRequestError(0, 'invalid_grant', 'the subject token is malformed'));
-      const key = keyOf(subjectToken);
+      const serial = certificateSerial();
+      const key = keyOf(subjectToken, serial);
       const hit = exchanged.get(key);
       if (hit && clock.now() < hit.refreshAfter) return Promise.resolve(hit.token);
       let p = inflight.get(key);
@@ -228,7 +253,7 @@ export function createAuthorityTokens(options: AuthorityTokensOptions): Authorit
               requested_token_type: ACCESS_TOKEN_TYPE,
               ...extra(),
             });
-            remember(key, t.accessToken, start + t.expiresIn * 1000 * refreshAt);
+            remember(key, t.accessToken, start + t.expiresIn * 1000 * refreshAt, serial);
             return t.accessToken;
           } finally {
             inflight.delete(key);
