@@ -54,7 +54,7 @@ export interface ConsoleDeps {
   monitor: () => MonitorConfig;
   topology: () => Topology;
   status: () => ControlStatus;
-  events: (q: EventQuery) => SecurityEvent[];
+  events: (q: EventQuery) => Promise<SecurityEvent[]>;
   quarantines: () => Quarantine[];
   /** Releases a decision (false: none in force); `falsePositive` feeds the detector that made it. */
   release: (scope: QuarantineScope, value: string, by: string, falsePositive: boolean) => Promise<boolean>;
@@ -116,12 +116,12 @@ export async function startConsole(d: ConsoleDeps): Promise<ConsoleServer> {
     res.end();
   };
 
-  function rates(): Rates {
+  async function rates(): Promise<Rates> {
     const now = d.clock.now();
     const start = Math.floor(now / 60_000) * 60_000 - 9 * 60_000;
     const minutes = Array.from({ length: 10 }, (_, i) => ({ at: new Date(start + i * 60_000).toISOString(), requests: 0, refused: 0, denied: 0 }));
     for (const type of ['traffic', 'request_refused', 'edge_denied'] as const)
-      for (const e of d.events({ since: start, type, limit: 10_000 })) {
+      for (const e of await d.events({ since: start, type, limit: 10_000 })) {
         const m = minutes[Math.floor((Date.parse(e.received) - start) / 60_000)];
         if (!m) continue;
         if (type === 'traffic') m.requests += e.count ?? 0;
@@ -232,12 +232,12 @@ export async function startConsole(d: ConsoleDeps): Promise<ConsoleServer> {
     if (p === '/') {
       const since = d.clock.now() - 3600_000;
       const counts: Record<string, number> = {};
-      for (const t of ['request_refused', 'edge_denied', 'auth_failure', 'detection', 'quarantine'] as const) counts[t] = d.events({ since, type: t, limit: 10_000 }).length;
-      return html(res, overviewPage(layout('Overview', '/'), d.status(), rates(), counts, d.quarantines().length));
+      for (const t of ['request_refused', 'edge_denied', 'auth_failure', 'detection', 'quarantine'] as const) counts[t] = (await d.events({ since, type: t, limit: 10_000 })).length;
+      return html(res, overviewPage(layout('Overview', '/'), d.status(), await rates(), counts, d.quarantines().length));
     }
-    if (p === '/api/rates') return html(res, ratesTable(rates()));
+    if (p === '/api/rates') return html(res, ratesTable(await rates()));
     if (p === '/topology') {
-      const g = topologyGraph(d.topology(), d.events({ since: d.clock.now() - 3600_000, type: 'edge_denied', limit: 10_000 }));
+      const g = topologyGraph(d.topology(), await d.events({ since: d.clock.now() - 3600_000, type: 'edge_denied', limit: 10_000 }));
       return html(res, topologyPage(layout('Topology', '/topology'), g.svg, g.edges));
     }
     if (p === '/events') {
@@ -248,7 +248,7 @@ export async function startConsole(d: ConsoleDeps): Promise<ConsoleServer> {
       if (!(SINCE as readonly string[]).includes(since)) throw new GatehouseError('unprocessable', `since must be one of ${SINCE.join(', ')}`);
       const source = (q.get('source') ?? '').slice(0, 64);
       const text = (q.get('text') ?? '').slice(0, 100).toLowerCase();
-      const all = d.events({ since: d.clock.now() - parseDuration(since), type: type as EventType | undefined, limit: 10_000 });
+      const all = await d.events({ since: d.clock.now() - parseDuration(since), type: type as EventType | undefined, limit: 10_000 });
       const hits = all.filter((e) => (!source || e.source === source) && (!text || JSON.stringify(e).toLowerCase().includes(text)));
       return html(res, eventsPage(layout('Events', '/events'), EVENT_TYPES, { type, since, source, text }, hits.slice(-500), hits.length > 500));
     }

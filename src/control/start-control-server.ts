@@ -110,7 +110,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     decisions,
   });
   publisherRef = publisher;
-  const events: EventIntake = createEventIntake({
+  const events: EventIntake = await createEventIntake({
     stateDir: options.stateDir,
     clock,
     log,
@@ -191,7 +191,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
       // an exhausted sender is refused before its batch is read or parsed
       events.admit(decision.id.uri);
-      const r = events.ingest(decision.id.uri, await readBody(req, MAX_BATCH_BYTES));
+      const r = await events.ingest(decision.id.uri, await readBody(req, MAX_BATCH_BYTES));
       const text = JSON.stringify(r);
       res.writeHead(202, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) });
       res.end(text);
@@ -304,7 +304,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
         if (type !== undefined && !(EVENT_TYPES as readonly string[]).includes(type)) throw new GatehouseError('unprocessable', `type must be one of ${EVENT_TYPES.join(', ')}`);
         const since = clock.now() - parseDuration(u.searchParams.get('since') ?? '1h');
         const limit = Number(u.searchParams.get('limit') ?? 1000);
-        return json(200, events.query({ since, type: type as EventType | undefined, limit: Number.isSafeInteger(limit) ? limit : 1000 }));
+        return json(200, await events.query({ since, type: type as EventType | undefined, limit: Number.isSafeInteger(limit) ? limit : 1000 }));
       }
       if (path_ === '/quarantines') {
         if (req.method === 'GET') return json(200, quarantines.list());
@@ -401,7 +401,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       clearInterval(resignTimer);
       clearTimeout(expiryTimer);
       await consoleServer?.close();
-      events.close();
+      await events.close();
       wake();
       const closed = Promise.all([
         new Promise<void>((r) => server.close(() => r())),

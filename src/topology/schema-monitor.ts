@@ -79,6 +79,13 @@ const Console = z
 export const MonitorConfig = z
   .object({
     retentionHours: z.number().int().min(1).max(2160).default(168).describe('how long security events are kept (default a week)'),
+    storage: z
+      .string()
+      .regex(/^(?:sqlite|postgres(?:ql)?:\/\/\S+)$/, "storage is 'sqlite' or a postgres:// URL")
+      .default('sqlite')
+      .describe(
+        "where the control plane keeps security events: 'sqlite', a database file in the state dir; postgres://… (`?schema=NAME` for a schema of its own), shared by replicas of the control plane. Read when the control plane starts",
+      ),
     exempt: z
       .array(Cidr)
       .default([])

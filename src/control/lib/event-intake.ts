@@ -37,17 +37,17 @@ export interface EventIntake {
   /** A batch from `pep` (its verified SPIFFE ID); throws a GatehouseError for a batch refused as a whole. */
   /** Throws 429 when `pep` has no budget left: asked before its batch is even read. */
   admit(pep: string): void;
-  ingest(pep: string, raw: Buffer): { accepted: number; rejected: number };
-  query(q: EventQuery): SecurityEvent[];
+  ingest(pep: string, raw: Buffer): Promise<{ accepted: number; rejected: number }>;
+  query(q: EventQuery): Promise<SecurityEvent[]>;
   /** An event of the control plane itself (quarantines, detections). */
   record(fields: Pick<SecurityEvent, 'type' | 'code'> & Partial<SecurityEvent>): void;
   /** A detector's decision was released as a false positive: the detector learns (true when one made it). */
   falsePositive(q: Quarantine): boolean;
   stats(): EventIntakeStats;
-  close(): void;
+  close(): Promise<void>;
 }
 
-export function createEventIntake(o: {
+export async function createEventIntake(o: {
   stateDir: string;
   clock: Clock;
   log: Logger;
@@ -57,13 +57,16 @@ export function createEventIntake(o: {
   publish: () => Promise<unknown>;
   /** The control plane's own SPIFFE ID (the `pep` of its own events). */
   selfId: string;
-}): EventIntake {
-  const store = openEventStore(o.stateDir, o.clock);
+}): Promise<EventIntake> {
+  // where events are kept is read once, at start (monitor.storage)
+  const store = await openEventStore({ stateDir: o.stateDir, clock: o.clock, storage: o.monitor().storage });
   const detectors = createDetectors(o.monitor, new URL(o.selfId).host);
   const buckets = new Map<string, { tokens: number; at: number }>();
   const stats: EventIntakeStats = { stored: 0, rejected: 0, throttled: 0 };
 
-  const pruneTimer = setInterval(() => store.prune(o.clock.now() - o.monitor().retentionHours * 3600_000), 10 * 60_000);
+  const prune = () => void store.prune(o.clock.now() - o.monitor().retentionHours * 3600_000).catch((err: unknown) => o.log.error({ err }, 'pruning security events failed'));
+  prune();
+  const pruneTimer = setInterval(prune, 10 * 60_000);
   pruneTimer.unref();
 
   function take(pep: string, n: number): boolean {
@@ -80,7 +83,7 @@ export function createEventIntake(o: {
   function record(fields: Pick<SecurityEvent, 'type' | 'code'> & Partial<SecurityEvent>): void {
     const now = new Date(o.clock.now()).toISOString();
     const e = { schema: EVENT_SCHEMA, id: randomUUID(), time: now, received: now, pep: o.selfId, ...fields } as SecurityEvent;
-    store.add([e]);
+    void store.add([e]).catch((err: unknown) => o.log.error({ err, type: e.type }, 'an event of the control plane could not be stored'));
   }
 
   // a burst of detections is one publish
@@ -122,7 +125,7 @@ export function createEventIntake(o: {
       stats.throttled++;
       throw new GatehouseError('too_many_requests', 'Too many events from this workload; retry later.');
     },
-    ingest(pep, raw) {
+    async ingest(pep, raw) {
       let body: unknown;
       try {
         body = JSON.parse(raw.toString('utf8'));
@@ -149,7 +152,7 @@ export function createEventIntake(o: {
         if (Math.abs(Date.parse(e.time) - now) > SKEW_MS) Object.assign(e, { time: received, skewed: true as const });
         good.push(e);
       }
-      const added = store.add(good);
+      const added = await store.add(good);
       stats.stored += added;
       stats.rejected += rejected;
       // each event is seen by the detectors once (a retried batch is not counted twice)
@@ -164,9 +167,9 @@ export function createEventIntake(o: {
     record,
     falsePositive: (q) => detectors.falsePositive(q, o.clock.now()),
     stats: () => ({ ...stats }),
-    close() {
+    async close() {
       clearInterval(pruneTimer);
-      store.close();
+      await store.close();
     },
   };
 }
