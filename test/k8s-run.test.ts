@@ -14,19 +14,21 @@
 //   certificate no TLS session;
 //   the zone authority pod answering discovery at its issuer, by Service name,
 //   with the TLS certificate of its Secret (host name checked).
-// Not shown (not runnable yet, see the report): the gateway pod itself, which
-// gets its workload certificate only from a CA in its own state dir.
+// Every pod that bootstraps from the CA (the service, two gateway replicas, a
+// restarted replica whose emptyDir is gone) presents the projected
+// service-account token its kubelet wrote for the CA's audience, signed by a
+// test "cluster issuer" key whose JWKS the operator gives the CA; no join token.
 // Needs root and `ip`: skipped with the reason elsewhere, failed under CI=true.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { exportJWK, generateKeyPair } from 'jose';
+import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { createLab, netnsUnavailable, type Lab } from './support/netns.ts';
 import { openDevCa } from '../src/shared/dev-ca.ts';
 
@@ -80,8 +82,17 @@ const PODS = [
   { name: 'catalog', address: '10.79.0.3', deployment: 'gh-shop/catalog', names: ['catalog.gh-shop.svc'] },
   { name: 'authority', address: '10.79.0.5', deployment: 'gh-shop/authority', names: ['authority.gh-shop.svc'] },
   { name: 'gateway', address: '10.79.0.4', deployment: 'gh-shop/gateway', names: ['gateway.gh-shop.svc'] },
+  // the second replica of the gateway Deployment
+  { name: 'gateway-2', address: '10.79.0.6', deployment: 'gh-shop/gateway', names: [] },
   { name: 'caller', address: '10.79.0.9', deployment: '', names: [] },
+  // a client whose connections kube-proxy sends to the second replica
+  { name: 'caller-2', address: '10.79.0.10', deployment: '', names: [] },
 ];
+/** The process of each pod/container, as last started. */
+const running = new Map<string, ChildProcess>();
+/** Where the Service name leads from a pod, when not to the first pod that has it. */
+const ROUTED: Record<string, Record<string, string>> = { 'caller-2': { 'gateway.gh-shop.svc': '10.79.0.6' } };
+const CLUSTER_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 
 interface K8sObject {
   kind: string;
@@ -93,7 +104,7 @@ interface K8sObject {
 const unavailable = await netnsUnavailable();
 if (unavailable && process.env.CI === 'true') throw new Error(`CI must run the manifest run test: ${unavailable}`);
 
-test('the exported pods run as their manifests say: a service bootstraps over the pod network and serves mTLS on its pod port by Service name', { skip: unavailable, timeout: 180_000 }, async () => {
+test('the exported pods run as their manifests say: the service and two gateway replicas (one replaced) bootstrap with their projected service-account tokens, hostile tokens are refused', { skip: unavailable, timeout: 180_000 }, async () => {
   const work = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-run-'));
   const children: ChildProcess[] = [];
   let lab: Lab | undefined;
@@ -107,8 +118,9 @@ test('the exported pods run as their manifests say: a service bootstraps over th
 
     lab = await createLab(PODS.map((p) => ({ name: p.name, address: p.address })));
     // kube-dns, as `ip netns exec` gives each namespace its own /etc/hosts
-    const hosts = ['127.0.0.1 localhost', ...PODS.filter((p) => p.names.length).map((p) => `${p.address} ${p.names.join(' ')}`)].join('\n') + '\n';
     for (const h of lab.hosts.values()) {
+      const routed = ROUTED[h.name] ?? {};
+      const hosts = ['127.0.0.1 localhost', ...Object.entries(routed).map(([n, a]) => `${a} ${n}`), ...PODS.filter((p) => p.names.length).map((p) => `${p.address} ${p.names.filter((n) => !(n in routed)).join(' ')}`)].join('\n') + '\n';
       const dir = path.join('/etc/netns', h.netns);
       mkdirSync(dir, { recursive: true });
       netnsDirs.push(dir);
@@ -120,13 +132,19 @@ test('the exported pods run as their manifests say: a service bootstraps over th
     // what the operator creates (README "Deploying"): Secrets, and the trust ConfigMap once the CA runs
     const secrets = new Map<string, Record<string, string>>([['gatehouse/ca-secrets', { GATEHOUSE_MASTER_KEY: randomBytes(32).toString('base64url') }]]);
     const operatorConfigMaps = new Map<string, Record<string, string>>();
+    // the cluster's service-account issuer: the kubelet's tokens are signed with its key, the CA gets its JWKS
+    // (kubectl get --raw /openid/v1/jwks) from the operator's ConfigMap
+    const cluster = await generateKeyPair('RS256', { extractable: true });
+    operatorConfigMaps.set('gatehouse/gatehouse-k8s-issuer', { 'jwks.json': JSON.stringify({ keys: [{ ...(await exportJWK(cluster.publicKey)), kid: 'sa-1', alg: 'RS256', use: 'sig' }] }) });
+    const kubelet: Kubelet = { key: cluster.privateKey, kid: 'sa-1', issuer: CLUSTER_ISSUER };
+    const outputs = new Map<string, string[]>();
 
     // 1. the CA pod: ca init (init container), then ca serve and the control plane on the same volume
     const caPod = podOf(objects, 'gatehouse/ca');
     const caRoot = path.join(work, 'pods', 'ca');
-    materialize(caPod, objects, caRoot, secrets, operatorConfigMaps);
+    await materialize(caPod, objects, caRoot, secrets, operatorConfigMaps, kubelet, 'ca-0');
     for (const c of caPod.spec.template.spec.initContainers) await runToEnd(lab, 'ca', caRoot, c, secrets, 'gatehouse');
-    const caReady = caPod.spec.template.spec.containers.map((c: Container) => start(lab!, 'ca', caRoot, c, secrets, 'gatehouse', children));
+    const caReady = caPod.spec.template.spec.containers.map((c: Container) => start(lab!, 'ca', caRoot, c, secrets, 'gatehouse', children, outputs));
     const [ca, control] = await Promise.all(caReady);
     assert.match(ca, /ready: ca https:\/\/0\.0\.0\.0:8600/);
     assert.match(control, /ready: control https:\/\/0\.0\.0\.0:8700/);
@@ -134,23 +152,18 @@ test('the exported pods run as their manifests say: a service bootstraps over th
     assert.ok(!existsSync(path.join(caRoot, 'var/lib/gatehouse/vault/master.key')), 'no master key file on the CA volume');
     assert.match(readFileSync(path.join(caRoot, 'var/lib/gatehouse/pki/issuers/shop.key'), 'utf8'), /"sealed"/);
 
-    // 2. the operator, through `kubectl exec` into the CA pod: the trust bundle, a join token for catalog, the gateway's certificate
+    // 2. the operator, through `kubectl exec` into the CA pod: the trust bundle, identities for the test's direct callers
     // kubectl exec runs in the container's environment (its Secrets included)
     const caEnv = processOf(caRoot, caPod.spec.template.spec.containers[0], secrets, 'gatehouse').env;
     const caExec = async (args: string[]) => (await run(process.execPath, [CLI, ...mapArgs(args, caRoot, caPod.spec.template.spec.containers[0])], { env: caEnv })).stdout;
     const state = path.join(caRoot, 'var/lib/gatehouse');
     const config = '/srv/topology/gatehouse.yaml';
     const bundle = readFileSync(path.join(state, 'pki', 'bundle.pem'), 'utf8');
-    const token = (await caExec(['ca', 'token', '--service', 'catalog', '--config', config, '--state-dir', '/var/lib/gatehouse'])).trim();
-    secrets.set('gh-shop/catalog-join-token', { GATEHOUSE_JOIN_TOKEN: token });
     const edge = await openDevCa(path.join(work, 'edge-ca'), 'run.test'); // the CA of the gateways' TLS certificates (any CA)
     const { publicKey, privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
     const gatewayTls = await edge.issueServer(['gateway.gh-shop.svc']);
     secrets.set('gh-shop/gateway-tls', { 'tls.crt': gatewayTls.cert, 'tls.key': gatewayTls.key });
     secrets.set('gh-shop/gateway-identity', { 'identity-key.json': JSON.stringify({ ...(await exportJWK(privateKey)), alg: 'EdDSA', use: 'sig', kid: 'k1' }) });
-    secrets.set('gh-shop/gateway-join-token', {
-      GATEHOUSE_JOIN_TOKEN: (await caExec(['ca', 'token', '--service', 'gateway:shop', '--config', config, '--state-dir', '/var/lib/gatehouse'])).trim(),
-    });
     operatorConfigMaps.set('gh-shop/gatehouse-trust', {
       'bundle.pem': bundle,
       'edge-ca.pem': edge.caPem,
@@ -162,8 +175,8 @@ test('the exported pods run as their manifests say: a service bootstraps over th
     secrets.set('gh-shop/authority-secrets', { GATEHOUSE_MASTER_KEY: randomBytes(32).toString('base64url') });
     const authorityPod = podOf(objects, 'gh-shop/authority');
     const authorityRoot = path.join(work, 'pods', 'authority');
-    materialize(authorityPod, objects, authorityRoot, secrets, operatorConfigMaps);
-    const authorityReady = start(lab, 'authority', authorityRoot, authorityPod.spec.template.spec.containers[0], secrets, 'gh-shop', children);
+    await materialize(authorityPod, objects, authorityRoot, secrets, operatorConfigMaps, kubelet, 'authority-0');
+    const authorityReady = start(lab, 'authority', authorityRoot, authorityPod.spec.template.spec.containers[0], secrets, 'gh-shop', children, outputs);
 
     const gatewayId = path.join(work, 'gateway-id');
     const stockId = path.join(work, 'stock-id');
@@ -176,9 +189,9 @@ test('the exported pods run as their manifests say: a service bootstraps over th
     assert.deepEqual(container.command, ['node', '/app/src/cli/run-service.ts']);
     assert.ok(container.args.includes('--listen') && container.args.includes('https://ca.gatehouse.svc:8600'), container.args.join(' '));
     const catalogRoot = path.join(work, 'pods', 'catalog');
-    materialize(catalogPod, objects, catalogRoot, secrets, operatorConfigMaps);
+    await materialize(catalogPod, objects, catalogRoot, secrets, operatorConfigMaps, kubelet, 'catalog-5c7d-x1');
     writeFileSync(path.join(catalogRoot, 'srv/topology/catalog.ts'), MODULE); // the derived image's module
-    const catalogReady = await start(lab, 'catalog', catalogRoot, container, secrets, 'gh-shop', children);
+    const catalogReady = await start(lab, 'catalog', catalogRoot, container, secrets, 'gh-shop', children, outputs);
     assert.match(catalogReady, /ready: service https:\/\/0\.0\.0\.0:8080/);
 
     // 4. callers in another pod, by Service name and port
@@ -200,25 +213,102 @@ test('the exported pods run as their manifests say: a service bootstraps over th
     assert.equal(discovery.status, 200, JSON.stringify(discovery));
     assert.equal(JSON.parse(discovery.body).issuer, 'https://authority.gh-shop.svc:8444');
     assert.equal(discovery.address, '10.79.0.5');
-    // 5. the gateway pod: its certificate from the CA server with its join token, its bundle from the control plane,
-    // its routes to the services by Service name (discovery ConfigMap); a client outside reaches the service through it
+    // 5. the gateway Deployment's two replicas: each its certificate from the CA server with its own projected token,
+    // its bundle from the control plane, its routes to the services by Service name (discovery ConfigMap);
+    // a client outside reaches the service through either
     const gatewayPod = podOf(objects, 'gh-shop/gateway');
-    const gatewayRoot = path.join(work, 'pods', 'gateway');
-    materialize(gatewayPod, objects, gatewayRoot, secrets, operatorConfigMaps);
-    assert.match(await start(lab, 'gateway', gatewayRoot, gatewayPod.spec.template.spec.containers[0], secrets, 'gh-shop', children), /ready: gateway https:\/\/0\.0\.0\.0:8443/);
+    assert.equal(gatewayPod.spec.replicas, 2);
+    const gatewayContainer = gatewayPod.spec.template.spec.containers[0] as Container;
     const edgeCa = path.join(work, 'edge-ca', 'tls', 'dev-ca.pem');
-    let through = await call(lab, 'caller', 'https://gateway.gh-shop.svc:8443/api/catalog', edgeCa, undefined, true);
-    // the bundle may still be on its way: the gateway refuses until one is in force (deny by default)
-    for (let i = 0; i < 40 && through.status !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 250));
-      through = await call(lab, 'caller', 'https://gateway.gh-shop.svc:8443/api/catalog', edgeCa, undefined, true);
-    }
-    assert.equal(through.status, 200, JSON.stringify(through));
-    assert.deepEqual(JSON.parse(through.body), { service: 'catalog', caller: 'gateway' }, 'the service saw the gateway certificate');
-    assert.equal(through.address, '10.79.0.4');
+    const runGateway = async (pod: string, podName: string) => {
+      const root = path.join(work, 'pods', pod);
+      await materialize(gatewayPod, objects, root, secrets, operatorConfigMaps, kubelet, podName);
+      assert.match(await start(lab!, pod, root, gatewayContainer, secrets, 'gh-shop', children, outputs), /ready: gateway https:\/\/0\.0\.0\.0:8443/);
+    };
+    const through = async (caller: string) => {
+      let r = await call(lab!, caller, 'https://gateway.gh-shop.svc:8443/api/catalog', edgeCa, undefined, true);
+      // the bundle may still be on its way: the gateway refuses until one is in force (deny by default)
+      for (let i = 0; i < 40 && r.status !== 200; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        r = await call(lab!, caller, 'https://gateway.gh-shop.svc:8443/api/catalog', edgeCa, undefined, true);
+      }
+      return r;
+    };
+    await Promise.all([runGateway('gateway', 'gateway-6b8f-a'), runGateway('gateway-2', 'gateway-6b8f-b')]);
+    const first = await through('caller');
+    assert.equal(first.status, 200, JSON.stringify(first));
+    assert.deepEqual(JSON.parse(first.body), { service: 'catalog', caller: 'gateway' }, 'the service saw the gateway certificate');
+    assert.equal(first.address, '10.79.0.4');
+    const second = await through('caller-2');
+    assert.equal(second.status, 200, JSON.stringify(second));
+    assert.deepEqual(JSON.parse(second.body), { service: 'catalog', caller: 'gateway' });
+    assert.equal(second.address, '10.79.0.6', 'the second replica answered');
     const unrouted = await call(lab, 'caller', 'https://gateway.gh-shop.svc:8443/api/other', edgeCa, undefined, true);
     assert.equal(unrouted.status, 404, JSON.stringify(unrouted));
-    process.stdout.write(`# client → https://gateway.gh-shop.svc:8443/api/catalog → ${through.status} ${through.body}\n`);
+
+    // 6. the second replica's pod is replaced (a rollout, an eviction): a new pod, an empty state dir, a new token
+    const old = running.get('gateway-2/gateway')!;
+    old.kill('SIGTERM');
+    await new Promise((resolve) => (old.exitCode === null && old.signalCode === null ? old.once('exit', resolve) : resolve(undefined)));
+    rmSync(path.join(work, 'pods', 'gateway-2'), { recursive: true, force: true });
+    await runGateway('gateway-2', 'gateway-6b8f-c');
+    const restarted = await through('caller-2');
+    assert.equal(restarted.status, 200, JSON.stringify(restarted));
+    assert.equal(restarted.address, '10.79.0.6');
+
+    // 7. hostile pods of the cluster, over the pod network: a token of an account the CA does not map, of another
+    // workload's account, for the API server's audience, signed by another cluster's key, expired: refused, nothing issued
+    const attempt = path.join(work, 'attempt.ts');
+    writeFileSync(
+      attempt,
+      `import { bootstrapIdentity } from ${JSON.stringify(path.join(REPO, 'src/pki/index.ts'))};
+import { readFileSync } from 'node:fs';
+const [token, service, bundle] = process.argv.slice(2);
+bootstrapIdentity({ caUrl: 'https://ca.gatehouse.svc:8600', joinToken: token, service, trustDomain: 'run.test', bundlePem: readFileSync(bundle, 'utf8') }).then(
+  (id) => console.log('issued ' + id.spiffeId),
+  (e) => console.log('refused ' + e.code + ': ' + e.message),
+);
+`,
+    );
+    const stranger = await generateKeyPair('RS256');
+    const tokenFor = (o: { sa: string; aud?: string; key?: CryptoKey; ageSeconds?: number }) => {
+      const now = Math.floor(Date.now() / 1000) - (o.ageSeconds ?? 0);
+      return new SignJWT({ 'kubernetes.io': { namespace: 'gh-shop', pod: { name: `${o.sa}-x`, uid: randomUUID() }, serviceaccount: { name: o.sa, uid: randomUUID() } } })
+        .setProtectedHeader({ alg: 'RS256', kid: 'sa-1' })
+        .setIssuer(CLUSTER_ISSUER)
+        .setAudience(o.aud ?? 'spiffe://run.test/ca')
+        .setSubject(`system:serviceaccount:gh-shop:${o.sa}`)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 600)
+        .sign(o.key ?? cluster.privateKey);
+    };
+    const hostile: [string, Promise<string>, string, RegExp][] = [
+      ['the authority account (not mapped)', tokenFor({ sa: 'authority' }), 'gateway:shop', /refused unknown_workload: .*service account gh-shop\/authority is not mapped/],
+      ["catalog's account asking for the gateway", tokenFor({ sa: 'catalog' }), 'gateway:shop', /refused token_wrong_service/],
+      ["the API server's audience", tokenFor({ sa: 'gateway', aud: 'https://kubernetes.default.svc.cluster.local' }), 'gateway:shop', /refused token_invalid: .*audience is not this CA/],
+      ["another cluster's key", tokenFor({ sa: 'gateway', key: stranger.privateKey }), 'gateway:shop', /refused token_invalid: .*no key of the cluster issuer/],
+      ['an expired token', tokenFor({ sa: 'gateway', ageSeconds: 3600 }), 'gateway:shop', /refused token_expired/],
+    ];
+    const before = (outputs.get('ca/ca') ?? []).join('').split('\n').filter((l) => l.includes('"certificate_issued"')).length;
+    for (const [name, token, service, want] of hostile) {
+      const { stdout } = await lab.exec('caller', process.execPath, [attempt, await token, service, path.join(gatewayId, 'bundle.pem')]);
+      assert.match(stdout.trim(), want, name);
+      process.stdout.write(`# ${name} → ${stdout.trim()}\n`);
+    }
+    assert.equal((outputs.get('ca/ca') ?? []).join('').split('\n').filter((l) => l.includes('"certificate_issued"')).length, before, 'nothing issued');
+
+    // the CA's issuance lines: one per pod, each naming the pod its token was bound to; no join token anywhere
+    const issued = (outputs.get('ca/ca') ?? []).join('').split('\n').filter((l) => l.includes('"certificate_issued"')).map((l) => JSON.parse(l));
+    const byPod = issued.filter((l) => l.via === 'k8s_psat').map((l) => `${l.namespace}/${l.serviceAccount} ${l.pod} → ${l.spiffeId}`);
+    assert.deepEqual(byPod.sort(), [
+      'gh-shop/catalog catalog-5c7d-x1 → spiffe://run.test/zone/shop/svc/catalog',
+      'gh-shop/gateway gateway-6b8f-a → spiffe://run.test/zone/shop/gateway',
+      'gh-shop/gateway gateway-6b8f-b → spiffe://run.test/zone/shop/gateway',
+      'gh-shop/gateway gateway-6b8f-c → spiffe://run.test/zone/shop/gateway',
+    ]);
+    assert.ok(!issued.some((l) => l.via === 'bootstrap'), 'no join token was used');
+    process.stdout.write(byPod.map((l) => `# CA issued by service-account token: ${l}\n`).join(''));
+    process.stdout.write(`# client → https://gateway.gh-shop.svc:8443/api/catalog → replica 1 ${first.status} ${first.body}, replica 2 ${second.status}, replica 2 replaced ${restarted.status}\n`);
     process.stdout.write(
       `# ${url}: gateway identity → ${asGateway.status}, stock identity → ${asStock.status}, no certificate → ${anonymous.error}\n`,
     );
@@ -246,22 +336,63 @@ function podOf(objects: K8sObject[], ref: string): K8sObject {
   return d;
 }
 
+/** The kubelet's side of a `serviceAccountToken` projected volume: a token bound to the pod, signed by the cluster issuer. */
+interface Kubelet {
+  key: CryptoKey;
+  kid: string;
+  issuer: string;
+}
+
 /**
  * Lays out the pod's volumes under `root` at the paths its containers mount
  * them: a directory for the state and /tmp, each file of a ConfigMap or Secret
- * (the exported ones, or the operator's) where a subPath mount puts it.
+ * (the exported ones, or the operator's) where a subPath mount puts it, every
+ * key of one mounted as a folder, and the projected service-account token the
+ * kubelet would write for the pod `podName`.
  * A source that does not exist fails, as the kubelet would refuse to start the pod.
  */
-function materialize(d: K8sObject, objects: K8sObject[], root: string, secrets: Map<string, Record<string, string>>, operator: Map<string, Record<string, string>>): void {
+async function materialize(
+  d: K8sObject,
+  objects: K8sObject[],
+  root: string,
+  secrets: Map<string, Record<string, string>>,
+  operator: Map<string, Record<string, string>>,
+  kubelet: Kubelet,
+  podName: string,
+): Promise<void> {
   const ns = d.metadata.namespace!;
   const spec = d.spec.template.spec;
   const volumes = new Map<string, any>(spec.volumes.map((v: { name: string }) => [v.name, v]));
+  const podUid = randomUUID();
   for (const c of [...(spec.initContainers ?? []), ...spec.containers] as Container[])
     for (const m of c.volumeMounts) {
       const v = volumes.get(m.name);
       assert.ok(v, `${d.metadata.name}: volume ${m.name}`);
       const at = path.join(root, m.mountPath);
-      if (m.subPath === undefined) {
+      if (v.projected) {
+        mkdirSync(at, { recursive: true });
+        for (const source of v.projected.sources) {
+          const t = source.serviceAccountToken;
+          assert.ok(t, `${d.metadata.name}: only service-account tokens are projected`);
+          const now = Math.floor(Date.now() / 1000);
+          const token = await new SignJWT({
+            'kubernetes.io': { namespace: ns, pod: { name: podName, uid: podUid }, serviceaccount: { name: spec.serviceAccountName, uid: randomUUID() } },
+          })
+            .setProtectedHeader({ alg: 'RS256', kid: kubelet.kid })
+            .setIssuer(kubelet.issuer)
+            .setAudience(t.audience)
+            .setSubject(`system:serviceaccount:${ns}:${spec.serviceAccountName}`)
+            .setIssuedAt(now)
+            .setNotBefore(now)
+            .setExpirationTime(now + t.expirationSeconds)
+            .sign(kubelet.key);
+          writeFileSync(path.join(at, t.path), token);
+          chmodSync(path.join(at, t.path), v.projected.defaultMode ?? 0o644);
+        }
+        continue;
+      }
+      if (v.emptyDir || v.persistentVolumeClaim) {
+        assert.equal(m.subPath, undefined);
         mkdirSync(at, { recursive: true });
         continue;
       }
@@ -270,10 +401,14 @@ function materialize(d: K8sObject, objects: K8sObject[], root: string, secrets: 
         data = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.namespace === ns && o.metadata.name === v.configMap.name)?.data ?? operator.get(`${ns}/${v.configMap.name}`);
       else if (v.secret) data = secrets.get(`${ns}/${v.secret.secretName}`);
       const source = v.configMap ? `ConfigMap ${v.configMap.name}` : `Secret ${v.secret?.secretName}`;
-      assert.ok(data !== undefined && m.subPath in data, `${ns}/${d.metadata.name}: ${source} has no key ${m.subPath} (the pod would not start)`);
-      mkdirSync(path.dirname(at), { recursive: true });
-      writeFileSync(at, data[m.subPath]);
-      chmodSync(at, v.secret ? 0o440 : 0o444);
+      assert.ok(data !== undefined, `${ns}/${d.metadata.name}: no ${source} (the pod would not start)`);
+      const files = m.subPath === undefined ? Object.keys(data).map((k) => [k, path.join(at, k)]) : [[m.subPath, at]];
+      for (const [key, file] of files) {
+        assert.ok(key in data, `${ns}/${d.metadata.name}: ${source} has no key ${key} (the pod would not start)`);
+        mkdirSync(path.dirname(file), { recursive: true });
+        writeFileSync(file, data[key]);
+        chmodSync(file, v.secret ? 0o440 : 0o444);
+      }
     }
 }
 
@@ -291,7 +426,8 @@ function processOf(root: string, c: Container, secrets: Map<string, Record<strin
   const argv = mapArgs([...(c.command ?? ENTRYPOINT), ...c.args], root, c);
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', NODE_OPTIONS: '--disable-warning=ExperimentalWarning' };
   for (const e of c.env) {
-    if (e.value !== undefined) env[e.name] = e.value;
+    // a file the container reads (file:<path>) is in its mounts, under the pod's folder
+    if (e.value !== undefined) env[e.name] = e.value.startsWith('file:/') ? `file:${mapArgs([e.value.slice(5)], root, c)[0]}` : e.value;
     else {
       const ref = e.valueFrom!.secretKeyRef;
       const value = secrets.get(`${ns}/${ref.name}`)?.[ref.key];
@@ -309,17 +445,21 @@ async function runToEnd(lab: Lab, pod: string, root: string, c: Container, secre
 }
 
 /** Starts a long-running container; resolves with its ready line, rejects with its output when it exits first. */
-function start(lab: Lab, pod: string, root: string, c: Container, secrets: Map<string, Record<string, string>>, ns: string, children: ChildProcess[]): Promise<string> {
+function start(lab: Lab, pod: string, root: string, c: Container, secrets: Map<string, Record<string, string>>, ns: string, children: ChildProcess[], outputs: Map<string, string[]>): Promise<string> {
   const p = processOf(root, c, secrets, ns);
   const child = spawn('ip', ['netns', 'exec', lab.hosts.get(pod)!.netns, 'env', '-i', ...Object.entries(p.env).map(([k, v]) => `${k}=${v}`), p.file, ...p.args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
+  running.set(`${pod}/${c.name}`, child);
   let output = '';
+  const kept: string[] = [];
+  outputs.set(`${pod}/${c.name}`, kept);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${pod}/${c.name} not ready in 90 s:\n${output}`)), 90_000);
     const onData = (d: Buffer) => {
       output += d.toString();
+      kept.push(d.toString());
       const line = output.split('\n').find((l) => / ready: /.test(l));
       if (line) {
         clearTimeout(timer);
