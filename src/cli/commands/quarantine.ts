@@ -1,5 +1,5 @@
 // `gatehouse quarantine add|remove|list`: time-boxed decisions the running
-// control plane publishes to every gateway and mesh service.
+// control plane publishes to every gateway, zone authority and mesh service.
 import type { Command } from 'commander';
 
 interface Selector {
@@ -14,8 +14,8 @@ const SELECTORS = ['source', 'client', 'subject', 'service'] as const;
 function selector(cmd: Command): Command {
   return cmd
     .option('--source <cidr>', 'a client network: refused at every gateway')
-    .option('--client <id>', "an OAuth client: its tokens are refused at every gateway")
-    .option('--subject <sub>', 'a token subject or API-key consumer: refused at every gateway')
+    .option('--client <id>', 'an OAuth client: its tokens are refused at every gateway, and the authorities issue it none')
+    .option('--subject <sub>', "a token subject (a user's sub) or API-key consumer: refused at every gateway; the user cannot sign in nor obtain, refresh or exchange a token at the authorities")
     .option('--service <name>', 'a workload: it loses every edge, in and out');
 }
 
