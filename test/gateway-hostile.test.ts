@@ -540,6 +540,7 @@ describe('response headers', () => {
     assert.match(res.headers['strict-transport-security'] ?? '', /max-age=\d+/);
     assert.equal(res.headers['x-content-type-options'], 'nosniff');
     assert.equal(res.headers['x-frame-options'], 'DENY');
+    assert.equal(res.headers['content-security-policy'], "frame-ancestors 'none'");
   });
 });
 

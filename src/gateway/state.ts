@@ -49,7 +49,11 @@ function securityHeaders(config: GatewayConfig, frame: 'DENY' | 'SAMEORIGIN' | '
     'referrer-policy': config.headers.referrerPolicy,
   };
   if (config.headers.hsts && !config.plaintext) h['strict-transport-security'] = 'max-age=31536000; includeSubDomains';
-  if (frame !== 'off') h['x-frame-options'] = frame;
+  if (frame !== 'off') {
+    h['x-frame-options'] = frame;
+    // an upstream's own Content-Security-Policy replaces this one (it is the page's to set)
+    h['content-security-policy'] = frame === 'DENY' ? "frame-ancestors 'none'" : "frame-ancestors 'self'";
+  }
   return h;
 }
 

@@ -154,8 +154,6 @@ function send(ex: GatewayExchange, upstream: Upstream, preread: Buffer | undefin
         out['x-request-id'] = ex.requestId;
         for (const name in ex.responseHeaders) out[name] = ex.responseHeaders[name];
         if (route.config.cors) Object.assign(out, corsHeaders(route, ex.headers.origin, false));
-        if (frame !== 'off' && out['content-security-policy'] === undefined)
-          out['content-security-policy'] = frame === 'DENY' ? "frame-ancestors 'none'" : "frame-ancestors 'self'";
         // draining: an answer that started before shutdown is still this connection's last
         if (ex.ctx.draining && !isHttp2(req)) out.connection = 'close';
         (res as ServerResponse).writeHead(ex.status, out);
