@@ -378,6 +378,8 @@ test('keys api add | list | revoke: the key is printed once, only its prefix is 
   const again = run(['keys', 'api', 'revoke', '--zone', 'public', '--prefix', created.prefix, '--state-dir', dir, '--config', example]);
   assert.equal(again.status, 1);
   assert.match(again.stderr, /no active key with prefix/);
+  // a --zone the topology gives no gateway is a usage error (DESIGN.md: exit 2), named as such
   const noGateway = run(['keys', 'api', 'add', '--zone', 'nowhere', '--consumer', 'x', '--state-dir', dir, '--config', example]);
-  assert.equal(noGateway.status, 1);
+  assert.equal(noGateway.status, 2);
+  assert.match(noGateway.stderr, /^gatehouse keys: zone "nowhere" has no gateway/m);
 });

@@ -7,6 +7,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../topology/config-error.ts';
 import { maskText } from '../shared/mask.ts';
+import { GatehouseError } from '../shared/errors.ts';
+import { VerbError, exitCodeOf } from './usage.ts';
 
 export interface CommandModule {
   register(program: Command): void;
@@ -38,6 +40,11 @@ main(process.argv).catch((error: unknown) => {
   if (error instanceof ConfigError) {
     process.stderr.write(`${error.message}\ngatehouse: invalid configuration (${error.issues.length} problem${error.issues.length === 1 ? '' : 's'})\n`);
     process.exitCode = 2;
+    return;
+  }
+  if (error instanceof GatehouseError) {
+    process.stderr.write(`gatehouse${error instanceof VerbError ? ` ${error.verb}` : ''}: ${maskText(error.message)}\n`);
+    process.exitCode = exitCodeOf(error);
     return;
   }
   process.stderr.write(`gatehouse: ${maskText(error instanceof Error ? error.message : String(error))}\n`);

@@ -86,6 +86,9 @@ export const PROBLEMS = {
   vault_token_revoked: { status: 410, title: 'Token revoked' },
   vault_not_allowed: { status: 403, title: 'Forbidden' },
   vault_unavailable: { status: 503, title: 'Service Unavailable' },
+  // the command line: a flag, argument or file a verb cannot use (exit 2), a refusal of what was asked (exit 1)
+  usage: { status: 400, title: 'Usage error' },
+  refused: { status: 409, title: 'Refused' },
   // anything unexpected
   internal: { status: 500, title: 'Internal Server Error' },
 } as const satisfies Record<string, { status: number; title: string; close?: boolean }>;

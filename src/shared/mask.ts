@@ -46,8 +46,8 @@ const CARD = /(?<![0-9A-Za-z])[2-6](?:[ -]?[0-9]){12,18}(?![0-9A-Za-z])/g;
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 const IBAN = /\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b/g;
 
-/** Luhn (mod 10) over digits only. */
-function luhn(digits: string): boolean {
+/** Luhn (mod 10) over a string of digits. */
+export function luhnValid(digits: string): boolean {
   let sum = 0;
   for (let i = digits.length - 1, double = false; i >= 0; i--, double = !double) {
     let d = digits.charCodeAt(i) - 48;
@@ -67,7 +67,7 @@ function insideUuid(text: string, start: number, end: number): boolean {
 
 function maskCard(match: string, offset: number, text: string): string {
   const digits = match.replace(/[ -]/g, '');
-  if (digits.length < 13 || digits.length > 19 || !luhn(digits)) return match;
+  if (digits.length < 13 || digits.length > 19 || !luhnValid(digits)) return match;
   if (match.includes('-') && insideUuid(text, offset, offset + match.length)) return match;
   let keep = 4;
   let out = '';

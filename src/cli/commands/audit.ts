@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { usage } from '../usage.ts';
 import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
 export function register(program: Command): void {
@@ -9,11 +10,7 @@ export function register(program: Command): void {
     .option('--format <format>', 'text, json or sarif (SARIF 2.1.0, for code scanning)', 'text')
     .action(async (o: { config: string; format: string }) => {
       const { auditTopology, auditConfigError, formatAudit, AUDIT_FORMATS } = await import('../../audit/index.ts');
-      if (!(AUDIT_FORMATS as readonly string[]).includes(o.format)) {
-        process.stderr.write(`gatehouse: --format must be one of ${AUDIT_FORMATS.join(', ')}\n`);
-        process.exitCode = 2;
-        return;
-      }
+      if (!(AUDIT_FORMATS as readonly string[]).includes(o.format)) throw usage('audit', `--format must be one of ${AUDIT_FORMATS.join(', ')}`);
       const { loadTopology, ConfigError } = await import('../../topology/index.ts');
       let report;
       try {

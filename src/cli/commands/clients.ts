@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { usage } from '../usage.ts';
 import { zoneOptions, openZone, type ZoneOptions } from '../zone-stores.ts';
 
 type Common = ZoneOptions;
@@ -33,11 +34,11 @@ export function register(program: Command): void {
         const grantTypes = (o.grant ?? (o.revocationFeed ? [] : ['client_credentials'])).map((g) => {
           const grant = g === 'token-exchange' ? TOKEN_EXCHANGE : g;
           const known = GRANTS.find((k) => k === grant);
-          if (!known) throw new Error(`unknown grant ${JSON.stringify(g)} (${GRANTS.join(', ')}, token-exchange)`);
+          if (!known) throw usage('clients', `unknown grant ${JSON.stringify(g)} (${GRANTS.join(', ')}, token-exchange)`);
           return known;
         });
         const authMethod = METHODS.find((m) => m === o.auth);
-        if (!authMethod) throw new Error(`unknown --auth ${JSON.stringify(o.auth)} (${METHODS.join(', ')})`);
+        if (!authMethod) throw usage('clients', `unknown --auth ${JSON.stringify(o.auth)} (${METHODS.join(', ')})`);
         const created = await s.clients.add({
           clientId: o.id,
           grantTypes,

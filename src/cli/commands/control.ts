@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { refused } from '../usage.ts';
 
 interface Common {
   config: string;
@@ -14,7 +15,7 @@ function common(cmd: Command): Command {
 async function adminUrl(stateDir: string): Promise<string> {
   const { controlAdminUrl } = await import('../../control/index.ts');
   const admin = controlAdminUrl(stateDir);
-  if (!admin) throw new Error(`no control plane runs from ${stateDir} (start \`gatehouse control\`)`);
+  if (!admin) throw refused('control', `no control plane runs from ${stateDir} (start \`gatehouse control\`)`);
   return admin;
 }
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { usage } from '../usage.ts';
 import { availableParallelism } from 'node:os';
 import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
@@ -24,13 +25,13 @@ export function register(program: Command): void {
       const { loadTopology } = await import('../../topology/load.ts');
       const { topology } = loadTopology(opts.config);
       const gateway = topology.zones[opts.zone]?.gateway;
-      if (!gateway) throw new Error(`zone ${JSON.stringify(opts.zone)} has no gateway in ${opts.config}`);
+      if (!gateway) throw usage('gateway', `zone ${JSON.stringify(opts.zone)} has no gateway in ${opts.config}`);
       const workers = opts.workers !== undefined ? Number(opts.workers) : (gateway.workers ?? availableParallelism());
-      if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new Error('--workers must be a whole number from 1 to 256');
+      if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw usage('gateway', '--workers must be a whole number from 1 to 256');
       const joinToken = process.env.GATEHOUSE_JOIN_TOKEN;
       delete process.env.GATEHOUSE_JOIN_TOKEN;
-      if (opts.caUrl !== undefined && !joinToken) throw new Error('--ca-url needs GATEHOUSE_JOIN_TOKEN (gatehouse ca token --service gateway:<zone>)');
-      if (opts.caUrl !== undefined && workers !== 1) throw new Error('--ca-url bootstraps one process (a join token is single use): give --workers 1');
+      if (opts.caUrl !== undefined && !joinToken) throw usage('gateway', '--ca-url needs GATEHOUSE_JOIN_TOKEN (gatehouse ca token --service gateway:<zone>)');
+      if (opts.caUrl !== undefined && workers !== 1) throw usage('gateway', '--ca-url bootstraps one process (a join token is single use): give --workers 1');
       const { runGatewayProcess } = await import('../../gateway/index.ts');
       await runGatewayProcess({
         config: opts.config,

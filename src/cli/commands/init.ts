@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { usage } from '../usage.ts';
 import type { ScaffoldInput } from '../scaffold.ts';
 
 type InitOptions = Omit<ScaffoldInput, 'service' | 'scopes'> & { service?: string; scope?: string[]; out: string; force?: boolean };
@@ -22,9 +23,8 @@ export function register(program: Command): void {
     .action(async (o: InitOptions) => {
       const { existsSync, writeFileSync } = await import('node:fs');
       const { scaffold, askMissing } = await import('../scaffold.ts');
-      const refuse = (message: string) => {
-        process.stderr.write(`gatehouse init: ${message}\n`);
-        process.exitCode = 2;
+      const refuse = (message: string): never => {
+        throw usage('init', message);
       };
       if (!o.service && process.stdin.isTTY && process.stdout.isTTY) Object.assign(o, await askMissing(o));
       if (!o.service) return refuse('--service is required (or run it in a terminal to be asked)');

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { usage, refused } from '../usage.ts';
 import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
 // `gatehouse keys …`: key management. `rotate` rotates a zone authority's
@@ -45,7 +46,7 @@ function registerApiKeys(keys: Command): void {
       .requiredOption('--zone <zone>', 'zone whose gateway accepts the key');
   const zoneOf = async (o: { config: string; zone: string }) => {
     const { loadTopology } = await import('../../topology/load.ts');
-    if (!loadTopology(o.config).topology.zones[o.zone]?.gateway) throw new Error(`zone ${JSON.stringify(o.zone)} has no gateway in ${o.config}`);
+    if (!loadTopology(o.config).topology.zones[o.zone]?.gateway) throw usage('keys', `zone ${JSON.stringify(o.zone)} has no gateway in ${o.config}`);
   };
   common(api.command('add'))
     .description('create a key for a consumer and print it once (the gateway sees it within 2 s)')
@@ -72,7 +73,7 @@ function registerApiKeys(keys: Command): void {
     .action(async (o: { config: string; stateDir: string; zone: string; prefix: string }) => {
       await zoneOf(o);
       const { revokeApiKey } = await (await import('../../gateway/index.ts')).apiKeys();
-      if (!revokeApiKey(o.stateDir, o.zone, o.prefix)) throw new Error(`no active key with prefix ${o.prefix}`);
+      if (!revokeApiKey(o.stateDir, o.zone, o.prefix)) throw refused('keys', `no active key with prefix ${o.prefix}`);
       process.stdout.write(`revoked ${o.prefix}\n`);
     });
 }

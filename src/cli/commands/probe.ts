@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { usage as usageError } from '../usage.ts';
 import { CONFIG_HELP } from '../config-path.ts';
 
 export function register(program: Command): void {
@@ -30,9 +31,8 @@ export function register(program: Command): void {
         );
         const { loadTopology } = await import('../../topology/load.ts');
         const { defaultConfigPath } = await import('../config-path.ts');
-        const usage = (message: string) => {
-          process.stderr.write(`gatehouse probe: ${message}\n`);
-          process.exitCode = 2;
+        const usage = (message: string): never => {
+          throw usageError('probe', message);
         };
         if (!(FORMATS as readonly string[]).includes(o.format)) return usage(`--format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(o.format)}`);
         const SEVERITIES = ['high', 'medium', 'low'] as const;

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { usage } from '../usage.ts';
 import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
 export function register(program: Command): void {
@@ -13,11 +14,7 @@ export function register(program: Command): void {
       const { routeTable } = await import('../route-table.ts');
       const { topology } = loadTopology(o.config);
       const table = routeTable(topology, o.zone);
-      if (typeof table === 'string') {
-        process.stderr.write(`gatehouse routes: ${table}\n`);
-        process.exitCode = 2;
-        return;
-      }
+      if (typeof table === 'string') throw usage('routes', table);
       if (o.json) {
         process.stdout.write(JSON.stringify(table) + '\n');
         return;

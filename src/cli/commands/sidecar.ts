@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { usage } from '../usage.ts';
 import { CONFIG_HELP, defaultConfigPath } from '../config-path.ts';
 
 export function register(program: Command): void {
@@ -32,7 +33,7 @@ export function register(program: Command): void {
       const { announceReady, closeOnSignals } = await import('../ready.ts');
       const { topology } = loadTopology(o.config);
       const svc = topology.services[o.service];
-      if (!svc) throw new Error(`the topology has no service ${JSON.stringify(o.service)}`);
+      if (!svc) throw usage('sidecar', `the topology has no service ${JSON.stringify(o.service)}`);
       const td = topology.trustDomain;
       const FLAGS: Record<string, string> = { upstream: '--upstream', secretFile: '--secret-file', outboundListen: '--outbound-listen', service: '--service', socket: '--state-dir' };
       const addresses = () => {
@@ -52,15 +53,13 @@ export function register(program: Command): void {
         // a bad flag is a usage error (exit 2) that names the flag, checked before any certificate is made
         if (!(error instanceof GatehouseError) || error.code !== 'invalid_config') throw error;
         const m = /^(\w+): ([\s\S]*)$/.exec(error.message);
-        process.stderr.write(`gatehouse sidecar: ${m ? `${FLAGS[m[1]] ?? m[1]}: ${m[2]}` : error.message}\n`);
-        process.exitCode = 2;
-        return;
+        throw usage('sidecar', m ? `${FLAGS[m[1]] ?? m[1]}: ${m[2]}` : error.message);
       }
       let identity: import('../../pki/index.ts').IdentityManager;
       let revocations: import('../../pki/index.ts').RevocationSource;
       if (o.caUrl) {
         const joinToken = process.env.GATEHOUSE_JOIN_TOKEN;
-        if (!joinToken) throw new Error('set GATEHOUSE_JOIN_TOKEN (from `gatehouse ca token --service S`)');
+        if (!joinToken) throw usage('sidecar', 'set GATEHOUSE_JOIN_TOKEN (from `gatehouse ca token --service S`)');
         const bundlePem = readFileSync(pki.trustBundlePath(o.stateDir), 'utf8');
         const first = await pki.bootstrapIdentity({ caUrl: o.caUrl, joinToken, service: o.service, trustDomain: td, bundlePem });
         identity = pki.createIdentityManager({ initial: first, caUrl: o.caUrl, trustDomain: td });

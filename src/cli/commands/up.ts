@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
+import { usage } from '../usage.ts';
 
 function milliseconds(value: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(value.trim());
-  if (!m) throw new Error(`expected a duration like 10s or 500ms, got ${JSON.stringify(value)}`);
+  if (!m) throw usage('up', `expected a duration like 10s or 500ms, got ${JSON.stringify(value)}`);
   return Math.round(Number(m[1]) * (m[2] === 'ms' ? 1 : 1000));
 }
 

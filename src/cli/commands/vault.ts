@@ -4,6 +4,7 @@
 // tokenize|detokenize, keys create|rotate|set-min-version|list|trim|delete,
 // rewrap over a table. Every operator action is audited (STATE/vault/audit.log).
 import type { Command } from 'commander';
+import { usage as usageError } from '../usage.ts';
 
 interface Common {
   config: string;
@@ -16,10 +17,9 @@ function common(cmd: Command): Command {
     .option('--state-dir <dir>', 'state directory (the vault in <dir>/vault)', '.gatehouse');
 }
 
-/** A usage error of a vault verb: the message on stderr, exit 2 (0 ok, 1 refusal, 2 usage or config error). */
+/** A usage error of a vault verb: printed by main.ts, exit 2 (0 ok, 1 refusal, 2 usage or config error). */
 function usage(message: string): never {
-  process.stderr.write(`gatehouse vault: ${message}\n`);
-  process.exit(2);
+  throw usageError('vault', message);
 }
 
 /** `--version N`: a whole number ≥ 1, else a usage error. */
@@ -65,7 +65,7 @@ async function asOperator<T>(o: Common, op: string, key: string | undefined, f: 
     audit({ caller: 'operator', op, key, outcome: 'ok' });
     return r;
   } catch (error) {
-    if (!(error instanceof GatehouseError)) throw error;
+    if (!(error instanceof GatehouseError) || error.code === 'usage') throw error; // a usage error is no refusal: main.ts says it, exit 2
     audit({ caller: 'operator', op, key, outcome: 'refused', code: error.code });
     process.stderr.write(`gatehouse vault ${op}: ${error.code}: ${error.message}\n`);
     process.exitCode = 1;

@@ -1,20 +1,10 @@
 // Config of the ip_rules unit: who may reach a route, by client address.
-// A leaf module (zod and node:net only): topology/schema.ts imports it, so it
-// must not import topology/schema.ts back (an import cycle fails at load).
+// A leaf module: gateway/policies/fields.ts (which the topology schema reads)
+// imports it, so it must not import topology/schema.ts back.
 import { z } from 'zod';
-import { isIP } from 'node:net';
+import { Cidr } from '../../../topology/primitives.ts';
 
-/**
- * A CIDR block or a single address (IPv4 or IPv6); the same rule as
- * topology/schema.ts `Cidr`, which can re-export this one.
- */
-export const Cidr = z.string().superRefine((value, ctx) => {
-  const [addr, bits, ...rest] = value.split('/');
-  const family = isIP(addr);
-  const max = family === 4 ? 32 : 128;
-  if (rest.length > 0 || family === 0 || (bits !== undefined && !/^\d{1,3}$/.test(bits)) || Number(bits) > max)
-    ctx.addIssue({ code: 'custom', message: `expected an IP address or CIDR block, got ${JSON.stringify(value)}` });
-});
+export { Cidr };
 
 export const IpRulesConfig = z
   .object({
