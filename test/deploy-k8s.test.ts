@@ -54,11 +54,15 @@ interface K8sObject {
   [key: string]: any;
 }
 
+/** The NOTES.md written beside each export's manifests. */
+const notesOf = new WeakMap<Map<string, string>, string>();
+
 async function exportTo(config: string, ...extra: string[]): Promise<{ files: Map<string, string>; objects: K8sObject[] }> {
   const out = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-'));
   try {
     await run(process.execPath, [CLI, 'export', 'k8s', '--config', config, '--out', out, ...extra]);
-    const files = new Map(readdirSync(out).sort().map((f) => [f, readFileSync(path.join(out, f), 'utf8')]));
+    const files = new Map(readdirSync(out).sort().filter((f) => f.endsWith('.yaml')).map((f) => [f, readFileSync(path.join(out, f), 'utf8')]));
+    notesOf.set(files, readFileSync(path.join(out, 'NOTES.md'), 'utf8'));
     const objects: K8sObject[] = [];
     for (const text of files.values())
       for (const doc of parseAllDocuments(text)) {
@@ -425,4 +429,73 @@ test('each gateway and service pod bootstraps with a projected service-account t
   const other = await exportTo(EXAMPLE, '--k8s-issuer', 'https://oidc.eks.eu-west-1.amazonaws.com/id/ABC');
   assert.match(other.objects.find((o) => o.metadata.name === 'gatehouse-ca-attestation')!.data['k8s-attestation.yaml'], /issuer: https:\/\/oidc\.eks\.eu-west-1\.amazonaws\.com\/id\/ABC/);
   await assert.rejects(exportTo(EXAMPLE, '--k8s-issuer', 'http://x\nkind: Secret'), (e: { code: number }) => e.code === 2);
+});
+
+test('NOTES.md and --secrets-template list every Secret and operator ConfigMap the manifests reference, with its keys and the command that makes it, never a value', async () => {
+  const { files, objects } = await example;
+  const notes = notesOf.get(files)!;
+  const { stdout } = await run(process.execPath, [CLI, 'export', 'k8s', '--config', EXAMPLE, '--secrets-template']);
+  assert.equal(stdout, notes, '--secrets-template prints what --out writes as NOTES.md');
+  const { k8sPrerequisites } = await import('../src/deploy/index.ts');
+  const { loadTopology } = await import('../src/topology/index.ts');
+  const { list } = k8sPrerequisites(loadTopology(EXAMPLE));
+  // what the manifests reference: Secret keys of env and volumes, the ConfigMaps the export does not write
+  const exported = new Set(objects.filter((o) => o.kind === 'ConfigMap').map((o) => `${o.metadata.namespace}/${o.metadata.name}`));
+  const referenced = new Set<string>();
+  for (const d of objects.filter((o) => o.kind === 'Deployment')) {
+    const ns = d.metadata.namespace!;
+    const spec = d.spec.template.spec;
+    const volumes = new Map<string, any>(spec.volumes.map((v: { name: string }) => [v.name, v]));
+    for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+      for (const e of c.env) if (e.valueFrom?.secretKeyRef) referenced.add(`${ns}/Secret/${e.valueFrom.secretKeyRef.name}/${e.valueFrom.secretKeyRef.key}`);
+      for (const m of c.volumeMounts) {
+        const v = volumes.get(m.name);
+        if (v.secret) referenced.add(`${ns}/Secret/${v.secret.secretName}/${m.subPath}`);
+        if (v.configMap && !exported.has(`${ns}/${v.configMap.name}`)) referenced.add(`${ns}/ConfigMap/${v.configMap.name}/${m.subPath ?? 'jwks.json'}`);
+      }
+    }
+  }
+  const listed = new Set(list.flatMap((p) => p.keys.map((k) => `${p.namespace}/${p.kind}/${p.name}/${k.key}`)));
+  assert.deepEqual([...listed].sort(), [...referenced].sort(), 'exactly what the manifests reference');
+  for (const name of ['ca-secrets', 'gateway-tls', 'authority-tls', 'gateway-identity', 'gatehouse-trust', 'gatehouse-k8s-issuer', 'authority-secrets'])
+    assert.ok(list.some((p) => p.name === name), name);
+  // the federation client's secret (internal signs in with corp) and the trusted zones' feed secrets
+  assert.ok(list.some((p) => p.namespace === 'gh-internal' && p.name === 'authority-secrets' && p.keys.some((k) => k.key === 'GATEHOUSE_CORP_SSO_SECRET' && /client "internal-sso"/.test(k.what))));
+  // each, made with placeholder values, is a valid Kubernetes object; a TLS Secret has the keys of its type
+  const { Secret } = await import('kubernetes-models/v1/Secret');
+  const { ConfigMap } = await import('kubernetes-models/v1/ConfigMap');
+  for (const p of list) {
+    const data = Object.fromEntries(p.keys.map((k) => [k.key, 'cGxhY2Vob2xkZXI=']));
+    const metadata = { name: p.name, namespace: p.namespace };
+    if (p.kind === 'Secret') {
+      if (p.type === 'tls') assert.deepEqual(p.keys.map((k) => k.key).sort(), ['tls.crt', 'tls.key']);
+      assert.doesNotThrow(() => new Secret({ metadata, type: p.type === 'tls' ? 'kubernetes.io/tls' : 'Opaque', data }).validate(), `${p.namespace}/${p.name}`);
+    } else assert.doesNotThrow(() => new ConfigMap({ metadata, data }).validate(), `${p.namespace}/${p.name}`);
+    // the command names the Secret, its namespace and every key
+    const command = notes.split('```sh\n').find((b) => b.includes(` create ${p.kind === 'Secret' ? `secret ${p.type}` : 'configmap'} ${p.name} `) && b.includes(` -n ${p.namespace} `));
+    assert.ok(command, `a command for ${p.namespace}/${p.name}`);
+    for (const k of p.keys) assert.ok(command.includes(k.flag), `${p.namespace}/${p.name}: ${k.flag}`);
+  }
+  assert.match(notes, /kubectl -n gatehouse create secret generic ca-secrets \\\n {4}--from-literal=GATEHOUSE_MASTER_KEY="\$GATEHOUSE_MASTER_KEY"/);
+  assert.match(notes, /kubectl -n gatehouse create configmap gatehouse-k8s-issuer \\\n {4}--from-file=jwks\.json=cluster-sa-jwks\.json/);
+  assert.doesNotMatch(notes, /-----BEGIN|join-token/);
+  process.stdout.write(`# NOTES.md: ${list.filter((p) => p.kind === 'Secret').length} Secrets, ${list.filter((p) => p.kind === 'ConfigMap').length} ConfigMaps, ${listed.size} keys\n`);
+});
+
+test('a hostile client id reaches the notes as escaped prose only, never a command', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-notes-'));
+  try {
+    const doc = parseDocument(readFileSync(EXAMPLE, 'utf8'));
+    const evil = 'x$(touch /tmp/pwned)`id`|</td>\n## injected';
+    doc.setIn(['zones', 'internal', 'authority', 'federation', 0, 'clientId'], evil);
+    for (const entry of readdirSync(ready.dir)) if (entry !== 'gatehouse.yaml') symlinkSync(path.join(ready.dir, entry), path.join(dir, entry));
+    writeFileSync(path.join(dir, 'gatehouse.yaml'), doc.toString());
+    const { stdout } = await run(process.execPath, [CLI, 'export', 'k8s', '--config', path.join(dir, 'gatehouse.yaml'), '--secrets-template']);
+    const commands = stdout.split('```sh\n').slice(1).map((b) => b.split('```')[0]).join('');
+    assert.ok(!commands.includes('touch') && !commands.includes('`'), 'no topology text in a command');
+    assert.ok(!/^## injected/m.test(stdout), 'no new heading');
+    assert.match(stdout, /touch \/tmp\/pwned\)\\`id\\`\\\|\\<\/td\\>/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

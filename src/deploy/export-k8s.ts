@@ -20,6 +20,7 @@ import { Issues, commentText, sourceLine } from './lib/issues.ts';
 import { CA_TOKEN_FILE, STATE_DIR, TOPOLOGY_CONFIGMAP, TOPOLOGY_DIR, TOPOLOGY_FILE, cpu, memory, resourcesOf, workloadObjects, type MountedFile, type Resources, type Workload } from './lib/k8s-workload.ts';
 import { caSpiffeId } from '../pki/index.ts';
 import { allowDns, denyAll, podPeer, podPolicy, type Peer, type PodRule } from './lib/k8s-network.ts';
+import { Prerequisites, literalFromVariable, renderPrerequisites, type Prerequisite } from './lib/k8s-prerequisites.ts';
 
 /** The image `docker build -t gatehouse:0.1.0 .` makes from this repository's Dockerfile. */
 export const DEFAULT_IMAGE = 'gatehouse:0.1.0';
@@ -93,6 +94,26 @@ export function isImageReference(image: string): boolean {
 
 /** File name → multi-document YAML, in a fixed order. */
 export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}): Map<string, string> {
+  return buildK8s(loaded, options).files;
+}
+
+/**
+ * NOTES.md: every Secret and operator ConfigMap the manifests of exportK8s reference, its keys,
+ * what each holds and the command that creates it (never a value).
+ */
+export function k8sPrerequisites(loaded: LoadedTopology, options: K8sExportOptions = {}): { list: Prerequisite[]; notes: string } {
+  const { files, prerequisites } = buildK8s(loaded, options);
+  const list = prerequisites.list();
+  const notes = renderPrerequisites(list, {
+    topologyFile: path.basename(loaded.file),
+    trustDomain: loaded.topology.trustDomain,
+    namespaces: [...files.keys()].map((f) => f.replace(/\.yaml$/, '')),
+    files: [...files.keys()],
+  });
+  return { list, notes };
+}
+
+function buildK8s(loaded: LoadedTopology, options: K8sExportOptions): { files: Map<string, string>; prerequisites: Prerequisites } {
   const t = loaded.topology;
   const image = options.image ?? DEFAULT_IMAGE;
   if (!isImageReference(image)) throw new Error(`--image ${JSON.stringify(image)} is not an image reference`);
@@ -104,8 +125,9 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
   const where = (at: TopologyPath) => `${formatPath(at) || 'hosts'} (${sourceLine(loaded, at)})`;
 
   const placed = new Map<ComponentId, Placed>();
+  const prerequisites = new Prerequisites();
   for (const c of model.components.values()) {
-    const p = place(t, c, issues);
+    const p = place(t, c, issues, prerequisites);
     if (p) placed.set(c.id, p);
   }
   checkClusterReady(t, placed, issues);
@@ -118,6 +140,7 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
     for (const c of p.workload?.containers ?? []) {
       c.args = argsOf(t, p, c.name, { caUrl, controlUrl, authorities });
       c.files = filesOf(t, p, c.name);
+      for (const f of c.files) fileNeed(prerequisites, p, f);
     }
   colocateControl(placed.get(CA)!, placed.get(CONTROL)!);
   const discovery = discoveryOf(t, placed);
@@ -216,10 +239,10 @@ export function exportK8s(loaded: LoadedTopology, options: K8sExportOptions = {}
     }
     files.set(`${ns.namespace}.yaml`, render(loaded, docs));
   }
-  return files;
+  return { files, prerequisites };
 }
 
-function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
+function place(t: Topology, c: Component, issues: Issues, needs: Prerequisites): Placed | undefined {
   const kind = c.kind;
   const namespace = c.zone === undefined ? SYSTEM_NAMESPACE : `gh-${c.zone}`;
   if (namespace.length > 63) {
@@ -254,7 +277,10 @@ function place(t: Topology, c: Component, issues: Issues): Placed | undefined {
           ...(ports.redirect ? [{ name: 'redirect', port: ports.redirect }] : []),
           ...(ports.admin ? [{ name: 'admin', port: ports.admin }] : []),
         ],
-        secretEnv: secretEnvOf(t, c, name),
+        secretEnv: secretEnvOf(t, c, name).map(([variable, secret, what]) => {
+          needs.add({ namespace, kind: 'Secret', type: 'generic', name: secret, afterCa: false }, { key: variable, what, flag: literalFromVariable(variable) });
+          return [variable, secret] as [string, string];
+        }),
       },
     ],
     resources: RESOURCES[kind],
@@ -505,32 +531,95 @@ function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string
   }
 }
 
-/** Secrets a component reads from its environment: the variable names the topology gives, in a Secret named for the component. */
-function secretEnvOf(t: Topology, c: Component, name: string): [string, string][] {
+/** Secrets a component reads from its environment: the variable names the topology gives, in a Secret named for the component, and what each holds. */
+function secretEnvOf(t: Topology, c: Component, name: string): [variable: string, secret: string, what: string][] {
   const zone = c.zone === undefined ? undefined : t.zones[c.zone];
   const secret = `${name}-secrets`;
+  const clientAt = (clientId: string, where: string, how: string) => `the secret of client ${JSON.stringify(clientId)} at ${where} (${how})`;
   switch (c.kind) {
     case 'gateway': {
       const auth = zone!.authentication;
-      return [auth.revocationFeed?.clientSecretEnv, auth.introspection?.clientSecretEnv].filter((v) => v !== undefined).map((v): [string, string] => [v, secret]);
+      const out: [string, string, string][] = [];
+      if (auth.revocationFeed)
+        out.push([auth.revocationFeed.clientSecretEnv, secret, clientAt(auth.revocationFeed.clientId, `the ${c.zone} authority, the revocation feed the gateway polls`, `gatehouse clients add --zone ${c.zone} --revocation-feed prints it once`)]);
+      if (auth.introspection) out.push([auth.introspection.clientSecretEnv, secret, clientAt(auth.introspection.clientId, 'the introspection endpoint of the external identity provider', 'from that provider')]);
+      return out;
     }
-    case 'authority':
-      // its zone's key-encryption key is sealed under the master key in its database: the same key on every replica and restart
+    case 'authority': {
+      const a = zone!.authority!;
       return [
-        [MASTER_KEY, secret],
-        ...zone!.authority!.trustedZones.flatMap((z) => (typeof z === 'string' ? [] : [[z.revocationFeed.clientSecretEnv, secret] as [string, string]])),
+        // its zone's key-encryption key is sealed under the master key in its database: the same key on every replica and restart
+        [MASTER_KEY, secret, `the master key the ${c.zone} authority's key-encryption key is sealed under: 32 random bytes, base64 (openssl rand -base64 32); keep a copy, its database opens nothing without it`],
+        ...a.trustedZones.flatMap((z) =>
+          typeof z === 'string' ? [] : [[z.revocationFeed.clientSecretEnv, secret, clientAt(z.revocationFeed.clientId, `the ${z.zone} authority, whose revocation feed this one reads before an exchange`, `gatehouse clients add --zone ${z.zone} --revocation-feed prints it once`)] as [string, string, string]],
+        ),
         // its client secret at each upstream OpenID Provider it federates sign-in with
-        ...(zone!.authority!.federation ?? []).flatMap((f) => (f.clientSecretEnv === undefined ? [] : [[f.clientSecretEnv, secret] as [string, string]])),
+        ...(a.federation ?? []).map((f): [string, string, string] => [f.clientSecretEnv, secret, clientAt(f.clientId, `the upstream OpenID Provider ${JSON.stringify(f.name)} this authority signs users in with`, f.zone !== undefined ? `gatehouse clients add --zone ${f.zone} with redirect URI <issuer>/federation/callback prints it once` : 'registered at that provider')]),
       ];
+    }
     case 'ca':
       // the root and issuer keys on its volume are sealed under it: the key itself stays in the Secret, off the volume
-      return [[MASTER_KEY, secret]];
+      return [[MASTER_KEY, secret, "the master key the CA's root and issuer keys are sealed under: 32 random bytes, base64 (openssl rand -base64 32); keep a copy, the CA's volume opens nothing without it"]];
     case 'service':
       // it bootstraps with its projected service-account token (place)
       return [];
     case 'control':
       return [];
   }
+}
+
+/** What a mounted file from a Secret or an operator ConfigMap holds, and how to make it. */
+function fileNeed(needs: Prerequisites, p: Placed, f: MountedFile): void {
+  const zone = p.component.zone ?? '';
+  const ns = p.namespace;
+  if ('secret' in f.from) {
+    const secret = f.from.secret;
+    if (secret === 'gateway-tls' || secret === 'authority-tls') {
+      const who = secret === 'gateway-tls' ? 'gateway' : 'authority';
+      const names = `${who}.${ns}.svc${who === 'authority' ? " and the host of the zone authority's issuer" : ' and the names outside clients use'}`;
+      const file = `${who}-${zone}`;
+      needs.add(
+        { namespace: ns, kind: 'Secret', type: 'tls', name: secret, afterCa: false },
+        f.key === 'tls.crt'
+          ? { key: 'tls.crt', what: `the ${zone} ${who}'s TLS certificate chain (PEM) for ${names}, from the CA your clients trust`, flag: `--cert=${file}.crt` }
+          : { key: 'tls.key', what: `its private key (PEM)`, flag: `--key=${file}.key` },
+      );
+    } else if (secret === 'gateway-identity')
+      needs.add(
+        { namespace: ns, kind: 'Secret', type: 'generic', name: secret, afterCa: false },
+        {
+          key: f.key!,
+          what: `the Ed25519 private JWK (with kid) the ${zone} gateway's replicas sign identity tokens with; its public JWK goes into gatehouse-trust of every namespace whose services it calls`,
+          flag: `--from-file=${f.key}=gateway-${zone}-identity-key.json`,
+        },
+      );
+    else throw new Error(`no description of Secret ${secret}`);
+    return;
+  }
+  const cm = f.from.configMap;
+  if (cm === TRUST_CONFIGMAP) {
+    const what: Record<string, string> = {
+      'bundle.pem': "the trust domain's root certificate, from the CA pod (step 2)",
+      'edge-ca.pem': "the CA of the gateways' and authorities' TLS certificates (what tls.crt of gateway-tls and authority-tls chain to)",
+    };
+    const jwks = /^identity-jwks-(.+)\.json$/.exec(f.key!)?.[1];
+    needs.add(
+      { namespace: ns, kind: 'ConfigMap', type: 'generic', name: cm, afterCa: true },
+      {
+        key: f.key!,
+        what: what[f.key!] ?? `the public JWKS of the ${jwks} gateway's identity-token key (the public part of gateway-identity in gh-${jwks})`,
+        flag: `--from-file=${f.key}=${jwks === undefined ? f.key : `gateway-${jwks}-identity-jwks.json`}`,
+      },
+    );
+  } else if (cm === K8S_ISSUER_CONFIGMAP)
+    needs.add(
+      { namespace: ns, kind: 'ConfigMap', type: 'generic', name: cm, afterCa: false },
+      {
+        key: 'jwks.json',
+        what: "the cluster's service-account issuer keys (kubectl get --raw /openid/v1/jwks > cluster-sa-jwks.json); the CA verifies the pods' projected tokens with them: update it when the cluster rotates its key (the CA re-reads it)",
+        flag: '--from-file=jwks.json=cluster-sa-jwks.json',
+      },
+    );
 }
 
 function upstreamHost(t: Topology, service: string): string {

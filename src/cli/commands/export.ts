@@ -22,21 +22,30 @@ export function register(program: Command): void {
     .option('--image <ref>', 'image of every container (pin it by digest: registry/gatehouse@sha256:…)')
     .option('--out <dir>', 'write one file per namespace into this directory; absent: every document on stdout')
     .option('--k8s-issuer <url>', "the cluster's service-account issuer (kubectl get --raw /.well-known/openid-configuration), whose projected tokens pods bootstrap their certificates with", 'https://kubernetes.default.svc.cluster.local')
-    .action(async (o: { config: string; image?: string; out?: string; k8sIssuer: string }) => {
+    .option('--secrets-template', 'print, instead of the manifests, every Secret and ConfigMap they reference and you create: keys, what each holds, the kubectl command (--out writes it as NOTES.md beside them)', false)
+    .action(async (o: { config: string; image?: string; out?: string; k8sIssuer: string; secretsTemplate: boolean }) => {
       const { loadTopology } = await import('../../topology/index.ts');
-      const { exportK8s, isImageReference } = await import('../../deploy/index.ts');
+      const { exportK8s, k8sPrerequisites, isImageReference } = await import('../../deploy/index.ts');
       if (o.image !== undefined && !isImageReference(o.image)) {
         process.stderr.write(`gatehouse: --image ${JSON.stringify(o.image)} is not an image reference (registry/name[:tag][@sha256:digest])\n`);
         process.exitCode = 2;
         return;
       }
       let files: Map<string, string>;
+      let notes: string;
       try {
-        files = exportK8s(loadTopology(o.config), { image: o.image, k8sIssuer: o.k8sIssuer });
+        const loaded = loadTopology(o.config);
+        const options = { image: o.image, k8sIssuer: o.k8sIssuer };
+        files = exportK8s(loaded, options);
+        notes = k8sPrerequisites(loaded, options).notes;
       } catch (error) {
         if (!(error instanceof Error) || !error.message.startsWith('--k8s-issuer')) throw error;
         process.stderr.write(`gatehouse: ${error.message}\n`);
         process.exitCode = 2;
+        return;
+      }
+      if (o.secretsTemplate) {
+        process.stdout.write(notes);
         return;
       }
       if (o.out === undefined) {
@@ -47,7 +56,9 @@ export function register(program: Command): void {
       const path = await import('node:path');
       mkdirSync(o.out, { recursive: true });
       for (const [name, text] of files) writeFileSync(path.join(o.out, name), text);
-      process.stderr.write(`gatehouse: wrote ${[...files.keys()].join(', ')} to ${o.out}\n`);
+      // kubectl apply -f DIR reads .yaml, .yml and .json only: the notes stay beside the manifests
+      writeFileSync(path.join(o.out, 'NOTES.md'), notes);
+      process.stderr.write(`gatehouse: wrote ${[...files.keys()].join(', ')} and NOTES.md (the Secrets and ConfigMaps to create first) to ${o.out}\n`);
     });
 
   exporter
