@@ -6,6 +6,10 @@
 // except under CI=true): a proof one accepted is refused at the other. When
 // that Redis is gone the proof is refused, 503 replay_check_unavailable (fail
 // closed), or, with the store's failOpen, checked by the replica alone.
+// Nonces (authentication.dpopNonce) come from one secret the replicas share
+// through that Redis: a nonce one replica issued is good at the other, so a
+// client behind the load balancer is not sent use_dpop_nonce round after
+// round; without a shared Redis each replica has its own (shown too).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -177,4 +181,48 @@ test('the zone’s Redis gone: without failOpen the proof is refused 503 replay_
   const again = await call(open, headers);
   assert.equal(again.status, 401, 'failOpen: the replica itself still refuses the replay');
   assert.match(again.challenge, /already used/);
+});
+
+/** What a replica answers a proof made with `nonce` (none: the first try): status, and the nonce it hands out. */
+async function withNonce(gw: RunningGateway, key: DpopKey, token: string, nonce?: string) {
+  const seen = up.seen.length;
+  const r = await request(`${gw.url}/bound`, { dispatcher: agent, headers: { ...(await dpopHeaders(key, token, 'GET', `https://${PUBLIC_HOST}/bound`, nonce)), host: PUBLIC_HOST } });
+  await r.body.text();
+  return { status: r.statusCode, challenge: String(r.headers['www-authenticate'] ?? ''), nonce: r.headers['dpop-nonce'] as string | undefined, reached: up.seen.length > seen };
+}
+
+test('nonces: replicas sharing the zone’s Redis issue and accept the same nonces — a nonce from one is good at the other; replicas without it each have their own', { skip }, async () => {
+  const nonceZone = (store: string) => `\n    authentication: { dpopNonce: true }${store ? `\n    policies:\n      rate_limit: ${store}` : ''}`;
+  const shared = boundRouteTopology(TD, up.url, { zone: nonceZone(`{ limit: 1000, windowSeconds: 60, key: [address], store: { type: redis, url: '${REDIS}', prefix: '${PREFIX}' } }`) });
+  const [a, b] = [await gatewayFor('nonce-a', shared), await gatewayFor('nonce-b', shared)];
+  const key = await dpopKey();
+  const token = await boundToken(key);
+  const first = await withNonce(a, key, token);
+  assert.equal(first.status, 401);
+  assert.match(first.challenge, /^DPoP .*error="use_dpop_nonce"/);
+  assert.ok(first.nonce, 'a DPoP-Nonce to use');
+  const atB = await withNonce(b, key, token, first.nonce);
+  assert.equal(atB.status, 200, `the nonce replica a issued is good at replica b: ${atB.challenge}`);
+  assert.ok(atB.reached);
+  const atA = await withNonce(a, key, token, first.nonce);
+  assert.equal(atA.status, 200, 'and at a itself');
+  // both hand out the same current nonce; a made-up one is refused at both
+  assert.equal((await withNonce(b, key, token)).nonce, first.nonce);
+  for (const gw of [a, b]) {
+    const forged = await withNonce(gw, key, token, 'AAAAAAAAAAA.bm90LWEtbm9uY2Utb2YtdGhpcy16b25l');
+    assert.equal(forged.status, 401);
+    assert.match(forged.challenge, /error="use_dpop_nonce"/);
+  }
+  // the secret is one key of that Redis, under the store's prefix
+  assert.equal((await admin!.keys(`${PREFIX}dpop:nonce-secret`)).length, 1);
+
+  // replicas without a shared Redis: the nonce of one is stale at the other (the loop a shared Redis ends)
+  const alone = boundRouteTopology(TD, up.url, { zone: nonceZone('') });
+  const [c, d] = [await gatewayFor('nonce-c', alone), await gatewayFor('nonce-d', alone)];
+  const fromC = await withNonce(c, key, token);
+  assert.ok(fromC.nonce);
+  const atD = await withNonce(d, key, token, fromC.nonce);
+  assert.equal(atD.status, 401);
+  assert.notEqual(atD.nonce, fromC.nonce);
+  assert.equal((await withNonce(c, key, token, fromC.nonce)).status, 200, 'at its own replica it is good');
 });

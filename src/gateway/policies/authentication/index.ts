@@ -13,8 +13,8 @@ import type { Logger } from '../../../shared/logger.ts';
 import { ZoneAuthentication, RouteAuth } from './schema.ts';
 import { createJwksCache } from './jwks.ts';
 import { createTokenVerifier, TokenRejected, tokenBinding, type TokenVerifier, type TrustedIssuer } from './verify-token.ts';
-import { checkSenderConstraint, dpopNonces, memoryReplayCache, presentedToken, SenderConstraintRejected, senderChallenge, type DpopNonces, type ReplayCache } from '../../../shared/sender-constraint.ts';
-import { randomBytes } from 'node:crypto';
+import { checkSenderConstraint, memoryReplayCache, presentedToken, SenderConstraintRejected, senderChallenge, type DpopNonces, type ReplayCache } from '../../../shared/sender-constraint.ts';
+import { zoneDpopNonces, type NonceRedis } from './dpop-nonces.ts';
 import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { openApiKeyVerifier, type ApiKeyVerifier } from './api-keys.ts';
@@ -174,12 +174,12 @@ const RevocationUnknown = (retryAfter: number) =>
  * another replica is not seen meanwhile; logged); otherwise the proof is
  * refused, 503 replay_check_unavailable (fail closed).
  */
-async function dpopReplayCache(ctx: ProvisionContext): Promise<ReplayCache> {
+async function dpopReplayCache(ctx: ProvisionContext): Promise<{ cache: ReplayCache; redis?: NonceRedis }> {
   const memory = ctx.shared.get('auth:dpop-replay', () => memoryReplayCache(() => ctx.clock.now()));
   const zone = ctx.topology.topology.zones[ctx.zone];
   const limits = [zone?.policies.rate_limit, ...(zone?.routes ?? []).map((r) => r.policies?.rate_limit)];
   const store = limits.map((l) => (l ? l.store : undefined)).find((st) => st?.type === 'redis');
-  if (!store || store.type !== 'redis') return memory;
+  if (!store || store.type !== 'redis') return { cache: memory };
   const shared = ctx.shared.get(
     `auth:dpop-replay:redis:${JSON.stringify([store.url, store.prefix, store.timeoutMs])}`,
     () => {
@@ -220,12 +220,12 @@ async function dpopReplayCache(ctx: ProvisionContext): Promise<ReplayCache> {
         () => undefined,
         () => undefined,
       );
-      return { client, cache, ready };
+      return { client, cache, ready, where };
     },
     (x) => x.client.disconnect(),
   );
   await shared.ready;
-  return shared.cache;
+  return { cache: shared.cache, redis: { client: shared.client, prefix: store.prefix, where: shared.where } };
 }
 
 /** The token of an Authorization header and its scheme (Bearer, or DPoP: RFC 9449 §7.1); '' when the header is neither. */
@@ -267,9 +267,9 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
       strip.add('dpop');
     }
     if (accept.has('api_key')) strip.add(zone.apiKeyHeader);
-    const replay = await dpopReplayCache(ctx);
-    // a nonce secret per gateway process: replicas each issue and accept their own (a client retries once on use_dpop_nonce)
-    const nonces = zone.dpopNonce ? ctx.shared.get('auth:dpop-nonces', () => dpopNonces(randomBytes(32), () => ctx.clock.now())) : undefined;
+    const { cache: replay, redis } = await dpopReplayCache(ctx);
+    // one nonce secret for every replica that shares the replay cache's Redis, else one per process (dpop-nonces.ts)
+    const nonces = zone.dpopNonce ? await zoneDpopNonces(ctx, redis) : undefined;
     return {
       requireBound: config.route.senderConstrained === 'required' || zone.senderConstrained === 'required',
       dpop: { replay, nonces },
