@@ -150,6 +150,7 @@ export async function buildState(o: BuildOptions): Promise<GatewayState> {
       zoneConfig.ingress,
       o.ingressCallers ?? gatewayCallers(loaded.topology, zone).map((n) => serviceSpiffeId(loaded.topology.trustDomain, loaded.topology.services[n].zone, n)),
       o.isRevoked ?? (() => false),
+      zoneConfig,
     ),
     quarantine: compileQuarantines(o.quarantines ?? []),
     securityHeaders: {
