@@ -85,7 +85,8 @@ export interface ControlServer {
   /** The web console, when the topology configures it (monitor.console.zone). */
   consoleUrl?: string;
   revision(): number;
-  publish(options?: { force?: boolean }): Promise<number>;
+  /** Recompiles and signs; a new revision is a config_change event naming `why` (who changed what). */
+  publish(options?: { force?: boolean; why?: string }): Promise<number>;
   status(): ControlStatus;
   close(): Promise<void>;
 }
@@ -116,9 +117,10 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     log,
     monitor: () => publisher.topology().monitor,
     quarantines,
-    publish: () => publish(),
+    publish: (why) => publish({ why }),
     selfId: controlSpiffeId(publisher.trustDomain),
   });
+  events.record({ type: 'config_change', code: 'started', count: publisher.revision(), detail: `the control plane started at revision ${publisher.revision()} (${options.config})`.slice(0, 512) });
   const revokedDir = pkiPaths(options.stateDir).revoked;
   let revoked = new Set(readRevokedSerials(options.stateDir));
   const peps = new Map<string, { kind: PepKind; revision: number; lastSeen: number; lastRefusal?: string }>();
@@ -136,12 +138,16 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     clearTimeout(expiryTimer);
     const next = quarantines.nextExpiry();
     if (next === undefined) return;
-    expiryTimer = setTimeout(() => void publish().catch(() => undefined), Math.min(Math.max(next - clock.now(), 0) + 20, 2 ** 31 - 1));
+    expiryTimer = setTimeout(() => void publish({ why: 'a quarantine ended' }).catch(() => undefined), Math.min(Math.max(next - clock.now(), 0) + 20, 2 ** 31 - 1));
     expiryTimer.unref();
   };
-  async function publish(o: { force?: boolean } = {}): Promise<number> {
+  async function publish(o: { force?: boolean; why?: string } = {}): Promise<number> {
     try {
+      const before = publisher.revision();
       const r = await publisher.publish(o);
+      // a new revision (content changed; a periodic re-sign keeps its revision) is a config change with who and what
+      if (r.revision > before)
+        events.record({ type: 'config_change', code: 'published', count: r.revision, detail: `revision ${r.revision}: ${o.why ?? 'recompiled'}`.slice(0, 512) });
       scheduleExpiry();
       // the signing certificate was renewed: new connections get it (open ones keep theirs)
       if (publisher.signer !== servedSigner) {
@@ -271,7 +277,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     log.warn({ event: 'security', kind: 'quarantine_removed', scope, value, by, falsePositive }, 'quarantine removed');
     events.record({ type: 'quarantine', code: falsePositive ? 'false_positive' : 'removed', detail: `${scope} ${value} by ${by}`.slice(0, 512) });
     if (falsePositive) events.falsePositive(was);
-    await publish();
+    await publish({ why: `quarantine of ${scope} ${value} removed by ${by}${falsePositive ? ' (false positive)' : ''}` });
     return true;
   }
 
@@ -295,7 +301,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       if (path_ === '/healthz' && req.method === 'GET') return json(200, { ok: true, revision: publisher.revision() });
       if (path_ === '/publish') {
         if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
-        return json(200, { revision: await publish({ force: false }) });
+        return json(200, { revision: await publish({ force: false, why: 'gatehouse control publish (admin API)' }) });
       }
       if (path_ === '/events') {
         if (req.method !== 'GET') throw MethodNotAllowed(['GET']);
@@ -312,7 +318,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
           const q = quarantines.add(quarantineRequest(await readBody(req, 16 * 1024)));
           log.warn({ event: 'security', kind: 'quarantine_added', ...q }, 'quarantine added');
           events.record({ type: 'quarantine', code: 'added', [q.scope === 'source' ? 'source' : q.scope === 'service' ? 'peer' : q.scope]: q.value, detail: `${q.origin}: ${q.reason}` });
-          return json(201, { quarantine: q, revision: await publish() });
+          return json(201, { quarantine: q, revision: await publish({ why: `quarantine of ${q.scope} ${q.value} added by ${q.origin}` }) });
         }
         if (req.method === 'DELETE') {
           const u = new URL(req.url ?? '/', 'http://admin.invalid');
@@ -372,10 +378,13 @@ export async function startControlServer(options: StartControlServerOptions): Pr
   const watchTimer = setInterval(() => {
     const now = fingerprint();
     if (now === last || watching) return;
+    const [fileBefore, revokedBefore] = last.split('|');
+    const [fileNow, revokedNow] = now.split('|');
     last = now;
     revoked = new Set(readRevokedSerials(options.stateDir));
     watching = true;
-    publish().catch(() => undefined).finally(() => (watching = false));
+    const what = [fileNow !== fileBefore ? `the topology file ${options.config} changed` : '', revokedNow !== revokedBefore ? "the CA's revocations changed" : ''].filter(Boolean).join(' and ');
+    publish({ why: what }).catch(() => undefined).finally(() => (watching = false));
   }, options.watchMs ?? 250);
   watchTimer.unref();
   const ttl = options.ttlSeconds ?? 3600;

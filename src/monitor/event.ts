@@ -9,6 +9,10 @@
 //            edge_denied       a mesh service refused a caller (code = reason)
 //            ingress_refused   a locked gateway closed a connection
 //            bundle_refused    a PEP refused a policy bundle
+//            config_change     the control plane published a new revision of the
+//                              bundles (code published; count: the revision;
+//                              detail: what changed and who changed it), or
+//                              started (code started)
 //            detection         a detector fired (shadow or not)
 //            quarantine        a quarantine was added or removed
 //            auth_failure      the authority refused a sign-in or a client's
@@ -44,6 +48,7 @@ export const EVENT_TYPES = [
   'edge_denied',
   'ingress_refused',
   'bundle_refused',
+  'config_change',
   'detection',
   'quarantine',
   'auth_failure',

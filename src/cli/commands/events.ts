@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .option('--since <duration>', 'how far back: 30s, 10m, 2h, 1d', '1h')
     .option(
       '--type <type>',
-      'only this type: request_refused, edge_denied, ingress_refused, bundle_refused, detection, quarantine, auth_failure, lockout, token_issued, token_exchange, token_refused, token_use, upstream_status, traffic',
+      'only this type: request_refused, edge_denied, ingress_refused, bundle_refused, config_change, detection, quarantine, auth_failure, auth_success, lockout, token_issued, token_exchange, token_refused, token_use, upstream_status, traffic',
     )
     .option('--limit <n>', 'at most this many, the newest (default 1000)', '1000')
     .option('--state-dir <dir>', 'state directory of the running control plane', '.gatehouse')

@@ -53,8 +53,8 @@ export async function createEventIntake(o: {
   log: Logger;
   monitor: () => MonitorConfig;
   quarantines: QuarantineStore;
-  /** Publish the bundles (a detector added a quarantine). */
-  publish: () => Promise<unknown>;
+  /** Publish the bundles (a detector added a quarantine); `why` names it in the config_change event. */
+  publish: (why: string) => Promise<unknown>;
   /** The control plane's own SPIFFE ID (the `pep` of its own events). */
   selfId: string;
 }): Promise<EventIntake> {
@@ -87,13 +87,14 @@ export async function createEventIntake(o: {
   }
 
   // a burst of detections is one publish
-  let publishing = false;
-  const publishSoon = () => {
-    if (publishing) return;
-    publishing = true;
+  let publishing: string[] | undefined;
+  const publishSoon = (why: string) => {
+    if (publishing) return void publishing.push(why);
+    publishing = [why];
     setImmediate(() => {
-      publishing = false;
-      void o.publish().catch(() => undefined);
+      const all = publishing!;
+      publishing = undefined;
+      void o.publish(all.length === 1 ? all[0] : `${all.length} detections: ${all.slice(0, 5).join('; ')}`).catch(() => undefined);
     });
   };
 
@@ -113,7 +114,7 @@ export async function createEventIntake(o: {
       const q = o.quarantines.add({ scope: d.scope, value: d.value, forMs: d.quarantineForMs, reason: d.reason.slice(0, 500), origin: `detector:${d.detector}` });
       o.log.warn({ event: 'security', kind: 'quarantine_added', ...q }, `detector quarantined a ${d.scope}`);
       record({ type: 'quarantine', code: 'added', ...about(d), detail: d.reason });
-      publishSoon();
+      publishSoon(`quarantine of ${q.scope} ${q.value} added by ${q.origin}`);
     } catch (error) {
       o.log.error({ err: error, scope: d.scope, value: d.value }, 'detector could not quarantine');
     }
