@@ -12,6 +12,7 @@
 // that zone's authority — the user's token exchanged for one naming this
 // service as actor when the request is `onBehalfOf` a user, else this
 // service's own (client credentials); cached until 80% of their lifetime.
+import { readBody } from '../shared/body.ts';
 import https from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -277,15 +278,8 @@ export function createClient(options: CreateClientOptions): MeshClient {
 function send(url: URL, agent: https.Agent, method: string, headers: Record<string, string>, body: Buffer | undefined, timeoutMs: number): Promise<MeshResponse> {
   return new Promise((resolve, reject) => {
     const r = https.request(url, { method, agent, headers, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_BODY) r.destroy(new Error('response too large'));
-        else chunks.push(c);
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
+      // the one bounded reader: an answer over the limit (declared or streamed) is cut off and refused
+      readBody(res, MAX_BODY).then((body) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }), reject);
     });
     r.on('timeout', () => r.destroy(new Error('timed out')));
     r.on('error', reject);

@@ -15,6 +15,10 @@
 // another record or another column does not decrypt.
 import https from 'node:https';
 import { GatehouseError, type ProblemCode } from '../shared/errors.ts';
+import { readBody } from '../shared/body.ts';
+
+/** The vault reads at most 2 MiB a request; its answer (base64 ciphertexts) stays within twice that. */
+const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 import type { WorkloadIdentity } from '../pki/workload-identity.ts';
 import type { PeerCertificate } from 'node:tls';
 import { vaultSpiffeId } from '../pki/index.ts';
@@ -110,19 +114,17 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
           timeout: options.timeoutMs ?? 10_000,
         },
         (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', reject);
-          res.on('end', () => {
+          // the one bounded reader: a vault answer is a JSON document of bounded size (a batch of MAX_ANSWER_BYTES at most)
+          readBody(res, MAX_ANSWER_BYTES).then((bytes) => {
             let parsed: any;
             try {
-              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+              parsed = JSON.parse(bytes.toString('utf8'));
             } catch {
               return reject(new VaultRequestError('bad_gateway', `the vault answered ${res.statusCode} without JSON`));
             }
             if (res.statusCode === 200) return resolve(parsed);
             reject(new VaultRequestError((parsed?.code as ProblemCode) ?? 'bad_gateway', String(parsed?.detail ?? `the vault answered ${res.statusCode}`)));
-          });
+          }, (error: unknown) => reject(new VaultRequestError('bad_gateway', 'the vault answer was too large or broken off', { cause: error })));
         },
       );
       req.on('timeout', () => req.destroy(new VaultRequestError('gateway_timeout', 'the vault did not answer in time')));
