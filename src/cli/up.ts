@@ -330,8 +330,6 @@ export function up(o: UpOptions): UpSession {
     // the control plane: every gateway, service and sidecar enforces the bundle
     // it serves (and follows the topology file's changes through it)
     const controlChild = start('control', ['control', ...common, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0']);
-    // the vault, when the topology has one: services learn its URL (GATEHOUSE_VAULT_URL) and keep their data in DIR/data/<service>
-    const vaultChild = topology.vault ? start('vault', ['vault', ...common, ...ephemeral('--listen')]) : undefined;
     const zones: Endpoints['zones'] = {};
     const devCredentials: Record<string, unknown> = {};
     const feedSecrets: Record<string, string> = {};
@@ -340,6 +338,9 @@ export function up(o: UpOptions): UpSession {
     // they start once it answers (its port is pinned: a restart finds it again)
     const controlReady = await controlChild.ready;
     const bundlesUrl = `${controlReady.endpoints.control}/v1/bundles`;
+    // the vault, when the topology has one: services learn its URL (GATEHOUSE_VAULT_URL) and keep their data in
+    // DIR/data/<service>; it sends its refusals to the control plane as events
+    const vaultChild = topology.vault ? start('vault', ['vault', ...common, ...ephemeral('--listen')], MAIN, { GATEHOUSE_CONTROL_URL: bundlesUrl }) : undefined;
     const authorityChildren = Object.entries(topology.zones)
       .filter(([, z]) => z.authority !== undefined && authorityVerb)
       .map(([zone]) => ({

@@ -26,7 +26,8 @@ import { mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { verifySvid, pkiPaths, controlSpiffeId } from '../pki/index.ts';
+import { verifySvid, pkiPaths, controlSpiffeId, vaultSpiffeId } from '../pki/index.ts';
+import { X509Certificate } from 'node:crypto';
 import { listen } from '../shared/listen.ts';
 import { writeProblem } from '../shared/problem.ts';
 import { GatehouseError, NotFound, MethodNotAllowed } from '../shared/errors.ts';
@@ -190,19 +191,23 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     const decision = cert?.raw
       ? verifySvid(cert.raw, { trustDomain: publisher.trustDomain, now: clock.now(), purpose: 'client', isRevoked: (s) => revoked.has(s) })
       : ({ ok: false, reason: 'unparseable' } as const);
-    if (!decision.ok) throw new GatehouseError('certificate_rejected', 'the client certificate is not a workload identity of this trust domain');
     const url = new URL(req.url ?? '/', 'https://control.invalid');
+    // the vault (spiffe://<td>/vault, no workload) may send events, and nothing else
+    const vault = !decision.ok && url.pathname === '/v1/events' && cert?.raw && isVaultCertificate(cert.raw, publisher.trustDomain, clock.now(), revoked) ? vaultSpiffeId(publisher.trustDomain) : undefined;
+    if (!decision.ok && !vault) throw new GatehouseError('certificate_rejected', 'the client certificate is not a workload identity of this trust domain');
     if (url.pathname === '/v1/events') {
       // security events of this workload (the event's own claims about who sent it are ignored)
       if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
+      const sender = vault ?? (decision as Extract<typeof decision, { ok: true }>).id.uri;
       // an exhausted sender is refused before its batch is read or parsed
-      events.admit(decision.id.uri);
-      const r = await events.ingest(decision.id.uri, await readBody(req, MAX_BATCH_BYTES));
+      events.admit(sender);
+      const r = await events.ingest(sender, await readBody(req, MAX_BATCH_BYTES));
       const text = JSON.stringify(r);
       res.writeHead(202, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) });
       res.end(text);
       return;
     }
+    if (!decision.ok) throw new GatehouseError('certificate_rejected', 'the client certificate is not a workload identity of this trust domain');
     if (!url.pathname.startsWith('/v1/bundles/')) throw NotFound('No such resource.');
     if (req.method !== 'GET' && req.method !== 'HEAD') throw MethodNotAllowed(['GET', 'HEAD']);
     const own = bundlePath(decision.id.uri, publisher.trustDomain);
@@ -437,4 +442,27 @@ function quarantineRequest(raw: Buffer): QuarantineRequest {
   if (unknown.length > 0) throw new GatehouseError('unprocessable', `unknown field ${JSON.stringify(unknown[0].slice(0, 40))}`);
   if (typeof b.for !== 'string') throw new GatehouseError('unprocessable', 'for is a duration such as 15m');
   return { scope: b.scope as QuarantineScope, value: b.value as string, forMs: parseDuration(b.for), reason: b.reason as string, origin: b.origin as string | undefined };
+}
+
+/**
+ * The vault's certificate, as the CA issues it: spiffe://<td>/vault as its one
+ * URI (beside the server's addresses), under the `_control` issuer of the trust domain, valid now, not
+ * revoked. (The TLS handshake already chained it to the trust bundle.)
+ */
+function isVaultCertificate(raw: Buffer, trustDomain: string, now: number, revoked: Set<string>): boolean {
+  try {
+    const c = new X509Certificate(raw);
+    const issuer = c.issuer.split('\n');
+    return (
+      !c.ca &&
+      JSON.stringify((c.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:'))) === JSON.stringify([`URI:${vaultSpiffeId(trustDomain)}`]) &&
+      issuer.includes('OU=control') &&
+      issuer.includes(`O=${trustDomain}`) &&
+      Date.parse(c.validFrom) <= now &&
+      now <= Date.parse(c.validTo) &&
+      !revoked.has(c.serialNumber.toLowerCase().replace(/^0+(?=.)/, ''))
+    );
+  } catch {
+    return false;
+  }
 }

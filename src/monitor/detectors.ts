@@ -17,6 +17,7 @@
 //                IPv6 /64) or TLS fingerprints within the window (its lifetime):
 //                where the authority issued it and where gateways saw it
 //   lateral      one workload refused by distinct peers it has no edge to
+//                (mesh services, and the vault for a key it holds no grant of)
 //   volumetric   requests of one identity on one route per interval against
 //                its own EWMA baseline (traffic events)
 // A detector that fires names whom to quarantine (scope and value) for its
@@ -303,7 +304,9 @@ export function createDetectors(config: () => MonitorConfig, trustDomain: string
           if (net || !e.tls) return net;
           return windowed('replay', who, `${id}|tls|${e.jti}`, e.tls, now, `TLS fingerprints using token ${e.jti}`, e);
         }
-        case 'edge_denied': {
+        case 'edge_denied':
+        case 'vault_denied': {
+          // the vault is one more peer that refused it
           const peer = e.peer ? parseSpiffeId(e.peer, trustDomain) : null;
           if (peer?.kind !== 'service') return undefined;
           return windowed('lateral', { scope: 'service', value: peer.service }, peer.service, e.pep, now, 'distinct peers refused it (no edge)', e);

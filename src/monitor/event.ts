@@ -7,6 +7,9 @@
 //            more than 5 minutes off (clock skew), `skewed: true` then
 //   type     request_refused   a gateway refused a request (code, status)
 //            edge_denied       a mesh service refused a caller (code = reason)
+//            vault_denied      the vault refused a caller (code vault_not_allowed |
+//                              certificate_rejected; peer: the caller's SPIFFE
+//                              ID; detail: operation and key)
 //            ingress_refused   a locked gateway closed a connection
 //            bundle_refused    a PEP refused a policy bundle
 //            config_change     the control plane published a new revision of the
@@ -46,6 +49,7 @@ export const EVENT_SCHEMA = 'gatehouse.event/v1';
 export const EVENT_TYPES = [
   'request_refused',
   'edge_denied',
+  'vault_denied',
   'ingress_refused',
   'bundle_refused',
   'config_change',

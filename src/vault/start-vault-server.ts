@@ -16,6 +16,10 @@
 // default). Every request is audited (lib/audit.ts). The server's certificate
 // is spiffe://<td>/vault from the trust domain's CA (lib/server-identity.ts),
 // re-issued at half its lifetime; the SDK refuses any other server.
+// Following a control plane (`control`, else $GATEHOUSE_CONTROL_URL), each
+// refused caller is a security event (vault_denied: the caller's SPIFFE ID
+// as peer, the operation and key), sent over mTLS with the vault's own
+// certificate by the shared shipper (a request never waits on it).
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -34,6 +38,7 @@ import { parseListen } from '../topology/schema.ts';
 import { openVault, type Vault } from './open-vault.ts';
 import { createVaultAudit, type VaultAudit } from './lib/audit.ts';
 import { issueVaultIdentity, type VaultServerIdentity } from './lib/server-identity.ts';
+import { createEventShipper } from '../control/create-event-shipper.ts';
 
 export const VAULT_OPERATIONS = ['encrypt', 'decrypt', 'rewrap', 'datakey', 'tokenize', 'detokenize'] as const;
 export type VaultOperation = (typeof VAULT_OPERATIONS)[number];
@@ -50,6 +55,8 @@ export interface StartVaultServerOptions {
   clock?: Clock;
   logger?: Logger;
   env?: NodeJS.ProcessEnv;
+  /** The control plane (https://…, its bundles URL will do): refusals are sent there as events. Absent: env GATEHOUSE_CONTROL_URL, else none. */
+  control?: string;
 }
 
 export interface VaultServer {
@@ -149,6 +156,16 @@ export async function startVaultServer(options: StartVaultServerOptions): Promis
     throw error;
   }
   const caPem = readFileSync(bundle, 'utf8');
+  const control = options.control ?? ((options.env ?? process.env).GATEHOUSE_CONTROL_URL || undefined);
+  const events = control
+    ? createEventShipper({
+        url: new URL(control).origin,
+        identity: () => ({ spiffeId: identity.spiffeId, certPem: identity.certPem, keyPem: identity.keyPem }),
+        trustDomain: topology.trustDomain,
+        caBundle: caPem,
+        clock,
+      })
+    : undefined;
   const secure = (id: VaultServerIdentity) => ({
     cert: id.certPem,
     key: id.keyPem,
@@ -174,6 +191,8 @@ export async function startVaultServer(options: StartVaultServerOptions): Promis
         const e = asProblem(error);
         if (e.code === 'internal') log.error({ err: error, request_id: requestId }, 'vault request failed');
         audit({ caller: seen.caller ?? 'unverified', op: seen.op ?? 'unknown', key: seen.key, items: seen.items, outcome: e.status >= 500 ? 'error' : 'refused', code: e.code, request_id: requestId });
+        if (e.code === 'vault_not_allowed' || e.code === 'certificate_rejected')
+          events?.emit({ type: 'vault_denied', code: e.code, peer: seen.caller, source: req.socket.remoteAddress, detail: seen.op ? `${seen.op} ${seen.key ?? ''}`.trim() : undefined });
         writeProblem(res, e, requestId);
       });
     },
@@ -283,6 +302,7 @@ export async function startVaultServer(options: StartVaultServerOptions): Promis
     bound = await listen(server, at, 'https');
   } catch (error) {
     clearTimeout(renewal);
+    await events?.close();
     revocations.close();
     await vault.close();
     throw error;
@@ -297,6 +317,7 @@ export async function startVaultServer(options: StartVaultServerOptions): Promis
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await events?.close();
       revocations.close();
       await vault.close();
     },
