@@ -135,7 +135,10 @@ test('every pod meets Pod Security restricted, with a read-only root, limits, no
       for (const k of ['requests', 'limits']) assert.ok(c.resources[k].cpu && c.resources[k].memory, `${where} ${k}`);
       for (const e of c.env)
         assert.ok(
-          e.name === 'NODE_ENV' || e.valueFrom?.secretKeyRef || (e.name === 'GATEHOUSE_JOIN_TOKEN' && e.value === 'file:/var/run/secrets/gatehouse/ca-token/token'),
+          e.name === 'NODE_ENV' ||
+            e.valueFrom?.secretKeyRef ||
+            (e.name === 'GATEHOUSE_JOIN_TOKEN' && e.value === 'file:/var/run/secrets/gatehouse/ca-token/token') ||
+            (e.name === 'GATEHOUSE_VAULT_URL' && e.value === 'https://vault.gatehouse.svc:9450'),
           `${where}: ${e.name} comes from a Secret`,
         );
     }
@@ -155,11 +158,11 @@ test('the CA pod initialises its state (idempotent ca init) before it serves', a
   const { objects } = await example;
   const spec = pod(objects, 'gatehouse/ca').spec.template.spec;
   assert.deepEqual(spec.initContainers.map((c: { args: string[] }) => c.args.slice(0, 2)), [['ca', 'init']]);
-  // the control plane beside it, on the CA's volume: it signs with keys the CA issues there
-  assert.deepEqual(spec.containers.map((c: { args: string[] }) => c.args.slice(0, 2)), [['ca', 'serve'], ['control', '--config']]);
+  // the control plane and the vault beside it, on the CA's volume: they hold certificates the CA's keys issue there
+  assert.deepEqual(spec.containers.map((c: { args: string[] }) => c.args.slice(0, 2)), [['ca', 'serve'], ['control', '--config'], ['vault', '--config']]);
   assert.deepEqual(spec.volumes.find((v: { name: string }) => v.name === 'state'), { name: 'state', persistentVolumeClaim: { claimName: 'ca-state' } });
   const services = objects.filter((o) => o.kind === 'Service' && o.metadata.namespace === 'gatehouse');
-  assert.deepEqual(services.map((s) => [s.metadata.name, s.spec.selector['app.kubernetes.io/name'], s.spec.ports[0].port]), [['ca', 'ca', 8600], ['control', 'ca', 8700]]);
+  assert.deepEqual(services.map((s) => [s.metadata.name, s.spec.selector['app.kubernetes.io/name'], s.spec.ports[0].port]), [['ca', 'ca', 8600], ['control', 'ca', 8700], ['vault', 'ca', 9450]]);
   // every container that opens the CA's keys gets the master key they are sealed under from the Secret
   for (const c of [...spec.initContainers, ...spec.containers])
     assert.deepEqual(c.env[1], { name: 'GATEHOUSE_MASTER_KEY', valueFrom: { secretKeyRef: { name: 'ca-secrets', key: 'GATEHOUSE_MASTER_KEY' } } }, c.name);
@@ -196,6 +199,7 @@ test('the NetworkPolicies let through exactly the example flows (evaluated as th
     ['gh-private/orders', 'gatehouse/ca', 8600],
     ['gh-public/gateway', 'gatehouse/ca', 8700], // the control plane, in the CA's pod
     ['gh-internal/authority', 'gh-corp/authority', 8744], // federated sign-in with corp
+    ['gh-private/orders', 'gatehouse/ca', 9450], // the vault (orders-pii), in the CA's pod
   ];
   const undeclared: [string, string, number][] = [
     ['gh-public/bff', 'gh-private/orders', 8080], // another zone's service, no gateway between
@@ -207,6 +211,8 @@ test('the NetworkPolicies let through exactly the example flows (evaluated as th
     ['gh-public/bff', 'gh-public/echo', 8080], // echo does not allow bff
     ['gatehouse/ca', 'gh-public/catalog', 8080],
     ['gh-public/catalog', 'gh-private/authority', 9444],
+    ['gh-public/catalog', 'gatehouse/ca', 9450], // no vault key grants catalog anything
+    ['gh-public/bff', 'gatehouse/ca', 9450],
   ];
   for (const [from, to, port] of declared) assert.ok(allowed(from, to, port), `declared ${from} → ${to}:${port} is refused`);
   for (const [from, to, port] of undeclared) assert.ok(!allowed(from, to, port), `undeclared ${from} → ${to}:${port} is allowed`);

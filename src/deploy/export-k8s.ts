@@ -15,7 +15,7 @@ import type { ILimitRange } from 'kubernetes-models/v1/LimitRange';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { LoadedTopology, Topology } from '../topology/index.ts';
 import { formatPath } from '../topology/config-error.ts';
-import { deploymentFlows, isLoopbackHost, CA, CONTROL, type Component, type ComponentId, type Flow, type TopologyPath } from './flows.ts';
+import { deploymentFlows, isLoopbackHost, CA, CONTROL, VAULT, type Component, type ComponentId, type Flow, type TopologyPath } from './flows.ts';
 import { Issues, commentText, sourceLine } from './lib/issues.ts';
 import { CA_TOKEN_FILE, STATE_DIR, TOPOLOGY_CONFIGMAP, TOPOLOGY_DIR, TOPOLOGY_FILE, cpu, memory, resourcesOf, workloadObjects, type MountedFile, type Resources, type Workload } from './lib/k8s-workload.ts';
 import { caSpiffeId } from '../pki/index.ts';
@@ -61,7 +61,7 @@ const MASTER_KEY = 'GATEHOUSE_MASTER_KEY';
 const APP_LISTEN = '127.0.0.1:8081';
 
 /** Ports of the components the topology gives none (listen port 0, the CA, the control plane, `run` services). */
-const DEFAULT_PORTS = { gateway: 8443, authority: 8444, ca: 8600, control: 8700, service: 8080 } as const;
+const DEFAULT_PORTS = { gateway: 8443, authority: 8444, ca: 8600, control: 8700, service: 8080, vault: 8800 } as const;
 
 const RESOURCES: Record<Workload['component'], Resources> = {
   gateway: { requests: { cpu: 250, memory: 256 }, limits: { cpu: 1000, memory: 512 } },
@@ -69,6 +69,7 @@ const RESOURCES: Record<Workload['component'], Resources> = {
   service: { requests: { cpu: 100, memory: 128 }, limits: { cpu: 500, memory: 256 } },
   ca: { requests: { cpu: 50, memory: 96 }, limits: { cpu: 250, memory: 192 } },
   control: { requests: { cpu: 100, memory: 128 }, limits: { cpu: 500, memory: 256 } },
+  vault: { requests: { cpu: 100, memory: 128 }, limits: { cpu: 500, memory: 256 } },
 };
 
 interface Placed {
@@ -133,16 +134,21 @@ function buildK8s(loaded: LoadedTopology, options: K8sExportOptions): { files: M
   checkClusterReady(t, placed, issues);
   const caUrl = `https://ca.${SYSTEM_NAMESPACE}.svc:${placed.get(CA)!.ports.main}`;
   const controlUrl = `https://control.${SYSTEM_NAMESPACE}.svc:${placed.get(CONTROL)!.ports.main}/v1/bundles`;
+  const vault = placed.get(VAULT);
+  const vaultUrl = vault ? `https://vault.${SYSTEM_NAMESPACE}.svc:${vault.ports.main}` : undefined;
   // a service learns each zone's authority at its issuer (which the topology must give: checkClusterReady)
   const authorities = Object.entries(t.zones).flatMap(([z, zone]) => (zone.authority?.issuer ? ['--authority', `${z}=${zone.authority.issuer}`] : []));
   issues.check();
   for (const p of placed.values())
     for (const c of p.workload?.containers ?? []) {
       c.args = argsOf(t, p, c.name, { caUrl, controlUrl, authorities });
+      // the code of a service the vault grants a key to finds it by Service name (as `gatehouse up` tells it)
+      if (vaultUrl && c.command === RUN_SERVICE && vaultGrantees(t).has(p.component.id)) c.env = [...(c.env ?? []), ['GATEHOUSE_VAULT_URL', vaultUrl]];
       c.files = filesOf(t, p, c.name);
       for (const f of c.files) fileNeed(prerequisites, p, f);
     }
   colocateControl(placed.get(CA)!, placed.get(CONTROL)!);
+  if (vault) colocateVault(placed.get(CA)!, vault);
   const discovery = discoveryOf(t, placed);
   const attestation = attestationOf(t, placed, k8sIssuer);
 
@@ -251,7 +257,7 @@ function place(t: Topology, c: Component, issues: Issues, needs: Prerequisites):
   }
   const name = kind === 'service' ? c.id : kind;
   const pod = name;
-  if (kind === 'service' && (c.id === 'gateway' || c.id === 'authority' || c.id === 'ca' || c.id === 'control')) {
+  if (kind === 'service' && (c.id === 'gateway' || c.id === 'authority' || c.id === 'ca' || c.id === 'control' || c.id === 'vault')) {
     issues.add(c.at, `a service named ${c.id} would share its Kubernetes name with a Gatehouse component: rename it`);
     return undefined;
   }
@@ -260,7 +266,7 @@ function place(t: Topology, c: Component, issues: Issues, needs: Prerequisites):
   const service = kind === 'service' ? t.services[c.id] : undefined;
   if (service && service.run === undefined) return { component: c, namespace, name, pod, ports };
   const authority = c.zone === undefined ? undefined : t.zones[c.zone].authority;
-  const persistent = kind === 'ca' || kind === 'control' || (kind === 'authority' && authority?.storage === 'sqlite');
+  const persistent = kind === 'ca' || kind === 'control' || kind === 'vault' || (kind === 'authority' && authority?.storage === 'sqlite');
   const replicas = persistent ? 1 : 2;
   const workload: Workload = {
     name,
@@ -323,6 +329,25 @@ function colocateControl(ca: Placed, control: Placed): void {
   ];
   control.workload = undefined;
   control.pod = ca.pod;
+}
+
+/**
+ * The vault issues its server certificate from the CA's issuer keys and reads the CA's
+ * revocations on that volume, and keeps its own keys there (sealed under the same master key):
+ * a third container of the CA's pod, behind a Service of its own.
+ */
+function colocateVault(ca: Placed, vault: Placed): void {
+  const w = ca.workload!;
+  const own = vault.workload!;
+  w.containers.push({ ...own.containers[0], resources: own.resources });
+  w.services = [...(w.services ?? []), { name: vault.name, ports: ['vault'] }];
+  vault.workload = undefined;
+  vault.pod = ca.pod;
+}
+
+/** Services a vault key grants an operation to. */
+function vaultGrantees(t: Topology): Set<string> {
+  return new Set(Object.values(t.vault?.keys ?? {}).flatMap((k) => [...k.encrypt, ...k.decrypt, ...k.rewrap, ...k.datakey, ...k.tokenize, ...k.detokenize]));
 }
 
 /**
@@ -394,7 +419,7 @@ function discoveryOf(t: Topology, placed: Map<ComponentId, Placed>): Record<stri
   }
   const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
   const files: Record<string, string> = {
-    'endpoints.json': json({ trustDomain: t.trustDomain, ca: url(CA), control: url(CONTROL), zones, services }),
+    'endpoints.json': json({ trustDomain: t.trustDomain, ca: url(CA), control: url(CONTROL), ...(placed.has(VAULT) ? { vault: url(VAULT) } : {}), zones, services }),
     'services.json': json({ services: Object.fromEntries(Object.entries(services).map(([n, s]) => [n, { upstream: s.url }])) }),
   };
   // as an authority publishes itself in the state dir (public.json): the gateway of its zone reads it
@@ -450,6 +475,8 @@ function filesOf(t: Topology, p: Placed, container: string): MountedFile[] {
         trust(`identity-jwks-${zone}.json`, `gateway/${zone}/identity-jwks.json`),
         discovery('endpoints.json', 'endpoints.json'),
       ];
+    case 'vault':
+      return [];
     case 'ca':
       return container === 'ca'
         ? [
@@ -523,6 +550,9 @@ function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string
     case 'control':
       // beside the CA, on its volume (colocateControl)
       return ['control', ...common, '--listen', listen(p.ports.main)];
+    case 'vault':
+      // beside the CA, on its volume (colocateVault)
+      return ['vault', ...common, '--listen', listen(p.ports.main)];
     case 'service':
       if (container === 'app') return [module, p.component.id, '--plain', '--state-dir', STATE_DIR, '--app-listen', APP_LISTEN];
       if (service!.sidecar)
@@ -565,6 +595,9 @@ function secretEnvOf(t: Topology, c: Component, name: string): [variable: string
       return [];
     case 'control':
       return [];
+    case 'vault':
+      // its keys on the CA's volume are sealed under the CA's master key (they share the state dir)
+      return [[MASTER_KEY, 'ca-secrets', "the master key the CA's root and issuer keys are sealed under: 32 random bytes, base64 (openssl rand -base64 32); keep a copy, the CA's volume opens nothing without it"]];
   }
 }
 

@@ -14,12 +14,14 @@ export type ComponentId = string;
 
 export const CA: ComponentId = 'gatehouse:ca';
 export const CONTROL: ComponentId = 'gatehouse:control';
+/** The vault (encryption, tokenization over mTLS), when the topology has a vault section. */
+export const VAULT: ComponentId = 'gatehouse:vault';
 
 export type TopologyPath = (string | number)[];
 
 export interface Component {
   id: ComponentId;
-  kind: 'gateway' | 'authority' | 'service' | 'ca' | 'control';
+  kind: 'gateway' | 'authority' | 'service' | 'ca' | 'control' | 'vault';
   /** The zone of a gateway, authority or service. */
   zone?: string;
   /**
@@ -77,6 +79,7 @@ export function deploymentFlows(t: Topology): DeploymentModel {
   };
   add({ id: CA, kind: 'ca', ports: {}, at: runAt(CA) });
   add({ id: CONTROL, kind: 'control', ports: {}, at: runAt(CONTROL) });
+  if (t.vault) add({ id: VAULT, kind: 'vault', ports: { main: portOf(t.vault.listen) }, bind: bindOf(t.vault.listen, ['vault', 'listen']), at: ['vault'] });
   for (const [zoneName, zone] of Object.entries(t.zones)) {
     if (zone.gateway)
       add({
@@ -201,6 +204,19 @@ export function deploymentFlows(t: Topology): DeploymentModel {
       const endpoint = egressEndpoint(entry);
       if (endpoint) flow({ component: name }, { outside: endpoint }, `${name} calls ${entry} outside the topology`, at);
     });
+  }
+
+  // the vault: each service a key grants an operation to calls it; it keeps its keys in PostgreSQL when told to
+  if (t.vault) {
+    const granted = new Map<string, TopologyPath>();
+    for (const [key, grants] of Object.entries(t.vault.keys))
+      for (const op of ['encrypt', 'decrypt', 'rewrap', 'datakey', 'tokenize', 'detokenize'] as const)
+        grants[op].forEach((service, i) => {
+          if (t.services[service] && !granted.has(service)) granted.set(service, ['vault', 'keys', key, op, i]);
+        });
+    for (const [service, at] of granted) flow({ component: service }, to(VAULT), `${service} encrypts or tokenizes with the vault`, at);
+    const storage = urlEndpoint(t.vault.storage, 5432);
+    if (storage) flow({ component: VAULT }, { outside: storage }, 'the vault keeps its keys in PostgreSQL', ['vault', 'storage']);
   }
 
   // every workload proves its identity with a CA certificate, fetches its policy bundle and, on the same

@@ -67,7 +67,7 @@ export interface ContainerSpec {
 export interface Workload {
   name: string;
   namespace: string;
-  component: 'gateway' | 'authority' | 'service' | 'ca' | 'control';
+  component: 'gateway' | 'authority' | 'service' | 'ca' | 'control' | 'vault';
   replicas: number;
   /** The state dir survives restarts (CA, control plane, SQLite authority): a volume claim, one replica, Recreate. */
   persistent: boolean;
