@@ -311,6 +311,15 @@ test('fail closed: without any bundle an authority refuses sign-in and tokens, s
     const d = await request(`${closed.issuer}/.well-known/openid-configuration`, { dispatcher: tls });
     assert.equal(d.statusCode, 200);
     await d.body.dump();
+    // revoking a token only takes access away: still answered
+    const revoke = await request(`${closed.issuer}/token/revocation`, {
+      method: 'POST',
+      dispatcher: tls,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(c.client_id, c.client_secret!) },
+      body: 'token=unknown-token',
+    });
+    assert.equal(revoke.statusCode, 200);
+    await revoke.body.dump();
   } finally {
     await closed.close();
   }

@@ -209,8 +209,9 @@ export interface AuthorityMonitorOptions {
   shipper?: EventShipper;
 }
 
-/** Paths that need a policy: sign-in, authorization, tokens. */
+/** Paths that need a policy: sign-in, authorization, tokens (revoking one needs none: it only takes access away). */
 const GUARDED = /^\/(auth|token|request|interaction)(\/|$)/;
+const UNGUARDED = /^\/token\/revocation$/;
 
 export async function openAuthorityMonitor(o: AuthorityMonitorOptions): Promise<AuthorityMonitor> {
   const clock = o.clock ?? systemClock;
@@ -280,7 +281,7 @@ export async function openAuthorityMonitor(o: AuthorityMonitorOptions): Promise<
     run(req, f) {
       sources.run(req.socket.remoteAddress, f);
     },
-    unavailable: (pathname) => pep !== undefined && pep.current() === undefined && GUARDED.test(pathname),
+    unavailable: (pathname) => pep !== undefined && pep.current() === undefined && GUARDED.test(pathname) && !UNGUARDED.test(pathname),
     async refuse(req, res, requestId) {
       const pathname = (req.url ?? '/').split('?')[0];
       const tokenLike = req.method === 'POST' && (pathname === '/token' || pathname === '/request');
