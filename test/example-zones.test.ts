@@ -192,6 +192,40 @@ test('internal: the admin route needs the admin role from the SSO — no token 4
   assert.equal(grant.issuer, ex.endpoints.zones.corp.authority);
 });
 
+test('partner: the gateway asks for a client certificate and requires none — a certificate-bound token passes over its certificate only (the API-key test above calls without any)', async () => {
+  // a partner backend registered with tls_client_auth and certificate-bound tokens (the example's authority trusts the
+  // trust domain's CA: a workload certificate stands in for the partner's; a partner CA of its own: test/gateway-partner-certificate.test.ts)
+  const san = serviceSpiffeId('shop.local', 'partner', 'partner-catalog');
+  cli(['clients', 'add', '--zone', 'partner', '--id', 'partner-sync', '--grant', 'client_credentials', '--scope', 'catalog:read', '--auth', 'tls_client_auth', '--tls-san-uri', san, '--certificate-bound']);
+  const ca = readFileSync(ex.endpoints.caBundle, 'utf8');
+  const [a, b] = [await certificateFor(ex.stateDir, san), await certificateFor(ex.stateDir, san)];
+  const asA = new Agent({ connect: { ca, cert: a.certPem, key: a.keyPem } });
+  const asB = new Agent({ connect: { ca, cert: b.certPem, key: b.keyPem }, localAddress: '127.0.0.8' });
+  try {
+    const r = await request(ex.endpoints.zones.partner.authority + '/token', {
+      dispatcher: asA,
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'partner-sync', scope: 'catalog:read' }).toString(),
+    });
+    const body = (await r.body.json()) as { access_token: string };
+    assert.equal(r.statusCode, 200, JSON.stringify(body));
+    assert.equal((decodeJwt(body.access_token).cnf as Record<string, string>)['x5t#S256'], certificateThumbprint(new X509Certificate(a.certPem)));
+    const url = ex.endpoints.zones.partner.gateway + '/api/partner/oauth/catalog';
+    const served = await get(url, { authorization: `Bearer ${body.access_token}` }, asA);
+    assert.equal(served.status, 200, served.text);
+    const overB = await get(url, { authorization: `Bearer ${body.access_token}` }, asB);
+    assert.equal(overB.status, 401);
+    assert.match(String(overB.headers['www-authenticate']), /^Bearer .*error="invalid_token".*another client certificate/);
+    const none = await get(url, { authorization: `Bearer ${body.access_token}` }, from('127.0.0.9'));
+    assert.equal(none.status, 401);
+    assert.match(String(none.headers['www-authenticate']), /none was presented/);
+  } finally {
+    await asA.close();
+    await asB.close();
+  }
+});
+
 /**
  * A back-office user's sign-in at the internal zone through the corp SSO, as
  * a browser does it (one browser per authority: both are on 127.0.0.1, and
