@@ -20,6 +20,7 @@ export type AuditEvent =
   | 'key.rotated'
   | 'key.published'
   | 'client.added'
+  | 'client.updated'
   | 'client.removed'
   | 'user.added'
   | 'user.locked'

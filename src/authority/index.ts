@@ -42,4 +42,5 @@ export type { DevFeedClient } from './dev-feed-client.ts';
 export { zoneAudience, ACR_MFA, ACR_PASSWORD } from './context.ts';
 export { openConfidentialClaims, CONFIDENTIAL_CLAIM } from './confidential-claims.ts';
 export { TOKEN_EXCHANGE } from './client-registry.ts';
+export { roleProblem, rolesOf } from './user-registry.ts';
 export { FEED_OVERLAP_MS, FEED_MAX_AGE_SECONDS } from './revocation-feed.ts';

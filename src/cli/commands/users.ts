@@ -10,7 +10,7 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 
 /** Role names are usage: a bad one is exit 2 (nothing is opened or changed). */
 async function badRoles(roles: readonly string[]): Promise<boolean> {
-  const { roleProblem } = await import('../../authority/user-registry.ts');
+  const { roleProblem } = await import('../../authority/index.ts');
   const problems = roles.map(roleProblem).filter((p): p is string => p !== undefined);
   for (const p of problems) process.stderr.write(`gatehouse users: ${p}\n`);
   if (problems.length > 0) process.exitCode = 2;
@@ -53,7 +53,7 @@ export function register(program: Command): void {
     .action(async (o: Common) => {
       const s = await open(o);
       try {
-        const { rolesOf } = await import('../../authority/user-registry.ts');
+        const { rolesOf } = await import('../../authority/index.ts');
         const list = (await s.users.list()).map(({ id, username, locked, mfa, totp, passkeys, claims }) => ({ id, username, locked, mfa, totp, passkeys, roles: rolesOf(claims) }));
         process.stdout.write(JSON.stringify(list, null, 2) + '\n');
       } finally {
