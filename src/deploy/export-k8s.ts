@@ -141,7 +141,7 @@ function buildK8s(loaded: LoadedTopology, options: K8sExportOptions): { files: M
   issues.check();
   for (const p of placed.values())
     for (const c of p.workload?.containers ?? []) {
-      c.args = argsOf(t, p, c.name, { caUrl, controlUrl, authorities });
+      c.args = argsOf(t, p, c.name, { caUrl, controlUrl, authorities, controlInPod: `https://127.0.0.1:${placed.get(CONTROL)!.ports.main}` });
       // the code of a service the vault grants a key to finds it by Service name (as `gatehouse up` tells it)
       if (vaultUrl && c.command === RUN_SERVICE && vaultGrantees(t).has(p.component.id)) c.env = [...(c.env ?? []), ['GATEHOUSE_VAULT_URL', vaultUrl]];
       c.files = filesOf(t, p, c.name);
@@ -517,7 +517,7 @@ function isIssuerUrl(value: string): boolean {
   }
 }
 
-function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string; controlUrl: string; authorities: string[] }): string[] {
+function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string; controlUrl: string; authorities: string[]; controlInPod: string }): string[] {
   const common = ['--config', TOPOLOGY_FILE, '--state-dir', STATE_DIR];
   const listen = (port: number) => `0.0.0.0:${port}`;
   const service = p.component.kind === 'service' ? t.services[p.component.id] : undefined;
@@ -546,7 +546,10 @@ function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string
     case 'authority':
       return ['authority', ...common, '--zone', p.component.zone!, '--listen', listen(p.ports.main)];
     case 'ca':
-      return container === 'ca-init' ? ['ca', 'init', ...common] : ['ca', 'serve', ...common, '--listen', listen(p.ports.main), '--k8s-attestation', ATTESTATION_FILE];
+      // its refusals go to the control plane beside it, over the pod's loopback (colocateControl)
+      return container === 'ca-init'
+        ? ['ca', 'init', ...common]
+        : ['ca', 'serve', ...common, '--listen', listen(p.ports.main), '--control', urls.controlInPod, '--k8s-attestation', ATTESTATION_FILE];
     case 'control':
       // beside the CA, on its volume (colocateControl)
       return ['control', ...common, '--listen', listen(p.ports.main)];

@@ -26,6 +26,7 @@ import { issueCertificate, workloadKnown, type IssuedCertificate } from './issue
 import { newKeyAndCsr } from './lib/workload-key.ts';
 import { lookupToken, TOKEN_PREFIX } from './lib/join-tokens.ts';
 import type { K8sAttestor } from './create-k8s-attestor.ts';
+import type { EventFields } from '../monitor/event.ts';
 import { verifySvid } from './verify-svid.ts';
 import { caSpiffeId } from './spiffe-id.ts';
 import { GatehouseError } from '../shared/errors.ts';
@@ -47,6 +48,11 @@ export interface StartCaServerOptions {
   logger?: Logger;
   /** Kubernetes projected service-account tokens accepted at /v1/bootstrap besides join tokens; absent: join tokens only. */
   k8sAttestor?: K8sAttestor;
+  /**
+   * Where refusals go as security events (createEventShipper to the control plane, with
+   * identity() below); absent: the log line and the counter only.
+   */
+  events?: { emit(fields: EventFields): void };
 }
 
 export interface CaServer {
@@ -58,6 +64,8 @@ export interface CaServer {
   trustDomain: string;
   registry: Registry;
   ca: Ca;
+  /** The server's own certificate (spiffe://<td>/ca), renewed daily: what it ships its events to the control plane with. */
+  identity(): { spiffeId: string; certPem: string; keyPem: string };
   close(): Promise<void>;
 }
 
@@ -96,6 +104,7 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
     return { key: keyPem, cert: certPem };
   };
   const initial = await serverIdentity();
+  let current = initial;
   const server = https.createServer({
     ...initial,
     ca: ca.bundlePem,
@@ -112,7 +121,10 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
   server.on('tlsClientError', () => handshakeFailures.inc());
   const rotate = setInterval(() => {
     serverIdentity().then(
-      (id) => server.setSecureContext({ ...id, ca: ca.bundlePem, ...tlsPolicy() }),
+      (id) => {
+        server.setSecureContext({ ...id, ca: ca.bundlePem, ...tlsPolicy() });
+        current = id;
+      },
       (error: unknown) => log.error({ err: error }, 'cannot renew the CA server certificate'),
     );
   }, (SERVER_CERT_TTL / 2) * 1000);
@@ -145,7 +157,11 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
           cause: e.cause instanceof Error ? e.cause.message : undefined,
         };
         if (e.status >= 500) log.error({ ...fields, err: e.cause }, 'ca request failed');
-        else log.warn({ event: 'security', kind: 'ca_request_refused', ...fields }, e.message);
+        else {
+          log.warn({ event: 'security', kind: 'ca_request_refused', ...fields }, e.message);
+          // a refused bootstrap or renewal is what a stolen, forged or replayed credential looks like: the monitor sees it
+          options.events?.emit({ type: 'request_refused', code: e.code, status: e.status, method: req.method, path: fields.path, source: fields.peer, detail: e.message });
+        }
         writeProblem(res, e, requestId);
       },
     );
@@ -292,6 +308,7 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
     trustDomain: ca.trustDomain,
     registry,
     ca,
+    identity: () => ({ spiffeId: caSpiffeId(ca.trustDomain), certPem: current.cert, keyPem: current.key }),
     async close() {
       clearInterval(rotate);
       clearInterval(pruning);

@@ -52,15 +52,25 @@ export function register(program: Command): void {
       '--k8s-attestation <file>',
       "also bootstrap pods by their projected service-account token: the cluster issuer, audience, its keys and the workload of each service account (gatehouse export k8s writes it); absent: join tokens only",
     )
-    .action(async (o: Common & { listen: string; adminListen?: string; k8sAttestation?: string }) => {
+    .option('--control <url>', "send refusals to this control plane as security events (its bundles URL or origin; mTLS with the CA's own certificate); absent: logged only")
+    .action(async (o: Common & { listen: string; adminListen?: string; k8sAttestation?: string; control?: string }) => {
       const { loadTopology } = await import('../../topology/load.ts');
       const { startCaServer, createK8sAttestor, loadK8sAttestationConfig } = await import('../../pki/index.ts');
       const { announceReady, closeOnSignals } = await import('../ready.ts');
       const { topology } = loadTopology(o.config);
       const k8sAttestor = o.k8sAttestation === undefined ? undefined : await createK8sAttestor(loadK8sAttestationConfig(o.k8sAttestation, topology));
-      const server = await startCaServer({ topology, stateDir: o.stateDir, listen: o.listen, adminListen: o.adminListen, k8sAttestor });
+      // the shipper needs the server's certificate, the server needs a sink: events emitted before it exists are none (nothing is served yet)
+      let shipper: import('../../control/index.ts').EventShipper | undefined;
+      const server = await startCaServer({ topology, stateDir: o.stateDir, listen: o.listen, adminListen: o.adminListen, k8sAttestor, events: { emit: (e) => shipper?.emit(e) } });
+      if (o.control !== undefined) {
+        const { createEventShipper } = await import('../../control/index.ts');
+        shipper = createEventShipper({ url: new URL(o.control).origin, identity: server.identity, trustDomain: topology.trustDomain, caBundle: server.bundlePem });
+      }
       announceReady({ component: 'ca', endpoints: { ca: server.url, ...(server.adminUrl ? { admin: server.adminUrl } : {}) } });
-      closeOnSignals(() => server.close());
+      closeOnSignals(async () => {
+        await server.close();
+        await shipper?.close();
+      });
     });
 
   common(ca.command('token'))
