@@ -136,6 +136,7 @@ async function grantOne(ctx: AuthorityContext, stateDir: string, zone: string, c
         // that zone runs at another address now: the same client and secret, its new redirect URI
         await ctx.db.updateTable('clients').set({ metadata: JSON.stringify({ ...m, redirect_uris: [redirect] }) }).where('client_id', '=', clientId).execute();
         ctx.log.info({ clientId, zone, redirect }, 'the sign-in client of a federating zone follows it to its new address');
+        ctx.audit('client.updated', { client_id: clientId, reason: `redirect URI of zone ${zone}'s sign-in client follows it to ${redirect}` });
       }
       // still valid (the issuer in the file is informational: the downstream reads it from public.json)
       if (held.issuer !== ctx.issuer) writeGrant(file, { ...held, issuer: ctx.issuer });
