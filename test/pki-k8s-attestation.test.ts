@@ -27,6 +27,7 @@ import {
 } from '../src/pki/index.ts';
 import { newKeyAndCsr } from '../src/pki/lib/workload-key.ts';
 import { ConfigError } from '../src/topology/index.ts';
+import { openDevCa } from '../src/shared/dev-ca.ts';
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const AUDIENCE = caSpiffeId(TD);
@@ -232,5 +233,38 @@ test('a CA without attestation refuses a service account token as an invalid joi
     );
   } finally {
     await plain.close();
+  }
+});
+
+test("keys by discovery: the issuer's openid-configuration names its jwks_uri (https, the given CA), and a document naming another issuer is refused at start", async () => {
+  const edge = await openDevCa(path.join(env.stateDir, 'edge'));
+  const tls = await edge.issueServer(['localhost']);
+  const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(cluster.publicKey)), kid: 'k1', alg: 'RS256' }] });
+  let claimedIssuer = '';
+  const seen: string[] = [];
+  const oidc = https.createServer({ cert: tls.cert, key: tls.key }, (req, res) => {
+    seen.push(req.url ?? '');
+    const body = req.url === '/.well-known/openid-configuration' ? JSON.stringify({ issuer: claimedIssuer, jwks_uri: `${origin}/openid/v1/jwks` }) : req.url === '/openid/v1/jwks' ? jwks : undefined;
+    res.writeHead(body ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(body ?? '{}');
+  });
+  await new Promise<void>((r) => oidc.listen(0, '127.0.0.1', () => r()));
+  const origin = `https://localhost:${(oidc.address() as { port: number }).port}`;
+  try {
+    const file = path.join(env.stateDir, 'discovery.yaml');
+    writeFileSync(
+      file,
+      `issuer: ${origin}\naudience: ${AUDIENCE}\nkeys: { discovery: true, caFile: edge/tls/dev-ca.pem }\nserviceAccounts:\n  - { namespace: gh-private, serviceAccount: gateway, workload: "gateway:private" }\n`,
+    );
+    claimedIssuer = origin;
+    const attestor = await createK8sAttestor(loadK8sAttestationConfig(file, env.topology));
+    const who = await attestor.attest(await kubelet({ ...GATEWAY, name: 'gw-1' }, { iss: origin }), 'gateway:private', Date.now());
+    assert.equal(who.spiffeId, `spiffe://${TD}/zone/private/gateway`);
+    assert.deepEqual(seen, ['/.well-known/openid-configuration', '/openid/v1/jwks']);
+    await assert.rejects(attestor.attest(await kubelet(GATEWAY, { iss: origin, key: other.privateKey, kid: 'k2' }), 'gateway:private', Date.now()), /no key of the cluster issuer/);
+    claimedIssuer = 'https://evil.example';
+    await assert.rejects(createK8sAttestor(loadK8sAttestationConfig(file, env.topology)), /names issuer "https:\/\/evil\.example"/);
+  } finally {
+    oidc.close();
   }
 });
