@@ -415,7 +415,8 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
     // zones that trust this one get a client to read its revocation feed (zone-trust.ts)
     await grantTrustingZones(ctx, stateDir);
     // zones that sign their users in here get their client (federation-seed.ts)
-    await grantFederatingZones(ctx, stateDir);
+    const stopFederationGrants = await grantFederatingZones(ctx, stateDir);
+    undo.push(stopFederationGrants);
     // the web console signs its operators in here when the topology says so (monitor.ts)
     const stopConsoleGrant = grantConsole(ctx, stateDir);
     undo.push(stopConsoleGrant);
@@ -479,6 +480,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
         closed = true;
         for (const t of timers) clearInterval(t);
         stopConsoleGrant();
+        stopFederationGrants();
         await monitor.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());

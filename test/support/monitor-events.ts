@@ -21,10 +21,3 @@ export async function sendEvents(stateDir: string, controlUrl: string, spiffeId:
     req.end(batch(events));
   });
 }
-
-/** POSTs `events` to the admin listener as local component `component` (authority:<zone>). */
-export async function sendLocalEvents(adminUrl: string, component: string, events: Fields[]): Promise<number> {
-  const r = await request(`${adminUrl}/events`, { method: 'POST', headers: { 'content-type': 'application/json', 'gatehouse-component': component }, body: batch(events) });
-  await r.body.dump();
-  return r.statusCode;
-}

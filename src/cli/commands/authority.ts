@@ -10,7 +10,8 @@ export function register(program: Command): void {
     .option('--state-dir <dir>', 'state directory', '.gatehouse')
     .option('--listen <host:port>', "override the zone's authority listen address")
     .option('--dev', 'seed demo clients and a demo user (with TOTP) and report them', false)
-    .action(async (opts: { config: string; zone: string; stateDir: string; listen?: string; dev: boolean }) => {
+    .option('--control <url>', 'follow the control plane (its bundles URL, https://…/v1/bundles): quarantines and revoked tokens from its signed bundle, events sent there (default $GATEHOUSE_CONTROL_URL)')
+    .action(async (opts: { config: string; zone: string; stateDir: string; listen?: string; dev: boolean; control?: string }) => {
       const { loadTopology } = await import('../../topology/load.ts');
       const { startAuthority } = await import('../../authority/index.ts');
       const { announceReady, closeOnSignals } = await import('../ready.ts');
@@ -20,6 +21,7 @@ export function register(program: Command): void {
         stateDir: opts.stateDir,
         dev: opts.dev,
         listen: opts.listen,
+        control: opts.control,
       });
       closeOnSignals(() => running.close());
       announceReady({

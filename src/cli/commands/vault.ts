@@ -81,11 +81,12 @@ export function register(program: Command): void {
   const vault = common(program.command('vault').exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2)))
     .description('the vault: encryption at rest, key rotation, tokenization over mTLS (subcommands: the operator tools)')
     .option('--listen <host:port>', "HTTPS (mTLS) listener (default: the topology's vault.listen)")
+    .option('--control <url>', 'send refusals as security events to the control plane (its bundles URL; default $GATEHOUSE_CONTROL_URL)')
     .action(async (_: unknown, cmd: Command) => {
-      const o = opts<{ listen?: string }>(cmd);
+      const o = opts<{ listen?: string; control?: string }>(cmd);
       const { startVaultServer } = await import('../../vault/index.ts');
       const { announceReady, closeOnSignals } = await import('../ready.ts');
-      const server = await startVaultServer({ config: o.config, stateDir: o.stateDir, listen: o.listen });
+      const server = await startVaultServer({ config: o.config, stateDir: o.stateDir, listen: o.listen, control: o.control });
       announceReady({ component: 'vault', endpoints: { vault: server.url } });
       closeOnSignals(() => server.close());
     });
