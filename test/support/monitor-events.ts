@@ -3,7 +3,6 @@
 // as a local component (a zone authority) to the control plane's admin listener.
 import https from 'node:https';
 import { randomUUID } from 'node:crypto';
-import { request } from 'undici';
 import { issueWorkloadIdentity } from '../../src/pki/index.ts';
 
 type Fields = Record<string, unknown>;
