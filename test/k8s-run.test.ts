@@ -22,7 +22,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { X509Certificate, randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -104,7 +104,7 @@ interface K8sObject {
 const unavailable = await netnsUnavailable();
 if (unavailable && process.env.CI === 'true') throw new Error(`CI must run the manifest run test: ${unavailable}`);
 
-test('the exported pods run as their manifests say: the service and two gateway replicas (one replaced) bootstrap with their projected service-account tokens, hostile tokens are refused', { skip: unavailable, timeout: 180_000 }, async () => {
+test('the exported pods run as their manifests say: the service and two gateway replicas (one replaced) bootstrap with their projected service-account tokens, hostile tokens are refused, a revocation reaches the service', { skip: unavailable, timeout: 180_000 }, async () => {
   const work = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-run-'));
   const children: ChildProcess[] = [];
   let lab: Lab | undefined;
@@ -296,6 +296,22 @@ bootstrapIdentity({ caUrl: 'https://ca.gatehouse.svc:8600', joinToken: token, se
       process.stdout.write(`# ${name} → ${stdout.trim()}\n`);
     }
     assert.equal((outputs.get('ca/ca') ?? []).join('').split('\n').filter((l) => l.includes('"certificate_issued"')).length, before, 'nothing issued');
+
+    // 8. a revocation reaches the service pod: `kubectl exec` into the CA pod revokes the certificate the operator
+    // issued for a gateway identity; the catalog pod (which polls the CA's list) refuses it within the refresh bound,
+    // while the gateway replicas' own certificates keep working
+    const revokedSerial = new X509Certificate(readFileSync(path.join(gatewayId, 'cert.pem'))).serialNumber;
+    await caExec(['ca', 'revoke', revokedSerial, '--reason', 'test', '--config', config, '--state-dir', '/var/lib/gatehouse']);
+    const revokedAt = Date.now();
+    let refused = await call(lab, 'caller', url, trustBundle, gatewayId);
+    while (refused.status === 200 && Date.now() - revokedAt < 25_000) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      refused = await call(lab, 'caller', url, trustBundle, gatewayId);
+    }
+    assert.notEqual(refused.status, 200, `the revoked certificate still passes after ${Date.now() - revokedAt} ms`);
+    const stillThrough = await through('caller');
+    assert.equal(stillThrough.status, 200, JSON.stringify(stillThrough));
+    process.stdout.write(`# revoked ${revokedSerial}: catalog refuses it after ${Date.now() - revokedAt} ms (${refused.status || refused.error}); the gateway replicas still pass (${stillThrough.status})\n`);
 
     // the CA's issuance lines: one per pod, each naming the pod its token was bound to; no join token anywhere
     const issued = (outputs.get('ca/ca') ?? []).join('').split('\n').filter((l) => l.includes('"certificate_issued"')).map((l) => JSON.parse(l));
