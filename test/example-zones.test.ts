@@ -224,6 +224,16 @@ test('partner: the gateway asks for a client certificate and requires none — a
     await asA.close();
     await asB.close();
   }
+  // its certificate request names no CA, so that a partner's client (Go and Java send only a certificate of a CA
+  // named) sends its own, whoever issued it; the private gateway, which checks the chain, names the trust domain's
+  const caNames = (gateway: string) => {
+    const u = new URL(gateway);
+    const r = spawnSync('openssl', ['s_client', '-connect', `${u.hostname}:${u.port}`, '-servername', 'localhost', '-tls1_3'], { input: '', encoding: 'utf8', timeout: 15_000 });
+    return r.stdout;
+  };
+  if (spawnSync('openssl', ['version']).status !== 0) return;
+  assert.match(caNames(ex.endpoints.zones.partner.gateway), /No client certificate CA names sent/);
+  assert.match(caNames(ex.endpoints.zones.private.gateway), /Acceptable client certificate CA names\n.*shop\.local/);
 });
 
 /**

@@ -37,7 +37,7 @@ import type { FailureReason } from './upstream.ts';
 import { createRateLimitMetrics, RATE_LIMIT_METRICS } from './policies/rate-limit/metrics.ts';
 import { REVOKED_TOKEN_IDS } from './policies/policy.ts';
 import { effectiveTopology } from './bundle-policy.ts';
-import { applyIngressTls, guardIngress } from './ingress.ts';
+import { type CompiledIngress, applyIngressTls, guardIngress } from './ingress.ts';
 import { localRevocations, trustBundlePath } from '../pki/index.ts';
 import { openPepBundles, createEventShipper, type PepBundleSource } from '../control/index.ts';
 
@@ -255,7 +255,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   let tlsMaterial: TlsMaterial | undefined;
   // a locked ingress checks client certificates against the trust domain's roots
   const trustCa = upstreamTls ? readFileSync(trustBundlePath(options.stateDir), 'utf8') : undefined;
-  const tlsContext = (m: TlsMaterial) => ({ ...secureOptions(m), ...(trustCa ? { ca: trustCa } : {}) });
+  // a zone that asks for certificates only to bind tokens to them ('request') names no CA in its
+  // request: a partner's client (Go and Java send only a certificate of a CA named) sends its own
+  const namesTrustCa = (ingress: CompiledIngress | undefined) => trustCa !== undefined && ingress?.certificate !== 'request';
+  const tlsContext = (m: TlsMaterial) => ({ ...secureOptions(m), ...(namesTrustCa(current.ingress) ? { ca: trustCa } : {}) });
   let server: http.Server | https.Server;
   let h2: http2.Http2Server | undefined;
   const h2Sessions = new Set<http2.ServerHttp2Session>();
@@ -421,7 +424,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       loaded = next;
       generation++;
       current = nextState;
-      if (!config.plaintext) applyIngressTls(server as https.Server, nextState.ingress);
+      if (!config.plaintext) {
+        applyIngressTls(server as https.Server, nextState.ingress);
+        if (tlsMaterial && namesTrustCa(previous.ingress) !== namesTrustCa(nextState.ingress)) (server as https.Server).setSecureContext(tlsContext(tlsMaterial));
+      }
       await reloadCertificates();
       // pools no longer used finish their in-flight requests, then close
       for (const [name, up] of previous.upstreams) if (nextState.upstreams.get(name) !== up) void up.close();
