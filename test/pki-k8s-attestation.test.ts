@@ -213,6 +213,7 @@ test('the attestation config names file, line and field of what it refuses', asy
     writeFileSync(file, text);
     assert.throws(() => loadK8sAttestationConfig(file, env.topology), (e: unknown) => e instanceof ConfigError && want.test(e.message));
   };
+  check(CONFIG('jwks.json').replace('workload: checkout', 'workload: "authority:public"'), /serviceAccounts\[2\]\.workload: the topology has no workload "authority:public"/);
   check(CONFIG('jwks.json').replace('workload: orders', 'workload: nope'), /bad\.yaml:8:\d+: serviceAccounts\[1\]\.workload: the topology has no workload "nope"/);
   check(CONFIG('jwks.json').replace('serviceAccount: orders, workload: orders', 'serviceAccount: gateway, workload: orders'), /bad\.yaml:8:\d+: serviceAccounts\[1\]: service account gh-private\/gateway is listed twice/);
   check(CONFIG('jwks.json').replace('serviceAccount: checkout, workload: checkout', 'serviceAccount: checkout, workload: orders'), /serviceAccounts\[2\]\.workload: orders is already the workload of gh-private\/orders/);

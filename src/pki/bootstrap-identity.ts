@@ -17,7 +17,7 @@ export interface BootstrapIdentityOptions {
    * service-account token, which the kubelet rewrites before it expires). Never logged.
    */
   joinToken: string;
-  /** The service, or `gateway:<zone>`. */
+  /** The service, or `gateway:<zone>` (`authority:<zone>`: with a service-account token only). */
   service: string;
   trustDomain: string;
   /** The trust bundle (root PEM), obtained out of band (e.g. <stateDir>/pki/bundle.pem). */
@@ -36,8 +36,8 @@ export async function bootstrapIdentity(options: BootstrapIdentityOptions): Prom
   );
   const identity = toIdentity(json, keyPem, options.trustDomain, options.bundlePem);
   const id = parseSpiffeId(identity.spiffeId, options.trustDomain);
-  const gatewayZone = /^gateway:(.+)$/.exec(options.service)?.[1];
-  const expected = gatewayZone !== undefined ? id?.kind === 'gateway' && id.zone === gatewayZone : id?.kind === 'service' && id.service === options.service;
+  const zoneOf = /^(gateway|authority):(.+)$/.exec(options.service);
+  const expected = zoneOf ? (id?.kind === 'gateway' || id?.kind === 'authority') && id.kind === zoneOf[1] && id.zone === zoneOf[2] : id?.kind === 'service' && id.service === options.service;
   if (!id || !expected)
     throw new CaRequestError(0, 'bad_answer', 'the CA issued a certificate for another identity');
   return identity;

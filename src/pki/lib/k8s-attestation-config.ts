@@ -10,7 +10,7 @@ import type { Topology } from '../../topology/schema.ts';
 import { ConfigError, type ConfigIssue } from '../../topology/config-error.ts';
 import { formatPath } from '../../topology/config-error.ts';
 import { parseYaml } from '../../topology/load.ts';
-import { gatewaySpiffeId, serviceSpiffeId } from '../spiffe-id.ts';
+import { authoritySpiffeId, gatewaySpiffeId, serviceSpiffeId } from '../spiffe-id.ts';
 
 const MAX_CONFIG_BYTES = 256 * 1024;
 /** A DNS-1123 label: what Kubernetes allows as a namespace or service-account name. */
@@ -52,7 +52,7 @@ export const K8sAttestationSchema = z
           .object({
             namespace: z.string().regex(K8S_NAME, 'is not a Kubernetes namespace name'),
             serviceAccount: z.string().regex(K8S_NAME, 'is not a Kubernetes service account name'),
-            workload: z.string().min(1).describe('The workload it becomes: a service of the topology, or gateway:<zone>.'),
+            workload: z.string().min(1).describe('The workload it becomes: a service of the topology, gateway:<zone> or authority:<zone>.'),
           })
           .strict(),
       )
@@ -87,7 +87,7 @@ export function loadK8sAttestationConfig(file: string, topology: Topology): K8sA
   c.serviceAccounts.forEach((a, i) => {
     const key = `${a.namespace}/${a.serviceAccount}`;
     const spiffeId = spiffeIdOf(topology, a.workload);
-    if (spiffeId === undefined) issues.push(issueAt(['serviceAccounts', i, 'workload'], `the topology has no workload ${JSON.stringify(a.workload)} (a service, or gateway:<zone> of a zone with a gateway)`));
+    if (spiffeId === undefined) issues.push(issueAt(['serviceAccounts', i, 'workload'], `the topology has no workload ${JSON.stringify(a.workload)} (a service, or gateway:<zone> / authority:<zone> of a zone that has one)`));
     else if (accounts.has(key)) issues.push(issueAt(['serviceAccounts', i], `service account ${key} is listed twice: it maps to exactly one workload`));
     else if (taken.has(a.workload)) issues.push(issueAt(['serviceAccounts', i, 'workload'], `${a.workload} is already the workload of ${taken.get(a.workload)}: one service account per workload`));
     else {
@@ -101,10 +101,14 @@ export function loadK8sAttestationConfig(file: string, topology: Topology): K8sA
   return { file, issuer: c.issuer, audience: c.audience, maxTokenLifetimeSeconds: c.maxTokenLifetimeSeconds, keys, accounts };
 }
 
-/** The SPIFFE ID of a workload name (`gateway:<zone>` or a service), if the topology has it. */
+/** The SPIFFE ID of a workload name (`gateway:<zone>`, `authority:<zone>` or a service), if the topology has it. */
 export function spiffeIdOf(topology: Topology, workload: string): string | undefined {
-  const zone = /^gateway:(.+)$/.exec(workload)?.[1];
-  if (zone !== undefined) return Object.hasOwn(topology.zones, zone) && topology.zones[zone].gateway ? gatewaySpiffeId(topology.trustDomain, zone) : undefined;
+  const zone = /^(?:gateway|authority):(.+)$/.exec(workload)?.[1];
+  if (zone !== undefined) {
+    const z = Object.hasOwn(topology.zones, zone) ? topology.zones[zone] : undefined;
+    if (workload.startsWith('gateway:')) return z?.gateway ? gatewaySpiffeId(topology.trustDomain, zone) : undefined;
+    return z?.authority ? authoritySpiffeId(topology.trustDomain, zone) : undefined;
+  }
   const service = Object.hasOwn(topology.services, workload) ? topology.services[workload] : undefined;
   return service ? serviceSpiffeId(topology.trustDomain, service.zone, workload) : undefined;
 }
