@@ -198,3 +198,16 @@ test('monitoring that cannot be locked is refused: an admin listener off loopbac
   // a sink must be an address and a port (the loader says so at its line)
   assert.throws(() => withFile(topology() + "monitor: { logSinks: ['logs.internal:514'] }\n", (file) => loadTopology(file)), /a log sink is an IP address and a port/);
 });
+
+test('the vault runs on the CA\'s host (it shares its state dir): its grantees reach it there, nobody else', () => {
+  const withVault = topology({ replace: ['hosts:', `vault:\n  listen: 0.0.0.0:9450\n  keys:\n    pii: { encrypt: [catalog], decrypt: [catalog] }\nhosts:`] });
+  const rules = (host: string) => withFile(withVault, (file) => exportNftables(loadTopology(file), host));
+  assert.match(rules('infra'), /# catalog encrypts or tokenizes with the vault: vault\.keys\.pii\.encrypt\[0\] \(gatehouse\.yaml:\d+\)\n\t\tip saddr 10\.0\.0\.3 ip daddr 10\.0\.0\.6 tcp dport 9450 accept/);
+  assert.match(rules('app'), /vault: vault\.keys\.pii\.encrypt\[0\] \(gatehouse\.yaml:\d+\)\n\t\tip daddr 10\.0\.0\.6 tcp dport 9450 accept/);
+  assert.doesNotMatch(rules('edge'), /9450/);
+  assert.match(rules('infra'), /# Runs: gatehouse:ca, gatehouse:control, gatehouse:vault\./);
+  assert.deepEqual(
+    refusal(withVault.replace('listen: 0.0.0.0:9450', 'listen: 0.0.0.0:8600'), 'infra').filter((l) => l.includes('vault')),
+    [`${withVault.split('\n').findIndex((l) => l.startsWith('vault:')) + 2}: the vault runs on host infra beside the CA, where port 8600 is already gatehouse:ca's`],
+  );
+});

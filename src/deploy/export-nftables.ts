@@ -7,7 +7,7 @@
 import { isIP } from 'node:net';
 import type { LoadedTopology } from '../topology/index.ts';
 import { formatPath } from '../topology/config-error.ts';
-import { deploymentFlows, isLoopbackHost, type DeploymentModel, type Flow } from './flows.ts';
+import { deploymentFlows, isLoopbackHost, type ComponentId, type Flow } from './flows.ts';
 import { placeComponents, type Placement } from './place-hosts.ts';
 import { Issues, commentText, sourceLine } from './lib/issues.ts';
 
@@ -83,14 +83,16 @@ export function exportNftables(loaded: LoadedTopology, hostName: string): string
     }
   }
   issues.check();
-  return render(loaded, hostName, self, host.loopback, model, [...rules.values()]);
+  const runs = [...model.components.keys()].filter((id) => placements.get(id)?.some((p) => p.host === hostName));
+  return render(loaded, hostName, self, host.loopback, runs, [...rules.values()]);
 }
 
 function family(p: { family: 4 | 6 }): 'ip' | 'ip6' {
   return p.family === 4 ? 'ip' : 'ip6';
 }
 
-function render(loaded: LoadedTopology, hostName: string, self: Placement, loopback: boolean, model: DeploymentModel, rules: Rule[]): string {
+/** `runs`: what the host's runs name, and what runs there by implication (the vault beside the CA). */
+function render(loaded: LoadedTopology, hostName: string, self: Placement, loopback: boolean, runs: ComponentId[], rules: Rule[]): string {
   const chain = (name: Rule['chain']) => {
     const lines = [
       `\tchain ${name} {`,
@@ -110,7 +112,6 @@ function render(loaded: LoadedTopology, hostName: string, self: Placement, loopb
     lines.push('\t}');
     return lines;
   };
-  const runs = [...model.components.keys()].filter((id) => Object.hasOwn(loaded.topology.hosts[hostName].runs, id));
   return [
     '#!/usr/sbin/nft -f',
     `# Gatehouse firewall of host ${hostName} (${self.address}), trust domain ${loaded.topology.trustDomain}, from ${commentText(sourceLine(loaded, ['hosts', hostName]))}.`,

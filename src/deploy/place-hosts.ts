@@ -3,7 +3,7 @@
 // contradicts, two components on one port of one host, two hosts on one address).
 import { isIP } from 'node:net';
 import type { Topology } from '../topology/index.ts';
-import { isLoopbackHost, type ComponentId, type DeploymentModel } from './flows.ts';
+import { isLoopbackHost, CA, VAULT, type ComponentId, type DeploymentModel } from './flows.ts';
 import type { Issues } from './lib/issues.ts';
 
 export interface Placement {
@@ -55,7 +55,33 @@ export function placeComponents(t: Topology, model: DeploymentModel, issues: Iss
       placements.set(id, list);
     }
   }
+  placeVault(model, placements, issues);
   return placements;
+}
+
+/**
+ * The vault issues its certificate from the CA's keys and reads the CA's revocations in the
+ * CA's state dir: it runs where the CA runs, on the port its `listen` gives.
+ */
+function placeVault(model: DeploymentModel, placements: Map<ComponentId, Placement[]>, issues: Issues): void {
+  const vault = model.components.get(VAULT);
+  const ca = placements.get(CA);
+  if (!vault || !ca) return;
+  if (ca.length !== 1) {
+    issues.add(vault.at, `the vault shares the CA's state dir, so it runs on the CA's host; the CA runs on ${ca.length} hosts`);
+    return;
+  }
+  const port = vault.ports.main;
+  if (port === undefined) {
+    issues.add([...vault.at, 'listen'], `the vault runs on host ${ca[0].host} beside the CA: give vault.listen a fixed port, which the firewall rules name`);
+    return;
+  }
+  const clash = [...placements].find(([, list]) => list.some((p) => p.host === ca[0].host && [p.ports.main, p.ports.redirect, p.ports.admin].includes(port)));
+  if (clash) {
+    issues.add([...vault.at, 'listen'], `the vault runs on host ${ca[0].host} beside the CA, where port ${port} is already ${clash[0]}'s`);
+    return;
+  }
+  placements.set(VAULT, [{ ...ca[0], ports: { main: port } }]);
 }
 
 function knownComponents(model: DeploymentModel): string {
