@@ -192,6 +192,14 @@ test('hostile tokens are refused with their reason, issue nothing and are never 
     .setIssuer('kubernetes/serviceaccount')
     .setSubject('system:serviceaccount:gh-private:gateway')
     .sign(cluster.privateKey);
+  const forever = await new SignJWT({ 'kubernetes.io': { namespace: 'gh-private', pod: { name: 'p', uid: 'u' }, serviceaccount: { name: 'gateway', uid: 'u' } } })
+    .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+    .setIssuer(ISSUER)
+    .setAudience(AUDIENCE)
+    .setSubject('system:serviceaccount:gh-private:gateway')
+    .setIssuedAt()
+    .sign(cluster.privateKey);
+  cases.push(['a token without exp', forever, 'gateway:private', 'token_invalid', /it has no valid exp/]);
   cases.push(['a legacy Secret token', legacy, 'gateway:private', 'token_invalid', /audience is not this CA|issued by another issuer/]);
   const seen: string[] = [];
   for (const [name, token, service, code, detail] of cases) {

@@ -97,8 +97,8 @@ function refusalOf(error: unknown, refuse: (why: string, code?: 'token_invalid' 
       iss: 'issued by another issuer',
       aud: 'its audience is not this CA',
       nbf: 'not valid yet',
-      iat: 'issued in the future',
-      exp: 'its exp is not a number',
+      iat: error.reason === 'missing' ? 'it has no iat' : 'issued in the future',
+      exp: 'it has no valid exp (a token that never expires is refused)',
       sub: 'it has no sub',
     };
     return refuse(why[error.claim] ?? `claim ${error.claim} is invalid`, 'token_invalid', error);
