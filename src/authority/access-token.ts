@@ -52,8 +52,13 @@ export async function verifyOwnAccessToken(ctx: AuthorityContext, token: string)
   }
 }
 
-/** Still live: not revoked by jti, its grant still exists, its client still exists. */
+/**
+ * Still live: not revoked by jti (here, or at another replica or authority:
+ * the policy bundle's revoked token ids), its grant still exists, its client
+ * still exists.
+ */
 export async function isLive(ctx: AuthorityContext, claims: AccessTokenClaims): Promise<boolean> {
+  if (ctx.quarantine?.tokenRevoked(claims.jti)) return false;
   const row = await ctx.db
     .selectFrom('token_index')
     .select(['revoked', 'grant_id'])
@@ -81,6 +86,31 @@ export async function revokeJti(ctx: AuthorityContext, claims: AccessTokenClaims
     .execute();
   const n = await revokeDescendants(ctx.db, ctx.issuer, ctx.issuer, [claims.jti], ctx.now());
   if (n > 0) ctx.audit('token.descendants_revoked', { jti: claims.jti, reason: `${n} token(s) exchanged from it` });
+}
+
+/** At most this many revocations are read per call of revokedSince. */
+export const REVOKED_PAGE = 1000;
+
+/**
+ * The JWT access tokens marked revoked after position `after` (revoked_at in
+ * ms, then jti: a page ends where the next starts) — by RFC 7009, a revoked
+ * grant, consent or client, or exchanged from a revoked token — that have not
+ * expired: what the authority reports to the control plane (monitor.ts). In
+ * order of revocation, at most REVOKED_PAGE at once.
+ */
+export async function revokedSince(db: Kysely<Database>, after: { at: number; jti: string }, now: number): Promise<{ jti: string; exp: number; at: number }[]> {
+  const rows = await db
+    .selectFrom('token_index')
+    .select(['jti', 'expires_at', 'revoked_at'])
+    .where('revoked', '=', 1)
+    .where('revoked_at', 'is not', null)
+    .where((eb) => eb.or([eb('revoked_at', '>', after.at), eb.and([eb('revoked_at', '=', after.at), eb('jti', '>', after.jti)])]))
+    .where('expires_at', '>', now)
+    .orderBy('revoked_at')
+    .orderBy('jti')
+    .limit(REVOKED_PAGE)
+    .execute();
+  return rows.map((r) => ({ jti: r.jti, exp: Math.floor((Number(r.expires_at) - INDEX_GRACE_MS) / 1000), at: Number(r.revoked_at) }));
 }
 
 const MAX_EXCHANGE_DEPTH = 16;

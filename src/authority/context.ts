@@ -57,12 +57,16 @@ export interface AuthorityContext {
   /** DPoP (RFC 9449): the nonce secret oidc-provider's token endpoint uses, and the nonces of the zone's own resource endpoints (userinfo) */
   dpop: { requireNonce: boolean; nonceSecret: Buffer; nonces: DpopNonces };
   /**
-   * The quarantines in force here (the authority's policy bundle, monitor.ts):
-   * a quarantined subject signs in nowhere and obtains no token. Absent: the
+   * The decisions in force here (the authority's policy bundle, monitor.ts):
+   * a quarantined subject signs in nowhere and obtains no token; a revoked
+   * token id (revoked at any replica or authority of the trust domain) is
+   * inactive at introspection, userinfo and token exchange. Absent: the
    * authority follows no control plane.
    */
   quarantine?: {
     subject(sub: string): Quarantine | undefined;
+    /** True when the bundle lists `jti` among the revoked token ids. */
+    tokenRevoked(jti: string): boolean;
     /** Records a refusal of a quarantined subject (a token_refused event and a log line). */
     refused(r: { sub: string; username?: string; client?: string; source?: string; where: string; decision: Quarantine }): void;
   };

@@ -3,7 +3,10 @@
 // This middleware runs after the library has authenticated the client and
 // parsed the request, and answers for this zone's JWT access tokens:
 // introspection (RFC 7662) says active only to the client the token was
-// issued to; revocation (RFC 7009) is allowed only to that client.
+// issued to; revocation (RFC 7009) is allowed only to that client. A revocation
+// is audited with the token's expiry (`until`): the authority's monitor sends it
+// to the control plane as a token_revoked event, and every gateway's bundle then
+// lists the jti until then.
 import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorityContext } from './context.ts';
 import { isLive, looksLikeJwt, revokeJti, verifyOwnAccessToken } from './access-token.ts';
@@ -36,7 +39,7 @@ export function installJwtIntrospection(provider: Provider, ctx: AuthorityContex
     }
     if (claims) {
       await revokeJti(ctx, claims);
-      ctx.audit('token.revoked', { client_id: client.clientId, jti: claims.jti, sub: claims.sub, source: c.ip });
+      ctx.audit('token.revoked', { client_id: client.clientId, jti: claims.jti, sub: claims.sub, source: c.ip, until: new Date(claims.exp * 1000).toISOString() });
     }
     c.status = 200;
     c.body = '';

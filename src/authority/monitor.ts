@@ -18,14 +18,21 @@
 //   control plane to the verified certificate: sign-in and client
 //   authentication failures (auth_failure), lockouts, token exchanges,
 //   issued access tokens (token_issued, with the jti and where it was
-//   obtained), refusals of quarantined clients and subjects (token_refused);
+//   obtained), refusals of quarantined clients and subjects (token_refused),
+//   revoked access tokens (token_revoked, jti and exp: at once from the
+//   RFC 7009 audit line, and from token_index every half second for every
+//   other way a token is revoked — grants, consents, clients, exchanged tokens;
+//   the control plane lists them in every gateway's and authority's bundle
+//   until they expire, so no gateway needs to poll a revocation feed);
 // - it enforces its own signed policy bundle (long-poll; the last verified one
 //   is kept on disk and stays in force while the control plane is away, until
 //   it expires): a quarantined client obtains no token (400 unauthorized_client,
 //   or the quarantined problem at the authorization endpoint); a quarantined
 //   subject cannot sign in (interactions.ts) nor obtain a token by code,
 //   refresh (provider.ts) or exchange (here: the subject token's sub); a
-//   subject token whose jti is revoked is not exchanged.
+//   subject token whose jti is revoked is not exchanged; a revoked jti is
+//   inactive at introspection and userinfo (access-token.ts isLive), whichever
+//   replica or authority revoked it.
 // With no valid bundle at all (none yet, or the last one expired) it fails
 // closed like every PEP: sign-in, authorization and token requests are
 // answered 503 until one arrives; discovery and JWKS are still served.
@@ -128,6 +135,13 @@ export interface AuthorityMonitor {
   quarantined(id: string): Quarantine | undefined;
   /** The decision in force for subject `sub`, if any. */
   subjectQuarantined(sub: string): Quarantine | undefined;
+  /** True when the bundle in force lists `jti` among the revoked token ids. */
+  tokenRevoked(jti: string): boolean;
+  /**
+   * Reports the tokens `read(since)` lists as revoked (token_revoked events),
+   * polling every half second; returns the stop. Does nothing without a control plane.
+   */
+  followRevocations(read: (after: { at: number; jti: string }) => Promise<{ jti: string; exp: number; at: number }[]>): () => void;
   /** A quarantined subject was refused (sign-in, token): a token_refused event and a log line. */
   subjectRefused(r: { sub: string; username?: string; client?: string; source?: string; where: string; decision: Quarantine }): void;
   stats(): { sent: number; dropped: number; decisions: number; revision: number };
@@ -159,6 +173,10 @@ export function securityEventOf(line: Record<string, unknown>): EventFields | un
       return { type: 'token_exchange', code: 'exchanged', ...common, subject: str(line.sub), jti: str(line.jti, 128), detail: str(line.actor) && `actor ${line.actor}` };
     case 'token.exchange_refused':
       return { type: 'token_exchange', code: 'refused', ...common, subject: str(line.sub), detail: str(line.reason, 200) };
+    case 'token.revoked': {
+      const exp = typeof line.until === 'string' ? Math.floor(Date.parse(line.until) / 1000) : NaN;
+      return { type: 'token_revoked', code: 'revoked', ...common, subject: str(line.sub), jti: str(line.jti, 128), exp: Number.isSafeInteger(exp) && exp > 0 ? exp : undefined };
+    }
     case 'token.reuse_detected':
       return { type: 'auth_failure', code: 'refresh_reuse', ...common, subject: str(line.sub), detail: str(line.reason, 200) };
     default:
@@ -257,7 +275,18 @@ export async function openAuthorityMonitor(o: AuthorityMonitorOptions): Promise<
   const emit = (e: EventFields) => shipper?.emit(e);
   const sources = new AsyncLocalStorage<string | undefined>();
 
+  // revocations already sent (jti → exp), so the token_index follower sends each once
+  const reported = new Map<string, number>();
   const decisions = () => pep?.current()?.bundle.decisions;
+  // the revoked ids of a bundle as a set, built once per bundle (up to 100k of them)
+  const revokedSets = new WeakMap<object, Set<string>>();
+  const revokedIds = (): Set<string> | undefined => {
+    const d = decisions();
+    if (!d) return undefined;
+    let set = revokedSets.get(d);
+    if (!set) revokedSets.set(d, (set = new Set(d.revokedTokenIds)));
+    return set;
+  };
   const find = (scope: 'client' | 'subject', value: string) => {
     const now = o.now();
     return decisions()?.quarantines.find((q) => q.scope === scope && q.value === value && Date.parse(q.until) > now);
@@ -271,6 +300,7 @@ export async function openAuthorityMonitor(o: AuthorityMonitorOptions): Promise<
     spiffeId,
     audit(line) {
       const e = securityEventOf(line);
+      if (e?.type === 'token_revoked' && e.jti && e.exp) reported.set(e.jti, e.exp);
       if (e) emit(e);
     },
     tokenIssued(t) {
@@ -336,7 +366,7 @@ export async function openAuthorityMonitor(o: AuthorityMonitorOptions): Promise<
           o.log.warn({ event: 'security', kind: 'token_refused', client, subject: sub, until: qs.until }, 'token exchange for a quarantined subject refused');
           return oauthError('invalid_grant', `the subject is quarantined until ${qs.until}`);
         }
-        if (jti && decisions()?.revokedTokenIds.includes(jti)) {
+        if (jti && revokedIds()?.has(jti)) {
           emit({ type: 'token_exchange', code: 'refused', client, subject: sub, jti, source, detail: 'the subject token is revoked' });
           return oauthError('invalid_grant', 'the subject token is revoked');
         }
@@ -344,6 +374,41 @@ export async function openAuthorityMonitor(o: AuthorityMonitorOptions): Promise<
       return false;
     },
     quarantined: (id) => find('client', id),
+    tokenRevoked: (jti) => revokedIds()?.has(jti) ?? false,
+    followRevocations(read) {
+      if (!shipper) return () => undefined;
+      // a revocation committed by another replica a little after its revoked_at is still seen (overlap), and sent once
+      const OVERLAP_MS = 5_000;
+      const PAGE = 1000;
+      let cursor = 0;
+      let busy = false;
+      const tick = async () => {
+        const now = o.now();
+        for (const [jti, exp] of reported) if (exp * 1000 < now) reported.delete(jti);
+        let after = { at: Math.max(0, cursor - OVERLAP_MS), jti: '' };
+        // at most 50 pages a tick: a mass revocation is sent over a few ticks (the shipper's buffer is bounded anyway)
+        for (let page = 0; page < 50; page++) {
+          const rows = await read(after);
+          for (const r of rows) {
+            cursor = Math.max(cursor, r.at);
+            if (reported.has(r.jti)) continue;
+            if (reported.size < 100_000) reported.set(r.jti, r.exp);
+            emit({ type: 'token_revoked', code: 'revoked', jti: r.jti, exp: r.exp });
+          }
+          if (rows.length < PAGE) break;
+          after = { at: rows[rows.length - 1].at, jti: rows[rows.length - 1].jti };
+        }
+      };
+      const timer = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        tick()
+          .catch((err: unknown) => o.log.error({ err }, 'reading revoked tokens for the control plane failed'))
+          .finally(() => (busy = false));
+      }, 500);
+      timer.unref();
+      return () => clearInterval(timer);
+    },
     subjectQuarantined: (sub) => find('subject', sub),
     subjectRefused(r) {
       emit({ type: 'token_refused', code: 'quarantined', subject: r.sub, account: str(r.username, 128), client: str(r.client), source: str(r.source, 64), detail: `${r.where}: ${r.decision.reason}`.slice(0, 512) });

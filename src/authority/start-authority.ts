@@ -29,6 +29,7 @@ import { createIssuerRevocations, ISSUER_POLL_MS } from './issuer-revocations.ts
 import { grantTrustingZones } from './zone-trust.ts';
 import { grantFederatingZones } from './federation-seed.ts';
 import { grantConsole, openAuthorityMonitor } from './monitor.ts';
+import { revokedSince } from './access-token.ts';
 import { loadAudienceKey } from './confidential-claims.ts';
 import { zoneAudience, type AuthorityContext, type ConfidentialAudience } from './context.ts';
 import { buildProvider } from './provider.ts';
@@ -277,7 +278,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
       }),
       confidential,
       clientCerts,
-      quarantine: monitor.spiffeId ? { subject: (sub) => monitor.subjectQuarantined(sub), refused: (r) => monitor.subjectRefused(r) } : undefined,
+      quarantine: monitor.spiffeId ? { subject: (sub) => monitor.subjectQuarantined(sub), tokenRevoked: (jti) => monitor.tokenRevoked(jti), refused: (r) => monitor.subjectRefused(r) } : undefined,
       webauthn: { rpId, rpName: config.webauthn.rpName ?? `Gatehouse ${zone}`, origin: issuerUrl.origin },
       dpop: await (async () => {
         const nonceSecret = await keyStore.secret('dpop-nonce');
@@ -420,6 +421,8 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
     // the web console signs its operators in here when the topology says so (monitor.ts)
     const stopConsoleGrant = grantConsole(ctx, stateDir);
     undo.push(stopConsoleGrant);
+    // every revocation (RFC 7009, grants, consents, clients, exchanged tokens) reaches the control plane (monitor.ts)
+    undo.push(monitor.followRevocations((after) => revokedSince(storage.db, after, now())));
 
     let devCredentials: ZoneDevCredentials | undefined;
     let devFeedClient: DevFeedClient | undefined;

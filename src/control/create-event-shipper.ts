@@ -2,6 +2,8 @@
 // appends to a bounded buffer (a request never waits on it); a timer sends
 // batches over mTLS (POST /v1/events). When the control plane is down the
 // buffer fills, then new events are dropped and counted; nothing blocks.
+// An event that carries a decision (token_revoked) is sent at once rather than
+// at the next tick: the control plane publishes it to every gateway.
 import https from 'node:https';
 import { randomUUID } from 'node:crypto';
 import { createControlAgent, type PepIdentity } from './lib/control-agent.ts';
@@ -89,6 +91,15 @@ export function createEventShipper(o: EventShipperOptions): EventShipper {
     return sending;
   };
   const timer = setInterval(() => void flush(), o.flushMs ?? 1000);
+  // decisions go out on the next turn of the loop (a burst of them is one batch)
+  let urgent: NodeJS.Immediate | undefined;
+  const soon = () => {
+    urgent ??= setImmediate(() => {
+      urgent = undefined;
+      // a send in flight takes the new events in its loop; a control plane that is down waits for the next tick
+      void flush();
+    });
+  };
   timer.unref();
 
   return {
@@ -99,12 +110,14 @@ export function createEventShipper(o: EventShipperOptions): EventShipper {
         return;
       }
       buffer.push({ schema: EVENT_SCHEMA, id: randomUUID(), time: new Date(clock.now()).toISOString(), ...boundedFields(fields) });
+      if (fields.type === 'token_revoked') soon();
     },
     flush,
     stats: () => ({ ...stats, buffered: buffer.length }),
     async close() {
       closed = true;
       clearInterval(timer);
+      if (urgent) clearImmediate(urgent);
       await Promise.race([flush(), new Promise((r) => setTimeout(r, 1000).unref())]);
       control.destroy();
     },

@@ -14,7 +14,9 @@
 //     its verified client certificate (gateways, authorities, services,
 //     sidecars): what an event says about its sender is never believed.
 // Admin listener (loopback, plain HTTP): GET /status, POST /publish, GET /healthz,
-// GET /events, GET|POST|DELETE /quarantines. It answers no browser: a request
+// GET /events, GET|POST|DELETE /quarantines, GET /revoked-tokens[?jti=J] (the
+// counts of the revoked token ids, forged reports refused, and when J's entry
+// ends). It answers no browser: a request
 // with an Origin or a cross-site Sec-Fetch-Site is refused, a POST must be
 // application/json, and the Host must be the listener's own (DNS rebinding).
 // The web console (src/console) has a listener of its own when the topology
@@ -37,6 +39,7 @@ import { createPublisher, type Publisher } from './lib/publisher.ts';
 import { readBody } from '../shared/body.ts';
 import { openQuarantineStore, parseDuration, EVENT_TYPES, MAX_BATCH_BYTES, type EventType, type QuarantineRequest, type QuarantineScope, type QuarantineStore } from '../monitor/index.ts';
 import { createEventIntake, type EventIntake } from './lib/event-intake.ts';
+import { openRevokedTokens, type RevokedTokens } from './lib/revoked-tokens.ts';
 import { startConsole, type ConsoleServer } from '../console/index.ts';
 import { BUNDLE_MEDIA_TYPE, bundlePath, readRevokedSerials, type DecisionInputs, type PepKind } from '../policy/index.ts';
 
@@ -100,9 +103,15 @@ export async function startControlServer(options: StartControlServerOptions): Pr
   // quarantines (gatehouse quarantine …) travel in every bundle's decisions
   let publisherRef: Publisher | undefined;
   const quarantines: QuarantineStore = openQuarantineStore(options.stateDir, clock, () => publisherRef!.topology());
+  // access tokens the authorities revoked (token_revoked events) travel in every gateway's and authority's bundle
+  const revokedTokens: RevokedTokens = openRevokedTokens(options.stateDir, clock);
   const decisions = () => {
     const extra = options.decisions?.() ?? {};
-    return { ...extra, quarantines: [...(extra.quarantines ?? []), ...quarantines.list()] };
+    return {
+      ...extra,
+      revokedTokenIds: [...(extra.revokedTokenIds ?? []), ...revokedTokens.list()],
+      quarantines: [...(extra.quarantines ?? []), ...quarantines.list()],
+    };
   };
   const publisher: Publisher = await createPublisher({
     config: options.config,
@@ -120,6 +129,13 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     quarantines,
     publish: (why) => publish({ why }),
     selfId: controlSpiffeId(publisher.trustDomain),
+    revokedTokens,
+    authorityLifetime: (pep) => {
+      const m = /^spiffe:\/\/([^/]+)\/zone\/([a-z0-9-]+)\/authority$/.exec(pep);
+      const zone = m && m[1] === publisher.trustDomain ? publisher.topology().zones[m[2]] : undefined;
+      return zone?.authority ? zone.authority.accessTokenTtl * 1000 : undefined;
+    },
+    publishRevocations,
   });
   events.record({ type: 'config_change', code: 'started', count: publisher.revision(), detail: `the control plane started at revision ${publisher.revision()} (${options.config})`.slice(0, 512) });
   const revokedDir = pkiPaths(options.stateDir).revoked;
@@ -132,19 +148,50 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     for (const f of w) f();
   };
 
+  // revocations arriving while a publish runs are published together by the next one
+  let revocationsRunning = false;
+  let revocationsAgain: string[] = [];
+  function publishRevocations(why: string): void {
+    revocationsAgain.push(why);
+    if (revocationsRunning) return;
+    revocationsRunning = true;
+    void (async () => {
+      while (revocationsAgain.length > 0) {
+        const whys = revocationsAgain;
+        revocationsAgain = [];
+        try {
+          revokedTokens.save();
+        } catch (err) {
+          log.error({ err }, 'the revoked token ids could not be saved; they are published all the same');
+        }
+        await publish({ why: whys.length === 1 ? whys[0] : `${whys.length} revocation reports: ${whys.slice(0, 3).join('; ')}` }).catch(() => undefined);
+      }
+      revocationsRunning = false;
+    })();
+  }
+
   let servedSigner = publisher.signer;
   // the moment the next quarantine ends, the bundles are published without it
+  // (revoked token ids that ended leave at most once a second: a token past its exp is refused anyway)
   let expiryTimer: NodeJS.Timeout | undefined;
+  let lastTokenSweep = 0;
   const scheduleExpiry = () => {
     clearTimeout(expiryTimer);
-    const next = quarantines.nextExpiry();
-    if (next === undefined) return;
-    expiryTimer = setTimeout(() => void publish({ why: 'a quarantine ended' }).catch(() => undefined), Math.min(Math.max(next - clock.now(), 0) + 20, 2 ** 31 - 1));
+    const q = quarantines.nextExpiry();
+    const t = revokedTokens.nextExpiry();
+    const next = Math.min(q ?? Infinity, t === undefined ? Infinity : Math.max(t, lastTokenSweep + 1000));
+    if (next === Infinity) return;
+    const why = next === q ? 'a quarantine ended' : 'revoked access tokens expired';
+    expiryTimer = setTimeout(() => void publish({ why }).catch(() => undefined), Math.min(Math.max(next - clock.now(), 0) + 20, 2 ** 31 - 1));
     expiryTimer.unref();
   };
   async function publish(o: { force?: boolean; why?: string } = {}): Promise<number> {
     try {
       const before = publisher.revision();
+      if (revokedTokens.sweep()) {
+        lastTokenSweep = clock.now();
+        revokedTokens.save();
+      }
       const r = await publisher.publish(o);
       // a new revision (content changed; a periodic re-sign keeps its revision) is a config change with who and what
       if (r.revision > before)
@@ -307,6 +354,13 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       if (path_ === '/publish') {
         if (req.method !== 'POST') throw MethodNotAllowed(['POST']);
         return json(200, { revision: await publish({ force: false, why: 'gatehouse control publish (admin API)' }) });
+      }
+      if (path_ === '/revoked-tokens') {
+        if (req.method !== 'GET') throw MethodNotAllowed(['GET']);
+        const jti = new URL(req.url ?? '/', 'http://admin.invalid').searchParams.get('jti');
+        const ends = jti === null ? undefined : revokedTokens.until(jti);
+        const s = events.stats();
+        return json(200, { ...revokedTokens.stats(), forged: s.forged, reportsRefused: s.revocationsRefused, ...(jti === null ? {} : { until: ends === undefined ? null : new Date(ends).toISOString() }) });
       }
       if (path_ === '/events') {
         if (req.method !== 'GET') throw MethodNotAllowed(['GET']);

@@ -29,6 +29,13 @@
 //                              refused to (code exchanged | refused)
 //            token_refused     the authority refused a token request of a
 //                              quarantined client or subject
+//            token_revoked     the authority revoked an access token before it
+//                              expired (RFC 7009 revocation, a revoked grant,
+//                              consent or client): jti and exp are required
+//                              (code revoked); accepted from an authority's
+//                              identity only (spiffe://<td>/zone/<z>/authority),
+//                              it puts the jti on every bundle's
+//                              decisions.revokedTokenIds until exp
 //            token_use         a gateway saw a token id (jti) from a network or
 //                              TLS fingerprint for the first time
 //            upstream_status   an upstream answered 403 or 404 on a templated
@@ -42,7 +49,8 @@
 //   (OAuth client id), route, method, path (canonical, masked), peer (the
 //   SPIFFE ID of a mesh caller), account (the username a failed sign-in
 //   named, as typed: it may not exist), jti (a token id, never the token), tls (a
-//   TLS client fingerprint), count, detail (bounded text).
+//   TLS client fingerprint), exp (the expiry of the token a jti names, JWT
+//   `exp`: seconds since the epoch), count, detail (bounded text).
 import { z } from 'zod';
 
 export const EVENT_SCHEMA = 'gatehouse.event/v1';
@@ -61,6 +69,7 @@ export const EVENT_TYPES = [
   'token_issued',
   'token_exchange',
   'token_refused',
+  'token_revoked',
   'token_use',
   'upstream_status',
   'traffic',
@@ -88,6 +97,7 @@ export const EventInput = z
     account: text(128).optional(),
     jti: text(128).optional(),
     tls: text(128).optional(),
+    exp: z.number().int().min(0).max(2 ** 32).optional(),
     count: z.number().int().min(0).max(1_000_000_000).optional(),
     detail: text(512).optional(),
   })

@@ -9,7 +9,10 @@
 //   service S (…/zone/Z/svc/S, kind `sidecar` when a sidecar fronts it): its
 //     own allow edges and egress list.
 // Every bundle carries the decisions (revoked token ids, revoked certificate
-// serials, quarantines still in force), sorted.
+// serials, quarantines still in force), sorted. The revoked token ids (up to
+// 100k, the authorities' token_revoked reports) go to the PEPs that check
+// access tokens, gateways and authorities; a service's or sidecar's list is
+// empty (the mesh verifies no token against it), which keeps those bundles small.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gatewayCallers, type Topology } from '../topology/index.ts';
@@ -50,6 +53,7 @@ export function compileBundles(topology: Topology, inputs: DecisionInputs, optio
       .map((q) => ({ scope: q.scope, value: q.value, until: q.until, reason: q.reason, origin: q.origin }))
       .sort((a, b) => (a.scope + '\0' + a.value < b.scope + '\0' + b.value ? -1 : a.scope === b.scope && a.value === b.value ? 0 : 1)),
   };
+  const serviceDecisions: Decisions = { ...decisions, revokedTokenIds: [] };
   const out: CompiledBundle[] = [];
   for (const zoneName of Object.keys(topology.zones).sort()) {
     const zone = topology.zones[zoneName];
@@ -85,7 +89,7 @@ export function compileBundles(topology: Topology, inputs: DecisionInputs, optio
       audience: serviceSpiffeId(td, s.zone, name),
       kind: s.sidecar ? 'sidecar' : 'service',
       policy: plain({ service: name, zone: s.zone, allow: s.allow, egress: s.egress }),
-      decisions,
+      decisions: serviceDecisions,
     });
   }
   return out;

@@ -4,6 +4,10 @@
 // time corrected when the sender's clock is off, stored, and shown to the
 // detectors; a detector that fires quarantines the source. Each PEP may send
 // a bounded rate (a flood is answered 429 and counted, never stored).
+// A `token_revoked` event is a decision, not only a record: admitted from an
+// authority's identity alone (any other sender's is refused and counted as
+// forged), it puts the jti on every bundle's revoked token ids until the
+// token's exp (revoked-tokens.ts), and the bundles are published at once.
 import { GatehouseError } from '../../shared/errors.ts';
 import type { Clock } from '../../shared/clock.ts';
 import type { Logger } from '../../shared/logger.ts';
@@ -21,6 +25,7 @@ import {
 } from '../../monitor/index.ts';
 import type { Quarantine } from '../../policy/index.ts';
 import { randomUUID } from 'node:crypto';
+import type { RevokedTokens } from './revoked-tokens.ts';
 
 /** Events a PEP may send per second, and at once (a token bucket per PEP). */
 const RATE_PER_SECOND = 2_000;
@@ -31,6 +36,10 @@ export interface EventIntakeStats {
   stored: number;
   rejected: number;
   throttled: number;
+  /** token_revoked events from a workload that is not an authority: refused. */
+  forged: number;
+  /** token_revoked events of an authority refused as unusable (bad jti, no exp, exp past). */
+  revocationsRefused: number;
 }
 
 export interface EventIntake {
@@ -57,12 +66,18 @@ export async function createEventIntake(o: {
   publish: (why: string) => Promise<unknown>;
   /** The control plane's own SPIFFE ID (the `pep` of its own events). */
   selfId: string;
+  /** Where token_revoked events go (absent: they are refused like forged ones). */
+  revokedTokens?: RevokedTokens;
+  /** The longest an access token of the authority `pep` can live (ms), or undefined when `pep` is no authority of the topology. */
+  authorityLifetime?: (pep: string) => number | undefined;
+  /** Publish the bundles for new revocations (coalesced by the caller's chain). */
+  publishRevocations?: (why: string) => void;
 }): Promise<EventIntake> {
   // where events are kept is read once, at start (monitor.storage)
   const store = await openEventStore({ stateDir: o.stateDir, clock: o.clock, storage: o.monitor().storage });
   const detectors = createDetectors(o.monitor, new URL(o.selfId).host);
   const buckets = new Map<string, { tokens: number; at: number }>();
-  const stats: EventIntakeStats = { stored: 0, rejected: 0, throttled: 0 };
+  const stats: EventIntakeStats = { stored: 0, rejected: 0, throttled: 0, forged: 0, revocationsRefused: 0 };
 
   const prune = () => void store.prune(o.clock.now() - o.monitor().retentionHours * 3600_000).catch((err: unknown) => o.log.error({ err }, 'pruning security events failed'));
   prune();
@@ -143,16 +158,35 @@ export async function createEventIntake(o: {
       const received = new Date(now).toISOString();
       const good: SecurityEvent[] = [];
       let rejected = 0;
+      let revoked = 0;
+      const lifetime = o.authorityLifetime?.(pep);
       for (const item of body) {
         const parsed = EventInput.safeParse(item);
         if (!parsed.success) {
           rejected++;
           continue;
         }
+        if (parsed.data.type === 'token_revoked') {
+          // only an authority takes a token away; from anyone else it is a forgery, refused and counted
+          if (lifetime === undefined || !o.revokedTokens) {
+            rejected++;
+            stats.forged++;
+            o.log.warn({ event: 'security', kind: 'forged_revocation', pep }, 'a token_revoked event from a workload that is not an authority was refused');
+            continue;
+          }
+          const r = o.revokedTokens.add(parsed.data.jti, parsed.data.exp, lifetime);
+          if (typeof r === 'string') {
+            rejected++;
+            stats.revocationsRefused++;
+            continue;
+          }
+          if (r) revoked++;
+        }
         const e: SecurityEvent = { ...parsed.data, pep, received };
         if (Math.abs(Date.parse(e.time) - now) > SKEW_MS) Object.assign(e, { time: received, skewed: true as const });
         good.push(e);
       }
+      if (revoked > 0) o.publishRevocations?.(`${revoked} access token(s) revoked by ${pep}`);
       const added = await store.add(good);
       stats.stored += added;
       stats.rejected += rejected;
