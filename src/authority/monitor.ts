@@ -21,7 +21,9 @@
 //   obtained), refusals of quarantined clients and subjects (token_refused),
 //   revoked access tokens (token_revoked, jti and exp: at once from the
 //   RFC 7009 audit line, and from token_index every half second for every
-//   other way a token is revoked — grants, consents, clients, exchanged tokens;
+//   other way a token is revoked — grants, consents, clients, exchanged tokens
+//   (at start, every revoked token not yet expired is reported again: the
+//   control plane takes a report twice as once);
 //   the control plane lists them in every gateway's and authority's bundle
 //   until they expire, so no gateway needs to poll a revocation feed);
 // - it enforces its own signed policy bundle (long-poll; the last verified one

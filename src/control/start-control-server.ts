@@ -190,7 +190,11 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       const before = publisher.revision();
       if (revokedTokens.sweep()) {
         lastTokenSweep = clock.now();
-        revokedTokens.save();
+        try {
+          revokedTokens.save();
+        } catch (err) {
+          log.error({ err }, 'the revoked token ids could not be saved; the bundles are published all the same');
+        }
       }
       const r = await publisher.publish(o);
       // a new revision (content changed; a periodic re-sign keeps its revision) is a config change with who and what

@@ -12,7 +12,8 @@
 //     longer, so a far-future exp cannot pin an entry; an exp already past is
 //     refused as useless;
 //   - at most MAX_REVOKED_TOKENS entries: beyond, the ones that expire soonest
-//     are dropped first (counted).
+//     are dropped first (counted), 1% at a time so that a flood into a full
+//     list sorts it once per thousand reports, not once per report.
 // Kept in <stateDir>/control/revoked-tokens.json (0600, written atomically) so a
 // restarted control plane publishes the same list.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -81,7 +82,7 @@ export function openRevokedTokens(stateDir: string, clock: Clock, max = MAX_REVO
 
   function trim(): void {
     if (until.size <= max) return;
-    const excess = until.size - max;
+    const excess = until.size - Math.floor(max * 0.99);
     const order = [...until.entries()].sort((a, b) => a[1] - b[1]);
     for (let i = 0; i < excess; i++) until.delete(order[i][0]);
     stats.evicted += excess;
