@@ -232,8 +232,8 @@ test('partner: the gateway asks for a client certificate and requires none — a
     return r.stdout;
   };
   if (spawnSync('openssl', ['version']).status !== 0) return;
-  assert.match(caNames(ex.endpoints.zones.partner.gateway), /No client certificate CA names sent/);
-  assert.match(caNames(ex.endpoints.zones.private.gateway), /Acceptable client certificate CA names\n.*shop\.local/);
+  assert.match(caNames(ex.endpoints.zones.partner.gateway!), /No client certificate CA names sent/);
+  assert.match(caNames(ex.endpoints.zones.private.gateway!), /Acceptable client certificate CA names\n.*shop\.local/);
 });
 
 /**

@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import { writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, request } from 'undici';
-import { initCa, issueWorkloadIdentity, serviceSpiffeId, trustBundlePath } from '../src/pki/index.ts';
+import { initCa, issueWorkloadIdentity, revokeCertificate, serviceSpiffeId, trustBundlePath } from '../src/pki/index.ts';
 import { loadTopology } from '../src/topology/load.ts';
 import { startGateway } from '../src/gateway/server.ts';
 import { createLogger } from '../src/shared/logger.ts';
@@ -42,6 +42,7 @@ zones:
       - { path: /good, service: good, auth: anonymous }
       - { path: /impostor, service: impostor, auth: anonymous }
       - { path: /foreign, service: foreign, auth: anonymous }
+      - { path: /revoked, service: revoked, auth: anonymous }
 services:
 ${Object.entries(upstreams)
   .map(([n, u]) => `  ${n}: { zone: edge, upstream: '${u}', circuitBreaker: { failures: 100 } }`)
@@ -52,7 +53,7 @@ let agent: Agent;
 let gateway: Awaited<ReturnType<typeof startGateway>>;
 
 before(async () => {
-  writeFileSync(file, yaml({ good: 'https://127.0.0.1:1', impostor: 'https://127.0.0.1:2', foreign: 'https://127.0.0.1:3' }));
+  writeFileSync(file, yaml({ good: 'https://127.0.0.1:1', impostor: 'https://127.0.0.1:2', foreign: 'https://127.0.0.1:3', revoked: 'https://127.0.0.1:4' }));
   const { topology } = loadTopology(file);
   await initCa({ stateDir: dir, topology });
   const bundle = readFileSync(trustBundlePath(dir), 'utf8');
@@ -62,8 +63,12 @@ before(async () => {
   // "foreign" has a certificate from a CA outside the trust domain
   const foreignCa = await openDevCa(path.join(dir, 'foreign'));
   const foreign = await foreignCa.issueServer(['127.0.0.1']);
+  // "revoked" has its own certificate, revoked at the CA
+  const revoked = await issueWorkloadIdentity(dir, serviceSpiffeId('mtls.test', 'edge', 'revoked'), { topology });
+  revokeCertificate({ stateDir: dir, serial: revoked.serial, reason: 'keyCompromise' });
   const upstreams = {
     good: await serve({ cert: good.certPem + good.bundlePem, key: good.keyPem }, bundle),
+    revoked: await serve({ cert: revoked.certPem, key: revoked.keyPem }, bundle),
     impostor: await serve({ cert: other.certPem, key: other.keyPem }, bundle),
     foreign: await serve(foreign, bundle),
   };
@@ -86,20 +91,20 @@ test('the upstream sees the gateway SVID as the client certificate', async () =>
   assert.deepEqual(seenPeers, ['URI:spiffe://mtls.test/zone/edge/gateway']);
 });
 
-test('an upstream presenting another service\'s identity, or a foreign CA, gets no request (502)', async () => {
+test('an upstream presenting another service\'s identity, a foreign CA, or its own revoked certificate gets no request (502)', async () => {
   seenPeers = [];
-  for (const p of ['/impostor', '/foreign']) {
+  for (const p of ['/impostor', '/foreign', '/revoked']) {
     const res = await request(gateway.url + p, { dispatcher: agent });
     assert.equal(res.statusCode, 502, p);
     assert.equal(((await res.body.json()) as { code: string }).code, 'bad_gateway');
   }
-  assert.deepEqual(seenPeers, [], 'no request reached either impostor');
+  assert.deepEqual(seenPeers, [], 'no request reached an impostor or the revoked upstream');
 });
 
 test('an https upstream without a trust-domain CA in the state dir is a config error', async () => {
   const bare = tempDir('gh-mtls-noca-');
   const f = path.join(bare, 'g.yaml');
-  writeFileSync(f, yaml({ good: 'https://127.0.0.1:1', impostor: 'https://127.0.0.1:2', foreign: 'https://127.0.0.1:3' }));
+  writeFileSync(f, yaml({ good: 'https://127.0.0.1:1', impostor: 'https://127.0.0.1:2', foreign: 'https://127.0.0.1:3', revoked: 'https://127.0.0.1:4' }));
   await assert.rejects(
     startGateway({ config: f, zone: 'edge', stateDir: bare, logger: quiet, accessLog: false }),
     (e: unknown) => e instanceof ConfigError && /needs the trust-domain CA/.test(e.message),

@@ -46,6 +46,8 @@ export async function openGatewayIdentity(
   logger: Logger,
   clock: Clock,
   bootstrap?: GatewayBootstrap,
+  /** Is an upstream's certificate revoked? Asked at every new connection (the bundle's list, else the CA's in the state dir). */
+  isRevoked: (serial: string) => boolean = () => false,
 ): Promise<UpstreamTls | undefined> {
   if (!existsSync(trustBundlePath(stateDir))) return undefined;
   const td = topology.trustDomain;
@@ -72,7 +74,7 @@ export async function openGatewayIdentity(
       rejectUnauthorized: true,
       minVersion: 'TLSv1.2',
       checkServerIdentity: (_host: string, peer: { raw: Buffer }) => {
-        const decision = verifySvid(peer.raw, { trustDomain: td, now: clock.now(), purpose: 'server' });
+        const decision = verifySvid(peer.raw, { trustDomain: td, now: clock.now(), purpose: 'server', isRevoked });
         if (!decision.ok) return new Error(`upstream certificate refused: ${decision.reason}`);
         if (decision.id.uri !== expected) return new Error(`upstream is ${decision.id.uri}, expected ${expected}`);
         return undefined;

@@ -127,8 +127,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   let loaded: LoadedTopology = loadTopology(options.config);
   const addresses = () => ({ ...readServiceAddresses(options.stateDir), ...options.upstreams });
   let generation = 1;
-  // mTLS to upstreams with the gateway's own SVID, when the trust-domain CA exists
-  const upstreamTls = await openGatewayIdentity(options.stateDir, loaded.topology, options.zone, logger, clock, options.bootstrap);
+  // mTLS to upstreams with the gateway's own SVID, when the trust-domain CA exists; an upstream
+  // whose certificate is revoked gets no new connection (the list in force is set by build below)
+  let upstreamRevoked: (serial: string) => boolean = () => false;
+  const upstreamTls = await openGatewayIdentity(options.stateDir, loaded.topology, options.zone, logger, clock, options.bootstrap, (serial) =>
+    upstreamRevoked(serial),
+  );
   // resources shared by every config generation (JWKS caches, token cache, API keys)
   const shared = createSharedResources();
   const metrics = createMetrics({ zone: options.zone });
@@ -167,6 +171,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const revokedTokenIds = shared.get(REVOKED_TOKEN_IDS, () => new Set<string>());
   // client certificates at a locked ingress: revoked as the bundle says, else as the CA's list in the state dir says
   const fileRevocations = upstreamTls ? localRevocations(options.stateDir) : undefined;
+  upstreamRevoked = fileRevocations?.isRevoked ?? upstreamRevoked;
   const build = async (file: LoadedTopology, gen: number, previous?: GatewayState) => {
     const bundle = pep?.current();
     const effective = pep ? effectiveTopology(file, options.zone, bundle) : { loaded: file, revision: 0, closed: undefined };
@@ -174,6 +179,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       revokedTokenIds.clear();
       for (const id of bundle.bundle.decisions.revokedTokenIds) revokedTokenIds.add(id);
     }
+    // client certificates at a locked ingress and upstream certificates alike
+    const revokedSerials = 'revokedSerials' in effective ? effective.revokedSerials : undefined;
+    const isRevoked = revokedSerials ? (serial: string) => revokedSerials.has(serial) : (fileRevocations?.isRevoked ?? (() => false));
+    upstreamRevoked = isRevoked;
     const next = await buildState({
       loaded: effective.loaded,
       zone: options.zone,
@@ -189,10 +198,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       revision: effective.revision,
       ingressCallers: 'ingressCallers' in effective ? effective.ingressCallers : undefined,
       quarantines: bundle?.bundle.decisions.quarantines,
-      isRevoked:
-        'revokedSerials' in effective && effective.revokedSerials
-          ? (serial) => effective.revokedSerials!.has(serial)
-          : (fileRevocations?.isRevoked ?? (() => false)),
+      isRevoked,
+      // a bundle that revokes more certificates drops the upstream pools: kept-alive connections were checked once
+      revokedSerials: revokedSerials?.size,
     });
     // the breaker's state, and why it opened, in the metrics
     for (const up of next.upstreams.values())

@@ -37,6 +37,8 @@ export interface GatewayState {
   closed?: string;
   /** The policy bundle revision this state enforces (0: the topology file, or none). */
   revision: number;
+  /** How many certificate serials the bundle in force revokes (see BuildOptions.revokedSerials). */
+  revokedSerials?: number;
   /** The zone's locked ingress (ingress.ts); undefined: any client that completes TLS. */
   ingress?: CompiledIngress;
   /** Quarantines of the control plane in force (phases/quarantine.ts); undefined: none. */
@@ -75,6 +77,8 @@ export interface BuildOptions {
   ingressCallers?: readonly string[];
   /** Is a client certificate revoked (the bundle's decisions, or the CA's list in the state dir)? */
   isRevoked?: (serial: string) => boolean;
+  /** How many serials the bundle revokes: when it changes, upstream pools are rebuilt (their connections were checked when made). */
+  revokedSerials?: number;
   /** The bundle's quarantines. */
   quarantines?: readonly Quarantine[];
 }
@@ -119,7 +123,7 @@ export async function buildState(o: BuildOptions): Promise<GatewayState> {
     // keep the warm pool when nothing about the upstream changed
     upstreams.set(
       route.service,
-      old && old.origin === new URL(origin).origin && JSON.stringify(old.config) === JSON.stringify(service)
+      old && old.origin === new URL(origin).origin && JSON.stringify(old.config) === JSON.stringify(service) && previous?.revokedSerials === o.revokedSerials
         ? old
         : new Upstream(route.service, origin, service, clock, secure ? tls!.connectorFor(route.service) : undefined),
     );
@@ -146,6 +150,7 @@ export async function buildState(o: BuildOptions): Promise<GatewayState> {
     isTrustedProxy: trusted,
     closed: o.closed,
     revision: o.revision ?? 0,
+    revokedSerials: o.revokedSerials,
     ingress: compileIngress(
       zoneConfig.ingress,
       o.ingressCallers ?? gatewayCallers(loaded.topology, zone).map((n) => serviceSpiffeId(loaded.topology.trustDomain, loaded.topology.services[n].zone, n)),
