@@ -1,5 +1,6 @@
 // HTTPS calls from a workload to the CA: the server must chain to the pinned
 // bundle and present exactly the CA's SPIFFE ID (no hostname trust).
+import { readBody } from '../../shared/body.ts';
 import https from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { verifySvid } from '../verify-svid.ts';
@@ -37,6 +38,9 @@ export function checkCaIdentity(trustDomain: string) {
   };
 }
 
+/** The CA answers with a certificate chain or a small JSON document. */
+const MAX_ANSWER_BYTES = 1024 * 1024;
+
 export function caRequest(
   method: 'GET' | 'POST',
   path: string,
@@ -65,15 +69,9 @@ export function caRequest(
         },
       },
       (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > 1024 * 1024) req.destroy(new Error('answer too large'));
-          else chunks.push(c);
-        });
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
+        // the one bounded reader (an answer over 1 MiB is cut off and refused)
+        readBody(res, MAX_ANSWER_BYTES).then((bytes) => {
+          const text = bytes.toString('utf8');
           let json: unknown;
           try {
             json = JSON.parse(text);
@@ -91,8 +89,7 @@ export function caRequest(
               problem.request_id,
             ),
           );
-        });
-        res.on('error', reject);
+        }, (error: unknown) => reject(new CaRequestError(res.statusCode ?? 0, 'bad_answer', `the CA's answer was too large or broken off (${(error as Error).message})`)));
       },
     );
     req.on('timeout', () => req.destroy(new Error('CA request timed out')));
