@@ -5,6 +5,7 @@
 // when the control plane is unreachable; a disk bundle that does not verify is
 // refused at start (counted, reported). A bundle that does not verify is never
 // applied; one past expiresAt is dropped (current() is undefined: fail closed).
+import { readBody } from '../shared/body.ts';
 import https from 'node:https';
 import http from 'node:http';
 import { X509Certificate } from 'node:crypto';
@@ -210,18 +211,12 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
           timeout: (wait + 15) * 1000,
         },
         (res) => {
-          const chunks: Buffer[] = [];
-          let total = 0;
-          res.on('data', (c: Buffer) => {
-            total += c.length;
-            if (total > MAX_BUNDLE_BYTES + 1) {
-              req.destroy(new GatehouseError('bundle_too_large', 'the bundle is too large'));
-              return;
-            }
-            chunks.push(c);
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-          res.on('error', reject);
+          // the one bounded reader: a bundle over the limit is cut off and refused before anything is parsed
+          readBody(res, MAX_BUNDLE_BYTES).then(
+            (body) => resolve({ status: res.statusCode ?? 0, body }),
+            (error: unknown) =>
+              reject(error instanceof GatehouseError && error.code === 'payload_too_large' ? new GatehouseError('bundle_too_large', 'the bundle is too large') : error),
+          );
         },
       );
       inflight = req;
