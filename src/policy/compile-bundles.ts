@@ -110,9 +110,21 @@ export function stampBundle(c: CompiledBundle, stamp: { trustDomain: string; rev
   };
 }
 
-/** sha256 over the canonical content of every bundle: a new revision only when it changes. */
+/**
+ * sha256 over the canonical content of every bundle: a new revision only when
+ * it changes. The decisions, shared by most bundles and up to 100k revoked
+ * token ids long, are serialised once per distinct list and enter by their own
+ * digest (one canonical line per bundle: canonical JSON has no raw newline).
+ */
 export function contentDigest(bundles: readonly CompiledBundle[]): string {
-  return createHash('sha256').update(canonicalJson(bundles)).digest('hex');
+  const h = createHash('sha256');
+  const seen = new Map<Decisions, string>();
+  for (const b of bundles) {
+    let d = seen.get(b.decisions);
+    if (d === undefined) seen.set(b.decisions, (d = createHash('sha256').update(canonicalJson(b.decisions)).digest('hex')));
+    h.update(canonicalJson({ audience: b.audience, kind: b.kind, policy: b.policy, decisions: d }) + '\n');
+  }
+  return h.digest('hex');
 }
 
 function cedarText(policies: string, dir = '.'): string {
