@@ -170,6 +170,26 @@ test('a jti the authority reports revoked is inactive at its own introspection (
   await timeUntil(() => atGateway(t.token), 401, 2000);
 });
 
+test("a user's jti the authority reports revoked is inactive at its userinfo too", async () => {
+  // a second sign-in of the dev user: a new TOTP secret (the last step used is forgotten with the old one)
+  const dev = auth.devCredentials!.users[0];
+  const fresh = await auth.admin.users.resetMfa(dev.username);
+  const web = { client_id: 'userinfo-web', redirect_uris: ['https://app.example/cb'], grant_types: ['authorization_code'], scope: 'openid orders:read' };
+  const added = await auth.admin.clients.add({ clientId: web.client_id, grantTypes: ['authorization_code'], redirectUris: web.redirect_uris, scope: web.scope, authMethod: 'client_secret_basic', firstParty: true });
+  const t = await fetchToken({ authority: auth.url, agent: tls, client: { ...web, client_secret: added.client_secret! }, scopes: ['orders:read'], user: { ...dev, totp_secret: fresh!.totp_secret } });
+  const me = async () => {
+    const r = await request(`${auth.url}/me`, { dispatcher: tls, headers: { authorization: `Bearer ${t.access_token}` } });
+    await r.body.dump();
+    return r.statusCode;
+  };
+  assert.equal(await me(), 200);
+  const claims = decodeJwt(t.access_token);
+  const r = await postEvents(dir, control.url, AUTHORITY_ID, [{ type: 'token_revoked', code: 'revoked', jti: String(claims.jti), exp: Number(claims.exp) }]);
+  assert.deepEqual(r.body, { accepted: 1, rejected: 0 });
+  await timeUntil(me, 401, 2000);
+  await timeUntil(() => atGateway(t.access_token), 401, 2000);
+});
+
 test('a token_revoked event from a service identity is refused, counted, and changes nothing', async () => {
   const t = await token();
   const before = await admin('/revoked-tokens');
