@@ -104,7 +104,9 @@ export async function revokedSince(db: Kysely<Database>, after: { at: number; jt
     .select(['jti', 'expires_at', 'revoked_at'])
     .where('revoked', '=', 1)
     .where('revoked_at', 'is not', null)
-    .where((eb) => eb.or([eb('revoked_at', '>', after.at), eb.and([eb('revoked_at', '=', after.at), eb('jti', '>', after.jti)])]))
+    // a range on the revoked_at index, then the tie on jti
+    .where('revoked_at', '>=', after.at)
+    .where((eb) => eb.or([eb('revoked_at', '>', after.at), eb('jti', '>', after.jti)]))
     .where('expires_at', '>', now)
     .orderBy('revoked_at')
     .orderBy('jti')
