@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { makeCaDir, TD, TOPOLOGY_YAML, captureLogger } from './support/pki-fixtures.ts';
-import { startCaServer, bootstrapIdentity, createK8sAttestor, loadK8sAttestationConfig, caSpiffeId } from '../src/pki/index.ts';
+import { startCaServer, bootstrapIdentity, createK8sAttestor, loadK8sAttestationConfig, caSpiffeId, createJoinToken, revokeCertificate, issueWorkloadIdentity, serviceSpiffeId } from '../src/pki/index.ts';
 import { startControlServer, createEventShipper } from '../src/control/index.ts';
 
 const env = await makeCaDir();
@@ -69,4 +69,44 @@ test('a refused bootstrap is a request_refused event of the CA at the control pl
   assert.match(events[1].detail!, /gh-private\/default is not mapped/);
   assert.equal(events[0].source, '127.0.0.1');
   assert.ok(!JSON.stringify(events).includes(stranger.split('.')[2]) && !JSON.stringify(events).includes(forged), 'no token in an event');
+});
+
+type Listed = { type: string; code: string; pep: string; peer?: string; detail?: string };
+async function eventsOf(type: string, want: number): Promise<Listed[]> {
+  let events: Listed[] = [];
+  for (let i = 0; i < 60; i++) {
+    events = (await (await fetch(`${control.adminUrl}/events?type=${type}&since=10m`)).json()) as Listed[];
+    if (events.length >= want) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return events;
+}
+
+test('issuance is a certificate_issued event of the CA (how, who, the serial); a revocation in the CA list is a certificate_revoked event of the control plane; the same types sent by a workload are refused', async () => {
+  const join = createJoinToken({ stateDir: env.stateDir, topology: env.topology, service: 'orders' });
+  const issued = await bootstrapIdentity({ caUrl: ca.url, joinToken: join.token, service: 'orders', trustDomain: TD, bundlePem: ca.bundlePem });
+  await shipper!.flush();
+  const [event] = (await eventsOf('certificate_issued', 1)).filter((e) => e.detail === `serial ${issued.serial}`);
+  assert.ok(event, 'the issuance is listed');
+  assert.deepEqual([event.pep, event.code, event.peer], [caSpiffeId(TD), 'bootstrap', serviceSpiffeId(TD, 'private', 'orders')]);
+  // the control plane watches the CA's list: each serial newly revoked is one event
+  revokeCertificate({ stateDir: env.stateDir, serial: issued.serial, reason: 'keyCompromise' });
+  const revoked = await eventsOf('certificate_revoked', 1);
+  assert.deepEqual(
+    revoked.map((e) => [e.code, e.detail]),
+    [['revoked', `serial ${issued.serial}`]],
+  );
+  // a workload of the trust domain cannot speak for the CA
+  const orders = await issueWorkloadIdentity(env.stateDir, serviceSpiffeId(TD, 'private', 'orders'), { topology: env.topology });
+  const forger = createEventShipper({ url: control.url, identity: () => orders, trustDomain: TD, caBundle: ca.bundlePem, flushMs: 50 });
+  try {
+    for (const type of ['certificate_issued', 'certificate_revoked'])
+      forger.emit({ type: type as 'certificate_issued', code: 'bootstrap', peer: serviceSpiffeId(TD, 'private', 'orders'), detail: 'serial ff' });
+    await forger.flush();
+  } finally {
+    await forger.close();
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await eventsOf('certificate_issued', 0)).filter((e) => e.detail === 'serial ff').length, 0);
+  assert.equal((await eventsOf('certificate_revoked', 0)).filter((e) => e.detail === 'serial ff').length, 0);
 });

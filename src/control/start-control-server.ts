@@ -444,7 +444,11 @@ export async function startControlServer(options: StartControlServerOptions): Pr
     const [fileBefore, revokedBefore] = last.split('|');
     const [fileNow, revokedNow] = now.split('|');
     last = now;
+    const before = revoked;
     revoked = new Set(readRevokedSerials(options.stateDir));
+    // each serial the CA newly revoked is a security event (the CA's list is the record; `gatehouse ca revoke` writes it)
+    for (const serial of revoked)
+      if (!before.has(serial)) events.record({ type: 'certificate_revoked', code: 'revoked', detail: `serial ${serial}` });
     watching = true;
     const what = [fileNow !== fileBefore ? `the topology file ${options.config} changed` : '', revokedNow !== revokedBefore ? "the CA's revocations changed" : ''].filter(Boolean).join(' and ');
     publish({ why: what }).catch(() => undefined).finally(() => (watching = false));

@@ -42,6 +42,13 @@
 //                              route (the object paths an identity asks for)
 //            traffic           requests of one client on one route in an
 //                              interval (count)
+//            certificate_issued   the CA issued a workload certificate (code: how
+//                              the workload proved itself — join_token,
+//                              k8s_psat, renewal; peer: its SPIFFE ID; detail:
+//                              serial, and the pod when attested)
+//            certificate_revoked  a certificate serial is revoked (sent by the
+//                              control plane, which watches the CA's list;
+//                              detail: the serial)
 //   pep      the SPIFFE ID of the sender: set by the control plane from the
 //            verified client certificate, never taken from the event
 //   code     the registry code (or the reason) of what happened
@@ -73,6 +80,8 @@ export const EVENT_TYPES = [
   'token_use',
   'upstream_status',
   'traffic',
+  'certificate_issued',
+  'certificate_revoked',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -267,6 +267,8 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
     const zone = /\/zone\/([^/]+)\//.exec(cert.spiffeId)?.[1] ?? 'none';
     issued.inc({ zone, via });
     log.info({ event: 'certificate_issued', requestId, via, spiffeId: cert.spiffeId, serial: cert.serial, notAfter: cert.notAfter, ...attested }, 'certificate issued');
+    const pod = attested?.pod === undefined ? '' : `, pod ${attested.namespace ?? ''}/${attested.pod}`;
+    options.events?.emit({ type: 'certificate_issued', code: via, peer: cert.spiffeId, detail: `serial ${cert.serial}${pod}`.slice(0, 512) });
     return {
       status: 201,
       body: {

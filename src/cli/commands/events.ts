@@ -2,6 +2,10 @@
 // every enforcement point (schema: src/monitor/event.ts), newest last.
 import type { Command } from 'commander';
 
+/** The event types (src/monitor/event.ts EVENT_TYPES, written out: help loads no schema; a test keeps them equal). */
+export const TYPES =
+  'request_refused, edge_denied, vault_denied, ingress_refused, bundle_refused, config_change, detection, quarantine, auth_failure, auth_success, lockout, token_issued, token_exchange, token_refused, token_revoked, token_use, upstream_status, traffic, certificate_issued, certificate_revoked';
+
 export function register(program: Command): void {
   program
     .command('events')
@@ -9,7 +13,7 @@ export function register(program: Command): void {
     .option('--since <duration>', 'how far back: 30s, 10m, 2h, 1d', '1h')
     .option(
       '--type <type>',
-      'only this type: request_refused, edge_denied, ingress_refused, bundle_refused, config_change, detection, quarantine, auth_failure, auth_success, lockout, token_issued, token_exchange, token_refused, token_use, upstream_status, traffic',
+      `only this type: ${TYPES}`,
     )
     .option('--limit <n>', 'at most this many, the newest (default 1000)', '1000')
     .option('--state-dir <dir>', 'state directory of the running control plane', '.gatehouse')

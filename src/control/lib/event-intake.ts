@@ -25,6 +25,7 @@ import {
 } from '../../monitor/index.ts';
 import type { Quarantine } from '../../policy/index.ts';
 import { randomUUID } from 'node:crypto';
+import { caSpiffeId } from '../../pki/spiffe-id.ts';
 import type { RevokedTokens } from './revoked-tokens.ts';
 
 /** Events a PEP may send per second, and at once (a token bucket per PEP). */
@@ -36,7 +37,7 @@ export interface EventIntakeStats {
   stored: number;
   rejected: number;
   throttled: number;
-  /** token_revoked events from a workload that is not an authority: refused. */
+  /** token_revoked events from a workload that is not an authority, certificate events from one that is not the CA: refused. */
   forged: number;
   /** token_revoked events of an authority refused as unusable (bad jti, no exp, exp past). */
   revocationsRefused: number;
@@ -76,6 +77,7 @@ export async function createEventIntake(o: {
   // where events are kept is read once, at start (monitor.storage)
   const store = await openEventStore({ stateDir: o.stateDir, clock: o.clock, storage: o.monitor().storage });
   const detectors = createDetectors(o.monitor, new URL(o.selfId).host);
+  const caId = caSpiffeId(new URL(o.selfId).host);
   const buckets = new Map<string, { tokens: number; at: number }>();
   const stats: EventIntakeStats = { stored: 0, rejected: 0, throttled: 0, forged: 0, revocationsRefused: 0 };
 
@@ -164,6 +166,13 @@ export async function createEventIntake(o: {
         const parsed = EventInput.safeParse(item);
         if (!parsed.success) {
           rejected++;
+          continue;
+        }
+        // what the CA did is said by the CA (issued) or by the control plane itself (revoked, from the CA's list)
+        if ((parsed.data.type === 'certificate_issued' && pep !== caId) || parsed.data.type === 'certificate_revoked') {
+          rejected++;
+          stats.forged++;
+          o.log.warn({ event: 'security', kind: 'forged_event', pep, type: parsed.data.type }, 'a certificate event from a workload that is not the CA was refused');
           continue;
         }
         if (parsed.data.type === 'token_revoked') {
