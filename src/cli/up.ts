@@ -323,12 +323,11 @@ export function up(o: UpOptions): UpSession {
     const common = ['--config', loaded.file, '--state-dir', stateDir];
     const ephemeral = (flag: string) => (o.ephemeralPorts ? [flag, '127.0.0.1:0'] : []);
 
-    // 1. the CA server (services bootstrap their certificates from it and renew
+    // 1. the control plane: every gateway, service, sidecar and authority enforces
+    // the bundle it serves (and follows the topology file's changes through it);
+    // then the CA server (services bootstrap their certificates from it and renew
     // there) and the zone authorities, side by side: neither needs the other.
     // Without them nothing else can start: a failure here ends `up`.
-    const caChild = start('ca', ['ca', 'serve', ...common, '--listen', '127.0.0.1:0']);
-    // the control plane: every gateway, service and sidecar enforces the bundle
-    // it serves (and follows the topology file's changes through it)
     const controlChild = start('control', ['control', ...common, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0']);
     const zones: Endpoints['zones'] = {};
     const devCredentials: Record<string, unknown> = {};
@@ -338,6 +337,8 @@ export function up(o: UpOptions): UpSession {
     // they start once it answers (its port is pinned: a restart finds it again)
     const controlReady = await controlChild.ready;
     const bundlesUrl = `${controlReady.endpoints.control}/v1/bundles`;
+    // the CA server once the control plane answers: its issuances and refusals are security events there
+    const caChild = start('ca', ['ca', 'serve', ...common, '--listen', '127.0.0.1:0', '--control', bundlesUrl]);
     // the vault, when the topology has one: services learn its URL (GATEHOUSE_VAULT_URL) and keep their data in
     // DIR/data/<service>; it sends its refusals to the control plane as events
     const vaultChild = topology.vault ? start('vault', ['vault', ...common, ...ephemeral('--listen')], MAIN, { GATEHOUSE_CONTROL_URL: bundlesUrl }) : undefined;
