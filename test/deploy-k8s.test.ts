@@ -378,7 +378,7 @@ test('the pods find each other by Service name: gateways read services.json and 
   assert.equal(mount(catalog, '/var/lib/gatehouse/endpoints.json').subPath, 'endpoints.json');
 });
 
-test('each gateway and service pod bootstraps with a projected service-account token for the CA, which maps exactly those accounts', async () => {
+test('each gateway, authority and service pod bootstraps with a projected service-account token for the CA, which maps exactly those accounts', async () => {
   const { objects } = await example;
   const audience = 'spiffe://shop.local/ca';
   const bootstrapping: string[] = [];
@@ -388,8 +388,9 @@ test('each gateway and service pod bootstraps with a projected service-account t
     const token = spec.volumes.find((v: { name: string }) => v.name === 'ca-token');
     const component = d.metadata.labels!['app.kubernetes.io/component'];
     if (component === 'authority') {
-      assert.equal(token, undefined, `${where}: an authority does not bootstrap from the CA`);
-      continue;
+      // an enforcement point of the control plane (quarantines, revoked tokens, its events): its identity from the CA server
+      const args: string[] = spec.containers.find((c: { name: string }) => c.name === 'authority')?.args ?? spec.containers.at(-1).args;
+      assert.deepEqual(args.slice(-4).filter((a) => a.startsWith('--')), ['--control', '--ca-url'], where);
     }
     // the kubelet writes a token for the CA's audience, 10 minutes long, which the API server itself refuses
     assert.deepEqual(token.projected.sources, [{ serviceAccountToken: { audience, expirationSeconds: 600, path: 'token' } }], where);
@@ -420,7 +421,11 @@ test('each gateway and service pod bootstraps with a projected service-account t
   assert.deepEqual(attestation.keys, { jwksFile: '../k8s-issuer/jwks.json' });
   assert.deepEqual(attestation.serviceAccounts.map((a: { namespace: string; serviceAccount: string }) => `${a.namespace}/${a.serviceAccount}`).sort(), bootstrapping.sort());
   for (const a of attestation.serviceAccounts)
-    assert.equal(a.workload, a.serviceAccount === 'gateway' ? `gateway:${a.namespace.slice(3)}` : a.serviceAccount, `${a.namespace}/${a.serviceAccount}`);
+    assert.equal(
+      a.workload,
+      a.serviceAccount === 'gateway' || a.serviceAccount === 'authority' ? `${a.serviceAccount}:${a.namespace.slice(3)}` : a.serviceAccount,
+      `${a.namespace}/${a.serviceAccount}`,
+    );
   // the CA loads it against the topology (every workload known, each account once)
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-k8s-att-'));
   try {

@@ -42,11 +42,11 @@
 // sends no events.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createEventShipper, openPepBundles, type BundleClient, type EventShipper } from '../control/index.ts';
 import { authoritySpiffeId } from '../pki/spiffe-id.ts';
-import { createIdentityManager, issueWorkloadIdentity, trustBundlePath } from '../pki/index.ts';
+import { bootstrapIdentity, createIdentityManager, issueWorkloadIdentity, trustBundlePath } from '../pki/index.ts';
 import type { Topology } from '../topology/schema.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import type { EventFields } from '../monitor/index.ts';
@@ -223,6 +223,12 @@ export interface AuthorityMonitorOptions {
   log: Logger;
   /** The control plane's bundles URL (https://…/v1/bundles). Absent: the authority follows no control plane. */
   control?: string;
+  /**
+   * An authority that does not run beside the CA (a pod): its certificate from the CA server, with a
+   * join token or a projected service-account token (GATEHOUSE_JOIN_TOKEN=file:…), renewed there.
+   * Absent: issued from the CA in the state dir.
+   */
+  bootstrap?: { caUrl: string; joinToken: string };
   /** How long a start without a bundle on disk waits for the first one (default 5 s); then it serves, refusing sign-in and tokens. */
   firstWaitMs?: number;
   /** Replaces the mTLS shipper (tests). */
@@ -246,7 +252,14 @@ export async function openAuthorityMonitor(o: AuthorityMonitorOptions): Promise<
     const id = authoritySpiffeId(td, o.zone);
     spiffeId = id;
     const issue = () => issueWorkloadIdentity(o.stateDir, id, { topology: o.topology, clock });
-    const manager = createIdentityManager({ initial: await issue(), renew: issue, clock });
+    const manager = o.bootstrap
+      ? createIdentityManager({
+          initial: await bootstrapIdentity({ ...o.bootstrap, service: `authority:${o.zone}`, trustDomain: td, bundlePem: readFileSync(trustBundlePath(o.stateDir), 'utf8') }),
+          caUrl: o.bootstrap.caUrl,
+          trustDomain: td,
+          clock,
+        })
+      : createIdentityManager({ initial: await issue(), renew: issue, clock });
     manager.on('alert', (info: unknown) => o.log.error({ spiffe_id: id, info }, 'authority certificate is close to expiry and could not be renewed'));
     manager.on('rotated', () => o.log.info({ spiffe_id: id }, 'authority certificate renewed'));
     closers.push(() => manager.close());

@@ -67,6 +67,8 @@ export interface StartAuthorityOptions {
    * up` tells it), else it follows no control plane.
    */
   control?: string;
+  /** With `control`, an authority away from the CA (a pod) bootstraps its identity from the CA server (AuthorityMonitorOptions.bootstrap). */
+  bootstrap?: { caUrl: string; joinToken: string };
   /** How long a start without a bundle on disk waits for the first one (default 5 s). */
   firstBundleWaitMs?: number;
   /** receives every audit event besides the audit file */
@@ -233,7 +235,7 @@ export async function startAuthority(options: StartAuthorityOptions): Promise<Ru
     const audience = zoneAudience(topology.topology.trustDomain, zone, config);
     // security events to the control plane, quarantined clients refused (monitor.ts)
     const control = options.control ?? (process.env.GATEHOUSE_CONTROL_URL || undefined);
-    const monitor = await openAuthorityMonitor({ stateDir, zone, topology: topology.topology, now, clock, log, control, firstWaitMs: options.firstBundleWaitMs });
+    const monitor = await openAuthorityMonitor({ stateDir, zone, topology: topology.topology, now, clock, log, control, bootstrap: options.bootstrap, firstWaitMs: options.firstBundleWaitMs });
     undo.push(() => monitor.close());
     const audit = createAudit({
       zone,

@@ -301,7 +301,7 @@ function place(t: Topology, c: Component, issues: Issues, needs: Prerequisites):
     workload.containers.unshift({ name: 'app', command: RUN_SERVICE, args: [], ports: [], secretEnv: [] });
   }
   else if (kind === 'service') workload.containers[0].command = RUN_SERVICE;
-  if (kind === 'gateway' || kind === 'service') {
+  if (kind === 'gateway' || kind === 'service' || kind === 'authority') {
     // each replica, and each pod a rollout or a restart makes, bootstraps its certificate with a
     // token of its own: the projected service-account token, read from its file at each bootstrap
     workload.caTokenAudience = caSpiffeId(t.trustDomain);
@@ -544,7 +544,8 @@ function argsOf(t: Topology, p: Placed, container: string, urls: { caUrl: string
         urls.controlUrl,
       ];
     case 'authority':
-      return ['authority', ...common, '--zone', p.component.zone!, '--listen', listen(p.ports.main)];
+      // an enforcement point too (quarantines, revoked tokens; its events): its workload certificate from the CA server
+      return ['authority', ...common, '--zone', p.component.zone!, '--listen', listen(p.ports.main), '--control', urls.controlUrl, '--ca-url', urls.caUrl];
     case 'ca':
       // its refusals go to the control plane beside it, over the pod's loopback (colocateControl)
       return container === 'ca-init'
