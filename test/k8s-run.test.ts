@@ -283,7 +283,8 @@ bootstrapIdentity({ caUrl: 'https://ca.gatehouse.svc:8600', joinToken: token, se
         .sign(o.key ?? cluster.privateKey);
     };
     const hostile: [string, Promise<string>, string, RegExp][] = [
-      ['the authority account (not mapped)', tokenFor({ sa: 'authority' }), 'gateway:shop', /refused unknown_workload: .*service account gh-shop\/authority is not mapped/],
+      ["the namespace's default account (not mapped)", tokenFor({ sa: 'default' }), 'gateway:shop', /refused unknown_workload: .*service account gh-shop\/default is not mapped/],
+      ["the authority's account asking for the gateway", tokenFor({ sa: 'authority' }), 'gateway:shop', /refused token_wrong_service: .*attests authority:shop/],
       ["catalog's account asking for the gateway", tokenFor({ sa: 'catalog' }), 'gateway:shop', /refused token_wrong_service/],
       ["the API server's audience", tokenFor({ sa: 'gateway', aud: 'https://kubernetes.default.svc.cluster.local' }), 'gateway:shop', /refused token_invalid: .*audience is not this CA/],
       ["another cluster's key", tokenFor({ sa: 'gateway', key: stranger.privateKey }), 'gateway:shop', /refused token_invalid: .*no key of the cluster issuer/],
@@ -317,6 +318,8 @@ bootstrapIdentity({ caUrl: 'https://ca.gatehouse.svc:8600', joinToken: token, se
     const issued = (outputs.get('ca/ca') ?? []).join('').split('\n').filter((l) => l.includes('"certificate_issued"')).map((l) => JSON.parse(l));
     const byPod = issued.filter((l) => l.via === 'k8s_psat').map((l) => `${l.namespace}/${l.serviceAccount} ${l.pod} → ${l.spiffeId}`);
     assert.deepEqual(byPod.sort(), [
+      // the authority pod too: an enforcement point of the control plane (quarantines, revoked tokens, its events)
+      'gh-shop/authority authority-0 → spiffe://run.test/zone/shop/authority',
       'gh-shop/catalog catalog-5c7d-x1 → spiffe://run.test/zone/shop/svc/catalog',
       'gh-shop/gateway gateway-6b8f-a → spiffe://run.test/zone/shop/gateway',
       'gh-shop/gateway gateway-6b8f-b → spiffe://run.test/zone/shop/gateway',
