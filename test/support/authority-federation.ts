@@ -10,6 +10,7 @@ import * as oidc from 'openid-client';
 import { trustingFetch, silentLogger, REDIRECT, type TestFetch } from './authority-harness.ts';
 import { loadTopology } from '../../src/topology/load.ts';
 import { startAuthority, type RunningAuthority } from '../../src/authority/index.ts';
+import { readFederationGrant } from '../../src/authority/federation-seed.ts';
 import type { Clock } from '../../src/shared/clock.ts';
 
 export interface FederatedPair {
@@ -43,32 +44,41 @@ zones:
 ${extraUpstreams}`,
   );
   const topology = loadTopology(file);
-  const corp = await startAuthority({ topology, zone: 'corp', stateDir, dev: true, clock, logger: silentLogger() });
-  const internal = await startAuthority({ topology, zone: 'internal', stateDir, dev: true, clock, logger: silentLogger() });
-  const sso = await corp.admin.clients.add({
-    clientId: 'internal-sso',
-    name: 'Internal back office',
-    grantTypes: ['authorization_code'],
-    redirectUris: [`${internal.issuer}/federation/callback`],
-    scope: 'openid profile email',
-    authMethod: 'client_secret_basic',
-    firstParty: true,
-  });
-  process.env.GH_TEST_FED_SECRET = sso.client_secret;
-  const alice = (await corp.admin.users.byUsername('alice'))!;
-  await corp.admin.users.setClaims(alice.id, { ...alice.claims, roles: ['corp-admins', 'staff'] });
-  const f = trustingFetch(internal.caFile!);
-  const w = internal.devCredentials!.clients.find((c) => c.client_id === 'internal-web')!;
-  const web = await oidc.discovery(new URL(internal.issuer), w.client_id, { redirect_uris: [REDIRECT] }, oidc.ClientSecretBasic(w.client_secret!), { [oidc.customFetch]: f.fetch as any });
-  return {
-    corp,
-    internal,
-    fetch: f.fetch,
-    web,
-    async close() {
-      await internal.close();
-      await corp.close();
-      await f.close();
-    },
-  };
+  const started: RunningAuthority[] = [];
+  try {
+    const corp = await startAuthority({ topology, zone: 'corp', stateDir, dev: true, clock, logger: silentLogger() });
+    started.push(corp);
+    const internal = await startAuthority({ topology, zone: 'internal', stateDir, dev: true, clock, logger: silentLogger() });
+    started.push(internal);
+    // corp registers internal's sign-in client itself once internal has published where it runs
+    // (federation-seed.ts, every 500 ms): its secret, from the grant, is the one internal is given
+    let grant: ReturnType<typeof readFederationGrant>;
+    for (let i = 0; i < 200; i++) {
+      grant = readFederationGrant(stateDir, 'internal', 'corp');
+      if (grant?.client_id === 'internal-sso' && ((await corp.admin.clients.find('internal-sso'))?.metadata.redirect_uris as string[] | undefined)?.[0] === `${internal.issuer}/federation/callback`) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (!grant) throw new Error("corp did not register internal's sign-in client");
+    process.env.GH_TEST_FED_SECRET = grant.client_secret;
+    const alice = (await corp.admin.users.byUsername('alice'))!;
+    await corp.admin.users.setClaims(alice.id, { ...alice.claims, roles: ['corp-admins', 'staff'] });
+    const f = trustingFetch(internal.caFile!);
+    const w = internal.devCredentials!.clients.find((c) => c.client_id === 'internal-web')!;
+    const web = await oidc.discovery(new URL(internal.issuer), w.client_id, { redirect_uris: [REDIRECT] }, oidc.ClientSecretBasic(w.client_secret!), { [oidc.customFetch]: f.fetch as any });
+    return {
+      corp,
+      internal,
+      fetch: f.fetch,
+      web,
+      async close() {
+        await internal.close();
+        await corp.close();
+        await f.close();
+      },
+    };
+  } catch (error) {
+    // a pair that did not come up leaves nothing running (the test's process could not end)
+    for (const a of started.reverse()) await a.close().catch(() => undefined);
+    throw error;
+  }
 }
