@@ -161,6 +161,16 @@ test("a user's token revoked with its grant (its client removed) reaches the gat
   console.log(`client removed → 401 at the gateway: ${(performance.now() - t0).toFixed(0)} ms`);
 });
 
+test("a client's own token (client credentials) is taken away everywhere when the client is removed", async () => {
+  const created = await auth.admin.clients.add({ clientId: 'batch-job', grantTypes: ['client_credentials'], scope: 'orders:read', authMethod: 'client_secret_basic' });
+  const t = await token({ client_id: created.client_id, client_secret: created.client_secret!, grant_types: ['client_credentials'] } as typeof client);
+  assert.equal(await atGateway(t.token), 200);
+  const t0 = performance.now();
+  assert.equal(await auth.admin.clients.remove(created.client_id), true);
+  await timeUntil(() => atGateway(t.token), 401, 3000);
+  console.log(`client-credentials client removed → 401 at the gateway: ${(performance.now() - t0).toFixed(0)} ms`);
+});
+
 test('a jti the authority reports revoked is inactive at its own introspection (as at another replica)', async () => {
   const t = await token();
   assert.equal(await active(t.token), true);

@@ -34,9 +34,11 @@ export async function customizeAccessToken(
     }
   }
   const grantId: string | undefined = token.grantId ?? exchangeGrant.get(token);
-  // an exchanged token is always indexed with its subject token: revoking that revokes this
+  // an exchanged token is always indexed with its subject token: revoking that revokes this;
+  // a client's own token (client credentials: no grant, no user) by its client, so that removing
+  // the client takes it away everywhere (the revoked-token feed)
   const subject = exchangeSubject.get(token);
-  if (grantId || subject) {
+  if (grantId || subject || !token.accountId) {
     await ctx.db
       .insertInto('token_index')
       .values({
