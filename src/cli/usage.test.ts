@@ -30,3 +30,14 @@ test('gatehouse prints a usage error once with its verb and exits 2 (a bad --wor
   assert.equal(format.status, 2);
   assert.match(format.stderr, /^gatehouse audit: --format must be one of text, json, sarif\n$/);
 });
+
+test('gatehouse authority --ca-url: without a join token, or without --control, a usage error naming what is missing (exit 2)', () => {
+  const env = { ...process.env, GATEHOUSE_JOIN_TOKEN: '', GATEHOUSE_CONTROL_URL: '' };
+  const args = ['authority', '--config', EXAMPLE, '--zone', 'public', '--ca-url', 'https://127.0.0.1:1'];
+  const noToken = spawnSync(process.execPath, [main, ...args, '--control', 'https://127.0.0.1:2/v1/bundles'], { encoding: 'utf8', timeout: 60_000, env });
+  assert.equal(noToken.status, 2, noToken.stderr);
+  assert.match(noToken.stderr, /^gatehouse authority: --ca-url needs GATEHOUSE_JOIN_TOKEN/);
+  const noControl = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...env, GATEHOUSE_JOIN_TOKEN: 'file:/nonexistent' } });
+  assert.equal(noControl.status, 2, noControl.stderr);
+  assert.match(noControl.stderr, /^gatehouse authority: --ca-url is for the identity an authority following the control plane needs: give --control too/);
+});
