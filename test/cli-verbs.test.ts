@@ -1,7 +1,7 @@
 // The CLI verbs people expect, without a running topology: version, routes,
 // config show, init, and the one rule for which topology a verb reads
 // (--config, else $GATEHOUSE_CONFIG, else ./gatehouse.yaml; never the example
-// by surprise). `gatehouse token` needs `gatehouse up`: test/probe-example.test.ts.
+// by surprise). `gatehouse token` needs `gatehouse up`: test/example/probe.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

@@ -2,7 +2,9 @@
 // it, plus what a test needs to talk to it: the endpoints, the dev
 // credentials, TLS agents that trust the dev CA (gateways, authorities) or
 // the trust domain's CA with a workload certificate (services).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -42,6 +44,32 @@ export interface RunningExample {
   edgeAs(spiffeId: string): Promise<Agent>;
   /** Stops with SIGINT; resolves with the exit code. */
   stop(): Promise<number | null>;
+  /** The same example seen from another loopback address (`sharedExample`). */
+  from(address: string): ExamplePart;
+}
+
+/** A part's view of a shared example: its agents call from the part's own address; the run's owner stops it. */
+export type ExamplePart = Omit<RunningExample, 'stop' | 'from'>;
+
+let shared: Promise<RunningExample> | undefined;
+
+/**
+ * One `gatehouse up` of the example for every part a test file imports
+ * (test/example/*.ts): twenty processes are the suite's costliest set-up, so
+ * the parts that only use the example share one run. The first call starts
+ * it; after the file's last test it stops on SIGINT, and must exit 0.
+ *
+ * Each part calls the gateways and authorities from a loopback address of its
+ * own: a gateway slows down, then blocks, a source whose credentials keep
+ * failing, and the catalog allows 120 requests a minute per address, so the
+ * refusals one part provokes on purpose never reach another.
+ */
+export async function sharedExample(address: string): Promise<ExamplePart> {
+  if (shared === undefined) {
+    const run = (shared = upExample());
+    after(async () => assert.equal(await (await run).stop(), 0, 'gatehouse up stops cleanly on SIGINT'));
+  }
+  return (await shared).from(address);
 }
 
 /** `args`: more flags for `gatehouse up` (e.g. `--config` of a copy of the example). */
@@ -75,22 +103,29 @@ export async function upExample(timeoutMs = 90_000, args: string[] = []): Promis
   });
   const endpoints = JSON.parse(readFileSync(path.join(stateDir, 'endpoints.json'), 'utf8')) as Endpoints;
   const credentials = JSON.parse(readFileSync(path.join(stateDir, 'dev-credentials.json'), 'utf8')) as DevCredentials;
-  const edge = new Agent({ connect: { ca: readFileSync(endpoints.caBundle, 'utf8') } });
+  const ca = readFileSync(endpoints.caBundle, 'utf8');
   const agents: Agent[] = [];
+  const seenFrom = (localAddress?: string): ExamplePart => {
+    const edge = new Agent({ connect: { ca }, ...(localAddress ? { localAddress } : {}) });
+    agents.push(edge);
+    return {
+      stateDir,
+      endpoints,
+      credentials,
+      output: () => output,
+      edge,
+      async edgeAs(spiffeId) {
+        const id = await certificateFor(stateDir, spiffeId);
+        const agent = new Agent({ connect: { ca, cert: id.certPem, key: id.keyPem }, ...(localAddress ? { localAddress } : {}) });
+        agents.push(agent);
+        return agent;
+      },
+    };
+  };
   return {
-    stateDir,
-    endpoints,
-    credentials,
-    output: () => output,
-    edge,
-    async edgeAs(spiffeId) {
-      const id = await certificateFor(stateDir, spiffeId);
-      const agent = new Agent({ connect: { ca: readFileSync(endpoints.caBundle, 'utf8'), cert: id.certPem, key: id.keyPem } });
-      agents.push(agent);
-      return agent;
-    },
+    ...seenFrom(),
+    from: seenFrom,
     async stop() {
-      await edge.close();
       for (const a of agents) await a.close();
       const code = await new Promise<number | null>((resolve) => {
         if (child.exitCode !== null) return resolve(child.exitCode);
@@ -102,6 +137,13 @@ export async function upExample(timeoutMs = 90_000, args: string[] = []): Promis
       return code;
     },
   };
+}
+
+/** A gatehouse verb against the running example's state (`--config` the example's, `--state-dir` its own); the JSON it printed. */
+export function exampleCli(stateDir: string, args: string[]): Record<string, any> {
+  const r = spawnSync(process.execPath, [main, ...args, '--config', 'examples/shop/gatehouse.yaml', '--state-dir', stateDir], { cwd: root, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('}') + 1));
 }
 
 /**

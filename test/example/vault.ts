@@ -4,30 +4,23 @@
 // in clear (grepped, WAL included). The vault refuses a service the topology
 // does not name. Every log `up` wrote holds no card, address, password, TOTP
 // secret, client secret or access token.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { request, fetch as undiciFetch, Agent } from 'undici';
 import * as oidc from 'openid-client';
 import { generate } from 'otplib';
-import { upExample, certificateFor, type RunningExample } from './support/example-up.ts';
-import { signIn, codeTokens } from './support/authority-flows.ts';
-import type { Harness, TestFetch } from './support/authority-harness.ts';
-import { serviceSpiffeId } from '../src/pki/index.ts';
-import { isCardToken } from '../src/vault/index.ts';
+import { sharedExample, certificateFor, exampleCli } from '../support/example-up.ts';
+import { signIn, codeTokens } from '../support/authority-flows.ts';
+import type { Harness, TestFetch } from '../support/authority-harness.ts';
+import { serviceSpiffeId } from '../../src/pki/index.ts';
+import { isCardToken } from '../../src/vault/index.ts';
 
 const CARD = '5555555555554444';
 const ADDRESS = 'Flat 3, 221B Baker Street, London NW1 6XE';
-let ex: RunningExample;
+const ex = await sharedExample('127.0.1.4');
 let userToken = '';
-
-before(async () => {
-  ex = await upExample();
-});
-after(async () => {
-  assert.equal(await ex.stop(), 0);
-});
 
 test('endpoints.json names the vault; a signed-in user orders with an address and a card; orders answers the address and a token', async () => {
   assert.match(ex.endpoints.vault!, /^https:\/\/127\.0\.0\.1:\d+$/);
@@ -39,7 +32,9 @@ test('endpoints.json names the vault; a signed-in user orders with an address an
     [oidc.customFetch]: edgeFetch as any,
   });
   const h = { auth: { issuer }, fetch: edgeFetch, totp: async (secret: string) => generate({ secret }) } as unknown as Harness;
-  userToken = (await codeTokens(config, await signIn(h, config, zone.users[0], { scope: 'openid orders:read orders:write' }))).access_token;
+  // a customer of her own (`gatehouse users add`): alice signs in in the mTLS part, and one TOTP step serves one sign-in
+  const carol = exampleCli(ex.stateDir, ['users', 'add', 'carol', '--zone', 'public']) as { username: string; password: string; totp_secret: string };
+  userToken = (await codeTokens(config, await signIn(h, config, carol, { scope: 'openid orders:read orders:write' }))).access_token;
   const shop = ex.endpoints.zones.public.gateway + '/api/shop/orders';
   const headers = { authorization: `Bearer ${userToken}`, 'content-type': 'application/json' };
   const placed = await request(shop, { dispatcher: ex.edge, method: 'POST', headers, body: JSON.stringify({ items: [{ sku: 'tea-001', quantity: 1 }], address: ADDRESS, card: CARD }) });

@@ -3,7 +3,7 @@
 // Through the gateways everything works; around them nothing does; and the
 // BFF reaches the private zone only through the private gateway, with the
 // user's token exchanged for a private one naming the BFF as actor.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -12,22 +12,15 @@ import { request, fetch as undiciFetch, type Agent } from 'undici';
 import * as oidc from 'openid-client';
 import { generate } from 'otplib';
 import { decodeJwt } from 'jose';
-import { upExample, meshAgent, certificateFor, type RunningExample } from './support/example-up.ts';
-import { signIn, codeTokens } from './support/authority-flows.ts';
-import type { Harness, TestFetch } from './support/authority-harness.ts';
-import { serviceSpiffeId, gatewaySpiffeId } from '../src/pki/index.ts';
-import { demoServiceToken, dpopKey, dpopHeaders, type DpopKey } from './support/dpop.ts';
+import { sharedExample, meshAgent, certificateFor } from '../support/example-up.ts';
+import { signIn, codeTokens } from '../support/authority-flows.ts';
+import type { Harness, TestFetch } from '../support/authority-harness.ts';
+import { serviceSpiffeId, gatewaySpiffeId } from '../../src/pki/index.ts';
+import { demoServiceToken, dpopKey, dpopHeaders, type DpopKey } from '../support/dpop.ts';
 
 const TD = 'shop.local';
 const svc = (zone: string, name: string) => serviceSpiffeId(TD, zone, name);
-let ex: RunningExample;
-
-before(async () => {
-  ex = await upExample();
-});
-after(async () => {
-  assert.equal(await ex.stop(), 0, 'gatehouse up stops cleanly on SIGINT');
-});
+const ex = await sharedExample('127.0.1.2');
 
 interface Problem {
   status: number;

@@ -3,22 +3,16 @@
 // process that connects straight to where the application listens — forging
 // x-gatehouse-user and the caller — is refused; through the gateway and the
 // sidecar it works, and the sidecar's secret never reaches the client.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { lstatSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'undici';
-import { upExample, type RunningExample } from './support/example-up.ts';
-import { gatewaySpiffeId } from '../src/pki/index.ts';
+import { sharedExample } from '../support/example-up.ts';
+import { gatewaySpiffeId } from '../../src/pki/index.ts';
 
-let ex: RunningExample;
-before(async () => {
-  ex = await upExample();
-});
-after(async () => {
-  assert.equal(await ex.stop(), 0);
-});
+const ex = await sharedExample('127.0.1.3');
 
 /** Where the echo application said it listens (its ready line in its log). */
 function echoAppAddress(): string {

@@ -4,32 +4,29 @@
 // certificate of the BFF, as a compromised workload would). The one risk the
 // example accepts is in examples/shop/probe-accept.yaml with its reason; it is
 // still reported (status accepted), and a worse observation fails the run.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { upExample, certificateFor, type RunningExample } from './support/example-up.ts';
-import type { ProbeReport } from '../src/audit/probe/index.ts';
+import { sharedExample, certificateFor } from '../support/example-up.ts';
+import type { ProbeReport } from '../../src/audit/probe/index.ts';
 
-const root = path.join(import.meta.dirname, '..');
+const root = path.join(import.meta.dirname, '..', '..');
 const main = path.join(root, 'src/cli/main.ts');
 const example = path.join(root, 'examples/shop/gatehouse.yaml');
 
-let ex: RunningExample;
+// the probe calls from 127.0.0.1, as `gatehouse probe` does: the other parts call from addresses of their own
+const ex = await sharedExample('127.0.0.1');
 let certArgs: string[];
 
 before(async () => {
-  ex = await upExample();
   const id = await certificateFor(ex.stateDir, 'spiffe://shop.local/zone/public/svc/bff');
   writeFileSync(path.join(ex.stateDir, 'probe-cert.pem'), id.certPem);
   writeFileSync(path.join(ex.stateDir, 'probe-key.pem'), id.keyPem, { mode: 0o600 });
   certArgs = ['--cert', path.join(ex.stateDir, 'probe-cert.pem'), '--key', path.join(ex.stateDir, 'probe-key.pem')];
 });
 
-after(async () => {
-  await ex?.stop();
-});
 
 function probe(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
