@@ -5,7 +5,7 @@
 import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
@@ -51,26 +51,49 @@ export interface RunningExample {
 /** A part's view of a shared example: its agents call from the part's own address; the run's owner stops it. */
 export type ExamplePart = Omit<RunningExample, 'stop' | 'from'>;
 
-let shared: Promise<RunningExample> | undefined;
+let shared: { run: Promise<RunningExample>; args: string[] } | undefined;
+const sharedLeftovers: string[] = [];
 
 /**
  * One `gatehouse up` of the example for every part a test file imports
  * (test/example/*.ts): twenty processes are the suite's costliest set-up, so
  * the parts that only use the example share one run. The first call starts
- * it; after the file's last test it stops on SIGINT, and must exit 0.
+ * it with `args` (every part of a file passes the same); after the file's
+ * last test it stops on SIGINT, and must exit 0.
  *
  * Each part calls the gateways and authorities from a loopback address of its
  * own: a gateway slows down, then blocks, a source whose credentials keep
  * failing, and the catalog allows 120 requests a minute per address, so the
  * refusals one part provokes on purpose never reach another.
  */
-export async function sharedExample(address: string): Promise<ExamplePart> {
+export async function sharedExample(address: string, args: string[] = []): Promise<ExamplePart> {
   if (shared === undefined) {
-    const run = (shared = upExample());
-    after(async () => assert.equal(await (await run).stop(), 0, 'gatehouse up stops cleanly on SIGINT'));
+    const run = upExample(120_000, args);
+    shared = { run, args };
+    after(async () => {
+      assert.equal(await (await run).stop(), 0, 'gatehouse up stops cleanly on SIGINT');
+      for (const dir of sharedLeftovers) rmSync(dir, { recursive: true, force: true });
+    });
   }
-  return (await shared).from(address);
+  assert.deepEqual(args, shared.args, 'every part of a shared example run passes the same arguments');
+  return (await shared.run).from(address);
 }
+
+/**
+ * The topology file of the operated example: a copy of the example whose
+ * monitor names a console sign-in zone (public, alice its operator). The
+ * parts that edit the file while it runs, or use the console, share it.
+ */
+export function operatedExample(): string {
+  if (operated === undefined) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gh-operated-'));
+    sharedLeftovers.push(dir);
+    operated = copyExample(dir);
+    appendFileSync(operated, '\nmonitor:\n  console: { zone: public, operators: [alice] }\n');
+  }
+  return operated;
+}
+let operated: string | undefined;
 
 /** `args`: more flags for `gatehouse up` (e.g. `--config` of a copy of the example). */
 export async function upExample(timeoutMs = 90_000, args: string[] = []): Promise<RunningExample> {

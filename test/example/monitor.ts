@@ -10,37 +10,30 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { generate } from 'otplib';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { request, Agent } from 'undici';
-import { upExample, copyExample, type RunningExample } from './support/example-up.ts';
-import { readConsoleGrant } from '../src/monitor/console-grant.ts';
-import { until } from './support/closers.ts';
-import { Chromium, requireChromium } from './support/authority-chromium.ts';
-import { serverSpkiHash } from './support/authority-spki.ts';
+import { sharedExample, operatedExample } from '../support/example-up.ts';
+import { readConsoleGrant } from '../../src/monitor/console-grant.ts';
+import { until } from '../support/closers.ts';
+import { Chromium, requireChromium } from '../support/authority-chromium.ts';
+import { serverSpkiHash } from '../support/authority-spki.ts';
 
 const shots = process.env.CONSOLE_SCREENSHOTS;
 
-const main = path.join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
-const dir = mkdtempSync(path.join(tmpdir(), 'gh-monitor-example-'));
-const file = copyExample(dir);
-appendFileSync(file, '\nmonitor:\n  console: { zone: public, operators: [alice] }\n');
-let ex: RunningExample | undefined;
+const main = path.join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
+const ex = await sharedExample('127.0.1.7', ['--config', operatedExample()]);
 const agents: Agent[] = [];
 after(async () => {
   for (const a of agents) await a.close();
-  await ex?.stop();
-  rmSync(dir, { recursive: true, force: true });
 });
-ex = await upExample(120_000, ['--config', file]);
 const gateway = ex.endpoints.zones.public.gateway!;
 const authority = ex.endpoints.zones.public.authority!;
 
 /** An agent whose connections come from `address` (127.0.0.0/8 is all this machine), trusting the dev CA. */
 function from(address: string): Agent {
-  const a = new Agent({ connect: { ca: readFileSync(ex!.endpoints.caBundle, 'utf8') }, localAddress: address });
+  const a = new Agent({ connect: { ca: readFileSync(ex.endpoints.caBundle, 'utf8') }, localAddress: address });
   agents.push(a);
   return a;
 }
@@ -50,7 +43,7 @@ const catalog = async (a: Agent) => {
   return r.statusCode;
 };
 const cli = (...args: string[]) => {
-  const r = spawnSync(process.execPath, [main, ...args, '--state-dir', ex!.stateDir], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [main, ...args, '--state-dir', ex.stateDir], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as Record<string, unknown>[];
 };
@@ -73,7 +66,7 @@ test('a scripted scanner at the public gateway is quarantined there; everyone el
 
 test('a scripted credential-stuffing run at the public authority is quarantined at the gateway', async (t) => {
   const stuffer = from('127.0.0.22');
-  const client = ex!.credentials.zones.public.clients.find((c) => c.grant_types.includes('client_credentials') && c.client_secret)!;
+  const client = ex.credentials.zones.public.clients.find((c) => c.grant_types.includes('client_credentials') && c.client_secret)!;
   assert.equal(await catalog(stuffer), 200);
   for (let i = 0; i < 10; i++) {
     const r = await request(`${authority}/token`, {
@@ -93,17 +86,17 @@ test('a scripted credential-stuffing run at the public authority is quarantined 
   assert.equal(q?.origin, 'detector:stuffing');
   const failures = cli('events', '--since', '10m', '--type', 'auth_failure', '--json').filter((e) => e.source === '127.0.0.22');
   assert.ok(failures.length >= 10, `${failures.length} auth_failure events`);
-  assert.equal(failures[0].pep, `spiffe://${ex!.endpoints.trustDomain}/zone/public/authority`);
+  assert.equal(failures[0].pep, `spiffe://${ex.endpoints.trustDomain}/zone/public/authority`);
 });
 
 test('the console of the example: listed in endpoints.json, every page behind the sign-in, its client registered at the public authority', async () => {
-  const consoleUrl = ex!.endpoints.console!;
+  const consoleUrl = ex.endpoints.console!;
   assert.match(consoleUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
   const r = await request(`${consoleUrl}/events`);
   assert.equal(r.statusCode, 303);
   assert.equal(r.headers.location, '/signin');
   await r.body.dump();
-  const grant = await until('the console client', () => readConsoleGrant(ex!.stateDir), (g) => g?.redirect_uri === `${consoleUrl}/callback`);
+  const grant = await until('the console client', () => readConsoleGrant(ex.stateDir), (g) => g?.redirect_uri === `${consoleUrl}/callback`);
   assert.equal(grant?.issuer, authority);
   const login = await request(`${consoleUrl}/login`);
   assert.equal(login.statusCode, 303);
@@ -113,7 +106,7 @@ test('the console of the example: listed in endpoints.json, every page behind th
 
 test('an operator of the example signs in to its console in Chromium and sees every page (screenshots to $CONSOLE_SCREENSHOTS)', async (t) => {
   if (!requireChromium(t)) return;
-  const consoleUrl = ex!.endpoints.console!;
+  const consoleUrl = ex.endpoints.console!;
   const chromium = await Chromium.launch([
     `--ignore-certificate-errors-spki-list=${await serverSpkiHash(authority)}`,
     '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
@@ -122,7 +115,7 @@ test('an operator of the example signs in to its console in Chromium and sees ev
     const tab = await chromium.newTab();
     await tab.page.setViewportSize({ width: 1280, height: 800 });
     await tab.goto(`${consoleUrl}/login`, (u) => u.startsWith(authority));
-    const alice = ex!.credentials.zones.public.users.find((u) => u.username === 'alice')!;
+    const alice = ex.credentials.zones.public.users.find((u) => u.username === 'alice')!;
     await tab.signInWithKeyboard(authority, alice, async () => generate({ secret: alice.totp_secret, epoch: Math.floor(Date.now() / 1000) }), (u) => u === `${consoleUrl}/`);
     const peps = await tab.evaluate<number>('document.querySelectorAll("section[aria-labelledby=h-peps] tbody tr").length');
     assert.ok(peps >= 5, `${peps} enforcement points listed`);

@@ -1,7 +1,7 @@
 // The example under `gatehouse up`, edited while it runs: an allow edge
 // changed in gatehouse.yaml is enforced by the service within a second or so,
 // and `gatehouse status` shows every enforcement point on the new revision.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
@@ -10,28 +10,23 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { request } from 'undici';
-import { upExample, copyExample, type RunningExample } from './support/example-up.ts';
+import { sharedExample, operatedExample } from '../support/example-up.ts';
 
-const main = path.join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
-const dir = mkdtempSync(path.join(tmpdir(), 'gh-live-'));
-const file = copyExample(dir);
-let ex: RunningExample | undefined;
-after(async () => {
-  await ex?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const main = path.join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
+const file = operatedExample();
+const ex = await sharedExample('127.0.1.6', ['--config', file]);
 
 interface Status {
   revision: number;
   peps: { id: string; kind: string; revision: number; lastSeen: string; stale: boolean }[];
 }
 const status = (): Status => {
-  const r = spawnSync(process.execPath, [main, 'status', '--json', '--state-dir', ex!.stateDir], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [main, 'status', '--json', '--state-dir', ex.stateDir], { encoding: 'utf8' });
   return JSON.parse(r.stdout) as Status;
 };
 
 async function catalog(): Promise<number> {
-  const r = await request(ex!.endpoints.zones.public.gateway + '/api/catalog', { dispatcher: ex!.edge });
+  const r = await request(ex.endpoints.zones.public.gateway + '/api/catalog', { dispatcher: ex.edge });
   await r.body.dump();
   return r.statusCode;
 }
@@ -47,7 +42,6 @@ async function timeUntil(f: () => Promise<number>, ok: (s: number) => boolean): 
 }
 
 test('an allow edge edited while gatehouse up runs is enforced live; gatehouse status shows the new revision everywhere', async (t) => {
-  ex = await upExample(90_000, ['--config', file]);
   assert.equal(await catalog(), 200);
   const first = status();
   // five zone authorities; four zone gateways; catalog, bff, orders, partner-catalog on the SDK; echo and backoffice behind sidecars
@@ -87,7 +81,6 @@ if (noPrometheus) process.stdout.write(`# skipped: ${noPrometheus}\n`);
 
 test('a real Prometheus scrapes every gateway of the example and loads the exported alert rules', { skip: noPrometheus }, async () => {
   assert.ok(prometheusBin, 'prometheus is required under CI=true');
-  assert.ok(ex, 'the example runs (previous test)');
   const work = mkdtempSync(path.join(tmpdir(), 'gh-prometheus-'));
   const exported = spawnSync(process.execPath, [main, 'export', 'monitoring', '--config', file, '--out', work], { encoding: 'utf8' });
   assert.equal(exported.status, 0, exported.stderr);
