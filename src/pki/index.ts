@@ -1,11 +1,14 @@
 // The trust domain's certificate authority (issue 5, part 1). Public API.
+// The CA server (its metrics, its logger) loads when first started: every
+// workload reaches this door for its identity and should not load it.
+import type { StartCaServerOptions, CaServer } from './ca-server.ts';
 export { initCa, type InitCaOptions, type InitCaResult } from './init-ca.ts';
 export { openCa, DEFAULT_CA_POLICY, type Ca, type CaPolicy, type OpenCaOptions } from './open-ca.ts';
 export { issueCertificate, type IssueCertificateRequest, type IssuedCertificate } from './issue-certificate.ts';
 export { issueWorkloadIdentity, type IssueWorkloadIdentityOptions } from './issue-workload-identity.ts';
 export { createJoinToken, type JoinToken, type CreateJoinTokenOptions } from './create-join-token.ts';
 export { revokeCertificate, REVOCATION_REFRESH_SECONDS } from './revoke-certificate.ts';
-export { startCaServer, type StartCaServerOptions, type CaServer } from './ca-server.ts';
+export type { StartCaServerOptions, CaServer } from './ca-server.ts';
 export { bootstrapIdentity, renewIdentity, fetchRevocations, TOKEN_FILE_PREFIX, type BootstrapIdentityOptions, type RenewIdentityOptions } from './bootstrap-identity.ts';
 export { CaRequestError } from './lib/ca-client.ts';
 export { createK8sAttestor, K8S_TOKEN_ALGORITHMS, MAX_K8S_TOKEN_BYTES, type K8sAttestor, type K8sAttestation } from './create-k8s-attestor.ts';
@@ -18,6 +21,12 @@ export { GatehouseError, type ProblemCode } from '../shared/errors.ts';
 export { pkiPaths } from './lib/files.ts';
 
 import path from 'node:path';
+
+/** `gatehouse ca serve`: the CA over HTTPS. */
+export async function startCaServer(options: StartCaServerOptions): Promise<CaServer> {
+  return (await import('./ca-server.ts')).startCaServer(options);
+}
+
 /** Path of the trust bundle (root certificate PEM) of the CA in `stateDir`. */
 export function trustBundlePath(stateDir: string): string {
   return path.resolve(stateDir, 'pki', 'bundle.pem');

@@ -26,7 +26,6 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { TLSSocket } from 'node:tls';
 import { loadTopology } from '../topology/load.ts';
-import type { VaultConfig } from '../topology/schema-vault.ts';
 import { verifySvid, callerName, trustBundlePath, localRevocations, type SvidDecision } from '../pki/index.ts';
 import { listen } from '../shared/listen.ts';
 import { readBody } from '../shared/body.ts';
@@ -39,9 +38,7 @@ import { openVault, type Vault } from './open-vault.ts';
 import { createVaultAudit, type VaultAudit } from './lib/audit.ts';
 import { issueVaultIdentity, type VaultServerIdentity } from './lib/server-identity.ts';
 import { createEventShipper } from '../control/create-event-shipper.ts';
-
-export const VAULT_OPERATIONS = ['encrypt', 'decrypt', 'rewrap', 'datakey', 'tokenize', 'detokenize'] as const;
-export type VaultOperation = (typeof VAULT_OPERATIONS)[number];
+import { VAULT_OPERATIONS, grantsOf, type VaultOperation } from './lib/grants.ts';
 
 /** Largest request body: a batch of 1000 fields, or one field of 1 MiB as base64. */
 const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -108,13 +105,6 @@ async function runOne(vault: Vault, op: VaultOperation, key: string, f: unknown)
     case 'detokenize':
       return { value: await vault.detokenize(key, str('token')) };
   }
-}
-
-/** Who may do what: `op` on `key` for these service names (from the topology; absent key or op: nobody). */
-export function grantsOf(config: VaultConfig): (key: string, op: VaultOperation, service: string) => boolean {
-  const table = new Map<string, Set<string>>();
-  for (const [key, k] of Object.entries(config.keys)) for (const op of VAULT_OPERATIONS) table.set(`${key}\0${op}`, new Set(k[op]));
-  return (key, op, service) => table.get(`${key}\0${op}`)?.has(service) === true;
 }
 
 export async function startVaultServer(options: StartVaultServerOptions): Promise<VaultServer> {
