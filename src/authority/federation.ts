@@ -23,8 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Agent, fetch as undiciFetch } from 'undici';
-import * as oidc from 'openid-client';
+import type * as Oidc from 'openid-client';
 import type { AuthorityContext } from './context.ts';
 import type { AuthorityConfig } from '../topology/schema-authority.ts';
 import { publicFile } from './trusted-issuers.ts';
@@ -64,8 +63,15 @@ export function createFederation(ctx: AuthorityContext, stateDir: string, devCaF
   const list = ctx.config.federation;
   const callback = `${ctx.issuer}${FEDERATION_CALLBACK}`;
   const ca = [...rootCertificates, ...(devCaFile && existsSync(devCaFile) ? [readFileSync(devCaFile, 'utf8')] : [])];
-  const agent = new Agent({ connect: { ca, minVersion: 'TLSv1.2' }, headersTimeout: 10_000, bodyTimeout: 10_000 });
-  const viaAgent = ((input: any, init?: any) => undiciFetch(input, { ...init, dispatcher: agent })) as unknown as typeof fetch;
+  // openid-client and undici (some 250 modules) load with the first federated sign-in: most zones federate with nobody
+  let client: Promise<{ oidc: typeof Oidc; viaAgent: typeof fetch }> | undefined;
+  const loadClient = () =>
+    (client ??= (async () => {
+      const [oidc, { Agent, fetch: undiciFetch }] = await Promise.all([import('openid-client'), import('undici')]);
+      const agent = new Agent({ connect: { ca, minVersion: 'TLSv1.2' }, headersTimeout: 10_000, bodyTimeout: 10_000 });
+      const viaAgent = ((input: any, init?: any) => undiciFetch(input, { ...init, dispatcher: agent })) as unknown as typeof fetch;
+      return { oidc, viaAgent };
+    })());
 
   const issuerOf = (f: Upstream): string => {
     if (f.issuer) return f.issuer;
@@ -76,8 +82,8 @@ export function createFederation(ctx: AuthorityContext, stateDir: string, devCaF
 
   // keyed by upstream, issuer and secret: a zone upstream restarted at another
   // address, or a secret it granted again, is discovered afresh
-  const configs = new Map<string, Promise<oidc.Configuration>>();
-  const configOf = (f: Upstream): Promise<oidc.Configuration> => {
+  const configs = new Map<string, Promise<Oidc.Configuration>>();
+  const configOf = (f: Upstream): Promise<Oidc.Configuration> => {
     // the variable, or for a zone upstream on this machine the secret it granted this zone (federation-seed.ts)
     const granted = f.zone ? readFederationGrant(stateDir, ctx.zone, f.zone) : undefined;
     const secret = process.env[f.clientSecretEnv] ?? (granted?.client_id === f.clientId ? granted.client_secret : undefined);
@@ -92,11 +98,13 @@ export function createFederation(ctx: AuthorityContext, stateDir: string, devCaF
     let c = configs.get(key);
     if (!c) {
       for (const k of configs.keys()) if (JSON.parse(k)[0] === f.name) configs.delete(k);
-      c = oidc
-        .discovery(new URL(issuer), f.clientId, { redirect_uris: [callback], response_types: ['code'] }, oidc.ClientSecretBasic(secret), {
-          [oidc.customFetch]: viaAgent as never,
-          timeout: 10,
-        })
+      c = loadClient()
+        .then(({ oidc, viaAgent }) =>
+          oidc.discovery(new URL(issuer), f.clientId, { redirect_uris: [callback], response_types: ['code'] }, oidc.ClientSecretBasic(secret), {
+            [oidc.customFetch]: viaAgent as never,
+            timeout: 10,
+          }),
+        )
         .catch((error: unknown) => {
           configs.delete(key);
           throw new GatehouseError('upstream_unavailable', `The ${f.name} sign-in cannot be reached now.`, { headers: { 'retry-after': '5' }, cause: error });
@@ -130,6 +138,7 @@ export function createFederation(ctx: AuthorityContext, stateDir: string, devCaF
       const f = list.find((x) => x.name === name);
       if (!f) throw refused('There is no such way to sign in here.');
       const config = await configOf(f);
+      const { oidc } = await loadClient();
       const state = randomBytes(32).toString('base64url');
       const nonce = randomBytes(32).toString('base64url');
       const verifier = oidc.randomPKCECodeVerifier();
@@ -178,6 +187,7 @@ export function createFederation(ctx: AuthorityContext, stateDir: string, devCaF
       };
       if (row.uid !== uid) throw fail('state of another sign-in (code injection)', 'This sign-in response belongs to another sign-in. Start again from the application.');
       const config = await configOf(f);
+      const { oidc } = await loadClient();
       const expectedIss = config.serverMetadata().issuer;
       // RFC 9207: the response names its issuer; one from another provider is a mix-up
       if (url.searchParams.get('iss') !== expectedIss) throw fail(`response iss ${JSON.stringify(url.searchParams.get('iss'))} is not ${expectedIss} (mix-up)`);

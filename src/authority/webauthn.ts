@@ -17,19 +17,22 @@
 // amr: a credential that may be synced between devices (backup eligible) is a
 // software-secured key (`swk`), else a hardware-bound one (`hwk`) (RFC 8176).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import {
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
   verifyAuthenticationResponse,
   verifyRegistrationResponse,
-  type AuthenticationResponseJSON,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
-import { decodeAttestationObject, parseAuthenticatorData } from '@simplewebauthn/server/helpers';
+import type { parseAuthenticatorData } from '@simplewebauthn/server/helpers';
 import type { AuthorityContext } from './context.ts';
 import type { PasskeyRecord, UserRecord } from './user-registry.ts';
+
+// The library (some 100 modules) loads with the first passkey ceremony, not
+// with every authority: most sign-ins never reach one.
+const simpleWebAuthn = () => import('@simplewebauthn/server');
+const helpers = () => import('@simplewebauthn/server/helpers');
 
 /** how long a challenge can be answered */
 export const CHALLENGE_TTL_MS = 120_000;
@@ -169,7 +172,8 @@ function rpIdMatches(ctx: AuthorityContext, rpIdHash: Uint8Array): boolean {
   return rpIdHash.length === 32 && timingSafeEqual(Buffer.from(rpIdHash), expected);
 }
 
-function authData(encoded: string) {
+async function authData(encoded: string) {
+  const { parseAuthenticatorData } = await helpers();
   try {
     return parseAuthenticatorData(new Uint8Array(Buffer.from(encoded, 'base64url')));
   } catch {
@@ -186,6 +190,7 @@ export async function registrationOptions(
 ): Promise<PublicKeyCredentialCreationOptionsJSON> {
   const existing = await ctx.users.passkeys(user.id);
   const challenge = await issueChallenge(ctx, 'register', binding, user.id);
+  const { generateRegistrationOptions } = await simpleWebAuthn();
   return generateRegistrationOptions({
     rpName: ctx.webauthn.rpName,
     rpID: ctx.webauthn.rpId,
@@ -223,6 +228,7 @@ export async function verifyRegistration(
   if (!(await consumeChallenge(ctx, cd.challenge, 'register', binding, user.id))) throw new WebAuthnError('challenge_unknown');
   if (cd.type !== 'webauthn.create') throw new WebAuthnError('wrong_type');
   if (cd.origin !== ctx.webauthn.origin) throw new WebAuthnError('wrong_origin');
+  const { decodeAttestationObject, parseAuthenticatorData } = await helpers();
   let parsed: ReturnType<typeof parseAuthenticatorData>;
   try {
     const attestation = decodeAttestationObject(new Uint8Array(Buffer.from(response.attestationObject, 'base64url')));
@@ -235,6 +241,7 @@ export async function verifyRegistration(
   if (!parsed.credentialID || Buffer.from(parsed.credentialID).toString('base64url') !== id) throw new WebAuthnError('malformed');
   if (await ctx.users.passkeyById(id)) throw new WebAuthnError('already_registered', 409);
 
+  const { verifyRegistrationResponse } = await simpleWebAuthn();
   let result: Awaited<ReturnType<typeof verifyRegistrationResponse>>;
   try {
     result = await verifyRegistrationResponse({
@@ -277,6 +284,7 @@ export async function authenticationOptions(
   const passkeys = await ctx.users.passkeys(accountId);
   if (passkeys.length === 0) return undefined;
   const challenge = await issueChallenge(ctx, 'login', uid, accountId);
+  const { generateAuthenticationOptions } = await simpleWebAuthn();
   return generateAuthenticationOptions({
     rpID: ctx.webauthn.rpId,
     allowCredentials: passkeys.map((c) => ({ id: c.id, transports: c.transports })),
@@ -298,7 +306,7 @@ export async function verifyAuthentication(ctx: AuthorityContext, user: UserReco
   if (!(await consumeChallenge(ctx, cd.challenge, 'login', uid, user.id))) throw new WebAuthnError('challenge_unknown');
   if (cd.type !== 'webauthn.get') throw new WebAuthnError('wrong_type');
   if (cd.origin !== ctx.webauthn.origin) throw new WebAuthnError('wrong_origin');
-  const parsed = authData(ad);
+  const parsed = await authData(ad);
   if (!rpIdMatches(ctx, parsed.rpIdHash)) throw new WebAuthnError('wrong_rp_id');
   const found = await ctx.users.passkeyById(id);
   if (!found) throw new WebAuthnError('unknown_credential');
@@ -309,6 +317,7 @@ export async function verifyAuthentication(ctx: AuthorityContext, user: UserReco
   if (!parsed.flags.up) throw new WebAuthnError('user_not_present');
   if ((parsed.counter > 0 || stored.counter > 0) && parsed.counter <= stored.counter) throw new WebAuthnError('counter_regression');
 
+  const { verifyAuthenticationResponse } = await simpleWebAuthn();
   let result: Awaited<ReturnType<typeof verifyAuthenticationResponse>>;
   try {
     result = await verifyAuthenticationResponse({

@@ -40,7 +40,7 @@ import { readBody } from '../shared/body.ts';
 import { openQuarantineStore, parseDuration, EVENT_TYPES, MAX_BATCH_BYTES, type EventType, type QuarantineRequest, type QuarantineScope, type QuarantineStore } from '../monitor/index.ts';
 import { createEventIntake, type EventIntake } from './lib/event-intake.ts';
 import { openRevokedTokens, type RevokedTokens } from './lib/revoked-tokens.ts';
-import { startConsole, type ConsoleServer } from '../console/index.ts';
+import type { ConsoleServer } from '../console/index.ts';
 import { BUNDLE_MEDIA_TYPE, bundlePath, readRevokedSerials, type DecisionInputs, type PepKind } from '../policy/index.ts';
 
 export interface StartControlServerOptions {
@@ -409,7 +409,9 @@ export async function startControlServer(options: StartControlServerOptions): Pr
   }
   const monitor = () => publisher.topology().monitor;
   let consoleServer: ConsoleServer | undefined;
-  if (monitor().console.zone)
+  if (monitor().console.zone) {
+    // loaded here: the console (its pages, its OpenID sign-in) only for a topology that has one
+    const { startConsole } = await import('../console/index.ts');
     consoleServer = await startConsole({
       listen: options.consoleListen ?? monitor().console.listen,
       config: options.config,
@@ -423,6 +425,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
       quarantines: () => quarantines.list(),
       release,
     });
+  }
 
   // watch: the topology file (mtime, size) and the CA's revocations folder (mtime)
   const fingerprint = () => {

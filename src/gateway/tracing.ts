@@ -5,11 +5,14 @@
 // the gateway's. Spans carry the method, the route, the status and the
 // refusal code — never the query, a header or an identity. Export never
 // blocks a request: the batch queue is bounded and drops when full.
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace, type Span, type Tracer } from '@opentelemetry/api';
-import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
+import { createRequire } from 'node:module';
+import type { Span, Tracer } from '@opentelemetry/api';
 import { parseTraceparent, boundedTracestate, type TraceContext } from '../shared/trace-context.ts';
+
+// The SDK (some 300 modules) is loaded by createTracer, only for a gateway that
+// exports spans; synchronously, as the gateway provisions its tracer. Through
+// require, so the API is the same copy prom-client already loaded.
+const require = createRequire(import.meta.url);
 
 export interface TracingConfig {
   endpoint: string;
@@ -29,6 +32,10 @@ export interface GatewayTracer {
 }
 
 export function createTracer(config: TracingConfig, o: { zone: string; trustDomain: string }): GatewayTracer {
+  const { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } = require('@opentelemetry/api') as typeof import('@opentelemetry/api');
+  const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } = require('@opentelemetry/sdk-trace') as typeof import('@opentelemetry/sdk-trace');
+  const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http') as typeof import('@opentelemetry/exporter-trace-otlp-http');
+  const { resourceFromAttributes } = require('@opentelemetry/resources') as typeof import('@opentelemetry/resources');
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ 'service.name': `gatehouse-gateway-${o.zone}`, 'service.namespace': o.trustDomain }),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),

@@ -17,7 +17,6 @@
 import http from 'node:http';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { Pool } from 'undici';
 import type { Topology } from '../topology/schema.ts';
 import { parseListen } from '../topology/schema.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
@@ -140,6 +139,8 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
   const out = outboundOf(options.outboundListen);
   ensurePrivateDir(path.dirname(target.secretFile));
   const secret = rotateSecret(target.secretFile, { rotateMs: options.secretRotateMs });
+  // loaded here: an application that only imports the mesh SDK does not need undici
+  const { Pool } = await import('undici');
   const upstream = {
     pool: new Pool(target.origin, {
       ...(target.socketPath ? { socketPath: target.socketPath } : {}),

@@ -13,7 +13,6 @@
 // token stolen from a pod works until its exp (600 s in the export).
 import { readFileSync, statSync } from 'node:fs';
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { Agent, fetch as undiciFetch } from 'undici';
 import { GatehouseError } from '../shared/errors.ts';
 import type { K8sAttestationPlan } from './lib/k8s-attestation-config.ts';
 
@@ -149,6 +148,8 @@ function fileKeys(file: string): () => Promise<JWTVerifyGetKey> {
 
 /** <issuer>/.well-known/openid-configuration → jwks_uri (https), cached and refreshed by jose. */
 async function discoveredKeys(issuer: string, caFile?: string): Promise<() => Promise<JWTVerifyGetKey>> {
+  // loaded here: only a CA configured for discovery needs undici (every process reaches this module through pki's door)
+  const { Agent, fetch: undiciFetch } = await import('undici');
   const dispatcher = caFile ? new Agent({ connect: { ca: readFileSync(caFile, 'utf8') } }) : undefined;
   const get = ((url: string, init: Record<string, unknown>) => undiciFetch(url, { ...init, ...(dispatcher ? { dispatcher } : {}) })) as unknown as typeof fetch;
   const res = await get(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5000), redirect: 'error' } as RequestInit);

@@ -2,7 +2,6 @@
 // file) by default, PostgreSQL when the configuration gives a postgres:// URL.
 // Used by the authority and the vault; each runs its own migrations after.
 import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
 import { nodeSqliteDialect } from './sqlite-dialect.ts';
 
 export interface SqlStorage<DB> {
@@ -28,6 +27,8 @@ export async function openSqlStorage<DB>(storage: string, sqliteFile: string): P
   const schema = url.searchParams.get('schema');
   url.searchParams.delete('schema');
   if (schema !== null && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error('storage: schema must be a lowercase SQL identifier');
+  // loaded here: only a PostgreSQL store needs the driver
+  const { default: pg } = await import('pg');
   const int8 = 20;
   const pool = new pg.Pool({
     connectionString: url.toString(),
