@@ -36,7 +36,8 @@
 // without it, before anything runs.
 import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createServer } from '../shared/node-http.ts';
 import { existsSync, mkdirSync, openSync, writeFileSync, renameSync, readFileSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

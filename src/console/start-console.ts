@@ -20,7 +20,8 @@
 //   GET  /audit          findings of `gatehouse audit` on the running topology
 //   GET  /api/rates      the rates table (the overview's script refreshes it)
 //   GET  /signin, /login, /callback; POST /logout
-import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from '../shared/node-http.ts';
 import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { listen } from '../shared/listen.ts';
 import { writeProblem } from '../shared/problem.ts';
@@ -77,7 +78,7 @@ const NOTICES: Record<string, string> = {
   absent: 'That quarantine is no longer in force (it ended, or someone released it first).',
 };
 
-function cookies(req: http.IncomingMessage): Map<string, string> {
+function cookies(req: IncomingMessage): Map<string, string> {
   const out = new Map<string, string>();
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const eq = part.indexOf('=');
@@ -94,7 +95,7 @@ export async function startConsole(d: ConsoleDeps): Promise<ConsoleServer> {
   let origin = '';
   let hosts = new Set<string>();
 
-  const session = (req: http.IncomingMessage): Session | undefined => {
+  const session = (req: IncomingMessage): Session | undefined => {
     const id = cookies(req).get(SESSION_COOKIE);
     const s = id && /^[\w-]{43}$/.test(id) ? sessions.get(id) : undefined;
     if (!s) return undefined;
@@ -106,12 +107,12 @@ export async function startConsole(d: ConsoleDeps): Promise<ConsoleServer> {
     return s;
   };
 
-  const send = (res: http.ServerResponse, status: number, type: string, body: string, headers: Record<string, string | string[]> = {}) => {
+  const send = (res: ServerResponse, status: number, type: string, body: string, headers: Record<string, string | string[]> = {}) => {
     res.writeHead(status, { 'content-type': type, 'content-length': String(Buffer.byteLength(body)), ...headers });
     res.end(res.req.method === 'HEAD' ? undefined : body);
   };
-  const html = (res: http.ServerResponse, body: string, status = 200, headers: Record<string, string | string[]> = {}) => send(res, status, 'text/html; charset=utf-8', body, headers);
-  const see = (res: http.ServerResponse, location: string, headers: Record<string, string | string[]> = {}) => {
+  const html = (res: ServerResponse, body: string, status = 200, headers: Record<string, string | string[]> = {}) => send(res, status, 'text/html; charset=utf-8', body, headers);
+  const see = (res: ServerResponse, location: string, headers: Record<string, string | string[]> = {}) => {
     res.writeHead(303, { location, 'content-length': '0', ...headers });
     res.end();
   };
@@ -131,7 +132,7 @@ export async function startConsole(d: ConsoleDeps): Promise<ConsoleServer> {
     return { minutes: minutes.reverse() };
   }
 
-  async function form(req: http.IncomingMessage, s: Session): Promise<URLSearchParams> {
+  async function form(req: IncomingMessage, s: Session): Promise<URLSearchParams> {
     // CSRF, first the browser's word on where the form came from, then the token
     const o = req.headers.origin;
     const site = req.headers['sec-fetch-site'];
@@ -145,7 +146,7 @@ export async function startConsole(d: ConsoleDeps): Promise<ConsoleServer> {
     return body;
   }
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse, requestId: string): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     res.setHeader('content-security-policy', CONSOLE_CSP);
     res.setHeader('x-frame-options', 'DENY');
     res.setHeader('x-content-type-options', 'nosniff');
@@ -266,7 +267,7 @@ export async function startConsole(d: ConsoleDeps): Promise<ConsoleServer> {
     throw NotFound('No such page.');
   }
 
-  const server = http.createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 30_000 }, (req, res) => {
+  const server = createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 30_000 }, (req, res) => {
     const requestId = randomUUID();
     handle(req, res, requestId).catch((error) => {
       if (!(error instanceof GatehouseError)) d.log.error({ err: error, requestId }, 'console request failed');

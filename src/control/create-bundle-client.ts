@@ -7,7 +7,8 @@
 // applied; one past expiresAt is dropped (current() is undefined: fail closed).
 import { readBody } from '../shared/body.ts';
 import https from 'node:https';
-import http from 'node:http';
+import type { ClientRequest } from 'node:http';
+import { request as httpRequest } from '../shared/node-http.ts';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -93,7 +94,7 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
   const stats: BundleClientStats = { applied: 0, refused: {}, fetchErrors: 0, source: 'none' };
   let current: VerifiedBundle | undefined;
   let closed = false;
-  let inflight: http.ClientRequest | undefined;
+  let inflight: ClientRequest | undefined;
   let sleeping: { timer: NodeJS.Timeout; resolve(): void } | undefined;
   const waiters = new Set<{ revision: number; resolve(b: VerifiedBundle): void }>();
   const listeners = new Set<(bundle: VerifiedBundle | undefined) => void>();
@@ -195,9 +196,9 @@ export function createBundleClient(options: BundleClientOptions): BundleClient {
     const u = new URL(`${options.url!.replace(/\/+$/, '')}/${rel}`);
     u.searchParams.set('wait', String(wait));
     u.searchParams.set('revision', String(held?.revision ?? 0));
-    const lib = u.protocol === 'https:' ? https : http;
+    const request = u.protocol === 'https:' ? https.request : httpRequest;
     return new Promise((resolve, reject) => {
-      const req = lib.request(
+      const req = request(
         u,
         {
           method: 'GET',

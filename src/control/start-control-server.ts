@@ -23,7 +23,8 @@
 // names its sign-in zone (monitor.console.zone).
 import https from 'node:https';
 import { tlsPolicy } from '../shared/tls-policy.ts';
-import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from '../shared/node-http.ts';
 import { mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -237,7 +238,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
   server.requestTimeout = (maxWait + 30) * 1000;
   server.headersTimeout = 10_000;
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const cert = (req.socket as TLSSocket).getPeerCertificate(false);
     const decision = cert?.raw
       ? verifySvid(cert.raw, { trustDomain: publisher.trustDomain, now: clock.now(), purpose: 'client', isRevoked: (s) => revoked.has(s) })
@@ -338,7 +339,7 @@ export async function startControlServer(options: StartControlServerOptions): Pr
   }
 
   let adminHosts = new Set<string>();
-  const admin = http.createServer((req, res) => {
+  const admin = createServer((req, res) => {
     const requestId = randomUUID();
     const path_ = new URL(req.url ?? '/', 'http://admin.invalid').pathname;
     const json = (code: number, body: unknown) => {

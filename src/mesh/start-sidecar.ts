@@ -14,7 +14,7 @@
 //   the application sends `Host: <service>` (or `Host: host:port` for an
 //   outside endpoint); the sidecar calls it through createClient (pooled mTLS
 //   connections), so the egress allow-list and the server identity check apply.
-import http from 'node:http';
+import { createServer } from '../shared/node-http.ts';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Topology } from '../topology/schema.ts';
@@ -208,7 +208,7 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
     policy: options.policy,
     logger: log,
   });
-  const outbound = http.createServer(async (req, res) => {
+  const outbound = createServer(async (req, res) => {
     const requestId = randomUUID();
     try {
       const target = (req.headers.host ?? '').toLowerCase();

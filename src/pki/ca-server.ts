@@ -12,7 +12,8 @@
 // nothing secret (tokens, keys, CSRs) is logged or echoed.
 import https from 'node:https';
 import { tlsPolicy } from '../shared/tls-policy.ts';
-import http from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from '../shared/node-http.ts';
 import type { TLSSocket } from 'node:tls';
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -167,7 +168,7 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
     );
   });
 
-  async function handle(req: http.IncomingMessage, requestId: string): Promise<{ status: number; body: unknown; type?: string }> {
+  async function handle(req: IncomingMessage, requestId: string): Promise<{ status: number; body: unknown; type?: string }> {
     const p = pathOf(req.url);
     const route = `${req.method} ${p}`;
     switch (route) {
@@ -284,12 +285,12 @@ export async function startCaServer(options: StartCaServerOptions): Promise<CaSe
 
   const { url } = await listen(server, at, 'https');
 
-  let admin: http.Server | undefined;
+  let admin: Server | undefined;
   let adminUrl: string | undefined;
   if (options.adminListen) {
     const a = parseListen(options.adminListen);
     if (typeof a === 'string') throw new GatehouseError('bad_request', `adminListen: ${a}`);
-    admin = http.createServer((req, res) => {
+    admin = createServer((req, res) => {
       const p = pathOf(req.url);
       if (req.method === 'GET' && p === '/metrics')
         registry.metrics().then((text) => {
@@ -347,7 +348,7 @@ function ttlOf(body: Record<string, unknown>): number | undefined {
   return body.ttlSeconds;
 }
 
-async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (type !== 'application/json') throw new GatehouseError('unsupported_media_type', 'send application/json');
   const body = await readBody(req, MAX_BODY);
@@ -361,7 +362,7 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
   return value as Record<string, unknown>;
 }
 
-function send(res: http.ServerResponse, requestId: string, status: number, body: unknown, type = 'application/json'): void {
+function send(res: ServerResponse, requestId: string, status: number, body: unknown, type = 'application/json'): void {
   if (res.headersSent) return;
   const text = typeof body === 'string' ? body : JSON.stringify(body);
   res.writeHead(status, {
