@@ -2,6 +2,7 @@
 // issuers (intermediates) and their keys (sealed under the master key, see
 // lib/key-seal.ts; an older version's plain keys are re-sealed here), the
 // revocation list. The root key is not read (it may be offline).
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import type { Topology } from '../topology/schema.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
@@ -72,7 +73,19 @@ export async function openCa(options: OpenCaOptions): Promise<Ca> {
     const files = issuerFiles(paths, name);
     if (!existsSync(files.key)) continue;
     const pem = readFileSync(files.cert, 'utf8');
-    issuers.set(name, { name, cert: new x509.X509Certificate(pem), pem, key: await readIssuerKey(kms, paths, name) });
+    // checked now by Node's parser; parsed for signing when first used (x509's parser takes
+    // milliseconds a certificate, and most processes that open the CA issue under one zone)
+    new X509Certificate(pem);
+    let cert: x509.X509Certificate | undefined;
+    const key = await readIssuerKey(kms, paths, name);
+    issuers.set(name, {
+      name,
+      get cert() {
+        return (cert ??= new x509.X509Certificate(pem));
+      },
+      pem,
+      key,
+    });
   }
   return {
     trustDomain: meta.trustDomain,
