@@ -5,7 +5,7 @@
 // (`act`, RFC 8693) — whatever the gateway in front has already checked.
 // A sender-constrained token (cnf) is checked with its request: the DPoP
 // proof, or the mTLS certificate the caller connected with (verifyRequest).
-import { Agent, fetch as undiciFetch } from 'undici';
+import type { Agent } from 'undici';
 import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import type { IncomingMessage } from 'node:http';
@@ -58,8 +58,13 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
   const clock = options.clock ?? systemClock;
   const issuer = options.issuer.replace(/\/+$/, '');
   if (new URL(issuer).protocol !== 'https:') throw new Error('the authority is called over https only');
-  const agent = new Agent({ connect: { ca: options.ca, minVersion: 'TLSv1.2' }, headersTimeout: 10_000, bodyTimeout: 10_000 });
-  const fetchVia = ((url: string, init: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher: agent })) as unknown as typeof fetch;
+  // undici loads with the first key fetch: a verifier that is never handed a token does not load it
+  let agent: Agent | undefined;
+  const fetchVia = (async (url: string, init: RequestInit) => {
+    const { Agent, fetch: undiciFetch } = await import('undici');
+    agent ??= new Agent({ connect: { ca: options.ca, minVersion: 'TLSv1.2' }, headersTimeout: 10_000, bodyTimeout: 10_000 });
+    return undiciFetch(url, { ...(init as object), dispatcher: agent });
+  }) as unknown as typeof fetch;
 
   let keys: Promise<JWTVerifyGetKey> | undefined;
   const jwks = () =>
@@ -123,7 +128,7 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
       });
       return verified;
     },
-    close: () => agent.close(),
+    close: async () => agent?.close(),
   };
 }
 

@@ -14,7 +14,7 @@
 // one is fetched with the new certificate before the call, so a renewal costs
 // no failed request.
 import { createHash, randomUUID } from 'node:crypto';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import type { WorkloadIdentity } from '../pki/workload-identity.ts';
@@ -84,7 +84,8 @@ export function createAuthorityTokens(options: AuthorityTokensOptions): Authorit
   if (issuer.protocol !== 'https:') throw new Error('the authority is called over https only');
   const issuerString = options.issuer.replace(/\/+$/, '');
 
-  // one connection pool per client certificate (tls_client_auth rotates with the identity)
+  // one connection pool per client certificate (tls_client_auth rotates with the identity);
+  // undici loads with the first token request: a service that never asks does not load it
   let agent: { serial: string; agent: Agent } | undefined;
   const retired: Agent[] = [];
   const identityOf = () => {
@@ -92,7 +93,8 @@ export function createAuthorityTokens(options: AuthorityTokensOptions): Authorit
     const i = options.auth.identity;
     return typeof (i as IdentityManager).current === 'function' ? (i as IdentityManager).current() : (i as WorkloadIdentity);
   };
-  const dispatcher = (): Agent => {
+  const dispatcher = async (): Promise<Agent> => {
+    const { Agent } = await import('undici');
     const id = identityOf();
     const serial = id?.serial ?? '';
     if (!agent || agent.serial !== serial) {
@@ -121,7 +123,8 @@ export function createAuthorityTokens(options: AuthorityTokensOptions): Authorit
   let tokenEndpoint: Promise<string> | undefined;
   const discover = () =>
     (tokenEndpoint ??= (async () => {
-      const res = await request(`${issuerString}/.well-known/openid-configuration`, { dispatcher: dispatcher(), headersTimeout: timeoutMs });
+      const { request } = await import('undici');
+      const res = await request(`${issuerString}/.well-known/openid-configuration`, { dispatcher: await dispatcher(), headersTimeout: timeoutMs });
       const text = await readLimited(res.body);
       if (res.statusCode !== 200) throw new TokenRequestError(res.statusCode, undefined, `the authority's metadata answered ${res.statusCode}`);
       const md = JSON.parse(text) as { issuer?: unknown; token_endpoint?: unknown };
@@ -166,7 +169,8 @@ export function createAuthorityTokens(options: AuthorityTokensOptions): Authorit
     const started = clock.now();
     let res;
     try {
-      res = await request(endpoint, { method: 'POST', headers, body: body.toString(), dispatcher: dispatcher(), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+      const { request } = await import('undici');
+      res = await request(endpoint, { method: 'POST', headers, body: body.toString(), dispatcher: await dispatcher(), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
     } catch (error) {
       throw new TokenRequestError(0, undefined, `the authority ${issuerString} cannot be reached`, { cause: error });
     }
