@@ -69,8 +69,62 @@ export interface InboundHeaders {
   tracestate: string | undefined;
 }
 
+/** Headers the gateway reads; none of them is forwarded as sent. */
+const READ = [
+  'host',
+  ':authority',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'upgrade',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'forwarded',
+  'x-request-id',
+  'traceparent',
+  'tracestate',
+] as const;
+const READ_NAMES = new Set<string>(READ);
+
+/** What a request header is to the gateway: one it reads, one it drops, or one the upstream gets. */
+type Role = (typeof READ)[number] | 'drop' | 'forward';
+
+interface HeaderName {
+  lower: string;
+  role: Role;
+}
+
+function roleOf(name: string): Role {
+  if (READ_NAMES.has(name)) return name as Role;
+  if (name.charCodeAt(0) === 0x3a /* : */) return 'drop'; // HTTP/2 pseudo-header
+  if (HOP_BY_HOP.has(name) || SPOOFABLE.has(name)) return 'drop';
+  if (name.startsWith('x-forwarded-') || name.startsWith('x-gatehouse-')) return 'drop';
+  // CGI, PHP, WSGI and Rack read X_Real_IP as X-Real-IP: a name with '_' could
+  // alias any protected header, so none is forwarded (nginx's default too)
+  if (name.includes('_')) return 'drop';
+  return 'forward';
+}
+
 /**
- * Scan `rawHeaders` (Node's flat array). `http2` means pseudo-headers are
+ * Header names as sent → their lowercase form and role. Clients send the same
+ * few spellings on every request, so each is lowercased and classified once;
+ * the table is bounded (spellings past the bound are classified every time).
+ */
+const NAMES = new Map<string, HeaderName>();
+const MAX_NAMES = 1024;
+
+function nameOf(raw: string): HeaderName {
+  let name = NAMES.get(raw);
+  if (name !== undefined) return name;
+  const lower = raw.toLowerCase();
+  name = { lower, role: roleOf(lower) };
+  if (NAMES.size < MAX_NAMES) NAMES.set(raw, name);
+  return name;
+}
+
+/**
+ * Scan `rawHeaders` (Node's flat array) once. `http2` means pseudo-headers are
  * present and connection-specific headers are a protocol error.
  */
 export function scanRequestHeaders(raw: readonly string[], http2: boolean, http10 = false): InboundHeaders {
@@ -90,12 +144,17 @@ export function scanRequestHeaders(raw: readonly string[], http2: boolean, http1
   let traceparent: string | undefined;
   let tracestate: string | undefined;
   let upgrade: string | undefined;
+  let forward: string[] = [];
 
-  // first pass: read what decides framing and which names Connection removes
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase();
+    const name = nameOf(raw[i]);
     const value = raw[i + 1];
-    switch (name) {
+    switch (name.role) {
+      case 'forward':
+        forward.push(name.lower, value);
+        break;
+      case 'drop':
+        break;
       case 'host':
         hostCount++;
         host = value;
@@ -163,28 +222,19 @@ export function scanRequestHeaders(raw: readonly string[], http2: boolean, http1
     }
   }
 
-  let dropByConnection: Set<string> | undefined;
+  // every header named in Connection is hop-by-hop too (RFC 9110 §7.6.1)
   if (connection !== undefined) {
+    let named: Set<string> | undefined;
     for (const token of connection.split(',')) {
       const t = token.trim().toLowerCase();
       if (t === '' || t === 'close' || t === 'keep-alive') continue;
-      (dropByConnection ??= new Set()).add(t);
+      (named ??= new Set()).add(t);
     }
-  }
-
-  const forward: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const original = raw[i];
-    const name = original.toLowerCase();
-    if (name.charCodeAt(0) === 0x3a /* : */) continue; // HTTP/2 pseudo-header
-    if (name === 'host' || name === 'content-length') continue; // set by the gateway / client library
-    if (HOP_BY_HOP.has(name) || SPOOFABLE.has(name)) continue;
-    if (name.startsWith('x-forwarded-') || name.startsWith('x-gatehouse-')) continue;
-    // CGI, PHP, WSGI and Rack read X_Real_IP as X-Real-IP: a name with '_' could
-    // alias any protected header, so none is forwarded (nginx's default too)
-    if (name.includes('_')) continue;
-    if (dropByConnection !== undefined && dropByConnection.has(name)) continue;
-    forward.push(name, raw[i + 1]);
+    if (named !== undefined) {
+      const all = forward;
+      forward = [];
+      for (let i = 0; i < all.length; i += 2) if (!named.has(all[i])) forward.push(all[i], all[i + 1]);
+    }
   }
 
   return {
