@@ -26,7 +26,11 @@ export async function main(argv: string[]): Promise<void> {
   const files = readdirSync(dir)
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
     .sort();
-  for (const f of files) {
+  // A process runs one verb (`up` starts a dozen, each a verb): when the first
+  // argument names a verb's file, only that one is registered. Help, --version
+  // and an unknown verb (commander suggests the nearest) get them all.
+  const verb = files.find((f) => f === `${argv[2]}.ts`);
+  for (const f of verb ? [verb] : files) {
     const mod = (await import(path.join(dir, f))) as CommandModule;
     mod.register(program);
   }
