@@ -35,7 +35,15 @@
 // for user tokens past a staleness limit (the gateway's policy). Not covered
 // (still valid until exp, at most accessTokenTtl): client-credentials tokens
 // of a removed client, and tokens of a user who was locked.
-export { startAuthority, openZoneStores, zoneDir } from './start-authority.ts';
+//
+// The authority itself (the OpenID provider and all it serves) loads when
+// started: the admin verbs open the zone's stores alone.
+import type { StartAuthorityOptions, RunningAuthority } from './start-authority.ts';
+
+export async function startAuthority(options: StartAuthorityOptions): Promise<RunningAuthority> {
+  return (await import('./start-authority.ts')).startAuthority(options);
+}
+export { openZoneStores, zoneDir } from './open-zone-stores.ts';
 export type { StartAuthorityOptions, RunningAuthority } from './start-authority.ts';
 export type { ZoneDevCredentials, DevClient, DevUser } from './dev-seed.ts';
 export type { DevFeedClient } from './dev-feed-client.ts';

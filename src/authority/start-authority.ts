@@ -2,7 +2,7 @@
 // database + migrations, signing keys, secrets, TLS) → serve (HTTPS only) →
 // watch keys (a rotation done by the CLI is picked up without a restart) →
 // close.
-import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -17,11 +17,11 @@ import { GatehouseError, NotFound, Internal, isGatehouseError, problemBody, PROB
 import { writeProblem } from '../shared/problem.ts';
 import { listen as listenOn } from '../shared/listen.ts';
 import { systemClock, type Clock } from '../shared/clock.ts';
-import { openDatabase, type AuthorityDb } from './db/open-database.ts';
-import { loadKeyEncryptionKey } from './keys/key-encryption.ts';
-import { KeyStore, publicOnly } from './keys/key-store.ts';
-import { ClientRegistry } from './client-registry.ts';
-import { UserRegistry } from './user-registry.ts';
+import type { AuthorityDb } from './db/open-database.ts';
+import { publicOnly } from './keys/key-store.ts';
+import type { ClientRegistry } from './client-registry.ts';
+import type { UserRegistry } from './user-registry.ts';
+import { openZoneStores } from './open-zone-stores.ts';
 import { Throttle } from './throttle.ts';
 import { createAudit } from './audit.ts';
 import { createTrustedIssuers, publicFile } from './trusted-issuers.ts';
@@ -45,7 +45,6 @@ import { localRevocations, trustBundlePath } from '../pki/index.ts';
 import { seedDev, DEV_CREDENTIALS_SECRET, type ZoneDevCredentials } from './dev-seed.ts';
 import { seedFeedClient, type DevFeedClient } from './dev-feed-client.ts';
 import { sweepExpired } from './oidc-adapter.ts';
-import type { AuthorityConfig } from '../topology/schema-authority.ts';
 import { tlsPolicy } from '../shared/tls-policy.ts';
 
 export interface StartAuthorityOptions {
@@ -108,40 +107,6 @@ export interface RunningAuthority {
     rotateKeys(): Promise<{ kid: string; signFrom: number; retired: string[] }>;
   };
   close(): Promise<void>;
-}
-
-export function zoneDir(stateDir: string, zone: string): string {
-  return path.join(stateDir, 'authority', zone);
-}
-
-export function authorityConfigOf(topology: LoadedTopology, zone: string): AuthorityConfig {
-  const z = topology.topology.zones[zone];
-  if (!z) throw new Error(`zone ${JSON.stringify(zone)} is not in ${topology.file}`);
-  if (!z.authority) throw new Error(`zone ${JSON.stringify(zone)} has no authority block`);
-  return z.authority;
-}
-
-/** Opens the zone's stores without serving (used by the admin CLI as well). */
-export async function openZoneStores(topology: LoadedTopology, zone: string, stateDir: string, clock: Clock = systemClock) {
-  const config = authorityConfigOf(topology, zone);
-  const dir = zoneDir(stateDir, zone);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const sealer = loadKeyEncryptionKey(dir);
-  const storage = await openDatabase(config.storage, dir);
-  const now = () => clock.now();
-  const keyStore = new KeyStore(storage.db, sealer, now);
-  const secretHashKey = await keyStore.secret('client-secret-hmac');
-  return {
-    config,
-    dir,
-    sealer,
-    storage,
-    keyStore,
-    now,
-    clients: new ClientRegistry(storage.db, secretHashKey, now),
-    users: new UserRegistry(storage.db, sealer, now, `Gatehouse ${zone}`),
-    secretHashKey,
-  };
 }
 
 const requestIds = new WeakMap<IncomingMessage, string>();

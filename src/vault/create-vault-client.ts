@@ -21,7 +21,7 @@ import { readBody } from '../shared/body.ts';
 const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 import type { WorkloadIdentity } from '../pki/workload-identity.ts';
 import type { PeerCertificate } from 'node:tls';
-import { vaultSpiffeId } from '../pki/index.ts';
+import { vaultSpiffeId } from '../pki/spiffe-id.ts';
 
 export interface VaultClientOptions {
   /** The vault's URL (endpoints.json `vault`). */
