@@ -22,7 +22,6 @@ import { parseArgs } from 'node:util';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { startGateway } from '../src/gateway/server.ts';
 import { createHandler, type PipelineContext } from '../src/gateway/pipeline.ts';
-import type { Upstream, UpstreamRequest } from '../src/gateway/upstream.ts';
 import { createAccessLogger, createLogger } from '../src/shared/logger.ts';
 import { systemClock } from '../src/shared/clock.ts';
 import { benchTopology, table } from './lib.ts';
@@ -67,22 +66,24 @@ const answer = {
   opaque: undefined,
   context: {},
 };
-const fake = {
-  host: '127.0.0.1:9',
-  close: () => Promise.resolve(),
-  destroy: () => Promise.resolve(),
-  stream(r: UpstreamRequest, factory: (data: typeof answer) => { write(b: Buffer): void; end(): void }): Promise<void> {
-    fields += r.headers.length / 2;
+// the real Upstream (its breaker, its callbacks), over a pool that answers at once
+let fields = 0;
+let calls = 0;
+const pool = {
+  stream(options: { headers: string[] }, factory: (data: typeof answer) => { write(b: Buffer): void; end(): void }, callback?: (error: Error | null) => void) {
+    // as undici: the promise form is the callback form wrapped
+    if (callback === undefined) return new Promise((resolve, reject) => pool.stream(options, factory, (error) => (error ? reject(error) : resolve({}))));
+    fields += options.headers.length / 2;
     calls++;
     const w = factory(answer);
     w.write(BODY);
     w.end();
-    return Promise.resolve();
+    queueMicrotask(() => callback(null));
   },
-} as unknown as Upstream;
-let fields = 0;
-let calls = 0;
-for (const name of state.upstreams.keys()) state.upstreams.set(name, fake);
+  close: () => Promise.resolve(),
+  destroy: () => Promise.resolve(),
+};
+for (const upstream of state.upstreams.values()) (upstream as unknown as { pool: typeof pool }).pool = pool;
 
 const ctx: PipelineContext = {
   state: () => state,

@@ -204,25 +204,25 @@ export class Upstream {
       this.breaker.success(trial);
       return factory(data);
     };
-    const failed = (error: unknown): never => {
-      if (answered) throw error; // the upstream answered; the failure is the client's or mid-body
+    const failure = (error: unknown): unknown => {
+      if (answered) return error; // the upstream answered; the failure is the client's or mid-body
       const clientError = upload !== undefined ? (upload.error ?? (upload.clientAborted ? ClientBrokeOff(error) : undefined)) : undefined;
       if (clientError) {
         this.breaker.neutral(trial);
-        throw clientError;
+        return clientError;
       }
       const { problem, reason } = upstreamFailure(error, upload !== undefined && !upload.ended);
       this.breaker.failure(trial, reason);
-      throw problem;
+      return problem;
     };
-    // one promise per attempt, no async frame: this runs on every request
-    return this.pool.stream(options, onHead).then(
-      () => undefined,
-      (error: unknown) => {
-        if (answered || !r.idempotentRetry || !CONNECT_ERRORS.has(errorCode(error))) return failed(error);
-        return this.pool.stream(options, onHead).then(() => undefined, failed);
-      },
-    );
+    // one promise per request over undici's callbacks (no promise per attempt, no chain): this runs on every request
+    return new Promise((resolve, reject) => {
+      const settle = (error: Error | null) => (error === null ? resolve() : reject(failure(error)));
+      this.pool.stream(options, onHead, (error) => {
+        if (error === null || answered || !r.idempotentRetry || !CONNECT_ERRORS.has(errorCode(error))) settle(error);
+        else this.pool.stream(options, onHead, settle);
+      });
+    });
   }
 
   /** A WebSocket upgrade through the breaker; an upstream that answers without switching is healthy (502 all the same). */
