@@ -9,13 +9,19 @@
 // generation is made large enough that no collection runs while they are
 // counted) and do not move with a busy machine; the µs do, a little.
 //
-//   sh scripts/node.sh --max-semi-space-size=256 --min-semi-space-size=256 --expose-gc bench/pipeline.ts [--requests 200000] [--headers browser] [--log off]
+//   sh scripts/node.sh --max-semi-space-size=256 --min-semi-space-size=256 --expose-gc bench/pipeline.ts [--requests 200000] [--headers browser] [--log off] [--policies everything]
 //
 // --sites N: also print the N functions that allocate the most (V8's sampling
 // heap profiler, collected objects included).
 // --headers: 'wrk' (Host only, what the load benches send) or 'browser' (a
 // browser's dozen headers).
+// --policies: 'none' (an anonymous route) or 'everything' (bench/policies.ts's
+// row of that name: an EdDSA JWT from the verified-token cache, its scope, a
+// rate limit in memory, the identity token; the JWKS served from this process).
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import { SignJWT, generateKeyPair, exportJWK } from 'jose';
+import { openDevCa } from '../src/shared/dev-ca.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,7 +32,8 @@ import { createAccessLogger, createLogger } from '../src/shared/logger.ts';
 import { systemClock } from '../src/shared/clock.ts';
 import { benchTopology, table } from './lib.ts';
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '200000' }, headers: { type: 'string', default: 'wrk' }, log: { type: 'string', default: 'on' }, sites: { type: 'string' } } });
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '200000' }, headers: { type: 'string', default: 'wrk' }, log: { type: 'string', default: 'on' }, sites: { type: 'string' }, policies: { type: 'string', default: 'none' } } });
+const everything = values.policies === 'everything';
 const requests = Number(values.requests);
 const HOST = '127.0.0.1:8443';
 const rawHeaders =
@@ -46,12 +53,30 @@ const rawHeaders =
         'Priority', 'u=0, i',
       ]
     : ['Host', HOST];
-const headers: Record<string, string> = {};
-for (let i = 0; i < rawHeaders.length; i += 2) headers[rawHeaders[i].toLowerCase()] = rawHeaders[i + 1];
 
 const dir = mkdtempSync(path.join(tmpdir(), 'gh-pipeline-'));
 const file = path.join(dir, 'gatehouse.yaml');
-writeFileSync(file, benchTopology(0, 'http://127.0.0.1:9', { accessLog: values.log === 'on' }));
+let zone = '';
+let route: string | undefined;
+let jwksServer: https.Server | undefined;
+if (everything) {
+  // a token issuer with an HTTPS JWKS, as bench/policies.ts has it
+  const pair = await (await openDevCa(dir, 'bench.local')).issueServer(['127.0.0.1', 'localhost']);
+  const ed = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+  const jwks = { keys: [{ ...(await exportJWK(ed.publicKey)), kid: 'bench-ed', alg: 'EdDSA', use: 'sig' }] };
+  jwksServer = https.createServer(pair, (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwks)));
+  await new Promise<void>((r) => jwksServer!.listen(0, '127.0.0.1', r));
+  const issuer = `https://127.0.0.1:${(jwksServer.address() as { port: number }).port}`;
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { iss: issuer, aud: 'urn:bench', sub: 'bench-user', client_id: 'bench-client', scope: 'orders:read', iat: now, exp: now + 3600, jti: 'bench-1' };
+  const token = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: 'bench-ed', typ: 'at+jwt' }).sign(ed.privateKey);
+  rawHeaders.push('Authorization', `Bearer ${token}`);
+  zone = `\n    authentication:\n      issuers: [{ issuer: '${issuer}', jwksUri: '${issuer}/jwks', audiences: [urn:bench] }]\n      tokenCache: 10000`;
+  route = `auth: { scopes: [orders:read] }\n        policies: { rate_limit: { limit: 1000000000, windowSeconds: 60, key: [address] } }`;
+}
+const headers: Record<string, string> = {};
+for (let i = 0; i < rawHeaders.length; i += 2) headers[rawHeaders[i].toLowerCase()] = rawHeaders[i + 1];
+writeFileSync(file, benchTopology(0, 'http://127.0.0.1:9', { accessLog: values.log === 'on', zone, route }));
 const sink = { write: () => true, flush: (cb?: () => void) => cb?.() };
 const accessLog = values.log === 'on' ? createAccessLogger('bench', sink as never) : false;
 const logger = createLogger({ name: 'bench', level: 'warn' });
@@ -104,7 +129,9 @@ class FakeResponse {
   writableFinished = false;
   destroyed = false;
   head: unknown;
+  status = 0;
   writeHead(status: number, h: unknown) {
+    this.status = status;
     this.headersSent = true;
     this.head = h;
     return this;
@@ -141,8 +168,13 @@ async function run(n: number): Promise<FakeResponse> {
   return last;
 }
 
-const check = await run(64);
-if ((check.head as Record<string, string>)['x-content-type-options'] !== 'nosniff') throw new Error('the pipeline did not answer');
+// the first requests also fetch the issuer's JWKS (everything): answered once they pass
+for (let attempt = 0; ; attempt++) {
+  const check = await run(64);
+  if (check.status === 200 && (check.head as Record<string, string>)['x-content-type-options'] === 'nosniff') break;
+  if (attempt === 50) throw new Error(`the pipeline answered ${check.status}`);
+  await new Promise((r) => setTimeout(r, 50));
+}
 await run(50_000); // warm-up: every function optimised
 
 // bytes: runs short enough to fit the young generation, counted only when no collection ran (the least of three)
@@ -166,11 +198,12 @@ await run(requests);
 const used = process.cpuUsage(cpu);
 console.log(
   table(
-    ['headers', 'access log', 'CPU µs/request', 'bytes allocated/request', 'upstream header fields'],
-    [[values.headers, values.log, ((used.user + used.system) / requests).toFixed(2), Number.isNaN(bytes) ? 'n/a (a GC ran: give --max-semi-space-size)' : String(bytes), (fields / calls).toFixed(0)]],
+    ['policies', 'headers', 'access log', 'CPU µs/request', 'bytes allocated/request', 'upstream header fields'],
+    [[values.policies, values.headers, values.log, ((used.user + used.system) / requests).toFixed(2), Number.isNaN(bytes) ? 'n/a (a GC ran: give --max-semi-space-size)' : String(bytes), (fields / calls).toFixed(0)]],
   ),
 );
 await gw.close(0);
+jwksServer?.close();
 
 /** Where the bytes come from: self bytes per request of the functions that allocate the most. */
 async function allocationSites(top: number): Promise<void> {
