@@ -55,7 +55,8 @@ function baseHeaders(ex: GatewayExchange): Record<string, string> {
 
 /** The respond phase: metrics and the access log, for every request. */
 export function respond(ex: GatewayExchange): undefined {
-  for (const done of ex.onDone) done();
+  const onDone = ex.onDone;
+  for (let i = 0; i < onDone.length; i++) onDone[i]();
   const ctx = ex.ctx;
   const seconds = (performance.now() - ex.started) / 1000;
   const route = ex.routed ? ex.route : undefined;

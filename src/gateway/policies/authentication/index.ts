@@ -324,7 +324,7 @@ function authenticate(ex: Exchange, s: AuthenticationState): GatehouseError | un
   const bearer = credential?.token;
   let apiKey = s.accept.has('api_key') ? headerValue(ex.headers[s.apiKeyHeader]) : undefined;
   if (apiKey === undefined && s.apiKeyQuery !== undefined) apiKey = queryValue(ex.query, s.apiKeyQuery);
-  const isJwt = bearer !== undefined && bearer.split('.').length === 3;
+  const isJwt = bearer !== undefined && isCompactJws(bearer);
   const offered: Method[] = [];
   if (bearer !== undefined && isJwt && s.accept.has('jwt')) offered.push('jwt');
   if (bearer !== undefined && !isJwt && s.accept.has('introspection')) offered.push('introspection');
@@ -426,6 +426,14 @@ function accepted(ex: Exchange, s: AuthenticationState, identity: Identity): Gat
   }
   ex.identity = identity;
   return undefined;
+}
+
+/** Three dot-separated parts, as a JWS in compact form has (counted without splitting a token on every request). */
+function isCompactJws(token: string): boolean {
+  const first = token.indexOf('.');
+  if (first === -1) return false;
+  const second = token.indexOf('.', first + 1);
+  return second !== -1 && token.indexOf('.', second + 1) === -1;
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {
