@@ -5,9 +5,10 @@
 // What TLS, the HTTP parser and undici cost is not in these figures — see
 // bench/profile-gateway.ts for the whole process.
 //
-// Prints CPU µs and bytes allocated per request. The bytes are exact (the young
-// generation is made large enough that no collection runs while they are
-// counted) and do not move with a busy machine; the µs do, a little.
+// Prints CPU µs and bytes allocated per request. The bytes are counted in a
+// young generation large enough that no collection runs meanwhile (the least of
+// three rounds, within ~100 B run to run) and do not move with a busy machine;
+// the µs do, by about a microsecond.
 //
 //   sh scripts/node.sh --max-semi-space-size=256 --min-semi-space-size=256 --expose-gc bench/pipeline.ts [--requests 200000] [--headers browser] [--log off] [--policies everything]
 //
