@@ -1,7 +1,8 @@
 // The admin listener: health, readiness, metrics and reload. Loopback by
 // default and never the public port. Every answer but metrics is JSON;
 // errors are problem+json like everywhere else.
-import http from 'node:http';
+import type { ServerResponse } from 'node:http';
+import { createServer } from '../shared/node-http.ts';
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Forbidden, GatehouseError, MethodNotAllowed, NotFound, type ProblemCode } from '../shared/errors.ts';
@@ -26,13 +27,13 @@ function fromLoopback(remote: string | undefined): boolean {
 }
 
 export async function createAdminServer(o: AdminOptions): Promise<{ url: string; close(): Promise<void> }> {
-  const problem = (res: http.ServerResponse, error: GatehouseError) => void writeProblem(res, error, randomUUID());
+  const problem = (res: ServerResponse, error: GatehouseError) => void writeProblem(res, error, randomUUID());
   const fail = (code: ProblemCode, detail: string) => new GatehouseError(code, detail, { closeConnection: false });
-  const json = (res: http.ServerResponse, status: number, body: unknown) => {
+  const json = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(JSON.stringify(body));
   };
-  const server = http.createServer({ maxHeaderSize: 8192, headersTimeout: 5000, requestTimeout: 10000 }, (req, res) => {
+  const server = createServer({ maxHeaderSize: 8192, headersTimeout: 5000, requestTimeout: 10000 }, (req, res) => {
     const url = req.url ?? '';
     const route = `${req.method} ${url.split('?')[0]}`;
     // a request body is never needed; refuse large ones early

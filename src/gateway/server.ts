@@ -1,7 +1,8 @@
 // A zone gateway: the HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN), an optional
 // redirect-only plain listener, and the loopback admin listener. Lifecycle:
 // load → build state → listen → serve (reload swaps the state) → close.
-import http from 'node:http';
+import type { IncomingMessage, RequestListener, Server, ServerOptions, ServerResponse } from 'node:http';
+import { createServer } from '../shared/node-http.ts';
 import https from 'node:https';
 import http2 from 'node:http2';
 import { watch, readFileSync, existsSync, type FSWatcher } from 'node:fs';
@@ -248,7 +249,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const handler = createHandler(ctx);
   const upgradeHandler = createUpgradeHandler(ctx);
   const limits = config.limits;
-  const httpOptions: http.ServerOptions = {
+  const httpOptions: ServerOptions = {
     maxHeaderSize: limits.maxHeaderBytes,
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
@@ -267,7 +268,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   // request: a partner's client (Go and Java send only a certificate of a CA named) sends its own
   const namesTrustCa = (ingress: CompiledIngress | undefined) => trustCa !== undefined && ingress?.certificate !== 'request';
   const tlsContext = (m: TlsMaterial) => ({ ...secureOptions(m), ...(namesTrustCa(current.ingress) ? { ca: trustCa } : {}) });
-  let server: http.Server | https.Server;
+  let server: Server | https.Server;
   let h2: http2.Http2Server | undefined;
   const h2Sessions = new Set<http2.ServerHttp2Session>();
   const listen = options.listen ?? config.listen;
@@ -276,7 +277,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     return typeof p === 'string' ? '127.0.0.1' : p.host;
   })();
   if (config.plaintext) {
-    server = http.createServer(httpOptions, handler as http.RequestListener);
+    server = createServer(httpOptions, handler as RequestListener);
   } else {
     tlsMaterial = await loadTlsMaterial(config.tls, loaded.dir, options.stateDir, loaded.topology.trustDomain, [
       'localhost',
@@ -286,7 +287,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     ].filter((v, i, a) => a.indexOf(v) === i));
     server = https.createServer(
       { ...httpOptions, ...tlsContext(tlsMaterial), ALPNProtocols: ['h2', 'http/1.1'], handshakeTimeout: limits.handshakeTimeoutMs },
-      handler as http.RequestListener,
+      handler as RequestListener,
     );
     h2 = http2.createServer(
       {
@@ -354,7 +355,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const id = randomUUID();
     // a request already being proxied whose body turned out malformed: answer it
     // (once) if nothing was sent yet, otherwise cut the connection
-    const inflight = (socket as Socket & { _httpMessage?: http.ServerResponse })._httpMessage;
+    const inflight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
     if (inflight) {
       abortUpload(inflight);
       if (inflight.headersSent) socket.destroy();
@@ -366,16 +367,16 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     writeRawProblem(socket, e, id);
   });
   // CONNECT and upgrades take the same phases as any request; CONNECT is refused in hygiene
-  server.on('connect', upgradeHandler as (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void);
-  server.on('upgrade', upgradeHandler as (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void);
+  server.on('connect', upgradeHandler as (req: IncomingMessage, socket: Duplex, head: Buffer) => void);
+  server.on('upgrade', upgradeHandler as (req: IncomingMessage, socket: Duplex, head: Buffer) => void);
 
   const { url, address: mainAddress } = await listenOn(server, listen, config.plaintext ? 'http' : 'https');
 
-  let redirect: http.Server | undefined;
+  let redirect: Server | undefined;
   let redirectUrl: string | undefined;
   const redirectListen = options.redirectListen ?? config.redirectListen;
   if (redirectListen && !config.plaintext) {
-    redirect = http.createServer({ ...httpOptions }, (req, res) => {
+    redirect = createServer({ ...httpOptions }, (req, res) => {
       const id = randomUUID();
       try {
         const target = canonicalTarget(req.url ?? '');
