@@ -76,6 +76,9 @@ export async function createLab(hosts: { name: string; address: string }[], pref
         const child = execFile('ip', ['netns', 'exec', ns, file, ...args], (error, stdout, stderr) =>
           error ? reject(Object.assign(error, { stdout, stderr })) : resolve({ stdout, stderr }),
         );
+        // a command that reads no input (nft -f FILE, nft list) may have exited before its stdin is closed:
+        // that EPIPE is no error of the command, whose exit status and stderr say how it went
+        child.stdin?.on('error', () => {});
         child.stdin?.end(input ?? '');
       });
     },
