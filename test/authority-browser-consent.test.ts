@@ -87,7 +87,8 @@ test('Chromium: consent with the keyboard, then revoke it at /account; the same 
       assert.match(text, /Allow Acme Partner App access\?/, where);
       assert.match(text, /Read your orders/, where);
       assert.match(text, /Keep access while you are away/, where);
-      assert.equal(await tab.evaluate('document.activeElement && document.activeElement.textContent'), 'Allow', `${where}: Allow has the focus`);
+      // autofocus lands at the page's next rendering update: on a busy machine, a moment after the load event
+      await tab.until(async () => (await tab.evaluate('document.activeElement && document.activeElement.textContent')) === 'Allow', `${where}: Allow has the focus`, 3_000);
       assert.equal(await tab.evaluate('document.querySelector("ul[aria-labelledby=consent-heading]") !== null'), true, 'the scope list is named by the heading');
       assert.equal(await tab.rendered('button.secondary'), true, 'Deny is there');
       const back = await tab.navigation(() => tab.press('Enter'), (x) => x.startsWith(REDIRECT));

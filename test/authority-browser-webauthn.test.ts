@@ -119,7 +119,7 @@ test('Chromium + virtual authenticator: enrol a security key at /account, sign i
     const codeUrl = await password(tab, first);
     assert.doesNotMatch(csp(tab, codeUrl), /script-src/);
     assert.deepEqual(await scripts(tab), []);
-    assert.equal(await tab.evaluate('document.activeElement && document.activeElement.id'), 'otp', 'autofocus on the code');
+    await tab.until(async () => (await tab.evaluate('document.activeElement && document.activeElement.id')) === 'otp', 'autofocus on the code', 3_000);
     await tab.type(await h.totp(user.secret));
     const cb1 = await tab.navigation(() => tab.press('Enter'), isCallback);
     assert.deepEqual((await tokensFor(first, cb1)).at.amr, ['pwd', 'otp', 'mfa']);
@@ -157,7 +157,7 @@ test('Chromium + virtual authenticator: enrol a security key at /account, sign i
     const end = oidc.buildEndSessionUrl(web, { client_id: w.client_id, post_logout_redirect_uri: REDIRECT, state: 'bye' });
     const logout = await tab.goto(end.toString(), (x) => x.startsWith(`${issuer}/session/end`));
     assert.doesNotMatch(csp(tab, logout), /script-src/);
-    assert.equal(await tab.evaluate('document.activeElement && document.activeElement.value'), 'yes', 'autofocus on "sign out of every application"');
+    await tab.until(async () => (await tab.evaluate('document.activeElement && document.activeElement.value')) === 'yes', 'autofocus on "sign out of every application"', 3_000);
     const bye = await tab.navigation(() => tab.press('Enter'), (x) => x !== logout);
     assert.ok(isCallback(bye) && new URL(bye).searchParams.get("state") === "bye", `signed out, back at the application: ${bye}`);
     assert.ok(h.audit.some((e) => e.event === 'logout'));
