@@ -22,6 +22,7 @@ export function register(program: Command): void {
       '\nSignals: SIGHUP reloads the topology (a bad one is refused, the old one keeps serving);\nSIGINT/SIGTERM drain and stop. Admin: GET /healthz /readyz /metrics, POST /reload.',
     )
     .action(async (opts: { config: string; zone: string; stateDir: string; workers?: string; listen?: string; adminListen?: string; redirectListen?: string; control?: string; bundles?: string; caUrl?: string }) => {
+      (await import('../../shared/request-load.ts')).tuneForRequestLoad();
       const { loadTopology } = await import('../../topology/load.ts');
       const { topology } = loadTopology(opts.config);
       const gateway = topology.zones[opts.zone]?.gateway;

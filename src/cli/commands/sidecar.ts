@@ -24,6 +24,7 @@ export function register(program: Command): void {
     .option('--bundles <url|dir>', 'follow exported bundles (gatehouse control export) instead of --control')
     .action(
       async (o: { service: string; upstream?: string; secretFile?: string; config: string; stateDir: string; listen: string; outboundListen?: string; caUrl?: string; control?: string; bundles?: string }) => {
+      (await import('../../shared/request-load.ts')).tuneForRequestLoad();
       const { readFileSync } = await import('node:fs');
       const path = await import('node:path');
       const { loadTopology } = await import('../../topology/load.ts');
