@@ -89,32 +89,35 @@ export function createAccessLogger(zone: string, destination?: DestinationStream
     write(slab.subarray(start, fill));
     start = fill;
   };
+  // the line's head — prefix, time and the closing quote — changes once a millisecond: encoded then, copied per line
   let lastMs = 0;
-  let lastIso = '';
+  let head = Buffer.alloc(0);
   return {
     info(entry) {
       const now = Date.now();
       if (now !== lastMs) {
         lastMs = now;
-        lastIso = new Date(now).toISOString();
+        head = Buffer.from(`${prefix}${new Date(now).toISOString()}"`, 'utf8');
       }
       const json = JSON.stringify(entry);
-      // the line is `${prefix}${lastIso}",` + the entry's members + `}\n`, written piece by piece (no joined string)
-      const worst = (prefix.length + 32 + json.length) * 3; // UTF-8 bytes UTF-16 strings of these lengths can need
+      // the line is the head, then `,` + the entry's members + `}\n` (no joined string)
+      const worst = head.length + json.length * 3 + 2; // UTF-8 bytes a UTF-16 string of this length can need
       if (fill + worst > slab.length) {
         ship();
         slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, worst));
         start = fill = 0;
       }
-      fill += slab.write(prefix, fill, 'utf8');
-      fill += slab.write(lastIso, fill, 'latin1');
+      slab.set(head, fill);
+      fill += head.length;
       if (json.length > 2) {
-        fill += slab.write('"', fill, 'latin1');
         const open = fill;
         fill += slab.write(json, fill, 'utf8');
         slab[open] = 0x2c; // the entry's own '{' becomes the ',' after "time"
         slab[fill++] = 0x0a;
-      } else fill += slab.write('"}\n', fill, 'latin1');
+      } else {
+        slab[fill++] = 0x7d; // '}'
+        slab[fill++] = 0x0a;
+      }
       if (fill - start >= bufferBytes) ship();
     },
     flush(callback) {
