@@ -55,15 +55,29 @@ export async function openIdentitySigner(o: {
   renameSync(tmp, paths.jwks);
 
   const issuer = `spiffe://${o.trustDomain}/zone/${o.zone}/gateway`;
-  const cache = new Map<string, { token: string; refreshAt: number }>();
+  type Minted = { token: string; refreshAt: number };
+  // by caller and audience; and, for the identity objects the token verifier's cache hands out again for
+  // the same token, by that object and audience: no key to build and hash on every request
+  const cache = new Map<string, Minted>();
+  const byIdentity = new WeakMap<Identity, Map<string, Minted>>();
+  const remember = (identity: Identity, audience: string, minted: Minted) => {
+    let mine = byIdentity.get(identity);
+    if (mine === undefined) byIdentity.set(identity, (mine = new Map()));
+    mine.set(audience, minted);
+  };
   return {
     issuer,
     jwks,
     sign(identity, audience) {
       const now = o.clock.now();
+      const mine = byIdentity.get(identity)?.get(audience);
+      if (mine !== undefined && mine.refreshAt > now) return mine.token;
       const cacheKey = `${identity.jti ?? identity.token ?? identity.sub}|${identity.sub}|${audience}`;
       const hit = cache.get(cacheKey);
-      if (hit && hit.refreshAt > now) return hit.token;
+      if (hit && hit.refreshAt > now) {
+        remember(identity, audience, hit);
+        return hit.token;
+      }
       return mint(identity, audience, now, cacheKey);
     },
   };
@@ -93,7 +107,9 @@ export async function openIdentitySigner(o: {
       .setJti(randomUUID())
       .sign(key);
     if (cache.size >= 10_000) cache.delete(cache.keys().next().value as string);
-    cache.set(cacheKey, { token, refreshAt: now + ((exp - iat) * 1000) / 2 });
+    const minted = { token, refreshAt: now + ((exp - iat) * 1000) / 2 };
+    cache.set(cacheKey, minted);
+    remember(identity, audience, minted);
     return token;
   }
 }

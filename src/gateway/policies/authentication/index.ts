@@ -55,6 +55,8 @@ export interface AuthenticationState {
   signer: IdentitySigner;
   /** SPIFFE ID prefix of this zone's services: the identity token's audience is one of them. */
   audiencePrefix: string;
+  /** service → its audience (`audiencePrefix` + name), built once: the same string, its hash kept, on every request */
+  audiences: Map<string, string>;
   /** refuse JWTs without a sender constraint (the route's or the zone's senderConstrained: required) */
   requireBound: boolean;
   /** DPoP proofs seen (each accepted once) and, when the zone asks for them, this gateway's nonces */
@@ -276,6 +278,7 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
       strip,
       signer,
       audiencePrefix: `spiffe://${trustDomain}/zone/${ctx.zone}/svc/`,
+      audiences: new Map(),
       realm: ctx.zone,
       accept,
       prefer: config.route.prefer,
@@ -306,7 +309,10 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
   onIdentity(ex, s) {
     ex.stripHeaders = s.strip;
     if (ex.identity === undefined) return; // shadow mode let an unauthenticated request pass
-    const token = s.signer.sign(ex.identity, s.audiencePrefix + ex.route.config.service);
+    const service = ex.route.config.service;
+    let audience = s.audiences.get(service);
+    if (audience === undefined) s.audiences.set(service, (audience = s.audiencePrefix + service));
+    const token = s.signer.sign(ex.identity, audience);
     if (typeof token === 'string') ex.upstreamHeaders.push(IDENTITY_HEADER, token);
     else return token.then((t) => void ex.upstreamHeaders.push(IDENTITY_HEADER, t));
   },

@@ -46,7 +46,10 @@ export function createTokenVerifier(o: {
   revokedIds?: { has(jti: string): boolean };
 }): TokenVerifier {
   const byIssuer = new Map(o.issuers.map((i) => [i.issuer, i]));
-  const cache = new Map<string, { identity: Identity; expiresAt: number }>();
+  // keyed by the token's last characters (its signature's): a string that arrived with this request
+  // has its hash computed over its whole length, so a short key finds the entry for less; a hit
+  // is used only when the whole token is the one that was verified
+  const cache = new Map<string, { token: string; identity: Identity; expiresAt: number }>();
   const fed = new Map<string, number>();
   const decided = o.revokedIds;
   const revoked = { has: (jti: string) => fed.has(jti) || (decided !== undefined && decided.has(jti)) };
@@ -113,15 +116,16 @@ export function createTokenVerifier(o: {
   return {
     verify(token) {
       const now = o.clock.now();
-      const hit = o.cacheSize > 0 ? cache.get(token) : undefined;
-      if (hit) {
+      const key = o.cacheSize > 0 ? cacheKey(token) : undefined;
+      const hit = key !== undefined ? cache.get(key) : undefined;
+      if (hit !== undefined && hit.token === token) {
         if (hit.expiresAt > now && (hit.identity.jti === undefined || !revoked.has(hit.identity.jti))) return hit.identity;
-        cache.delete(token);
+        cache.delete(key!);
       }
       return check(token).then((identity) => {
-        if (o.cacheSize > 0) {
-          if (cache.size >= o.cacheSize) cache.delete(cache.keys().next().value as string); // oldest first
-          cache.set(token, { identity, expiresAt: Math.min(identity.exp! * 1000 + o.leewaySeconds * 1000, now + 300_000) });
+        if (key !== undefined) {
+          if (cache.size >= o.cacheSize && !cache.has(key)) cache.delete(cache.keys().next().value as string); // oldest first
+          cache.set(key, { token, identity, expiresAt: Math.min(identity.exp! * 1000 + o.leewaySeconds * 1000, now + 300_000) });
         }
         return identity;
       });
@@ -134,3 +138,6 @@ export function createTokenVerifier(o: {
     size: () => cache.size,
   };
 }
+
+const CACHE_KEY_CHARS = 32;
+const cacheKey = (token: string): string => (token.length > CACHE_KEY_CHARS ? token.slice(-CACHE_KEY_CHARS) : token);
