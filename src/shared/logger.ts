@@ -76,8 +76,11 @@ export interface AccessLog {
  * again per line (`bufferBytes` 0: every line is handed over at once).
  */
 export function createAccessLogger(zone: string, destination?: DestinationStream, bufferBytes = 64 * 1024): AccessLog {
-  // minLength 1: a write starts at once unless one is in flight, and flush waits for the last one
-  const out = destination ?? pino.destination({ dest: 1, sync: false, minLength: 1, contentMode: 'buffer' } as Parameters<typeof pino.destination>[0]);
+  // process.stdout: a file (what `gatehouse up` gives each process) is written synchronously, a pipe
+  // (a container's log driver) from this thread without blocking, the rest queued in order. An
+  // asynchronous file stream (pino.destination) hands every batch to a libuv worker thread and
+  // back: 0.3–0.4 µs more CPU per line, measured on 1M lines into a pipe.
+  const out = destination ?? process.stdout;
   const write = out.write.bind(out) as unknown as (bytes: Buffer) => void;
   const prefix = `{"level":"info","pid":${process.pid},"name":${JSON.stringify(`access.${zone}`)},"time":"`;
   const SLAB_BYTES = Math.max(64 * 1024, 4 * bufferBytes);
@@ -124,10 +127,14 @@ export function createAccessLogger(zone: string, destination?: DestinationStream
       ship();
       const flushable = out as DestinationStream & { flush?: (cb?: (error?: Error) => void) => void };
       if (typeof flushable.flush === 'function') flushable.flush(callback);
+      // a stream calls back once everything written before has gone out
+      else if (out === process.stdout) process.stdout.write(EMPTY, () => callback?.());
       else callback?.();
     },
   };
 }
+
+const EMPTY = Buffer.alloc(0);
 
 const SECRET_QUERY = /^(?:access_?token|id_?token|refresh_?token|token|api_?key|apikey|key|secret|client_?secret|password|passwd|pwd|code|signature|sig|auth|authorization|session|jwt|otp)$/i;
 
