@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { openDevCa } from '../src/shared/dev-ca.ts';
 import { tmpdir, availableParallelism } from 'node:os';
 import path from 'node:path';
-import { benchArgs, benchTopology, startBenchGateway, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, UPSTREAM_BODY, wrk, table, summarise, type Proc } from './lib.ts';
+import { benchArgs, benchTopology, startBenchGateway, ensureTools, freePort, startProc, startNginx, upstreamServerBlock, UPSTREAM_BODY, wrk, table, summarise, type Proc, roundRatio } from './lib.ts';
 
 const { seconds, runs, connections, only } = benchArgs();
 
@@ -218,10 +218,12 @@ console.log(
   ),
 );
 const ratio = (a?: Row, b?: Row) => (a && b ? a.rps / b.rps : NaN);
+const rounds = (name: string) => running.find((r) => r.t.name === name)?.results;
 /** The same ratio from CPU per request (one saturated core serves 1/CPU requests a second): b's CPU over a's. */
 const cpuRatio = (a?: Row, b?: Row) => (a && b ? b.cpuUs / a.cpuUs : NaN);
 const checks: [string, number, number][] = [
   ['gatehouse-https+log / bare-node-https (the Node ceiling over TLS)', ratio(by('gatehouse-https+log'), by('bare-node-https')), 0.9],
+  ['the same, median of the rounds\' ratios (each round runs the two a few seconds apart)', roundRatio(rounds('gatehouse-https+log'), rounds('bare-node-https')), 0.9],
   ['the same, from CPU per request (bare µs / gatehouse µs)', cpuRatio(by('gatehouse-https+log'), by('bare-node-https')), 0.9],
   ['gatehouse-https+log / nginx-https', ratio(by('gatehouse-https+log'), by('nginx-https')), NaN],
   ['bare-node-https / nginx-https (Node\'s own ceiling)', ratio(by('bare-node-https'), by('nginx-https')), NaN],

@@ -159,6 +159,12 @@ export function wrk(
   return { rps, p50, p99, errors, cpuUs };
 }
 
+/** a/b within each round, then the median: a machine whose speed drifts between rounds moves both targets of a round alike. */
+export function roundRatio(a: readonly WrkResult[] | undefined, b: readonly WrkResult[] | undefined): number {
+  if (!a || !b || a.length !== b.length || a.length === 0) return NaN;
+  return median(a.map((r, i) => r.rps / b[i].rps));
+}
+
 export function median(values: number[]): number {
   const v = values.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
   if (v.length === 0) return NaN;
