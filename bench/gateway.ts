@@ -67,6 +67,12 @@ const targets: Target[] = [
   { name: 'gatehouse-https', note: '1 worker, TLS 1.3 (h1)', scheme: 'https', start: (p, u) => gatehouse(p, u, false, false, 1, PROXY_CPU) },
   { name: 'gatehouse-https+log', note: '1 worker, TLS, access log on', scheme: 'https', start: (p, u) => gatehouse(p, u, false, true, 1, PROXY_CPU) },
   { name: 'bare-node-https', note: 'node:https + undici Pool, no features', scheme: 'https', start: peer('bare-proxy.ts', { CERT: certFile, KEY: keyFile }) },
+  {
+    name: 'bare-node-https+headers',
+    note: 'the same, adding the headers Gatehouse adds',
+    scheme: 'https',
+    start: peer('bare-proxy.ts', { CERT: certFile, KEY: keyFile, HEADERS: 'gatehouse' }),
+  },
   ...(tools.has('nginx')
     ? [
         {
@@ -225,6 +231,8 @@ const checks: [string, number, number][] = [
   ['gatehouse-https+log / bare-node-https (the Node ceiling over TLS)', ratio(by('gatehouse-https+log'), by('bare-node-https')), 0.9],
   ['the same, median of the rounds\' ratios (each round runs the two a few seconds apart)', roundRatio(rounds('gatehouse-https+log'), rounds('bare-node-https')), 0.9],
   ['the same, from CPU per request (bare µs / gatehouse µs)', cpuRatio(by('gatehouse-https+log'), by('bare-node-https')), 0.9],
+  ['bare-node-https+headers / bare-node-https (what the headers alone cost)', roundRatio(rounds('bare-node-https+headers'), rounds('bare-node-https')), NaN],
+  ['gatehouse-https+log / bare-node-https+headers (rounds\' ratios)', roundRatio(rounds('gatehouse-https+log'), rounds('bare-node-https+headers')), NaN],
   ['gatehouse-https+log / nginx-https', ratio(by('gatehouse-https+log'), by('nginx-https')), NaN],
   ['bare-node-https / nginx-https (Node\'s own ceiling)', ratio(by('bare-node-https'), by('nginx-https')), NaN],
   ['gatehouse-http / bare-node-proxy', ratio(by('gatehouse-http'), by('bare-node-proxy')), 0.95],
