@@ -61,6 +61,8 @@ export async function openIdentitySigner(o: {
   const cache = new Map<string, Minted>();
   const byIdentity = new WeakMap<Identity, Map<string, Minted>>();
   const remember = (identity: Identity, audience: string, minted: Minted) => {
+    // only a token's identity is handed out again (an API key's is made per request: nothing to remember it by)
+    if (identity.token === undefined) return;
     let mine = byIdentity.get(identity);
     if (mine === undefined) byIdentity.set(identity, (mine = new Map()));
     mine.set(audience, minted);
