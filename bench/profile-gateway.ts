@@ -39,13 +39,17 @@ const EXIT_ON_TERM = `data:text/javascript,process.on('SIGTERM',()=>process.exit
 const targets: Record<string, (port: number, upstream: string, profDir: string) => Promise<Proc>> = {
   'gatehouse-https+log': (p, u, out) => gatehouse(p, u, true, out),
   'gatehouse-https': (p, u, out) => gatehouse(p, u, false, out),
-  'bare-node-https': (p, u, out) =>
-    startProc([node, ...profArgs(out), '--import', EXIT_ON_TERM, path.join(root, 'bench/peers/bare-proxy.ts')], {
-      cpus: pin ? '1' : undefined,
-      ready: /ready/,
-      env: { PORT: String(p), UPSTREAM: u, CERT: certFile, KEY: keyFile },
-    }),
+  'bare-node-https': (p, u, out) => bare(p, u, out, ''),
+  'bare-node-https+headers': (p, u, out) => bare(p, u, out, 'gatehouse'),
 };
+
+function bare(port: number, upstream: string, out: string, headers: string): Promise<Proc> {
+  return startProc([node, ...profArgs(out), '--import', EXIT_ON_TERM, path.join(root, 'bench/peers/bare-proxy.ts')], {
+    cpus: pin ? '1' : undefined,
+    ready: /ready/,
+    env: { PORT: String(port), UPSTREAM: upstream, CERT: certFile, KEY: keyFile, HEADERS: headers },
+  });
+}
 
 function gatehouse(port: number, upstream: string, accessLog: boolean, out: string): Promise<Proc> {
   return startBenchGateway(root, dir, port, benchTopology(port, upstream, { accessLog }), { cpus: pin ? '1' : undefined, nodeArgs: profArgs(out) });

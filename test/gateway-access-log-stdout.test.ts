@@ -14,17 +14,17 @@ import { startUpstream, tempDir, type Upstream } from './support/gateway-fixture
 const root = path.join(import.meta.dirname, '..');
 const main = path.join(root, 'src/cli/main.ts');
 
-async function startGateway(stdout: 'pipe' | number): Promise<{ child: ChildProcess; url: string; agent: Agent; close(): Promise<void> }> {
+async function startGateway(stdout: 'pipe' | number, workers = 1): Promise<{ child: ChildProcess; url: string; agent: Agent; ca: Buffer; close(): Promise<void> }> {
   const upstream = await startUpstream();
   try {
-    return await spawnGateway(upstream, stdout);
+    return await spawnGateway(upstream, stdout, workers);
   } catch (error) {
     await upstream.close();
     throw error;
   }
 }
 
-async function spawnGateway(upstream: Upstream, stdout: 'pipe' | number): Promise<{ child: ChildProcess; url: string; agent: Agent; close(): Promise<void> }> {
+async function spawnGateway(upstream: Upstream, stdout: 'pipe' | number, workers: number): Promise<{ child: ChildProcess; url: string; agent: Agent; ca: Buffer; close(): Promise<void> }> {
   const dir = tempDir();
   const file = path.join(dir, 'g.yaml');
   writeFileSync(
@@ -40,7 +40,7 @@ services:
   echo: { zone: edge, upstream: '${upstream.url}' }
 `,
   );
-  const child = spawn(process.execPath, [main, 'gateway', '--config', file, '--zone', 'edge', '--state-dir', dir, '--workers', '1'], {
+  const child = spawn(process.execPath, [main, 'gateway', '--config', file, '--zone', 'edge', '--state-dir', dir, '--workers', String(workers)], {
     cwd: root,
     stdio: ['ignore', stdout, 'pipe'],
     env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn' },
@@ -58,11 +58,13 @@ services:
     });
     child.once('exit', (code) => reject(new Error(`gateway exited (${code}):\n${err}`)));
   });
-  const agent = new Agent({ connect: { ca: readFileSync(path.join(dir, 'tls/dev-ca.pem')) }, connections: 16 });
+  const ca = readFileSync(path.join(dir, 'tls/dev-ca.pem'));
+  const agent = new Agent({ connect: { ca }, connections: 16 });
   return {
     child,
     url,
     agent,
+    ca,
     async close() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await agent.close();
@@ -80,19 +82,19 @@ function stop(child: ChildProcess): Promise<number | null> {
 }
 
 /** `n` requests, `concurrency` at a time: ordinary ones, one in five refused (no route), hostile paths among them; their request ids. */
-async function load(gw: { url: string; agent: Agent }, n: number, concurrency: number): Promise<string[]> {
+async function load(gw: { url: string; agent: Agent }, n: number, concurrency: number, agents: Agent[] = [gw.agent]): Promise<string[]> {
   const ids: string[] = [];
   let next = 0;
-  const one = async (i: number) => {
+  const one = async (i: number, agent: Agent) => {
     const p = i % 5 === 0 ? '/nowhere' : i % 7 === 0 ? `/api/echo/caf%C3%A9/%22q%22/${'x'.repeat(i % 400)}` : `/api/echo/${i}`;
-    const r = await request(gw.url + p, { dispatcher: gw.agent });
+    const r = await request(gw.url + p, { dispatcher: agent });
     await r.body.dump();
     assert.equal(r.statusCode, i % 5 === 0 ? 404 : 200);
     ids.push(String(r.headers['x-request-id']));
   };
   await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) await one(next++);
+    Array.from({ length: concurrency }, async (_, lane) => {
+      while (next < n) await one(next++, agents[lane % agents.length]);
     }),
   );
   return ids;
@@ -146,6 +148,29 @@ test('into a file, as gatehouse up runs it: every line whole, the last ones writ
     assert.equal(lines.size, ids.length);
     for (const id of ids) assert.ok(lines.has(id));
   } finally {
+    await gw.close();
+  }
+});
+
+test('two workers into one pipe whose reader stops: their batches never tear each other\'s lines', async () => {
+  const gw = await startGateway('pipe', 2);
+  // a connection each: the primary hands connections to the workers in turn
+  const agents = Array.from({ length: 8 }, () => new Agent({ connect: { ca: gw.ca }, connections: 1 }));
+  try {
+    const chunks: Buffer[] = [];
+    gw.child.stdout!.on('data', (d: Buffer) => chunks.push(d));
+    gw.child.stdout!.pause();
+    const ids = await load(gw, 4000, 32, agents);
+    gw.child.stdout!.resume();
+    assert.equal(await stop(gw.child), 0);
+    const lines = accessLines(Buffer.concat(chunks).toString('utf8'));
+    assert.equal(lines.size, ids.length);
+    for (const id of ids) assert.ok(lines.has(id), `a line for ${id}`);
+    const pids = new Map<unknown, number>();
+    for (const l of lines.values()) pids.set(l.pid, (pids.get(l.pid) ?? 0) + 1);
+    assert.equal(pids.size, 2, `both workers served and logged: ${JSON.stringify([...pids])}`);
+  } finally {
+    await Promise.all(agents.map((a) => a.close()));
     await gw.close();
   }
 });

@@ -10,6 +10,7 @@ import { loadTopology } from '../topology/load.ts';
 import { createAdminServer } from './admin.ts';
 import { startGateway, type RunningGateway, type CircuitChange, type GatewayOptions } from './server.ts';
 import { createLogger } from '../shared/logger.ts';
+import { createLineRelay, needsRelay } from '../shared/line-relay.ts';
 import { openDevCa } from '../shared/dev-ca.ts';
 import type { PepBundleSource } from '../control/index.ts';
 
@@ -100,6 +101,10 @@ async function runPrimary(o: GatewayProcessOptions): Promise<void> {
     const open: WorkerMessage = { type: 'gatehouse:circuit', change: { service: c.service, kind: 'state', open: true, reason: c.failure, until: Date.now() + c.openMs } };
     for (const w of workers) if (w?.isConnected()) w.send(open);
   };
+  // stdout shared by the workers is a pipe (a container's log driver): each worker gets a pipe of its
+  // own and this process copies whole lines (a shared regular file keeps every write whole by itself)
+  const relay = needsRelay(1) ? createLineRelay() : undefined;
+  cluster.setupPrimary({ stdio: [0, relay ? 'pipe' : 1, 2, 'ipc'] });
   let serving = false;
   let restarts = 0;
   let healthySince = Date.now();
@@ -107,6 +112,7 @@ async function runPrimary(o: GatewayProcessOptions): Promise<void> {
     let count = 0;
     const fork = (i: number) => {
       const w = cluster.fork({ GATEHOUSE_WORKER: String(i) });
+      if (relay) relay.add(w.process.stdout!);
       workers[i] = w;
       w.on('message', (m: WorkerMessage) => {
         if (m.type === 'gatehouse:worker-ready') {
@@ -186,6 +192,8 @@ async function runPrimary(o: GatewayProcessOptions): Promise<void> {
           }),
       ),
     );
+    // the workers' last lines (flushed as they stopped) are written before this process goes
+    await relay?.drained();
     process.exit(code);
   };
   closeOnSignals(() => shutdown(0));
