@@ -4,7 +4,7 @@
 // batch is 64 KiB. With this relay each worker writes into a pipe of its own
 // and the primary, the one writer of its stdout, copies complete lines only.
 import { fstatSync } from 'node:fs';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /** A line longer than this is passed on in pieces rather than held (none of Gatehouse's come near it). */
 const MAX_HELD = 1024 * 1024;
@@ -29,7 +29,7 @@ export function needsRelay(fd: number): boolean {
   }
 }
 
-export function createLineRelay(out: NodeJS.WritableStream = process.stdout): LineRelay {
+export function createLineRelay(out: Writable = process.stdout): LineRelay {
   const sources = new Set<Readable>();
   const ended: Promise<void>[] = [];
   let paused = false;
@@ -38,7 +38,8 @@ export function createLineRelay(out: NodeJS.WritableStream = process.stdout): Li
     for (const s of sources) s.resume();
   };
   const write = (bytes: Buffer) => {
-    if (out.write(bytes) || paused) return;
+    if (out.write(bytes)) return;
+    if (paused) return;
     // the output is behind: stop reading until it caught up (the sources' writers then wait on their pipes)
     paused = true;
     for (const s of sources) s.pause();
@@ -49,16 +50,28 @@ export function createLineRelay(out: NodeJS.WritableStream = process.stdout): Li
       sources.add(source);
       let held: Buffer | undefined;
       source.on('data', (chunk: Buffer) => {
-        const data = held === undefined ? chunk : Buffer.concat([held, chunk]);
-        const end = data.lastIndexOf(NEWLINE);
-        if (end === -1 && data.length < MAX_HELD) {
-          held = data;
+        const end = chunk.lastIndexOf(NEWLINE);
+        if (end === -1) {
+          held = held === undefined ? Buffer.from(chunk) : Buffer.concat([held, chunk]);
+          // a line longer than any Gatehouse writes: passed on in pieces rather than held
+          if (held.length >= MAX_HELD) {
+            write(held);
+            held = undefined;
+          }
           return;
         }
-        const cut = end === -1 ? data.length : end + 1;
+        // the held start of a line and this chunk up to its last newline go out together (one writev, no copy)
+        const whole = chunk.subarray(0, end + 1);
+        if (held === undefined) write(whole);
+        else {
+          const before = held;
+          out.cork();
+          out.write(before);
+          write(whole);
+          out.uncork();
+        }
         // copied: a view would keep the whole chunk alive until the line is complete
-        held = cut < data.length ? Buffer.from(data.subarray(cut)) : undefined;
-        write(data.subarray(0, cut));
+        held = end + 1 < chunk.length ? Buffer.from(chunk.subarray(end + 1)) : undefined;
       });
       if (paused) source.pause();
       ended.push(
