@@ -193,7 +193,7 @@ async function runPrimary(o: GatewayProcessOptions): Promise<void> {
       ),
     );
     // the workers' last lines (flushed as they stopped) are written before this process goes
-    await relay?.drained();
+    await relay?.drained(2_000);
     process.exit(code);
   };
   closeOnSignals(() => shutdown(0));

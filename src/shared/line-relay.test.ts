@@ -42,7 +42,7 @@ test('lines cut anywhere by two writers reach the output whole and in order, nev
   }
   a.end();
   b.end();
-  await relay.drained();
+  await relay.drained(5_000);
   const got = Buffer.concat(out.writes).toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { who: string; i: number });
   assert.deepEqual(got.filter((l) => l.who === 'a').map((l) => l.i), [...Array(200).keys()]);
   assert.deepEqual(got.filter((l) => l.who === 'b').map((l) => l.i), [...Array(200).keys()]);
@@ -54,7 +54,7 @@ test('a writer that ends in the middle of a line: that line is ended, and the ne
   a.end();
   b.write('{"who":"b","i":0}\n');
   b.end();
-  await relay.drained();
+  await relay.drained(5_000);
   const lines = Buffer.concat(out.writes).toString('utf8').split('\n');
   assert.deepEqual(lines.filter(Boolean).sort(), ['{"who":"a","i":0}', '{"who":"a","i":1,"cut', '{"who":"b","i":0}'].sort());
   assert.equal(lines.at(-1), '', 'the output ends with a newline');
@@ -70,7 +70,7 @@ test('an output that is behind pauses every writer until it drains, and loses no
   for (let i = 0; i < 500; i++) if (!a.write(line)) refused++;
   assert.ok(refused > 0, 'the writer is told to wait once the relay stopped reading');
   a.end();
-  await relay.drained();
+  await relay.drained(5_000);
   assert.equal(Buffer.concat(out.writes).length, 500 * line.length);
 });
 
@@ -81,9 +81,22 @@ test('a line longer than the relay holds is passed on rather than kept in memory
   relay.add(a);
   a.write(Buffer.alloc(3 * 1024 * 1024, 0x7a));
   a.end('\n');
-  await relay.drained();
+  await relay.drained(5_000);
   assert.equal(Buffer.concat(out.writes).length, 3 * 1024 * 1024 + 1);
   assert.ok(out.writes.length > 1);
+});
+
+test('a writer that never closes does not hold the shutdown past its bound, and what it wrote is out', async () => {
+  const out = output();
+  const relay = createLineRelay(out.stream);
+  const a = new PassThrough();
+  relay.add(a);
+  a.write('{"i":0}\n');
+  const started = performance.now();
+  await relay.drained(100);
+  assert.ok(performance.now() - started < 2_000);
+  assert.equal(Buffer.concat(out.writes).toString(), '{"i":0}\n');
+  a.destroy();
 });
 
 test('a regular file needs no relay; anything else (a pipe, a terminal, a device) gets one', () => {

@@ -13,8 +13,12 @@ const NEWLINE = 0x0a;
 export interface LineRelay {
   /** Copy `source` into the output from now on, whole lines at a time. */
   add(source: Readable): void;
-  /** Resolves once every source added so far has ended and everything read from them was handed to the output and written. */
-  drained(): Promise<void>;
+  /**
+   * Resolves once every source added so far has ended and everything read from
+   * them was written, or after `withinMs` (a source whose writer never closes
+   * must not hold a shutdown).
+   */
+  drained(withinMs: number): Promise<void>;
 }
 
 /**
@@ -89,9 +93,12 @@ export function createLineRelay(out: Writable = process.stdout): LineRelay {
         }),
       );
     },
-    async drained() {
-      await Promise.all(ended);
-      await new Promise<void>((resolve) => out.write(EMPTY, () => resolve()));
+    async drained(withinMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, withinMs)));
+      const all = Promise.all(ended).then(() => new Promise<void>((resolve) => out.write(EMPTY, () => resolve())));
+      await Promise.race([all, late]);
+      clearTimeout(timer);
     },
   };
 }
