@@ -56,8 +56,10 @@ export async function openIdentitySigner(o: {
 
   const issuer = `spiffe://${o.trustDomain}/zone/${o.zone}/gateway`;
   type Minted = { token: string; refreshAt: number };
-  // by caller and audience; and, for the identity objects the token verifier's cache hands out again for
-  // the same token, by that object and audience: no key to build and hash on every request
+  // by everything the token says (its claims, the credential's expiry and the audience): two callers share
+  // a token only when it would say the same of both — never by subject and jti alone, which another
+  // trusted issuer or an API key can repeat. And, for the identity objects the token verifier's cache
+  // hands out again for the same token, by that object and audience: no key to build on every request
   const cache = new Map<string, Minted>();
   const byIdentity = new WeakMap<Identity, Map<string, Minted>>();
   const remember = (identity: Identity, audience: string, minted: Minted) => {
@@ -74,32 +76,20 @@ export async function openIdentitySigner(o: {
       const now = o.clock.now();
       const mine = byIdentity.get(identity)?.get(audience);
       if (mine !== undefined && mine.refreshAt > now) return mine.token;
-      const cacheKey = `${identity.jti ?? identity.token ?? identity.sub}|${identity.sub}|${audience}`;
+      const claims = identityClaims(identity);
+      const cacheKey = `${JSON.stringify(claims)}|${identity.exp ?? ''}|${audience}`;
       const hit = cache.get(cacheKey);
       if (hit && hit.refreshAt > now) {
         remember(identity, audience, hit);
         return hit.token;
       }
-      return mint(identity, audience, now, cacheKey);
+      return mint(identity, claims, audience, now, cacheKey);
     },
   };
 
-  async function mint(identity: Identity, audience: string, now: number, cacheKey: string): Promise<string> {
+  async function mint(identity: Identity, claims: Record<string, unknown>, audience: string, now: number, cacheKey: string): Promise<string> {
     const iat = Math.floor(now / 1000);
     const exp = Math.min(iat + o.ttlSeconds, identity.exp ?? Infinity);
-    const claims: Record<string, unknown> = {
-      sub: identity.sub,
-      scope: [...identity.scopes].join(' '),
-      amr: identity.amr.length > 0 ? identity.amr : undefined,
-      acr: identity.acr,
-      client_id: identity.clientId,
-      consumer: identity.consumer,
-      roles: identity.roles.size > 0 ? [...identity.roles] : undefined,
-      orig_jti: identity.jti,
-      orig_iss: identity.issuer,
-      act: identity.act,
-      kind: identity.kind,
-    };
     const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: 'EdDSA', kid: publicJwk.kid, typ: 'gatehouse-id+jwt' })
       .setIssuer(issuer)
@@ -114,4 +104,21 @@ export async function openIdentitySigner(o: {
     remember(identity, audience, minted);
     return token;
   }
+}
+
+/** What an identity token says of its caller (besides iss, aud, iat, exp and its own jti). */
+function identityClaims(identity: Identity): Record<string, unknown> {
+  return {
+    sub: identity.sub,
+    scope: [...identity.scopes].join(' '),
+    amr: identity.amr.length > 0 ? identity.amr : undefined,
+    acr: identity.acr,
+    client_id: identity.clientId,
+    consumer: identity.consumer,
+    roles: identity.roles.size > 0 ? [...identity.roles] : undefined,
+    orig_jti: identity.jti,
+    orig_iss: identity.issuer,
+    act: identity.act,
+    kind: identity.kind,
+  };
 }
