@@ -331,6 +331,9 @@ test('API keys: valid on their routes only, never from the query string unless t
   await expect401('/read', { 'x-api-key': key });
   await expect401(`/partner?api_key=${key}`, {});
   assert.equal((await call(`/partner-q?api_key=${key}`)).statusCode, 200);
+  // a key from the query string is stripped like the header: the rest of the query arrives byte for byte
+  assert.equal((await call(`/partner-q?a=1&api_key=${key}&b=%2F+c&api%5Fkey=again&c`)).statusCode, 200);
+  assert.equal(up.seen.at(-1)!.url, '/partner-q?a=1&b=%2F+c&c');
   // a token and an API key: judged on the preferred one, or refused
   const both = await call('/both', { ...bearer(serviceToken), 'x-api-key': 'gh_bogus000_' + 'x'.repeat(43) });
   assert.equal(both.statusCode, 200);

@@ -308,6 +308,8 @@ const policy: Policy<AuthenticationConfig, AuthenticationState> = {
   },
   onIdentity(ex, s) {
     ex.stripHeaders = s.strip;
+    // a key read from the query string is a credential like the header: the upstream never sees it
+    if (s.apiKeyQuery !== undefined) ex.query = withoutParameter(ex.query, s.apiKeyQuery);
     if (ex.identity === undefined) return; // shadow mode let an unauthenticated request pass
     const service = ex.route.config.service;
     let audience = s.audiences.get(service);
@@ -444,6 +446,22 @@ function isCompactJws(token: string): boolean {
 
 function headerValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** `query` without any parameter called `name` (as sent or percent-decoded); the rest byte for byte. */
+export function withoutParameter(query: string, name: string): string {
+  if (query === '') return query;
+  const kept = query.split('&').filter((part) => {
+    const eq = part.indexOf('=');
+    const raw = eq === -1 ? part : part.slice(0, eq);
+    if (raw === name) return false;
+    try {
+      return decodeURIComponent(raw.replaceAll('+', ' ')) !== name;
+    } catch {
+      return true;
+    }
+  });
+  return kept.join('&');
 }
 
 function queryValue(query: string, name: string): string | undefined {
