@@ -23,6 +23,30 @@ test('hop-by-hop headers, Connection-named headers and spoofable identity header
   assert.equal(h.upgrade, 'h2c');
 });
 
+test('identity headers other fronts set for their upstreams (Kong, oauth2-proxy, Apache, Azure, AWS, Google, Cloudflare) are removed', () => {
+  const spoofed = [
+    'X-Remote-User', 'Remote-User', 'X-Remote-Addr', 'X-Auth-Request-User', 'X-Auth-Request-Email', 'X-Authenticated-User',
+    'X-Authenticated-Userid', 'X-Consumer-Username', 'X-Credential-Identifier', 'X-User', 'X-Spiffe-Id', 'X-Ms-Client-Principal',
+    'X-Ms-Client-Principal-Name', 'X-Amzn-Oidc-Data', 'X-Goog-Authenticated-User-Email', 'Cf-Access-Authenticated-User-Email',
+    'Client-IP', 'X-Originating-IP', 'X-Host', 'X-Original-Method',
+  ];
+  const h = scanRequestHeaders(['Host', 'a', ...spoofed.flatMap((name) => [name, 'admin']), 'X-Api-Version', '2'], false);
+  assert.deepEqual(h.forward, ['x-api-version', '2']);
+});
+
+test('one body, one Content-Type: a second one is refused, whatever it says', () => {
+  refused(['Host', 'a', 'Content-Type', 'application/json', 'Content-Type', 'application/x-www-form-urlencoded'], false, /repeated Content-Type/);
+  refused(['Host', 'a', 'Content-Type', 'application/json', 'content-type', 'application/json'], false, /repeated Content-Type/);
+  refused([':method', 'POST', ':authority', 'a', 'content-type', 'text/plain', 'content-type', 'application/json'], true, /repeated Content-Type/);
+  assert.deepEqual(scanRequestHeaders(['Host', 'a', 'Content-Type', 'application/json'], false).forward, ['content-type', 'application/json']);
+});
+
+test('cookies sent as separate HTTP/2 fields reach the upstream as one Cookie header (RFC 9113 §8.2.3)', () => {
+  const h = scanRequestHeaders([':method', 'GET', ':authority', 'a', 'cookie', 'a=1', 'accept', '*/*', 'cookie', 'b=2', 'cookie', 'c=3'], true);
+  assert.deepEqual(h.forward, ['accept', '*/*', 'cookie', 'a=1; b=2; c=3']);
+  assert.deepEqual(scanRequestHeaders(['Host', 'a', 'Cookie', 'a=1; b=2'], false).forward, ['cookie', 'a=1; b=2']);
+});
+
 test('framing: repeated or malformed Content-Length, TE other than chunked, TE with CL', () => {
   refused(['Host', 'a', 'Content-Length', '1', 'Content-Length', '1'], false, /repeated Content-Length/);
   refused(['Host', 'a', 'Content-Length', '+1'], false, /malformed Content-Length/);

@@ -48,7 +48,35 @@ const SPOOFABLE = new Set([
   'x-envoy-original-path',
   'x-envoy-external-address',
   'x-envoy-internal',
+  // who the caller is, as other gateways and auth proxies tell their upstreams: an upstream written
+  // for Kong, oauth2-proxy, Apache, an Azure, AWS or Google front, or a mesh would believe them
+  'remote-user',
+  'x-user',
+  'x-user-id',
+  'x-userid',
+  'x-username',
+  'x-email',
+  'x-authenticated-user',
+  'x-authenticated-userid',
+  'x-authenticated-scope',
+  'x-authenticated-groups',
+  'x-consumer-id',
+  'x-consumer-username',
+  'x-consumer-custom-id',
+  'x-consumer-groups',
+  'x-credential-identifier',
+  'x-anonymous-consumer',
+  'x-spiffe-id',
+  // where the request came from, or went, by other names
+  'client-ip',
+  'x-originating-ip',
+  'x-host',
+  'x-original-method',
+  'x-proxyuser-ip',
 ]);
+
+/** Prefixes of whole families of identity headers that other fronts set (oauth2-proxy, Apache, Azure, AWS, Google, Cloudflare). */
+const SPOOFABLE_PREFIXES = ['x-remote-', 'x-auth-request-', 'x-ms-client-principal', 'x-ms-token-', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-', 'cf-access-'];
 
 export const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -84,6 +112,8 @@ const READ = [
   'x-request-id',
   'traceparent',
   'tracestate',
+  'content-type',
+  'cookie',
 ] as const;
 const READ_NAMES = new Set<string>(READ);
 
@@ -100,6 +130,7 @@ function roleOf(name: string): Role {
   if (name.charCodeAt(0) === 0x3a /* : */) return 'drop'; // HTTP/2 pseudo-header
   if (HOP_BY_HOP.has(name) || SPOOFABLE.has(name)) return 'drop';
   if (name.startsWith('x-forwarded-') || name.startsWith('x-gatehouse-')) return 'drop';
+  for (const prefix of SPOOFABLE_PREFIXES) if (name.startsWith(prefix)) return 'drop';
   // CGI, PHP, WSGI and Rack read X_Real_IP as X-Real-IP: a name with '_' could
   // alias any protected header, so none is forwarded (nginx's default too)
   if (name.includes('_')) return 'drop';
@@ -144,6 +175,8 @@ export function scanRequestHeaders(raw: readonly string[], http2: boolean, http1
   let traceparent: string | undefined;
   let tracestate: string | undefined;
   let upgrade: string | undefined;
+  let contentType: string | undefined;
+  let cookie: string | undefined;
   let forward: string[] = [];
 
   for (let i = 0; i < raw.length; i += 2) {
@@ -199,8 +232,19 @@ export function scanRequestHeaders(raw: readonly string[], http2: boolean, http1
       case 'tracestate':
         tracestate = tracestate === undefined ? value : `${tracestate},${value}`;
         break;
+      case 'content-type':
+        // one body, one type: a policy that checked the first must not hand the upstream a second
+        if (contentType !== undefined) throw AmbiguousRequest('repeated Content-Type header');
+        contentType = value;
+        forward.push('content-type', value);
+        break;
+      case 'cookie':
+        // HTTP/2 sends each cookie as a field of its own; an HTTP/1.1 upstream gets them as one (RFC 9113 §8.2.3)
+        cookie = cookie === undefined ? value : `${cookie}; ${value}`;
+        break;
     }
   }
+  if (cookie !== undefined) forward.push('cookie', cookie);
 
   if (http2) {
     if (connection !== undefined || teCount > 0 || upgrade !== undefined)
