@@ -3,6 +3,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
+import http2 from 'node:http2';
+import tls from 'node:tls';
+import { once } from 'node:events';
 import path from 'node:path';
 import { writeFileSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -98,7 +101,8 @@ const routes = `
       - { name: both-strict, path: /both-strict, service: up, auth: { accept: [jwt, api_key] } }
       - { name: forward, path: /forward, service: up, auth: { forwardToken: true } }
       - { name: opaque, path: /opaque, service: up, auth: { accept: [introspection], scopes: [orders:read] } }
-      - { name: checked, path: /checked, methods: [POST], service: up, auth: jwt, validate: { body: { type: object } } }`;
+      - { name: checked, path: /checked, methods: [POST], service: up, auth: jwt, validate: { body: { type: object } } }
+      - { name: upload, path: /upload, methods: [POST], service: up, auth: jwt }`;
 
 before(async () => {
   h = await startHarness({ zone: 'edge' });
@@ -498,5 +502,88 @@ test('revocation feed gone stale: the issuer it covers fails closed (503 + Retry
   } finally {
     await lenient.close();
     forger.setFeed(true);
+  }
+});
+
+/** One HTTP/1.1 request with Expect: 100-continue: what the gateway answers before the body is sent, then (when that was a 100) after. */
+async function expectContinue(pathname: string, headers: Record<string, string>, body: string): Promise<{ first: string; final?: string; closed?: boolean }> {
+  const port = Number(new URL(gw.url).port);
+  const socket = tls.connect({ host: '127.0.0.1', port, ca: readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem')), ALPNProtocols: ['http/1.1'] });
+  await once(socket, 'secureConnect');
+  let got = '';
+  socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  const until = async (done: () => boolean) => {
+    while (!done()) await once(socket, 'data');
+  };
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  socket.write(`POST ${pathname} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n${extra}\r\n`);
+  await until(() => got.includes('\r\n\r\n'));
+  const first = got.slice(0, got.indexOf('\r\n\r\n'));
+  if (!first.startsWith('HTTP/1.1 100')) {
+    const closed = new Promise<boolean>((resolve) => {
+      socket.once('close', () => resolve(true));
+      setTimeout(() => resolve(false), 3_000).unref();
+    });
+    const result = { first, closed: await closed };
+    socket.destroy();
+    return result;
+  }
+  got = got.slice(first.length + 4);
+  socket.write(body);
+  await until(() => /\r\n\r\n[\s\S]*(?:\}|\r\n0\r\n\r\n)$/.test(got));
+  socket.destroy();
+  return { first, final: got };
+}
+
+test('Expect: 100-continue over HTTP/1.1: a refused request never gets its 100 (the upload never starts); an accepted one only once past every check', async () => {
+  const before = up.seen.length;
+  for (const pathname of ['/upload', '/checked']) {
+    const refused = await expectContinue(pathname, {}, '{"a":1}');
+    assert.match(refused.first, /^HTTP\/1\.1 401 /, `${pathname}: no token, no 100 — the final answer`);
+    // and the connection ends: a body the client sends anyway is never read as the next request
+    assert.equal(refused.closed, true);
+    const forged = await expectContinue(pathname, bearer(serviceToken.slice(0, -4) + 'AAAA'), '{"a":1}');
+    assert.match(forged.first, /^HTTP\/1\.1 401 /);
+    assert.equal(forged.closed, true);
+  }
+  assert.equal(up.seen.length, before, 'nothing reached the upstream');
+  for (const pathname of ['/upload', '/checked']) {
+    const accepted = await expectContinue(pathname, bearer(serviceToken), '{"a":1}');
+    assert.match(accepted.first, /^HTTP\/1\.1 100 Continue/);
+    assert.match(accepted.final!, /^HTTP\/1\.1 200 /);
+  }
+  assert.deepEqual(up.seen.slice(before).map((s) => [s.url, s.bodyBytes, s.headers.expect]), [['/upload', 7, undefined], ['/checked', 7, undefined]]);
+  // the contract still judges the body it let through: a 100, then 422 for a body that is not an object
+  const invalid = await expectContinue('/checked', bearer(serviceToken), '[1,2]');
+  assert.match(invalid.first, /^HTTP\/1\.1 100 Continue/);
+  assert.match(invalid.final!, /^HTTP\/1\.1 422 /);
+});
+
+test('Expect: 100-continue over HTTP/2: no 100 before a refusal; a 100, then the body, once accepted', async () => {
+  const session = http2.connect(gw.url, { ca: readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem')) });
+  try {
+    const post = (headers: Record<string, string>) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/upload', 'content-type': 'application/json', expect: '100-continue', ...headers }, { endStream: false });
+      let continued = false;
+      stream.on('continue', () => {
+        continued = true;
+        stream.end('{"a":1}');
+      });
+      return new Promise<{ status: number; continued: boolean }>((resolve, reject) => {
+        stream.on('response', (h) => {
+          const status = Number(h[':status']);
+          stream.resume();
+          stream.on('end', () => resolve({ status, continued }));
+        });
+        stream.on('error', reject);
+      });
+    };
+    const before = up.seen.length;
+    assert.deepEqual(await post({}), { status: 401, continued: false });
+    assert.equal(up.seen.length, before);
+    assert.deepEqual(await post(bearer(serviceToken)), { status: 200, continued: true });
+    assert.equal(up.seen.at(-1)!.bodyBytes, 7);
+  } finally {
+    session.close();
   }
 });

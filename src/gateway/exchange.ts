@@ -103,6 +103,8 @@ export class GatewayExchange implements Exchange {
   status = 0;
   /** Why the gateway refused the request, when it did. */
   error: GatehouseError | undefined;
+  /** A 100 Continue was sent (see continueBody). */
+  continued = false;
 
   constructor(req: Req, res: Res | undefined, upgrade: Upgrade | undefined, ctx: PipelineContext) {
     this.req = req;
@@ -138,6 +140,23 @@ export class GatewayExchange implements Exchange {
     const withBody = isHttp2(this.req)
       ? !(this.req.stream.endAfterHeaders || inbound.contentLength === 0)
       : inbound.chunked || (inbound.contentLength !== undefined && inbound.contentLength > 0);
+    if (withBody) this.continueBody();
     return (this.body = withBody ? readBody(this.req, this.bodyLimit) : Promise.resolve(Buffer.alloc(0)));
   }
+
+  /**
+   * `Expect: 100-continue`: the client waits for a 100 before it sends its body.
+   * It gets one only here, when the body is about to be read — past every check:
+   * a request refused before never has its upload started.
+   */
+  continueBody(): void {
+    const res = this.res;
+    if (res === undefined || res.headersSent || this.continued) return;
+    const expect = this.headers.expect;
+    if (expect === undefined || !CONTINUE.test(expect)) return;
+    this.continued = true;
+    res.writeContinue();
+  }
 }
+
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;

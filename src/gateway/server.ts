@@ -306,6 +306,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     });
     // CONNECT (extended CONNECT included) gets the same 400 problem as on HTTP/1 (Node would answer a bare 405)
     h2.on('connect', handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    // Expect: 100-continue is answered once every phase said yes (GatewayExchange.continueBody), not by Node on arrival
+    h2.on('checkContinue', handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
     // a session that broke (a client that reset or vanished) is no refused request
     h2.on('sessionError', () => metrics.http2SessionErrors.inc());
     // ALPN decides: h2 sessions go to the HTTP/2 server, the rest to HTTP/1.1
@@ -366,6 +368,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     logUnparsed(ctx, e, id, normaliseAddress((socket as Socket).remoteAddress));
     writeRawProblem(socket, e, id);
   });
+  // Expect: 100-continue is answered once every phase said yes (GatewayExchange.continueBody), not by Node on arrival
+  server.on('checkContinue', handler as RequestListener);
   // CONNECT and upgrades take the same phases as any request; CONNECT is refused in hygiene
   server.on('connect', upgradeHandler as (req: IncomingMessage, socket: Duplex, head: Buffer) => void);
   server.on('upgrade', upgradeHandler as (req: IncomingMessage, socket: Duplex, head: Buffer) => void);

@@ -127,6 +127,7 @@ function send(ex: GatewayExchange, upstream: Upstream, preread: Buffer | undefin
         if (!(req as IncomingMessage).complete) clientGone();
       });
     body = Readable.from(bodyChunks(req, ex.bodyLimit, inbound.contentLength, u), { objectMode: false });
+    ex.continueBody();
   }
   const route = ex.route;
   const path = upstreamPath(route, ex.path);
