@@ -142,6 +142,36 @@ services:
   assert.deepEqual(report.findings, []);
 });
 
+test('a protected route under an anonymous prefix route is found, unless methods or hosts keep them apart', () => {
+  const text = `version: 1
+trustDomain: t.test
+zones:
+  edge:
+    gateway: { listen: 127.0.0.1:8443 }
+    authority: { listen: 127.0.0.1:8444, scopes: [w] }
+    routes:
+      - { name: site, path: /, match: prefix, service: app, auth: anonymous, policies: { rate_limit: { limit: 10, windowSeconds: 60 } } }
+      - { name: admin, path: /admin, service: app, auth: jwt }
+      - { name: orders, path: /api/orders, match: prefix, service: app, auth: jwt }
+      - { name: order, path: '/api/orders/{id}', service: app, auth: jwt }
+      - { name: upload, path: /upload, methods: [POST], service: app, auth: { accept: [jwt], mfa: required } }
+      - { name: docs, path: /docs, match: prefix, hosts: [docs.example], service: app, auth: anonymous, policies: { rate_limit: { limit: 10, windowSeconds: 60 } } }
+      - { name: internal, path: /docs/internal, hosts: [api.example], service: app, auth: jwt }
+services:
+  app:
+    zone: edge
+    run: db.ts
+    allow: [{ caller: gateway, methods: [GET, HEAD, POST], paths: [{ path: /, match: prefix }] }]
+`;
+  const report = withTopology(text, (loaded, file) => auditTopology(loaded, file));
+  const found = report.findings.filter((f) => f.ruleId === 'GH015');
+  // upload: POST only, the anonymous route GET/HEAD only. internal: under site (any host), never under docs (another host)
+  assert.deepEqual(found.map((f) => [f.path, f.line]), [['zones.edge.routes[1].path', 9], ['zones.edge.routes[2].path', 10], ['zones.edge.routes[3].path', 11], ['zones.edge.routes[6].path', 14]]);
+  assert.match(found[3].message, /anonymous prefix route site$/);
+  assert.match(found[0].message, /\/admin\/ and \/admin in other letters match the anonymous prefix route site/);
+  assert.doesNotMatch(found[1].message, /\/api\/orders\/ and/, 'a prefix route takes its trailing slash itself');
+});
+
 test('rule ids and names are unique', () => {
   assert.equal(new Set(RULES.map((r) => r.id)).size, RULES.length);
   assert.equal(new Set(RULES.map((r) => r.name)).size, RULES.length);

@@ -67,6 +67,15 @@ export function auditTopology(loaded: LoadedTopology, file: string): AuditReport
       if (cidrHasHostBits(cidr)) find('cidr-host-bits', [...at, ...where], `${cidr} has host bits set`);
     });
     zone.routes.forEach((route, i) => auditRoute(zoneName, zone, route, ['zones', zoneName, 'routes', i], privateZones.has(zoneName) || ingress !== undefined, find));
+    for (const { inner, outer } of protectedUnderAnonymous(zone.routes)) {
+      const r = zone.routes[inner];
+      const o = zone.routes[outer];
+      find(
+        'protected-route-under-anonymous-prefix',
+        ['zones', zoneName, 'routes', inner, 'path'],
+        `route ${r.name ?? r.path} needs a credential, but ${r.match === 'exact' ? `${r.path}/ and ` : ''}${r.path} in other letters match the anonymous prefix route ${o.name ?? o.path}`,
+      );
+    }
   }
 
   for (const gap of routeMethodGaps(t)) find('route-method-refused', gap.path, gap.message);
@@ -140,6 +149,29 @@ function auditRoute(
     find('write-without-mfa', [...at, 'methods'], `route ${name} of zone ${zoneName} takes ${writes.join(', ')} without MFA`);
   if (auth?.shadow) find('route-auth-shadow', [...at, 'auth', 'shadow'], `route ${name} lets refused requests pass (shadow)`);
   if (auth?.apiKeyQuery) find('api-key-in-query', [...at, 'auth', 'apiKeyQuery'], `route ${name} reads API keys from ?${auth.apiKeyQuery}=`);
+}
+
+/**
+ * Pairs of routes where one needs a credential and an anonymous prefix route
+ * covers its path for some of the same methods and hosts: a variant of the path
+ * the router does not treat as the protected one lands on the anonymous route.
+ */
+function protectedUnderAnonymous(routes: readonly RouteConfig[]): { inner: number; outer: number }[] {
+  const pairs: { inner: number; outer: number }[] = [];
+  routes.forEach((outer, o) => {
+    if (outer.auth !== 'anonymous' || outer.match !== 'prefix') return;
+    const base = outer.path.endsWith('/') ? outer.path : `${outer.path}/`;
+    routes.forEach((inner, i) => {
+      if (inner.auth === 'anonymous' || i === o) return;
+      if (inner.path !== outer.path && !inner.path.startsWith(base)) return;
+      const methods = (r: RouteConfig) => (r.methods === '*' ? ALL_METHODS : r.methods);
+      if (!methods(inner).some((m) => methods(outer).includes(m))) return;
+      // routes for different host names never see each other's requests
+      if (inner.hosts && outer.hosts && !inner.hosts.some((h) => h.startsWith('*.') || outer.hosts!.some((x) => x.startsWith('*.') || x.toLowerCase() === h.toLowerCase()))) return;
+      pairs.push({ inner: i, outer: o });
+    });
+  });
+  return pairs;
 }
 
 /** Every CIDR a zone declares (trusted proxies, address rules, ingress sources), with where. */
