@@ -69,6 +69,17 @@ test('inbound: no certificate, no edge, forged identity headers and overrides ne
   assert.equal(seen.length, before, 'a refused request reached the application');
 });
 
+test('inbound: header names with an underscore (X_Gatehouse_User: read as X-Gatehouse-User by CGI, WSGI, PHP and Rack) never reach the application', async () => {
+  const before = seen.length;
+  const [a] = await as('checkout', get('/orders/7', { X_Gatehouse_User: 'alice', X_Gatehouse_Caller: id('public', 'gateway'), X_Gatehouse_Sidecar: 'guess', 'X-Trace-Note': 'kept' }));
+  assert.equal(a.status, 200, a.head);
+  const got = seen[before];
+  assert.deepEqual(Object.keys(got).filter((k) => k.includes('_')), []);
+  assert.equal(got['x-gatehouse-user'], undefined);
+  assert.equal(got['x-gatehouse-caller'], id('public', 'checkout'));
+  assert.equal(got['x-trace-note'], 'kept');
+});
+
 test('outbound: the application calls only its egress allow-list, through mTLS', async () => {
   const call = (host: string, path: string) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {

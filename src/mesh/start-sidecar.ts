@@ -167,7 +167,9 @@ export async function startSidecar(options: StartSidecarOptions): Promise<Sideca
       const h = req.headers;
       for (const k in h) {
         const v = h[k];
-        if (v !== undefined && !HOP.has(k) && k !== IDENTITY_TOKEN_HEADER) headers[k] = v;
+        // CGI, PHP, WSGI and Rack read X_Gatehouse_User as X-Gatehouse-User: a name with '_' could stand
+        // for any header this sidecar vouches for, so none reaches the application (as at the gateway)
+        if (v !== undefined && !HOP.has(k) && k !== IDENTITY_TOKEN_HEADER && !k.includes('_')) headers[k] = v;
       }
       headers['x-gatehouse-caller'] = ctx.caller.spiffeId;
       if (ctx.user) headers['x-gatehouse-user'] = ctx.user.sub;
