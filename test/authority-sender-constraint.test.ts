@@ -360,6 +360,27 @@ test('token exchange binds the exchanged token to the certificate of a certifica
   assert.equal((await call(gw, '/bound', { authorization: `Bearer ${exchanged.access_token}` }, fetchWith(billing))).status, 401, 'lifted to another workload: useless');
 });
 
+test('a sender-constrained subject token is exchanged only by whoever holds its binding: never turned into a bearer token by another client', async () => {
+  const relay = await auth.admin.clients.add({ clientId: 'relay', grantTypes: ['urn:ietf:params:oauth:grant-type:token-exchange'], scope: 'orders:read', authMethod: 'client_secret_basic' });
+  const config = await discover('relay', oidc.ClientSecretBasic(relay.client_secret!));
+  const exchange = (subject: string, options?: Parameters<typeof oidc.genericGrantRequest>[3]) =>
+    oidc.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:token-exchange', { subject_token: subject, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', scope: 'orders:read' }, options);
+  const refused = async (p: Promise<unknown>) => assert.rejects(p, (e: { error?: string }) => e.error === 'invalid_grant');
+
+  // certificate-bound (billing's certificate): another client, without that certificate
+  const certBound = (await oidc.clientCredentialsGrant(await discover('billing', oidc.TlsClientAuth(), fetchWith(billing)), { scope: 'orders:read' })).access_token;
+  assert.ok((decodeJwt(certBound).cnf as Record<string, string>)['x5t#S256']);
+  await refused(exchange(certBound));
+
+  // DPoP-bound: no proof, or a proof made with another key, is refused; a proof of its key passes, and binds the result to it
+  const key = await dpopKey();
+  const dpopBound = (await dpopToken(key)).access_token;
+  await refused(exchange(dpopBound));
+  await refused(exchange(dpopBound, { DPoP: handleFor(config, await dpopKey()) }));
+  const held = await exchange(dpopBound, { DPoP: handleFor(config, key) });
+  assert.equal((decodeJwt(held.access_token).cnf as Record<string, string>).jkt, key.jkt);
+});
+
 test('dev.serviceClients with certificateBound: the seeded workload client gets certificate-bound tokens', async () => {
   const listed = (await auth.admin.clients.list()).find((c) => c.client_id === 'seeded')!;
   assert.equal(listed.sender_constraint, 'mtls');

@@ -15,7 +15,10 @@
 // carries over only to an actor allowed to act for the user at that audience:
 // named by may_act, or listed in the zone's tokenExchange.actors for it.
 //
-// Sender constraint: a DPoP proof with the exchange request binds the
+// Sender constraint: a sender-constrained subject token is exchanged only by
+// whoever proves its binding (its client certificate on this connection, or
+// a DPoP proof of its key), so a lifted token never becomes a bearer token.
+// A DPoP proof with the exchange request binds the
 // exchanged token to its key (cnf.jkt, token_type DPoP), checked as the
 // library checks it for its own grants (dpop-token-endpoint.ts); a client
 // registered dpop-bound must send one. A certificate-bound client's token is
@@ -28,6 +31,7 @@ import { isLive, looksLikeJwt, ownKeys, type AccessTokenClaims } from './access-
 import { peerCertificate } from './client-certificate.ts';
 import { RevocationStatusUnknown } from './issuer-revocations.ts';
 import { dpopAtTokenEndpoint } from './dpop-token-endpoint.ts';
+import { bindingOf, certificateThumbprint } from '../shared/sender-constraint.ts';
 
 /** Claims an exchanged token carries (act, auth_time …), read by customize-token.ts at signing. */
 export const exchangeClaims = new WeakMap<object, Record<string, unknown>>();
@@ -119,6 +123,13 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
           throw new errors.TemporarilyUnavailable('the subject token’s revocation status cannot be checked at its issuer now; retry later');
         }
         if (revoked) throw new errors.InvalidGrant('subject token is revoked');
+      }
+      // a sender-constrained subject token is exchanged only by whoever holds what it is bound to: else
+      // any client with the grant could turn a token lifted from its holder into one of its own
+      const held = holdsBinding(subject, jkt, c.socket);
+      if (held !== true) {
+        ctx.audit('token.exchange_refused', { client_id: client.clientId, sub: subject.sub, reason: held, source: c.ip });
+        throw new errors.InvalidGrant(`the subject token is sender-constrained: ${held}`);
       }
       const mayAct = mayActAllows(subject.may_act, client.clientId, ctx.issuer);
       if (mayAct === false) {
@@ -222,4 +233,18 @@ export function registerTokenExchange(provider: Provider, ctx: AuthorityContext)
     },
     PARAMS,
   );
+}
+
+/**
+ * Does the exchange request prove what the subject token is bound to (RFC 8705
+ * cnf.x5t#S256: this connection's client certificate; RFC 9449 cnf.jkt: the
+ * DPoP proof sent with the exchange)? true, or why not.
+ */
+function holdsBinding(subject: JWTPayload, proofJkt: string | undefined, socket: unknown): true | string {
+  if (subject.cnf === undefined) return true;
+  const binding = bindingOf(subject as Record<string, unknown>);
+  if (binding === undefined) return 'it is bound to something this authority cannot check';
+  if (binding.kind === 'dpop') return proofJkt === binding.jkt ? true : 'send a DPoP proof made with the key it is bound to';
+  const cert = peerCertificate(socket);
+  return cert !== undefined && certificateThumbprint(cert) === binding.x5t ? true : 'present the client certificate it is bound to';
 }
