@@ -143,19 +143,14 @@ services:
 });
 
 test('a protected route under an anonymous prefix route is found, unless methods or hosts keep them apart', () => {
-  const text = `version: 1
-trustDomain: t.test
-zones:
-  edge:
-    gateway: { listen: 127.0.0.1:8443 }
-    authority: { listen: 127.0.0.1:8444, scopes: [w] }
-    routes:
-      - { name: site, path: /, match: prefix, service: app, auth: anonymous, policies: { rate_limit: { limit: 10, windowSeconds: 60 } } }
+  const limited = 'policies: { rate_limit: { limit: 10, windowSeconds: 60 } }';
+  const text = ['version: 1', 'trustDomain: t.test', 'zones:', '  edge:', '    gateway: { listen: 127.0.0.1:8443 }', '    authority: { listen: 127.0.0.1:8444, scopes: [w] }', '    routes:', ''].join('\n') +
+    `      - { name: site, path: /, match: prefix, service: app, auth: anonymous, ${limited} }
       - { name: admin, path: /admin, service: app, auth: jwt }
       - { name: orders, path: /api/orders, match: prefix, service: app, auth: jwt }
       - { name: order, path: '/api/orders/{id}', service: app, auth: jwt }
       - { name: upload, path: /upload, methods: [POST], service: app, auth: { accept: [jwt], mfa: required } }
-      - { name: docs, path: /docs, match: prefix, hosts: [docs.example], service: app, auth: anonymous, policies: { rate_limit: { limit: 10, windowSeconds: 60 } } }
+      - { name: docs, path: /docs, match: prefix, hosts: [docs.example], service: app, auth: anonymous, ${limited} }
       - { name: internal, path: /docs/internal, hosts: [api.example], service: app, auth: jwt }
 services:
   app:
