@@ -15,6 +15,8 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { request, Agent } from 'undici';
 import { initCa, issueWorkloadIdentity, serviceSpiffeId, gatewaySpiffeId } from '../src/pki/index.ts';
+import { authoritySpiffeId } from '../src/pki/spiffe-id.ts';
+import { postEvents } from './support/monitor-events.ts';
 import { startControlServer, createEventShipper } from '../src/control/index.ts';
 import { startGateway, type RunningGateway } from '../src/gateway/server.ts';
 import { loadTopology } from '../src/topology/load.ts';
@@ -137,6 +139,25 @@ test('shadow mode: the detector records what it would do and quarantines nothing
   assert.match(detections[0].detail!, /^shadow: detector scan/);
   assert.equal(await status('127.0.0.5', '/open'), 200);
   assert.deepEqual(JSON.parse((await cli('quarantine', 'list', '--json')).stdout), []);
+});
+
+test('each kind of workload says only what it sees: a service speaking for a gateway or an authority, or for the control plane, is refused and quarantines nobody', async () => {
+  const app = serviceSpiffeId(TD, 'edge', 'app');
+  const victim = '198.51.100.23';
+  // what made the scan detector quarantine a source when a gateway said it, said by a mesh service
+  const scan = Array.from({ length: 6 }, (_, i) => ({ type: 'request_refused', code: 'not_found', status: 404, source: victim, path: `/p${i}` }));
+  assert.deepEqual((await postEvents(dir, control.url, app, scan)).body, { accepted: 0, rejected: 6 });
+  const others = ['auth_failure', 'token_issued', 'upstream_status', 'traffic', 'vault_denied', 'certificate_issued', 'config_change', 'detection', 'quarantine'].map((type) => ({ type, code: 'forged', source: victim }));
+  assert.deepEqual((await postEvents(dir, control.url, app, others)).body, { accepted: 0, rejected: others.length });
+  // a gateway does not speak for an authority, nor an authority for a gateway; each says its own
+  assert.deepEqual((await postEvents(dir, control.url, gatewaySpiffeId(TD, 'edge'), [{ type: 'auth_failure', code: 'forged', source: victim }])).body, { accepted: 0, rejected: 1 });
+  assert.deepEqual((await postEvents(dir, control.url, authoritySpiffeId(TD, 'edge'), [{ type: 'request_refused', code: 'forged', status: 404, source: victim }])).body, { accepted: 0, rejected: 1 });
+  assert.deepEqual((await postEvents(dir, control.url, app, [{ type: 'edge_denied', code: 'no_edge', source: victim }])).body, { accepted: 1, rejected: 0 });
+  await delay(300);
+  const list = JSON.parse((await cli('quarantine', 'list', '--json')).stdout) as { value: string }[];
+  assert.ok(!list.some((q) => q.value === victim), JSON.stringify(list));
+  const stored = JSON.parse((await cli('events', '--since', '5m', '--json')).stdout) as Record<string, unknown>[];
+  assert.deepEqual(stored.filter((e) => e.source === victim).map((e) => e.type), ['edge_denied']);
 });
 
 test('hostile event batches: forged sender re-attributed, malformed/oversized refused, a flood throttled; events shipped to a dead control plane are dropped, never waited for', async () => {

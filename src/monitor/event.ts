@@ -85,6 +85,22 @@ export const EVENT_TYPES = [
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
+/**
+ * Who may send what (docs/guides/monitor.md, "Who sends what"), by the kind of
+ * the sender's verified SPIFFE ID. Nobody sends the control plane's own events
+ * (config_change, detection, quarantine) or certificate_revoked: the control
+ * plane records those itself. An event of any other type from a sender is a
+ * forgery: a compromised service must not feed the detectors what a gateway or
+ * an authority saw, and have them quarantine whomever it names.
+ */
+export const EVENTS_BY_SENDER: Readonly<Record<'gateway' | 'authority' | 'service' | 'vault' | 'ca', ReadonlySet<EventType>>> = {
+  gateway: new Set(['request_refused', 'ingress_refused', 'token_use', 'upstream_status', 'traffic', 'bundle_refused']),
+  authority: new Set(['auth_failure', 'auth_success', 'lockout', 'token_issued', 'token_exchange', 'token_refused', 'token_revoked', 'bundle_refused']),
+  service: new Set(['edge_denied', 'bundle_refused']),
+  vault: new Set(['vault_denied']),
+  ca: new Set(['certificate_issued']),
+};
+
 const text = (max: number) => z.string().max(max).regex(/^[^\x00-\x1f\x7f]*$/, 'no control characters');
 
 /** What a sender sends (the control plane adds `pep`, and `received`). */

@@ -55,7 +55,7 @@ export function checkQuarantine(r: QuarantineRequest, topology: Topology | undef
     const problem = ingressCidrProblem(r.value);
     if (problem) throw invalid(`source: ${problem}`);
   }
-  if (r.scope === 'service' && topology && !topology.services[r.value]) throw invalid(`service: the topology has no service ${JSON.stringify(r.value)}`);
+  if (r.scope === 'service' && topology && !Object.hasOwn(topology.services, r.value)) throw invalid(`service: the topology has no service ${JSON.stringify(r.value)}`);
   if (!Number.isSafeInteger(r.forMs) || r.forMs < 1000 || r.forMs > MAX_QUARANTINE_MS) throw invalid('for must be from 1s to 30d');
   if (typeof r.reason !== 'string' || r.reason.trim().length === 0 || r.reason.length > 500 || /[\x00-\x1f\x7f]/.test(r.reason))
     throw invalid('reason must be 1 to 500 characters without control characters');

@@ -15,17 +15,19 @@ import type { MonitorConfig } from '../../topology/schema-monitor.ts';
 import {
   EventInput,
   EVENT_SCHEMA,
+  EVENTS_BY_SENDER,
   MAX_BATCH_EVENTS,
   createDetectors,
   openEventStore,
   type Detection,
   type EventQuery,
+  type EventType,
   type QuarantineStore,
   type SecurityEvent,
 } from '../../monitor/index.ts';
 import type { Quarantine } from '../../policy/index.ts';
 import { randomUUID } from 'node:crypto';
-import { caSpiffeId } from '../../pki/spiffe-id.ts';
+import { caSpiffeId, parseSpiffeId, vaultSpiffeId } from '../../pki/spiffe-id.ts';
 import type { RevokedTokens } from './revoked-tokens.ts';
 
 /** Events a PEP may send per second, and at once (a token bucket per PEP). */
@@ -77,7 +79,16 @@ export async function createEventIntake(o: {
   // where events are kept is read once, at start (monitor.storage)
   const store = await openEventStore({ stateDir: o.stateDir, clock: o.clock, storage: o.monitor().storage });
   const detectors = createDetectors(o.monitor, new URL(o.selfId).host);
-  const caId = caSpiffeId(new URL(o.selfId).host);
+  const trustDomain = new URL(o.selfId).host;
+  const caId = caSpiffeId(trustDomain);
+  const vaultId = vaultSpiffeId(trustDomain);
+  /** The event types `pep` sends, by its kind; undefined: none (not a workload of this trust domain). */
+  const sendsOf = (pep: string): ReadonlySet<EventType> | undefined => {
+    if (pep === caId) return EVENTS_BY_SENDER.ca;
+    if (pep === vaultId) return EVENTS_BY_SENDER.vault;
+    const id = parseSpiffeId(pep, trustDomain);
+    return id === null || id.kind === 'ca' ? undefined : EVENTS_BY_SENDER[id.kind];
+  };
   const buckets = new Map<string, { tokens: number; at: number }>();
   const stats: EventIntakeStats = { stored: 0, rejected: 0, throttled: 0, forged: 0, revocationsRefused: 0 };
 
@@ -162,17 +173,19 @@ export async function createEventIntake(o: {
       let rejected = 0;
       let revoked = 0;
       const lifetime = o.authorityLifetime?.(pep);
+      const sends = sendsOf(pep);
       for (const item of body) {
         const parsed = EventInput.safeParse(item);
         if (!parsed.success) {
           rejected++;
           continue;
         }
-        // what the CA did is said by the CA (issued) or by the control plane itself (revoked, from the CA's list)
-        if ((parsed.data.type === 'certificate_issued' && pep !== caId) || parsed.data.type === 'certificate_revoked') {
+        // each kind of workload says only what it sees (a gateway its refusals, an authority its sign-ins,
+        // the CA what it issued …); the control plane's own events and certificate_revoked come from nobody
+        if (sends === undefined || !sends.has(parsed.data.type)) {
           rejected++;
           stats.forged++;
-          o.log.warn({ event: 'security', kind: 'forged_event', pep, type: parsed.data.type }, 'a certificate event from a workload that is not the CA was refused');
+          o.log.warn({ event: 'security', kind: 'forged_event', pep, type: parsed.data.type }, 'an event its sender does not send was refused');
           continue;
         }
         if (parsed.data.type === 'token_revoked') {
