@@ -98,7 +98,7 @@ export const EVENTS_BY_SENDER: Readonly<Record<'gateway' | 'authority' | 'servic
   authority: new Set(['auth_failure', 'auth_success', 'lockout', 'token_issued', 'token_exchange', 'token_refused', 'token_revoked', 'bundle_refused']),
   service: new Set(['edge_denied', 'bundle_refused']),
   vault: new Set(['vault_denied']),
-  ca: new Set(['certificate_issued']),
+  ca: new Set(['certificate_issued', 'request_refused']),
 };
 
 const text = (max: number) => z.string().max(max).regex(/^[^\x00-\x1f\x7f]*$/, 'no control characters');
