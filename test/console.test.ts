@@ -183,6 +183,12 @@ test('an operator signs in with the keyboard (password + TOTP), sees every page 
   const bad = await get('/events?type=everything', { cookie: `gh_console=${session.value}` });
   assert.equal(bad.statusCode, 422);
   await bad.body.dump();
+  // a notice is one the console wrote, never a property every object has
+  for (const notice of ['constructor', '__proto__', 'toString', 'nope']) {
+    const page = await get(`/quarantines?notice=${notice}`, { cookie: `gh_console=${session.value}` });
+    assert.equal(page.statusCode, 200);
+    assert.doesNotMatch(await page.body.text(), /class="notice"/, notice);
+  }
 
   // hostile forms with the operator's own session cookie
   await tab.goto(`${consoleUrl}/quarantines`, (u) => u.endsWith('/quarantines'));

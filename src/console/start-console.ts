@@ -77,6 +77,8 @@ const NOTICES: Record<string, string> = {
   'released-fp': 'Released as a false positive: the detector that fired will not fire again for this key at that level for a day.',
   absent: 'That quarantine is no longer in force (it ended, or someone released it first).',
 };
+/** The notice a redirect names; only the ones above (never a property every object has: ?notice=constructor). */
+const noticeOf = (key: string | null): string | undefined => (key !== null && Object.hasOwn(NOTICES, key) ? NOTICES[key] : undefined);
 
 function cookies(req: IncomingMessage): Map<string, string> {
   const out = new Map<string, string>();
@@ -253,7 +255,7 @@ export async function startConsole(d: ConsoleDeps): Promise<ConsoleServer> {
       const hits = all.filter((e) => (!source || e.source === source) && (!text || JSON.stringify(e).toLowerCase().includes(text)));
       return html(res, eventsPage(layout('Events', '/events'), EVENT_TYPES, { type, since, source, text }, hits.slice(-500), hits.length > 500));
     }
-    if (p === '/quarantines') return html(res, quarantinesPage(layout('Quarantines', '/quarantines', NOTICES[url.searchParams.get('notice') ?? '']), d.quarantines()));
+    if (p === '/quarantines') return html(res, quarantinesPage(layout('Quarantines', '/quarantines', noticeOf(url.searchParams.get('notice'))), d.quarantines()));
     if (p === '/audit') {
       let findings: Finding[] = [];
       let error: string | undefined;
