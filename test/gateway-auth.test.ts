@@ -338,6 +338,18 @@ test('API keys: valid on their routes only, never from the query string unless t
   // a key from the query string is stripped like the header: the rest of the query arrives byte for byte
   assert.equal((await call(`/partner-q?a=1&api_key=${key}&b=%2F+c&api%5Fkey=again&c`)).statusCode, 200);
   assert.equal(up.seen.at(-1)!.url, '/partner-q?a=1&b=%2F+c&c');
+  // the same over HTTP/2
+  const session = http2.connect(gw.url, { ca: readFileSync(path.join(stateDir, 'tls', 'dev-ca.pem')) });
+  try {
+    const stream = session.request({ ':path': `/partner-q?api_key=${key}&z=9` });
+    const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+    stream.resume();
+    await once(stream, 'end');
+    assert.equal(headers[':status'], 200);
+    assert.equal(up.seen.at(-1)!.url, '/partner-q?z=9');
+  } finally {
+    session.close();
+  }
   // a token and an API key: judged on the preferred one, or refused
   const both = await call('/both', { ...bearer(serviceToken), 'x-api-key': 'gh_bogus000_' + 'x'.repeat(43) });
   assert.equal(both.statusCode, 200);
